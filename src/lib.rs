@@ -1,0 +1,11 @@
+//! actprm: Process Reward Models trained by active learning, as one streaming dataflow:
+//! source -> tokenise -> score -> select -> label -> train -> sink.
+
+pub mod label;
+pub mod model;
+pub mod pipeline;
+pub mod score;
+pub mod select;
+pub mod sink;
+pub mod source;
+pub mod tokenise;

@@ -1,0 +1,113 @@
+//! ONNX Runtime: loading the shared library once, and the execution provider (CPU or CUDA) that
+//! every session of a run uses.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+
+use super::ModelError;
+
+/// Where a model runs. `Cuda` fails loudly if the CUDA execution provider cannot register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda(i32),
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            other => match other.strip_prefix("cuda:").map(str::parse) {
+                Some(Ok(id)) => Ok(Device::Cuda(id)),
+                _ => Err(format!("unknown device {other:?}: expected cpu, cuda or cuda:N")),
+            },
+        }
+    }
+}
+
+/// Threading and placement of ONNX Runtime sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    pub device: Device,
+    /// Intra-op threads per session; 0 = one per core.
+    pub intra_threads: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self { device: Device::Cpu, intra_threads: 0 }
+    }
+}
+
+static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// The library path: `ORT_DYLIB_PATH`, else `<deps>/ort/libonnxruntime.so`.
+pub fn library_path() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| super::deps_dir().join("ort/libonnxruntime.so"))
+}
+
+/// The process-wide environment. `ort` panics on a missing library, so its presence is checked
+/// first and reported as an install hint instead.
+pub fn environment() -> Result<&'static Environment, ModelError> {
+    let result = ENVIRONMENT.get_or_init(|| {
+        let path = library_path();
+        if !path.exists() {
+            return Err(ModelError::RuntimeMissing { path }.to_string());
+        }
+        let builder = ort::init_from(&path).map_err(|e| format!("loading {}: {e}", path.display()))?;
+        builder.with_name("actprm").build().map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(env) => Ok(env),
+        Err(message) if message.starts_with("ONNX Runtime library not found") => {
+            Err(ModelError::RuntimeMissing { path: library_path() })
+        }
+        Err(message) => Err(ModelError::Ort { context: "initialising".into(), message: message.clone() }),
+    }
+}
+
+/// An ONNX graph to open: a file (large backbones, external data) or bytes (our heads).
+pub enum GraphSource<'a> {
+    File(&'a std::path::Path),
+    Memory(&'a [u8]),
+}
+
+/// Opens one session with the run's execution provider.
+pub fn open_session(source: GraphSource<'_>, what: &str, options: &RuntimeOptions) -> Result<Session, ModelError> {
+    let env = environment()?;
+    let threads = if options.intra_threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        options.intra_threads
+    };
+    let mut builder = Session::builder(env)
+        .map_err(ModelError::ort(format!("session for {what}")))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| ModelError::ort(format!("optimisation level for {what}"))(e.into()))?
+        .with_intra_threads(threads)
+        .map_err(|e| ModelError::ort(format!("threads for {what}"))(e.into()))?;
+    if let Device::Cuda(id) = options.device {
+        builder = builder
+            .with_execution_providers([ort::ep::CUDA::default().with_device_id(id).build().error_on_failure()])
+            .map_err(|e| {
+                ModelError::ort(format!(
+                    "the CUDA execution provider (device {id}) for {what} could not register; install onnxruntime-gpu \
+                     (ACTPRM_GPU=1 ./setup.sh) or use --device cpu"
+                ))(e.into())
+            })?;
+    }
+    match source {
+        GraphSource::File(path) => builder.commit_from_file(path),
+        GraphSource::Memory(bytes) => builder.commit_from_memory(bytes),
+    }
+    .map_err(ModelError::ort(format!("loading {what}")))
+}

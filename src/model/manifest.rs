@@ -1,0 +1,208 @@
+//! The model directory: `manifest.json` naming the backbone, tokenizer and heads, plus the
+//! embedded default model compiled into the binary.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::ModelError;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// How step separators are placed in the token sequence. Positions are recorded where actprm
+/// inserts the tokens, so separator strings inside the problem or a step are never counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeparatorSpec {
+    /// Token opening the sequence (`[CLS]` for BERT-style backbones), if any.
+    pub bos: Option<String>,
+    /// Token closing the problem, if any.
+    pub problem_end: Option<String>,
+    /// Token after every step; the step's feature is the backbone's hidden state here.
+    pub step: String,
+    /// Token closing the sequence, if any (e.g. `[SEP]` is already the step token for BERT).
+    #[serde(default)]
+    pub eos: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Short name; the model version is `name@` + the heads' content hash.
+    pub name: String,
+    /// Backbone ONNX. Relative to the model directory, or `deps:` + a path in the setup cache.
+    pub backbone: String,
+    pub backbone_sha256: Option<String>,
+    /// Hugging Face `tokenizer.json`, same path rules. Its own truncation and padding are ignored.
+    pub tokenizer: String,
+    /// Heads ONNX graph written by actprm.
+    pub heads: String,
+    /// The heads' initial weights (ActPRM's anchors), same graph format.
+    pub anchors: Option<String>,
+    /// Backbone hidden size D.
+    pub hidden_size: usize,
+    /// Ensemble size E.
+    pub ensemble_size: usize,
+    /// Backbone context in tokens; longer trajectories are scored in windows.
+    pub max_length: usize,
+    /// Longest problem prefix kept in a window, so steps always have room.
+    pub max_problem_tokens: usize,
+    pub separator: SeparatorSpec,
+    /// Threshold for the predicted first error, chosen on a development set when trained.
+    #[serde(default = "default_tau")]
+    pub tau: f32,
+    pub seed: u64,
+    pub provenance: String,
+}
+
+fn default_tau() -> f32 {
+    0.5
+}
+
+/// A manifest with its files located and the heads read into memory.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    pub manifest: Manifest,
+    /// `None` for the embedded default.
+    pub dir: Option<PathBuf>,
+    pub backbone_path: PathBuf,
+    pub tokenizer_path: PathBuf,
+    pub heads_bytes: Vec<u8>,
+    pub anchors_bytes: Option<Vec<u8>>,
+}
+
+const EMBEDDED_MANIFEST: &str = include_str!("default/manifest.json");
+const EMBEDDED_HEADS: &[u8] = include_bytes!("default/heads.onnx");
+const EMBEDDED_ANCHORS: &[u8] = include_bytes!("default/anchors.onnx");
+
+/// `name@` + the first 12 hex digits of the heads' sha256: changes whenever the heads change.
+pub fn model_version(name: &str, heads_bytes: &[u8]) -> String {
+    let digest = Sha256::digest(heads_bytes);
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{name}@{hex}")
+}
+
+impl LoadedModel {
+    /// Opens a model directory, or the embedded default when `dir` is `None`.
+    pub fn open(dir: Option<&Path>) -> Result<Self, ModelError> {
+        match dir {
+            None => Self::embedded(),
+            Some(dir) => Self::from_dir(dir),
+        }
+    }
+
+    pub fn embedded() -> Result<Self, ModelError> {
+        let origin = PathBuf::from("<embedded default model>/manifest.json");
+        let manifest: Manifest = serde_json::from_str(EMBEDDED_MANIFEST)
+            .map_err(|e| ModelError::Manifest { path: origin.clone(), message: e.to_string() })?;
+        Ok(Self {
+            backbone_path: resolve(None, &manifest.backbone),
+            tokenizer_path: resolve(None, &manifest.tokenizer),
+            manifest,
+            dir: None,
+            heads_bytes: EMBEDDED_HEADS.to_vec(),
+            anchors_bytes: Some(EMBEDDED_ANCHORS.to_vec()),
+        })
+    }
+
+    pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ModelError::Manifest { path: path.clone(), message: format!("cannot read: {e}") })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| ModelError::Manifest { path: path.clone(), message: e.to_string() })?;
+        let read = |rel: &str| {
+            let p = resolve(Some(dir), rel);
+            std::fs::read(&p).map_err(|e| ModelError::File { path: p, message: format!("cannot read: {e}") })
+        };
+        let heads_bytes = read(&manifest.heads)?;
+        let anchors_bytes = manifest.anchors.as_deref().map(read).transpose()?;
+        Ok(Self {
+            backbone_path: resolve(Some(dir), &manifest.backbone),
+            tokenizer_path: resolve(Some(dir), &manifest.tokenizer),
+            manifest,
+            dir: Some(dir.to_path_buf()),
+            heads_bytes,
+            anchors_bytes,
+        })
+    }
+
+    pub fn version(&self) -> String {
+        model_version(&self.manifest.name, &self.heads_bytes)
+    }
+
+    /// Checks that the backbone and tokenizer exist (and the backbone's pinned hash), with an
+    /// install hint when the setup cache is missing.
+    pub fn check_files(&self) -> Result<(), ModelError> {
+        for path in [&self.backbone_path, &self.tokenizer_path] {
+            if !path.exists() {
+                return Err(ModelError::File {
+                    path: path.clone(),
+                    message: "missing. The default model's backbone and tokenizer are fetched by ./setup.sh \
+                              (or set ACTPRM_DEPS to the folder it filled)"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes this model as a directory (manifest, heads, anchors) whose backbone and tokenizer
+    /// point at the same files as this one. Written to a temporary folder, then renamed.
+    pub fn write_dir(&self, out: &Path, heads_bytes: &[u8], anchors_bytes: Option<&[u8]>) -> Result<(), ModelError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| ModelError::File { path, message: e.to_string() }
+        };
+        let mut manifest = self.manifest.clone();
+        manifest.backbone = absolute_reference(&self.manifest.backbone, &self.backbone_path);
+        manifest.tokenizer = absolute_reference(&self.manifest.tokenizer, &self.tokenizer_path);
+        manifest.heads = "heads.onnx".into();
+        manifest.anchors = anchors_bytes.map(|_| "anchors.onnx".into());
+        let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let staging = parent.join(format!(
+            ".{}.tmp-{}",
+            out.file_name().and_then(|n| n.to_str()).unwrap_or("model"),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let json = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+        std::fs::write(staging.join(MANIFEST_FILE), json).map_err(io(&staging))?;
+        std::fs::write(staging.join("heads.onnx"), heads_bytes).map_err(io(&staging))?;
+        if let Some(anchors) = anchors_bytes {
+            std::fs::write(staging.join("anchors.onnx"), anchors).map_err(io(&staging))?;
+        }
+        if out.exists() {
+            let old = parent.join(format!(".{}.old-{}", out.file_name().and_then(|n| n.to_str()).unwrap_or("model"), std::process::id()));
+            std::fs::rename(out, &old).map_err(io(out))?;
+            std::fs::rename(&staging, out).map_err(io(out))?;
+            let _ = std::fs::remove_dir_all(old);
+        } else {
+            std::fs::rename(&staging, out).map_err(io(out))?;
+        }
+        Ok(())
+    }
+}
+
+/// `deps:` references stay symbolic (portable across machines); others become absolute.
+fn absolute_reference(reference: &str, resolved: &Path) -> String {
+    if reference.starts_with("deps:") {
+        reference.to_string()
+    } else {
+        std::fs::canonicalize(resolved).unwrap_or_else(|_| resolved.to_path_buf()).display().to_string()
+    }
+}
+
+fn resolve(dir: Option<&Path>, reference: &str) -> PathBuf {
+    if let Some(rest) = reference.strip_prefix("deps:") {
+        return super::deps_dir().join(rest);
+    }
+    let p = Path::new(reference);
+    match dir {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}

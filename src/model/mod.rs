@@ -1,0 +1,58 @@
+//! The PRM model: a directory with a manifest, a frozen backbone ONNX, a tokenizer and the heads
+//! ONNX graph, run by ONNX Runtime.
+
+pub mod backbone;
+pub mod ensemble;
+pub mod execution;
+pub mod heads;
+mod init;
+pub mod manifest;
+pub mod onnx_proto;
+
+pub use backbone::Backbone;
+pub use ensemble::HeadsRunner;
+pub use execution::{Device, RuntimeOptions};
+pub use heads::HeadsWeights;
+pub use manifest::{LoadedModel, Manifest};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("model manifest {path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+    #[error(
+        "ONNX Runtime library not found at {path}.\n  Run ./setup.sh (installs it from the PyPI onnxruntime wheel into .deps/ort), \
+         or point ORT_DYLIB_PATH at a libonnxruntime.so of version 1.31 or 1.32."
+    )]
+    RuntimeMissing { path: PathBuf },
+    #[error("ONNX Runtime: {context}: {message}")]
+    Ort { context: String, message: String },
+    #[error("heads: {0}")]
+    Heads(String),
+    #[error("backbone {path}: {message}")]
+    Contract { path: PathBuf, message: String },
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+}
+
+impl ModelError {
+    pub(crate) fn ort(context: impl Into<String>) -> impl FnOnce(ort::Error<()>) -> ModelError {
+        let context = context.into();
+        move |e| ModelError::Ort { context, message: e.to_string() }
+    }
+}
+
+/// Where `setup.sh` put the native parts: `$ACTPRM_DEPS`, else the checkout this binary was built
+/// from, else `~/.cache/actprm`.
+pub fn deps_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ACTPRM_DEPS") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = option_env!("ACTPRM_DEPS") {
+        return PathBuf::from(dir);
+    }
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/actprm")
+}

@@ -1,0 +1,134 @@
+//! The step-feature store (score -> train): one Arrow IPC file, one row per trajectory, holding
+//! the backbone's hidden vector at each step separator and the first-error label when the input
+//! had one. Training reads it, so the backbone runs once however many times the heads are trained.
+//! Schema: `schemas/step-features.schema.json`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, FixedSizeListBuilder, Float32Builder, Int32Array, ListBuilder, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Schema, SchemaRef, UInt64Type};
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+
+use crate::sink::SinkError;
+
+pub fn schema(dim: usize) -> SchemaRef {
+    let vector = Field::new("item", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), dim as i32), false);
+    Arc::new(Schema::new(vec![
+        Field::new("source_file", DataType::Utf8, false),
+        Field::new("source_row", DataType::UInt64, false),
+        Field::new("label", DataType::Int32, true),
+        Field::new("step_features", DataType::List(Arc::new(vector)), false),
+    ]))
+}
+
+/// One trajectory's features in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRow {
+    pub source_file: String,
+    pub source_row: u64,
+    pub label: Option<i32>,
+    /// `[steps, D]` row-major.
+    pub features: Vec<f32>,
+    pub steps: usize,
+}
+
+pub struct FeatureWriter {
+    writer: FileWriter<File>,
+    schema: SchemaRef,
+    dim: usize,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl FeatureWriter {
+    pub fn create(path: &Path, dim: usize) -> Result<Self, SinkError> {
+        let tmp = path.with_extension("arrow.tmp");
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| SinkError::at(parent)(e.to_string()))?;
+        }
+        let file = File::create(&tmp).map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
+        let schema = schema(dim);
+        let writer = FileWriter::try_new(file, &schema).map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
+        Ok(Self { writer, schema, dim, tmp, path: path.to_path_buf() })
+    }
+
+    pub fn write(&mut self, rows: &[FeatureRow]) -> Result<(), SinkError> {
+        let d = self.dim;
+        let mut lists = ListBuilder::new(FixedSizeListBuilder::new(Float32Builder::new(), d as i32).with_field(Arc::new(Field::new("item", DataType::Float32, false))))
+            .with_field(Arc::new(Field::new("item", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), d as i32), false)));
+        for r in rows {
+            for step in r.features.chunks_exact(d) {
+                lists.values().values().append_slice(step);
+                lists.values().append(true);
+            }
+            lists.append(true);
+        }
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.source_file.as_str()))),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.source_row))),
+                Arc::new(Int32Array::from(rows.iter().map(|r| r.label).collect::<Vec<_>>())),
+                Arc::new(lists.finish()),
+            ],
+        )
+        .map_err(|e| SinkError::at(&self.tmp)(e.to_string()))?;
+        self.writer.write(&batch).map_err(|e| SinkError::at(&self.tmp)(e.to_string()))
+    }
+
+    pub fn finish(mut self) -> Result<PathBuf, SinkError> {
+        self.writer.finish().map_err(|e| SinkError::at(&self.tmp)(e.to_string()))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| SinkError::at(&self.path)(e.to_string()))?;
+        Ok(self.path)
+    }
+}
+
+/// Reads a whole feature store, checking the feature dimension and that every value is finite.
+pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let reader = FileReader::try_new(file, None).map_err(|e| format!("{}: not an Arrow IPC file: {e}", path.display()))?;
+    let dim = match reader.schema().field_with_name("step_features").map(|f| f.data_type().clone()) {
+        Ok(DataType::List(f)) => match f.data_type() {
+            DataType::FixedSizeList(_, d) => *d as usize,
+            other => return Err(format!("{}: step_features items have type {other}, expected FixedSizeList<Float32>", path.display())),
+        },
+        _ => return Err(format!("{}: no step_features column of type List<FixedSizeList<Float32, D>>", path.display())),
+    };
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| format!("{}: {e}", path.display()))?;
+        let files = batch.column(0).as_string::<i32>();
+        let source_rows = batch.column(1).as_primitive::<UInt64Type>();
+        let labels = batch.column(2).as_primitive::<Int32Type>();
+        let lists = batch.column(3).as_list::<i32>();
+        for i in 0..batch.num_rows() {
+            let steps = lists.value(i);
+            let steps = steps.as_fixed_size_list();
+            let values = steps.values().as_primitive::<Float32Type>();
+            let start = steps.offset() * dim;
+            let features = values.values()[start..start + steps.len() * dim].to_vec();
+            if let Some(bad) = features.iter().position(|v| !v.is_finite()) {
+                return Err(format!(
+                    "{}: row {} ({} row {}): step {} has a non-finite feature ({})",
+                    path.display(),
+                    rows.len(),
+                    files.value(i),
+                    source_rows.value(i),
+                    bad / dim,
+                    features[bad]
+                ));
+            }
+            rows.push(FeatureRow {
+                source_file: files.value(i).to_string(),
+                source_row: source_rows.value(i),
+                label: (!labels.is_null(i)).then(|| labels.value(i)),
+                steps: steps.len(),
+                features,
+            });
+        }
+    }
+    Ok((dim, rows))
+}

@@ -1,0 +1,23 @@
+//! Graphs of stages connected by bounded channels. Every command builds one of these.
+
+pub mod features;
+pub mod progress;
+pub mod refresh;
+pub mod score;
+pub mod summary;
+
+pub use refresh::{HeadsUpdate, ModelWatcher};
+pub use score::{run_score, ScoreJob};
+pub use summary::Summary;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+    #[error("{0}")]
+    Stage(String),
+}

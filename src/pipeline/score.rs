@@ -1,0 +1,343 @@
+//! The scoring dataflow: source -> tokenise -> score -> sink, each stage on its own blocking
+//! task, joined by bounded channels so reading, tokenisation and inference overlap while memory
+//! stays flat (backpressure, not buffering).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{BooleanArray, RecordBatch};
+use tokio::sync::mpsc;
+
+use super::features::{FeatureRow, FeatureWriter};
+use super::refresh::{self, HeadsReceiver, ModelWatcher};
+use super::{PipelineError, Summary};
+use crate::label::LabelColumn;
+use crate::model::{Backbone, HeadsRunner, LoadedModel, RuntimeOptions};
+use crate::score::output::scored_batch;
+use crate::score::{RowScore, ScoreOptions, StepScorer};
+use crate::sink::rejects::RejectedRow;
+use crate::sink::{write_atomic, PartWriter, RejectSink};
+use crate::source::parquet::{plan, read_file, PlannedFile, SourceItem};
+use crate::source::{discover_inputs, ColumnMapping, RowReject, Trajectory};
+use crate::tokenise::{TokenisedTrajectory, Tokeniser};
+
+/// Everything `actprm score` needs; the CLI flags and pipeline files fill the same struct.
+#[derive(Debug, Clone)]
+pub struct ScoreJob {
+    pub inputs: Vec<String>,
+    pub output: PathBuf,
+    pub model: Option<PathBuf>,
+    pub columns: ColumnMapping,
+    pub score: ScoreOptions,
+    pub runtime: RuntimeOptions,
+    /// Rows per Arrow batch read from Parquet.
+    pub batch_rows: usize,
+    pub rows_per_part: usize,
+    /// Also write the `[steps, E]` per-head probabilities.
+    pub with_head_probs: bool,
+    /// Also write step features (Arrow IPC) for training.
+    pub features: Option<PathBuf>,
+    /// Poll this model directory and swap in its heads whenever they change.
+    pub watch_model: Option<PathBuf>,
+    pub progress: bool,
+}
+
+impl ScoreJob {
+    pub fn new(inputs: Vec<String>, output: PathBuf) -> Self {
+        Self {
+            inputs,
+            output,
+            model: None,
+            columns: ColumnMapping::default(),
+            score: ScoreOptions::default(),
+            runtime: RuntimeOptions::default(),
+            batch_rows: 64,
+            rows_per_part: 100_000,
+            with_head_probs: false,
+            features: None,
+            watch_model: None,
+            progress: false,
+        }
+    }
+}
+
+struct TokenisedBatch {
+    path: Arc<PathBuf>,
+    first_row: u64,
+    batch: RecordBatch,
+    valid: Vec<usize>,
+    rejected: Vec<(usize, RowReject)>,
+    tokenised: Vec<TokenisedTrajectory>,
+}
+
+enum Scored {
+    Batch {
+        path: Arc<PathBuf>,
+        first_row: u64,
+        input: RecordBatch,
+        output: RecordBatch,
+        rejected: Vec<(usize, RowReject)>,
+        scores: Vec<RowScore>,
+        version: String,
+        features: Vec<FeatureRow>,
+    },
+    Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
+}
+
+enum Tokenised {
+    Batch(TokenisedBatch),
+    Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
+}
+
+/// Runs a scoring job to completion. `refresh`, when given, delivers new heads from an in-process
+/// trainer; `job.watch_model` does the same from a directory.
+pub fn run_score(job: &ScoreJob, refresh: Option<HeadsReceiver>) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
+    let files = discover_inputs(&job.inputs, "parquet")?;
+    let planned = plan(&files, &job.columns)?;
+    let model = LoadedModel::open(job.model.as_deref())?;
+    let tokeniser = Tokeniser::for_model(&model)?;
+    let backbone = Backbone::open(&model, &job.runtime)?;
+    let heads = HeadsRunner::open(&model.heads_bytes, model.version(), &job.runtime)?;
+    if heads.feature_dim() != backbone.hidden_size() {
+        return Err(PipelineError::Stage(format!(
+            "the heads take features of dimension {}, the backbone gives {}",
+            heads.feature_dim(),
+            backbone.hidden_size()
+        )));
+    }
+    let tau = job.score.tau.unwrap_or(model.manifest.tau);
+    let scorer = StepScorer { backbone, heads, options: job.score, tau };
+    let mut summary = Summary {
+        files: planned.len() as u64,
+        ensemble_size: scorer.heads.ensemble_size(),
+        tau,
+        delta_pred: job.score.rule.delta_pred,
+        delta_std: job.score.rule.delta_std,
+        model_version: model.version(),
+        ..Summary::default()
+    };
+    let (watch_tx, watch_rx) = refresh::channel();
+    let _watcher = job
+        .watch_model
+        .clone()
+        .map(|dir| ModelWatcher::spawn(dir, watch_tx, model.version(), Duration::from_millis(200)));
+    let refresh = refresh.or(job.watch_model.as_ref().map(|_| watch_rx));
+
+    let total_rows: u64 = planned.iter().map(|p| p.rows).sum();
+    let bar = super::progress::rows_bar(total_rows, job.progress);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| PipelineError::Stage(format!("starting the runtime: {e}")))?;
+    let result = runtime.block_on(async {
+        let (src_tx, src_rx) = mpsc::channel::<SourceItem>(4);
+        let (tok_tx, tok_rx) = mpsc::channel::<Tokenised>(4);
+        let (scored_tx, mut scored_rx) = mpsc::channel::<Scored>(2);
+        let batch_rows = job.batch_rows;
+        let source = tokio::task::spawn_blocking(move || read_stage(planned, batch_rows, src_tx));
+        let tokenise = tokio::task::spawn_blocking(move || tokenise_stage(tokeniser, src_rx, tok_tx));
+        let want_features = job.features.is_some();
+        let with_probs = job.with_head_probs;
+        let score = tokio::task::spawn_blocking(move || score_stage(scorer, tok_rx, scored_tx, refresh, want_features, with_probs));
+        let sink_result = sink_stage(job, &mut scored_rx, &mut summary, &bar).await;
+        drop(scored_rx);
+        let score_result = score.await.map_err(|e| PipelineError::Stage(format!("score stage panicked: {e}")))?;
+        let _ = tokenise.await;
+        let _ = source.await;
+        score_result?;
+        sink_result
+    });
+    bar.finish_and_clear();
+    result?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.rows_per_second = summary.rows_scored as f64 / summary.seconds.max(1e-9);
+    summary.tokens_per_second = summary.tokens as f64 / summary.seconds.max(1e-9);
+    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+    write_atomic(&job.output.join("summary.json"), &json)?;
+    Ok(summary)
+}
+
+fn read_stage(planned: Vec<PlannedFile>, batch_rows: usize, tx: mpsc::Sender<SourceItem>) {
+    for file in &planned {
+        let mut open = true;
+        read_file(file, batch_rows, &mut |item| {
+            open = tx.blocking_send(item).is_ok();
+            open
+        });
+        if !open {
+            return;
+        }
+    }
+}
+
+fn tokenise_stage(tokeniser: Tokeniser, mut rx: mpsc::Receiver<SourceItem>, tx: mpsc::Sender<Tokenised>) {
+    while let Some(item) = rx.blocking_recv() {
+        let out = match item {
+            SourceItem::Unreadable { path, first_row, rows, reason } => Tokenised::Unreadable { path, first_row, rows, reason },
+            SourceItem::Batch { path, first_row, batch, rows } => {
+                let mut valid = Vec::new();
+                let mut rejected = Vec::new();
+                let mut trajectories: Vec<Trajectory> = Vec::new();
+                for (i, row) in rows.into_iter().enumerate() {
+                    match row {
+                        Ok(t) => {
+                            valid.push(i);
+                            trajectories.push(t);
+                        }
+                        Err(r) => rejected.push((i, r)),
+                    }
+                }
+                let refs: Vec<(&str, &[String])> = trajectories.iter().map(|t| (t.problem.as_str(), t.steps.as_slice())).collect();
+                match tokeniser.encode(&refs) {
+                    Ok(tokenised) => Tokenised::Batch(TokenisedBatch { path, first_row, batch, valid, rejected, tokenised }),
+                    Err(reason) => Tokenised::Unreadable {
+                        path,
+                        first_row: Some(first_row),
+                        rows: batch.num_rows() as u64,
+                        reason: format!("tokenizer failed: {reason}"),
+                    },
+                }
+            }
+        };
+        if tx.blocking_send(out).is_err() {
+            return;
+        }
+    }
+}
+
+fn score_stage(
+    mut scorer: StepScorer,
+    mut rx: mpsc::Receiver<Tokenised>,
+    tx: mpsc::Sender<Scored>,
+    mut refresh: Option<HeadsReceiver>,
+    want_features: bool,
+    with_probs: bool,
+) -> Result<(), PipelineError> {
+    while let Some(item) = rx.blocking_recv() {
+        let out = match item {
+            Tokenised::Unreadable { path, first_row, rows, reason } => Scored::Unreadable { path, first_row, rows, reason },
+            Tokenised::Batch(b) => {
+                // Between batches only: one batch is always scored by one version.
+                if let Some(rx) = refresh.as_mut() {
+                    if rx.has_changed().unwrap_or(false) {
+                        if let Some(update) = rx.borrow_and_update().clone() {
+                            if let Err(e) = scorer.heads.replace(&update.bytes, update.version.clone()) {
+                                eprintln!("actprm: keeping model {}: refreshed heads {} were refused: {e}", scorer.heads.version(), update.version);
+                            }
+                        }
+                    }
+                }
+                let (scores, features) = scorer.score(&b.tokenised)?;
+                let mask = BooleanArray::from((0..b.batch.num_rows()).map(|i| b.valid.binary_search(&i).is_ok()).collect::<Vec<_>>());
+                let input = arrow::compute::filter_record_batch(&b.batch, &mask).map_err(|e| PipelineError::Stage(e.to_string()))?;
+                let version = scorer.heads.version().to_string();
+                let versions = vec![version.clone(); scores.len()];
+                let output = scored_batch(&input, &scores, &versions, scorer.heads.ensemble_size(), with_probs);
+                let features = if want_features { feature_rows(&b, &input, &scores, &features, scorer.backbone.hidden_size())? } else { Vec::new() };
+                Scored::Batch { path: b.path, first_row: b.first_row, input: b.batch, output, rejected: b.rejected, scores, version, features }
+            }
+        };
+        if tx.blocking_send(out).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn feature_rows(b: &TokenisedBatch, input: &RecordBatch, scores: &[RowScore], features: &[f32], dim: usize) -> Result<Vec<FeatureRow>, PipelineError> {
+    let steps: Vec<usize> = b.tokenised.iter().map(|t| t.steps).collect();
+    let labels = match LabelColumn::detect(&input.schema()) {
+        Some(col) => crate::label::first_error_labels(input, &col, &steps).map_err(PipelineError::Stage)?,
+        None => vec![None; steps.len()],
+    };
+    let mut cursor = 0;
+    Ok(scores
+        .iter()
+        .zip(&b.valid)
+        .zip(labels)
+        .map(|((s, &row), label)| {
+            let n = s.mean.len();
+            let f = features[cursor * dim..(cursor + n) * dim].to_vec();
+            cursor += n;
+            FeatureRow { source_file: b.path.display().to_string(), source_row: b.first_row + row as u64, label, features: f, steps: n }
+        })
+        .collect())
+}
+
+async fn sink_stage(
+    job: &ScoreJob,
+    rx: &mut mpsc::Receiver<Scored>,
+    summary: &mut Summary,
+    bar: &indicatif::ProgressBar,
+) -> Result<(), PipelineError> {
+    let mut parts = PartWriter::new(&job.output, "part", job.rows_per_part)?;
+    let mut rejects = RejectSink::new(&job.output);
+    let mut features: Option<FeatureWriter> = None;
+    while let Some(item) = rx.recv().await {
+        match item {
+            Scored::Unreadable { path, first_row, rows, reason } => {
+                summary.rows_in += rows;
+                summary.rows_rejected += rows;
+                if first_row.is_none() {
+                    summary.files_unreadable += 1;
+                }
+                *summary.reject_reasons.entry(short_reason(&reason)).or_default() += rows.max(1);
+                eprintln!("actprm: {}: {reason} ({rows} rows rejected)", path.display());
+                rejects.unreadable(&path, first_row, rows, &reason);
+                bar.inc(rows);
+            }
+            Scored::Batch { path, first_row, input, output, rejected, scores, version, features: rows } => {
+                parts.write(&output)?;
+                let reject_rows: Vec<RejectedRow> = rejected
+                    .iter()
+                    .map(|(i, r)| RejectedRow { batch_row: *i, file_row: first_row + *i as u64, column: r.column.clone(), reason: r.reason.clone() })
+                    .collect();
+                rejects.rows(&path, &input, &reject_rows)?;
+                for r in &rejected {
+                    *summary.reject_reasons.entry(short_reason(&r.1.reason)).or_default() += 1;
+                }
+                if let Some(dir) = &job.features {
+                    let writer = match &mut features {
+                        Some(w) => w,
+                        None => features.insert(FeatureWriter::create(dir, rows.first().map_or(0, |r| r.features.len() / r.steps.max(1)))?),
+                    };
+                    if !rows.is_empty() {
+                        writer.write(&rows)?;
+                    }
+                }
+                let n = input.num_rows() as u64;
+                summary.rows_in += n;
+                summary.rows_rejected += rejected.len() as u64;
+                summary.rows_scored += scores.len() as u64;
+                summary.rows_selected += scores.iter().filter(|s| s.decision.selected).count() as u64;
+                summary.steps += scores.iter().map(|s| s.mean.len() as u64).sum::<u64>();
+                summary.tokens += scores.iter().map(|s| s.tokens as u64).sum::<u64>();
+                summary.windowed_rows += scores.iter().filter(|s| s.windows > 1).count() as u64;
+                summary.truncated_rows += scores.iter().filter(|s| s.truncated).count() as u64;
+                *summary.rows_by_model_version.entry(version.clone()).or_default() += scores.len() as u64;
+                summary.model_version = version;
+                bar.inc(n);
+                bar.set_message(format!("{} tokens", summary.tokens));
+            }
+        }
+    }
+    summary.parts = parts.finish()?.iter().map(|p| relative(p, &job.output)).collect();
+    rejects.finish()?;
+    if let Some(w) = features {
+        w.finish()?;
+    }
+    Ok(())
+}
+
+/// The reason without row-specific detail (for the per-reason counts).
+fn short_reason(reason: &str) -> String {
+    let r = reason.split(':').next().unwrap_or(reason);
+    r.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ').replace(|c: char| c.is_ascii_digit(), "N")
+}
+
+fn relative(p: &Path, base: &Path) -> String {
+    p.strip_prefix(base).unwrap_or(p).display().to_string()
+}

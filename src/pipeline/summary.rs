@@ -1,0 +1,56 @@
+//! The machine-readable end-of-run summary (`DIR/summary.json`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub rows_in: u64,
+    pub rows_scored: u64,
+    pub rows_rejected: u64,
+    pub rows_selected: u64,
+    pub files: u64,
+    pub files_unreadable: u64,
+    pub steps: u64,
+    pub tokens: u64,
+    pub windowed_rows: u64,
+    pub truncated_rows: u64,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+    pub tokens_per_second: f64,
+    /// The version that scored the last batch; `rows_by_model_version` has all of them.
+    pub model_version: String,
+    pub rows_by_model_version: BTreeMap<String, u64>,
+    pub reject_reasons: BTreeMap<String, u64>,
+    pub ensemble_size: usize,
+    pub tau: f32,
+    pub delta_pred: f32,
+    pub delta_std: f32,
+    pub parts: Vec<String>,
+}
+
+impl Summary {
+    pub fn print(&self) {
+        println!("rows in        {:>10}", self.rows_in);
+        println!("rows scored    {:>10}", self.rows_scored);
+        println!("rows rejected  {:>10}", self.rows_rejected);
+        if self.rows_scored > 0 {
+            println!(
+                "rows selected  {:>10}  ({:.1} % uncertain, delta_pred {} / delta_std {})",
+                self.rows_selected,
+                100.0 * self.rows_selected as f64 / self.rows_scored as f64,
+                self.delta_pred,
+                self.delta_std
+            );
+        }
+        println!("steps scored   {:>10}", self.steps);
+        println!("tokens         {:>10}  ({:.0} tokens/s, {:.1} rows/s)", self.tokens, self.tokens_per_second, self.rows_per_second);
+        println!("windowed rows  {:>10}  (truncated {})", self.windowed_rows, self.truncated_rows);
+        println!("seconds        {:>10.1}", self.seconds);
+        println!("model          {}  (E = {}, tau = {})", self.model_version, self.ensemble_size, self.tau);
+        for (reason, n) in &self.reject_reasons {
+            println!("rejected       {n:>10}  {reason}");
+        }
+    }
+}

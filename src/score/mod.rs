@@ -1,0 +1,113 @@
+//! Scoring: token windows -> backbone features at the separators -> heads -> per-step mean/std,
+//! first predicted error and ActPRM's decision.
+
+pub mod batching;
+pub mod output;
+
+use crate::model::{Backbone, HeadsRunner, ModelError};
+use crate::select::{decide, first_error, step_stats, Decision, SelectionRule};
+use crate::tokenise::TokenisedTrajectory;
+
+pub use batching::plan_batches;
+
+/// The scoring knobs shared by `score`, `filter`, the active loop and pipeline files.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreOptions {
+    /// Threshold of the predicted first error; `None` = the model's own (manifest `tau`).
+    pub tau: Option<f32>,
+    pub rule: SelectionRule,
+    /// Padded tokens per backbone call (batch x longest window).
+    pub token_budget: usize,
+    /// Windows per backbone call at most.
+    pub max_batch: usize,
+}
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        Self { tau: None, rule: SelectionRule::default(), token_budget: 8192, max_batch: 32 }
+    }
+}
+
+/// Scores of one trajectory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowScore {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    /// `[steps, E]`, row-major.
+    pub head_probs: Vec<f32>,
+    pub first_error: i32,
+    pub decision: Decision,
+    pub windows: usize,
+    pub truncated: bool,
+    pub tokens: usize,
+}
+
+/// Backbone + heads, owned by the scoring stage.
+pub struct StepScorer {
+    pub backbone: Backbone,
+    pub heads: HeadsRunner,
+    pub options: ScoreOptions,
+    pub tau: f32,
+}
+
+impl StepScorer {
+    /// Backbone features of every step of every trajectory, in order: `D` floats per step.
+    pub fn features(&mut self, items: &[TokenisedTrajectory]) -> Result<Vec<f32>, ModelError> {
+        let windows: Vec<_> = items.iter().flat_map(|t| t.windows.iter()).collect();
+        let d = self.backbone.hidden_size();
+        let mut offsets = Vec::with_capacity(windows.len() + 1);
+        offsets.push(0usize);
+        for w in &windows {
+            offsets.push(offsets.last().copied().unwrap_or(0) + w.separators.len());
+        }
+        let mut features = vec![0f32; offsets.last().copied().unwrap_or(0) * d];
+        let lengths: Vec<usize> = windows.iter().map(|w| w.ids.len()).collect();
+        for group in plan_batches(&lengths, self.options.token_budget, self.options.max_batch) {
+            let inputs: Vec<(&[i64], &[usize])> =
+                group.iter().map(|&i| (windows[i].ids.as_slice(), windows[i].separators.as_slice())).collect();
+            let out = self.backbone.separator_features(&inputs)?;
+            let mut cursor = 0;
+            for &i in &group {
+                let len = (offsets[i + 1] - offsets[i]) * d;
+                features[offsets[i] * d..offsets[i] * d + len].copy_from_slice(&out[cursor..cursor + len]);
+                cursor += len;
+            }
+        }
+        Ok(features)
+    }
+
+    /// Scores from features (`D` floats per step, trajectories in order).
+    pub fn score_features(&mut self, items: &[TokenisedTrajectory], features: &[f32]) -> Result<Vec<RowScore>, ModelError> {
+        let probs = self.heads.probabilities(features)?;
+        let e = self.heads.ensemble_size();
+        let mut cursor = 0;
+        Ok(items
+            .iter()
+            .map(|t| {
+                let head_probs = probs[cursor * e..(cursor + t.steps) * e].to_vec();
+                cursor += t.steps;
+                score_row(head_probs, e, self.tau, self.options.rule, t)
+            })
+            .collect())
+    }
+
+    pub fn score(&mut self, items: &[TokenisedTrajectory]) -> Result<(Vec<RowScore>, Vec<f32>), ModelError> {
+        let features = self.features(items)?;
+        let scores = self.score_features(items, &features)?;
+        Ok((scores, features))
+    }
+}
+
+pub fn score_row(head_probs: Vec<f32>, heads: usize, tau: f32, rule: SelectionRule, t: &TokenisedTrajectory) -> RowScore {
+    let (mean, std) = step_stats(&head_probs, heads);
+    RowScore {
+        first_error: first_error(&mean, tau),
+        decision: decide(&mean, &std, rule),
+        mean,
+        std,
+        head_probs,
+        windows: t.windows.len(),
+        truncated: t.truncated,
+        tokens: t.tokens,
+    }
+}

@@ -1,0 +1,85 @@
+//! The scored output: every input column unchanged, then the score columns (documented in
+//! `schemas/scored-output.schema.json`). Score columns replace input columns of the same name, so
+//! a scored file can be scored again by a newer model.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Float32Builder, Int32Array, ListBuilder, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use super::RowScore;
+
+pub const SCORE_COLUMNS: &[&str] = &[
+    "step_mean",
+    "step_std",
+    "step_head_probs",
+    "first_error",
+    "selected",
+    "uncertain_aleatoric",
+    "uncertain_epistemic",
+    "select_reason",
+    "uncertainty",
+    "windowed",
+    "n_windows",
+    "truncated",
+    "n_tokens",
+    "model_version",
+];
+
+fn float_list(rows: impl Iterator<Item = Vec<f32>>) -> ArrayRef {
+    let mut b = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new("item", DataType::Float32, false)));
+    for r in rows {
+        b.values().append_slice(&r);
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
+fn head_matrix(scores: &[RowScore], heads: usize) -> ArrayRef {
+    let inner = Field::new("item", DataType::Float32, false);
+    let mut b = ListBuilder::new(ListBuilder::new(Float32Builder::new()).with_field(Arc::new(inner.clone())))
+        .with_field(Arc::new(Field::new("item", DataType::List(Arc::new(inner)), false)));
+    for s in scores {
+        for step in s.head_probs.chunks_exact(heads) {
+            b.values().values().append_slice(step);
+            b.values().append(true);
+        }
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
+/// Appends the score columns to `input` (whose rows are exactly the scored ones, in order).
+/// `versions[i]` is the model version that scored row i.
+pub fn scored_batch(input: &RecordBatch, scores: &[RowScore], versions: &[String], heads: usize, with_head_probs: bool) -> RecordBatch {
+    let mut fields: Vec<Arc<Field>> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, c) in input.schema().fields().iter().zip(input.columns()) {
+        if !SCORE_COLUMNS.contains(&f.name().as_str()) {
+            fields.push(f.clone());
+            columns.push(c.clone());
+        }
+    }
+    let mut push = |name: &str, array: ArrayRef| {
+        fields.push(Arc::new(Field::new(name, array.data_type().clone(), false)));
+        columns.push(array);
+    };
+    push("step_mean", float_list(scores.iter().map(|s| s.mean.clone())));
+    push("step_std", float_list(scores.iter().map(|s| s.std.clone())));
+    if with_head_probs {
+        push("step_head_probs", head_matrix(scores, heads));
+    }
+    push("first_error", Arc::new(Int32Array::from_iter_values(scores.iter().map(|s| s.first_error))));
+    let bools = |f: &dyn Fn(&RowScore) -> bool| -> ArrayRef { Arc::new(BooleanArray::from(scores.iter().map(f).collect::<Vec<_>>())) };
+    push("selected", bools(&|s| s.decision.selected));
+    push("uncertain_aleatoric", bools(&|s| s.decision.aleatoric));
+    push("uncertain_epistemic", bools(&|s| s.decision.epistemic));
+    push("select_reason", Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.decision.reason()))));
+    push("uncertainty", Arc::new(arrow::array::Float32Array::from_iter_values(scores.iter().map(|s| s.decision.uncertainty))));
+    push("windowed", bools(&|s| s.windows > 1));
+    push("n_windows", Arc::new(Int32Array::from_iter_values(scores.iter().map(|s| s.windows as i32))));
+    push("truncated", bools(&|s| s.truncated));
+    push("n_tokens", Arc::new(Int32Array::from_iter_values(scores.iter().map(|s| s.tokens as i32))));
+    push("model_version", Arc::new(StringArray::from_iter_values(versions.iter())));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("score columns have one value per row")
+}

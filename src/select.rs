@@ -1,0 +1,127 @@
+//! ActPRM's uncertainty and selection rule, per trajectory (ACTPRM.md, "Uncertainty and selection").
+
+use serde::{Deserialize, Serialize};
+
+/// The probability below which a step counts as the first predicted error when deciding which
+/// steps matter for selection (fixed by the method; the *reported* first error uses `tau`).
+pub const SELECTION_CUT: f32 = 0.5;
+
+/// Thresholds of the confidence test.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SelectionRule {
+    /// A step is confident only if `max(mu, 1 - mu) >= delta_pred`.
+    pub delta_pred: f32,
+    /// ... and `sigma <= delta_std`.
+    pub delta_std: f32,
+}
+
+impl Default for SelectionRule {
+    fn default() -> Self {
+        Self { delta_pred: 0.9, delta_std: 0.01 }
+    }
+}
+
+/// What the rule decided for one trajectory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub selected: bool,
+    /// Some counted step has `max(mu, 1 - mu) < delta_pred`.
+    pub aleatoric: bool,
+    /// Some counted step has `sigma > delta_std`.
+    pub epistemic: bool,
+    /// How far the least confident counted step is past the thresholds: the larger of
+    /// `(1 - max(mu, 1 - mu)) / (1 - delta_pred)` and `sigma / delta_std`. The rule selects exactly
+    /// when this exceeds 1, so ranking by it turns the rule into a keep-rate control.
+    pub uncertainty: f32,
+}
+
+impl Decision {
+    pub fn reason(&self) -> &'static str {
+        match (self.aleatoric, self.epistemic) {
+            (true, true) => "aleatoric+epistemic",
+            (true, false) => "aleatoric",
+            (false, true) => "epistemic",
+            (false, false) => "confident",
+        }
+    }
+}
+
+/// Mean and unbiased standard deviation over heads for each step; `probs` is `[steps, heads]`.
+pub fn step_stats(probs: &[f32], heads: usize) -> (Vec<f32>, Vec<f32>) {
+    probs
+        .chunks_exact(heads)
+        .map(|row| {
+            let mean = row.iter().map(|&p| p as f64).sum::<f64>() / heads as f64;
+            let std = if heads > 1 {
+                (row.iter().map(|&p| (p as f64 - mean).powi(2)).sum::<f64>() / (heads - 1) as f64).sqrt()
+            } else {
+                0.0
+            };
+            (mean as f32, std as f32)
+        })
+        .unzip()
+}
+
+/// 0-based index of the first step with `mean < tau`, or -1 when every step passes.
+pub fn first_error(mean: &[f32], tau: f32) -> i32 {
+    mean.iter().position(|&m| m < tau).map_or(-1, |i| i as i32)
+}
+
+/// Applies the rule to the steps up to and including the first predicted error.
+pub fn decide(mean: &[f32], std: &[f32], rule: SelectionRule) -> Decision {
+    let k = mean.iter().position(|&m| m < SELECTION_CUT).unwrap_or(mean.len().saturating_sub(1));
+    let mut decision = Decision { selected: false, aleatoric: false, epistemic: false, uncertainty: 0.0 };
+    for (&mu, &sigma) in mean.iter().zip(std).take(k + 1) {
+        let confidence = mu.max(1.0 - mu);
+        decision.aleatoric |= confidence < rule.delta_pred;
+        decision.epistemic |= sigma > rule.delta_std;
+        let aleatoric_ratio = (1.0 - confidence) / (1.0 - rule.delta_pred).max(f32::EPSILON);
+        let epistemic_ratio = sigma / rule.delta_std.max(f32::EPSILON);
+        decision.uncertainty = decision.uncertainty.max(aleatoric_ratio).max(epistemic_ratio);
+    }
+    decision.selected = decision.aleatoric || decision.epistemic;
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_use_the_unbiased_std() {
+        // heads 0.2, 0.4, 0.6: mean 0.4, sample variance ((.04 + 0 + .04) / 2) = 0.04, std 0.2
+        let (m, s) = step_stats(&[0.2, 0.4, 0.6, 1.0, 1.0, 1.0], 3);
+        assert!((m[0] - 0.4).abs() < 1e-6 && (s[0] - 0.2).abs() < 1e-6);
+        assert_eq!((m[1], s[1]), (1.0, 0.0));
+        let (_, single) = step_stats(&[0.3, 0.7], 1);
+        assert_eq!(single, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn first_error_uses_tau() {
+        assert_eq!(first_error(&[0.9, 0.6, 0.3, 0.1], 0.5), 2);
+        assert_eq!(first_error(&[0.9, 0.6, 0.3, 0.1], 0.7), 1);
+        assert_eq!(first_error(&[0.9, 0.8], 0.5), -1);
+    }
+
+    #[test]
+    fn steps_after_the_first_predicted_error_do_not_count() {
+        let rule = SelectionRule::default();
+        // step 1 is a confident error (0.05); step 2 is uncertain but comes after it.
+        let d = decide(&[0.97, 0.05, 0.5], &[0.001, 0.002, 0.3], rule);
+        assert!(!d.selected && d.reason() == "confident");
+        assert!(d.uncertainty <= 1.0);
+    }
+
+    #[test]
+    fn both_reasons_are_recorded() {
+        let rule = SelectionRule::default();
+        let d = decide(&[0.95, 0.8], &[0.001, 0.001], rule);
+        assert!(d.selected && d.aleatoric && !d.epistemic);
+        let d = decide(&[0.95, 0.99], &[0.05, 0.0], rule);
+        assert!(d.selected && !d.aleatoric && d.epistemic);
+        assert!((d.uncertainty - 5.0).abs() < 1e-4);
+        let d = decide(&[0.7], &[0.2], rule);
+        assert_eq!(d.reason(), "aleatoric+epistemic");
+    }
+}
