@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use actprm::model::{Device, HeadsWeights, LoadedModel, RuntimeOptions};
+use actprm::pipeline::evaluate::{evaluate_files, TauRule};
+use actprm::pipeline::features::read_features;
 use actprm::pipeline::{run_score, ScoreJob};
+use actprm::train::{torch_device, TrainConfig, Trainer};
 use actprm::score::ScoreOptions;
 use actprm::select::SelectionRule;
 use actprm::source::ColumnMapping;
@@ -32,6 +35,25 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Train the ensemble heads (tch) on stored step features; export a model directory.
+    Train(TrainArgs),
+    /// ProcessBench / PRMBench metrics of a model on labelled subsets (one file = one subset).
+    Eval {
+        /// ProcessBench .json arrays, .jsonl, .parquet with a label column, or .arrow step features.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Fixed threshold; default: the model's own tau.
+        #[arg(long, conflicts_with = "tau_from_first")]
+        tau: Option<f32>,
+        /// Choose tau on the first subset and reuse it on the others.
+        #[arg(long)]
+        tau_from_first: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a fresh model directory: the default backbone with newly initialised heads.
     InitModel {
         #[arg(long, short)]
@@ -45,6 +67,55 @@ enum Command {
         #[arg(long, default_value = "minilm-actprm")]
         name: String,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+struct TrainArgs {
+    /// Step-feature stores written by `actprm score --features`.
+    #[arg(long, required = true, num_args = 1..)]
+    features: Vec<PathBuf>,
+    /// Output model directory (manifest, heads, anchors, checkpoint).
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Start from this model's heads (default: the embedded default model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Re-initialise E heads (ActPRM init with --seed) instead of starting from the model's.
+    #[arg(long)]
+    heads: Option<usize>,
+    /// Continue from the checkpoint in this model directory.
+    #[arg(long, conflicts_with_all = ["heads", "model"])]
+    resume: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    epochs: u64,
+    /// Stop after this many optimiser steps in total (checkpoint and continue later with --resume).
+    #[arg(long)]
+    stop_after: Option<u64>,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Anchor weight lambda.
+    #[arg(long, default_value_t = 0.5)]
+    lambda: f64,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 50)]
+    warmup: u64,
+    /// Bagging probability per (head, trajectory).
+    #[arg(long, default_value_t = 1.0)]
+    p_learn: f64,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Loss weight of wrong steps relative to correct ones.
+    #[arg(long, default_value_t = 1.0)]
+    wrong_weight: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Choose tau on these development features and store it in the manifest.
+    #[arg(long)]
+    tau_from: Option<PathBuf>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -156,6 +227,17 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 println!("output         {}", a.output.display());
             }
         }
+        Command::Train(a) => train(a)?,
+        Command::Eval { files, model, tau, tau_from_first, json } => {
+            let loaded = LoadedModel::open(model.model.as_deref())?;
+            let rule = if tau_from_first { TauRule::FromFirstSubset } else { TauRule::Fixed(tau.unwrap_or(loaded.manifest.tau)) };
+            let report = evaluate_files(&files, &loaded, &model.runtime(), rule)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                report.print();
+            }
+        }
         Command::Convert { inputs, output } => {
             let mut records = Vec::new();
             for path in &inputs {
@@ -181,10 +263,86 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             model.manifest.ensemble_size = heads;
             model.manifest.seed = seed;
             model.manifest.provenance = format!("heads initialised by `actprm init-model --heads {heads} --seed {seed}`");
-            model.write_dir(&output, &bytes, Some(&bytes))?;
+            model.write_dir(&output, &bytes, Some(&bytes), &[])?;
             let written = LoadedModel::from_dir(&output)?;
             println!("wrote {} ({})", output.display(), written.version());
         }
     }
+    Ok(())
+}
+
+fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let device = torch_device(a.device)?;
+    let mut rows = Vec::new();
+    let mut dim = None;
+    for path in &a.features {
+        let (d, r) = read_features(path)?;
+        if let Some(prev) = dim.filter(|&p| p != d) {
+            return Err(format!("{}: features have dimension {d}, earlier files {prev}", path.display()).into());
+        }
+        dim = Some(d);
+        rows.extend(r);
+    }
+    let labelled = rows.iter().filter(|r| r.label.is_some()).count();
+    let base = match (&a.resume, &a.model) {
+        (Some(dir), _) | (None, Some(dir)) => LoadedModel::from_dir(dir)?,
+        (None, None) => LoadedModel::embedded()?,
+    };
+    let config = TrainConfig {
+        lambda: a.lambda,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        warmup_steps: a.warmup,
+        total_steps: a.epochs * labelled.div_ceil(a.batch_size.max(1)) as u64,
+        batch_size: a.batch_size,
+        max_grad_norm: 1.0,
+        p_learn: a.p_learn,
+        seed: a.seed,
+        pos_weight_wrong: a.wrong_weight,
+    };
+    let mut trainer = match (&a.resume, a.heads) {
+        (Some(dir), _) => Trainer::resume(dir, device)?,
+        (None, Some(e)) => {
+            let w = HeadsWeights::init(e, base.manifest.hidden_size, a.seed);
+            Trainer::new(&w, &w, config, device)?
+        }
+        (None, None) => Trainer::from_model(&base, config, device)?,
+    };
+    if let Some(d) = dim.filter(|&d| d != trainer.heads.dim) {
+        return Err(format!("{}: features have dimension {d}, the heads take {}", a.features[0].display(), trainer.heads.dim).into());
+    }
+    let started = std::time::Instant::now();
+    let first = trainer.step();
+    let mut last = None;
+    trainer.fit(&rows, a.epochs, a.stop_after, |r| {
+        if r.step % 50 == 0 {
+            eprintln!("step {:>6}  loss {:.4}  bce {:.4}  anchor {:.2e}  |g| {:.3}", r.step, r.loss, r.bce, r.anchor, r.grad_norm);
+        }
+        last = Some(*r);
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let steps = trainer.step() - first;
+    let tau = match &a.tau_from {
+        Some(dev) => {
+            let (_, dev_rows) = read_features(dev)?;
+            let features: Vec<f32> = dev_rows.iter().flat_map(|r| r.features.iter().copied()).collect();
+            let probs = trainer.probabilities(&features)?;
+            let samples = actprm::pipeline::evaluate::samples_from_probs(&dev_rows, &probs, trainer.heads.heads);
+            Some(actprm::eval::choose_tau(&samples))
+        }
+        None => None,
+    };
+    let version = trainer.export(&base, &a.output, tau)?;
+    println!(
+        "trained {} steps ({} labelled trajectories, {:.0} trajectories/s), final loss {:.4}",
+        steps,
+        labelled,
+        (steps as f64 * a.batch_size as f64).min(labelled as f64 * a.epochs as f64) / seconds.max(1e-9),
+        last.map_or(f64::NAN, |r| r.loss)
+    );
+    if let Some(t) = tau {
+        println!("tau {t:.2} chosen on {}", a.tau_from.as_ref().map_or(String::new(), |p| p.display().to_string()));
+    }
+    println!("wrote {} ({version})", a.output.display());
     Ok(())
 }

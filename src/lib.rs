@@ -1,6 +1,7 @@
 //! actprm: Process Reward Models trained by active learning, as one streaming dataflow:
 //! source -> tokenise -> score -> select -> label -> train -> sink.
 
+pub mod eval;
 pub mod label;
 pub mod model;
 pub mod pipeline;
@@ -9,3 +10,4 @@ pub mod select;
 pub mod sink;
 pub mod source;
 pub mod tokenise;
+pub mod train;

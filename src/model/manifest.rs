@@ -150,7 +150,14 @@ impl LoadedModel {
 
     /// Writes this model as a directory (manifest, heads, anchors) whose backbone and tokenizer
     /// point at the same files as this one. Written to a temporary folder, then renamed.
-    pub fn write_dir(&self, out: &Path, heads_bytes: &[u8], anchors_bytes: Option<&[u8]>) -> Result<(), ModelError> {
+    /// `extra` files (a training checkpoint) go into the same directory, in the same rename.
+    pub fn write_dir(
+        &self,
+        out: &Path,
+        heads_bytes: &[u8],
+        anchors_bytes: Option<&[u8]>,
+        extra: &[(&str, &[u8])],
+    ) -> Result<(), ModelError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |e: std::io::Error| ModelError::File { path, message: e.to_string() }
@@ -174,6 +181,9 @@ impl LoadedModel {
         std::fs::write(staging.join("heads.onnx"), heads_bytes).map_err(io(&staging))?;
         if let Some(anchors) = anchors_bytes {
             std::fs::write(staging.join("anchors.onnx"), anchors).map_err(io(&staging))?;
+        }
+        for (name, bytes) in extra {
+            std::fs::write(staging.join(name), bytes).map_err(io(&staging))?;
         }
         if out.exists() {
             let old = parent.join(format!(".{}.old-{}", out.file_name().and_then(|n| n.to_str()).unwrap_or("model"), std::process::id()));

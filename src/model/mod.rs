@@ -5,7 +5,7 @@ pub mod backbone;
 pub mod ensemble;
 pub mod execution;
 pub mod heads;
-mod init;
+pub mod init;
 pub mod manifest;
 pub mod onnx_proto;
 

@@ -1,0 +1,203 @@
+//! `actprm eval`: score labelled subsets with a model and report ProcessBench (and, where records
+//! carry `error_steps`, PRMBench) metrics. Inputs: ProcessBench JSON arrays, JSON Lines, Parquet
+//! with a label column, or a step-feature store (`.arrow`, scored by the heads alone).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::features::{read_features, FeatureRow};
+use super::PipelineError;
+use crate::eval::{choose_tau, prmbench, processbench, PrmBenchScore, Sample, SubsetScore};
+use crate::label::{first_error_labels, LabelColumn};
+use crate::model::{Backbone, HeadsRunner, LoadedModel, RuntimeOptions};
+use crate::score::{ScoreOptions, StepScorer};
+use crate::select::step_stats;
+use crate::source::jsonl::{read_labelled, subset_name, LabelledTrajectory};
+use crate::source::parquet::{plan, read_file, SourceItem};
+use crate::source::ColumnMapping;
+use crate::tokenise::Tokeniser;
+
+/// How tau is set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TauRule {
+    Fixed(f32),
+    /// Chosen on the first subset, reused on the others.
+    FromFirstSubset,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubsetReport {
+    #[serde(flatten)]
+    pub processbench: SubsetScore,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prmbench: Option<PrmBenchScore>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub subsets: BTreeMap<String, SubsetReport>,
+    /// Unweighted mean of the subsets' F1 (subsets without an F1 are left out).
+    pub mean_f1: Option<f64>,
+    pub tau: f32,
+    pub tau_rule: String,
+    pub model_version: String,
+    /// Subset names in input order.
+    pub order: Vec<String>,
+}
+
+/// A subset's scored samples: per-step means, labels, and PRMBench error steps when present.
+pub struct ScoredSubset {
+    pub name: String,
+    pub samples: Vec<Sample>,
+    pub error_steps: Vec<Option<Vec<i32>>>,
+}
+
+/// Applies the metrics to already-scored subsets.
+pub fn report(subsets: &[ScoredSubset], rule: TauRule, model_version: String) -> EvalReport {
+    let tau = match rule {
+        TauRule::Fixed(t) => t,
+        TauRule::FromFirstSubset => subsets.first().map_or(0.5, |s| choose_tau(&s.samples)),
+    };
+    let mut out = BTreeMap::new();
+    for s in subsets {
+        let with_errors: Vec<(Vec<f32>, Vec<i32>)> = s
+            .samples
+            .iter()
+            .zip(&s.error_steps)
+            .filter_map(|(x, e)| e.as_ref().map(|e| (x.mean.clone(), e.clone())))
+            .collect();
+        out.insert(
+            s.name.clone(),
+            SubsetReport { processbench: processbench(&s.samples, tau), prmbench: (!with_errors.is_empty()).then(|| prmbench(&with_errors)) },
+        );
+    }
+    let f1s: Vec<f64> = out.values().filter_map(|r| r.processbench.f1).collect();
+    EvalReport {
+        mean_f1: (!f1s.is_empty()).then(|| f1s.iter().sum::<f64>() / f1s.len() as f64),
+        subsets: out,
+        tau,
+        tau_rule: match rule {
+            TauRule::Fixed(_) => "fixed".into(),
+            TauRule::FromFirstSubset => format!("chosen on {}", subsets.first().map_or("", |s| s.name.as_str())),
+        },
+        model_version,
+        order: subsets.iter().map(|s| s.name.clone()).collect(),
+    }
+}
+
+/// Samples from stored features and `[steps, E]` probabilities for them (all rows, in order).
+pub fn samples_from_probs(rows: &[FeatureRow], probs: &[f32], heads: usize) -> Vec<Sample> {
+    let mut cursor = 0;
+    rows.iter()
+        .map(|r| {
+            let p = &probs[cursor * heads..(cursor + r.steps) * heads];
+            cursor += r.steps;
+            Sample { mean: step_stats(p, heads).0, label: r.label.unwrap_or(-1) }
+        })
+        .collect()
+}
+
+fn labelled_from_parquet(path: &Path) -> Result<Vec<LabelledTrajectory>, PipelineError> {
+    let planned = plan(&[path.to_path_buf()], &ColumnMapping::default())?;
+    let mut out = Vec::new();
+    let mut failure = None;
+    for file in &planned {
+        read_file(file, 1024, &mut |item| match item {
+            SourceItem::Unreadable { reason, .. } => {
+                failure = Some(reason);
+                false
+            }
+            SourceItem::Batch { batch, rows, first_row, .. } => {
+                let Some(col) = LabelColumn::detect(&batch.schema()) else {
+                    failure = Some("has no label column (label, ratings or hard_labels)".into());
+                    return false;
+                };
+                let steps: Vec<usize> = rows.iter().map(|r| r.as_ref().map_or(0, |t| t.steps.len())).collect();
+                let labels = match first_error_labels(&batch, &col, &steps) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        failure = Some(e);
+                        return false;
+                    }
+                };
+                for (i, (row, label)) in rows.into_iter().zip(labels).enumerate() {
+                    match (row, label) {
+                        (Ok(t), Some(label)) => out.push(LabelledTrajectory { id: None, problem: t.problem, steps: t.steps, label: Some(label), error_steps: None }),
+                        (Err(r), _) => {
+                            failure = Some(format!("row {}: {}: {}", first_row + i as u64, r.column, r.reason));
+                            return false;
+                        }
+                        (Ok(_), None) => {
+                            failure = Some(format!("row {}: no valid label", first_row + i as u64));
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
+        });
+    }
+    match failure {
+        Some(message) => Err(PipelineError::Source(crate::source::SourceError::File { file: path.to_path_buf(), message })),
+        None => Ok(out),
+    }
+}
+
+/// Scores every input file as one subset.
+pub fn evaluate_files(files: &[PathBuf], model: &LoadedModel, runtime: &RuntimeOptions, rule: TauRule) -> Result<EvalReport, PipelineError> {
+    let mut heads = HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?;
+    let mut scorer: Option<(Tokeniser, StepScorer)> = None;
+    let mut subsets = Vec::new();
+    for path in files {
+        let name = subset_name(path);
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ext == "arrow" {
+            let (_, rows) = read_features(path).map_err(PipelineError::Stage)?;
+            let features: Vec<f32> = rows.iter().flat_map(|r| r.features.iter().copied()).collect();
+            let probs = heads.probabilities(&features)?;
+            let samples = samples_from_probs(&rows, &probs, heads.ensemble_size());
+            subsets.push(ScoredSubset { name, error_steps: vec![None; samples.len()], samples });
+            continue;
+        }
+        let records = if ext == "parquet" { labelled_from_parquet(path)? } else { read_labelled(path)? };
+        if let Some(bad) = records.iter().position(|r| r.label.is_none() && r.error_steps.is_none()) {
+            return Err(PipelineError::Stage(format!("{}: record {bad} has no label", path.display())));
+        }
+        if scorer.is_none() {
+            let tokeniser = Tokeniser::for_model(model)?;
+            let backbone = Backbone::open(model, runtime)?;
+            let step = StepScorer { backbone, heads: HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?, options: ScoreOptions::default(), tau: model.manifest.tau };
+            scorer = Some((tokeniser, step));
+        }
+        let (tokeniser, step) = scorer.as_mut().expect("created above");
+        let mut samples = Vec::new();
+        for chunk in records.chunks(64) {
+            let refs: Vec<(&str, &[String])> = chunk.iter().map(|r| (r.problem.as_str(), r.steps.as_slice())).collect();
+            let tokenised = tokeniser.encode(&refs).map_err(PipelineError::Stage)?;
+            let (scores, _) = step.score(&tokenised)?;
+            samples.extend(scores.into_iter().zip(chunk).map(|(s, r)| Sample {
+                mean: s.mean,
+                label: r.label.unwrap_or_else(|| r.error_steps.as_ref().and_then(|e| e.iter().min()).map_or(-1, |m| m - 1)),
+            }));
+        }
+        subsets.push(ScoredSubset { name, error_steps: records.iter().map(|r| r.error_steps.clone()).collect(), samples });
+    }
+    Ok(report(&subsets, rule, model.version()))
+}
+
+impl EvalReport {
+    pub fn print(&self) {
+        println!("{:<22} {:>6} {:>10} {:>12} {:>8}", "subset", "n", "acc_error", "acc_correct", "F1");
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.3}", x));
+        for name in &self.order {
+            let r = &self.subsets[name].processbench;
+            println!("{:<22} {:>6} {:>10} {:>12} {:>8}", name, r.n, fmt(r.acc_error), fmt(r.acc_correct), fmt(r.f1));
+            if let Some(p) = &self.subsets[name].prmbench {
+                println!("{:<22} PRMScore {:.3} (F1 valid {:.3}, F1 invalid {:.3})", "", p.prm_score, p.f1_valid, p.f1_invalid);
+            }
+        }
+        println!("mean F1 {}  (tau {:.2}, {}; model {})", fmt(self.mean_f1), self.tau, self.tau_rule, self.model_version);
+    }
+}
