@@ -1,6 +1,67 @@
-//! Labelling: turning a selected trajectory into step labels. Pool mode reveals labels already
-//! in the data (simulating the judge); every label form reduces to the first-error index.
+//! Labelling: turning a selected trajectory into step labels. Every labeller (the pool column that
+//! simulates the judge, or a real judge over HTTP) implements [`Labeller`], so the active loop and
+//! `actprm label` do not care where labels come from. Every label form reduces to the first-error
+//! index (-1 = all steps correct).
 
 pub mod pool;
 
 pub use pool::{first_error_labels, step_targets, LabelColumn};
+
+/// One trajectory to label; `key` identifies it in the caller's stream (e.g. file + row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelRequest {
+    pub key: String,
+    pub problem: String,
+    pub steps: Vec<String>,
+    /// The label already in the data, if any (used by the pool labeller only).
+    pub pool_label: Option<i32>,
+}
+
+/// The result for one request: never dropped, either labelled or unlabelled with a reason.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelOutcome {
+    Labelled { first_error: i32 },
+    Unlabelled { reason: String, raw: Option<String> },
+}
+
+impl LabelOutcome {
+    pub fn first_error(&self) -> Option<i32> {
+        match self {
+            Self::Labelled { first_error } => Some(*first_error),
+            Self::Unlabelled { .. } => None,
+        }
+    }
+}
+
+/// A source of labels. Returns exactly one outcome per request, in order.
+pub trait Labeller {
+    fn label(&mut self, requests: &[LabelRequest]) -> Vec<LabelOutcome>;
+    /// Short name for logs and the decision record (`pool`, `judge:<model>`).
+    fn name(&self) -> String;
+}
+
+/// Pool mode: reveals the label already in the data, simulating the judge.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PoolLabeller {
+    pub revealed: u64,
+}
+
+impl Labeller for PoolLabeller {
+    fn label(&mut self, requests: &[LabelRequest]) -> Vec<LabelOutcome> {
+        requests
+            .iter()
+            .map(|r| match r.pool_label {
+                Some(l) if l >= -1 && l < r.steps.len() as i32 => {
+                    self.revealed += 1;
+                    LabelOutcome::Labelled { first_error: l }
+                }
+                Some(l) => LabelOutcome::Unlabelled { reason: format!("pool label {l} out of range for {} steps", r.steps.len()), raw: None },
+                None => LabelOutcome::Unlabelled { reason: "the pool has no label for this row".into(), raw: None },
+            })
+            .collect()
+    }
+
+    fn name(&self) -> String {
+        "pool".into()
+    }
+}
