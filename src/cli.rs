@@ -219,7 +219,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             job.features = a.features.clone();
             job.watch_model = a.watch_model.clone();
             job.progress = std::io::stderr().is_terminal();
-            let summary = run_score(&job, None)?;
+            let summary = run_score(&job, Default::default())?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
@@ -299,6 +299,7 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         p_learn: a.p_learn,
         seed: a.seed,
         pos_weight_wrong: a.wrong_weight,
+        threads: 1,
     };
     let mut trainer = match (&a.resume, a.heads) {
         (Some(dir), _) => Trainer::resume(dir, device)?,

@@ -8,7 +8,7 @@ pub mod score;
 pub mod summary;
 
 pub use refresh::{HeadsUpdate, ModelWatcher};
-pub use score::{run_score, ScoreJob};
+pub use score::{run_score, BatchView, ScoreHooks, ScoreJob};
 pub use summary::Summary;
 
 #[derive(Debug, thiserror::Error)]

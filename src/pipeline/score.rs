@@ -90,9 +90,25 @@ enum Tokenised {
     Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
 }
 
-/// Runs a scoring job to completion. `refresh`, when given, delivers new heads from an in-process
-/// trainer; `job.watch_model` does the same from a directory.
-pub fn run_score(job: &ScoreJob, refresh: Option<HeadsReceiver>) -> Result<Summary, PipelineError> {
+/// What the sink shows a hook after writing each scored batch.
+pub struct BatchView<'a> {
+    pub output: &'a RecordBatch,
+    pub scores: &'a [RowScore],
+    pub features: &'a [FeatureRow],
+}
+
+/// Ways to take part in a running scoring job: deliver new heads (an in-process trainer), and
+/// look at every scored batch once it is written.
+#[derive(Default)]
+pub struct ScoreHooks<'a> {
+    pub refresh: Option<HeadsReceiver>,
+    pub on_batch: Option<Box<dyn FnMut(&BatchView<'_>) + Send + 'a>>,
+}
+
+/// Runs a scoring job to completion. `hooks.refresh`, when given, delivers new heads from an
+/// in-process trainer; `job.watch_model` does the same from a directory.
+pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, PipelineError> {
+    let ScoreHooks { refresh, mut on_batch } = hooks;
     let started = Instant::now();
     let files = discover_inputs(&job.inputs, "parquet")?;
     let planned = plan(&files, &job.columns)?;
@@ -142,7 +158,7 @@ pub fn run_score(job: &ScoreJob, refresh: Option<HeadsReceiver>) -> Result<Summa
         let want_features = job.features.is_some();
         let with_probs = job.with_head_probs;
         let score = tokio::task::spawn_blocking(move || score_stage(scorer, tok_rx, scored_tx, refresh, want_features, with_probs));
-        let sink_result = sink_stage(job, &mut scored_rx, &mut summary, &bar).await;
+        let sink_result = sink_stage(job, &mut scored_rx, &mut summary, &bar, &mut on_batch).await;
         drop(scored_rx);
         let score_result = score.await.map_err(|e| PipelineError::Stage(format!("score stage panicked: {e}")))?;
         let _ = tokenise.await;
@@ -272,6 +288,7 @@ async fn sink_stage(
     rx: &mut mpsc::Receiver<Scored>,
     summary: &mut Summary,
     bar: &indicatif::ProgressBar,
+    on_batch: &mut Option<Box<dyn FnMut(&BatchView<'_>) + Send + '_>>,
 ) -> Result<(), PipelineError> {
     let mut parts = PartWriter::new(&job.output, "part", job.rows_per_part)?;
     let mut rejects = RejectSink::new(&job.output);
@@ -321,6 +338,9 @@ async fn sink_stage(
                 summary.model_version = version;
                 bar.inc(n);
                 bar.set_message(format!("{} tokens", summary.tokens));
+                if let Some(hook) = on_batch.as_mut() {
+                    hook(&BatchView { output: &output, scores: &scores, features: &rows });
+                }
             }
         }
     }
