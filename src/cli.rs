@@ -54,6 +54,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The streaming active loop: score -> select -> label (pool column) -> train -> refresh.
+    Active(ActiveArgs),
+    /// The pool-based experiment: ActPRM vs random vs full data at equal label budgets.
+    Experiment(ExperimentArgs),
     /// Write a fresh model directory: the default backbone with newly initialised heads.
     InitModel {
         #[arg(long, short)]
@@ -116,6 +120,95 @@ struct TrainArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: Device,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ActiveArgs {
+    /// The labelled pool: Parquet files, globs or folders (label, ratings or hard_labels column).
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<String>,
+    /// Output folder (model/, decisions/, eval.jsonl, state.json, summary.json).
+    #[arg(long, short)]
+    output: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Cold start with fresh heads (the paper's setting): E heads.
+    #[arg(long)]
+    cold_start: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Label this fraction of each batch, most uncertain first, instead of the threshold rule.
+    #[arg(long)]
+    keep_rate: Option<f64>,
+    /// At most this many labels.
+    #[arg(long)]
+    label_budget: Option<u64>,
+    /// Trajectories per scored batch (Algorithm 1's batch).
+    #[arg(long, default_value_t = 64)]
+    batch_rows: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.5)]
+    lambda: f64,
+    #[arg(long, default_value_t = 10)]
+    warmup: u64,
+    /// Export + refresh the scorer + checkpoint every this many steps.
+    #[arg(long, default_value_t = 5)]
+    export_every: u64,
+    /// Development feature stores (`actprm score --features`), evaluated every --eval-every labels.
+    #[arg(long, num_args = 1..)]
+    dev: Vec<PathBuf>,
+    #[arg(long, default_value_t = 500)]
+    eval_every: u64,
+    /// Continue a stopped run in the same output folder.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many pool rows (resumable with --resume).
+    #[arg(long)]
+    stop_after_rows: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ExperimentArgs {
+    /// Step features of the labelled pool (`actprm score --features`).
+    #[arg(long)]
+    pool: PathBuf,
+    /// Development feature stores; the file stem names the subset.
+    #[arg(long, required = true, num_args = 1..)]
+    dev: Vec<PathBuf>,
+    /// Output folder: results.json, table.md, curve.svg.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Comma-separated: actprm, actprm@RATE, random@RATE, full.
+    #[arg(long, default_value = "actprm@50%,random@50%,full", value_delimiter = ',')]
+    strategies: Vec<actprm::experiment::Strategy>,
+    #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
+    seeds: Vec<u64>,
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.5)]
+    lambda: f64,
+    #[arg(long, default_value_t = 10)]
+    warmup: u64,
+    #[arg(long, default_value_t = 64)]
+    stream_batch: usize,
+    /// Passes over the pool (the paper makes one).
+    #[arg(long, default_value_t = 1)]
+    passes: usize,
+    #[arg(long, default_value_t = 250)]
+    eval_every: usize,
+    #[arg(long, default_value_t = 10)]
+    holdout_every: usize,
+    #[arg(long, default_value_t = 0.9)]
+    delta_pred: f32,
+    #[arg(long, default_value_t = 0.01)]
+    delta_std: f32,
+    #[arg(long, default_value_t = 1.0)]
+    wrong_weight: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -228,6 +321,35 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Command::Train(a) => train(a)?,
+        Command::Experiment(a) => experiment(a)?,
+        Command::Active(a) => {
+            validate_thresholds(&a.select)?;
+            let mut score = ScoreJob::new(a.input.clone(), a.output.clone());
+            score.runtime = a.model.runtime();
+            score.model = a.model.model.clone();
+            score.batch_rows = a.batch_rows;
+            score.score.rule = SelectionRule { delta_pred: a.select.delta_pred, delta_std: a.select.delta_std };
+            score.score.tau = a.select.tau;
+            score.progress = std::io::stderr().is_terminal();
+            let job = actprm::pipeline::active::ActiveJob {
+                score,
+                output: a.output.clone(),
+                cold_start: a.cold_start.map(|e| (e, a.seed)),
+                train: TrainConfig { lr: a.lr, lambda: a.lambda, warmup_steps: a.warmup, seed: a.seed, ..TrainConfig::default() },
+                selection: match a.keep_rate {
+                    Some(r) => actprm::pipeline::active::Selection::Rate(r),
+                    None => actprm::pipeline::active::Selection::Rule,
+                },
+                label_budget: a.label_budget,
+                export_every: a.export_every,
+                dev: a.dev.clone(),
+                eval_every: a.eval_every,
+                resume: a.resume,
+                stop_after_rows: a.stop_after_rows,
+            };
+            let summary = actprm::pipeline::active::run_active(&job)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
         Command::Eval { files, model, tau, tau_from_first, json } => {
             let loaded = LoadedModel::open(model.model.as_deref())?;
             let rule = if tau_from_first { TauRule::FromFirstSubset } else { TauRule::Fixed(tau.unwrap_or(loaded.manifest.tau)) };
@@ -345,5 +467,47 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("tau {t:.2} chosen on {}", a.tau_from.as_ref().map_or(String::new(), |p| p.display().to_string()));
     }
     println!("wrote {} ({version})", a.output.display());
+    Ok(())
+}
+
+fn experiment(a: ExperimentArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use actprm::experiment::{plot::learning_curve_svg, run_experiment, ExperimentConfig};
+    let (_, pool) = read_features(&a.pool)?;
+    let mut dev = Vec::new();
+    for path in &a.dev {
+        let (_, rows) = read_features(path)?;
+        dev.push((actprm::source::jsonl::subset_name(path), rows));
+    }
+    let cfg = ExperimentConfig {
+        strategies: a.strategies.clone(),
+        seeds: a.seeds.clone(),
+        heads: a.heads,
+        train: TrainConfig { lr: a.lr, lambda: a.lambda, warmup_steps: a.warmup, pos_weight_wrong: a.wrong_weight, ..TrainConfig::default() },
+        rule: SelectionRule { delta_pred: a.delta_pred, delta_std: a.delta_std },
+        stream_batch: a.stream_batch,
+        passes: a.passes,
+        eval_every: a.eval_every,
+        holdout_every: a.holdout_every,
+    };
+    let started = std::time::Instant::now();
+    let report = run_experiment(&pool, &dev, &cfg, |c| {
+        if let Some(p) = c.points.last() {
+            eprintln!("{:<14} seed {}  labels {:>5}  steps {:>4}  dev F1 {:.3}  (tau {:.2})", c.strategy, c.seed, p.labels, p.steps, p.mean_f1, p.tau);
+        }
+    })?;
+    std::fs::create_dir_all(&a.output)?;
+    let table = report.table();
+    let mut notes = String::new();
+    for s in report.strategies().iter().filter(|s| s.starts_with("actprm")) {
+        notes += &match report.budget_to_match_full(s) {
+            Some(b) => format!("{s} first reaches the full-data F1 at {b} labels.\n"),
+            None => format!("{s} does not reach the full-data F1 within its labels.\n"),
+        };
+    }
+    actprm::sink::write_atomic(&a.output.join("results.json"), &serde_json::to_vec_pretty(&report)?)?;
+    actprm::sink::write_atomic(&a.output.join("table.md"), format!("{table}\n{notes}").as_bytes())?;
+    let title = format!("Pool-based active learning: {} pool trajectories, dev = {}", report.pool_streamed, report.dev.join(", "));
+    actprm::sink::write_atomic(&a.output.join("curve.svg"), learning_curve_svg(&report, &title).as_bytes())?;
+    println!("{table}\n{notes}({:.0} s; results.json, table.md, curve.svg in {})", started.elapsed().as_secs_f64(), a.output.display());
     Ok(())
 }

@@ -207,6 +207,7 @@ fn a_running_scorer_picks_up_new_heads_between_batches() {
     let mut seen = 0;
     let hooks = ScoreHooks {
         refresh: Some(rx),
+        lockstep: false,
         on_batch: Some(Box::new(|_| {
             seen += 1;
             if seen == 1 {
@@ -216,6 +217,7 @@ fn a_running_scorer_picks_up_new_heads_between_batches() {
             if seen == 6 {
                 tx.send(Some(HeadsUpdate { bytes: Arc::new(fresh.clone()), version: fresh_version.clone() })).unwrap();
             }
+            Ok(())
         })),
     };
     let summary = run_score(&job, hooks).unwrap();

@@ -1,5 +1,6 @@
 //! Graphs of stages connected by bounded channels. Every command builds one of these.
 
+pub mod active;
 pub mod evaluate;
 pub mod features;
 pub mod progress;

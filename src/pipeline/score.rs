@@ -40,6 +40,10 @@ pub struct ScoreJob {
     pub features: Option<PathBuf>,
     /// Poll this model directory and swap in its heads whenever they change.
     pub watch_model: Option<PathBuf>,
+    /// Hand step features to `ScoreHooks::on_batch` (the active loop trains on them).
+    pub features_to_hooks: bool,
+    /// Skip this many input rows (in input order) before scoring: a resumed run's done work.
+    pub skip_rows: u64,
     pub progress: bool,
 }
 
@@ -57,6 +61,8 @@ impl ScoreJob {
             with_head_probs: false,
             features: None,
             watch_model: None,
+            features_to_hooks: false,
+            skip_rows: 0,
             progress: false,
         }
     }
@@ -92,6 +98,8 @@ enum Tokenised {
 
 /// What the sink shows a hook after writing each scored batch.
 pub struct BatchView<'a> {
+    /// Input rows this batch covered (scored + rejected).
+    pub rows_in: u64,
     pub output: &'a RecordBatch,
     pub scores: &'a [RowScore],
     pub features: &'a [FeatureRow],
@@ -102,13 +110,19 @@ pub struct BatchView<'a> {
 #[derive(Default)]
 pub struct ScoreHooks<'a> {
     pub refresh: Option<HeadsReceiver>,
-    pub on_batch: Option<Box<dyn FnMut(&BatchView<'_>) + Send + 'a>>,
+    /// Score the next batch only after the hook has seen this one (and possibly published new
+    /// heads): ActPRM's Algorithm 1 exactly, reproducible run to run. Reading and tokenising
+    /// still run ahead.
+    pub lockstep: bool,
+    pub on_batch: Option<Box<dyn FnMut(&BatchView<'_>) -> Result<(), PipelineError> + Send + 'a>>,
 }
 
 /// Runs a scoring job to completion. `hooks.refresh`, when given, delivers new heads from an
 /// in-process trainer; `job.watch_model` does the same from a directory.
 pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, PipelineError> {
-    let ScoreHooks { refresh, mut on_batch } = hooks;
+    let ScoreHooks { refresh, lockstep, mut on_batch } = hooks;
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
+    let ack_rx = lockstep.then_some(ack_rx);
     let started = Instant::now();
     let files = discover_inputs(&job.inputs, "parquet")?;
     let planned = plan(&files, &job.columns)?;
@@ -153,12 +167,14 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
         let (tok_tx, tok_rx) = mpsc::channel::<Tokenised>(4);
         let (scored_tx, mut scored_rx) = mpsc::channel::<Scored>(2);
         let batch_rows = job.batch_rows;
-        let source = tokio::task::spawn_blocking(move || read_stage(planned, batch_rows, src_tx));
+        let skip_rows = job.skip_rows;
+        let source = tokio::task::spawn_blocking(move || read_stage(planned, batch_rows, skip_rows, src_tx));
         let tokenise = tokio::task::spawn_blocking(move || tokenise_stage(tokeniser, src_rx, tok_tx));
-        let want_features = job.features.is_some();
+        let want_features = job.features.is_some() || job.features_to_hooks;
         let with_probs = job.with_head_probs;
-        let score = tokio::task::spawn_blocking(move || score_stage(scorer, tok_rx, scored_tx, refresh, want_features, with_probs));
-        let sink_result = sink_stage(job, &mut scored_rx, &mut summary, &bar, &mut on_batch).await;
+        let score = tokio::task::spawn_blocking(move || score_stage(scorer, tok_rx, scored_tx, refresh, want_features, with_probs, ack_rx));
+        let sink_result = sink_stage(job, &mut scored_rx, &mut summary, &bar, &mut on_batch, &ack_tx).await;
+        drop(ack_tx);
         drop(scored_rx);
         let score_result = score.await.map_err(|e| PipelineError::Stage(format!("score stage panicked: {e}")))?;
         let _ = tokenise.await;
@@ -176,10 +192,28 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
     Ok(summary)
 }
 
-fn read_stage(planned: Vec<PlannedFile>, batch_rows: usize, tx: mpsc::Sender<SourceItem>) {
+fn read_stage(planned: Vec<PlannedFile>, batch_rows: usize, mut skip: u64, tx: mpsc::Sender<SourceItem>) {
     for file in &planned {
         let mut open = true;
         read_file(file, batch_rows, &mut |item| {
+            let item = match item {
+                SourceItem::Batch { path, first_row, batch, mut rows } if skip > 0 => {
+                    let n = batch.num_rows() as u64;
+                    if n <= skip {
+                        skip -= n;
+                        return true;
+                    }
+                    let cut = skip as usize;
+                    skip = 0;
+                    let rest = rows.split_off(cut);
+                    SourceItem::Batch { path, first_row: first_row + cut as u64, batch: batch.slice(cut, batch.num_rows() - cut), rows: rest }
+                }
+                SourceItem::Unreadable { rows, .. } if skip > 0 && rows <= skip => {
+                    skip -= rows;
+                    return true;
+                }
+                other => other,
+            };
             open = tx.blocking_send(item).is_ok();
             open
         });
@@ -231,6 +265,7 @@ fn score_stage(
     mut refresh: Option<HeadsReceiver>,
     want_features: bool,
     with_probs: bool,
+    ack: Option<std::sync::mpsc::Receiver<()>>,
 ) -> Result<(), PipelineError> {
     while let Some(item) = rx.blocking_recv() {
         let out = match item {
@@ -256,8 +291,14 @@ fn score_stage(
                 Scored::Batch { path: b.path, first_row: b.first_row, input: b.batch, output, rejected: b.rejected, scores, version, features }
             }
         };
+        let is_batch = matches!(out, Scored::Batch { .. });
         if tx.blocking_send(out).is_err() {
             break;
+        }
+        if let (Some(ack), true) = (&ack, is_batch) {
+            if ack.recv().is_err() {
+                break;
+            }
         }
     }
     Ok(())
@@ -288,7 +329,8 @@ async fn sink_stage(
     rx: &mut mpsc::Receiver<Scored>,
     summary: &mut Summary,
     bar: &indicatif::ProgressBar,
-    on_batch: &mut Option<Box<dyn FnMut(&BatchView<'_>) + Send + '_>>,
+    on_batch: &mut Option<Box<dyn FnMut(&BatchView<'_>) -> Result<(), PipelineError> + Send + '_>>,
+    ack: &std::sync::mpsc::Sender<()>,
 ) -> Result<(), PipelineError> {
     let mut parts = PartWriter::new(&job.output, "part", job.rows_per_part)?;
     let mut rejects = RejectSink::new(&job.output);
@@ -339,8 +381,9 @@ async fn sink_stage(
                 bar.inc(n);
                 bar.set_message(format!("{} tokens", summary.tokens));
                 if let Some(hook) = on_batch.as_mut() {
-                    hook(&BatchView { output: &output, scores: &scores, features: &rows });
+                    hook(&BatchView { rows_in: n, output: &output, scores: &scores, features: &rows })?;
                 }
+                let _ = ack.send(());
             }
         }
     }
