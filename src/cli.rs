@@ -115,8 +115,11 @@ struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Choose tau on these development features and store it in the manifest.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tau_holdout_every")]
     tau_from: Option<PathBuf>,
+    /// Hold out every N-th labelled trajectory from training and choose tau on them.
+    #[arg(long)]
+    tau_holdout_every: Option<usize>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: Device,
@@ -405,6 +408,12 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         dim = Some(d);
         rows.extend(r);
     }
+    let mut holdout = Vec::new();
+    if let Some(every) = a.tau_holdout_every.filter(|&n| n >= 2) {
+        let (kept, held): (Vec<_>, Vec<_>) = rows.into_iter().enumerate().partition(|(i, _)| i % every != 0);
+        holdout = held.into_iter().map(|(_, r)| r).collect();
+        rows = kept.into_iter().map(|(_, r)| r).collect();
+    }
     let labelled = rows.iter().filter(|r| r.label.is_some()).count();
     let base = match (&a.resume, &a.model) {
         (Some(dir), _) | (None, Some(dir)) => LoadedModel::from_dir(dir)?,
@@ -445,9 +454,13 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let seconds = started.elapsed().as_secs_f64();
     let steps = trainer.step() - first;
-    let tau = match &a.tau_from {
-        Some(dev) => {
-            let (_, dev_rows) = read_features(dev)?;
+    let tau_rows = match &a.tau_from {
+        Some(dev) => Some(read_features(dev)?.1),
+        None if !holdout.is_empty() => Some(holdout),
+        None => None,
+    };
+    let tau = match tau_rows {
+        Some(dev_rows) => {
             let features: Vec<f32> = dev_rows.iter().flat_map(|r| r.features.iter().copied()).collect();
             let probs = trainer.probabilities(&features)?;
             let samples = actprm::pipeline::evaluate::samples_from_probs(&dev_rows, &probs, trainer.heads.heads);
@@ -464,7 +477,12 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         last.map_or(f64::NAN, |r| r.loss)
     );
     if let Some(t) = tau {
-        println!("tau {t:.2} chosen on {}", a.tau_from.as_ref().map_or(String::new(), |p| p.display().to_string()));
+        let source = match (&a.tau_from, a.tau_holdout_every) {
+            (Some(p), _) => p.display().to_string(),
+            (None, Some(n)) => format!("every {n}-th training trajectory, held out"),
+            _ => String::new(),
+        };
+        println!("tau {t:.2} chosen on {source}");
     }
     println!("wrote {} ({version})", a.output.display());
     Ok(())
