@@ -18,7 +18,7 @@ use crate::score::output::scored_batch;
 use crate::score::{RowScore, ScoreOptions, StepScorer};
 use crate::sink::rejects::RejectedRow;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
-use crate::source::parquet::{plan, read_file, PlannedFile, SourceItem};
+use crate::source::parquet::{plan, planned_rows, read_file, PlannedFile, SourceItem};
 use crate::source::{discover_inputs, ColumnMapping, RowReject, Trajectory};
 use crate::tokenise::{TokenisedTrajectory, Tokeniser};
 
@@ -89,11 +89,13 @@ enum Scored {
         features: Vec<FeatureRow>,
     },
     Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
+    GroupEnd { path: Arc<PathBuf>, group: usize },
 }
 
 enum Tokenised {
     Batch(TokenisedBatch),
     Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
+    GroupEnd { path: Arc<PathBuf>, group: usize },
 }
 
 /// What the sink shows a hook after writing each scored batch.
@@ -120,12 +122,22 @@ pub struct ScoreHooks<'a> {
 /// Runs a scoring job to completion. `hooks.refresh`, when given, delivers new heads from an
 /// in-process trainer; `job.watch_model` does the same from a directory.
 pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, PipelineError> {
+    let files = discover_inputs(&job.inputs, "parquet")?;
+    let planned = plan(&files, &job.columns)?;
+    let sink = PartsSink { output: job.output.clone(), parts: PartWriter::new(&job.output, "part", job.rows_per_part)?, rejects: RejectSink::new(&job.output) };
+    let summary = run_scoring(job, planned, hooks, Box::new(sink))?;
+    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+    write_atomic(&job.output.join("summary.json"), &json)?;
+    Ok(summary)
+}
+
+/// The dataflow itself, over already planned files, into any sink. Returns the summary (not
+/// yet written anywhere).
+pub fn run_scoring(job: &ScoreJob, planned: Vec<PlannedFile>, hooks: ScoreHooks<'_>, sink: Box<dyn ScoredSink + '_>) -> Result<Summary, PipelineError> {
     let ScoreHooks { refresh, lockstep, mut on_batch } = hooks;
     let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
     let ack_rx = lockstep.then_some(ack_rx);
     let started = Instant::now();
-    let files = discover_inputs(&job.inputs, "parquet")?;
-    let planned = plan(&files, &job.columns)?;
     let model = LoadedModel::open(job.model.as_deref())?;
     let tokeniser = Tokeniser::for_model(&model)?;
     let backbone = Backbone::open(&model, &job.runtime)?;
@@ -155,7 +167,7 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
         .map(|dir| ModelWatcher::spawn(dir, watch_tx, model.version(), Duration::from_millis(200)));
     let refresh = refresh.or(job.watch_model.as_ref().map(|_| watch_rx));
 
-    let total_rows: u64 = planned.iter().map(|p| p.rows).sum();
+    let total_rows: u64 = planned.iter().map(planned_rows).sum();
     let bar = super::progress::rows_bar(total_rows, job.progress);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -173,7 +185,7 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
         let want_features = job.features.is_some() || job.features_to_hooks;
         let with_probs = job.with_head_probs;
         let score = tokio::task::spawn_blocking(move || score_stage(scorer, tok_rx, scored_tx, refresh, want_features, with_probs, ack_rx));
-        let sink_result = sink_stage(job, &mut scored_rx, &mut summary, &bar, &mut on_batch, &ack_tx).await;
+        let sink_result = sink_stage(job, &mut scored_rx, &mut summary, &bar, &mut on_batch, &ack_tx, sink).await;
         drop(ack_tx);
         drop(scored_rx);
         let score_result = score.await.map_err(|e| PipelineError::Stage(format!("score stage panicked: {e}")))?;
@@ -187,8 +199,6 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
     summary.seconds = started.elapsed().as_secs_f64();
     summary.rows_per_second = summary.rows_scored as f64 / summary.seconds.max(1e-9);
     summary.tokens_per_second = summary.tokens as f64 / summary.seconds.max(1e-9);
-    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    write_atomic(&job.output.join("summary.json"), &json)?;
     Ok(summary)
 }
 
@@ -227,6 +237,7 @@ fn tokenise_stage(tokeniser: Tokeniser, mut rx: mpsc::Receiver<SourceItem>, tx: 
     while let Some(item) = rx.blocking_recv() {
         let out = match item {
             SourceItem::Unreadable { path, first_row, rows, reason } => Tokenised::Unreadable { path, first_row, rows, reason },
+            SourceItem::GroupEnd { path, group } => Tokenised::GroupEnd { path, group },
             SourceItem::Batch { path, first_row, batch, rows } => {
                 let mut valid = Vec::new();
                 let mut rejected = Vec::new();
@@ -270,6 +281,7 @@ fn score_stage(
     while let Some(item) = rx.blocking_recv() {
         let out = match item {
             Tokenised::Unreadable { path, first_row, rows, reason } => Scored::Unreadable { path, first_row, rows, reason },
+            Tokenised::GroupEnd { path, group } => Scored::GroupEnd { path, group },
             Tokenised::Batch(b) => {
                 // Between batches only: one batch is always scored by one version.
                 if let Some(rx) = refresh.as_mut() {
@@ -324,6 +336,45 @@ fn feature_rows(b: &TokenisedBatch, input: &RecordBatch, scores: &[RowScore], fe
         .collect())
 }
 
+/// Where scored rows go. `actprm score` writes part files; `actprm filter` writes one committed
+/// file per (input file, row group) so an interrupted run resumes exactly.
+pub trait ScoredSink: Send {
+    fn scored(&mut self, path: &Path, first_row: u64, input: &RecordBatch, output: &RecordBatch, rejected: &[RejectedRow], scores: &[RowScore]) -> Result<(), PipelineError>;
+    fn unreadable(&mut self, path: &Path, first_row: Option<u64>, rows: u64, reason: &str) -> Result<(), PipelineError>;
+    /// Every row of this row group has been passed to `scored` or `unreadable`.
+    fn group_end(&mut self, _path: &Path, _group: usize) -> Result<(), PipelineError> {
+        Ok(())
+    }
+    /// Closes everything; returns the files written, relative to the output folder.
+    fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError>;
+}
+
+/// `actprm score`'s sink: rolling part files plus the rejects folder.
+struct PartsSink {
+    output: PathBuf,
+    parts: PartWriter,
+    rejects: RejectSink,
+}
+
+impl ScoredSink for PartsSink {
+    fn scored(&mut self, path: &Path, _first_row: u64, input: &RecordBatch, output: &RecordBatch, rejected: &[RejectedRow], _scores: &[RowScore]) -> Result<(), PipelineError> {
+        self.parts.write(output)?;
+        self.rejects.rows(path, input, rejected)?;
+        Ok(())
+    }
+
+    fn unreadable(&mut self, path: &Path, first_row: Option<u64>, rows: u64, reason: &str) -> Result<(), PipelineError> {
+        self.rejects.unreadable(path, first_row, rows, reason);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError> {
+        let parts = self.parts.finish()?.iter().map(|p| relative(p, &self.output)).collect();
+        self.rejects.finish()?;
+        Ok(parts)
+    }
+}
+
 async fn sink_stage(
     job: &ScoreJob,
     rx: &mut mpsc::Receiver<Scored>,
@@ -331,12 +382,12 @@ async fn sink_stage(
     bar: &indicatif::ProgressBar,
     on_batch: &mut Option<Box<dyn FnMut(&BatchView<'_>) -> Result<(), PipelineError> + Send + '_>>,
     ack: &std::sync::mpsc::Sender<()>,
+    mut sink: Box<dyn ScoredSink + '_>,
 ) -> Result<(), PipelineError> {
-    let mut parts = PartWriter::new(&job.output, "part", job.rows_per_part)?;
-    let mut rejects = RejectSink::new(&job.output);
     let mut features: Option<FeatureWriter> = None;
     while let Some(item) = rx.recv().await {
         match item {
+            Scored::GroupEnd { path, group } => sink.group_end(&path, group)?,
             Scored::Unreadable { path, first_row, rows, reason } => {
                 summary.rows_in += rows;
                 summary.rows_rejected += rows;
@@ -345,16 +396,15 @@ async fn sink_stage(
                 }
                 *summary.reject_reasons.entry(short_reason(&reason)).or_default() += rows.max(1);
                 eprintln!("actprm: {}: {reason} ({rows} rows rejected)", path.display());
-                rejects.unreadable(&path, first_row, rows, &reason);
+                sink.unreadable(&path, first_row, rows, &reason)?;
                 bar.inc(rows);
             }
             Scored::Batch { path, first_row, input, output, rejected, scores, version, features: rows } => {
-                parts.write(&output)?;
                 let reject_rows: Vec<RejectedRow> = rejected
                     .iter()
                     .map(|(i, r)| RejectedRow { batch_row: *i, file_row: first_row + *i as u64, column: r.column.clone(), reason: r.reason.clone() })
                     .collect();
-                rejects.rows(&path, &input, &reject_rows)?;
+                sink.scored(&path, first_row, &input, &output, &reject_rows, &scores)?;
                 for r in &rejected {
                     *summary.reject_reasons.entry(short_reason(&r.1.reason)).or_default() += 1;
                 }
@@ -387,8 +437,7 @@ async fn sink_stage(
             }
         }
     }
-    summary.parts = parts.finish()?.iter().map(|p| relative(p, &job.output)).collect();
-    rejects.finish()?;
+    summary.parts = sink.finish()?;
     if let Some(w) = features {
         w.finish()?;
     }
