@@ -54,6 +54,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Score a corpus and keep the uncertain trajectories: bounded memory, exact resume, shards.
+    Filter(FilterArgs),
+    /// Check that filter outputs (one folder per shard) cover every input unit exactly once.
+    FilterVerify {
+        #[arg(long, short, required = true, num_args = 1..)]
+        input: Vec<String>,
+        /// Output folders of the shards.
+        #[arg(required = true)]
+        outputs: Vec<PathBuf>,
+        #[arg(long)]
+        problem_column: Option<String>,
+        #[arg(long)]
+        steps_column: Option<String>,
+    },
+    /// Generate a large realistic corpus by copying and recombining real trajectories.
+    Generate {
+        /// Labelled JSON Lines / ProcessBench JSON files to draw from.
+        #[arg(long, required = true, num_args = 1..)]
+        from: Vec<PathBuf>,
+        #[arg(long, short)]
+        output: PathBuf,
+        #[arg(long)]
+        rows: u64,
+        #[arg(long, default_value_t = 10)]
+        files: usize,
+        #[arg(long, default_value_t = 10_000)]
+        row_group_rows: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Write a model directory with a tiny backbone (same I/O contract) for scale and crash tests.
+    TinyModel {
+        #[arg(long, short)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        dim: usize,
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+    },
     /// The streaming active loop: score -> select -> label (pool column) -> train -> refresh.
     Active(ActiveArgs),
     /// The pool-based experiment: ActPRM vs random vs full data at equal label budgets.
@@ -123,6 +162,52 @@ struct TrainArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: Device,
+}
+
+#[derive(Args, Debug, Clone)]
+struct FilterArgs {
+    /// Parquet files, globs or folders.
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<String>,
+    /// Output folder: kept/, skipped/ (with --write-skipped), rejects/, units/, summary.json.
+    #[arg(long, short)]
+    output: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Keep this fraction of each batch, most uncertain first (default: ActPRM's threshold rule).
+    #[arg(long)]
+    keep_rate: Option<f64>,
+    /// This process's share of the units, as i/n (0-based).
+    #[arg(long, default_value = "0/1")]
+    shard: String,
+    /// Also write the rows that were not kept.
+    #[arg(long)]
+    write_skipped: bool,
+    /// Report keep rates per value of this column.
+    #[arg(long)]
+    group_by: Option<String>,
+    #[arg(long)]
+    problem_column: Option<String>,
+    #[arg(long)]
+    steps_column: Option<String>,
+    #[arg(long, default_value_t = 64)]
+    batch_rows: usize,
+    #[arg(long, default_value_t = 8192)]
+    token_budget: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("--shard {s:?}: expected i/n, e.g. 0/4"))?;
+    let (i, n): (u64, u64) = (i.parse().map_err(|_| format!("--shard {s:?}: bad i"))?, n.parse().map_err(|_| format!("--shard {s:?}: bad n"))?);
+    if n == 0 || i >= n {
+        return Err(format!("--shard {s:?}: need 0 <= i < n"));
+    }
+    Ok((i, n))
 }
 
 #[derive(Args, Debug, Clone)]
@@ -325,6 +410,91 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Train(a) => train(a)?,
         Command::Experiment(a) => experiment(a)?,
+        Command::Filter(a) => {
+            validate_thresholds(&a.select)?;
+            if let Some(r) = a.keep_rate.filter(|r| !(0.0..=1.0).contains(r)) {
+                return Err(format!("--keep-rate {r} is outside 0..1").into());
+            }
+            let mut score = ScoreJob::new(a.input.clone(), a.output.clone());
+            score.model = a.model.model.clone();
+            score.runtime = a.model.runtime();
+            score.columns = ColumnMapping { problem: a.problem_column.clone(), steps: a.steps_column.clone() };
+            score.score = ScoreOptions {
+                tau: a.select.tau,
+                rule: SelectionRule { delta_pred: a.select.delta_pred, delta_std: a.select.delta_std },
+                token_budget: a.token_budget,
+                ..ScoreOptions::default()
+            };
+            score.batch_rows = a.batch_rows;
+            score.progress = std::io::stderr().is_terminal();
+            let job = actprm::pipeline::filter::FilterJob {
+                score,
+                keep: a.keep_rate.map_or(actprm::pipeline::filter::Keep::Rule, actprm::pipeline::filter::Keep::Rate),
+                shard: parse_shard(&a.shard)?,
+                write_skipped: a.write_skipped,
+                group_by: a.group_by.clone(),
+            };
+            let s = actprm::pipeline::filter::run_filter(&job)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("units          {:>10}  ({} this run)", s.units, s.units_this_run);
+                println!("rows in        {:>10}", s.rows_in);
+                println!("rows scored    {:>10}", s.rows_scored);
+                println!("rows kept      {:>10}  ({:.1} %)", s.rows_kept, 100.0 * s.keep_rate);
+                println!("rows rejected  {:>10}", s.rows_rejected);
+                println!("throughput     {:>10.1} rows/s, {:.0} tokens/s (this run, {:.1} s)", s.rows_per_second, s.tokens_per_second, s.seconds);
+                println!("peak RSS       {:>10.1} MiB", s.peak_rss_mb);
+                for (g, r) in &s.keep_rate_by_group {
+                    println!("keep rate      {:>9.1} %  {g}", 100.0 * r);
+                }
+                println!("uncertainty (1 = ActPRM threshold):");
+                let max = s.uncertainty_histogram.iter().map(|h| h.1).max().unwrap_or(1).max(1);
+                for (bin, count) in &s.uncertainty_histogram {
+                    println!("  {bin:<14} {count:>9} {}", "#".repeat((40 * count / max) as usize));
+                }
+            }
+        }
+        Command::FilterVerify { input, outputs, problem_column, steps_column } => {
+            let columns = ColumnMapping { problem: problem_column, steps: steps_column };
+            let (s, problems) = actprm::pipeline::filter::verify(&input, &columns, &outputs)?;
+            for p in &problems {
+                eprintln!("actprm: {p}");
+            }
+            println!("{} units, {} rows in, {} kept, {} rejected", s.units, s.rows_in, s.rows_kept, s.rows_rejected);
+            if !problems.is_empty() {
+                return Err(format!("{} problem(s): the shard outputs are not complete", problems.len()).into());
+            }
+            println!("complete: every unit committed exactly once");
+        }
+        Command::Generate { from, output, rows, files, row_group_rows, seed } => {
+            let mut records = Vec::new();
+            for f in &from {
+                records.extend(actprm::source::jsonl::read_labelled(f)?);
+            }
+            let spec = actprm::source::generate::GenerateSpec { rows, files, row_group_rows, seed };
+            let paths = actprm::source::generate::generate(&records, &output, &spec)?;
+            println!("wrote {rows} rows in {} files to {}", paths.len(), output.display());
+        }
+        Command::TinyModel { output, dim, heads } => {
+            let base = LoadedModel::embedded()?;
+            let backbone = actprm::model::tiny::tiny_backbone(30522, dim, 0);
+            let weights = HeadsWeights::init(heads, dim, 0);
+            let bytes = weights.to_onnx(&[]);
+            let mut model = base.clone();
+            model.manifest.name = format!("tiny-d{dim}-e{heads}");
+            model.manifest.hidden_size = dim;
+            model.manifest.ensemble_size = heads;
+            model.manifest.backbone = "backbone.onnx".into();
+            // relative: resolved inside the new directory, where the file is written
+            model.backbone_path = PathBuf::from("backbone.onnx");
+            model.manifest.backbone_sha256 = None;
+            model.manifest.tau = 0.5;
+            model.manifest.provenance = "tiny test backbone (embedding + running mean), random heads: for scale and crash tests only".into();
+            model.write_dir(&output, &bytes, Some(&bytes), &[("backbone.onnx", &backbone)])?;
+            let written = LoadedModel::from_dir(&output)?;
+            println!("wrote {} ({})", output.display(), written.version());
+        }
         Command::Active(a) => {
             validate_thresholds(&a.select)?;
             let mut score = ScoreJob::new(a.input.clone(), a.output.clone());

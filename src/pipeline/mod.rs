@@ -3,6 +3,7 @@
 pub mod active;
 pub mod evaluate;
 pub mod features;
+pub mod filter;
 pub mod progress;
 pub mod refresh;
 pub mod score;
