@@ -10,13 +10,17 @@ use actprm::model::{Device, HeadsWeights, LoadedModel, RuntimeOptions};
 use actprm::pipeline::evaluate::{evaluate_files, TauRule};
 use actprm::pipeline::features::read_features;
 use actprm::pipeline::{run_score, ScoreJob};
-use actprm::train::{torch_device, TrainConfig, Trainer};
 use actprm::score::ScoreOptions;
 use actprm::select::SelectionRule;
 use actprm::source::ColumnMapping;
+use actprm::train::{torch_device, TrainConfig, Trainer};
 
 #[derive(Parser, Debug)]
-#[command(name = "actprm", version, about = "Train and run Process Reward Models by active learning")]
+#[command(
+    name = "actprm",
+    version,
+    about = "Train and run Process Reward Models by active learning"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -202,8 +206,13 @@ struct FilterArgs {
 }
 
 fn parse_shard(s: &str) -> Result<(u64, u64), String> {
-    let (i, n) = s.split_once('/').ok_or_else(|| format!("--shard {s:?}: expected i/n, e.g. 0/4"))?;
-    let (i, n): (u64, u64) = (i.parse().map_err(|_| format!("--shard {s:?}: bad i"))?, n.parse().map_err(|_| format!("--shard {s:?}: bad n"))?);
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("--shard {s:?}: expected i/n, e.g. 0/4"))?;
+    let (i, n): (u64, u64) = (
+        i.parse().map_err(|_| format!("--shard {s:?}: bad i"))?,
+        n.parse().map_err(|_| format!("--shard {s:?}: bad n"))?,
+    );
     if n == 0 || i >= n {
         return Err(format!("--shard {s:?}: need 0 <= i < n"));
     }
@@ -270,7 +279,11 @@ struct ExperimentArgs {
     #[arg(long, short)]
     output: PathBuf,
     /// Comma-separated: actprm, actprm@RATE, random@RATE, full.
-    #[arg(long, default_value = "actprm@50%,random@50%,full", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "actprm@50%,random@50%,full",
+        value_delimiter = ','
+    )]
     strategies: Vec<actprm::experiment::Strategy>,
     #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
     seeds: Vec<u64>,
@@ -314,7 +327,10 @@ struct ModelArgs {
 
 impl ModelArgs {
     fn runtime(&self) -> RuntimeOptions {
-        RuntimeOptions { device: self.device, intra_threads: self.threads }
+        RuntimeOptions {
+            device: self.device,
+            intra_threads: self.threads,
+        }
     }
 }
 
@@ -388,10 +404,16 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let mut job = ScoreJob::new(a.input.clone(), a.output.clone());
             job.model = a.model.model.clone();
             job.runtime = a.model.runtime();
-            job.columns = ColumnMapping { problem: a.problem_column.clone(), steps: a.steps_column.clone() };
+            job.columns = ColumnMapping {
+                problem: a.problem_column.clone(),
+                steps: a.steps_column.clone(),
+            };
             job.score = ScoreOptions {
                 tau: a.select.tau,
-                rule: SelectionRule { delta_pred: a.select.delta_pred, delta_std: a.select.delta_std },
+                rule: SelectionRule {
+                    delta_pred: a.select.delta_pred,
+                    delta_std: a.select.delta_std,
+                },
                 token_budget: a.token_budget,
                 ..ScoreOptions::default()
             };
@@ -418,10 +440,16 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let mut score = ScoreJob::new(a.input.clone(), a.output.clone());
             score.model = a.model.model.clone();
             score.runtime = a.model.runtime();
-            score.columns = ColumnMapping { problem: a.problem_column.clone(), steps: a.steps_column.clone() };
+            score.columns = ColumnMapping {
+                problem: a.problem_column.clone(),
+                steps: a.steps_column.clone(),
+            };
             score.score = ScoreOptions {
                 tau: a.select.tau,
-                rule: SelectionRule { delta_pred: a.select.delta_pred, delta_std: a.select.delta_std },
+                rule: SelectionRule {
+                    delta_pred: a.select.delta_pred,
+                    delta_std: a.select.delta_std,
+                },
                 token_budget: a.token_budget,
                 ..ScoreOptions::default()
             };
@@ -429,7 +457,10 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             score.progress = std::io::stderr().is_terminal();
             let job = actprm::pipeline::filter::FilterJob {
                 score,
-                keep: a.keep_rate.map_or(actprm::pipeline::filter::Keep::Rule, actprm::pipeline::filter::Keep::Rate),
+                keep: a.keep_rate.map_or(
+                    actprm::pipeline::filter::Keep::Rule,
+                    actprm::pipeline::filter::Keep::Rate,
+                ),
                 shard: parse_shard(&a.shard)?,
                 write_skipped: a.write_skipped,
                 group_by: a.group_by.clone(),
@@ -438,43 +469,93 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                println!("units          {:>10}  ({} this run)", s.units, s.units_this_run);
+                println!(
+                    "units          {:>10}  ({} this run)",
+                    s.units, s.units_this_run
+                );
                 println!("rows in        {:>10}", s.rows_in);
                 println!("rows scored    {:>10}", s.rows_scored);
-                println!("rows kept      {:>10}  ({:.1} %)", s.rows_kept, 100.0 * s.keep_rate);
+                println!(
+                    "rows kept      {:>10}  ({:.1} %)",
+                    s.rows_kept,
+                    100.0 * s.keep_rate
+                );
                 println!("rows rejected  {:>10}", s.rows_rejected);
-                println!("throughput     {:>10.1} rows/s, {:.0} tokens/s (this run, {:.1} s)", s.rows_per_second, s.tokens_per_second, s.seconds);
+                println!(
+                    "throughput     {:>10.1} rows/s, {:.0} tokens/s (this run, {:.1} s)",
+                    s.rows_per_second, s.tokens_per_second, s.seconds
+                );
                 println!("peak RSS       {:>10.1} MiB", s.peak_rss_mb);
                 for (g, r) in &s.keep_rate_by_group {
                     println!("keep rate      {:>9.1} %  {g}", 100.0 * r);
                 }
                 println!("uncertainty (1 = ActPRM threshold):");
-                let max = s.uncertainty_histogram.iter().map(|h| h.1).max().unwrap_or(1).max(1);
+                let max = s
+                    .uncertainty_histogram
+                    .iter()
+                    .map(|h| h.1)
+                    .max()
+                    .unwrap_or(1)
+                    .max(1);
                 for (bin, count) in &s.uncertainty_histogram {
-                    println!("  {bin:<14} {count:>9} {}", "#".repeat((40 * count / max) as usize));
+                    println!(
+                        "  {bin:<14} {count:>9} {}",
+                        "#".repeat((40 * count / max) as usize)
+                    );
                 }
             }
         }
-        Command::FilterVerify { input, outputs, problem_column, steps_column } => {
-            let columns = ColumnMapping { problem: problem_column, steps: steps_column };
+        Command::FilterVerify {
+            input,
+            outputs,
+            problem_column,
+            steps_column,
+        } => {
+            let columns = ColumnMapping {
+                problem: problem_column,
+                steps: steps_column,
+            };
             let (s, problems) = actprm::pipeline::filter::verify(&input, &columns, &outputs)?;
             for p in &problems {
                 eprintln!("actprm: {p}");
             }
-            println!("{} units, {} rows in, {} kept, {} rejected", s.units, s.rows_in, s.rows_kept, s.rows_rejected);
+            println!(
+                "{} units, {} rows in, {} kept, {} rejected",
+                s.units, s.rows_in, s.rows_kept, s.rows_rejected
+            );
             if !problems.is_empty() {
-                return Err(format!("{} problem(s): the shard outputs are not complete", problems.len()).into());
+                return Err(format!(
+                    "{} problem(s): the shard outputs are not complete",
+                    problems.len()
+                )
+                .into());
             }
             println!("complete: every unit committed exactly once");
         }
-        Command::Generate { from, output, rows, files, row_group_rows, seed } => {
+        Command::Generate {
+            from,
+            output,
+            rows,
+            files,
+            row_group_rows,
+            seed,
+        } => {
             let mut records = Vec::new();
             for f in &from {
                 records.extend(actprm::source::jsonl::read_labelled(f)?);
             }
-            let spec = actprm::source::generate::GenerateSpec { rows, files, row_group_rows, seed };
+            let spec = actprm::source::generate::GenerateSpec {
+                rows,
+                files,
+                row_group_rows,
+                seed,
+            };
             let paths = actprm::source::generate::generate(&records, &output, &spec)?;
-            println!("wrote {rows} rows in {} files to {}", paths.len(), output.display());
+            println!(
+                "wrote {rows} rows in {} files to {}",
+                paths.len(),
+                output.display()
+            );
         }
         Command::TinyModel { output, dim, heads } => {
             let base = LoadedModel::embedded()?;
@@ -491,7 +572,12 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             model.manifest.backbone_sha256 = None;
             model.manifest.tau = 0.5;
             model.manifest.provenance = "tiny test backbone (embedding + running mean), random heads: for scale and crash tests only".into();
-            model.write_dir(&output, &bytes, Some(&bytes), &[("backbone.onnx", &backbone)])?;
+            model.write_dir(
+                &output,
+                &bytes,
+                Some(&bytes),
+                &[("backbone.onnx", &backbone)],
+            )?;
             let written = LoadedModel::from_dir(&output)?;
             println!("wrote {} ({})", output.display(), written.version());
         }
@@ -501,14 +587,23 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             score.runtime = a.model.runtime();
             score.model = a.model.model.clone();
             score.batch_rows = a.batch_rows;
-            score.score.rule = SelectionRule { delta_pred: a.select.delta_pred, delta_std: a.select.delta_std };
+            score.score.rule = SelectionRule {
+                delta_pred: a.select.delta_pred,
+                delta_std: a.select.delta_std,
+            };
             score.score.tau = a.select.tau;
             score.progress = std::io::stderr().is_terminal();
             let job = actprm::pipeline::active::ActiveJob {
                 score,
                 output: a.output.clone(),
                 cold_start: a.cold_start.map(|e| (e, a.seed)),
-                train: TrainConfig { lr: a.lr, lambda: a.lambda, warmup_steps: a.warmup, seed: a.seed, ..TrainConfig::default() },
+                train: TrainConfig {
+                    lr: a.lr,
+                    lambda: a.lambda,
+                    warmup_steps: a.warmup,
+                    seed: a.seed,
+                    ..TrainConfig::default()
+                },
                 selection: match a.keep_rate {
                     Some(r) => actprm::pipeline::active::Selection::Rate(r),
                     None => actprm::pipeline::active::Selection::Rule,
@@ -523,9 +618,19 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let summary = actprm::pipeline::active::run_active(&job)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
-        Command::Eval { files, model, tau, tau_from_first, json } => {
+        Command::Eval {
+            files,
+            model,
+            tau,
+            tau_from_first,
+            json,
+        } => {
             let loaded = LoadedModel::open(model.model.as_deref())?;
-            let rule = if tau_from_first { TauRule::FromFirstSubset } else { TauRule::Fixed(tau.unwrap_or(loaded.manifest.tau)) };
+            let rule = if tau_from_first {
+                TauRule::FromFirstSubset
+            } else {
+                TauRule::Fixed(tau.unwrap_or(loaded.manifest.tau))
+            };
             let report = evaluate_files(&files, &loaded, &model.runtime(), rule)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -539,17 +644,34 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 records.extend(actprm::source::jsonl::read_labelled(path)?);
             }
             let batch = actprm::source::jsonl::to_record_batch(&records);
-            let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-            let stem = output.file_stem().and_then(|s| s.to_str()).unwrap_or("converted").to_string();
+            let dir = output
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            let stem = output
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("converted")
+                .to_string();
             let mut writer = actprm::sink::PartWriter::new(&dir, &stem, usize::MAX)?;
             writer.write(&batch)?;
             let parts = writer.finish()?;
             if let Some(part) = parts.first() {
                 std::fs::rename(part, &output)?;
             }
-            println!("wrote {} trajectories to {}", records.len(), output.display());
+            println!(
+                "wrote {} trajectories to {}",
+                records.len(),
+                output.display()
+            );
         }
-        Command::InitModel { output, heads, seed, name } => {
+        Command::InitModel {
+            output,
+            heads,
+            seed,
+            name,
+        } => {
             let base = LoadedModel::embedded()?;
             let weights = HeadsWeights::init(heads, base.manifest.hidden_size, seed);
             let bytes = weights.to_onnx(&[("actprm.seed", seed.to_string())]);
@@ -557,7 +679,8 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             model.manifest.name = name;
             model.manifest.ensemble_size = heads;
             model.manifest.seed = seed;
-            model.manifest.provenance = format!("heads initialised by `actprm init-model --heads {heads} --seed {seed}`");
+            model.manifest.provenance =
+                format!("heads initialised by `actprm init-model --heads {heads} --seed {seed}`");
             model.write_dir(&output, &bytes, Some(&bytes), &[])?;
             let written = LoadedModel::from_dir(&output)?;
             println!("wrote {} ({})", output.display(), written.version());
@@ -573,14 +696,21 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     for path in &a.features {
         let (d, r) = read_features(path)?;
         if let Some(prev) = dim.filter(|&p| p != d) {
-            return Err(format!("{}: features have dimension {d}, earlier files {prev}", path.display()).into());
+            return Err(format!(
+                "{}: features have dimension {d}, earlier files {prev}",
+                path.display()
+            )
+            .into());
         }
         dim = Some(d);
         rows.extend(r);
     }
     let mut holdout = Vec::new();
     if let Some(every) = a.tau_holdout_every.filter(|&n| n >= 2) {
-        let (kept, held): (Vec<_>, Vec<_>) = rows.into_iter().enumerate().partition(|(i, _)| i % every != 0);
+        let (kept, held): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % every != 0);
         holdout = held.into_iter().map(|(_, r)| r).collect();
         rows = kept.into_iter().map(|(_, r)| r).collect();
     }
@@ -611,14 +741,22 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         (None, None) => Trainer::from_model(&base, config, device)?,
     };
     if let Some(d) = dim.filter(|&d| d != trainer.heads.dim) {
-        return Err(format!("{}: features have dimension {d}, the heads take {}", a.features[0].display(), trainer.heads.dim).into());
+        return Err(format!(
+            "{}: features have dimension {d}, the heads take {}",
+            a.features[0].display(),
+            trainer.heads.dim
+        )
+        .into());
     }
     let started = std::time::Instant::now();
     let first = trainer.step();
     let mut last = None;
     trainer.fit(&rows, a.epochs, a.stop_after, |r| {
         if r.step % 50 == 0 {
-            eprintln!("step {:>6}  loss {:.4}  bce {:.4}  anchor {:.2e}  |g| {:.3}", r.step, r.loss, r.bce, r.anchor, r.grad_norm);
+            eprintln!(
+                "step {:>6}  loss {:.4}  bce {:.4}  anchor {:.2e}  |g| {:.3}",
+                r.step, r.loss, r.bce, r.anchor, r.grad_norm
+            );
         }
         last = Some(*r);
     })?;
@@ -631,9 +769,16 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let tau = match tau_rows {
         Some(dev_rows) => {
-            let features: Vec<f32> = dev_rows.iter().flat_map(|r| r.features.iter().copied()).collect();
+            let features: Vec<f32> = dev_rows
+                .iter()
+                .flat_map(|r| r.features.iter().copied())
+                .collect();
             let probs = trainer.probabilities(&features)?;
-            let samples = actprm::pipeline::evaluate::samples_from_probs(&dev_rows, &probs, trainer.heads.heads);
+            let samples = actprm::pipeline::evaluate::samples_from_probs(
+                &dev_rows,
+                &probs,
+                trainer.heads.heads,
+            );
             Some(actprm::eval::choose_tau(&samples))
         }
         None => None,
@@ -643,7 +788,8 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         "trained {} steps ({} labelled trajectories, {:.0} trajectories/s), final loss {:.4}",
         steps,
         labelled,
-        (steps as f64 * a.batch_size as f64).min(labelled as f64 * a.epochs as f64) / seconds.max(1e-9),
+        (steps as f64 * a.batch_size as f64).min(labelled as f64 * a.epochs as f64)
+            / seconds.max(1e-9),
         last.map_or(f64::NAN, |r| r.loss)
     );
     if let Some(t) = tau {
@@ -670,8 +816,17 @@ fn experiment(a: ExperimentArgs) -> Result<(), Box<dyn std::error::Error>> {
         strategies: a.strategies.clone(),
         seeds: a.seeds.clone(),
         heads: a.heads,
-        train: TrainConfig { lr: a.lr, lambda: a.lambda, warmup_steps: a.warmup, pos_weight_wrong: a.wrong_weight, ..TrainConfig::default() },
-        rule: SelectionRule { delta_pred: a.delta_pred, delta_std: a.delta_std },
+        train: TrainConfig {
+            lr: a.lr,
+            lambda: a.lambda,
+            warmup_steps: a.warmup,
+            pos_weight_wrong: a.wrong_weight,
+            ..TrainConfig::default()
+        },
+        rule: SelectionRule {
+            delta_pred: a.delta_pred,
+            delta_std: a.delta_std,
+        },
         stream_batch: a.stream_batch,
         passes: a.passes,
         eval_every: a.eval_every,
@@ -680,22 +835,46 @@ fn experiment(a: ExperimentArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
     let report = run_experiment(&pool, &dev, &cfg, |c| {
         if let Some(p) = c.points.last() {
-            eprintln!("{:<14} seed {}  labels {:>5}  steps {:>4}  dev F1 {:.3}  (tau {:.2})", c.strategy, c.seed, p.labels, p.steps, p.mean_f1, p.tau);
+            eprintln!(
+                "{:<14} seed {}  labels {:>5}  steps {:>4}  dev F1 {:.3}  (tau {:.2})",
+                c.strategy, c.seed, p.labels, p.steps, p.mean_f1, p.tau
+            );
         }
     })?;
     std::fs::create_dir_all(&a.output)?;
     let table = report.table();
     let mut notes = String::new();
-    for s in report.strategies().iter().filter(|s| s.starts_with("actprm")) {
+    for s in report
+        .strategies()
+        .iter()
+        .filter(|s| s.starts_with("actprm"))
+    {
         notes += &match report.budget_to_match_full(s) {
             Some(b) => format!("{s} first reaches the full-data F1 at {b} labels.\n"),
             None => format!("{s} does not reach the full-data F1 within its labels.\n"),
         };
     }
-    actprm::sink::write_atomic(&a.output.join("results.json"), &serde_json::to_vec_pretty(&report)?)?;
-    actprm::sink::write_atomic(&a.output.join("table.md"), format!("{table}\n{notes}").as_bytes())?;
-    let title = format!("Pool-based active learning: {} pool trajectories, dev = {}", report.pool_streamed, report.dev.join(", "));
-    actprm::sink::write_atomic(&a.output.join("curve.svg"), learning_curve_svg(&report, &title).as_bytes())?;
-    println!("{table}\n{notes}({:.0} s; results.json, table.md, curve.svg in {})", started.elapsed().as_secs_f64(), a.output.display());
+    actprm::sink::write_atomic(
+        &a.output.join("results.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
+    actprm::sink::write_atomic(
+        &a.output.join("table.md"),
+        format!("{table}\n{notes}").as_bytes(),
+    )?;
+    let title = format!(
+        "Pool-based active learning: {} pool trajectories, dev = {}",
+        report.pool_streamed,
+        report.dev.join(", ")
+    );
+    actprm::sink::write_atomic(
+        &a.output.join("curve.svg"),
+        learning_curve_svg(&report, &title).as_bytes(),
+    )?;
+    println!(
+        "{table}\n{notes}({:.0} s; results.json, table.md, curve.svg in {})",
+        started.elapsed().as_secs_f64(),
+        a.output.display()
+    );
     Ok(())
 }

@@ -47,7 +47,14 @@ pub fn processbench(samples: &[Sample], tau: f32) -> SubsetScore {
         (Some(_), Some(_)) => Some(0.0),
         _ => None,
     };
-    SubsetScore { n: samples.len(), n_error: err_total, n_correct: ok_total, acc_error, acc_correct, f1 }
+    SubsetScore {
+        n: samples.len(),
+        n_error: err_total,
+        n_correct: ok_total,
+        acc_error,
+        acc_correct,
+        f1,
+    }
 }
 
 /// The threshold (grid 0.01..0.99) that maximises ProcessBench F1 on `samples`; ties go to the
@@ -56,8 +63,12 @@ pub fn choose_tau(samples: &[Sample]) -> f32 {
     let mut best = (f64::NEG_INFINITY, 0.5f32);
     for i in 1..100 {
         let tau = i as f32 / 100.0;
-        let f1 = processbench(samples, tau).f1.or(processbench(samples, tau).acc_error).unwrap_or(0.0);
-        let better = f1 > best.0 + 1e-12 || ((f1 - best.0).abs() <= 1e-12 && (tau - 0.5).abs() < (best.1 - 0.5).abs());
+        let f1 = processbench(samples, tau)
+            .f1
+            .or(processbench(samples, tau).acc_error)
+            .unwrap_or(0.0);
+        let better = f1 > best.0 + 1e-12
+            || ((f1 - best.0).abs() <= 1e-12 && (tau - 0.5).abs() < (best.1 - 0.5).abs());
         if better {
             best = (f1, tau);
         }
@@ -75,7 +86,8 @@ pub struct PrmBenchScore {
 
 /// PRMBench: each step valid iff p > 0.5; `error_steps` are 1-based indices of invalid steps.
 pub fn prmbench(samples: &[(Vec<f32>, Vec<i32>)]) -> PrmBenchScore {
-    let (mut tp_v, mut fp_v, mut fn_v, mut tp_i, mut fp_i, mut fn_i, mut steps) = (0, 0, 0, 0, 0, 0, 0usize);
+    let (mut tp_v, mut fp_v, mut fn_v, mut tp_i, mut fp_i, mut fn_i, mut steps) =
+        (0, 0, 0, 0, 0, 0, 0usize);
     for (probs, errors) in samples {
         for (i, &p) in probs.iter().enumerate() {
             steps += 1;
@@ -95,9 +107,20 @@ pub fn prmbench(samples: &[(Vec<f32>, Vec<i32>)]) -> PrmBenchScore {
             }
         }
     }
-    let f1 = |tp: usize, fp: usize, fnn: usize| if tp == 0 { 0.0 } else { 2.0 * tp as f64 / (2 * tp + fp + fnn) as f64 };
+    let f1 = |tp: usize, fp: usize, fnn: usize| {
+        if tp == 0 {
+            0.0
+        } else {
+            2.0 * tp as f64 / (2 * tp + fp + fnn) as f64
+        }
+    };
     let (f1_valid, f1_invalid) = (f1(tp_v, fp_v, fn_v), f1(tp_i, fp_i, fn_i));
-    PrmBenchScore { steps, f1_valid, f1_invalid, prm_score: (f1_valid + f1_invalid) / 2.0 }
+    PrmBenchScore {
+        steps,
+        f1_valid,
+        f1_invalid,
+        prm_score: (f1_valid + f1_invalid) / 2.0,
+    }
 }
 
 #[cfg(test)]
@@ -105,16 +128,19 @@ mod tests {
     use super::*;
 
     fn s(mean: &[f32], label: i32) -> Sample {
-        Sample { mean: mean.to_vec(), label }
+        Sample {
+            mean: mean.to_vec(),
+            label,
+        }
     }
 
     #[test]
     fn processbench_on_a_hand_computed_subset() {
         let samples = vec![
-            s(&[0.9, 0.2, 0.1], 1),  // error found exactly
-            s(&[0.9, 0.8, 0.1], 1),  // predicted 2, wrong
-            s(&[0.9, 0.9], -1),      // correct, predicted -1
-            s(&[0.4, 0.9], -1),      // correct, predicted 0
+            s(&[0.9, 0.2, 0.1], 1), // error found exactly
+            s(&[0.9, 0.8, 0.1], 1), // predicted 2, wrong
+            s(&[0.9, 0.9], -1),     // correct, predicted -1
+            s(&[0.4, 0.9], -1),     // correct, predicted 0
         ];
         let r = processbench(&samples, 0.5);
         assert_eq!((r.n_error, r.n_correct), (2, 2));

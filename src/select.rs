@@ -17,7 +17,10 @@ pub struct SelectionRule {
 
 impl Default for SelectionRule {
     fn default() -> Self {
-        Self { delta_pred: 0.9, delta_std: 0.01 }
+        Self {
+            delta_pred: 0.9,
+            delta_std: 0.01,
+        }
     }
 }
 
@@ -53,7 +56,8 @@ pub fn step_stats(probs: &[f32], heads: usize) -> (Vec<f32>, Vec<f32>) {
         .map(|row| {
             let mean = row.iter().map(|&p| p as f64).sum::<f64>() / heads as f64;
             let std = if heads > 1 {
-                (row.iter().map(|&p| (p as f64 - mean).powi(2)).sum::<f64>() / (heads - 1) as f64).sqrt()
+                (row.iter().map(|&p| (p as f64 - mean).powi(2)).sum::<f64>() / (heads - 1) as f64)
+                    .sqrt()
             } else {
                 0.0
             };
@@ -69,15 +73,26 @@ pub fn first_error(mean: &[f32], tau: f32) -> i32 {
 
 /// Applies the rule to the steps up to and including the first predicted error.
 pub fn decide(mean: &[f32], std: &[f32], rule: SelectionRule) -> Decision {
-    let k = mean.iter().position(|&m| m < SELECTION_CUT).unwrap_or(mean.len().saturating_sub(1));
-    let mut decision = Decision { selected: false, aleatoric: false, epistemic: false, uncertainty: 0.0 };
+    let k = mean
+        .iter()
+        .position(|&m| m < SELECTION_CUT)
+        .unwrap_or(mean.len().saturating_sub(1));
+    let mut decision = Decision {
+        selected: false,
+        aleatoric: false,
+        epistemic: false,
+        uncertainty: 0.0,
+    };
     for (&mu, &sigma) in mean.iter().zip(std).take(k + 1) {
         let confidence = mu.max(1.0 - mu);
         decision.aleatoric |= confidence < rule.delta_pred;
         decision.epistemic |= sigma > rule.delta_std;
         let aleatoric_ratio = (1.0 - confidence) / (1.0 - rule.delta_pred).max(f32::EPSILON);
         let epistemic_ratio = sigma / rule.delta_std.max(f32::EPSILON);
-        decision.uncertainty = decision.uncertainty.max(aleatoric_ratio).max(epistemic_ratio);
+        decision.uncertainty = decision
+            .uncertainty
+            .max(aleatoric_ratio)
+            .max(epistemic_ratio);
     }
     decision.selected = decision.aleatoric || decision.epistemic;
     decision

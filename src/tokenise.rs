@@ -64,10 +64,16 @@ pub fn build_windows(
     prefix.extend(special.problem_end.map(i64::from));
     let suffix = special.eos.map(i64::from);
     // Room for steps in each window; at least one token of step text plus its separator.
-    let budget = limits.max_length.saturating_sub(prefix.len() + usize::from(suffix.is_some())).max(2);
+    let budget = limits
+        .max_length
+        .saturating_sub(prefix.len() + usize::from(suffix.is_some()))
+        .max(2);
 
     let mut windows = Vec::new();
-    let mut current = Window { ids: prefix.clone(), separators: Vec::new() };
+    let mut current = Window {
+        ids: prefix.clone(),
+        separators: Vec::new(),
+    };
     let mut used = 0usize;
     for step in steps {
         // Keep the end of an over-long step: it is next to the separator that is read.
@@ -76,10 +82,18 @@ pub fn build_windows(
         let cost = keep + 1;
         if used + cost > budget && !current.separators.is_empty() {
             current.ids.extend(suffix);
-            windows.push(std::mem::replace(&mut current, Window { ids: prefix.clone(), separators: Vec::new() }));
+            windows.push(std::mem::replace(
+                &mut current,
+                Window {
+                    ids: prefix.clone(),
+                    separators: Vec::new(),
+                },
+            ));
             used = 0;
         }
-        current.ids.extend(step[step.len() - keep..].iter().map(|&t| t as i64));
+        current
+            .ids
+            .extend(step[step.len() - keep..].iter().map(|&t| t as i64));
         current.ids.push(special.step as i64);
         current.separators.push(current.ids.len() - 1);
         used += cost;
@@ -87,7 +101,12 @@ pub fn build_windows(
     current.ids.extend(suffix);
     windows.push(current);
     let tokens = windows.iter().map(|w| w.ids.len()).sum();
-    TokenisedTrajectory { windows, steps: steps.len(), truncated, tokens }
+    TokenisedTrajectory {
+        windows,
+        steps: steps.len(),
+        truncated,
+        tokens,
+    }
 }
 
 /// A Hugging Face tokenizer with its own truncation and padding switched off (windows handle
@@ -108,7 +127,10 @@ impl Tokeniser {
             &m.separator.problem_end,
             &m.separator.step,
             &m.separator.eos,
-            WindowLimits { max_length: m.max_length, max_problem_tokens: m.max_problem_tokens },
+            WindowLimits {
+                max_length: m.max_length,
+                max_problem_tokens: m.max_problem_tokens,
+            },
         )
     }
 
@@ -120,12 +142,19 @@ impl Tokeniser {
         eos: &Option<String>,
         limits: WindowLimits,
     ) -> Result<Self, ModelError> {
-        let err = |message: String| ModelError::Tokenizer { path: path.to_path_buf(), message };
+        let err = |message: String| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            message,
+        };
         let mut tokenizer = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
-        tokenizer.with_truncation(None).map_err(|e| err(e.to_string()))?;
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| err(e.to_string()))?;
         tokenizer.with_padding(None);
         let id = |token: &str| {
-            tokenizer.token_to_id(token).ok_or_else(|| err(format!("has no token {token:?} (named in the manifest)")))
+            tokenizer
+                .token_to_id(token)
+                .ok_or_else(|| err(format!("has no token {token:?} (named in the manifest)")))
         };
         let special = SpecialTokens {
             bos: bos.as_deref().map(id).transpose()?,
@@ -139,7 +168,11 @@ impl Tokeniser {
                 limits.max_problem_tokens, limits.max_length
             )));
         }
-        Ok(Self { tokenizer, special, limits })
+        Ok(Self {
+            tokenizer,
+            special,
+            limits,
+        })
     }
 
     pub fn special(&self) -> SpecialTokens {
@@ -147,19 +180,27 @@ impl Tokeniser {
     }
 
     /// Tokenises many trajectories in one call (the tokenizer parallelises internally).
-    pub fn encode(&self, trajectories: &[(&str, &[String])]) -> Result<Vec<TokenisedTrajectory>, String> {
+    pub fn encode(
+        &self,
+        trajectories: &[(&str, &[String])],
+    ) -> Result<Vec<TokenisedTrajectory>, String> {
         let mut texts: Vec<&str> = Vec::new();
         for (problem, steps) in trajectories {
             texts.push(problem);
             texts.extend(steps.iter().map(String::as_str));
         }
-        let encodings = self.tokenizer.encode_batch_fast(texts, false).map_err(|e| e.to_string())?;
+        let encodings = self
+            .tokenizer
+            .encode_batch_fast(texts, false)
+            .map_err(|e| e.to_string())?;
         let mut pieces = encodings.into_iter().map(|e| e.get_ids().to_vec());
         Ok(trajectories
             .iter()
             .map(|(_, steps)| {
                 let problem = pieces.next().unwrap_or_default();
-                let step_ids: Vec<Vec<u32>> = (0..steps.len()).map(|_| pieces.next().unwrap_or_default()).collect();
+                let step_ids: Vec<Vec<u32>> = (0..steps.len())
+                    .map(|_| pieces.next().unwrap_or_default())
+                    .collect();
                 build_windows(&problem, &step_ids, self.special, self.limits)
             })
             .collect())
@@ -170,13 +211,29 @@ impl Tokeniser {
 mod tests {
     use super::*;
 
-    const SPECIAL: SpecialTokens = SpecialTokens { bos: Some(101), problem_end: Some(102), step: 102, eos: None };
+    const SPECIAL: SpecialTokens = SpecialTokens {
+        bos: Some(101),
+        problem_end: Some(102),
+        step: 102,
+        eos: None,
+    };
 
     #[test]
     fn separators_follow_each_step_after_the_problem() {
-        let t = build_windows(&[5, 6, 7], &[vec![10, 11], vec![12]], SPECIAL, WindowLimits { max_length: 64, max_problem_tokens: 32 });
+        let t = build_windows(
+            &[5, 6, 7],
+            &[vec![10, 11], vec![12]],
+            SPECIAL,
+            WindowLimits {
+                max_length: 64,
+                max_problem_tokens: 32,
+            },
+        );
         assert_eq!(t.windows.len(), 1);
-        assert_eq!(t.windows[0].ids, vec![101, 5, 6, 7, 102, 10, 11, 102, 12, 102]);
+        assert_eq!(
+            t.windows[0].ids,
+            vec![101, 5, 6, 7, 102, 10, 11, 102, 12, 102]
+        );
         assert_eq!(t.windows[0].separators, vec![7, 9]);
         assert!(!t.truncated);
     }
@@ -185,9 +242,20 @@ mod tests {
     fn long_trajectories_split_into_windows_that_repeat_the_problem() {
         let steps: Vec<Vec<u32>> = (0..5).map(|i| vec![20 + i; 3]).collect();
         // prefix 4 tokens, budget 12 - 4 = 8: two steps (4 tokens each) per window.
-        let t = build_windows(&[5, 6], &steps, SPECIAL, WindowLimits { max_length: 12, max_problem_tokens: 4 });
+        let t = build_windows(
+            &[5, 6],
+            &steps,
+            SPECIAL,
+            WindowLimits {
+                max_length: 12,
+                max_problem_tokens: 4,
+            },
+        );
         assert_eq!(t.windows.len(), 3);
-        assert_eq!(t.windows.iter().map(|w| w.separators.len()).sum::<usize>(), 5);
+        assert_eq!(
+            t.windows.iter().map(|w| w.separators.len()).sum::<usize>(),
+            5
+        );
         for w in &t.windows {
             assert_eq!(&w.ids[..4], &[101, 5, 6, 102]);
             assert!(w.ids.len() <= 12);
@@ -200,8 +268,19 @@ mod tests {
 
     #[test]
     fn over_long_step_keeps_its_end_and_is_flagged() {
-        let t = build_windows(&[5], &[(0..20).collect()], SPECIAL, WindowLimits { max_length: 10, max_problem_tokens: 4 });
+        let t = build_windows(
+            &[5],
+            &[(0..20).collect()],
+            SPECIAL,
+            WindowLimits {
+                max_length: 10,
+                max_problem_tokens: 4,
+            },
+        );
         assert!(t.truncated);
-        assert_eq!(t.windows[0].ids, vec![101, 5, 102, 14, 15, 16, 17, 18, 19, 102]);
+        assert_eq!(
+            t.windows[0].ids,
+            vec![101, 5, 102, 14, 15, 16, 17, 18, 19, 102]
+        );
     }
 }

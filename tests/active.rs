@@ -20,7 +20,12 @@ fn job(input: &std::path::Path, out: &std::path::Path) -> ActiveJob {
         score,
         output: out.to_path_buf(),
         cold_start: Some((4, 7)),
-        train: TrainConfig { lr: 5e-3, warmup_steps: 0, seed: 7, ..TrainConfig::default() },
+        train: TrainConfig {
+            lr: 5e-3,
+            warmup_steps: 0,
+            seed: 7,
+            ..TrainConfig::default()
+        },
         selection: Selection::Rate(0.5),
         label_budget: Some(10),
         export_every: 1,
@@ -35,13 +40,27 @@ fn job(input: &std::path::Path, out: &std::path::Path) -> ActiveJob {
 fn decisions(out: &std::path::Path) -> BTreeMap<u64, (bool, bool, String, String)> {
     let mut map = BTreeMap::new();
     for b in read_parquet_dir(&out.join("decisions"), "decisions-") {
-        let rows = b.column_by_name("source_row").unwrap().as_primitive::<UInt64Type>();
+        let rows = b
+            .column_by_name("source_row")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
         let selected = b.column_by_name("selected").unwrap().as_boolean();
         let used = b.column_by_name("label_used").unwrap().as_boolean();
-        let version = b.column_by_name("model_version").unwrap().as_string::<i32>();
+        let version = b
+            .column_by_name("model_version")
+            .unwrap()
+            .as_string::<i32>();
         let note = b.column_by_name("label_note").unwrap().as_string::<i32>();
         for i in 0..b.num_rows() {
-            let old = map.insert(rows.value(i), (selected.value(i), used.value(i), version.value(i).to_string(), note.value(i).to_string()));
+            let old = map.insert(
+                rows.value(i),
+                (
+                    selected.value(i),
+                    used.value(i),
+                    version.value(i).to_string(),
+                    note.value(i).to_string(),
+                ),
+            );
             assert!(old.is_none(), "row {} recorded twice", rows.value(i));
         }
     }
@@ -59,12 +78,21 @@ fn a_small_pool_runs_end_to_end_and_resumes_exactly() {
     assert_eq!(summary.labels_used, 10, "the budget caps labels");
     assert_eq!(summary.over_budget, 2);
     let d = decisions(&straight);
-    assert_eq!(d.keys().copied().collect::<Vec<_>>(), (0..24).collect::<Vec<_>>());
+    assert_eq!(
+        d.keys().copied().collect::<Vec<_>>(),
+        (0..24).collect::<Vec<_>>()
+    );
     assert_eq!(d.values().filter(|v| v.1).count(), 10);
-    assert!(d.values().all(|v| !v.1 || v.0), "labels only for selected rows");
+    assert!(
+        d.values().all(|v| !v.1 || v.0),
+        "labels only for selected rows"
+    );
     assert_eq!(d.values().filter(|v| v.3 == "over budget").count(), 2);
     let versions: std::collections::BTreeSet<&String> = d.values().map(|v| &v.2).collect();
-    assert!(versions.len() >= 3, "the scorer picked up refreshed heads: {versions:?}");
+    assert!(
+        versions.len() >= 3,
+        "the scorer picked up refreshed heads: {versions:?}"
+    );
 
     // stop after 12 rows, then resume: same decisions, same labels, same final model
     let split = dir.path().join("split");
@@ -73,14 +101,21 @@ fn a_small_pool_runs_end_to_end_and_resumes_exactly() {
     let s1 = run_active(&first).unwrap();
     assert_eq!(s1.state.rows_done, 12);
     let again = run_active(&first);
-    assert!(again.is_err(), "a finished folder is not silently overwritten");
+    assert!(
+        again.is_err(),
+        "a finished folder is not silently overwritten"
+    );
     let mut second = job(&input, &split);
     second.resume = true;
     let s2 = run_active(&second).unwrap();
     assert_eq!(s2.state.rows_done, 24);
     assert_eq!(s2.state.labels_used, 10);
     let resumed = decisions(&split);
-    let strip = |m: &BTreeMap<u64, (bool, bool, String, String)>| m.iter().map(|(k, v)| (*k, v.0, v.1, v.2.clone())).collect::<Vec<_>>();
+    let strip = |m: &BTreeMap<u64, (bool, bool, String, String)>| {
+        m.iter()
+            .map(|(k, v)| (*k, v.0, v.1, v.2.clone()))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(strip(&resumed), strip(&d));
     let a = actprm::model::LoadedModel::from_dir(&straight.join("model")).unwrap();
     let b = actprm::model::LoadedModel::from_dir(&split.join("model")).unwrap();

@@ -15,7 +15,13 @@ use common::*;
 fn kept_ids(out: &Path) -> Vec<String> {
     let mut ids = Vec::new();
     for b in read_parquet_dir(&out.join("kept"), "") {
-        ids.extend(b.column_by_name("id").unwrap().as_string::<i32>().iter().map(|s| s.unwrap().to_string()));
+        ids.extend(
+            b.column_by_name("id")
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap().to_string()),
+        );
     }
     ids.sort();
     ids
@@ -27,13 +33,38 @@ fn setup(dir: &Path) -> (String, String) {
     assert!(o.status.success(), "{}", stderr(&o));
     let corpus = dir.join("corpus");
     let from = data("prm800k_test_sample.jsonl");
-    let o = actprm(&["generate", "--from", from.to_str().unwrap(), "-o", corpus.to_str().unwrap(), "--rows", "3000", "--files", "3", "--row-group-rows", "250"]);
+    let o = actprm(&[
+        "generate",
+        "--from",
+        from.to_str().unwrap(),
+        "-o",
+        corpus.to_str().unwrap(),
+        "--rows",
+        "3000",
+        "--files",
+        "3",
+        "--row-group-rows",
+        "250",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     (model.display().to_string(), corpus.display().to_string())
 }
 
 fn filter_args<'a>(model: &'a str, corpus: &'a str, out: &'a str) -> Vec<&'a str> {
-    vec!["filter", "-i", corpus, "-o", out, "--model", model, "--keep-rate", "0.6", "--batch-rows", "50", "--json"]
+    vec![
+        "filter",
+        "-i",
+        corpus,
+        "-o",
+        out,
+        "--model",
+        model,
+        "--keep-rate",
+        "0.6",
+        "--batch-rows",
+        "50",
+        "--json",
+    ]
 }
 
 #[test]
@@ -47,8 +78,14 @@ fn killed_runs_resume_to_exactly_the_uninterrupted_rows() {
     assert_eq!(summary["rows_in"], 3000);
     assert_eq!(summary["units"], 12);
     let expected = kept_ids(&straight);
-    assert_eq!(expected.len() as u64, summary["rows_kept"].as_u64().unwrap());
-    assert_eq!(expected.iter().collect::<BTreeSet<_>>().len(), expected.len());
+    assert_eq!(
+        expected.len() as u64,
+        summary["rows_kept"].as_u64().unwrap()
+    );
+    assert_eq!(
+        expected.iter().collect::<BTreeSet<_>>().len(),
+        expected.len()
+    );
 
     // kill -9 at varying moments until a run gets to the end
     let crashed = dir.path().join("crashed");
@@ -79,13 +116,23 @@ fn killed_runs_resume_to_exactly_the_uninterrupted_rows() {
             }
         }
     }
-    assert!(kills >= 1, "the run was never interrupted; make the corpus larger");
+    assert!(
+        kills >= 1,
+        "the run was never interrupted; make the corpus larger"
+    );
     let o = actprm(&filter_args(&model, &corpus, crashed.to_str().unwrap()));
     assert!(o.status.success(), "{}", stderr(&o));
     let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(again["units_this_run"], 0, "a finished job has nothing left to do");
+    assert_eq!(
+        again["units_this_run"], 0,
+        "a finished job has nothing left to do"
+    );
     assert_eq!(again["rows_in"], 3000);
-    assert_eq!(kept_ids(&crashed), expected, "after {kills} kills: no row lost or duplicated");
+    assert_eq!(
+        kept_ids(&crashed),
+        expected,
+        "after {kills} kills: no row lost or duplicated"
+    );
 }
 
 #[test]
@@ -93,7 +140,11 @@ fn shards_split_the_work_and_verify_proves_completeness() {
     let dir = tempfile::tempdir().unwrap();
     let (model, corpus) = setup(dir.path());
     let whole = dir.path().join("whole");
-    assert!(actprm(&filter_args(&model, &corpus, whole.to_str().unwrap())).status.success());
+    assert!(
+        actprm(&filter_args(&model, &corpus, whole.to_str().unwrap()))
+            .status
+            .success()
+    );
     let mut outs = Vec::new();
     for i in 0..3 {
         let out = dir.path().join(format!("shard{i}"));

@@ -9,20 +9,28 @@ use actprm::score::output::describe;
 use serde_json::{json, Value};
 
 fn check(file: &str, generated: Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(file);
     let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
     if std::env::var_os("ACTPRM_UPDATE_SCHEMAS").is_some() {
         std::fs::write(&path, &text).unwrap();
     }
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(on_disk, text, "{} is stale: rerun with ACTPRM_UPDATE_SCHEMAS=1", path.display());
+    assert_eq!(
+        on_disk,
+        text,
+        "{} is stale: rerun with ACTPRM_UPDATE_SCHEMAS=1",
+        path.display()
+    );
 }
 
 #[test]
 fn scored_output_schema_is_current() {
     let dir = tempfile::tempdir().unwrap();
     let input = common::prm800k_parquet(dir.path());
-    let mut job = actprm::pipeline::ScoreJob::new(vec![input.display().to_string()], dir.path().join("out"));
+    let mut job =
+        actprm::pipeline::ScoreJob::new(vec![input.display().to_string()], dir.path().join("out"));
     job.with_head_probs = true;
     actprm::pipeline::run_score(&job, Default::default()).unwrap();
     let batch = &common::read_parquet_dir(&dir.path().join("out"), "part-")[0];
@@ -55,7 +63,14 @@ fn step_feature_schema_is_current() {
 #[test]
 fn trajectory_input_schema_is_current() {
     use actprm::source::columns::{PROBLEM_CANDIDATES, STEPS_CANDIDATES};
-    let text = ["utf8", "large_utf8", "utf8_view", "binary (must hold UTF-8; invalid rows are rejected)", "large_binary", "binary_view"];
+    let text = [
+        "utf8",
+        "large_utf8",
+        "utf8_view",
+        "binary (must hold UTF-8; invalid rows are rejected)",
+        "large_binary",
+        "binary_view",
+    ];
     check(
         "trajectory-input.schema.json",
         json!({
@@ -72,13 +87,26 @@ fn trajectory_input_schema_is_current() {
 
 #[test]
 fn the_embedded_manifest_follows_the_manifest_schema() {
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/model-manifest.schema.json")).unwrap()).unwrap();
-    let manifest = serde_json::to_value(&actprm::model::LoadedModel::embedded().unwrap().manifest).unwrap();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/model-manifest.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let manifest =
+        serde_json::to_value(&actprm::model::LoadedModel::embedded().unwrap().manifest).unwrap();
     let props = schema["properties"].as_object().unwrap();
     for key in manifest.as_object().unwrap().keys() {
-        assert!(props.contains_key(key), "manifest key {key} is not documented in the schema");
+        assert!(
+            props.contains_key(key),
+            "manifest key {key} is not documented in the schema"
+        );
     }
     for key in schema["required"].as_array().unwrap() {
-        assert!(manifest.get(key.as_str().unwrap()).is_some(), "required key {key} missing");
+        assert!(
+            manifest.get(key.as_str().unwrap()).is_some(),
+            "required key {key} missing"
+        );
     }
 }

@@ -30,11 +30,19 @@ fn features() -> &'static (usize, Vec<FeatureRow>) {
 }
 
 fn all_features(rows: &[FeatureRow]) -> Vec<f32> {
-    rows.iter().flat_map(|r| r.features.iter().copied()).collect()
+    rows.iter()
+        .flat_map(|r| r.features.iter().copied())
+        .collect()
 }
 
 fn config(lambda: f64, lr: f64) -> TrainConfig {
-    TrainConfig { lambda, lr, warmup_steps: 0, batch_size: 8, ..TrainConfig::default() }
+    TrainConfig {
+        lambda,
+        lr,
+        warmup_steps: 0,
+        batch_size: 8,
+        ..TrainConfig::default()
+    }
 }
 
 #[test]
@@ -66,13 +74,26 @@ fn loss_falls_on_real_features() {
 fn pairwise_distance(w: &HeadsWeights) -> f64 {
     let e = w.heads;
     let flat: Vec<Vec<f32>> = (0..e)
-        .map(|h| w.tensors().iter().flat_map(|t| { let n = t.len() / e; t[h * n..(h + 1) * n].to_vec() }).collect())
+        .map(|h| {
+            w.tensors()
+                .iter()
+                .flat_map(|t| {
+                    let n = t.len() / e;
+                    t[h * n..(h + 1) * n].to_vec()
+                })
+                .collect()
+        })
         .collect();
     let mut total = 0.0;
     let mut pairs = 0;
     for a in 0..e {
         for b in a + 1..e {
-            total += flat[a].iter().zip(&flat[b]).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt();
+            total += flat[a]
+                .iter()
+                .zip(&flat[b])
+                .map(|(x, y)| ((x - y) as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
             pairs += 1;
         }
     }
@@ -81,7 +102,13 @@ fn pairwise_distance(w: &HeadsWeights) -> f64 {
 
 /// Root of the summed squared distance between two weight sets.
 fn distance(a: &HeadsWeights, b: &HeadsWeights) -> f64 {
-    a.tensors().iter().zip(b.tensors()).flat_map(|(x, y)| x.iter().zip(y.iter())).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt()
+    a.tensors()
+        .iter()
+        .zip(b.tensors())
+        .flat_map(|(x, y)| x.iter().zip(y.iter()))
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// The anchor term ties each head to its own initial draw: with lambda > 0 the heads stay near
@@ -96,11 +123,18 @@ fn the_anchor_term_keeps_heads_apart() {
     let w = HeadsWeights::init(8, *dim, 2);
     let initial = pairwise_distance(&w);
     let trained = |lambda: f64| {
-        let cfg = TrainConfig { weight_decay: 0.5, ..config(lambda, 1e-2) };
+        let cfg = TrainConfig {
+            weight_decay: 0.5,
+            ..config(lambda, 1e-2)
+        };
         let mut t = Trainer::new(&w, &w, cfg, Device::Cpu).unwrap();
         t.fit(train, 20, None, |_| {}).unwrap();
         let after = t.heads.weights().unwrap();
-        (pairwise_distance(&after), distance(&after, &w), t.heads.spread(&x))
+        (
+            pairwise_distance(&after),
+            distance(&after, &w),
+            t.heads.spread(&x),
+        )
     };
     let (free, free_drift, free_spread) = trained(0.0);
     let (anchored, anchored_drift, anchored_spread) = trained(1000.0);
@@ -108,8 +142,14 @@ fn the_anchor_term_keeps_heads_apart() {
         "pairwise head distance: initial {initial:.3}, lambda 0 {free:.3}, lambda 1000 {anchored:.3}; \
          drift from anchors: {free_drift:.3} vs {anchored_drift:.3}; held-out spread: {free_spread:.4} vs {anchored_spread:.4}"
     );
-    assert!(anchored_drift < 0.5 * free_drift, "anchored heads stay near their anchors");
-    assert!(anchored > 0.9 * initial, "anchored heads stay as far apart as their distinct draws");
+    assert!(
+        anchored_drift < 0.5 * free_drift,
+        "anchored heads stay near their anchors"
+    );
+    assert!(
+        anchored > 0.9 * initial,
+        "anchored heads stay as far apart as their distinct draws"
+    );
     assert!(anchored_spread > 0.0 && free_spread > 0.0);
 }
 
@@ -121,10 +161,22 @@ fn an_empty_selection_is_safe() {
     let empty = LabelledBatch::from_rows(std::iter::empty(), *dim).unwrap();
     let r = t.train_step(&empty).unwrap();
     assert!(r.loss.is_finite() && r.bce == 0.0, "{r:?}");
-    assert!(t.heads.weights().unwrap().tensors().iter().all(|v| v.iter().all(|x| x.is_finite())));
+    assert!(t
+        .heads
+        .weights()
+        .unwrap()
+        .tensors()
+        .iter()
+        .all(|v| v.iter().all(|x| x.is_finite())));
     // rows without labels contribute nothing either
     let (_, rows) = features();
-    let unlabelled: Vec<FeatureRow> = rows.iter().map(|r| FeatureRow { label: None, ..r.clone() }).collect();
+    let unlabelled: Vec<FeatureRow> = rows
+        .iter()
+        .map(|r| FeatureRow {
+            label: None,
+            ..r.clone()
+        })
+        .collect();
     let b = LabelledBatch::from_rows(&unlabelled, *dim).unwrap();
     assert_eq!(b.trajectories, 0);
     assert!(t.train_step(&b).unwrap().loss.is_finite());
@@ -135,7 +187,12 @@ fn resuming_from_a_checkpoint_gives_the_uninterrupted_weights() {
     let (dim, rows) = features();
     let base = LoadedModel::embedded().unwrap();
     let w = HeadsWeights::init(8, *dim, 4);
-    let cfg = TrainConfig { p_learn: 0.7, warmup_steps: 3, total_steps: 12, ..config(0.5, 5e-3) };
+    let cfg = TrainConfig {
+        p_learn: 0.7,
+        warmup_steps: 3,
+        total_steps: 12,
+        ..config(0.5, 5e-3)
+    };
     let mut straight = Trainer::new(&w, &w, cfg, Device::Cpu).unwrap();
     straight.fit(rows, 4, None, |_| {}).unwrap();
 
@@ -149,20 +206,32 @@ fn resuming_from_a_checkpoint_gives_the_uninterrupted_weights() {
     assert_eq!(resumed.step(), 5);
     resumed.fit(rows, 4, None, |_| {}).unwrap();
     assert_eq!(resumed.step(), straight.step());
-    assert_eq!(resumed.heads.weights().unwrap(), straight.heads.weights().unwrap());
+    assert_eq!(
+        resumed.heads.weights().unwrap(),
+        straight.heads.weights().unwrap()
+    );
 }
 
 #[test]
 fn unreadable_checkpoints_and_bad_dimensions_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("checkpoint.json"), b"{\"step\": 1}").unwrap();
-    let e = Trainer::resume(dir.path(), Device::Cpu).err().unwrap().to_string();
-    assert!(e.contains("checkpoint.json") && e.contains("not a checkpoint"), "{e}");
+    let e = Trainer::resume(dir.path(), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("checkpoint.json") && e.contains("not a checkpoint"),
+        "{e}"
+    );
     let (dim, rows) = features();
     let w = HeadsWeights::init(2, dim / 2, 5);
     let mut t = Trainer::new(&w, &w, config(0.5, 1e-3), Device::Cpu).unwrap();
     let e = t.fit(rows, 1, None, |_| {}).err().unwrap().to_string();
-    assert!(e.contains("feature dimension 384 does not match the heads' 192"), "{e}");
+    assert!(
+        e.contains("feature dimension 384 does not match the heads' 192"),
+        "{e}"
+    );
 }
 
 fn parity(heads: usize) {
@@ -175,12 +244,17 @@ fn parity(heads: usize) {
     let version = t.export(&base, dir.path(), None).unwrap();
     let exported = LoadedModel::from_dir(dir.path()).unwrap();
     assert_eq!(exported.version(), version);
-    let mut runner = HeadsRunner::open(&exported.heads_bytes, version, &Default::default()).unwrap();
+    let mut runner =
+        HeadsRunner::open(&exported.heads_bytes, version, &Default::default()).unwrap();
     let x = all_features(rows);
     let ort = runner.probabilities(&x).unwrap();
     let torch = t.probabilities(&x).unwrap();
     assert_eq!(ort.len(), torch.len());
-    let max = ort.iter().zip(&torch).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let max = ort
+        .iter()
+        .zip(&torch)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(max <= 1e-5, "E={heads}: max abs diff {max}");
 }
 
@@ -212,10 +286,18 @@ fn a_running_scorer_picks_up_new_heads_between_batches() {
             seen += 1;
             if seen == 1 {
                 // a corrupt export must never replace the working heads
-                tx.send(Some(HeadsUpdate { bytes: Arc::new(b"not onnx".to_vec()), version: "corrupt@0".into() })).unwrap();
+                tx.send(Some(HeadsUpdate {
+                    bytes: Arc::new(b"not onnx".to_vec()),
+                    version: "corrupt@0".into(),
+                }))
+                .unwrap();
             }
             if seen == 6 {
-                tx.send(Some(HeadsUpdate { bytes: Arc::new(fresh.clone()), version: fresh_version.clone() })).unwrap();
+                tx.send(Some(HeadsUpdate {
+                    bytes: Arc::new(fresh.clone()),
+                    version: fresh_version.clone(),
+                }))
+                .unwrap();
             }
             Ok(())
         })),
@@ -224,7 +306,12 @@ fn a_running_scorer_picks_up_new_heads_between_batches() {
     let mut versions: BTreeMap<String, usize> = BTreeMap::new();
     let mut order = Vec::new();
     for b in read_parquet_dir(&dir.path().join("out"), "part-") {
-        for v in b.column_by_name("model_version").unwrap().as_string::<i32>().iter() {
+        for v in b
+            .column_by_name("model_version")
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+        {
             *versions.entry(v.unwrap().to_string()).or_default() += 1;
             order.push(v.unwrap().to_string());
         }

@@ -59,7 +59,9 @@ pub struct ExperimentReport {
 }
 
 fn flat(rows: &[&FeatureRow]) -> Vec<f32> {
-    rows.iter().flat_map(|r| r.features.iter().copied()).collect()
+    rows.iter()
+        .flat_map(|r| r.features.iter().copied())
+        .collect()
 }
 
 fn samples(trainer: &Trainer, rows: &[FeatureRow]) -> Result<Vec<Sample>, TrainError> {
@@ -68,7 +70,13 @@ fn samples(trainer: &Trainer, rows: &[FeatureRow]) -> Result<Vec<Sample>, TrainE
     Ok(samples_from_probs(rows, &probs, trainer.heads.heads))
 }
 
-fn evaluate(trainer: &Trainer, holdout: &[FeatureRow], dev: &[(String, Vec<FeatureRow>)], labels: usize, seen: usize) -> Result<CurvePoint, TrainError> {
+fn evaluate(
+    trainer: &Trainer,
+    holdout: &[FeatureRow],
+    dev: &[(String, Vec<FeatureRow>)],
+    labels: usize,
+    seen: usize,
+) -> Result<CurvePoint, TrainError> {
     let tau = choose_tau(&samples(trainer, holdout)?);
     let mut subsets = BTreeMap::new();
     let mut acc_error = BTreeMap::new();
@@ -78,8 +86,20 @@ fn evaluate(trainer: &Trainer, holdout: &[FeatureRow], dev: &[(String, Vec<Featu
         acc_error.insert(name.clone(), score.acc_error);
     }
     let f1s: Vec<f64> = subsets.values().flatten().copied().collect();
-    let mean_f1 = if f1s.is_empty() { 0.0 } else { f1s.iter().sum::<f64>() / f1s.len() as f64 };
-    Ok(CurvePoint { labels, seen, steps: trainer.step(), tau, mean_f1, subsets, acc_error })
+    let mean_f1 = if f1s.is_empty() {
+        0.0
+    } else {
+        f1s.iter().sum::<f64>() / f1s.len() as f64
+    };
+    Ok(CurvePoint {
+        labels,
+        seen,
+        steps: trainer.step(),
+        tau,
+        mean_f1,
+        subsets,
+        acc_error,
+    })
 }
 
 /// Runs every strategy with every seed. `pool` rows must carry labels (pool mode).
@@ -89,15 +109,29 @@ pub fn run_experiment(
     cfg: &ExperimentConfig,
     mut progress: impl FnMut(&Curve),
 ) -> Result<ExperimentReport, TrainError> {
-    let dim = pool.first().map(|r| r.features.len() / r.steps.max(1)).ok_or_else(|| TrainError::Labels("the pool is empty".into()))?;
+    let dim = pool
+        .first()
+        .map(|r| r.features.len() / r.steps.max(1))
+        .ok_or_else(|| TrainError::Labels("the pool is empty".into()))?;
     let every = cfg.holdout_every.max(2);
-    let holdout: Vec<FeatureRow> = pool.iter().enumerate().filter(|(i, _)| i % every == 0).map(|(_, r)| r.clone()).collect();
-    let stream: Vec<&FeatureRow> = pool.iter().enumerate().filter(|(i, r)| i % every != 0 && r.label.is_some()).map(|(_, r)| r).collect();
+    let holdout: Vec<FeatureRow> = pool
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % every == 0)
+        .map(|(_, r)| r.clone())
+        .collect();
+    let stream: Vec<&FeatureRow> = pool
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| i % every != 0 && r.label.is_some())
+        .map(|(_, r)| r)
+        .collect();
     let mut curves = Vec::new();
     for &seed in &cfg.seeds {
         for strategy in &cfg.strategies {
             let w = HeadsWeights::init(cfg.heads, dim, seed);
-            let mut trainer = Trainer::new(&w, &w, TrainConfig { seed, ..cfg.train }, tch::Device::Cpu)?;
+            let mut trainer =
+                Trainer::new(&w, &w, TrainConfig { seed, ..cfg.train }, tch::Device::Cpu)?;
             let mut rng = NormalRng::new(seed ^ 0x5eed);
             let mut order: Vec<usize> = (0..stream.len()).collect();
             for i in (1..order.len()).rev() {
@@ -117,7 +151,8 @@ pub fn run_experiment(
                     let decisions: Vec<_> = rows
                         .iter()
                         .map(|r| {
-                            let (mean, std) = step_stats(&probs[cursor * e..(cursor + r.steps) * e], e);
+                            let (mean, std) =
+                                step_stats(&probs[cursor * e..(cursor + r.steps) * e], e);
                             cursor += r.steps;
                             decide(&mean, &std, cfg.rule)
                         })
@@ -137,15 +172,28 @@ pub fn run_experiment(
                     }
                 }
             }
-            if points.last().is_none_or(|p| p.labels != labelled.len() || p.steps != trainer.step()) {
+            if points
+                .last()
+                .is_none_or(|p| p.labels != labelled.len() || p.steps != trainer.step())
+            {
                 points.push(evaluate(&trainer, &holdout, dev, labelled.len(), seen)?);
             }
-            let curve = Curve { strategy: strategy.to_string(), seed, points };
+            let curve = Curve {
+                strategy: strategy.to_string(),
+                seed,
+                points,
+            };
             progress(&curve);
             curves.push(curve);
         }
     }
-    Ok(ExperimentReport { config: cfg.clone(), pool_streamed: stream.len(), holdout: holdout.len(), dev: dev.iter().map(|(n, _)| n.clone()).collect(), curves })
+    Ok(ExperimentReport {
+        config: cfg.clone(),
+        pool_streamed: stream.len(),
+        holdout: holdout.len(),
+        dev: dev.iter().map(|(n, _)| n.clone()).collect(),
+        curves,
+    })
 }
 
 impl ExperimentReport {
@@ -173,7 +221,10 @@ impl ExperimentReport {
                 if last.labels < budget && budget > last.labels + self.config.eval_every / 2 {
                     return None;
                 }
-                c.points.iter().filter(|p| p.labels <= budget).last().map(|p| p.mean_f1)
+                c.points
+                    .iter()
+                    .rfind(|p| p.labels <= budget)
+                    .map(|p| p.mean_f1)
             })
             .collect::<Option<Vec<f64>>>()?;
         mean_std(&values)
@@ -181,18 +232,39 @@ impl ExperimentReport {
 
     /// Final F1 (mean, std over seeds) and labels spent (mean) per strategy.
     pub fn finals(&self, strategy: &str) -> Option<(f64, f64, f64)> {
-        let finals: Vec<(f64, usize)> = self.curves.iter().filter(|c| c.strategy == strategy).filter_map(|c| c.points.last().map(|p| (p.mean_f1, p.labels))).collect();
+        let finals: Vec<(f64, usize)> = self
+            .curves
+            .iter()
+            .filter(|c| c.strategy == strategy)
+            .filter_map(|c| c.points.last().map(|p| (p.mean_f1, p.labels)))
+            .collect();
         let (m, s) = mean_std(&finals.iter().map(|f| f.0).collect::<Vec<_>>())?;
-        Some((m, s, finals.iter().map(|f| f.1 as f64).sum::<f64>() / finals.len() as f64))
+        Some((
+            m,
+            s,
+            finals.iter().map(|f| f.1 as f64).sum::<f64>() / finals.len() as f64,
+        ))
     }
 
     /// The smallest evaluated budget at which `strategy` reaches the full-data strategy's final F1.
     pub fn budget_to_match_full(&self, strategy: &str) -> Option<usize> {
         let (target, _, _) = self.finals("full")?;
-        let budgets: Vec<usize> = self.curves.iter().filter(|c| c.strategy == strategy).flat_map(|c| c.points.iter().map(|p| p.labels)).collect();
-        let mut grid: Vec<usize> = budgets.into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let budgets: Vec<usize> = self
+            .curves
+            .iter()
+            .filter(|c| c.strategy == strategy)
+            .flat_map(|c| c.points.iter().map(|p| p.labels))
+            .collect();
+        let mut grid: Vec<usize> = budgets
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         grid.sort();
-        grid.into_iter().filter(|&b| b > 0).find(|&b| self.at_budget(strategy, b).is_some_and(|(m, _)| m >= target - 1e-9))
+        grid.into_iter().filter(|&b| b > 0).find(|&b| {
+            self.at_budget(strategy, b)
+                .is_some_and(|(m, _)| m >= target - 1e-9)
+        })
     }
 
     /// The learning-curve table in Markdown.
@@ -205,7 +277,12 @@ impl ExperimentReport {
         out += "\n|---:|";
         out += &"---:|".repeat(strategies.len());
         out += "\n";
-        let max = self.curves.iter().filter_map(|c| c.points.last().map(|p| p.labels)).max().unwrap_or(0);
+        let max = self
+            .curves
+            .iter()
+            .filter_map(|c| c.points.last().map(|p| p.labels))
+            .max()
+            .unwrap_or(0);
         let step = self.config.eval_every.max(1);
         let mut budget = step;
         while budget <= max {
@@ -235,6 +312,10 @@ fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
         return None;
     }
     let m = values.iter().sum::<f64>() / values.len() as f64;
-    let var = if values.len() > 1 { values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (values.len() - 1) as f64 } else { 0.0 };
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (values.len() - 1) as f64
+    } else {
+        0.0
+    };
     Some((m, var.sqrt()))
 }

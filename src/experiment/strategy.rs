@@ -32,16 +32,25 @@ impl std::str::FromStr for Strategy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let rate = |r: &str| -> Result<f64, String> {
-            let v: f64 = r.trim_end_matches('%').parse().map_err(|_| format!("bad rate in {s:?}"))?;
+            let v: f64 = r
+                .trim_end_matches('%')
+                .parse()
+                .map_err(|_| format!("bad rate in {s:?}"))?;
             let v = if r.ends_with('%') { v / 100.0 } else { v };
-            if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("rate in {s:?} is outside 0..1")) }
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("rate in {s:?} is outside 0..1"))
+            }
         };
         match s.split_once('@') {
             None if s == "actprm" => Ok(Strategy::ActPrm),
             None if s == "full" => Ok(Strategy::Full),
             Some(("actprm", r)) => Ok(Strategy::ActPrmRate(rate(r)?)),
             Some(("random", r)) => Ok(Strategy::Random(rate(r)?)),
-            _ => Err(format!("unknown strategy {s:?}: expected actprm, actprm@RATE, random@RATE or full")),
+            _ => Err(format!(
+                "unknown strategy {s:?}: expected actprm, actprm@RATE, random@RATE or full"
+            )),
         }
     }
 }
@@ -56,7 +65,12 @@ impl Strategy {
             Strategy::ActPrm => (0..n).filter(|&i| decisions[i].selected).collect(),
             Strategy::ActPrmRate(rate) => {
                 let mut order: Vec<usize> = (0..n).collect();
-                order.sort_by(|&a, &b| decisions[b].uncertainty.total_cmp(&decisions[a].uncertainty).then(a.cmp(&b)));
+                order.sort_by(|&a, &b| {
+                    decisions[b]
+                        .uncertainty
+                        .total_cmp(&decisions[a].uncertainty)
+                        .then(a.cmp(&b))
+                });
                 let mut chosen = order[..take(rate)].to_vec();
                 chosen.sort();
                 chosen
@@ -75,12 +89,23 @@ impl Strategy {
     }
 }
 
+impl serde::Serialize for Strategy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn d(u: f32, selected: bool) -> Decision {
-        Decision { selected, aleatoric: selected, epistemic: false, uncertainty: u }
+        Decision {
+            selected,
+            aleatoric: selected,
+            epistemic: false,
+            uncertainty: u,
+        }
     }
 
     #[test]
@@ -89,17 +114,20 @@ mod tests {
         let mut rng = NormalRng::new(1);
         assert_eq!(Strategy::ActPrm.choose(&ds, &mut rng), vec![1, 2]);
         assert_eq!(Strategy::ActPrmRate(0.25).choose(&ds, &mut rng), vec![1]);
-        assert_eq!(Strategy::ActPrmRate(0.75).choose(&ds, &mut rng), vec![1, 2, 3]);
+        assert_eq!(
+            Strategy::ActPrmRate(0.75).choose(&ds, &mut rng),
+            vec![1, 2, 3]
+        );
         assert_eq!(Strategy::Full.choose(&ds, &mut rng).len(), 4);
         assert_eq!(Strategy::Random(0.5).choose(&ds, &mut rng).len(), 2);
-        assert_eq!("random@50%".parse::<Strategy>().unwrap(), Strategy::Random(0.5));
-        assert_eq!("actprm@0.3".parse::<Strategy>().unwrap(), Strategy::ActPrmRate(0.3));
+        assert_eq!(
+            "random@50%".parse::<Strategy>().unwrap(),
+            Strategy::Random(0.5)
+        );
+        assert_eq!(
+            "actprm@0.3".parse::<Strategy>().unwrap(),
+            Strategy::ActPrmRate(0.3)
+        );
         assert!("greedy".parse::<Strategy>().is_err());
-    }
-}
-
-impl serde::Serialize for Strategy {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
     }
 }

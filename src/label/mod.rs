@@ -55,8 +55,14 @@ impl Labeller for PoolLabeller {
                     self.revealed += 1;
                     LabelOutcome::Labelled { first_error: l }
                 }
-                Some(l) => LabelOutcome::Unlabelled { reason: format!("pool label {l} out of range for {} steps", r.steps.len()), raw: None },
-                None => LabelOutcome::Unlabelled { reason: "the pool has no label for this row".into(), raw: None },
+                Some(l) => LabelOutcome::Unlabelled {
+                    reason: format!("pool label {l} out of range for {} steps", r.steps.len()),
+                    raw: None,
+                },
+                None => LabelOutcome::Unlabelled {
+                    reason: "the pool has no label for this row".into(),
+                    raw: None,
+                },
             })
             .collect()
     }

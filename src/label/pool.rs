@@ -16,13 +16,21 @@ pub enum LabelColumn {
 impl LabelColumn {
     /// The first label column found: `label`, then `ratings`, then `hard_labels`.
     pub fn detect(schema: &arrow::datatypes::Schema) -> Option<Self> {
-        let has = |n: &str| schema.field_with_name(n).ok().map(|f| f.data_type().clone());
+        let has = |n: &str| {
+            schema
+                .field_with_name(n)
+                .ok()
+                .map(|f| f.data_type().clone())
+        };
         if let Some(dt) = has("label") {
             if dt.is_integer() {
                 return Some(Self::FirstError("label".into()));
             }
         }
-        for (name, make) in [("ratings", Self::Ratings as fn(String) -> Self), ("hard_labels", Self::HardLabels)] {
+        for (name, make) in [
+            ("ratings", Self::Ratings as fn(String) -> Self),
+            ("hard_labels", Self::HardLabels),
+        ] {
             if let Some(DataType::List(f) | DataType::LargeList(f)) = has(name) {
                 if f.data_type().is_integer() || f.data_type().is_floating() {
                     return Some(make(name.into()));
@@ -40,17 +48,33 @@ impl LabelColumn {
 }
 
 /// The first-error index of every row (`None` = unlabelled or out of range for its step count).
-pub fn first_error_labels(batch: &RecordBatch, column: &LabelColumn, steps: &[usize]) -> Result<Vec<Option<i32>>, String> {
-    let array = batch.column_by_name(column.name()).ok_or_else(|| format!("no column {:?}", column.name()))?;
+pub fn first_error_labels(
+    batch: &RecordBatch,
+    column: &LabelColumn,
+    steps: &[usize],
+) -> Result<Vec<Option<i32>>, String> {
+    let array = batch
+        .column_by_name(column.name())
+        .ok_or_else(|| format!("no column {:?}", column.name()))?;
     let out: Vec<Option<i32>> = match column {
         LabelColumn::FirstError(_) => {
             let ints = arrow::compute::cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
             let ints = ints.as_primitive::<Int64Type>();
-            (0..ints.len()).map(|i| (!ints.is_null(i)).then(|| ints.value(i) as i32)).collect()
+            (0..ints.len())
+                .map(|i| (!ints.is_null(i)).then(|| ints.value(i) as i32))
+                .collect()
         }
         LabelColumn::Ratings(_) | LabelColumn::HardLabels(_) => {
-            let bad = if matches!(column, LabelColumn::Ratings(_)) { -1 } else { 0 };
-            let target = DataType::List(std::sync::Arc::new(arrow::datatypes::Field::new("item", DataType::Int64, true)));
+            let bad = if matches!(column, LabelColumn::Ratings(_)) {
+                -1
+            } else {
+                0
+            };
+            let target = DataType::List(std::sync::Arc::new(arrow::datatypes::Field::new(
+                "item",
+                DataType::Int64,
+                true,
+            )));
             let lists = arrow::compute::cast(array, &target).map_err(|e| e.to_string())?;
             let lists = lists.as_list::<i32>();
             (0..lists.len())
@@ -61,8 +85,16 @@ pub fn first_error_labels(batch: &RecordBatch, column: &LabelColumn, steps: &[us
                     let v = lists.value(i);
                     let v = v.as_primitive::<Int64Type>();
                     // ratings of 1/0 (no -1 anywhere) mean correct/wrong, like hard labels
-                    let bad = if bad == -1 && !v.iter().any(|x| x == Some(-1)) { 0 } else { bad };
-                    Some(v.iter().position(|x| x == Some(bad)).map_or(-1, |p| p as i32))
+                    let bad = if bad == -1 && !v.iter().any(|x| x == Some(-1)) {
+                        0
+                    } else {
+                        bad
+                    };
+                    Some(
+                        v.iter()
+                            .position(|x| x == Some(bad))
+                            .map_or(-1, |p| p as i32),
+                    )
                 })
                 .collect()
         }
@@ -96,8 +128,14 @@ mod tests {
 
     #[test]
     fn targets_mask_everything_after_the_first_error() {
-        assert_eq!(step_targets(-1, 3), (vec![1.0, 1.0, 1.0], vec![1.0, 1.0, 1.0]));
-        assert_eq!(step_targets(1, 4), (vec![1.0, 0.0, 0.0, 0.0], vec![1.0, 1.0, 0.0, 0.0]));
+        assert_eq!(
+            step_targets(-1, 3),
+            (vec![1.0, 1.0, 1.0], vec![1.0, 1.0, 1.0])
+        );
+        assert_eq!(
+            step_targets(1, 4),
+            (vec![1.0, 0.0, 0.0, 0.0], vec![1.0, 1.0, 0.0, 0.0])
+        );
         assert_eq!(step_targets(0, 2), (vec![0.0, 0.0], vec![1.0, 0.0]));
     }
 }

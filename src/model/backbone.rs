@@ -24,15 +24,25 @@ impl Backbone {
         model.check_files()?;
         let path = &model.backbone_path;
         let session = open_session(GraphSource::File(path), "the backbone", options)?;
-        let contract = |message: String| ModelError::Contract { path: path.clone(), message };
+        let contract = |message: String| ModelError::Contract {
+            path: path.clone(),
+            message,
+        };
         let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
         for required in [INPUT_IDS, ATTENTION_MASK] {
             if !inputs.contains(&required) {
-                return Err(contract(format!("has no input {required:?} (inputs: {inputs:?})")));
+                return Err(contract(format!(
+                    "has no input {required:?} (inputs: {inputs:?})"
+                )));
             }
         }
-        if let Some(extra) = inputs.iter().find(|n| ![INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS].contains(n)) {
-            return Err(contract(format!("has an input {extra:?} outside the contract (inputs: {inputs:?})")));
+        if let Some(extra) = inputs
+            .iter()
+            .find(|n| ![INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS].contains(n))
+        {
+            return Err(contract(format!(
+                "has an input {extra:?} outside the contract (inputs: {inputs:?})"
+            )));
         }
         let output = session
             .outputs()
@@ -42,7 +52,10 @@ impl Backbone {
         if let ValueType::Tensor { shape, .. } = output.dtype() {
             let dims: &[i64] = shape;
             if dims.len() != 3 {
-                return Err(contract(format!("{LAST_HIDDEN_STATE} has rank {}, expected 3", dims.len())));
+                return Err(contract(format!(
+                    "{LAST_HIDDEN_STATE} has rank {}, expected 3",
+                    dims.len()
+                )));
             }
             if dims[2] > 0 && dims[2] as usize != model.manifest.hidden_size {
                 return Err(contract(format!(
@@ -64,7 +77,10 @@ impl Backbone {
 
     /// Runs one padded batch and gathers the hidden state at every separator: the result holds,
     /// window by window and separator by separator, `D` floats each.
-    pub fn separator_features(&mut self, windows: &[(&[i64], &[usize])]) -> Result<Vec<f32>, ModelError> {
+    pub fn separator_features(
+        &mut self,
+        windows: &[(&[i64], &[usize])],
+    ) -> Result<Vec<f32>, ModelError> {
         let batch = windows.len();
         let seq = windows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
         let mut ids = vec![0i64; batch * seq];
@@ -73,9 +89,18 @@ impl Backbone {
             ids[b * seq..b * seq + w.len()].copy_from_slice(w);
             mask[b * seq..b * seq + w.len()].fill(1);
         }
-        let types = vec![0i64; if self.with_token_types { batch * seq } else { 0 }];
+        let types = vec![
+            0i64;
+            if self.with_token_types {
+                batch * seq
+            } else {
+                0
+            }
+        ];
         let shape = [batch, seq];
-        let tensor = |data| TensorRef::from_array_view((shape, data)).map_err(ModelError::ort("backbone input"));
+        let tensor = |data| {
+            TensorRef::from_array_view((shape, data)).map_err(ModelError::ort("backbone input"))
+        };
         let outputs = if self.with_token_types {
             self.session.run(ort::inputs![
                 INPUT_IDS => tensor(&ids[..])?,
@@ -83,7 +108,9 @@ impl Backbone {
                 TOKEN_TYPE_IDS => tensor(&types[..])?,
             ])
         } else {
-            self.session.run(ort::inputs![INPUT_IDS => tensor(&ids[..])?, ATTENTION_MASK => tensor(&mask[..])?])
+            self.session.run(
+                ort::inputs![INPUT_IDS => tensor(&ids[..])?, ATTENTION_MASK => tensor(&mask[..])?],
+            )
         }
         .map_err(ModelError::ort("running the backbone"))?;
         let (out_shape, hidden_states) = outputs[LAST_HIDDEN_STATE]
@@ -93,10 +120,13 @@ impl Backbone {
         if out_shape.len() != 3 || out_shape[2] as usize != d || out_shape[1] as usize != seq {
             return Err(ModelError::Ort {
                 context: "backbone output".into(),
-                message: format!("last_hidden_state has shape {out_shape:?}, expected [{batch}, {seq}, {d}]"),
+                message: format!(
+                    "last_hidden_state has shape {out_shape:?}, expected [{batch}, {seq}, {d}]"
+                ),
             });
         }
-        let mut features = Vec::with_capacity(windows.iter().map(|(_, s)| s.len()).sum::<usize>() * d);
+        let mut features =
+            Vec::with_capacity(windows.iter().map(|(_, s)| s.len()).sum::<usize>() * d);
         for (b, (_, separators)) in windows.iter().enumerate() {
             for &pos in separators.iter() {
                 let start = (b * seq + pos) * d;

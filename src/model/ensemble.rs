@@ -18,10 +18,20 @@ pub struct HeadsRunner {
 }
 
 impl HeadsRunner {
-    pub fn open(bytes: &[u8], version: String, options: &RuntimeOptions) -> Result<Self, ModelError> {
+    pub fn open(
+        bytes: &[u8],
+        version: String,
+        options: &RuntimeOptions,
+    ) -> Result<Self, ModelError> {
         let weights = HeadsWeights::from_onnx(bytes)?;
         let session = open_session(GraphSource::Memory(bytes), "the heads", options)?;
-        Ok(Self { session, heads: weights.heads, dim: weights.dim, version, options: *options })
+        Ok(Self {
+            session,
+            heads: weights.heads,
+            dim: weights.dim,
+            version,
+            options: *options,
+        })
     }
 
     pub fn ensemble_size(&self) -> usize {
@@ -55,12 +65,15 @@ impl HeadsRunner {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let input = TensorRef::from_array_view(([n, self.dim], features)).map_err(ModelError::ort("heads input"))?;
+        let input = TensorRef::from_array_view(([n, self.dim], features))
+            .map_err(ModelError::ort("heads input"))?;
         let outputs = self
             .session
             .run(ort::inputs![INPUT_FEATURES => input])
             .map_err(ModelError::ort("running the heads"))?;
-        let (_, probs) = outputs[OUTPUT_PROBS].try_extract_tensor::<f32>().map_err(ModelError::ort("reading probs"))?;
+        let (_, probs) = outputs[OUTPUT_PROBS]
+            .try_extract_tensor::<f32>()
+            .map_err(ModelError::ort("reading probs"))?;
         Ok(probs.to_vec())
     }
 }

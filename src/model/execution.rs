@@ -26,7 +26,9 @@ impl std::str::FromStr for Device {
             "cuda" => Ok(Device::Cuda(0)),
             other => match other.strip_prefix("cuda:").map(str::parse) {
                 Some(Ok(id)) => Ok(Device::Cuda(id)),
-                _ => Err(format!("unknown device {other:?}: expected cpu, cuda or cuda:N")),
+                _ => Err(format!(
+                    "unknown device {other:?}: expected cpu, cuda or cuda:N"
+                )),
             },
         }
     }
@@ -42,7 +44,10 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self { device: Device::Cpu, intra_threads: 0 }
+        Self {
+            device: Device::Cpu,
+            intra_threads: 0,
+        }
     }
 }
 
@@ -63,15 +68,24 @@ pub fn environment() -> Result<&'static Environment, ModelError> {
         if !path.exists() {
             return Err(ModelError::RuntimeMissing { path }.to_string());
         }
-        let builder = ort::init_from(&path).map_err(|e| format!("loading {}: {e}", path.display()))?;
-        builder.with_name("actprm").build().map_err(|e| e.to_string())
+        let builder =
+            ort::init_from(&path).map_err(|e| format!("loading {}: {e}", path.display()))?;
+        builder
+            .with_name("actprm")
+            .build()
+            .map_err(|e| e.to_string())
     });
     match result {
         Ok(env) => Ok(env),
         Err(message) if message.starts_with("ONNX Runtime library not found") => {
-            Err(ModelError::RuntimeMissing { path: library_path() })
+            Err(ModelError::RuntimeMissing {
+                path: library_path(),
+            })
         }
-        Err(message) => Err(ModelError::Ort { context: "initialising".into(), message: message.clone() }),
+        Err(message) => Err(ModelError::Ort {
+            context: "initialising".into(),
+            message: message.clone(),
+        }),
     }
 }
 
@@ -82,10 +96,16 @@ pub enum GraphSource<'a> {
 }
 
 /// Opens one session with the run's execution provider.
-pub fn open_session(source: GraphSource<'_>, what: &str, options: &RuntimeOptions) -> Result<Session, ModelError> {
+pub fn open_session(
+    source: GraphSource<'_>,
+    what: &str,
+    options: &RuntimeOptions,
+) -> Result<Session, ModelError> {
     let env = environment()?;
     let threads = if options.intra_threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         options.intra_threads
     };

@@ -54,7 +54,9 @@ impl HeadsWeights {
         let mut rng = super::init::NormalRng::new(seed);
         let mut draw = |count: usize, fan_in: usize| {
             let std = 1.0 / (2.0 * (fan_in as f64).sqrt());
-            (0..count).map(|_| (rng.next_normal() * std) as f32).collect::<Vec<f32>>()
+            (0..count)
+                .map(|_| (rng.next_normal() * std) as f32)
+                .collect::<Vec<f32>>()
         };
         let w1 = draw(heads * dim * HIDDEN, dim);
         let w2 = draw(heads * HIDDEN * HIDDEN, HIDDEN);
@@ -77,7 +79,11 @@ impl HeadsWeights {
     }
 
     /// Builds from the six tensors in [`parameter_shapes`] order, checking every length.
-    pub fn from_tensors(heads: usize, dim: usize, tensors: [Vec<f32>; 6]) -> Result<Self, ModelError> {
+    pub fn from_tensors(
+        heads: usize,
+        dim: usize,
+        tensors: [Vec<f32>; 6],
+    ) -> Result<Self, ModelError> {
         let shapes = parameter_shapes(heads, dim);
         for ((name, shape), t) in shapes.iter().zip(tensors.iter()) {
             let want: i64 = shape.iter().product();
@@ -89,7 +95,16 @@ impl HeadsWeights {
             }
         }
         let [w1, b1, w2, b2, w3, b3] = tensors;
-        Ok(Self { heads, dim, w1, b1, w2, b2, w3, b3 })
+        Ok(Self {
+            heads,
+            dim,
+            w1,
+            b1,
+            w2,
+            b2,
+            w3,
+            b3,
+        })
     }
 
     /// Per-head probabilities for one feature vector, in plain Rust: the reference the ONNX graph is
@@ -149,7 +164,12 @@ impl HeadsWeights {
             attribute: vec![],
         };
         let mut transpose = node("Transpose", &["z"], OUTPUT_LOGITS);
-        transpose.attribute.push(AttributeProto { name: "perm".into(), i: 0, ints: vec![1, 0], r#type: 7 });
+        transpose.attribute.push(AttributeProto {
+            name: "perm".into(),
+            i: 0,
+            ints: vec![1, 0],
+            r#type: 7,
+        });
         let nodes = vec![
             node("MatMul", &[INPUT_FEATURES, "w1"], "a1"),
             node("Add", &["a1", "b1"], "z1"),
@@ -166,11 +186,20 @@ impl HeadsWeights {
         let value = |name: &str, dims: Vec<Dimension>| ValueInfoProto {
             name: name.into(),
             r#type: Some(TypeProto {
-                tensor_type: Some(TypeProtoTensor { elem_type: DTYPE_FLOAT, shape: Some(TensorShapeProto { dim: dims }) }),
+                tensor_type: Some(TypeProtoTensor {
+                    elem_type: DTYPE_FLOAT,
+                    shape: Some(TensorShapeProto { dim: dims }),
+                }),
             }),
         };
-        let sym = |s: &str| Dimension { dim_value: None, dim_param: Some(s.into()) };
-        let fixed = |v: usize| Dimension { dim_value: Some(v as i64), dim_param: None };
+        let sym = |s: &str| Dimension {
+            dim_value: None,
+            dim_param: Some(s.into()),
+        };
+        let fixed = |v: usize| Dimension {
+            dim_value: Some(v as i64),
+            dim_param: None,
+        };
         let graph = GraphProto {
             node: nodes,
             name: "actprm_heads".into(),
@@ -182,17 +211,29 @@ impl HeadsWeights {
             ],
         };
         let mut props = vec![
-            StringStringEntryProto { key: "actprm.heads".into(), value: self.heads.to_string() },
-            StringStringEntryProto { key: "actprm.dim".into(), value: self.dim.to_string() },
+            StringStringEntryProto {
+                key: "actprm.heads".into(),
+                value: self.heads.to_string(),
+            },
+            StringStringEntryProto {
+                key: "actprm.dim".into(),
+                value: self.dim.to_string(),
+            },
         ];
-        props.extend(metadata.iter().map(|(k, v)| StringStringEntryProto { key: k.to_string(), value: v.clone() }));
+        props.extend(metadata.iter().map(|(k, v)| StringStringEntryProto {
+            key: k.to_string(),
+            value: v.clone(),
+        }));
         ModelProto {
             ir_version: 8,
             producer_name: "actprm".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             doc_string: "ActPRM ensemble heads: features [N,D] -> logits, probs [N,E]".into(),
             graph: Some(graph),
-            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            }],
             metadata_props: props,
         }
         .encode_to_vec()
@@ -200,8 +241,11 @@ impl HeadsWeights {
 
     /// Reads weights back from a heads graph written by [`Self::to_onnx`].
     pub fn from_onnx(bytes: &[u8]) -> Result<Self, ModelError> {
-        let model = ModelProto::decode(bytes).map_err(|e| ModelError::Heads(format!("not an ONNX model: {e}")))?;
-        let graph = model.graph.ok_or_else(|| ModelError::Heads("ONNX model has no graph".into()))?;
+        let model = ModelProto::decode(bytes)
+            .map_err(|e| ModelError::Heads(format!("not an ONNX model: {e}")))?;
+        let graph = model
+            .graph
+            .ok_or_else(|| ModelError::Heads("ONNX model has no graph".into()))?;
         let find = |name: &str| {
             graph
                 .initializer
@@ -211,14 +255,20 @@ impl HeadsWeights {
         };
         let w1 = find("w1")?;
         if w1.dims.len() != 3 || w1.dims[2] != HIDDEN as i64 {
-            return Err(ModelError::Heads(format!("w1 has shape {:?}, expected [E, D, {HIDDEN}]", w1.dims)));
+            return Err(ModelError::Heads(format!(
+                "w1 has shape {:?}, expected [E, D, {HIDDEN}]",
+                w1.dims
+            )));
         }
         let (heads, dim) = (w1.dims[0] as usize, w1.dims[1] as usize);
         let mut tensors: [Vec<f32>; 6] = Default::default();
         for (slot, (name, _)) in tensors.iter_mut().zip(parameter_shapes(heads, dim).iter()) {
             let t = find(name)?;
             *slot = if !t.raw_data.is_empty() {
-                t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                t.raw_data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
             } else {
                 t.float_data.clone()
             };

@@ -8,7 +8,10 @@ pub struct NormalRng {
 
 impl NormalRng {
     pub fn new(seed: u64) -> Self {
-        Self { state: seed ^ 0x5DEE_CE66_D1CE_4E5B, spare: None }
+        Self {
+            state: seed ^ 0x5DEE_CE66_D1CE_4E5B,
+            spare: None,
+        }
     }
 
     fn next_u64(&mut self) -> u64 {

@@ -94,8 +94,11 @@ impl LoadedModel {
 
     pub fn embedded() -> Result<Self, ModelError> {
         let origin = PathBuf::from("<embedded default model>/manifest.json");
-        let manifest: Manifest = serde_json::from_str(EMBEDDED_MANIFEST)
-            .map_err(|e| ModelError::Manifest { path: origin.clone(), message: e.to_string() })?;
+        let manifest: Manifest =
+            serde_json::from_str(EMBEDDED_MANIFEST).map_err(|e| ModelError::Manifest {
+                path: origin.clone(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             backbone_path: resolve(None, &manifest.backbone),
             tokenizer_path: resolve(None, &manifest.tokenizer),
@@ -108,13 +111,20 @@ impl LoadedModel {
 
     pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| ModelError::Manifest { path: path.clone(), message: format!("cannot read: {e}") })?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Manifest { path: path.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Manifest {
+            path: path.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| ModelError::Manifest {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let read = |rel: &str| {
             let p = resolve(Some(dir), rel);
-            std::fs::read(&p).map_err(|e| ModelError::File { path: p, message: format!("cannot read: {e}") })
+            std::fs::read(&p).map_err(|e| ModelError::File {
+                path: p,
+                message: format!("cannot read: {e}"),
+            })
         };
         let heads_bytes = read(&manifest.heads)?;
         let anchors_bytes = manifest.anchors.as_deref().map(read).transpose()?;
@@ -160,14 +170,20 @@ impl LoadedModel {
     ) -> Result<(), ModelError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |e: std::io::Error| ModelError::File { path, message: e.to_string() }
+            move |e: std::io::Error| ModelError::File {
+                path,
+                message: e.to_string(),
+            }
         };
         let mut manifest = self.manifest.clone();
         manifest.backbone = absolute_reference(&self.manifest.backbone, &self.backbone_path);
         manifest.tokenizer = absolute_reference(&self.manifest.tokenizer, &self.tokenizer_path);
         manifest.heads = "heads.onnx".into();
         manifest.anchors = anchors_bytes.map(|_| "anchors.onnx".into());
-        let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(io(parent))?;
         let staging = parent.join(format!(
             ".{}.tmp-{}",
@@ -186,7 +202,11 @@ impl LoadedModel {
             std::fs::write(staging.join(name), bytes).map_err(io(&staging))?;
         }
         if out.exists() {
-            let old = parent.join(format!(".{}.old-{}", out.file_name().and_then(|n| n.to_str()).unwrap_or("model"), std::process::id()));
+            let old = parent.join(format!(
+                ".{}.old-{}",
+                out.file_name().and_then(|n| n.to_str()).unwrap_or("model"),
+                std::process::id()
+            ));
             std::fs::rename(out, &old).map_err(io(out))?;
             std::fs::rename(&staging, out).map_err(io(out))?;
             let _ = std::fs::remove_dir_all(old);
@@ -202,7 +222,10 @@ fn absolute_reference(reference: &str, resolved: &Path) -> String {
     if reference.starts_with("deps:") {
         reference.to_string()
     } else {
-        std::fs::canonicalize(resolved).unwrap_or_else(|_| resolved.to_path_buf()).display().to_string()
+        std::fs::canonicalize(resolved)
+            .unwrap_or_else(|_| resolved.to_path_buf())
+            .display()
+            .to_string()
     }
 }
 

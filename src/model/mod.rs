@@ -42,7 +42,10 @@ pub enum ModelError {
 impl ModelError {
     pub(crate) fn ort(context: impl Into<String>) -> impl FnOnce(ort::Error<()>) -> ModelError {
         let context = context.into();
-        move |e| ModelError::Ort { context, message: e.to_string() }
+        move |e| ModelError::Ort {
+            context,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -55,5 +58,8 @@ pub fn deps_dir() -> PathBuf {
     if let Some(dir) = option_env!("ACTPRM_DEPS") {
         return PathBuf::from(dir);
     }
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/actprm")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/actprm")
 }

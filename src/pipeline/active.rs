@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float32Array, Int32Array, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float32Array, Int32Array, RecordBatch, StringArray, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +24,9 @@ use super::refresh::{channel, HeadsUpdate};
 use super::score::{run_score, BatchView, ScoreHooks, ScoreJob};
 use super::PipelineError;
 use crate::eval::processbench;
-use crate::label::{first_error_labels, LabelColumn, LabelOutcome, LabelRequest, Labeller, PoolLabeller};
+use crate::label::{
+    first_error_labels, LabelColumn, LabelOutcome, LabelRequest, Labeller, PoolLabeller,
+};
 use crate::model::{HeadsWeights, LoadedModel};
 use crate::sink::{write_atomic, PartWriter};
 use crate::train::{LabelledBatch, TrainConfig, Trainer};
@@ -149,21 +153,35 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PipelineError + '_ {
 }
 
 impl LoopCtx {
-    fn checkpoint(&mut self, job: &ActiveJob, sender: &super::refresh::HeadsSender) -> Result<(), PipelineError> {
+    fn checkpoint(
+        &mut self,
+        job: &ActiveJob,
+        sender: &super::refresh::HeadsSender,
+    ) -> Result<(), PipelineError> {
         let model_dir = job.output.join("model");
-        let version = self.trainer.export(&self.base, &model_dir, None).map_err(|e| PipelineError::Stage(e.to_string()))?;
+        let version = self
+            .trainer
+            .export(&self.base, &model_dir, None)
+            .map_err(|e| PipelineError::Stage(e.to_string()))?;
         let exported = LoadedModel::from_dir(&model_dir)?;
-        let _ = sender.send(Some(HeadsUpdate { bytes: Arc::new(exported.heads_bytes), version: version.clone() }));
+        let _ = sender.send(Some(HeadsUpdate {
+            bytes: Arc::new(exported.heads_bytes),
+            version: version.clone(),
+        }));
         let batch = self.buffer.batch();
         if batch.num_rows() > 0 {
-            let mut w = PartWriter::new(&job.output.join("decisions"), "decisions", usize::MAX)?.with_first_index(self.state.decision_parts);
+            let mut w = PartWriter::new(&job.output.join("decisions"), "decisions", usize::MAX)?
+                .with_first_index(self.state.decision_parts);
             w.write(&batch)?;
             w.finish()?;
             self.state.decision_parts += 1;
         }
         self.state.steps = self.trainer.step();
         self.state.model_version = version.clone();
-        write_atomic(&job.output.join("state.json"), &serde_json::to_vec_pretty(&self.state).expect("state serialises"))?;
+        write_atomic(
+            &job.output.join("state.json"),
+            &serde_json::to_vec_pretty(&self.state).expect("state serialises"),
+        )?;
         self.summary.exports += 1;
         if !self.summary.model_versions.contains(&version) {
             self.summary.model_versions.push(version);
@@ -178,9 +196,18 @@ impl LoopCtx {
         let mut f1s = Vec::new();
         let mut line = serde_json::json!({"labels": self.state.labels_used, "steps": self.trainer.step(), "tau": self.tau});
         for (name, rows) in &self.dev {
-            let x: Vec<f32> = rows.iter().flat_map(|r| r.features.iter().copied()).collect();
-            let probs = self.trainer.probabilities(&x).map_err(|e| PipelineError::Stage(e.to_string()))?;
-            let score = processbench(&samples_from_probs(rows, &probs, self.trainer.heads.heads), self.tau);
+            let x: Vec<f32> = rows
+                .iter()
+                .flat_map(|r| r.features.iter().copied())
+                .collect();
+            let probs = self
+                .trainer
+                .probabilities(&x)
+                .map_err(|e| PipelineError::Stage(e.to_string()))?;
+            let score = processbench(
+                &samples_from_probs(rows, &probs, self.trainer.heads.heads),
+                self.tau,
+            );
             if let Some(f) = score.f1 {
                 f1s.push(f);
             }
@@ -189,7 +216,12 @@ impl LoopCtx {
         let mean = (!f1s.is_empty()).then(|| f1s.iter().sum::<f64>() / f1s.len() as f64);
         line["mean_f1"] = serde_json::json!(mean);
         self.summary.final_dev_f1 = mean;
-        eprintln!("actprm active: {} labels, step {}, dev mean F1 {:?}", self.state.labels_used, self.trainer.step(), mean);
+        eprintln!(
+            "actprm active: {} labels, step {}, dev mean F1 {:?}",
+            self.state.labels_used,
+            self.trainer.step(),
+            mean
+        );
         let path = job.output.join("eval.jsonl");
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
         text += &format!("{line}\n");
@@ -197,30 +229,55 @@ impl LoopCtx {
         Ok(())
     }
 
-    fn on_batch(&mut self, job: &ActiveJob, view: &BatchView<'_>, sender: &super::refresh::HeadsSender) -> Result<(), PipelineError> {
+    fn on_batch(
+        &mut self,
+        job: &ActiveJob,
+        view: &BatchView<'_>,
+        sender: &super::refresh::HeadsSender,
+    ) -> Result<(), PipelineError> {
         let out = view.output;
         let steps: Vec<usize> = view.scores.iter().map(|s| s.mean.len()).collect();
-        let column = LabelColumn::detect(&out.schema()).ok_or_else(|| PipelineError::Stage("pool mode needs a label column (label, ratings or hard_labels)".into()))?;
+        let column = LabelColumn::detect(&out.schema()).ok_or_else(|| {
+            PipelineError::Stage(
+                "pool mode needs a label column (label, ratings or hard_labels)".into(),
+            )
+        })?;
         let pool_labels = first_error_labels(out, &column, &steps).map_err(PipelineError::Stage)?;
         let n = view.scores.len();
         let chosen: Vec<bool> = match job.selection {
             Selection::Rule => view.scores.iter().map(|s| s.decision.selected).collect(),
             Selection::Rate(rate) => {
                 let mut order: Vec<usize> = (0..n).collect();
-                order.sort_by(|&a, &b| view.scores[b].decision.uncertainty.total_cmp(&view.scores[a].decision.uncertainty).then(a.cmp(&b)));
+                order.sort_by(|&a, &b| {
+                    view.scores[b]
+                        .decision
+                        .uncertainty
+                        .total_cmp(&view.scores[a].decision.uncertainty)
+                        .then(a.cmp(&b))
+                });
                 let keep = ((n as f64 * rate).round() as usize).min(n);
                 let mut mask = vec![false; n];
                 order[..keep].iter().for_each(|&i| mask[i] = true);
                 mask
             }
         };
-        let budget_left = job.label_budget.map_or(u64::MAX, |b| b.saturating_sub(self.state.labels_used));
+        let budget_left = job
+            .label_budget
+            .map_or(u64::MAX, |b| b.saturating_sub(self.state.labels_used));
         let mut requests = Vec::new();
         let mut request_rows = Vec::new();
         let mut notes = vec![String::from("not selected"); n];
         for i in (0..n).filter(|&i| chosen[i]) {
             if (requests.len() as u64) < budget_left {
-                requests.push(LabelRequest { key: format!("{}:{}", view.features[i].source_file, view.features[i].source_row), problem: String::new(), steps: vec![String::new(); steps[i]], pool_label: pool_labels[i] });
+                requests.push(LabelRequest {
+                    key: format!(
+                        "{}:{}",
+                        view.features[i].source_file, view.features[i].source_row
+                    ),
+                    problem: String::new(),
+                    steps: vec![String::new(); steps[i]],
+                    pool_label: pool_labels[i],
+                });
                 request_rows.push(i);
             } else {
                 notes[i] = "over budget".into();
@@ -241,15 +298,26 @@ impl LoopCtx {
                 }
             }
         }
-        let rows: Vec<FeatureRow> = (0..n).filter(|&i| labels[i].is_some()).map(|i| FeatureRow { label: labels[i], ..view.features[i].clone() }).collect();
+        let rows: Vec<FeatureRow> = (0..n)
+            .filter(|&i| labels[i].is_some())
+            .map(|i| FeatureRow {
+                label: labels[i],
+                ..view.features[i].clone()
+            })
+            .collect();
         self.state.labels_used += rows.len() as u64;
         self.summary.labels_used = self.state.labels_used;
         let step_before = self.trainer.step();
         if !rows.is_empty() {
-            let batch = LabelledBatch::from_rows(&rows, self.trainer.heads.dim).map_err(|e| PipelineError::Stage(e.to_string()))?;
-            self.trainer.train_step(&batch).map_err(|e| PipelineError::Stage(e.to_string()))?;
+            let batch = LabelledBatch::from_rows(&rows, self.trainer.heads.dim)
+                .map_err(|e| PipelineError::Stage(e.to_string()))?;
+            self.trainer
+                .train_step(&batch)
+                .map_err(|e| PipelineError::Stage(e.to_string()))?;
         }
-        let versions = out.column_by_name("model_version").and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+        let versions = out
+            .column_by_name("model_version")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
         for i in 0..n {
             let f = &view.features[i];
             let s = &view.scores[i];
@@ -258,7 +326,11 @@ impl LoopCtx {
             self.buffer.selected.push(chosen[i]);
             self.buffer.reason.push(s.decision.reason().to_string());
             self.buffer.uncertainty.push(s.decision.uncertainty);
-            self.buffer.version.push(versions.as_ref().map_or(String::new(), |v| v.value(i).to_string()));
+            self.buffer.version.push(
+                versions
+                    .as_ref()
+                    .map_or(String::new(), |v| v.value(i).to_string()),
+            );
             self.buffer.label.push(labels[i]);
             self.buffer.used.push(labels[i].is_some());
             self.buffer.note.push(notes[i].clone());
@@ -267,14 +339,19 @@ impl LoopCtx {
         self.summary.rows_scored += n as u64;
         self.summary.rows_selected += chosen.iter().filter(|&&c| c).count() as u64;
         self.state.rows_done += view.rows_in;
-        if self.trainer.step() > step_before && self.trainer.step() % job.export_every.max(1) == 0 {
+        if self.trainer.step() > step_before
+            && self.trainer.step().is_multiple_of(job.export_every.max(1))
+        {
             self.checkpoint(job, sender)?;
         }
         while self.state.labels_used >= self.next_eval {
             self.evaluate(job)?;
             self.next_eval += job.eval_every.max(1);
         }
-        if job.stop_after_rows.is_some_and(|n| self.state.rows_done >= n) {
+        if job
+            .stop_after_rows
+            .is_some_and(|n| self.state.rows_done >= n)
+        {
             self.checkpoint(job, sender)?;
             return Err(PipelineError::Stage(STOP_MARKER.into()));
         }
@@ -290,13 +367,19 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     let device = tch::Device::Cpu;
     let terr = |e: crate::train::TrainError| PipelineError::Stage(e.to_string());
     let (state, trainer, base) = if job.resume && state_path.exists() {
-        let state: LoopState = serde_json::from_str(&std::fs::read_to_string(&state_path).map_err(io_err(&state_path))?)
-            .map_err(|e| PipelineError::Stage(format!("{}: {e}", state_path.display())))?;
+        let state: LoopState = serde_json::from_str(
+            &std::fs::read_to_string(&state_path).map_err(io_err(&state_path))?,
+        )
+        .map_err(|e| PipelineError::Stage(format!("{}: {e}", state_path.display())))?;
         // decision parts written after the last checkpoint are replayed, so drop them
         if let Ok(entries) = std::fs::read_dir(out.join("decisions")) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                let index = name.trim_start_matches("decisions-").trim_end_matches(".parquet").parse::<usize>().ok();
+                let index = name
+                    .trim_start_matches("decisions-")
+                    .trim_end_matches(".parquet")
+                    .parse::<usize>()
+                    .ok();
                 if index.is_none_or(|i| i >= state.decision_parts) {
                     let _ = std::fs::remove_file(e.path());
                 }
@@ -306,7 +389,10 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         (state, trainer, LoadedModel::from_dir(&out.join("model"))?)
     } else {
         if state_path.exists() {
-            return Err(PipelineError::Stage(format!("{} holds a previous run; pass --resume to continue it or choose another folder", out.display())));
+            return Err(PipelineError::Stage(format!(
+                "{} holds a previous run; pass --resume to continue it or choose another folder",
+                out.display()
+            )));
         }
         let base = LoadedModel::open(job.score.model.as_deref())?;
         let trainer = match job.cold_start {
@@ -332,7 +418,18 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         state,
         buffer: DecisionBuffer::default(),
         dev,
-        summary: ActiveSummary { rows_scored: 0, rows_selected: 0, labels_used: 0, over_budget: 0, unlabelled: 0, steps: 0, exports: 0, model_versions: vec![], final_dev_f1: None, state: LoopState::default() },
+        summary: ActiveSummary {
+            rows_scored: 0,
+            rows_selected: 0,
+            labels_used: 0,
+            over_budget: 0,
+            unlabelled: 0,
+            steps: 0,
+            exports: 0,
+            model_versions: vec![],
+            final_dev_f1: None,
+            state: LoopState::default(),
+        },
         tau,
     };
     ctx.summary.labels_used = ctx.state.labels_used;
@@ -341,7 +438,9 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     ctx.checkpoint(job, &sender)?;
     let mut score = job.score.clone();
     score.model = Some(out.join("model"));
-    score.output = out.join("scored").join(format!("segment-{}", ctx.state.segments));
+    score.output = out
+        .join("scored")
+        .join(format!("segment-{}", ctx.state.segments));
     score.features_to_hooks = true;
     score.skip_rows = ctx.state.rows_done;
     ctx.state.segments += 1;
@@ -371,10 +470,16 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     if let Some(e) = failure {
         return Err(e);
     }
-    if job.stop_after_rows.is_some_and(|n| ctx.state.rows_done >= n) {
+    if job
+        .stop_after_rows
+        .is_some_and(|n| ctx.state.rows_done >= n)
+    {
         ctx.summary.steps = ctx.trainer.step();
         ctx.summary.state = ctx.state.clone();
-        write_atomic(&out.join("state.json"), &serde_json::to_vec_pretty(&ctx.state).expect("state serialises"))?;
+        write_atomic(
+            &out.join("state.json"),
+            &serde_json::to_vec_pretty(&ctx.state).expect("state serialises"),
+        )?;
         return Ok(ctx.summary);
     }
     let (sender, _) = channel();
@@ -382,6 +487,9 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     ctx.evaluate(job)?;
     ctx.summary.steps = ctx.trainer.step();
     ctx.summary.state = ctx.state.clone();
-    write_atomic(&out.join("summary.json"), &serde_json::to_vec_pretty(&ctx.summary).expect("summary serialises"))?;
+    write_atomic(
+        &out.join("summary.json"),
+        &serde_json::to_vec_pretty(&ctx.summary).expect("summary serialises"),
+    )?;
     Ok(ctx.summary)
 }

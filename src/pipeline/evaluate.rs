@@ -70,7 +70,10 @@ pub fn report(subsets: &[ScoredSubset], rule: TauRule, model_version: String) ->
             .collect();
         out.insert(
             s.name.clone(),
-            SubsetReport { processbench: processbench(&s.samples, tau), prmbench: (!with_errors.is_empty()).then(|| prmbench(&with_errors)) },
+            SubsetReport {
+                processbench: processbench(&s.samples, tau),
+                prmbench: (!with_errors.is_empty()).then(|| prmbench(&with_errors)),
+            },
         );
     }
     let f1s: Vec<f64> = out.values().filter_map(|r| r.processbench.f1).collect();
@@ -80,7 +83,10 @@ pub fn report(subsets: &[ScoredSubset], rule: TauRule, model_version: String) ->
         tau,
         tau_rule: match rule {
             TauRule::Fixed(_) => "fixed".into(),
-            TauRule::FromFirstSubset => format!("chosen on {}", subsets.first().map_or("", |s| s.name.as_str())),
+            TauRule::FromFirstSubset => format!(
+                "chosen on {}",
+                subsets.first().map_or("", |s| s.name.as_str())
+            ),
         },
         model_version,
         order: subsets.iter().map(|s| s.name.clone()).collect(),
@@ -94,7 +100,10 @@ pub fn samples_from_probs(rows: &[FeatureRow], probs: &[f32], heads: usize) -> V
         .map(|r| {
             let p = &probs[cursor * heads..(cursor + r.steps) * heads];
             cursor += r.steps;
-            Sample { mean: step_stats(p, heads).0, label: r.label.unwrap_or(-1) }
+            Sample {
+                mean: step_stats(p, heads).0,
+                label: r.label.unwrap_or(-1),
+            }
         })
         .collect()
 }
@@ -110,12 +119,20 @@ fn labelled_from_parquet(path: &Path) -> Result<Vec<LabelledTrajectory>, Pipelin
                 failure = Some(reason);
                 false
             }
-            SourceItem::Batch { batch, rows, first_row, .. } => {
+            SourceItem::Batch {
+                batch,
+                rows,
+                first_row,
+                ..
+            } => {
                 let Some(col) = LabelColumn::detect(&batch.schema()) else {
                     failure = Some("has no label column (label, ratings or hard_labels)".into());
                     return false;
                 };
-                let steps: Vec<usize> = rows.iter().map(|r| r.as_ref().map_or(0, |t| t.steps.len())).collect();
+                let steps: Vec<usize> = rows
+                    .iter()
+                    .map(|r| r.as_ref().map_or(0, |t| t.steps.len()))
+                    .collect();
                 let labels = match first_error_labels(&batch, &col, &steps) {
                     Ok(l) => l,
                     Err(e) => {
@@ -125,9 +142,20 @@ fn labelled_from_parquet(path: &Path) -> Result<Vec<LabelledTrajectory>, Pipelin
                 };
                 for (i, (row, label)) in rows.into_iter().zip(labels).enumerate() {
                     match (row, label) {
-                        (Ok(t), Some(label)) => out.push(LabelledTrajectory { id: None, problem: t.problem, steps: t.steps, label: Some(label), error_steps: None }),
+                        (Ok(t), Some(label)) => out.push(LabelledTrajectory {
+                            id: None,
+                            problem: t.problem,
+                            steps: t.steps,
+                            label: Some(label),
+                            error_steps: None,
+                        }),
                         (Err(r), _) => {
-                            failure = Some(format!("row {}: {}: {}", first_row + i as u64, r.column, r.reason));
+                            failure = Some(format!(
+                                "row {}: {}: {}",
+                                first_row + i as u64,
+                                r.column,
+                                r.reason
+                            ));
                             return false;
                         }
                         (Ok(_), None) => {
@@ -141,13 +169,21 @@ fn labelled_from_parquet(path: &Path) -> Result<Vec<LabelledTrajectory>, Pipelin
         });
     }
     match failure {
-        Some(message) => Err(PipelineError::Source(crate::source::SourceError::File { file: path.to_path_buf(), message })),
+        Some(message) => Err(PipelineError::Source(crate::source::SourceError::File {
+            file: path.to_path_buf(),
+            message,
+        })),
         None => Ok(out),
     }
 }
 
 /// Scores every input file as one subset.
-pub fn evaluate_files(files: &[PathBuf], model: &LoadedModel, runtime: &RuntimeOptions, rule: TauRule) -> Result<EvalReport, PipelineError> {
+pub fn evaluate_files(
+    files: &[PathBuf],
+    model: &LoadedModel,
+    runtime: &RuntimeOptions,
+    rule: TauRule,
+) -> Result<EvalReport, PipelineError> {
     let mut heads = HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?;
     let mut scorer: Option<(Tokeniser, StepScorer)> = None;
     let mut subsets = Vec::new();
@@ -156,49 +192,102 @@ pub fn evaluate_files(files: &[PathBuf], model: &LoadedModel, runtime: &RuntimeO
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         if ext == "arrow" {
             let (_, rows) = read_features(path).map_err(PipelineError::Stage)?;
-            let features: Vec<f32> = rows.iter().flat_map(|r| r.features.iter().copied()).collect();
+            let features: Vec<f32> = rows
+                .iter()
+                .flat_map(|r| r.features.iter().copied())
+                .collect();
             let probs = heads.probabilities(&features)?;
             let samples = samples_from_probs(&rows, &probs, heads.ensemble_size());
-            subsets.push(ScoredSubset { name, error_steps: vec![None; samples.len()], samples });
+            subsets.push(ScoredSubset {
+                name,
+                error_steps: vec![None; samples.len()],
+                samples,
+            });
             continue;
         }
-        let records = if ext == "parquet" { labelled_from_parquet(path)? } else { read_labelled(path)? };
-        if let Some(bad) = records.iter().position(|r| r.label.is_none() && r.error_steps.is_none()) {
-            return Err(PipelineError::Stage(format!("{}: record {bad} has no label", path.display())));
+        let records = if ext == "parquet" {
+            labelled_from_parquet(path)?
+        } else {
+            read_labelled(path)?
+        };
+        if let Some(bad) = records
+            .iter()
+            .position(|r| r.label.is_none() && r.error_steps.is_none())
+        {
+            return Err(PipelineError::Stage(format!(
+                "{}: record {bad} has no label",
+                path.display()
+            )));
         }
         if scorer.is_none() {
             let tokeniser = Tokeniser::for_model(model)?;
             let backbone = Backbone::open(model, runtime)?;
-            let step = StepScorer { backbone, heads: HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?, options: ScoreOptions::default(), tau: model.manifest.tau };
+            let step = StepScorer {
+                backbone,
+                heads: HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?,
+                options: ScoreOptions::default(),
+                tau: model.manifest.tau,
+            };
             scorer = Some((tokeniser, step));
         }
         let (tokeniser, step) = scorer.as_mut().expect("created above");
         let mut samples = Vec::new();
         for chunk in records.chunks(64) {
-            let refs: Vec<(&str, &[String])> = chunk.iter().map(|r| (r.problem.as_str(), r.steps.as_slice())).collect();
+            let refs: Vec<(&str, &[String])> = chunk
+                .iter()
+                .map(|r| (r.problem.as_str(), r.steps.as_slice()))
+                .collect();
             let tokenised = tokeniser.encode(&refs).map_err(PipelineError::Stage)?;
             let (scores, _) = step.score(&tokenised)?;
             samples.extend(scores.into_iter().zip(chunk).map(|(s, r)| Sample {
                 mean: s.mean,
-                label: r.label.unwrap_or_else(|| r.error_steps.as_ref().and_then(|e| e.iter().min()).map_or(-1, |m| m - 1)),
+                label: r.label.unwrap_or_else(|| {
+                    r.error_steps
+                        .as_ref()
+                        .and_then(|e| e.iter().min())
+                        .map_or(-1, |m| m - 1)
+                }),
             }));
         }
-        subsets.push(ScoredSubset { name, error_steps: records.iter().map(|r| r.error_steps.clone()).collect(), samples });
+        subsets.push(ScoredSubset {
+            name,
+            error_steps: records.iter().map(|r| r.error_steps.clone()).collect(),
+            samples,
+        });
     }
     Ok(report(&subsets, rule, model.version()))
 }
 
 impl EvalReport {
     pub fn print(&self) {
-        println!("{:<22} {:>6} {:>10} {:>12} {:>8}", "subset", "n", "acc_error", "acc_correct", "F1");
+        println!(
+            "{:<22} {:>6} {:>10} {:>12} {:>8}",
+            "subset", "n", "acc_error", "acc_correct", "F1"
+        );
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.3}", x));
         for name in &self.order {
             let r = &self.subsets[name].processbench;
-            println!("{:<22} {:>6} {:>10} {:>12} {:>8}", name, r.n, fmt(r.acc_error), fmt(r.acc_correct), fmt(r.f1));
+            println!(
+                "{:<22} {:>6} {:>10} {:>12} {:>8}",
+                name,
+                r.n,
+                fmt(r.acc_error),
+                fmt(r.acc_correct),
+                fmt(r.f1)
+            );
             if let Some(p) = &self.subsets[name].prmbench {
-                println!("{:<22} PRMScore {:.3} (F1 valid {:.3}, F1 invalid {:.3})", "", p.prm_score, p.f1_valid, p.f1_invalid);
+                println!(
+                    "{:<22} PRMScore {:.3} (F1 valid {:.3}, F1 invalid {:.3})",
+                    "", p.prm_score, p.f1_valid, p.f1_invalid
+                );
             }
         }
-        println!("mean F1 {}  (tau {:.2}, {}; model {})", fmt(self.mean_f1), self.tau, self.tau_rule, self.model_version);
+        println!(
+            "mean F1 {}  (tau {:.2}, {}; model {})",
+            fmt(self.mean_f1),
+            self.tau,
+            self.tau_rule,
+            self.model_version
+        );
     }
 }

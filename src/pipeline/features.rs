@@ -7,7 +7,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, FixedSizeListBuilder, Float32Builder, Int32Array, ListBuilder, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{
+    Array, AsArray, FixedSizeListBuilder, Float32Builder, Int32Array, ListBuilder, RecordBatch,
+    StringArray, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Schema, SchemaRef, UInt64Type};
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
@@ -15,7 +18,14 @@ use arrow::ipc::writer::FileWriter;
 use crate::sink::SinkError;
 
 pub fn schema(dim: usize) -> SchemaRef {
-    let vector = Field::new("item", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), dim as i32), false);
+    let vector = Field::new(
+        "item",
+        DataType::FixedSizeList(
+            Arc::new(Field::new("item", DataType::Float32, false)),
+            dim as i32,
+        ),
+        false,
+    );
     Arc::new(Schema::new(vec![
         Field::new("source_file", DataType::Utf8, false),
         Field::new("source_row", DataType::UInt64, false),
@@ -51,14 +61,31 @@ impl FeatureWriter {
         }
         let file = File::create(&tmp).map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
         let schema = schema(dim);
-        let writer = FileWriter::try_new(file, &schema).map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
-        Ok(Self { writer, schema, dim, tmp, path: path.to_path_buf() })
+        let writer =
+            FileWriter::try_new(file, &schema).map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
+        Ok(Self {
+            writer,
+            schema,
+            dim,
+            tmp,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn write(&mut self, rows: &[FeatureRow]) -> Result<(), SinkError> {
         let d = self.dim;
-        let mut lists = ListBuilder::new(FixedSizeListBuilder::new(Float32Builder::new(), d as i32).with_field(Arc::new(Field::new("item", DataType::Float32, false))))
-            .with_field(Arc::new(Field::new("item", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), d as i32), false)));
+        let mut lists = ListBuilder::new(
+            FixedSizeListBuilder::new(Float32Builder::new(), d as i32)
+                .with_field(Arc::new(Field::new("item", DataType::Float32, false))),
+        )
+        .with_field(Arc::new(Field::new(
+            "item",
+            DataType::FixedSizeList(
+                Arc::new(Field::new("item", DataType::Float32, false)),
+                d as i32,
+            ),
+            false,
+        )));
         for r in rows {
             for step in r.features.chunks_exact(d) {
                 lists.values().values().append_slice(step);
@@ -69,19 +96,30 @@ impl FeatureWriter {
         let batch = RecordBatch::try_new(
             self.schema.clone(),
             vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.source_file.as_str()))),
-                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.source_row))),
-                Arc::new(Int32Array::from(rows.iter().map(|r| r.label).collect::<Vec<_>>())),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.source_file.as_str()),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.source_row),
+                )),
+                Arc::new(Int32Array::from(
+                    rows.iter().map(|r| r.label).collect::<Vec<_>>(),
+                )),
                 Arc::new(lists.finish()),
             ],
         )
         .map_err(|e| SinkError::at(&self.tmp)(e.to_string()))?;
-        self.writer.write(&batch).map_err(|e| SinkError::at(&self.tmp)(e.to_string()))
+        self.writer
+            .write(&batch)
+            .map_err(|e| SinkError::at(&self.tmp)(e.to_string()))
     }
 
     pub fn finish(mut self) -> Result<PathBuf, SinkError> {
-        self.writer.finish().map_err(|e| SinkError::at(&self.tmp)(e.to_string()))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| SinkError::at(&self.path)(e.to_string()))?;
+        self.writer
+            .finish()
+            .map_err(|e| SinkError::at(&self.tmp)(e.to_string()))?;
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| SinkError::at(&self.path)(e.to_string()))?;
         Ok(self.path)
     }
 }
@@ -89,13 +127,28 @@ impl FeatureWriter {
 /// Reads a whole feature store, checking the feature dimension and that every value is finite.
 pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let reader = FileReader::try_new(file, None).map_err(|e| format!("{}: not an Arrow IPC file: {e}", path.display()))?;
-    let dim = match reader.schema().field_with_name("step_features").map(|f| f.data_type().clone()) {
+    let reader = FileReader::try_new(file, None)
+        .map_err(|e| format!("{}: not an Arrow IPC file: {e}", path.display()))?;
+    let dim = match reader
+        .schema()
+        .field_with_name("step_features")
+        .map(|f| f.data_type().clone())
+    {
         Ok(DataType::List(f)) => match f.data_type() {
             DataType::FixedSizeList(_, d) => *d as usize,
-            other => return Err(format!("{}: step_features items have type {other}, expected FixedSizeList<Float32>", path.display())),
+            other => {
+                return Err(format!(
+                    "{}: step_features items have type {other}, expected FixedSizeList<Float32>",
+                    path.display()
+                ))
+            }
         },
-        _ => return Err(format!("{}: no step_features column of type List<FixedSizeList<Float32, D>>", path.display())),
+        _ => {
+            return Err(format!(
+                "{}: no step_features column of type List<FixedSizeList<Float32, D>>",
+                path.display()
+            ))
+        }
     };
     let mut rows = Vec::new();
     for batch in reader {

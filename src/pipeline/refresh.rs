@@ -32,7 +32,12 @@ pub struct ModelWatcher {
 }
 
 impl ModelWatcher {
-    pub fn spawn(dir: PathBuf, sender: HeadsSender, initial_version: String, every: Duration) -> Self {
+    pub fn spawn(
+        dir: PathBuf,
+        sender: HeadsSender,
+        initial_version: String,
+        every: Duration,
+    ) -> Self {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -42,13 +47,19 @@ impl ModelWatcher {
                     let version = model_version(&model.manifest.name, &model.heads_bytes);
                     if version != current {
                         current = version.clone();
-                        let _ = sender.send(Some(HeadsUpdate { bytes: Arc::new(model.heads_bytes), version }));
+                        let _ = sender.send(Some(HeadsUpdate {
+                            bytes: Arc::new(model.heads_bytes),
+                            version,
+                        }));
                     }
                 }
                 std::thread::sleep(every);
             }
         });
-        Self { stop, thread: Some(thread) }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 

@@ -88,14 +88,30 @@ enum Scored {
         version: String,
         features: Vec<FeatureRow>,
     },
-    Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
-    GroupEnd { path: Arc<PathBuf>, group: usize },
+    Unreadable {
+        path: Arc<PathBuf>,
+        first_row: Option<u64>,
+        rows: u64,
+        reason: String,
+    },
+    GroupEnd {
+        path: Arc<PathBuf>,
+        group: usize,
+    },
 }
 
 enum Tokenised {
     Batch(TokenisedBatch),
-    Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
-    GroupEnd { path: Arc<PathBuf>, group: usize },
+    Unreadable {
+        path: Arc<PathBuf>,
+        first_row: Option<u64>,
+        rows: u64,
+        reason: String,
+    },
+    GroupEnd {
+        path: Arc<PathBuf>,
+        group: usize,
+    },
 }
 
 /// What the sink shows a hook after writing each scored batch.
@@ -107,6 +123,9 @@ pub struct BatchView<'a> {
     pub features: &'a [FeatureRow],
 }
 
+/// Called by the sink after each scored batch is written.
+pub type BatchHook<'a> = Box<dyn FnMut(&BatchView<'_>) -> Result<(), PipelineError> + Send + 'a>;
+
 /// Ways to take part in a running scoring job: deliver new heads (an in-process trainer), and
 /// look at every scored batch once it is written.
 #[derive(Default)]
@@ -116,7 +135,7 @@ pub struct ScoreHooks<'a> {
     /// heads): ActPRM's Algorithm 1 exactly, reproducible run to run. Reading and tokenising
     /// still run ahead.
     pub lockstep: bool,
-    pub on_batch: Option<Box<dyn FnMut(&BatchView<'_>) -> Result<(), PipelineError> + Send + 'a>>,
+    pub on_batch: Option<BatchHook<'a>>,
 }
 
 /// Runs a scoring job to completion. `hooks.refresh`, when given, delivers new heads from an
@@ -124,7 +143,11 @@ pub struct ScoreHooks<'a> {
 pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, PipelineError> {
     let files = discover_inputs(&job.inputs, "parquet")?;
     let planned = plan(&files, &job.columns)?;
-    let sink = PartsSink { output: job.output.clone(), parts: PartWriter::new(&job.output, "part", job.rows_per_part)?, rejects: RejectSink::new(&job.output) };
+    let sink = PartsSink {
+        output: job.output.clone(),
+        parts: PartWriter::new(&job.output, "part", job.rows_per_part)?,
+        rejects: RejectSink::new(&job.output),
+    };
     let summary = run_scoring(job, planned, hooks, Box::new(sink))?;
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
     write_atomic(&job.output.join("summary.json"), &json)?;
@@ -133,8 +156,17 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
 
 /// The dataflow itself, over already planned files, into any sink. Returns the summary (not
 /// yet written anywhere).
-pub fn run_scoring(job: &ScoreJob, planned: Vec<PlannedFile>, hooks: ScoreHooks<'_>, sink: Box<dyn ScoredSink + '_>) -> Result<Summary, PipelineError> {
-    let ScoreHooks { refresh, lockstep, mut on_batch } = hooks;
+pub fn run_scoring(
+    job: &ScoreJob,
+    planned: Vec<PlannedFile>,
+    hooks: ScoreHooks<'_>,
+    sink: Box<dyn ScoredSink + '_>,
+) -> Result<Summary, PipelineError> {
+    let ScoreHooks {
+        refresh,
+        lockstep,
+        mut on_batch,
+    } = hooks;
     let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
     let ack_rx = lockstep.then_some(ack_rx);
     let started = Instant::now();
@@ -150,7 +182,12 @@ pub fn run_scoring(job: &ScoreJob, planned: Vec<PlannedFile>, hooks: ScoreHooks<
         )));
     }
     let tau = job.score.tau.unwrap_or(model.manifest.tau);
-    let scorer = StepScorer { backbone, heads, options: job.score, tau };
+    let scorer = StepScorer {
+        backbone,
+        heads,
+        options: job.score,
+        tau,
+    };
     let mut summary = Summary {
         files: planned.len() as u64,
         ensemble_size: scorer.heads.ensemble_size(),
@@ -180,15 +217,38 @@ pub fn run_scoring(job: &ScoreJob, planned: Vec<PlannedFile>, hooks: ScoreHooks<
         let (scored_tx, mut scored_rx) = mpsc::channel::<Scored>(2);
         let batch_rows = job.batch_rows;
         let skip_rows = job.skip_rows;
-        let source = tokio::task::spawn_blocking(move || read_stage(planned, batch_rows, skip_rows, src_tx));
-        let tokenise = tokio::task::spawn_blocking(move || tokenise_stage(tokeniser, src_rx, tok_tx));
+        let source =
+            tokio::task::spawn_blocking(move || read_stage(planned, batch_rows, skip_rows, src_tx));
+        let tokenise =
+            tokio::task::spawn_blocking(move || tokenise_stage(tokeniser, src_rx, tok_tx));
         let want_features = job.features.is_some() || job.features_to_hooks;
         let with_probs = job.with_head_probs;
-        let score = tokio::task::spawn_blocking(move || score_stage(scorer, tok_rx, scored_tx, refresh, want_features, with_probs, ack_rx));
-        let sink_result = sink_stage(job, &mut scored_rx, &mut summary, &bar, &mut on_batch, &ack_tx, sink).await;
+        let score = tokio::task::spawn_blocking(move || {
+            score_stage(
+                scorer,
+                tok_rx,
+                scored_tx,
+                refresh,
+                want_features,
+                with_probs,
+                ack_rx,
+            )
+        });
+        let sink_result = sink_stage(
+            job,
+            &mut scored_rx,
+            &mut summary,
+            &bar,
+            &mut on_batch,
+            &ack_tx,
+            sink,
+        )
+        .await;
         drop(ack_tx);
         drop(scored_rx);
-        let score_result = score.await.map_err(|e| PipelineError::Stage(format!("score stage panicked: {e}")))?;
+        let score_result = score
+            .await
+            .map_err(|e| PipelineError::Stage(format!("score stage panicked: {e}")))?;
         let _ = tokenise.await;
         let _ = source.await;
         score_result?;
@@ -202,12 +262,22 @@ pub fn run_scoring(job: &ScoreJob, planned: Vec<PlannedFile>, hooks: ScoreHooks<
     Ok(summary)
 }
 
-fn read_stage(planned: Vec<PlannedFile>, batch_rows: usize, mut skip: u64, tx: mpsc::Sender<SourceItem>) {
+fn read_stage(
+    planned: Vec<PlannedFile>,
+    batch_rows: usize,
+    mut skip: u64,
+    tx: mpsc::Sender<SourceItem>,
+) {
     for file in &planned {
         let mut open = true;
         read_file(file, batch_rows, &mut |item| {
             let item = match item {
-                SourceItem::Batch { path, first_row, batch, mut rows } if skip > 0 => {
+                SourceItem::Batch {
+                    path,
+                    first_row,
+                    batch,
+                    mut rows,
+                } if skip > 0 => {
                     let n = batch.num_rows() as u64;
                     if n <= skip {
                         skip -= n;
@@ -216,7 +286,12 @@ fn read_stage(planned: Vec<PlannedFile>, batch_rows: usize, mut skip: u64, tx: m
                     let cut = skip as usize;
                     skip = 0;
                     let rest = rows.split_off(cut);
-                    SourceItem::Batch { path, first_row: first_row + cut as u64, batch: batch.slice(cut, batch.num_rows() - cut), rows: rest }
+                    SourceItem::Batch {
+                        path,
+                        first_row: first_row + cut as u64,
+                        batch: batch.slice(cut, batch.num_rows() - cut),
+                        rows: rest,
+                    }
                 }
                 SourceItem::Unreadable { rows, .. } if skip > 0 && rows <= skip => {
                     skip -= rows;
@@ -233,12 +308,31 @@ fn read_stage(planned: Vec<PlannedFile>, batch_rows: usize, mut skip: u64, tx: m
     }
 }
 
-fn tokenise_stage(tokeniser: Tokeniser, mut rx: mpsc::Receiver<SourceItem>, tx: mpsc::Sender<Tokenised>) {
+fn tokenise_stage(
+    tokeniser: Tokeniser,
+    mut rx: mpsc::Receiver<SourceItem>,
+    tx: mpsc::Sender<Tokenised>,
+) {
     while let Some(item) = rx.blocking_recv() {
         let out = match item {
-            SourceItem::Unreadable { path, first_row, rows, reason } => Tokenised::Unreadable { path, first_row, rows, reason },
+            SourceItem::Unreadable {
+                path,
+                first_row,
+                rows,
+                reason,
+            } => Tokenised::Unreadable {
+                path,
+                first_row,
+                rows,
+                reason,
+            },
             SourceItem::GroupEnd { path, group } => Tokenised::GroupEnd { path, group },
-            SourceItem::Batch { path, first_row, batch, rows } => {
+            SourceItem::Batch {
+                path,
+                first_row,
+                batch,
+                rows,
+            } => {
                 let mut valid = Vec::new();
                 let mut rejected = Vec::new();
                 let mut trajectories: Vec<Trajectory> = Vec::new();
@@ -251,9 +345,19 @@ fn tokenise_stage(tokeniser: Tokeniser, mut rx: mpsc::Receiver<SourceItem>, tx: 
                         Err(r) => rejected.push((i, r)),
                     }
                 }
-                let refs: Vec<(&str, &[String])> = trajectories.iter().map(|t| (t.problem.as_str(), t.steps.as_slice())).collect();
+                let refs: Vec<(&str, &[String])> = trajectories
+                    .iter()
+                    .map(|t| (t.problem.as_str(), t.steps.as_slice()))
+                    .collect();
                 match tokeniser.encode(&refs) {
-                    Ok(tokenised) => Tokenised::Batch(TokenisedBatch { path, first_row, batch, valid, rejected, tokenised }),
+                    Ok(tokenised) => Tokenised::Batch(TokenisedBatch {
+                        path,
+                        first_row,
+                        batch,
+                        valid,
+                        rejected,
+                        tokenised,
+                    }),
                     Err(reason) => Tokenised::Unreadable {
                         path,
                         first_row: Some(first_row),
@@ -280,27 +384,69 @@ fn score_stage(
 ) -> Result<(), PipelineError> {
     while let Some(item) = rx.blocking_recv() {
         let out = match item {
-            Tokenised::Unreadable { path, first_row, rows, reason } => Scored::Unreadable { path, first_row, rows, reason },
+            Tokenised::Unreadable {
+                path,
+                first_row,
+                rows,
+                reason,
+            } => Scored::Unreadable {
+                path,
+                first_row,
+                rows,
+                reason,
+            },
             Tokenised::GroupEnd { path, group } => Scored::GroupEnd { path, group },
             Tokenised::Batch(b) => {
                 // Between batches only: one batch is always scored by one version.
                 if let Some(rx) = refresh.as_mut() {
                     if rx.has_changed().unwrap_or(false) {
                         if let Some(update) = rx.borrow_and_update().clone() {
-                            if let Err(e) = scorer.heads.replace(&update.bytes, update.version.clone()) {
+                            if let Err(e) =
+                                scorer.heads.replace(&update.bytes, update.version.clone())
+                            {
                                 eprintln!("actprm: keeping model {}: refreshed heads {} were refused: {e}", scorer.heads.version(), update.version);
                             }
                         }
                     }
                 }
                 let (scores, features) = scorer.score(&b.tokenised)?;
-                let mask = BooleanArray::from((0..b.batch.num_rows()).map(|i| b.valid.binary_search(&i).is_ok()).collect::<Vec<_>>());
-                let input = arrow::compute::filter_record_batch(&b.batch, &mask).map_err(|e| PipelineError::Stage(e.to_string()))?;
+                let mask = BooleanArray::from(
+                    (0..b.batch.num_rows())
+                        .map(|i| b.valid.binary_search(&i).is_ok())
+                        .collect::<Vec<_>>(),
+                );
+                let input = arrow::compute::filter_record_batch(&b.batch, &mask)
+                    .map_err(|e| PipelineError::Stage(e.to_string()))?;
                 let version = scorer.heads.version().to_string();
                 let versions = vec![version.clone(); scores.len()];
-                let output = scored_batch(&input, &scores, &versions, scorer.heads.ensemble_size(), with_probs);
-                let features = if want_features { feature_rows(&b, &input, &scores, &features, scorer.backbone.hidden_size())? } else { Vec::new() };
-                Scored::Batch { path: b.path, first_row: b.first_row, input: b.batch, output, rejected: b.rejected, scores, version, features }
+                let output = scored_batch(
+                    &input,
+                    &scores,
+                    &versions,
+                    scorer.heads.ensemble_size(),
+                    with_probs,
+                );
+                let features = if want_features {
+                    feature_rows(
+                        &b,
+                        &input,
+                        &scores,
+                        &features,
+                        scorer.backbone.hidden_size(),
+                    )?
+                } else {
+                    Vec::new()
+                };
+                Scored::Batch {
+                    path: b.path,
+                    first_row: b.first_row,
+                    input: b.batch,
+                    output,
+                    rejected: b.rejected,
+                    scores,
+                    version,
+                    features,
+                }
             }
         };
         let is_batch = matches!(out, Scored::Batch { .. });
@@ -316,10 +462,18 @@ fn score_stage(
     Ok(())
 }
 
-fn feature_rows(b: &TokenisedBatch, input: &RecordBatch, scores: &[RowScore], features: &[f32], dim: usize) -> Result<Vec<FeatureRow>, PipelineError> {
+fn feature_rows(
+    b: &TokenisedBatch,
+    input: &RecordBatch,
+    scores: &[RowScore],
+    features: &[f32],
+    dim: usize,
+) -> Result<Vec<FeatureRow>, PipelineError> {
     let steps: Vec<usize> = b.tokenised.iter().map(|t| t.steps).collect();
     let labels = match LabelColumn::detect(&input.schema()) {
-        Some(col) => crate::label::first_error_labels(input, &col, &steps).map_err(PipelineError::Stage)?,
+        Some(col) => {
+            crate::label::first_error_labels(input, &col, &steps).map_err(PipelineError::Stage)?
+        }
         None => vec![None; steps.len()],
     };
     let mut cursor = 0;
@@ -331,7 +485,13 @@ fn feature_rows(b: &TokenisedBatch, input: &RecordBatch, scores: &[RowScore], fe
             let n = s.mean.len();
             let f = features[cursor * dim..(cursor + n) * dim].to_vec();
             cursor += n;
-            FeatureRow { source_file: b.path.display().to_string(), source_row: b.first_row + row as u64, label, features: f, steps: n }
+            FeatureRow {
+                source_file: b.path.display().to_string(),
+                source_row: b.first_row + row as u64,
+                label,
+                features: f,
+                steps: n,
+            }
         })
         .collect())
 }
@@ -339,8 +499,22 @@ fn feature_rows(b: &TokenisedBatch, input: &RecordBatch, scores: &[RowScore], fe
 /// Where scored rows go. `actprm score` writes part files; `actprm filter` writes one committed
 /// file per (input file, row group) so an interrupted run resumes exactly.
 pub trait ScoredSink: Send {
-    fn scored(&mut self, path: &Path, first_row: u64, input: &RecordBatch, output: &RecordBatch, rejected: &[RejectedRow], scores: &[RowScore]) -> Result<(), PipelineError>;
-    fn unreadable(&mut self, path: &Path, first_row: Option<u64>, rows: u64, reason: &str) -> Result<(), PipelineError>;
+    fn scored(
+        &mut self,
+        path: &Path,
+        first_row: u64,
+        input: &RecordBatch,
+        output: &RecordBatch,
+        rejected: &[RejectedRow],
+        scores: &[RowScore],
+    ) -> Result<(), PipelineError>;
+    fn unreadable(
+        &mut self,
+        path: &Path,
+        first_row: Option<u64>,
+        rows: u64,
+        reason: &str,
+    ) -> Result<(), PipelineError>;
     /// Every row of this row group has been passed to `scored` or `unreadable`.
     fn group_end(&mut self, _path: &Path, _group: usize) -> Result<(), PipelineError> {
         Ok(())
@@ -357,19 +531,38 @@ struct PartsSink {
 }
 
 impl ScoredSink for PartsSink {
-    fn scored(&mut self, path: &Path, _first_row: u64, input: &RecordBatch, output: &RecordBatch, rejected: &[RejectedRow], _scores: &[RowScore]) -> Result<(), PipelineError> {
+    fn scored(
+        &mut self,
+        path: &Path,
+        _first_row: u64,
+        input: &RecordBatch,
+        output: &RecordBatch,
+        rejected: &[RejectedRow],
+        _scores: &[RowScore],
+    ) -> Result<(), PipelineError> {
         self.parts.write(output)?;
         self.rejects.rows(path, input, rejected)?;
         Ok(())
     }
 
-    fn unreadable(&mut self, path: &Path, first_row: Option<u64>, rows: u64, reason: &str) -> Result<(), PipelineError> {
+    fn unreadable(
+        &mut self,
+        path: &Path,
+        first_row: Option<u64>,
+        rows: u64,
+        reason: &str,
+    ) -> Result<(), PipelineError> {
         self.rejects.unreadable(path, first_row, rows, reason);
         Ok(())
     }
 
     fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError> {
-        let parts = self.parts.finish()?.iter().map(|p| relative(p, &self.output)).collect();
+        let parts = self
+            .parts
+            .finish()?
+            .iter()
+            .map(|p| relative(p, &self.output))
+            .collect();
         self.rejects.finish()?;
         Ok(parts)
     }
@@ -380,7 +573,7 @@ async fn sink_stage(
     rx: &mut mpsc::Receiver<Scored>,
     summary: &mut Summary,
     bar: &indicatif::ProgressBar,
-    on_batch: &mut Option<Box<dyn FnMut(&BatchView<'_>) -> Result<(), PipelineError> + Send + '_>>,
+    on_batch: &mut Option<BatchHook<'_>>,
     ack: &std::sync::mpsc::Sender<()>,
     mut sink: Box<dyn ScoredSink + '_>,
 ) -> Result<(), PipelineError> {
@@ -388,30 +581,62 @@ async fn sink_stage(
     while let Some(item) = rx.recv().await {
         match item {
             Scored::GroupEnd { path, group } => sink.group_end(&path, group)?,
-            Scored::Unreadable { path, first_row, rows, reason } => {
+            Scored::Unreadable {
+                path,
+                first_row,
+                rows,
+                reason,
+            } => {
                 summary.rows_in += rows;
                 summary.rows_rejected += rows;
                 if first_row.is_none() {
                     summary.files_unreadable += 1;
                 }
-                *summary.reject_reasons.entry(short_reason(&reason)).or_default() += rows.max(1);
-                eprintln!("actprm: {}: {reason} ({rows} rows rejected)", path.display());
+                *summary
+                    .reject_reasons
+                    .entry(short_reason(&reason))
+                    .or_default() += rows.max(1);
+                eprintln!(
+                    "actprm: {}: {reason} ({rows} rows rejected)",
+                    path.display()
+                );
                 sink.unreadable(&path, first_row, rows, &reason)?;
                 bar.inc(rows);
             }
-            Scored::Batch { path, first_row, input, output, rejected, scores, version, features: rows } => {
+            Scored::Batch {
+                path,
+                first_row,
+                input,
+                output,
+                rejected,
+                scores,
+                version,
+                features: rows,
+            } => {
                 let reject_rows: Vec<RejectedRow> = rejected
                     .iter()
-                    .map(|(i, r)| RejectedRow { batch_row: *i, file_row: first_row + *i as u64, column: r.column.clone(), reason: r.reason.clone() })
+                    .map(|(i, r)| RejectedRow {
+                        batch_row: *i,
+                        file_row: first_row + *i as u64,
+                        column: r.column.clone(),
+                        reason: r.reason.clone(),
+                    })
                     .collect();
                 sink.scored(&path, first_row, &input, &output, &reject_rows, &scores)?;
                 for r in &rejected {
-                    *summary.reject_reasons.entry(short_reason(&r.1.reason)).or_default() += 1;
+                    *summary
+                        .reject_reasons
+                        .entry(short_reason(&r.1.reason))
+                        .or_default() += 1;
                 }
                 if let Some(dir) = &job.features {
                     let writer = match &mut features {
                         Some(w) => w,
-                        None => features.insert(FeatureWriter::create(dir, rows.first().map_or(0, |r| r.features.len() / r.steps.max(1)))?),
+                        None => features.insert(FeatureWriter::create(
+                            dir,
+                            rows.first()
+                                .map_or(0, |r| r.features.len() / r.steps.max(1)),
+                        )?),
                     };
                     if !rows.is_empty() {
                         writer.write(&rows)?;
@@ -421,17 +646,26 @@ async fn sink_stage(
                 summary.rows_in += n;
                 summary.rows_rejected += rejected.len() as u64;
                 summary.rows_scored += scores.len() as u64;
-                summary.rows_selected += scores.iter().filter(|s| s.decision.selected).count() as u64;
+                summary.rows_selected +=
+                    scores.iter().filter(|s| s.decision.selected).count() as u64;
                 summary.steps += scores.iter().map(|s| s.mean.len() as u64).sum::<u64>();
                 summary.tokens += scores.iter().map(|s| s.tokens as u64).sum::<u64>();
                 summary.windowed_rows += scores.iter().filter(|s| s.windows > 1).count() as u64;
                 summary.truncated_rows += scores.iter().filter(|s| s.truncated).count() as u64;
-                *summary.rows_by_model_version.entry(version.clone()).or_default() += scores.len() as u64;
+                *summary
+                    .rows_by_model_version
+                    .entry(version.clone())
+                    .or_default() += scores.len() as u64;
                 summary.model_version = version;
                 bar.inc(n);
                 bar.set_message(format!("{} tokens", summary.tokens));
                 if let Some(hook) = on_batch.as_mut() {
-                    hook(&BatchView { rows_in: n, output: &output, scores: &scores, features: &rows })?;
+                    hook(&BatchView {
+                        rows_in: n,
+                        output: &output,
+                        scores: &scores,
+                        features: &rows,
+                    })?;
                 }
                 let _ = ack.send(());
             }
@@ -447,7 +681,8 @@ async fn sink_stage(
 /// The reason without row-specific detail (for the per-reason counts).
 fn short_reason(reason: &str) -> String {
     let r = reason.split(':').next().unwrap_or(reason);
-    r.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ').replace(|c: char| c.is_ascii_digit(), "N")
+    r.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ')
+        .replace(|c: char| c.is_ascii_digit(), "N")
 }
 
 fn relative(p: &Path, base: &Path) -> String {

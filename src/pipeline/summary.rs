@@ -45,10 +45,19 @@ impl Summary {
             );
         }
         println!("steps scored   {:>10}", self.steps);
-        println!("tokens         {:>10}  ({:.0} tokens/s, {:.1} rows/s)", self.tokens, self.tokens_per_second, self.rows_per_second);
-        println!("windowed rows  {:>10}  (truncated {})", self.windowed_rows, self.truncated_rows);
+        println!(
+            "tokens         {:>10}  ({:.0} tokens/s, {:.1} rows/s)",
+            self.tokens, self.tokens_per_second, self.rows_per_second
+        );
+        println!(
+            "windowed rows  {:>10}  (truncated {})",
+            self.windowed_rows, self.truncated_rows
+        );
         println!("seconds        {:>10.1}", self.seconds);
-        println!("model          {}  (E = {}, tau = {})", self.model_version, self.ensemble_size, self.tau);
+        println!(
+            "model          {}  (E = {}, tau = {})",
+            self.model_version, self.ensemble_size, self.tau
+        );
         for (reason, n) in &self.reject_reasons {
             println!("rejected       {n:>10}  {reason}");
         }

@@ -38,12 +38,17 @@ mod tests {
             assert!(g.len() == 1 || g.len() * longest <= 1000, "{g:?}");
         }
         // the three short windows share a call
-        assert!(groups.iter().any(|g| g.contains(&1) && g.contains(&3) && g.contains(&5)));
+        assert!(groups
+            .iter()
+            .any(|g| g.contains(&1) && g.contains(&3) && g.contains(&5)));
     }
 
     #[test]
     fn max_batch_caps_group_size() {
         let groups = plan_batches(&[5; 10], 10_000, 4);
-        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 2]);
+        assert_eq!(
+            groups.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
     }
 }

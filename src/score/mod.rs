@@ -24,7 +24,12 @@ pub struct ScoreOptions {
 
 impl Default for ScoreOptions {
     fn default() -> Self {
-        Self { tau: None, rule: SelectionRule::default(), token_budget: 8192, max_batch: 32 }
+        Self {
+            tau: None,
+            rule: SelectionRule::default(),
+            token_budget: 8192,
+            max_batch: 32,
+        }
     }
 }
 
@@ -63,13 +68,16 @@ impl StepScorer {
         let mut features = vec![0f32; offsets.last().copied().unwrap_or(0) * d];
         let lengths: Vec<usize> = windows.iter().map(|w| w.ids.len()).collect();
         for group in plan_batches(&lengths, self.options.token_budget, self.options.max_batch) {
-            let inputs: Vec<(&[i64], &[usize])> =
-                group.iter().map(|&i| (windows[i].ids.as_slice(), windows[i].separators.as_slice())).collect();
+            let inputs: Vec<(&[i64], &[usize])> = group
+                .iter()
+                .map(|&i| (windows[i].ids.as_slice(), windows[i].separators.as_slice()))
+                .collect();
             let out = self.backbone.separator_features(&inputs)?;
             let mut cursor = 0;
             for &i in &group {
                 let len = (offsets[i + 1] - offsets[i]) * d;
-                features[offsets[i] * d..offsets[i] * d + len].copy_from_slice(&out[cursor..cursor + len]);
+                features[offsets[i] * d..offsets[i] * d + len]
+                    .copy_from_slice(&out[cursor..cursor + len]);
                 cursor += len;
             }
         }
@@ -77,7 +85,11 @@ impl StepScorer {
     }
 
     /// Scores from features (`D` floats per step, trajectories in order).
-    pub fn score_features(&mut self, items: &[TokenisedTrajectory], features: &[f32]) -> Result<Vec<RowScore>, ModelError> {
+    pub fn score_features(
+        &mut self,
+        items: &[TokenisedTrajectory],
+        features: &[f32],
+    ) -> Result<Vec<RowScore>, ModelError> {
         let probs = self.heads.probabilities(features)?;
         let e = self.heads.ensemble_size();
         let mut cursor = 0;
@@ -91,14 +103,23 @@ impl StepScorer {
             .collect())
     }
 
-    pub fn score(&mut self, items: &[TokenisedTrajectory]) -> Result<(Vec<RowScore>, Vec<f32>), ModelError> {
+    pub fn score(
+        &mut self,
+        items: &[TokenisedTrajectory],
+    ) -> Result<(Vec<RowScore>, Vec<f32>), ModelError> {
         let features = self.features(items)?;
         let scores = self.score_features(items, &features)?;
         Ok((scores, features))
     }
 }
 
-pub fn score_row(head_probs: Vec<f32>, heads: usize, tau: f32, rule: SelectionRule, t: &TokenisedTrajectory) -> RowScore {
+pub fn score_row(
+    head_probs: Vec<f32>,
+    heads: usize,
+    tau: f32,
+    rule: SelectionRule,
+    t: &TokenisedTrajectory,
+) -> RowScore {
     let (mean, std) = step_stats(&head_probs, heads);
     RowScore {
         first_error: first_error(&mean, tau),

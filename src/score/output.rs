@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float32Builder, Int32Array, ListBuilder, RecordBatch, StringArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float32Builder, Int32Array, ListBuilder, RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 
 use super::RowScore;
@@ -27,7 +29,11 @@ pub const SCORE_COLUMNS: &[&str] = &[
 ];
 
 fn float_list(rows: impl Iterator<Item = Vec<f32>>) -> ArrayRef {
-    let mut b = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new("item", DataType::Float32, false)));
+    let mut b = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Float32,
+        false,
+    )));
     for r in rows {
         b.values().append_slice(&r);
         b.append(true);
@@ -37,8 +43,14 @@ fn float_list(rows: impl Iterator<Item = Vec<f32>>) -> ArrayRef {
 
 fn head_matrix(scores: &[RowScore], heads: usize) -> ArrayRef {
     let inner = Field::new("item", DataType::Float32, false);
-    let mut b = ListBuilder::new(ListBuilder::new(Float32Builder::new()).with_field(Arc::new(inner.clone())))
-        .with_field(Arc::new(Field::new("item", DataType::List(Arc::new(inner)), false)));
+    let mut b = ListBuilder::new(
+        ListBuilder::new(Float32Builder::new()).with_field(Arc::new(inner.clone())),
+    )
+    .with_field(Arc::new(Field::new(
+        "item",
+        DataType::List(Arc::new(inner)),
+        false,
+    )));
     for s in scores {
         for step in s.head_probs.chunks_exact(heads) {
             b.values().values().append_slice(step);
@@ -51,7 +63,13 @@ fn head_matrix(scores: &[RowScore], heads: usize) -> ArrayRef {
 
 /// Appends the score columns to `input` (whose rows are exactly the scored ones, in order).
 /// `versions[i]` is the model version that scored row i.
-pub fn scored_batch(input: &RecordBatch, scores: &[RowScore], versions: &[String], heads: usize, with_head_probs: bool) -> RecordBatch {
+pub fn scored_batch(
+    input: &RecordBatch,
+    scores: &[RowScore],
+    versions: &[String],
+    heads: usize,
+    with_head_probs: bool,
+) -> RecordBatch {
     let mut fields: Vec<Arc<Field>> = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
     for (f, c) in input.schema().fields().iter().zip(input.columns()) {
@@ -64,31 +82,67 @@ pub fn scored_batch(input: &RecordBatch, scores: &[RowScore], versions: &[String
         fields.push(Arc::new(Field::new(name, array.data_type().clone(), false)));
         columns.push(array);
     };
-    push("step_mean", float_list(scores.iter().map(|s| s.mean.clone())));
+    push(
+        "step_mean",
+        float_list(scores.iter().map(|s| s.mean.clone())),
+    );
     push("step_std", float_list(scores.iter().map(|s| s.std.clone())));
     if with_head_probs {
         push("step_head_probs", head_matrix(scores, heads));
     }
-    push("first_error", Arc::new(Int32Array::from_iter_values(scores.iter().map(|s| s.first_error))));
-    let bools = |f: &dyn Fn(&RowScore) -> bool| -> ArrayRef { Arc::new(BooleanArray::from(scores.iter().map(f).collect::<Vec<_>>())) };
+    push(
+        "first_error",
+        Arc::new(Int32Array::from_iter_values(
+            scores.iter().map(|s| s.first_error),
+        )),
+    );
+    let bools = |f: &dyn Fn(&RowScore) -> bool| -> ArrayRef {
+        Arc::new(BooleanArray::from(scores.iter().map(f).collect::<Vec<_>>()))
+    };
     push("selected", bools(&|s| s.decision.selected));
     push("uncertain_aleatoric", bools(&|s| s.decision.aleatoric));
     push("uncertain_epistemic", bools(&|s| s.decision.epistemic));
-    push("select_reason", Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.decision.reason()))));
-    push("uncertainty", Arc::new(arrow::array::Float32Array::from_iter_values(scores.iter().map(|s| s.decision.uncertainty))));
+    push(
+        "select_reason",
+        Arc::new(StringArray::from_iter_values(
+            scores.iter().map(|s| s.decision.reason()),
+        )),
+    );
+    push(
+        "uncertainty",
+        Arc::new(arrow::array::Float32Array::from_iter_values(
+            scores.iter().map(|s| s.decision.uncertainty),
+        )),
+    );
     push("windowed", bools(&|s| s.windows > 1));
-    push("n_windows", Arc::new(Int32Array::from_iter_values(scores.iter().map(|s| s.windows as i32))));
+    push(
+        "n_windows",
+        Arc::new(Int32Array::from_iter_values(
+            scores.iter().map(|s| s.windows as i32),
+        )),
+    );
     push("truncated", bools(&|s| s.truncated));
-    push("n_tokens", Arc::new(Int32Array::from_iter_values(scores.iter().map(|s| s.tokens as i32))));
-    push("model_version", Arc::new(StringArray::from_iter_values(versions.iter())));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("score columns have one value per row")
+    push(
+        "n_tokens",
+        Arc::new(Int32Array::from_iter_values(
+            scores.iter().map(|s| s.tokens as i32),
+        )),
+    );
+    push(
+        "model_version",
+        Arc::new(StringArray::from_iter_values(versions.iter())),
+    );
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .expect("score columns have one value per row")
 }
 
 /// A short, stable spelling of an Arrow type for the machine-readable schema files in `schemas/`.
 pub fn type_name(dt: &DataType) -> String {
     match dt {
         DataType::List(f) | DataType::LargeList(f) => format!("list<{}>", type_name(f.data_type())),
-        DataType::FixedSizeList(f, n) => format!("fixed_size_list<{}, {n}>", type_name(f.data_type())),
+        DataType::FixedSizeList(f, n) => {
+            format!("fixed_size_list<{}, {n}>", type_name(f.data_type()))
+        }
         other => other.to_string().to_lowercase(),
     }
 }

@@ -19,6 +19,9 @@ pub enum SinkError {
 
 impl SinkError {
     pub(crate) fn at(path: &std::path::Path) -> impl Fn(String) -> SinkError + '_ {
-        move |message| SinkError::Write { path: path.to_path_buf(), message }
+        move |message| SinkError::Write {
+            path: path.to_path_buf(),
+            message,
+        }
     }
 }

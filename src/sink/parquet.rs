@@ -60,25 +60,46 @@ impl PartWriter {
             self.finish_part()?;
         }
         if self.open.is_none() {
-            let path = self.dir.join(format!("{}-{:05}.parquet", self.prefix, self.next_index));
-            let tmp = self.dir.join(format!(".{}-{:05}.parquet.tmp", self.prefix, self.next_index));
+            let path = self
+                .dir
+                .join(format!("{}-{:05}.parquet", self.prefix, self.next_index));
+            let tmp = self.dir.join(format!(
+                ".{}-{:05}.parquet.tmp",
+                self.prefix, self.next_index
+            ));
             self.next_index += 1;
             let file = File::create(&tmp).map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
-            let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
-            let writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
-            self.open = Some(OpenPart { writer, schema: batch.schema(), tmp, path, rows: 0 });
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .build();
+            let writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
+                .map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
+            self.open = Some(OpenPart {
+                writer,
+                schema: batch.schema(),
+                tmp,
+                path,
+                rows: 0,
+            });
         }
         let part = self.open.as_mut().expect("opened above");
-        part.writer.write(batch).map_err(|e| SinkError::at(&part.tmp)(e.to_string()))?;
+        part.writer
+            .write(batch)
+            .map_err(|e| SinkError::at(&part.tmp)(e.to_string()))?;
         part.rows += batch.num_rows();
         Ok(())
     }
 
     /// Closes the open part and renames it into place.
     pub fn finish_part(&mut self) -> Result<Option<PathBuf>, SinkError> {
-        let Some(part) = self.open.take() else { return Ok(None) };
-        part.writer.close().map_err(|e| SinkError::at(&part.tmp)(e.to_string()))?;
-        std::fs::rename(&part.tmp, &part.path).map_err(|e| SinkError::at(&part.path)(e.to_string()))?;
+        let Some(part) = self.open.take() else {
+            return Ok(None);
+        };
+        part.writer
+            .close()
+            .map_err(|e| SinkError::at(&part.tmp)(e.to_string()))?;
+        std::fs::rename(&part.tmp, &part.path)
+            .map_err(|e| SinkError::at(&part.path)(e.to_string()))?;
         self.written.push(part.path.clone());
         Ok(Some(part.path))
     }

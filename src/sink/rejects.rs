@@ -27,10 +27,19 @@ pub struct RejectedRow {
 
 impl RejectSink {
     pub fn new(out: &Path) -> Self {
-        Self { dir: out.join("rejects"), parts: None, unreadable: Vec::new() }
+        Self {
+            dir: out.join("rejects"),
+            parts: None,
+            unreadable: Vec::new(),
+        }
     }
 
-    pub fn rows(&mut self, file: &Path, batch: &RecordBatch, rejected: &[RejectedRow]) -> Result<(), SinkError> {
+    pub fn rows(
+        &mut self,
+        file: &Path,
+        batch: &RecordBatch,
+        rejected: &[RejectedRow],
+    ) -> Result<(), SinkError> {
         if rejected.is_empty() {
             return Ok(());
         }
@@ -42,9 +51,17 @@ impl RejectSink {
     }
 
     /// The rejected rows with their original columns and the reason columns.
-    pub fn batch(&mut self, file: &Path, batch: &RecordBatch, rejected: &[RejectedRow]) -> Result<RecordBatch, SinkError> {
-        let indices = arrow::array::UInt32Array::from_iter_values(rejected.iter().map(|r| r.batch_row as u32));
-        let rows = arrow::compute::take_record_batch(batch, &indices).map_err(|e| SinkError::at(&self.dir)(e.to_string()))?;
+    pub fn batch(
+        &mut self,
+        file: &Path,
+        batch: &RecordBatch,
+        rejected: &[RejectedRow],
+    ) -> Result<RecordBatch, SinkError> {
+        let indices = arrow::array::UInt32Array::from_iter_values(
+            rejected.iter().map(|r| r.batch_row as u32),
+        );
+        let rows = arrow::compute::take_record_batch(batch, &indices)
+            .map_err(|e| SinkError::at(&self.dir)(e.to_string()))?;
         let mut fields: Vec<Arc<Field>> = rows.schema().fields().iter().cloned().collect();
         let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
         let n = rejected.len();
@@ -52,11 +69,30 @@ impl RejectSink {
             fields.push(Arc::new(Field::new(name, array.data_type().clone(), false)));
             columns.push(array);
         };
-        add("reject_file", Arc::new(StringArray::from(vec![file.display().to_string(); n])));
-        add("reject_row", Arc::new(UInt64Array::from_iter_values(rejected.iter().map(|r| r.file_row))));
-        add("reject_column", Arc::new(StringArray::from_iter_values(rejected.iter().map(|r| r.column.as_str()))));
-        add("reject_reason", Arc::new(StringArray::from_iter_values(rejected.iter().map(|r| r.reason.as_str()))));
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| SinkError::at(&self.dir)(e.to_string()))
+        add(
+            "reject_file",
+            Arc::new(StringArray::from(vec![file.display().to_string(); n])),
+        );
+        add(
+            "reject_row",
+            Arc::new(UInt64Array::from_iter_values(
+                rejected.iter().map(|r| r.file_row),
+            )),
+        );
+        add(
+            "reject_column",
+            Arc::new(StringArray::from_iter_values(
+                rejected.iter().map(|r| r.column.as_str()),
+            )),
+        );
+        add(
+            "reject_reason",
+            Arc::new(StringArray::from_iter_values(
+                rejected.iter().map(|r| r.reason.as_str()),
+            )),
+        );
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| SinkError::at(&self.dir)(e.to_string()))
     }
 
     pub fn unreadable(&mut self, file: &Path, first_row: Option<u64>, rows: u64, reason: &str) {
@@ -80,4 +116,3 @@ impl RejectSink {
         Ok(())
     }
 }
-

@@ -46,14 +46,22 @@ pub struct RowReject {
 fn is_text(dt: &DataType) -> bool {
     matches!(
         dt,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
     )
 }
 
 impl ColumnMapping {
     /// Finds and type-checks the problem and steps columns, before any work starts.
     pub fn resolve(&self, schema: &Schema, file: &Path) -> Result<ResolvedColumns, SourceError> {
-        let find = |explicit: &Option<String>, candidates: &[&str], what: &str| -> Result<(usize, String), SourceError> {
+        let find = |explicit: &Option<String>,
+                    candidates: &[&str],
+                    what: &str|
+         -> Result<(usize, String), SourceError> {
             let names: Vec<String> = match explicit {
                 Some(name) => vec![name.clone()],
                 None => candidates.iter().map(|s| s.to_string()).collect(),
@@ -72,11 +80,12 @@ impl ColumnMapping {
         };
         let problem = find(&self.problem, PROBLEM_CANDIDATES, "problem")?;
         let steps = find(&self.steps, STEPS_CANDIDATES, "steps")?;
-        let type_error = |(_, name): &(usize, String), dt: &DataType, expected: &str| SourceError::Column {
-            file: file.to_path_buf(),
-            column: name.clone(),
-            message: format!("has type {dt}, expected {expected}"),
-        };
+        let type_error =
+            |(_, name): &(usize, String), dt: &DataType, expected: &str| SourceError::Column {
+                file: file.to_path_buf(),
+                column: name.clone(),
+                message: format!("has type {dt}, expected {expected}"),
+            };
         let problem_type = schema.field(problem.0).data_type();
         if !is_text(problem_type) {
             return Err(type_error(&problem, problem_type, "a string (Utf8)"));
@@ -87,7 +96,11 @@ impl ColumnMapping {
             _ => false,
         };
         if !ok {
-            return Err(type_error(&steps, steps_type, "a list of strings (List<Utf8>)"));
+            return Err(type_error(
+                &steps,
+                steps_type,
+                "a list of strings (List<Utf8>)",
+            ));
         }
         Ok(ResolvedColumns { problem, steps })
     }
@@ -99,11 +112,15 @@ fn as_large_binary(array: &ArrayRef) -> Result<LargeBinaryArray, String> {
 }
 
 fn utf8(bytes: &[u8]) -> Result<String, String> {
-    String::from_utf8(bytes.to_vec()).map_err(|e| format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes.to_vec())
+        .map_err(|e| format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()))
 }
 
 /// One entry per row: the trajectory, or why it cannot be scored.
-pub fn extract(batch_columns: &[ArrayRef], cols: &ResolvedColumns) -> Result<Vec<Result<Trajectory, RowReject>>, String> {
+pub fn extract(
+    batch_columns: &[ArrayRef],
+    cols: &ResolvedColumns,
+) -> Result<Vec<Result<Trajectory, RowReject>>, String> {
     let problems = as_large_binary(&batch_columns[cols.problem.0])?;
     let steps_col = &batch_columns[cols.steps.0];
     let steps: Vec<Result<Vec<String>, String>> = match steps_col.data_type() {
@@ -111,7 +128,10 @@ pub fn extract(batch_columns: &[ArrayRef], cols: &ResolvedColumns) -> Result<Vec
         DataType::LargeList(_) => list_rows(steps_col.as_list::<i64>())?,
         other => return Err(format!("steps column has type {other}")),
     };
-    let reject = |column: &str, reason: String| RowReject { column: column.to_string(), reason };
+    let reject = |column: &str, reason: String| RowReject {
+        column: column.to_string(),
+        reason,
+    };
     Ok((0..problems.len())
         .zip(steps)
         .map(|(row, steps)| {
@@ -128,7 +148,9 @@ pub fn extract(batch_columns: &[ArrayRef], cols: &ResolvedColumns) -> Result<Vec
         .collect())
 }
 
-fn list_rows<O: OffsetSizeTrait>(list: &arrow::array::GenericListArray<O>) -> Result<Vec<Result<Vec<String>, String>>, String> {
+fn list_rows<O: OffsetSizeTrait>(
+    list: &arrow::array::GenericListArray<O>,
+) -> Result<Vec<Result<Vec<String>, String>>, String> {
     let values = as_large_binary(&Arc::clone(list.values()))?;
     let offsets = list.value_offsets();
     Ok((0..list.len())

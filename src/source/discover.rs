@@ -9,7 +9,10 @@ use super::SourceError;
 pub fn discover_inputs(patterns: &[String], extension: &str) -> Result<Vec<PathBuf>, SourceError> {
     let mut files = Vec::new();
     for pattern in patterns {
-        let err = |message: String| SourceError::Input { pattern: pattern.clone(), message };
+        let err = |message: String| SourceError::Input {
+            pattern: pattern.clone(),
+            message,
+        };
         let path = Path::new(pattern);
         let before = files.len();
         if path.is_dir() {
@@ -42,7 +45,10 @@ fn walk(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) -> std::io::Result<
     entries.sort_by_key(|e| e.path());
     for entry in entries {
         let p = entry.path();
-        let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
         if hidden {
             continue;
         }

@@ -25,14 +25,25 @@ fn schema() -> Arc<Schema> {
         Field::new("id", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
         Field::new("problem", DataType::Utf8, false),
-        Field::new("steps", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false),
+        Field::new(
+            "steps",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            false,
+        ),
         Field::new("label", DataType::Int32, true),
     ]))
 }
 
 /// Writes `spec.files` files `corpus-NNNNN.parquet` into `out`; returns their paths.
-pub fn generate(records: &[LabelledTrajectory], out: &Path, spec: &GenerateSpec) -> Result<Vec<PathBuf>, SourceError> {
-    let err = |file: &Path, e: String| SourceError::File { file: file.to_path_buf(), message: e };
+pub fn generate(
+    records: &[LabelledTrajectory],
+    out: &Path,
+    spec: &GenerateSpec,
+) -> Result<Vec<PathBuf>, SourceError> {
+    let err = |file: &Path, e: String| SourceError::File {
+        file: file.to_path_buf(),
+        message: e,
+    };
     if records.is_empty() {
         return Err(err(out, "no records to generate from".into()));
     }
@@ -46,15 +57,27 @@ pub fn generate(records: &[LabelledTrajectory], out: &Path, spec: &GenerateSpec)
         let path = out.join(format!("corpus-{f:05}.parquet"));
         let tmp = path.with_extension("parquet.tmp");
         let file = std::fs::File::create(&tmp).map_err(|e| err(&tmp, e.to_string()))?;
-        let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(spec.row_group_rows.max(1))).build();
-        let mut writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| err(&tmp, e.to_string()))?;
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(spec.row_group_rows.max(1)))
+            .build();
+        let mut writer = ArrowWriter::try_new(file, schema(), Some(props))
+            .map_err(|e| err(&tmp, e.to_string()))?;
         let mut left = rows_here;
         while left > 0 {
             let n = left.min(spec.row_group_rows.max(1) as u64);
-            let (mut id, mut source, mut problem, mut label) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), Int32Builder::new());
-            let mut steps = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
+            let (mut id, mut source, mut problem, mut label) = (
+                StringBuilder::new(),
+                StringBuilder::new(),
+                StringBuilder::new(),
+                Int32Builder::new(),
+            );
+            let mut steps = ListBuilder::new(StringBuilder::new())
+                .with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
             for _ in 0..n {
-                let pick = |rng: &mut NormalRng| &records[((rng.next_unit() * records.len() as f64) as usize).min(records.len() - 1)];
+                let pick = |rng: &mut NormalRng| {
+                    &records
+                        [((rng.next_unit() * records.len() as f64) as usize).min(records.len() - 1)]
+                };
                 let a = pick(&mut rng);
                 let recombine = rng.next_unit() < 0.5;
                 let b = if recombine { pick(&mut rng) } else { a };
@@ -68,8 +91,15 @@ pub fn generate(records: &[LabelledTrajectory], out: &Path, spec: &GenerateSpec)
                 steps.append(true);
                 label.append_option(if recombine { None } else { a.label });
             }
-            let columns: Vec<ArrayRef> = vec![Arc::new(id.finish()), Arc::new(source.finish()), Arc::new(problem.finish()), Arc::new(steps.finish()), Arc::new(label.finish())];
-            let batch = RecordBatch::try_new(schema(), columns).map_err(|e| err(&tmp, e.to_string()))?;
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(id.finish()),
+                Arc::new(source.finish()),
+                Arc::new(problem.finish()),
+                Arc::new(steps.finish()),
+                Arc::new(label.finish()),
+            ];
+            let batch =
+                RecordBatch::try_new(schema(), columns).map_err(|e| err(&tmp, e.to_string()))?;
             writer.write(&batch).map_err(|e| err(&tmp, e.to_string()))?;
             writer.flush().map_err(|e| err(&tmp, e.to_string()))?;
             left -= n;

@@ -22,52 +22,95 @@ pub struct LabelledTrajectory {
     pub error_steps: Option<Vec<i32>>,
 }
 
-fn field<'a>(obj: &'a serde_json::Map<String, Value>, names: &[&str]) -> Option<(&'a str, &'a Value)> {
-    names.iter().find_map(|n| obj.get_key_value(*n).map(|(k, v)| (k.as_str(), v)))
+fn field<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    names: &[&str],
+) -> Option<(&'a str, &'a Value)> {
+    names
+        .iter()
+        .find_map(|n| obj.get_key_value(*n).map(|(k, v)| (k.as_str(), v)))
 }
 
 /// Parses one record in any supported layout.
 pub fn parse_record(value: &Value) -> Result<LabelledTrajectory, String> {
     let obj = value.as_object().ok_or("record is not a JSON object")?;
-    let (pname, problem) =
-        field(obj, &["problem", "question", "input", "prompt"]).ok_or("no problem field (problem|question|input|prompt)")?;
-    let problem = problem.as_str().ok_or(format!("field {pname:?} is not a string"))?.to_string();
-    let (sname, steps) = field(obj, &["steps", "model_output_steps", "completions"]).ok_or("no steps field (steps|model_output_steps|completions)")?;
+    let (pname, problem) = field(obj, &["problem", "question", "input", "prompt"])
+        .ok_or("no problem field (problem|question|input|prompt)")?;
+    let problem = problem
+        .as_str()
+        .ok_or(format!("field {pname:?} is not a string"))?
+        .to_string();
+    let (sname, steps) = field(obj, &["steps", "model_output_steps", "completions"])
+        .ok_or("no steps field (steps|model_output_steps|completions)")?;
     let steps = steps
         .as_array()
         .ok_or(format!("field {sname:?} is not a list"))?
         .iter()
         .enumerate()
-        .map(|(i, s)| s.as_str().map(str::to_string).ok_or(format!("{sname}[{i}] is not a string")))
+        .map(|(i, s)| {
+            s.as_str()
+                .map(str::to_string)
+                .ok_or(format!("{sname}[{i}] is not a string"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let label = if let Some(v) = obj.get("label") {
         Some(v.as_i64().ok_or("field \"label\" is not an integer")? as i32)
     } else if let Some(v) = obj.get("mistake_index") {
-        Some(if v.is_null() { -1 } else { v.as_i64().ok_or("field \"mistake_index\" is not an integer or null")? as i32 })
-    } else if let Some(r) = obj.get("ratings").and_then(Value::as_array) {
-        Some(r.iter().position(|x| x.as_i64() == Some(-1)).map_or(-1, |i| i as i32))
+        Some(if v.is_null() {
+            -1
+        } else {
+            v.as_i64()
+                .ok_or("field \"mistake_index\" is not an integer or null")? as i32
+        })
     } else {
-        None
+        obj.get("ratings").and_then(Value::as_array).map(|r| {
+            r.iter()
+                .position(|x| x.as_i64() == Some(-1))
+                .map_or(-1, |i| i as i32)
+        })
     };
     if let Some(l) = label {
         if l < -1 || l >= steps.len() as i32 {
-            return Err(format!("label {l} is out of range for {} steps", steps.len()));
+            return Err(format!(
+                "label {l} is out of range for {} steps",
+                steps.len()
+            ));
         }
     }
-    let error_steps = obj
-        .get("error_steps")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_i64).map(|v| v as i32).collect());
-    let id = obj.get("id").or(obj.get("uuid")).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
-    Ok(LabelledTrajectory { id, problem, steps, label, error_steps })
+    let error_steps = obj.get("error_steps").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(Value::as_i64)
+            .map(|v| v as i32)
+            .collect()
+    });
+    let id = obj.get("id").or(obj.get("uuid")).map(|v| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    });
+    Ok(LabelledTrajectory {
+        id,
+        problem,
+        steps,
+        label,
+        error_steps,
+    })
 }
 
 /// Reads a JSON Lines file, or a file holding one JSON array (ProcessBench's layout).
 pub fn read_labelled(path: &Path) -> Result<Vec<LabelledTrajectory>, SourceError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SourceError::File { file: path.to_path_buf(), message: e.to_string() })?;
-    let line_err = |line: usize, message: String| SourceError::Line { file: path.to_path_buf(), line, message };
+    let text = std::fs::read_to_string(path).map_err(|e| SourceError::File {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let line_err = |line: usize, message: String| SourceError::Line {
+        file: path.to_path_buf(),
+        line,
+        message,
+    };
     if text.trim_start().starts_with('[') {
-        let values: Vec<Value> = serde_json::from_str(&text).map_err(|e| line_err(e.line(), e.to_string()))?;
+        let values: Vec<Value> =
+            serde_json::from_str(&text).map_err(|e| line_err(e.line(), e.to_string()))?;
         return values
             .iter()
             .enumerate()
@@ -78,7 +121,8 @@ pub fn read_labelled(path: &Path) -> Result<Vec<LabelledTrajectory>, SourceError
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, line)| {
-            let v: Value = serde_json::from_str(line).map_err(|e| line_err(i + 1, format!("column {}: {e}", e.column())))?;
+            let v: Value = serde_json::from_str(line)
+                .map_err(|e| line_err(i + 1, format!("column {}: {e}", e.column())))?;
             parse_record(&v).map_err(|m| line_err(i + 1, m))
         })
         .collect()
@@ -88,7 +132,11 @@ pub fn read_labelled(path: &Path) -> Result<Vec<LabelledTrajectory>, SourceError
 pub fn to_record_batch(records: &[LabelledTrajectory]) -> RecordBatch {
     let mut id = StringBuilder::new();
     let mut problem = StringBuilder::new();
-    let mut steps = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
+    let mut steps = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Utf8,
+        true,
+    )));
     let mut label = Int32Builder::new();
     for r in records {
         id.append_option(r.id.as_deref());
@@ -102,11 +150,19 @@ pub fn to_record_batch(records: &[LabelledTrajectory]) -> RecordBatch {
     let schema = Schema::new(vec![
         Field::new("id", DataType::Utf8, true),
         Field::new("problem", DataType::Utf8, false),
-        Field::new("steps", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false),
+        Field::new(
+            "steps",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            false,
+        ),
         Field::new("label", DataType::Int32, true),
     ]);
-    let columns: Vec<ArrayRef> =
-        vec![Arc::new(id.finish()), Arc::new(problem.finish()), Arc::new(steps.finish()), Arc::new(label.finish())];
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(problem.finish()),
+        Arc::new(steps.finish()),
+        Arc::new(label.finish()),
+    ];
     RecordBatch::try_new(Arc::new(schema), columns).expect("columns match the schema")
 }
 

@@ -16,9 +16,17 @@ pub enum SourceError {
     #[error("input {pattern}: {message}")]
     Input { pattern: String, message: String },
     #[error("{file}: column {column:?} {message}")]
-    Column { file: PathBuf, column: String, message: String },
+    Column {
+        file: PathBuf,
+        column: String,
+        message: String,
+    },
     #[error("{file}: {message}")]
     File { file: PathBuf, message: String },
     #[error("{file}:{line}: {message}")]
-    Line { file: PathBuf, line: usize, message: String },
+    Line {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
 }

@@ -35,7 +35,12 @@ pub enum SourceItem {
         rows: Vec<Result<Trajectory, RowReject>>,
     },
     /// A whole file or row group that could not be decoded.
-    Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
+    Unreadable {
+        path: Arc<PathBuf>,
+        first_row: Option<u64>,
+        rows: u64,
+        reason: String,
+    },
     /// Every row of this row group has been emitted (as batches or as unreadable).
     GroupEnd { path: Arc<PathBuf>, group: usize },
 }
@@ -46,12 +51,20 @@ pub fn plan(files: &[PathBuf], mapping: &ColumnMapping) -> Result<Vec<PlannedFil
     files
         .iter()
         .map(|path| {
-            let opened = File::open(path)
-                .map_err(|e| e.to_string())
-                .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| format!("not a readable Parquet file: {e}")));
+            let opened = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+                ParquetRecordBatchReaderBuilder::try_new(f)
+                    .map_err(|e| format!("not a readable Parquet file: {e}"))
+            });
             let path_arc = Arc::new(path.clone());
             match opened {
-                Err(reason) => Ok(PlannedFile { path: path_arc, columns: Err(reason), rows: 0, row_groups: 0, group_rows: vec![], groups: None }),
+                Err(reason) => Ok(PlannedFile {
+                    path: path_arc,
+                    columns: Err(reason),
+                    rows: 0,
+                    row_groups: 0,
+                    group_rows: vec![],
+                    groups: None,
+                }),
                 Ok(builder) => {
                     let columns = mapping.resolve(builder.schema(), path)?;
                     let meta = builder.metadata();
@@ -60,7 +73,11 @@ pub fn plan(files: &[PathBuf], mapping: &ColumnMapping) -> Result<Vec<PlannedFil
                         columns: Ok(columns),
                         rows: meta.file_metadata().num_rows().max(0) as u64,
                         row_groups: meta.num_row_groups(),
-                        group_rows: meta.row_groups().iter().map(|g| g.num_rows().max(0) as u64).collect(),
+                        group_rows: meta
+                            .row_groups()
+                            .iter()
+                            .map(|g| g.num_rows().max(0) as u64)
+                            .collect(),
                         groups: None,
                     })
                 }
@@ -75,7 +92,12 @@ pub fn read_file(file: &PlannedFile, batch_rows: usize, emit: &mut dyn FnMut(Sou
     let columns = match &file.columns {
         Ok(c) => c,
         Err(reason) => {
-            emit(SourceItem::Unreadable { path: file.path.clone(), first_row: None, rows: 0, reason: reason.clone() });
+            emit(SourceItem::Unreadable {
+                path: file.path.clone(),
+                first_row: None,
+                rows: 0,
+                reason: reason.clone(),
+            });
             return;
         }
     };
@@ -100,7 +122,10 @@ pub fn read_file(file: &PlannedFile, batch_rows: usize, emit: &mut dyn FnMut(Sou
                 }
             }
         }
-        if !emit(SourceItem::GroupEnd { path: file.path.clone(), group }) {
+        if !emit(SourceItem::GroupEnd {
+            path: file.path.clone(),
+            group,
+        }) {
             return;
         }
     }
@@ -129,14 +154,24 @@ fn read_group(
     emit: &mut dyn FnMut(SourceItem) -> bool,
 ) -> Result<bool, (u64, String)> {
     let reader = open(path)
-        .and_then(|b| b.with_row_groups(vec![group]).with_batch_size(batch_rows).build().map_err(|e| e.to_string()))
+        .and_then(|b| {
+            b.with_row_groups(vec![group])
+                .with_batch_size(batch_rows)
+                .build()
+                .map_err(|e| e.to_string())
+        })
         .map_err(|e| (0, e))?;
     let mut done = 0u64;
     for batch in reader {
         let batch = batch.map_err(|e| (done, e.to_string()))?;
         let rows = extract(batch.columns(), columns).map_err(|e| (done, e))?;
         let n = batch.num_rows() as u64;
-        if !emit(SourceItem::Batch { path: path.clone(), first_row: group_first_row + done, batch, rows }) {
+        if !emit(SourceItem::Batch {
+            path: path.clone(),
+            first_row: group_first_row + done,
+            batch,
+            rows,
+        }) {
             return Ok(false);
         }
         done += n;

@@ -21,8 +21,18 @@ pub struct LabelledBatch {
 
 impl LabelledBatch {
     /// Builds a batch from labelled rows; unlabelled rows are skipped (they carry no loss).
-    pub fn from_rows<'a>(rows: impl IntoIterator<Item = &'a FeatureRow>, dim: usize) -> Result<Self, TrainError> {
-        let mut b = LabelledBatch { dim, features: vec![], targets: vec![], mask: vec![], trajectory: vec![], trajectories: 0 };
+    pub fn from_rows<'a>(
+        rows: impl IntoIterator<Item = &'a FeatureRow>,
+        dim: usize,
+    ) -> Result<Self, TrainError> {
+        let mut b = LabelledBatch {
+            dim,
+            features: vec![],
+            targets: vec![],
+            mask: vec![],
+            trajectory: vec![],
+            trajectories: 0,
+        };
         for r in rows {
             let Some(label) = r.label else { continue };
             if r.features.len() != r.steps * dim {
@@ -42,7 +52,8 @@ impl LabelledBatch {
             b.features.extend_from_slice(&r.features);
             b.targets.extend(t);
             b.mask.extend(m);
-            b.trajectory.extend(std::iter::repeat_n(b.trajectories as i64, r.steps));
+            b.trajectory
+                .extend(std::iter::repeat_n(b.trajectories as i64, r.steps));
             b.trajectories += 1;
         }
         Ok(b)

@@ -29,12 +29,21 @@ pub fn tensors_to_bytes(named: &[(String, &Tensor)]) -> Result<Vec<u8>, TrainErr
     Ok(buf.into_inner())
 }
 
-pub fn read(dir: &Path, device: tch::Device) -> Result<(CheckpointMeta, Vec<(String, Tensor)>), TrainError> {
+pub fn read(
+    dir: &Path,
+    device: tch::Device,
+) -> Result<(CheckpointMeta, Vec<(String, Tensor)>), TrainError> {
     let meta_path = dir.join(CHECKPOINT_META);
-    let err = |path: &Path, message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
-    let text = std::fs::read_to_string(&meta_path).map_err(|e| err(&meta_path, format!("cannot read: {e}")))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| err(&meta_path, format!("not a checkpoint: {e}")))?;
+    let err = |path: &Path, message: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(&meta_path)
+        .map_err(|e| err(&meta_path, format!("cannot read: {e}")))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text)
+        .map_err(|e| err(&meta_path, format!("not a checkpoint: {e}")))?;
     let tensor_path = dir.join(CHECKPOINT_TENSORS);
-    let tensors = Tensor::load_multi_with_device(&tensor_path, device).map_err(|e| err(&tensor_path, format!("unreadable: {e}")))?;
+    let tensors = Tensor::load_multi_with_device(&tensor_path, device)
+        .map_err(|e| err(&tensor_path, format!("unreadable: {e}")))?;
     Ok((meta, tensors))
 }

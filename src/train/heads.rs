@@ -20,24 +20,42 @@ fn to_tensors(w: &HeadsWeights, device: Device) -> Vec<Tensor> {
     parameter_shapes(w.heads, w.dim)
         .iter()
         .zip(w.tensors())
-        .map(|((_, shape), data)| Tensor::from_slice(data).reshape(shape.as_slice()).to_device(device))
+        .map(|((_, shape), data)| {
+            Tensor::from_slice(data)
+                .reshape(shape.as_slice())
+                .to_device(device)
+        })
         .collect()
 }
 
 pub fn to_vec(t: &Tensor) -> Result<Vec<f32>, TrainError> {
-    Vec::<f32>::try_from(&t.to_device(Device::Cpu).to_kind(Kind::Float).reshape([-1])).map_err(TrainError::from)
+    Vec::<f32>::try_from(&t.to_device(Device::Cpu).to_kind(Kind::Float).reshape([-1]))
+        .map_err(TrainError::from)
 }
 
 impl TchHeads {
-    pub fn new(weights: &HeadsWeights, anchors: &HeadsWeights, device: Device) -> Result<Self, TrainError> {
+    pub fn new(
+        weights: &HeadsWeights,
+        anchors: &HeadsWeights,
+        device: Device,
+    ) -> Result<Self, TrainError> {
         if (weights.heads, weights.dim) != (anchors.heads, anchors.dim) {
             return Err(TrainError::Torch(format!(
                 "anchors are E={}, D={} but heads are E={}, D={}",
                 anchors.heads, anchors.dim, weights.heads, weights.dim
             )));
         }
-        let params = to_tensors(weights, device).into_iter().map(|t| t.set_requires_grad(true)).collect();
-        Ok(Self { heads: weights.heads, dim: weights.dim, params, anchors: to_tensors(anchors, device), device })
+        let params = to_tensors(weights, device)
+            .into_iter()
+            .map(|t| t.set_requires_grad(true))
+            .collect();
+        Ok(Self {
+            heads: weights.heads,
+            dim: weights.dim,
+            params,
+            anchors: to_tensors(anchors, device),
+            device,
+        })
     }
 
     /// Logits `[N, E]` for features `[N, D]`.
@@ -50,18 +68,28 @@ impl TchHeads {
 
     pub fn weights(&self) -> Result<HeadsWeights, TrainError> {
         let t: Vec<Vec<f32>> = self.params.iter().map(to_vec).collect::<Result<_, _>>()?;
-        let arr: [Vec<f32>; 6] = t.try_into().map_err(|_| TrainError::Torch("six parameter tensors expected".into()))?;
+        let arr: [Vec<f32>; 6] = t
+            .try_into()
+            .map_err(|_| TrainError::Torch("six parameter tensors expected".into()))?;
         Ok(HeadsWeights::from_tensors(self.heads, self.dim, arr)?)
     }
 
     pub fn anchor_weights(&self) -> Result<HeadsWeights, TrainError> {
         let t: Vec<Vec<f32>> = self.anchors.iter().map(to_vec).collect::<Result<_, _>>()?;
-        let arr: [Vec<f32>; 6] = t.try_into().map_err(|_| TrainError::Torch("six anchor tensors expected".into()))?;
+        let arr: [Vec<f32>; 6] = t
+            .try_into()
+            .map_err(|_| TrainError::Torch("six anchor tensors expected".into()))?;
         Ok(HeadsWeights::from_tensors(self.heads, self.dim, arr)?)
     }
 
     /// Mean absolute difference between heads' probabilities on `x`: how far apart the ensemble is.
     pub fn spread(&self, x: &Tensor) -> f64 {
-        tch::no_grad(|| self.forward(x).sigmoid().std_dim(1, true, false).mean(Kind::Float).double_value(&[]))
+        tch::no_grad(|| {
+            self.forward(x)
+                .sigmoid()
+                .std_dim(1, true, false)
+                .mean(Kind::Float)
+                .double_value(&[])
+        })
     }
 }

@@ -25,7 +25,8 @@ pub fn ensemble_loss(
     let logits = heads.forward(x);
     let e = heads.heads as i64;
     let expanded = targets.unsqueeze(1).expand([-1, e], false);
-    let bce = logits.binary_cross_entropy_with_logits::<Tensor>(&expanded, None, None, Reduction::None);
+    let bce =
+        logits.binary_cross_entropy_with_logits::<Tensor>(&expanded, None, None, Reduction::None);
     let class_weight = (expanded.ones_like() - &expanded) * (wrong_weight - 1.0) + 1.0;
     let weight = mask.unsqueeze(1) * use_pair * class_weight;
     let bce = (bce * &weight).sum(Kind::Float) / weight.sum(Kind::Float).clamp_min(1.0);
@@ -35,9 +36,15 @@ pub fn ensemble_loss(
         .iter()
         .zip(&heads.anchors)
         .map(|(p, a)| (p - a).square().sum(Kind::Float))
-        .fold(Tensor::zeros([], (Kind::Float, heads.device)), |acc, t| acc + t)
+        .fold(Tensor::zeros([], (Kind::Float, heads.device)), |acc, t| {
+            acc + t
+        })
         / count as f64;
     let bce_value = bce.double_value(&[]);
     let anchor_value = anchor.double_value(&[]);
-    LossParts { total: bce + anchor * lambda, bce: bce_value, anchor: anchor_value }
+    LossParts {
+        total: bce + anchor * lambda,
+        bce: bce_value,
+        anchor: anchor_value,
+    }
 }

@@ -24,7 +24,11 @@ pub enum TrainError {
     #[error("labels: {0}")]
     Labels(String),
     #[error("feature dimension {got} does not match the heads' {expected}{where_}")]
-    Dimension { got: usize, expected: usize, where_: String },
+    Dimension {
+        got: usize,
+        expected: usize,
+        where_: String,
+    },
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
     #[error("libtorch: {0}")]

@@ -9,7 +9,9 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 pub fn records(name: &str) -> Vec<LabelledTrajectory> {
@@ -26,12 +28,18 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) {
 /// The PRM800K sample as Parquet (`id, problem, steps, label`).
 pub fn prm800k_parquet(dir: &Path) -> PathBuf {
     let path = dir.join("prm800k_sample.parquet");
-    write_parquet(&path, &to_record_batch(&records("prm800k_test_sample.jsonl")));
+    write_parquet(
+        &path,
+        &to_record_batch(&records("prm800k_test_sample.jsonl")),
+    );
     path
 }
 
 pub fn actprm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_actprm")).args(args).output().expect("actprm runs")
+    Command::new(env!("CARGO_BIN_EXE_actprm"))
+        .args(args)
+        .output()
+        .expect("actprm runs")
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -43,7 +51,9 @@ pub fn read_parquet_dir(dir: &Path, prefix: &str) -> Vec<RecordBatch> {
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
     parts.retain(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".parquet"))
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".parquet"))
     });
     parts.sort();
     parts
@@ -61,5 +71,6 @@ pub fn read_parquet_dir(dir: &Path, prefix: &str) -> Vec<RecordBatch> {
 }
 
 pub fn summary(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json")).expect("json")
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"))
+        .expect("json")
 }

@@ -1,0 +1,169 @@
+//! Rust filter vs the straightforward Python pipeline (benches/python_baseline.py: pyarrow +
+//! tokenizers + onnxruntime) on the same input and model files, side by side in one run; then
+//! peak RSS of the Rust filter with the tiny backbone at growing corpus sizes.
+//!
+//! `cargo bench --bench filter_vs_python`. Environment:
+//! - ACTPRM_BENCH_ROWS (default 1000): rows for the Rust/Python comparison (real default model);
+//! - ACTPRM_BENCH_SIZES (default "10000,100000"): corpus sizes for the memory check ("...,1000000" for 1M);
+//! - the Python side needs `pip install pyarrow tokenizers onnxruntime numpy` (the bench installs
+//!   them into .deps/pybench when missing).
+
+use std::path::Path;
+use std::process::Command;
+
+fn actprm(args: &[&str]) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_actprm"))
+        .args(args)
+        .output()
+        .expect("actprm runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn python_env(root: &Path) -> Option<std::path::PathBuf> {
+    let site = root.join(".deps/pybench");
+    if !site.join("pyarrow").exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--target"])
+            .arg(&site)
+            .args(["pyarrow", "tokenizers", "onnxruntime==1.31.1", "numpy"])
+            .status()
+            .ok()?
+            .success();
+        if !ok {
+            return None;
+        }
+    }
+    Some(site)
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let rows: u64 = std::env::var("ACTPRM_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let sample = root
+        .join("tests/data/prm800k_test_sample.jsonl")
+        .display()
+        .to_string();
+    actprm(&[
+        "generate",
+        "--from",
+        &sample,
+        "-o",
+        &d("corpus"),
+        "--rows",
+        &rows.to_string(),
+        "--files",
+        "2",
+        "--row-group-rows",
+        "500",
+    ]);
+
+    // the default model as a directory both pipelines read
+    let model = d("model");
+    let base = actprm::model::LoadedModel::embedded().expect("model");
+    base.write_dir(
+        Path::new(&model),
+        &base.heads_bytes,
+        base.anchors_bytes.as_deref(),
+        &[],
+    )
+    .expect("model dir");
+
+    let rust = actprm(&[
+        "filter",
+        "-i",
+        &d("corpus"),
+        "-o",
+        &d("rust_out"),
+        "--model",
+        &model,
+        "--keep-rate",
+        "0.6",
+        "--json",
+        "--threads",
+        "2",
+    ]);
+    let rust_rps = rust["rows_per_second"].as_f64().unwrap_or(0.0);
+    let rust_tps = rust["tokens_per_second"].as_f64().unwrap_or(0.0);
+    println!("rust filter  : {rust_rps:>7.2} rows/s  {rust_tps:>8.0} tokens/s  ({rows} rows, peak RSS {:.0} MiB)", rust["peak_rss_mb"].as_f64().unwrap_or(0.0));
+    match python_env(root) {
+        Some(site) => {
+            let o = Command::new("python3")
+                .env("PYTHONPATH", &site)
+                .env("ACTPRM_DEPS", actprm::model::deps_dir())
+                .arg(root.join("benches/python_baseline.py"))
+                .args([
+                    &model,
+                    &d("py_out"),
+                    &d("corpus"),
+                    "--keep-rate",
+                    "0.6",
+                    "--threads",
+                    "2",
+                ])
+                .output()
+                .expect("python runs");
+            let py: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .unwrap_or_else(|_| panic!("python: {}", String::from_utf8_lossy(&o.stderr)));
+            let (py_rps, py_tps) = (
+                py["rows_per_second"].as_f64().unwrap_or(0.0),
+                py["tokens_per_second"].as_f64().unwrap_or(0.0),
+            );
+            println!("python       : {py_rps:>7.2} rows/s  {py_tps:>8.0} tokens/s");
+            println!(
+                "ratio Rust/Python: {:.2} (rows/s)",
+                rust_rps / py_rps.max(1e-9)
+            );
+        }
+        None => {
+            println!("python baseline skipped: could not install pyarrow/tokenizers/onnxruntime")
+        }
+    }
+
+    // memory at growing corpus sizes (tiny backbone)
+    actprm(&["tiny-model", "-o", &d("tiny")]);
+    let sizes = std::env::var("ACTPRM_BENCH_SIZES").unwrap_or_else(|_| "10000,100000".into());
+    for size in sizes
+        .split(',')
+        .filter_map(|s| s.trim().parse::<u64>().ok())
+    {
+        let corpus = d(&format!("big{size}"));
+        actprm(&[
+            "generate",
+            "--from",
+            &sample,
+            "-o",
+            &corpus,
+            "--rows",
+            &size.to_string(),
+            "--files",
+            "10",
+            "--row-group-rows",
+            "5000",
+        ]);
+        let s = actprm(&[
+            "filter",
+            "-i",
+            &corpus,
+            "-o",
+            &d(&format!("big{size}_out")),
+            "--model",
+            &d("tiny"),
+            "--keep-rate",
+            "0.6",
+            "--json",
+        ]);
+        println!(
+            "rows {size:>8}: peak RSS {:>6.1} MiB, {:>7.0} rows/s, kept {}",
+            s["peak_rss_mb"].as_f64().unwrap_or(0.0),
+            s["rows_per_second"].as_f64().unwrap_or(0.0),
+            s["rows_kept"]
+        );
+        let _ = std::fs::remove_dir_all(&corpus);
+    }
+}

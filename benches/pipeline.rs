@@ -1,0 +1,88 @@
+//! Scorer throughput on real data, side by side in one run:
+//! - end to end: `run_score` (Parquet -> tokenise -> ORT backbone + heads -> Parquet) tokens/s;
+//! - ORT alone: the same windows, in the same length-bucketed batches, through the backbone only;
+//! - the ratio (pipeline efficiency: how much of ORT's speed the whole pipeline keeps).
+//!
+//! `cargo bench --bench pipeline` (needs ./setup.sh). Optional: ACTPRM_BENCH_INPUT=path.parquet.
+
+use std::time::Instant;
+
+use actprm::model::{Backbone, LoadedModel, RuntimeOptions};
+use actprm::pipeline::{run_score, ScoreJob};
+use actprm::score::{plan_batches, ScoreOptions};
+use actprm::source::parquet::{plan, read_file, SourceItem};
+use actprm::source::ColumnMapping;
+use actprm::tokenise::Tokeniser;
+
+fn main() {
+    let input = std::env::var("ACTPRM_BENCH_INPUT").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/prm800k_phase1_test.parquet"
+        )
+        .to_string()
+    });
+    let out = tempfile::tempdir().expect("tempdir");
+    let options = ScoreOptions::default();
+
+    // end to end
+    let mut job = ScoreJob::new(vec![input.clone()], out.path().join("scored"));
+    job.score = options;
+    let started = Instant::now();
+    let summary = run_score(&job, Default::default()).expect("scoring");
+    let e2e = started.elapsed().as_secs_f64();
+    let e2e_tps = summary.tokens as f64 / e2e;
+
+    // ORT alone on the same windows and batches
+    let model = LoadedModel::embedded().expect("model");
+    let tokeniser = Tokeniser::for_model(&model).expect("tokenizer");
+    let mut backbone = Backbone::open(&model, &RuntimeOptions::default()).expect("backbone");
+    let planned = plan(&[input.clone().into()], &ColumnMapping::default()).expect("plan");
+    let mut windows = Vec::new();
+    read_file(&planned[0], 64, &mut |item| {
+        if let SourceItem::Batch { rows, .. } = item {
+            let ok: Vec<_> = rows.into_iter().flatten().collect();
+            let refs: Vec<(&str, &[String])> = ok
+                .iter()
+                .map(|t| (t.problem.as_str(), t.steps.as_slice()))
+                .collect();
+            for t in tokeniser.encode(&refs).expect("encode") {
+                windows.extend(t.windows);
+            }
+        }
+        true
+    });
+    let tokens: usize = windows.iter().map(|w| w.ids.len()).sum();
+    // the pipeline buckets per batch of 64 rows; do the same here
+    let started = Instant::now();
+    for chunk in windows.chunks(80) {
+        let lengths: Vec<usize> = chunk.iter().map(|w| w.ids.len()).collect();
+        for group in plan_batches(&lengths, options.token_budget, options.max_batch) {
+            let inputs: Vec<(&[i64], &[usize])> = group
+                .iter()
+                .map(|&i| (chunk[i].ids.as_slice(), chunk[i].separators.as_slice()))
+                .collect();
+            backbone.separator_features(&inputs).expect("backbone");
+        }
+    }
+    let ort = started.elapsed().as_secs_f64();
+    let ort_tps = tokens as f64 / ort;
+
+    println!(
+        "input: {input} ({} rows, {} tokens)",
+        summary.rows_scored, summary.tokens
+    );
+    println!(
+        "end to end : {:>8.0} tokens/s  {:>6.1} rows/s  ({e2e:.1} s)",
+        e2e_tps,
+        summary.rows_scored as f64 / e2e
+    );
+    println!(
+        "ORT alone  : {:>8.0} tokens/s  ({ort:.1} s, same windows and batches)",
+        ort_tps
+    );
+    println!(
+        "pipeline efficiency (end to end / ORT alone): {:.2}",
+        e2e_tps / ort_tps
+    );
+}
