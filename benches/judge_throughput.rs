@@ -17,7 +17,10 @@ fn requests(n: usize, tag: &str) -> Vec<LabelRequest> {
         .map(|i| LabelRequest {
             key: format!("{tag}-{i}"),
             problem: format!("Problem {tag}-{i}: what is {i} + {i}?"),
-            steps: vec![format!("{i} + {i} = {}", 2 * i), format!("The answer is {}.", 2 * i)],
+            steps: vec![
+                format!("{i} + {i} = {}", 2 * i),
+                format!("The answer is {}.", 2 * i),
+            ],
             pool_label: None,
         })
         .collect()
@@ -48,11 +51,16 @@ fn run(server: &JudgeServer, cache: Option<std::path::PathBuf>, n: usize, tag: &
 }
 
 fn main() {
-    let n: usize = std::env::var("JUDGE_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let n: usize = std::env::var("JUDGE_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let server = JudgeServer::start_with(
-        Arc::new(|_: &Seen| Reply::Answer {
+        Arc::new(|_: &Seen| {
+            Reply::Answer {
             content: "<analysis_1>Correct.</analysis_1>\n<analysis_2>Correct.</analysis_2>\n<conclusion>Correct</conclusion>".into(),
             completion_tokens: 40,
+        }
         }),
         2,
         false,

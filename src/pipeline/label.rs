@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 
 use super::PipelineError;
 use crate::label::judge::eval::{JudgeEvalReport, JudgeSubsetScore};
-use crate::label::judge::{Accounting, JudgeClient, JudgeConfig, JudgeOutcome, JudgeStatus, Logger};
+use crate::label::judge::{
+    Accounting, JudgeClient, JudgeConfig, JudgeOutcome, JudgeStatus, Logger,
+};
 use crate::label::{first_error_labels, LabelColumn, LabelRequest};
 use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::parquet::{plan, read_file, SourceItem};
@@ -24,7 +26,13 @@ use crate::source::{discover_inputs, ColumnMapping};
 
 /// Columns this stage adds (an input that already has them, e.g. an earlier label run's output,
 /// gets them replaced).
-pub const JUDGE_COLUMNS: [&str; 5] = ["judge_label", "judge_status", "judge_reason", "judge_raw", "judge_votes"];
+pub const JUDGE_COLUMNS: [&str; 5] = [
+    "judge_label",
+    "judge_status",
+    "judge_reason",
+    "judge_raw",
+    "judge_votes",
+];
 
 /// Everything `actprm label` needs.
 #[derive(Clone)]
@@ -41,7 +49,16 @@ pub struct LabelJob {
 
 impl LabelJob {
     pub fn new(inputs: Vec<String>, output: PathBuf, judge: JudgeConfig, log: Logger) -> Self {
-        Self { inputs, output, columns: ColumnMapping::default(), judge, batch_rows: 64, rows_per_part: 100_000, progress: false, log }
+        Self {
+            inputs,
+            output,
+            columns: ColumnMapping::default(),
+            judge,
+            batch_rows: 64,
+            rows_per_part: 100_000,
+            progress: false,
+            log,
+        }
     }
 }
 
@@ -73,16 +90,30 @@ impl LabelSummary {
             println!("  {status:<12} {n:>10}");
         }
         if self.rows_unreadable > 0 || self.files_unreadable > 0 {
-            println!("unreadable     {:>10}  rows ({} files)", self.rows_unreadable, self.files_unreadable);
+            println!(
+                "unreadable     {:>10}  rows ({} files)",
+                self.rows_unreadable, self.files_unreadable
+            );
         }
         self.judge.print();
-        println!("seconds        {:>10.1}  ({:.1} requests/s)", self.seconds, self.requests_per_second);
+        println!(
+            "seconds        {:>10.1}  ({:.1} requests/s)",
+            self.seconds, self.requests_per_second
+        );
     }
 }
 
 enum Judged {
-    Batch { batch: RecordBatch, outcomes: Vec<JudgeOutcome> },
-    Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
+    Batch {
+        batch: RecordBatch,
+        outcomes: Vec<JudgeOutcome>,
+    },
+    Unreadable {
+        path: Arc<PathBuf>,
+        first_row: Option<u64>,
+        rows: u64,
+        reason: String,
+    },
 }
 
 /// Runs `actprm label` to completion.
@@ -95,7 +126,10 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     let mut summary = LabelSummary {
         files: planned.len() as u64,
         judge_model: job.judge.model.clone(),
-        judge_format: serde_json::to_value(job.judge.format).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        judge_format: serde_json::to_value(job.judge.format)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
         cache: job.judge.cache.as_ref().map(|p| p.display().to_string()),
         cache_entries_at_start: cache_report.map(|r| r.entries),
         ..LabelSummary::default()
@@ -109,7 +143,9 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
         .map_err(|e| PipelineError::Stage(format!("starting the runtime: {e}")))?;
     let batch_rows = job.batch_rows.max(1);
     // enough batches in flight to keep every request slot busy across batch boundaries
-    let depth = (2 * job.judge.concurrency * job.judge.votes as usize).div_ceil(batch_rows).clamp(2, 64);
+    let depth = (2 * job.judge.concurrency * job.judge.votes as usize)
+        .div_ceil(batch_rows)
+        .clamp(2, 64);
     let result = runtime.block_on(async {
         let (src_tx, src_rx) = mpsc::channel::<SourceItem>(depth);
         let source = tokio::task::spawn_blocking(move || {
@@ -124,8 +160,14 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
                 }
             }
         });
-        let items = futures::stream::unfold(src_rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        let mut judged = Box::pin(items.map(|item| judge_item(client.clone(), item)).buffered(depth));
+        let items = futures::stream::unfold(src_rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let mut judged = Box::pin(
+            items
+                .map(|item| judge_item(client.clone(), item))
+                .buffered(depth),
+        );
         let sink_result = sink(job, &mut judged, &mut summary, &bar).await;
         drop(judged);
         let _ = source.await;
@@ -136,7 +178,8 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     summary.judge = client.accounting();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.requests_per_second = summary.judge.requests as f64 / summary.seconds.max(1e-9);
-    let json = serde_json::to_vec_pretty(&summary).map_err(|e| PipelineError::Stage(e.to_string()))?;
+    let json =
+        serde_json::to_vec_pretty(&summary).map_err(|e| PipelineError::Stage(e.to_string()))?;
     write_atomic(&job.output.join("summary.json"), &json)?;
     Ok(summary)
 }
@@ -144,8 +187,25 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
 /// The rows of one batch that go to the judge: usable and selected (when a `selected` column exists).
 async fn judge_item(client: Arc<JudgeClient>, item: SourceItem) -> Result<Judged, PipelineError> {
     let (path, first_row, batch, rows) = match item {
-        SourceItem::Unreadable { path, first_row, rows, reason } => return Ok(Judged::Unreadable { path, first_row, rows, reason }),
-        SourceItem::Batch { path, first_row, batch, rows } => (path, first_row, batch, rows),
+        SourceItem::Unreadable {
+            path,
+            first_row,
+            rows,
+            reason,
+        } => {
+            return Ok(Judged::Unreadable {
+                path,
+                first_row,
+                rows,
+                reason,
+            })
+        }
+        SourceItem::Batch {
+            path,
+            first_row,
+            batch,
+            rows,
+        } => (path, first_row, batch, rows),
     };
     let selected = match batch.column_by_name("selected") {
         None => None,
@@ -163,18 +223,36 @@ async fn judge_item(client: Arc<JudgeClient>, item: SourceItem) -> Result<Judged
     let mut outcomes: Vec<Option<JudgeOutcome>> = vec![None; rows.len()];
     let mut requests = Vec::new();
     for (i, row) in rows.into_iter().enumerate() {
-        let chosen = selected.as_ref().is_none_or(|s| s.is_valid(i) && s.value(i));
+        let chosen = selected
+            .as_ref()
+            .is_none_or(|s| s.is_valid(i) && s.value(i));
         match row {
             _ if !chosen => {
-                outcomes[i] = Some(JudgeOutcome { status: JudgeStatus::NotSelected, label: None, reason: None, raw: None, votes: Vec::new() })
+                outcomes[i] = Some(JudgeOutcome {
+                    status: JudgeStatus::NotSelected,
+                    label: None,
+                    reason: None,
+                    raw: None,
+                    votes: Vec::new(),
+                })
             }
             Err(reject) => {
                 let reason = format!("row not usable: {}: {}", reject.column, reject.reason);
-                outcomes[i] = Some(JudgeOutcome::unlabelled(JudgeStatus::Failed, reason, None, Vec::new()));
+                outcomes[i] = Some(JudgeOutcome::unlabelled(
+                    JudgeStatus::Failed,
+                    reason,
+                    None,
+                    Vec::new(),
+                ));
             }
             Ok(t) => requests.push((
                 i,
-                LabelRequest { key: format!("{}:{}", path.display(), first_row + i as u64), problem: t.problem, steps: t.steps, pool_label: None },
+                LabelRequest {
+                    key: format!("{}:{}", path.display(), first_row + i as u64),
+                    problem: t.problem,
+                    steps: t.steps,
+                    pool_label: None,
+                },
             )),
         }
     }
@@ -182,11 +260,19 @@ async fn judge_item(client: Arc<JudgeClient>, item: SourceItem) -> Result<Judged
     for ((i, _), outcome) in requests.iter().zip(judged) {
         outcomes[*i] = Some(outcome);
     }
-    let outcomes = outcomes.into_iter().map(|o| o.ok_or_else(|| PipelineError::Stage("a row lost its outcome".into()))).collect::<Result<_, _>>()?;
+    let outcomes = outcomes
+        .into_iter()
+        .map(|o| o.ok_or_else(|| PipelineError::Stage("a row lost its outcome".into())))
+        .collect::<Result<_, _>>()?;
     Ok(Judged::Batch { batch, outcomes })
 }
 
-async fn sink<S>(job: &LabelJob, judged: &mut S, summary: &mut LabelSummary, bar: &indicatif::ProgressBar) -> Result<(), PipelineError>
+async fn sink<S>(
+    job: &LabelJob,
+    judged: &mut S,
+    summary: &mut LabelSummary,
+    bar: &indicatif::ProgressBar,
+) -> Result<(), PipelineError>
 where
     S: futures::Stream<Item = Result<Judged, PipelineError>> + Unpin,
 {
@@ -194,10 +280,18 @@ where
     let mut rejects = RejectSink::new(&job.output);
     while let Some(item) = judged.next().await {
         match item? {
-            Judged::Unreadable { path, first_row, rows, reason } => {
+            Judged::Unreadable {
+                path,
+                first_row,
+                rows,
+                reason,
+            } => {
                 summary.rows_unreadable += rows;
                 summary.files_unreadable += u64::from(first_row.is_none());
-                (job.log)(&format!("{}: {reason} ({rows} rows unreadable)", path.display()));
+                (job.log)(&format!(
+                    "{}: {reason} ({rows} rows unreadable)",
+                    path.display()
+                ));
                 rejects.unreadable(&path, first_row, rows, &reason);
                 bar.inc(rows);
             }
@@ -207,19 +301,34 @@ where
                 summary.rows_in += batch.num_rows() as u64;
                 summary.rows_out += out.num_rows() as u64;
                 for o in &outcomes {
-                    *summary.rows_by_status.entry(o.status.as_str().to_string()).or_default() += 1;
+                    *summary
+                        .rows_by_status
+                        .entry(o.status.as_str().to_string())
+                        .or_default() += 1;
                 }
                 bar.inc(batch.num_rows() as u64);
             }
         }
     }
-    summary.parts = parts.finish()?.iter().map(|p| p.strip_prefix(&job.output).unwrap_or(p).display().to_string()).collect();
+    summary.parts = parts
+        .finish()?
+        .iter()
+        .map(|p| {
+            p.strip_prefix(&job.output)
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        })
+        .collect();
     rejects.finish()?;
     Ok(())
 }
 
 /// The input batch (minus any old `judge_*` columns) plus this run's `judge_*` columns.
-pub fn labelled_batch(batch: &RecordBatch, outcomes: &[JudgeOutcome]) -> Result<RecordBatch, PipelineError> {
+pub fn labelled_batch(
+    batch: &RecordBatch,
+    outcomes: &[JudgeOutcome],
+) -> Result<RecordBatch, PipelineError> {
     let schema = batch.schema();
     let mut fields: Vec<Arc<Field>> = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
@@ -230,7 +339,11 @@ pub fn labelled_batch(batch: &RecordBatch, outcomes: &[JudgeOutcome]) -> Result<
         }
     }
     let mut label = Int32Builder::with_capacity(outcomes.len());
-    let mut votes = ListBuilder::new(Int32Builder::new()).with_field(Arc::new(Field::new("item", DataType::Int32, true)));
+    let mut votes = ListBuilder::new(Int32Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Int32,
+        true,
+    )));
     for o in outcomes {
         label.append_option(o.label);
         if o.votes.is_empty() {
@@ -253,15 +366,24 @@ pub fn labelled_batch(batch: &RecordBatch, outcomes: &[JudgeOutcome]) -> Result<
         ("judge_votes", Arc::new(votes.finish()), true),
     ];
     for (name, array, nullable) in added {
-        fields.push(Arc::new(Field::new(name, array.data_type().clone(), nullable)));
+        fields.push(Arc::new(Field::new(
+            name,
+            array.data_type().clone(),
+            nullable,
+        )));
         columns.push(array);
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| PipelineError::Stage(format!("building the labelled batch: {e}")))
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| PipelineError::Stage(format!("building the labelled batch: {e}")))
 }
 
 /// `actprm judge eval`: the judge's ProcessBench-style F1 on labelled files (one file = one
 /// subset): ProcessBench .json arrays, .jsonl, or Parquet with a label column.
-pub fn run_judge_eval(files: &[PathBuf], config: &JudgeConfig, log: Logger) -> Result<JudgeEvalReport, PipelineError> {
+pub fn run_judge_eval(
+    files: &[PathBuf],
+    config: &JudgeConfig,
+    log: Logger,
+) -> Result<JudgeEvalReport, PipelineError> {
     let (client, _) = JudgeClient::new(config, log)?;
     let client = Arc::new(client);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -276,22 +398,47 @@ pub fn run_judge_eval(files: &[PathBuf], config: &JudgeConfig, log: Logger) -> R
             .into_iter()
             .enumerate()
             .map(|(i, (problem, steps, label))| {
-                (LabelRequest { key: format!("{}:{i}", path.display()), problem, steps, pool_label: Some(label) }, label)
+                (
+                    LabelRequest {
+                        key: format!("{}:{i}", path.display()),
+                        problem,
+                        steps,
+                        pool_label: Some(label),
+                    },
+                    label,
+                )
             })
             .collect();
-        let outcomes = runtime.block_on(futures::future::join_all(requests.iter().map(|(r, _)| client.judge(r))));
-        let pairs: Vec<(Option<i32>, i32)> = outcomes.iter().zip(&requests).map(|(o, (_, l))| (o.label, *l)).collect();
+        let outcomes = runtime.block_on(futures::future::join_all(
+            requests.iter().map(|(r, _)| client.judge(r)),
+        ));
+        let pairs: Vec<(Option<i32>, i32)> = outcomes
+            .iter()
+            .zip(&requests)
+            .map(|(o, (_, l))| (o.label, *l))
+            .collect();
         let statuses: Vec<JudgeStatus> = outcomes.iter().map(|o| o.status).collect();
-        subsets.push(JudgeSubsetScore::new(crate::source::jsonl::subset_name(path), &pairs, &statuses));
+        subsets.push(JudgeSubsetScore::new(
+            crate::source::jsonl::subset_name(path),
+            &pairs,
+            &statuses,
+        ));
     }
-    Ok(JudgeEvalReport::new(format!("judge:{}", config.model), subsets, client.accounting()))
+    Ok(JudgeEvalReport::new(
+        format!("judge:{}", config.model),
+        subsets,
+        client.accounting(),
+    ))
 }
 
 /// (problem, steps, first-error label) of every labelled row; rows without a label are skipped.
 fn read_labelled_any(path: &Path) -> Result<Vec<(String, Vec<String>, i32)>, PipelineError> {
     if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
         let records = crate::source::jsonl::read_labelled(path)?;
-        return Ok(records.into_iter().filter_map(|r| Some((r.problem, r.steps, r.label?))).collect());
+        return Ok(records
+            .into_iter()
+            .filter_map(|r| Some((r.problem, r.steps, r.label?)))
+            .collect());
     }
     let planned = plan(&[path.to_path_buf()], &ColumnMapping::default())?;
     let mut out = Vec::new();
@@ -303,10 +450,16 @@ fn read_labelled_any(path: &Path) -> Result<Vec<(String, Vec<String>, i32)>, Pip
                 return false;
             };
             let Some(column) = LabelColumn::detect(&batch.schema()) else {
-                failure = Some(format!("{}: no label column (label, ratings or hard_labels)", path.display()));
+                failure = Some(format!(
+                    "{}: no label column (label, ratings or hard_labels)",
+                    path.display()
+                ));
                 return false;
             };
-            let steps: Vec<usize> = rows.iter().map(|r| r.as_ref().map_or(0, |t| t.steps.len())).collect();
+            let steps: Vec<usize> = rows
+                .iter()
+                .map(|r| r.as_ref().map_or(0, |t| t.steps.len()))
+                .collect();
             match first_error_labels(&batch, &column, &steps) {
                 Ok(labels) => {
                     for (row, label) in rows.into_iter().zip(labels) {

@@ -26,11 +26,18 @@ pub struct Seen {
 #[derive(Debug, Clone)]
 pub enum Reply {
     /// A chat completion with this content and `usage.completion_tokens`.
-    Answer { content: String, completion_tokens: u64 },
+    Answer {
+        content: String,
+        completion_tokens: u64,
+    },
     /// A completion without a `usage` object.
     AnswerWithoutUsage(String),
     /// Any status with a text body (and optional Retry-After).
-    Status { code: u16, body: String, retry_after: Option<String> },
+    Status {
+        code: u16,
+        body: String,
+        retry_after: Option<String>,
+    },
     /// 200 with a body that is not JSON.
     NotJson,
     /// 200 announcing a longer body than is sent, then the connection closes.
@@ -69,8 +76,14 @@ impl JudgeServer {
 
     /// `record`: keep every request (tests); off for the benchmark.
     pub fn start_with(script: Script, threads: usize, record: bool) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().expect("server runtime");
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        let listener = runtime
+            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let stats = Arc::new(Stats::default());
         let s = stats.clone();
@@ -80,7 +93,11 @@ impl JudgeServer {
                 tokio::spawn(serve(stream, script.clone(), s.clone(), record));
             }
         });
-        Self { addr, stats, _runtime: runtime }
+        Self {
+            addr,
+            stats,
+            _runtime: runtime,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -140,7 +157,10 @@ async fn serve(stream: TcpStream, script: Script, stats: Arc<Stats>, record: boo
             *n
         };
         let seen = Seen {
-            prompt: json["messages"][0]["content"].as_str().unwrap_or_default().to_string(),
+            prompt: json["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             authorization,
             max_tokens: json["max_tokens"].as_u64().unwrap_or(0),
             temperature: json["temperature"].as_f64().unwrap_or(-1.0),
@@ -158,8 +178,13 @@ async fn serve(stream: TcpStream, script: Script, stats: Arc<Stats>, record: boo
             reply = *inner;
         }
         let keep_open = match reply {
-            Reply::Answer { content, completion_tokens } => {
-                stats.completion_tokens_sent.fetch_add(completion_tokens, Ordering::SeqCst);
+            Reply::Answer {
+                content,
+                completion_tokens,
+            } => {
+                stats
+                    .completion_tokens_sent
+                    .fetch_add(completion_tokens, Ordering::SeqCst);
                 stats.answers_sent.fetch_add(1, Ordering::SeqCst);
                 let body = serde_json::json!({
                     "id": "cmpl-test", "object": "chat.completion", "model": json["model"],
@@ -173,8 +198,20 @@ async fn serve(stream: TcpStream, script: Script, stats: Arc<Stats>, record: boo
                 let body = serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]});
                 respond(&mut write, 200, &body.to_string(), None).await
             }
-            Reply::Status { code, body, retry_after } => respond(&mut write, code, &body, retry_after.as_deref()).await,
-            Reply::NotJson => respond(&mut write, 200, "<html><body>502 Bad Gateway</body></html>", None).await,
+            Reply::Status {
+                code,
+                body,
+                retry_after,
+            } => respond(&mut write, code, &body, retry_after.as_deref()).await,
+            Reply::NotJson => {
+                respond(
+                    &mut write,
+                    200,
+                    "<html><body>502 Bad Gateway</body></html>",
+                    None,
+                )
+                .await
+            }
             Reply::Truncated => {
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{\"choices\":[{\"message\":{\"content\":\"<analysis_1>";
                 let _ = write.write_all(head.as_bytes()).await;
@@ -191,7 +228,12 @@ async fn serve(stream: TcpStream, script: Script, stats: Arc<Stats>, record: boo
     }
 }
 
-async fn respond(write: &mut tokio::net::tcp::OwnedWriteHalf, code: u16, body: &str, retry_after: Option<&str>) -> bool {
+async fn respond(
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    code: u16,
+    body: &str,
+    retry_after: Option<&str>,
+) -> bool {
     let reason = match code {
         200 => "OK",
         400 => "Bad Request",
@@ -201,7 +243,10 @@ async fn respond(write: &mut tokio::net::tcp::OwnedWriteHalf, code: u16, body: &
         503 => "Service Unavailable",
         _ => "Status",
     };
-    let mut head = format!("HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if let Some(r) = retry_after {
         head.push_str(&format!("Retry-After: {r}\r\n"));
     }
@@ -214,13 +259,25 @@ async fn respond(write: &mut tokio::net::tcp::OwnedWriteHalf, code: u16, body: &
 /// A well-formed critique naming `first_error` (0-based, -1 = all correct) for `steps` paragraphs,
 /// with a misleading `<think>` block in front that the parser must ignore.
 pub fn critique(first_error: i32, steps: usize) -> String {
-    let last = if first_error < 0 { steps } else { first_error as usize + 1 };
+    let last = if first_error < 0 {
+        steps
+    } else {
+        first_error as usize + 1
+    };
     let mut out = String::from("<think>Paragraph 1 looks wrong? <analysis_9>no</analysis_9><conclusion>Incorrect</conclusion></think>\n");
     for i in 1..=last {
-        let verdict = if i as i32 == first_error + 1 { "This paragraph is wrong." } else { "This paragraph is correct." };
+        let verdict = if i as i32 == first_error + 1 {
+            "This paragraph is wrong."
+        } else {
+            "This paragraph is correct."
+        };
         out.push_str(&format!("<analysis_{i}>{verdict}</analysis_{i}>\n"));
     }
-    out.push_str(if first_error < 0 { "<conclusion>Correct</conclusion>" } else { "<conclusion>Incorrect</conclusion>" });
+    out.push_str(if first_error < 0 {
+        "<conclusion>Correct</conclusion>"
+    } else {
+        "<conclusion>Incorrect</conclusion>"
+    });
     out
 }
 

@@ -112,9 +112,22 @@ impl Accounting {
     }
 
     pub fn print(&self) {
-        println!("judge rows     {:>10}  (labelled {}, unparseable {}, over budget {}, failed {})", self.rows(), self.rows_labelled, self.rows_unparseable, self.rows_over_budget, self.rows_failed);
-        println!("requests       {:>10}  (retries {}, answers {}, cache hits {})", self.requests, self.retries, self.answers, self.cache_hits);
-        println!("tokens         {:>10}  prompt, {} completion ({} counted against the budget)", self.prompt_tokens, self.completion_tokens, self.budget_tokens);
+        println!(
+            "judge rows     {:>10}  (labelled {}, unparseable {}, over budget {}, failed {})",
+            self.rows(),
+            self.rows_labelled,
+            self.rows_unparseable,
+            self.rows_over_budget,
+            self.rows_failed
+        );
+        println!(
+            "requests       {:>10}  (retries {}, answers {}, cache hits {})",
+            self.requests, self.retries, self.answers, self.cache_hits
+        );
+        println!(
+            "tokens         {:>10}  prompt, {} completion ({} counted against the budget)",
+            self.prompt_tokens, self.completion_tokens, self.budget_tokens
+        );
         let errors = [
             ("5xx", self.http_5xx),
             ("429", self.http_429),
@@ -123,7 +136,11 @@ impl Accounting {
             ("connection", self.connection_errors),
             ("bad bodies", self.bad_bodies),
         ];
-        let errors: Vec<String> = errors.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+        let errors: Vec<String> = errors
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         if !errors.is_empty() {
             println!("errors         {}", errors.join(", "));
         }

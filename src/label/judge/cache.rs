@@ -40,7 +40,14 @@ struct Entry {
 }
 
 /// The cache key: SHA-256 over everything that changes the answer (never the key or the URL).
-pub fn cache_key(model: &str, prompt: &str, temperature: f32, top_p: f32, max_tokens: u32, sample: u32) -> String {
+pub fn cache_key(
+    model: &str,
+    prompt: &str,
+    temperature: f32,
+    top_p: f32,
+    max_tokens: u32,
+    sample: u32,
+) -> String {
     let canonical = serde_json::json!({
         "model": model, "prompt": prompt, "temperature": temperature, "top_p": top_p,
         "max_tokens": max_tokens, "sample": sample,
@@ -72,12 +79,27 @@ pub struct CacheOpenReport {
 
 impl AnswerCache {
     pub fn open(dir: &Path) -> Result<(Self, CacheOpenReport), JudgeError> {
-        let err = |what: &str, e: std::io::Error| JudgeError::Cache(format!("{what} {}: {e}", dir.display()));
+        let err = |what: &str, e: std::io::Error| {
+            JudgeError::Cache(format!("{what} {}: {e}", dir.display()))
+        };
         std::fs::create_dir_all(dir).map_err(|e| err("creating", e))?;
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(|e| err("locking", e))?;
-        lock.try_lock().map_err(|_| JudgeError::Cache(format!("cache {} is in use by another run", dir.display())))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(|e| err("locking", e))?;
+        lock.try_lock().map_err(|_| {
+            JudgeError::Cache(format!("cache {} is in use by another run", dir.display()))
+        })?;
         let path = dir.join(ANSWERS_FILE);
-        let file = OpenOptions::new().create(true).truncate(false).read(true).append(true).open(&path).map_err(|e| err("opening", e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| err("opening", e))?;
         let mut report = CacheOpenReport::default();
         let mut index = HashMap::new();
         let mut offset = 0u64;
@@ -85,7 +107,9 @@ impl AnswerCache {
         let mut line = Vec::new();
         loop {
             line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| err("reading", e))?;
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| err("reading", e))?;
             if n == 0 {
                 break;
             }
@@ -107,7 +131,15 @@ impl AnswerCache {
             file.sync_data().map_err(|e| err("syncing", e))?;
         }
         report.entries = index.len();
-        Ok((Self { path, file, state: Mutex::new(State { index, end: offset }), _lock: lock }, report))
+        Ok((
+            Self {
+                path,
+                file,
+                state: Mutex::new(State { index, end: offset }),
+                _lock: lock,
+            },
+            report,
+        ))
     }
 
     pub fn path(&self) -> &Path {
@@ -132,12 +164,28 @@ impl AnswerCache {
     }
 
     /// Appends and syncs one entry; returns only once it is durable.
-    pub fn put(&self, key: &str, model: &str, sample: u32, answer: &CachedAnswer) -> Result<(), JudgeError> {
-        let entry = Entry { key: key.to_string(), model: model.to_string(), sample, answer: answer.clone() };
+    pub fn put(
+        &self,
+        key: &str,
+        model: &str,
+        sample: u32,
+        answer: &CachedAnswer,
+    ) -> Result<(), JudgeError> {
+        let entry = Entry {
+            key: key.to_string(),
+            model: model.to_string(),
+            sample,
+            answer: answer.clone(),
+        };
         let mut line = serde_json::to_vec(&entry).map_err(|e| JudgeError::Cache(e.to_string()))?;
         line.push(b'\n');
-        let mut state = self.state.lock().map_err(|_| JudgeError::Cache("cache lock poisoned".into()))?;
-        let err = |e: std::io::Error| JudgeError::Cache(format!("appending to {}: {e}", self.path.display()));
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| JudgeError::Cache("cache lock poisoned".into()))?;
+        let err = |e: std::io::Error| {
+            JudgeError::Cache(format!("appending to {}: {e}", self.path.display()))
+        };
         (&self.file).write_all(&line).map_err(err)?;
         self.file.sync_data().map_err(err)?;
         let offset = state.end;
@@ -152,7 +200,12 @@ mod tests {
     use super::*;
 
     fn answer(s: &str) -> CachedAnswer {
-        CachedAnswer { content: s.into(), finish_reason: Some("stop".into()), prompt_tokens: 10, completion_tokens: 5 }
+        CachedAnswer {
+            content: s.into(),
+            finish_reason: Some("stop".into()),
+            prompt_tokens: 10,
+            completion_tokens: 5,
+        }
     }
 
     #[test]
@@ -178,7 +231,10 @@ mod tests {
         cache.put("k3", "m", 0, &answer("three")).unwrap();
         drop(cache);
         let (cache, report) = AnswerCache::open(dir.path()).unwrap();
-        assert_eq!((report.entries, report.corrupt_lines, report.torn_bytes), (3, 0, 0));
+        assert_eq!(
+            (report.entries, report.corrupt_lines, report.torn_bytes),
+            (3, 0, 0)
+        );
         assert_eq!(cache.get("k3"), Some(answer("three")));
     }
 

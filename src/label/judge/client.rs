@@ -92,9 +92,16 @@ pub enum SampleResult {
 
 /// How one HTTP attempt ended.
 enum Attempt {
-    Answer { answer: CachedAnswer, charge: u64 },
+    Answer {
+        answer: CachedAnswer,
+        charge: u64,
+    },
     /// Transient: try again after `after` (429's Retry-After) or the backoff.
-    Retry { reason: String, after: Option<Duration>, charge: u64 },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+        charge: u64,
+    },
     /// This request will never succeed (e.g. 400: prompt too long).
     Reject(String),
     /// No request will succeed (401/403/404: wrong key, URL or model); stop sending.
@@ -126,7 +133,9 @@ enum Admission {
 
 impl Budget {
     fn try_reserve(&self, tokens: u64) -> Admission {
-        let Ok(mut s) = self.state.lock() else { return Admission::Spent("budget lock poisoned".into()) };
+        let Ok(mut s) = self.state.lock() else {
+            return Admission::Spent("budget lock poisoned".into());
+        };
         if let Some(max) = self.max_requests {
             if s.requests >= max {
                 return Admission::Spent(format!("the request budget ({max}) is spent"));
@@ -188,23 +197,41 @@ pub struct JudgeClient {
 
 impl std::fmt::Debug for JudgeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JudgeClient").field("endpoint", &self.endpoint).field("model", &self.config.model).field("key", &self.key).finish()
+        f.debug_struct("JudgeClient")
+            .field("endpoint", &self.endpoint)
+            .field("model", &self.config.model)
+            .field("key", &self.key)
+            .finish()
     }
 }
 
 impl JudgeClient {
     /// Reads the key from the environment variable the config names (absent = no Authorization
     /// header, as a local vLLM server expects) and opens the cache.
-    pub fn new(config: &JudgeConfig, log: Logger) -> Result<(Self, Option<CacheOpenReport>), JudgeError> {
+    pub fn new(
+        config: &JudgeConfig,
+        log: Logger,
+    ) -> Result<(Self, Option<CacheOpenReport>), JudgeError> {
         config.validate()?;
-        let key = std::env::var(&config.api_key_env).ok().filter(|k| !k.trim().is_empty()).map(|k| ApiKey(k.trim().to_string()));
+        let key = std::env::var(&config.api_key_env)
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| ApiKey(k.trim().to_string()));
         if key.is_none() {
-            log(&format!("no API key in ${}; sending requests without an Authorization header", config.api_key_env));
+            log(&format!(
+                "no API key in ${}; sending requests without an Authorization header",
+                config.api_key_env
+            ));
         }
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(k) = &key {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", k.0))
-                .map_err(|_| JudgeError::Config(format!("${} holds characters not allowed in an HTTP header", config.api_key_env)))?;
+                .map_err(|_| {
+                    JudgeError::Config(format!(
+                        "${} holds characters not allowed in an HTTP header",
+                        config.api_key_env
+                    ))
+                })?;
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
@@ -216,13 +243,20 @@ impl JudgeClient {
             .pool_max_idle_per_host(config.concurrency)
             .user_agent(concat!("actprm/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| JudgeError::Config(format!("building the HTTP client: {}", e.without_url())))?;
+            .map_err(|e| {
+                JudgeError::Config(format!("building the HTTP client: {}", e.without_url()))
+            })?;
         let prompt = Prompt::load(config.format, config.template.as_deref())?;
         let (cache, report) = match &config.cache {
             Some(dir) => {
                 let (c, r) = AnswerCache::open(dir)?;
                 if r.corrupt_lines > 0 || r.torn_bytes > 0 {
-                    log(&format!("cache {}: skipped {} corrupt lines, cut a torn tail of {} bytes", dir.display(), r.corrupt_lines, r.torn_bytes));
+                    log(&format!(
+                        "cache {}: skipped {} corrupt lines, cut a torn tail of {} bytes",
+                        dir.display(),
+                        r.corrupt_lines,
+                        r.torn_bytes
+                    ));
                 }
                 (Some(c), Some(r))
             }
@@ -261,10 +295,17 @@ impl JudgeClient {
     /// Labels one trajectory: `votes` samples (cached ones free), parsed, majority-voted.
     pub async fn judge(&self, request: &LabelRequest) -> JudgeOutcome {
         let outcome = if request.steps.is_empty() {
-            JudgeOutcome::unlabelled(JudgeStatus::Failed, "the trajectory has no steps".into(), None, Vec::new())
+            JudgeOutcome::unlabelled(
+                JudgeStatus::Failed,
+                "the trajectory has no steps".into(),
+                None,
+                Vec::new(),
+            )
         } else {
             let prompt = self.prompt.render(&request.problem, &request.steps);
-            let samples = futures::future::join_all((0..self.config.votes).map(|s| self.sample(&prompt, s))).await;
+            let samples =
+                futures::future::join_all((0..self.config.votes).map(|s| self.sample(&prompt, s)))
+                    .await;
             self.decide(samples, request.steps.len())
         };
         self.counters.row(outcome.status);
@@ -276,17 +317,22 @@ impl JudgeClient {
         let (mut unparseable, mut over, mut failed) = (None, None, None);
         for s in samples {
             match s {
-                SampleResult::Answer { answer, .. } => match parse_answer(self.prompt.format, &answer.content, steps) {
-                    Ok(k) => votes.push(Some(k)),
-                    Err(e) => {
-                        votes.push(None);
-                        let mut reason = e.0;
-                        if answer.finish_reason.as_deref() == Some("length") {
-                            reason.push_str(&format!(" (the answer was cut off at max_tokens {})", self.config.max_tokens));
+                SampleResult::Answer { answer, .. } => {
+                    match parse_answer(self.prompt.format, &answer.content, steps) {
+                        Ok(k) => votes.push(Some(k)),
+                        Err(e) => {
+                            votes.push(None);
+                            let mut reason = e.0;
+                            if answer.finish_reason.as_deref() == Some("length") {
+                                reason.push_str(&format!(
+                                    " (the answer was cut off at max_tokens {})",
+                                    self.config.max_tokens
+                                ));
+                            }
+                            unparseable.get_or_insert((reason, answer.content));
                         }
-                        unparseable.get_or_insert((reason, answer.content));
                     }
-                },
+                }
                 SampleResult::OverBudget(r) => {
                     votes.push(None);
                     over.get_or_insert(r);
@@ -298,32 +344,57 @@ impl JudgeClient {
             }
         }
         if let Some(k) = majority(&votes) {
-            return JudgeOutcome { status: JudgeStatus::Labelled, label: Some(k), reason: None, raw: None, votes };
+            return JudgeOutcome {
+                status: JudgeStatus::Labelled,
+                label: Some(k),
+                reason: None,
+                raw: None,
+                votes,
+            };
         }
         match (unparseable, over, failed) {
-            (Some((reason, raw)), _, _) => JudgeOutcome::unlabelled(JudgeStatus::Unparseable, reason, Some(raw), votes),
-            (None, Some(reason), _) => JudgeOutcome::unlabelled(JudgeStatus::OverBudget, reason, None, votes),
-            (None, None, reason) => {
-                JudgeOutcome::unlabelled(JudgeStatus::Failed, reason.unwrap_or_else(|| "no answer".into()), None, votes)
+            (Some((reason, raw)), _, _) => {
+                JudgeOutcome::unlabelled(JudgeStatus::Unparseable, reason, Some(raw), votes)
             }
+            (None, Some(reason), _) => {
+                JudgeOutcome::unlabelled(JudgeStatus::OverBudget, reason, None, votes)
+            }
+            (None, None, reason) => JudgeOutcome::unlabelled(
+                JudgeStatus::Failed,
+                reason.unwrap_or_else(|| "no answer".into()),
+                None,
+                votes,
+            ),
         }
     }
 
     fn cached(&self, key: &str) -> Option<SampleResult> {
         let answer = self.cache.as_ref()?.get(key)?;
         add(&self.counters.cache_hits, 1);
-        Some(SampleResult::Answer { answer, cached: true })
+        Some(SampleResult::Answer {
+            answer,
+            cached: true,
+        })
     }
 
     /// One answer for `prompt`: from the cache, or fetched (once, even if several rows ask at once).
     pub async fn sample(&self, prompt: &str, sample: u32) -> SampleResult {
         let c = &self.config;
-        let key = cache_key(&c.model, prompt, c.temperature, c.top_p, c.max_tokens, sample);
+        let key = cache_key(
+            &c.model,
+            prompt,
+            c.temperature,
+            c.top_p,
+            c.max_tokens,
+            sample,
+        );
         if let Some(hit) = self.cached(&key) {
             return hit;
         }
         let lock = {
-            let Ok(mut map) = self.fetching.lock() else { return SampleResult::Failed("internal lock poisoned".into()) };
+            let Ok(mut map) = self.fetching.lock() else {
+                return SampleResult::Failed("internal lock poisoned".into());
+            };
             match map.get(&key).and_then(Weak::upgrade) {
                 Some(l) => l,
                 None => {
@@ -387,20 +458,33 @@ impl JudgeClient {
                             }
                         }
                     }
-                    return SampleResult::Answer { answer, cached: false };
+                    return SampleResult::Answer {
+                        answer,
+                        cached: false,
+                    };
                 }
-                Attempt::Retry { reason, after, charge } => {
+                Attempt::Retry {
+                    reason,
+                    after,
+                    charge,
+                } => {
                     self.budget.settle(reserve, charge);
                     add(&self.counters.budget_tokens, charge);
                     failures += 1;
                     if failures > self.config.max_retries {
                         add(&self.counters.samples_failed, 1);
-                        return SampleResult::Failed(format!("gave up after {failures} attempts: {reason}"));
+                        return SampleResult::Failed(format!(
+                            "gave up after {failures} attempts: {reason}"
+                        ));
                     }
                     let retries = add(&self.counters.retries, 1);
                     let delay = after.unwrap_or_else(|| self.backoff(failures));
                     if retries <= 10 || retries % 100 == 0 {
-                        self.log(format!("retry {retries} (attempt {} of this request) in {:.1}s: {reason}", failures + 1, delay.as_secs_f64()));
+                        self.log(format!(
+                            "retry {retries} (attempt {} of this request) in {:.1}s: {reason}",
+                            failures + 1,
+                            delay.as_secs_f64()
+                        ));
                     }
                     last_error = Some(reason);
                     tokio::time::sleep(delay).await;
@@ -425,7 +509,11 @@ impl JudgeClient {
     /// Exponential backoff with jitter: half the step fixed, half random, so retries from many
     /// rows that failed together do not come back together.
     fn backoff(&self, failures: u32) -> Duration {
-        let step = self.config.backoff_base_ms.saturating_mul(1u64 << failures.saturating_sub(1).min(20)).min(self.config.backoff_max_ms);
+        let step = self
+            .config
+            .backoff_base_ms
+            .saturating_mul(1u64 << failures.saturating_sub(1).min(20))
+            .min(self.config.backoff_max_ms);
         Duration::from_millis(step / 2 + rand::random_range(0..=step - step / 2))
     }
 
@@ -441,7 +529,10 @@ impl JudgeClient {
         let c = &self.config;
         let body = ChatRequest {
             model: &c.model,
-            messages: [ChatMessage { role: "user", content: prompt }],
+            messages: [ChatMessage {
+                role: "user",
+                content: prompt,
+            }],
             temperature: c.temperature,
             top_p: c.top_p,
             max_tokens: c.max_tokens,
@@ -464,28 +555,53 @@ impl JudgeClient {
             Ok(b) => b,
             Err(e) if status.is_success() && !e.is_timeout() => {
                 add(&self.counters.bad_bodies, 1);
-                return Attempt::Retry { reason: format!("HTTP {status}: body cut off: {}", self.redact(e.without_url().to_string())), after: None, charge: full };
+                return Attempt::Retry {
+                    reason: format!(
+                        "HTTP {status}: body cut off: {}",
+                        self.redact(e.without_url().to_string())
+                    ),
+                    after: None,
+                    charge: full,
+                };
             }
             Err(e) => return self.transport_error(e, full),
         };
         if status.is_success() {
             return self.read_answer(&bytes, full);
         }
-        let excerpt = self.redact(String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).trim().to_string());
+        let excerpt = self.redact(
+            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+                .trim()
+                .to_string(),
+        );
         let reason = format!("HTTP {}: {excerpt}", status.as_u16());
         match status.as_u16() {
             429 => {
                 add(&self.counters.http_429, 1);
-                Attempt::Retry { reason, after: retry_after, charge: 0 }
+                Attempt::Retry {
+                    reason,
+                    after: retry_after,
+                    charge: 0,
+                }
             }
             408 | 500..=599 => {
                 add(&self.counters.http_5xx, u64::from(status.is_server_error()));
-                add(&self.counters.http_other, u64::from(!status.is_server_error()));
-                Attempt::Retry { reason, after: None, charge: 0 }
+                add(
+                    &self.counters.http_other,
+                    u64::from(!status.is_server_error()),
+                );
+                Attempt::Retry {
+                    reason,
+                    after: None,
+                    charge: 0,
+                }
             }
             401 | 403 | 404 => {
                 add(&self.counters.http_other, 1);
-                Attempt::Fatal(format!("{reason} (check --judge-url, which should end in /v1, --judge-model and ${})", c.api_key_env))
+                Attempt::Fatal(format!(
+                    "{reason} (check --judge-url, which should end in /v1, --judge-model and ${})",
+                    c.api_key_env
+                ))
             }
             _ => {
                 add(&self.counters.http_other, 1);
@@ -500,27 +616,46 @@ impl JudgeClient {
         if timeout {
             add(&self.counters.timeouts, 1);
             // the server may have generated (and billed) the whole answer
-            Attempt::Retry { reason: format!("timed out after {}s: {detail}", self.config.timeout_secs), after: None, charge: full }
+            Attempt::Retry {
+                reason: format!("timed out after {}s: {detail}", self.config.timeout_secs),
+                after: None,
+                charge: full,
+            }
         } else {
             add(&self.counters.connection_errors, 1);
-            Attempt::Retry { reason: format!("connection failed: {detail}"), after: None, charge: 0 }
+            Attempt::Retry {
+                reason: format!("connection failed: {detail}"),
+                after: None,
+                charge: 0,
+            }
         }
     }
 
     fn read_answer(&self, bytes: &[u8], full: u64) -> Attempt {
         let bad = |why: String| {
             add(&self.counters.bad_bodies, 1);
-            Attempt::Retry { reason: why, after: None, charge: full }
+            Attempt::Retry {
+                reason: why,
+                after: None,
+                charge: full,
+            }
         };
         let parsed: ChatResponse = match serde_json::from_slice(bytes) {
             Ok(p) => p,
             Err(e) => {
-                let start = self.redact(String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).to_string());
-                return bad(format!("HTTP 200 with a body that is not a chat completion ({e}): {start:?}"));
+                let start =
+                    self.redact(String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).to_string());
+                return bad(format!(
+                    "HTTP 200 with a body that is not a chat completion ({e}): {start:?}"
+                ));
             }
         };
-        let Some(choice) = parsed.choices.into_iter().next() else { return bad("HTTP 200 without choices".into()) };
-        let usage = parsed.usage.and_then(|u| Some((u.prompt_tokens.unwrap_or(0), u.completion_tokens?)));
+        let Some(choice) = parsed.choices.into_iter().next() else {
+            return bad("HTTP 200 without choices".into());
+        };
+        let usage = parsed
+            .usage
+            .and_then(|u| Some((u.prompt_tokens.unwrap_or(0), u.completion_tokens?)));
         let charge = match usage {
             Some((_, completion)) => completion,
             None => {
@@ -531,7 +666,15 @@ impl JudgeClient {
         let (prompt_tokens, completion_tokens) = usage.unwrap_or((0, 0));
         // a server that echoes the key must not get it into the cache or the outputs
         let content = self.redact(choice.message.and_then(|m| m.content).unwrap_or_default());
-        Attempt::Answer { answer: CachedAnswer { content, finish_reason: choice.finish_reason, prompt_tokens, completion_tokens }, charge }
+        Attempt::Answer {
+            answer: CachedAnswer {
+                content,
+                finish_reason: choice.finish_reason,
+                prompt_tokens,
+                completion_tokens,
+            },
+            charge,
+        }
     }
 }
 

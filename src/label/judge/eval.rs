@@ -48,14 +48,32 @@ pub fn score(pairs: &[(Option<i32>, i32)]) -> SubsetScore {
         (Some(_), Some(_)) => Some(0.0),
         _ => None,
     };
-    SubsetScore { n: pairs.len(), n_error: err_total, n_correct: ok_total, acc_error, acc_correct, f1 }
+    SubsetScore {
+        n: pairs.len(),
+        n_error: err_total,
+        n_correct: ok_total,
+        acc_error,
+        acc_correct,
+        f1,
+    }
 }
 
 impl JudgeSubsetScore {
     pub fn new(subset: String, pairs: &[(Option<i32>, i32)], statuses: &[JudgeStatus]) -> Self {
         let count = |s: JudgeStatus| statuses.iter().filter(|&&x| x == s).count() as u64;
-        let (unparseable, over_budget, failed) = (count(JudgeStatus::Unparseable), count(JudgeStatus::OverBudget), count(JudgeStatus::Failed));
-        Self { subset, score: score(pairs), unlabelled: unparseable + over_budget + failed, unparseable, over_budget, failed }
+        let (unparseable, over_budget, failed) = (
+            count(JudgeStatus::Unparseable),
+            count(JudgeStatus::OverBudget),
+            count(JudgeStatus::Failed),
+        );
+        Self {
+            subset,
+            score: score(pairs),
+            unlabelled: unparseable + over_budget + failed,
+            unparseable,
+            over_budget,
+            failed,
+        }
     }
 }
 
@@ -63,13 +81,21 @@ impl JudgeEvalReport {
     pub fn new(judge: String, subsets: Vec<JudgeSubsetScore>, accounting: Accounting) -> Self {
         let f1s: Vec<f64> = subsets.iter().filter_map(|s| s.score.f1).collect();
         let mean_f1 = (!f1s.is_empty()).then(|| f1s.iter().sum::<f64>() / f1s.len() as f64);
-        Self { judge, subsets, mean_f1, accounting }
+        Self {
+            judge,
+            subsets,
+            mean_f1,
+            accounting,
+        }
     }
 
     pub fn print(&self) {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}", 100.0 * v));
         println!("judge {}", self.judge);
-        println!("{:<20} {:>6} {:>9} {:>11} {:>6} {:>11}", "subset", "n", "acc err", "acc correct", "F1", "unlabelled");
+        println!(
+            "{:<20} {:>6} {:>9} {:>11} {:>6} {:>11}",
+            "subset", "n", "acc err", "acc correct", "F1", "unlabelled"
+        );
         for s in &self.subsets {
             println!(
                 "{:<20} {:>6} {:>9} {:>11} {:>6} {:>11}",

@@ -97,7 +97,10 @@ impl JudgeConfig {
     pub fn validate(&self) -> Result<(), JudgeError> {
         let bad = |m: String| Err(JudgeError::Config(m));
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return bad(format!("url {:?} must start with http:// or https://", self.url));
+            return bad(format!(
+                "url {:?} must start with http:// or https://",
+                self.url
+            ));
         }
         if self.model.trim().is_empty() {
             return bad("no model name".into());
@@ -111,7 +114,10 @@ impl JudgeConfig {
         if self.max_tokens == 0 || self.concurrency == 0 || self.votes == 0 {
             return bad("max_tokens, concurrency and votes must be at least 1".into());
         }
-        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0) || self.max_retry_after_secs.is_nan() || self.max_retry_after_secs < 0.0 {
+        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0)
+            || self.max_retry_after_secs.is_nan()
+            || self.max_retry_after_secs < 0.0
+        {
             return bad("timeout_secs must be > 0 and max_retry_after_secs >= 0".into());
         }
         Ok(())
@@ -163,8 +169,19 @@ pub struct JudgeOutcome {
 }
 
 impl JudgeOutcome {
-    pub fn unlabelled(status: JudgeStatus, reason: String, raw: Option<String>, votes: Vec<Option<i32>>) -> Self {
-        Self { status, label: None, reason: Some(reason), raw, votes }
+    pub fn unlabelled(
+        status: JudgeStatus,
+        reason: String,
+        raw: Option<String>,
+        votes: Vec<Option<i32>>,
+    ) -> Self {
+        Self {
+            status,
+            label: None,
+            reason: Some(reason),
+            raw,
+            votes,
+        }
     }
 }
 
@@ -197,7 +214,10 @@ impl JudgeLabeller {
             .enable_all()
             .build()
             .map_err(|e| JudgeError::Config(format!("starting the judge runtime: {e}")))?;
-        Ok(Self { client: Arc::new(client), runtime })
+        Ok(Self {
+            client: Arc::new(client),
+            runtime,
+        })
     }
 
     pub fn client(&self) -> &Arc<JudgeClient> {
@@ -211,13 +231,18 @@ impl JudgeLabeller {
     /// Every request labelled concurrently (up to the client's limit); one outcome each, in order.
     pub fn label_detailed(&mut self, requests: &[LabelRequest]) -> Vec<JudgeOutcome> {
         let client = &self.client;
-        self.runtime.block_on(futures::future::join_all(requests.iter().map(|r| client.judge(r))))
+        self.runtime.block_on(futures::future::join_all(
+            requests.iter().map(|r| client.judge(r)),
+        ))
     }
 }
 
 impl Labeller for JudgeLabeller {
     fn label(&mut self, requests: &[LabelRequest]) -> Vec<LabelOutcome> {
-        self.label_detailed(requests).into_iter().map(LabelOutcome::from).collect()
+        self.label_detailed(requests)
+            .into_iter()
+            .map(LabelOutcome::from)
+            .collect()
     }
 
     fn name(&self) -> String {

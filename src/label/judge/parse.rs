@@ -16,7 +16,9 @@ pub fn parse_answer(format: PromptFormat, answer: &str, steps: usize) -> Result<
         PromptFormat::ProcessBench => parse_boxed(text)?,
     };
     if index < -1 || index >= steps as i32 {
-        return Err(Unparseable(format!("first error {index} is out of range for {steps} steps")));
+        return Err(Unparseable(format!(
+            "first error {index} is out of range for {steps} steps"
+        )));
     }
     Ok(index)
 }
@@ -35,24 +37,38 @@ fn after_thinking(answer: &str) -> Result<&str, Unparseable> {
 
 /// `<conclusion>Correct</conclusion>` -> -1; otherwise the number of the last `<analysis_N>`, minus 1.
 fn parse_critique(text: &str) -> Result<i32, Unparseable> {
-    let conclusion = last_tag_content(text, "conclusion").ok_or_else(|| Unparseable("no <conclusion> in the answer".into()))?;
+    let conclusion = last_tag_content(text, "conclusion")
+        .ok_or_else(|| Unparseable("no <conclusion> in the answer".into()))?;
     let verdict = conclusion.trim();
     let verdict = verdict.strip_suffix('.').unwrap_or(verdict);
     if verdict.eq_ignore_ascii_case("correct") {
         return Ok(-1);
     }
-    let last = last_analysis_number(text)
-        .ok_or_else(|| Unparseable(format!("conclusion {:?} but no <analysis_N> block", truncate(conclusion.trim(), 40))))?;
+    let last = last_analysis_number(text).ok_or_else(|| {
+        Unparseable(format!(
+            "conclusion {:?} but no <analysis_N> block",
+            truncate(conclusion.trim(), 40)
+        ))
+    })?;
     Ok(last as i32 - 1)
 }
 
 /// The integer in the last `\boxed{...}` (ProcessBench's prompt: -1 = no error).
 fn parse_boxed(text: &str) -> Result<i32, Unparseable> {
-    let start = text.rfind("\\boxed{").ok_or_else(|| Unparseable("no \\boxed{} in the answer".into()))?;
+    let start = text
+        .rfind("\\boxed{")
+        .ok_or_else(|| Unparseable("no \\boxed{} in the answer".into()))?;
     let inner = &text[start + "\\boxed{".len()..];
-    let end = inner.find('}').ok_or_else(|| Unparseable("\\boxed{ is never closed".into()))?;
+    let end = inner
+        .find('}')
+        .ok_or_else(|| Unparseable("\\boxed{ is never closed".into()))?;
     let value = inner[..end].trim();
-    value.parse::<i32>().map_err(|_| Unparseable(format!("\\boxed{{{}}} is not an integer", truncate(value, 40))))
+    value.parse::<i32>().map_err(|_| {
+        Unparseable(format!(
+            "\\boxed{{{}}} is not an integer",
+            truncate(value, 40)
+        ))
+    })
 }
 
 /// The text between the last `<tag>` and the `</tag>` after it.
@@ -100,7 +116,11 @@ pub fn majority(votes: &[Option<i32>]) -> Option<i32> {
     }
     let best = counts.iter().map(|&(_, n)| n).max()?;
     let rank = |k: i32| if k < 0 { i32::MAX } else { k };
-    counts.iter().filter(|&&(_, n)| n == best).map(|&(k, _)| k).min_by_key(|&k| rank(k))
+    counts
+        .iter()
+        .filter(|&&(_, n)| n == best)
+        .map(|&(k, _)| k)
+        .min_by_key(|&k| rank(k))
 }
 
 #[cfg(test)]
@@ -113,8 +133,14 @@ mod tests {
     fn correct_conclusion_means_no_error() {
         let a = "<analysis_1>fine</analysis_1>\n<analysis_2>fine</analysis_2>\n<conclusion>Correct</conclusion>";
         assert_eq!(parse_answer(C, a, 2), Ok(-1));
-        assert_eq!(parse_answer(C, "<conclusion> correct. </conclusion>", 2), Ok(-1));
-        assert_eq!(parse_answer(C, "<conclusion>CORRECT.</conclusion>", 2), Ok(-1));
+        assert_eq!(
+            parse_answer(C, "<conclusion> correct. </conclusion>", 2),
+            Ok(-1)
+        );
+        assert_eq!(
+            parse_answer(C, "<conclusion>CORRECT.</conclusion>", 2),
+            Ok(-1)
+        );
     }
 
     #[test]
@@ -128,9 +154,15 @@ mod tests {
         let a = "<think>maybe <analysis_3> ... <conclusion>Incorrect</conclusion></think><analysis_1>ok</analysis_1><conclusion>Correct.</conclusion>";
         assert_eq!(parse_answer(C, a, 3), Ok(-1));
         // QwQ behind vLLM without a reasoning parser: the opening tag is in the prompt template.
-        let a = "reasoning...</think>\n<analysis_1>bad</analysis_1><conclusion>Incorrect</conclusion>";
+        let a =
+            "reasoning...</think>\n<analysis_1>bad</analysis_1><conclusion>Incorrect</conclusion>";
         assert_eq!(parse_answer(C, a, 3), Ok(0));
-        assert!(parse_answer(C, "<think>still thinking <conclusion>Correct</conclusion>", 3).is_err());
+        assert!(parse_answer(
+            C,
+            "<think>still thinking <conclusion>Correct</conclusion>",
+            3
+        )
+        .is_err());
     }
 
     #[test]
@@ -139,14 +171,22 @@ mod tests {
         assert!(e.0.contains("no <conclusion>"), "{e:?}");
         let e = parse_answer(C, "<conclusion>Incorrect</conclusion>", 2).unwrap_err();
         assert!(e.0.contains("no <analysis_N>"), "{e:?}");
-        let e = parse_answer(C, "<analysis_5>x</analysis_5><conclusion>Incorrect</conclusion>", 2).unwrap_err();
+        let e = parse_answer(
+            C,
+            "<analysis_5>x</analysis_5><conclusion>Incorrect</conclusion>",
+            2,
+        )
+        .unwrap_err();
         assert!(e.0.contains("out of range"), "{e:?}");
     }
 
     #[test]
     fn processbench_reads_the_last_box() {
         let p = PromptFormat::ProcessBench;
-        assert_eq!(parse_answer(p, "first \\boxed{0} then \\boxed{ 2 }", 4), Ok(2));
+        assert_eq!(
+            parse_answer(p, "first \\boxed{0} then \\boxed{ 2 }", 4),
+            Ok(2)
+        );
         assert_eq!(parse_answer(p, "\\boxed{-1}", 4), Ok(-1));
         assert!(parse_answer(p, "\\boxed{two}", 4).is_err());
         assert!(parse_answer(p, "no box", 4).is_err());

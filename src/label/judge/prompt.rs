@@ -78,14 +78,24 @@ pub struct Prompt {
 
 impl Prompt {
     pub fn builtin(format: PromptFormat) -> Self {
-        Self { format, template: format.builtin().to_string() }
+        Self {
+            format,
+            template: format.builtin().to_string(),
+        }
     }
 
     /// A user template; refused up front if a placeholder is missing (every request would be useless).
-    pub fn from_template(format: PromptFormat, template: String, origin: &Path) -> Result<Self, JudgeError> {
+    pub fn from_template(
+        format: PromptFormat,
+        template: String,
+        origin: &Path,
+    ) -> Result<Self, JudgeError> {
         for needed in ["{problem}", "{paragraphs}"] {
             if !template.contains(needed) {
-                return Err(JudgeError::Config(format!("template {}: no {needed} placeholder", origin.display())));
+                return Err(JudgeError::Config(format!(
+                    "template {}: no {needed} placeholder",
+                    origin.display()
+                )));
             }
         }
         Ok(Self { format, template })
@@ -95,8 +105,9 @@ impl Prompt {
         match file {
             None => Ok(Self::builtin(format)),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| JudgeError::Config(format!("reading template {}: {e}", path.display())))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    JudgeError::Config(format!("reading template {}: {e}", path.display()))
+                })?;
                 Self::from_template(format, text, path)
             }
         }
@@ -115,10 +126,13 @@ impl Prompt {
         let mut out = String::with_capacity(self.template.len() + problem.len() + paragraphs.len());
         let mut rest = self.template.as_str();
         loop {
-            let next = [("{problem}", problem), ("{paragraphs}", paragraphs.as_str())]
-                .into_iter()
-                .filter_map(|(p, v)| rest.find(p).map(|i| (i, p, v)))
-                .min_by_key(|&(i, _, _)| i);
+            let next = [
+                ("{problem}", problem),
+                ("{paragraphs}", paragraphs.as_str()),
+            ]
+            .into_iter()
+            .filter_map(|(p, v)| rest.find(p).map(|i| (i, p, v)))
+            .min_by_key(|&(i, _, _)| i);
             match next {
                 Some((i, placeholder, value)) => {
                     out.push_str(&rest[..i]);
@@ -142,7 +156,10 @@ mod tests {
     fn critique_tags_paragraphs_from_one() {
         let p = Prompt::builtin(PromptFormat::Critique).render("2+2?", &["a".into(), "b".into()]);
         assert!(p.contains("2+2?"));
-        assert!(p.contains("<paragraph_1>\na\n</paragraph_1>\n\n<paragraph_2>\nb\n</paragraph_2>"), "{p}");
+        assert!(
+            p.contains("<paragraph_1>\na\n</paragraph_1>\n\n<paragraph_2>\nb\n</paragraph_2>"),
+            "{p}"
+        );
         assert!(p.contains("<conclusion>"));
     }
 
@@ -155,8 +172,19 @@ mod tests {
 
     #[test]
     fn placeholders_inside_the_problem_are_not_expanded() {
-        let t = Prompt::from_template(PromptFormat::Critique, "P: {problem} S: {paragraphs}".into(), Path::new("t")).unwrap();
-        assert_eq!(t.render("{paragraphs}", &["x".into()]), "P: {paragraphs} S: <paragraph_1>\nx\n</paragraph_1>");
-        assert!(Prompt::from_template(PromptFormat::Critique, "{problem}".into(), Path::new("t")).is_err());
+        let t = Prompt::from_template(
+            PromptFormat::Critique,
+            "P: {problem} S: {paragraphs}".into(),
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(
+            t.render("{paragraphs}", &["x".into()]),
+            "P: {paragraphs} S: <paragraph_1>\nx\n</paragraph_1>"
+        );
+        assert!(
+            Prompt::from_template(PromptFormat::Critique, "{problem}".into(), Path::new("t"))
+                .is_err()
+        );
     }
 }
