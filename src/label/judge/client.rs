@@ -479,7 +479,7 @@ impl JudgeClient {
                     }
                     let retries = add(&self.counters.retries, 1);
                     let delay = after.unwrap_or_else(|| self.backoff(failures));
-                    if retries <= 10 || retries % 100 == 0 {
+                    if retries <= 10 || retries.is_multiple_of(100) {
                         self.log(format!(
                             "retry {retries} (attempt {} of this request) in {:.1}s: {reason}",
                             failures + 1,
