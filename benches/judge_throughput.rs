@@ -1,5 +1,5 @@
 //! Requests per second the judge client sustains against the loopback server at a concurrency of
-//! 64 (no cache, then with the on-disk cache, which syncs every answer before using it).
+//! 64 (no cache, then with the on-disk cache, which syncs every answer to disk before using it).
 //! Run: `cargo bench --bench judge_throughput` (JUDGE_BENCH_REQUESTS to change the count).
 
 #[path = "../tests/common/mod.rs"]
@@ -69,5 +69,5 @@ fn main() {
     println!("judge client, concurrency 64, loopback, no cache:   {plain:>8.0} requests/s ({n} requests)");
     let dir = tempfile::tempdir().expect("tempdir");
     let cached = run(&server, Some(dir.path().join("cache")), n, "cached");
-    println!("judge client, concurrency 64, loopback, disk cache: {cached:>8.0} requests/s ({n} requests, fsync per answer)");
+    println!("judge client, concurrency 64, loopback, disk cache: {cached:>8.0} requests/s ({n} requests, every answer synced before use)");
 }

@@ -39,6 +39,10 @@ struct Entry {
     answer: CachedAnswer,
 }
 
+fn poisoned<T>(_: T) -> JudgeError {
+    JudgeError::Cache("cache lock poisoned".into())
+}
+
 /// The cache key: SHA-256 over everything that changes the answer (never the key or the URL).
 pub fn cache_key(
     model: &str,
@@ -60,6 +64,9 @@ pub struct AnswerCache {
     path: PathBuf,
     file: File,
     state: Mutex<State>,
+    /// Bytes known to be on disk; one `fdatasync` covers every line appended before it started
+    /// (group commit), so concurrent answers do not queue for one sync each.
+    synced: Mutex<u64>,
     /// Held for the cache's lifetime; the advisory lock goes with it.
     _lock: File,
 }
@@ -136,6 +143,7 @@ impl AnswerCache {
                 path,
                 file,
                 state: Mutex::new(State { index, end: offset }),
+                synced: Mutex::new(offset),
                 _lock: lock,
             },
             report,
@@ -179,18 +187,24 @@ impl AnswerCache {
         };
         let mut line = serde_json::to_vec(&entry).map_err(|e| JudgeError::Cache(e.to_string()))?;
         line.push(b'\n');
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| JudgeError::Cache("cache lock poisoned".into()))?;
         let err = |e: std::io::Error| {
             JudgeError::Cache(format!("appending to {}: {e}", self.path.display()))
         };
-        (&self.file).write_all(&line).map_err(err)?;
-        self.file.sync_data().map_err(err)?;
-        let offset = state.end;
-        state.end += line.len() as u64;
-        state.index.insert(key.to_string(), (offset, line.len()));
+        let mine = {
+            let mut state = self.state.lock().map_err(poisoned)?;
+            (&self.file).write_all(&line).map_err(err)?;
+            let offset = state.end;
+            state.end += line.len() as u64;
+            // another reader of this key waits on the caller's per-key lock until we return
+            state.index.insert(key.to_string(), (offset, line.len()));
+            state.end
+        };
+        let mut synced = self.synced.lock().map_err(poisoned)?;
+        if *synced < mine {
+            let upto = self.state.lock().map_err(poisoned)?.end;
+            self.file.sync_data().map_err(err)?;
+            *synced = upto;
+        }
         Ok(())
     }
 }
