@@ -2,7 +2,7 @@
 //! 64 (no cache, then with the on-disk cache, which syncs every answer to disk before using it).
 //! Run: `cargo bench --bench judge_throughput` (JUDGE_BENCH_REQUESTS to change the count).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/common/judge_server.rs"]
 mod common;
 
 use std::sync::Arc;
