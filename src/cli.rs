@@ -63,6 +63,49 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Score a corpus and keep the uncertain trajectories: bounded memory, exact resume, shards.
+    Filter(FilterArgs),
+    /// Check that filter outputs (one folder per shard) cover every input unit exactly once.
+    FilterVerify {
+        #[arg(long, short, required = true, num_args = 1..)]
+        input: Vec<String>,
+        /// Output folders of the shards.
+        #[arg(required = true)]
+        outputs: Vec<PathBuf>,
+        #[arg(long)]
+        problem_column: Option<String>,
+        #[arg(long)]
+        steps_column: Option<String>,
+    },
+    /// Generate a large realistic corpus by copying and recombining real trajectories.
+    Generate {
+        /// Labelled JSON Lines / ProcessBench JSON files to draw from.
+        #[arg(long, required = true, num_args = 1..)]
+        from: Vec<PathBuf>,
+        #[arg(long, short)]
+        output: PathBuf,
+        #[arg(long)]
+        rows: u64,
+        #[arg(long, default_value_t = 10)]
+        files: usize,
+        #[arg(long, default_value_t = 10_000)]
+        row_group_rows: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Write a model directory with a tiny backbone (same I/O contract) for scale and crash tests.
+    TinyModel {
+        #[arg(long, short)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        dim: usize,
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+    },
+    /// The streaming active loop: score -> select -> label (pool column) -> train -> refresh.
+    Active(ActiveArgs),
+    /// The pool-based experiment: ActPRM vs random vs full data at equal label budgets.
+    Experiment(ExperimentArgs),
     /// Write a fresh model directory: the default backbone with newly initialised heads.
     InitModel {
         #[arg(long, short)]
@@ -250,11 +293,149 @@ struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Choose tau on these development features and store it in the manifest.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tau_holdout_every")]
     tau_from: Option<PathBuf>,
+    /// Hold out every N-th labelled trajectory from training and choose tau on them.
+    #[arg(long)]
+    tau_holdout_every: Option<usize>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: Device,
+}
+
+#[derive(Args, Debug, Clone)]
+struct FilterArgs {
+    /// Parquet files, globs or folders.
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<String>,
+    /// Output folder: kept/, skipped/ (with --write-skipped), rejects/, units/, summary.json.
+    #[arg(long, short)]
+    output: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Keep this fraction of each batch, most uncertain first (default: ActPRM's threshold rule).
+    #[arg(long)]
+    keep_rate: Option<f64>,
+    /// This process's share of the units, as i/n (0-based).
+    #[arg(long, default_value = "0/1")]
+    shard: String,
+    /// Also write the rows that were not kept.
+    #[arg(long)]
+    write_skipped: bool,
+    /// Report keep rates per value of this column.
+    #[arg(long)]
+    group_by: Option<String>,
+    #[arg(long)]
+    problem_column: Option<String>,
+    #[arg(long)]
+    steps_column: Option<String>,
+    #[arg(long, default_value_t = 64)]
+    batch_rows: usize,
+    #[arg(long, default_value_t = 8192)]
+    token_budget: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("--shard {s:?}: expected i/n, e.g. 0/4"))?;
+    let (i, n): (u64, u64) = (i.parse().map_err(|_| format!("--shard {s:?}: bad i"))?, n.parse().map_err(|_| format!("--shard {s:?}: bad n"))?);
+    if n == 0 || i >= n {
+        return Err(format!("--shard {s:?}: need 0 <= i < n"));
+    }
+    Ok((i, n))
+}
+
+#[derive(Args, Debug, Clone)]
+struct ActiveArgs {
+    /// The labelled pool: Parquet files, globs or folders (label, ratings or hard_labels column).
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<String>,
+    /// Output folder (model/, decisions/, eval.jsonl, state.json, summary.json).
+    #[arg(long, short)]
+    output: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Cold start with fresh heads (the paper's setting): E heads.
+    #[arg(long)]
+    cold_start: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Label this fraction of each batch, most uncertain first, instead of the threshold rule.
+    #[arg(long)]
+    keep_rate: Option<f64>,
+    /// At most this many labels.
+    #[arg(long)]
+    label_budget: Option<u64>,
+    /// Trajectories per scored batch (Algorithm 1's batch).
+    #[arg(long, default_value_t = 64)]
+    batch_rows: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.5)]
+    lambda: f64,
+    #[arg(long, default_value_t = 10)]
+    warmup: u64,
+    /// Export + refresh the scorer + checkpoint every this many steps.
+    #[arg(long, default_value_t = 5)]
+    export_every: u64,
+    /// Development feature stores (`actprm score --features`), evaluated every --eval-every labels.
+    #[arg(long, num_args = 1..)]
+    dev: Vec<PathBuf>,
+    #[arg(long, default_value_t = 500)]
+    eval_every: u64,
+    /// Continue a stopped run in the same output folder.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many pool rows (resumable with --resume).
+    #[arg(long)]
+    stop_after_rows: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ExperimentArgs {
+    /// Step features of the labelled pool (`actprm score --features`).
+    #[arg(long)]
+    pool: PathBuf,
+    /// Development feature stores; the file stem names the subset.
+    #[arg(long, required = true, num_args = 1..)]
+    dev: Vec<PathBuf>,
+    /// Output folder: results.json, table.md, curve.svg.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Comma-separated: actprm, actprm@RATE, random@RATE, full.
+    #[arg(long, default_value = "actprm@50%,random@50%,full", value_delimiter = ',')]
+    strategies: Vec<actprm::experiment::Strategy>,
+    #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
+    seeds: Vec<u64>,
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.5)]
+    lambda: f64,
+    #[arg(long, default_value_t = 10)]
+    warmup: u64,
+    #[arg(long, default_value_t = 64)]
+    stream_batch: usize,
+    /// Passes over the pool (the paper makes one).
+    #[arg(long, default_value_t = 1)]
+    passes: usize,
+    #[arg(long, default_value_t = 250)]
+    eval_every: usize,
+    #[arg(long, default_value_t = 10)]
+    holdout_every: usize,
+    #[arg(long, default_value_t = 0.9)]
+    delta_pred: f32,
+    #[arg(long, default_value_t = 0.01)]
+    delta_std: f32,
+    #[arg(long, default_value_t = 1.0)]
+    wrong_weight: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -354,7 +535,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             job.features = a.features.clone();
             job.watch_model = a.watch_model.clone();
             job.progress = std::io::stderr().is_terminal();
-            let summary = run_score(&job, None)?;
+            let summary = run_score(&job, Default::default())?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
@@ -384,6 +565,120 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 report.print();
             }
+        }
+        Command::Experiment(a) => experiment(a)?,
+        Command::Filter(a) => {
+            validate_thresholds(&a.select)?;
+            if let Some(r) = a.keep_rate.filter(|r| !(0.0..=1.0).contains(r)) {
+                return Err(format!("--keep-rate {r} is outside 0..1").into());
+            }
+            let mut score = ScoreJob::new(a.input.clone(), a.output.clone());
+            score.model = a.model.model.clone();
+            score.runtime = a.model.runtime();
+            score.columns = ColumnMapping { problem: a.problem_column.clone(), steps: a.steps_column.clone() };
+            score.score = ScoreOptions {
+                tau: a.select.tau,
+                rule: SelectionRule { delta_pred: a.select.delta_pred, delta_std: a.select.delta_std },
+                token_budget: a.token_budget,
+                ..ScoreOptions::default()
+            };
+            score.batch_rows = a.batch_rows;
+            score.progress = std::io::stderr().is_terminal();
+            let job = actprm::pipeline::filter::FilterJob {
+                score,
+                keep: a.keep_rate.map_or(actprm::pipeline::filter::Keep::Rule, actprm::pipeline::filter::Keep::Rate),
+                shard: parse_shard(&a.shard)?,
+                write_skipped: a.write_skipped,
+                group_by: a.group_by.clone(),
+            };
+            let s = actprm::pipeline::filter::run_filter(&job)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("units          {:>10}  ({} this run)", s.units, s.units_this_run);
+                println!("rows in        {:>10}", s.rows_in);
+                println!("rows scored    {:>10}", s.rows_scored);
+                println!("rows kept      {:>10}  ({:.1} %)", s.rows_kept, 100.0 * s.keep_rate);
+                println!("rows rejected  {:>10}", s.rows_rejected);
+                println!("throughput     {:>10.1} rows/s, {:.0} tokens/s (this run, {:.1} s)", s.rows_per_second, s.tokens_per_second, s.seconds);
+                println!("peak RSS       {:>10.1} MiB", s.peak_rss_mb);
+                for (g, r) in &s.keep_rate_by_group {
+                    println!("keep rate      {:>9.1} %  {g}", 100.0 * r);
+                }
+                println!("uncertainty (1 = ActPRM threshold):");
+                let max = s.uncertainty_histogram.iter().map(|h| h.1).max().unwrap_or(1).max(1);
+                for (bin, count) in &s.uncertainty_histogram {
+                    println!("  {bin:<14} {count:>9} {}", "#".repeat((40 * count / max) as usize));
+                }
+            }
+        }
+        Command::FilterVerify { input, outputs, problem_column, steps_column } => {
+            let columns = ColumnMapping { problem: problem_column, steps: steps_column };
+            let (s, problems) = actprm::pipeline::filter::verify(&input, &columns, &outputs)?;
+            for p in &problems {
+                eprintln!("actprm: {p}");
+            }
+            println!("{} units, {} rows in, {} kept, {} rejected", s.units, s.rows_in, s.rows_kept, s.rows_rejected);
+            if !problems.is_empty() {
+                return Err(format!("{} problem(s): the shard outputs are not complete", problems.len()).into());
+            }
+            println!("complete: every unit committed exactly once");
+        }
+        Command::Generate { from, output, rows, files, row_group_rows, seed } => {
+            let mut records = Vec::new();
+            for f in &from {
+                records.extend(actprm::source::jsonl::read_labelled(f)?);
+            }
+            let spec = actprm::source::generate::GenerateSpec { rows, files, row_group_rows, seed };
+            let paths = actprm::source::generate::generate(&records, &output, &spec)?;
+            println!("wrote {rows} rows in {} files to {}", paths.len(), output.display());
+        }
+        Command::TinyModel { output, dim, heads } => {
+            let base = LoadedModel::embedded()?;
+            let backbone = actprm::model::tiny::tiny_backbone(30522, dim, 0);
+            let weights = HeadsWeights::init(heads, dim, 0);
+            let bytes = weights.to_onnx(&[]);
+            let mut model = base.clone();
+            model.manifest.name = format!("tiny-d{dim}-e{heads}");
+            model.manifest.hidden_size = dim;
+            model.manifest.ensemble_size = heads;
+            model.manifest.backbone = "backbone.onnx".into();
+            // relative: resolved inside the new directory, where the file is written
+            model.backbone_path = PathBuf::from("backbone.onnx");
+            model.manifest.backbone_sha256 = None;
+            model.manifest.tau = 0.5;
+            model.manifest.provenance = "tiny test backbone (embedding + running mean), random heads: for scale and crash tests only".into();
+            model.write_dir(&output, &bytes, Some(&bytes), &[("backbone.onnx", &backbone)])?;
+            let written = LoadedModel::from_dir(&output)?;
+            println!("wrote {} ({})", output.display(), written.version());
+        }
+        Command::Active(a) => {
+            validate_thresholds(&a.select)?;
+            let mut score = ScoreJob::new(a.input.clone(), a.output.clone());
+            score.runtime = a.model.runtime();
+            score.model = a.model.model.clone();
+            score.batch_rows = a.batch_rows;
+            score.score.rule = SelectionRule { delta_pred: a.select.delta_pred, delta_std: a.select.delta_std };
+            score.score.tau = a.select.tau;
+            score.progress = std::io::stderr().is_terminal();
+            let job = actprm::pipeline::active::ActiveJob {
+                score,
+                output: a.output.clone(),
+                cold_start: a.cold_start.map(|e| (e, a.seed)),
+                train: TrainConfig { lr: a.lr, lambda: a.lambda, warmup_steps: a.warmup, seed: a.seed, ..TrainConfig::default() },
+                selection: match a.keep_rate {
+                    Some(r) => actprm::pipeline::active::Selection::Rate(r),
+                    None => actprm::pipeline::active::Selection::Rule,
+                },
+                label_budget: a.label_budget,
+                export_every: a.export_every,
+                dev: a.dev.clone(),
+                eval_every: a.eval_every,
+                resume: a.resume,
+                stop_after_rows: a.stop_after_rows,
+            };
+            let summary = actprm::pipeline::active::run_active(&job)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Command::Eval { files, model, tau, tau_from_first, json } => {
             let loaded = LoadedModel::open(model.model.as_deref())?;
@@ -440,6 +735,12 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         dim = Some(d);
         rows.extend(r);
     }
+    let mut holdout = Vec::new();
+    if let Some(every) = a.tau_holdout_every.filter(|&n| n >= 2) {
+        let (kept, held): (Vec<_>, Vec<_>) = rows.into_iter().enumerate().partition(|(i, _)| i % every != 0);
+        holdout = held.into_iter().map(|(_, r)| r).collect();
+        rows = kept.into_iter().map(|(_, r)| r).collect();
+    }
     let labelled = rows.iter().filter(|r| r.label.is_some()).count();
     let base = match (&a.resume, &a.model) {
         (Some(dir), _) | (None, Some(dir)) => LoadedModel::from_dir(dir)?,
@@ -456,6 +757,7 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         p_learn: a.p_learn,
         seed: a.seed,
         pos_weight_wrong: a.wrong_weight,
+        threads: 1,
     };
     let mut trainer = match (&a.resume, a.heads) {
         (Some(dir), _) => Trainer::resume(dir, device)?,
@@ -479,9 +781,13 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let seconds = started.elapsed().as_secs_f64();
     let steps = trainer.step() - first;
-    let tau = match &a.tau_from {
-        Some(dev) => {
-            let (_, dev_rows) = read_features(dev)?;
+    let tau_rows = match &a.tau_from {
+        Some(dev) => Some(read_features(dev)?.1),
+        None if !holdout.is_empty() => Some(holdout),
+        None => None,
+    };
+    let tau = match tau_rows {
+        Some(dev_rows) => {
             let features: Vec<f32> = dev_rows.iter().flat_map(|r| r.features.iter().copied()).collect();
             let probs = trainer.probabilities(&features)?;
             let samples = actprm::pipeline::evaluate::samples_from_probs(&dev_rows, &probs, trainer.heads.heads);
@@ -498,8 +804,55 @@ fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         last.map_or(f64::NAN, |r| r.loss)
     );
     if let Some(t) = tau {
-        println!("tau {t:.2} chosen on {}", a.tau_from.as_ref().map_or(String::new(), |p| p.display().to_string()));
+        let source = match (&a.tau_from, a.tau_holdout_every) {
+            (Some(p), _) => p.display().to_string(),
+            (None, Some(n)) => format!("every {n}-th training trajectory, held out"),
+            _ => String::new(),
+        };
+        println!("tau {t:.2} chosen on {source}");
     }
     println!("wrote {} ({version})", a.output.display());
+    Ok(())
+}
+
+fn experiment(a: ExperimentArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use actprm::experiment::{plot::learning_curve_svg, run_experiment, ExperimentConfig};
+    let (_, pool) = read_features(&a.pool)?;
+    let mut dev = Vec::new();
+    for path in &a.dev {
+        let (_, rows) = read_features(path)?;
+        dev.push((actprm::source::jsonl::subset_name(path), rows));
+    }
+    let cfg = ExperimentConfig {
+        strategies: a.strategies.clone(),
+        seeds: a.seeds.clone(),
+        heads: a.heads,
+        train: TrainConfig { lr: a.lr, lambda: a.lambda, warmup_steps: a.warmup, pos_weight_wrong: a.wrong_weight, ..TrainConfig::default() },
+        rule: SelectionRule { delta_pred: a.delta_pred, delta_std: a.delta_std },
+        stream_batch: a.stream_batch,
+        passes: a.passes,
+        eval_every: a.eval_every,
+        holdout_every: a.holdout_every,
+    };
+    let started = std::time::Instant::now();
+    let report = run_experiment(&pool, &dev, &cfg, |c| {
+        if let Some(p) = c.points.last() {
+            eprintln!("{:<14} seed {}  labels {:>5}  steps {:>4}  dev F1 {:.3}  (tau {:.2})", c.strategy, c.seed, p.labels, p.steps, p.mean_f1, p.tau);
+        }
+    })?;
+    std::fs::create_dir_all(&a.output)?;
+    let table = report.table();
+    let mut notes = String::new();
+    for s in report.strategies().iter().filter(|s| s.starts_with("actprm")) {
+        notes += &match report.budget_to_match_full(s) {
+            Some(b) => format!("{s} first reaches the full-data F1 at {b} labels.\n"),
+            None => format!("{s} does not reach the full-data F1 within its labels.\n"),
+        };
+    }
+    actprm::sink::write_atomic(&a.output.join("results.json"), &serde_json::to_vec_pretty(&report)?)?;
+    actprm::sink::write_atomic(&a.output.join("table.md"), format!("{table}\n{notes}").as_bytes())?;
+    let title = format!("Pool-based active learning: {} pool trajectories, dev = {}", report.pool_streamed, report.dev.join(", "));
+    actprm::sink::write_atomic(&a.output.join("curve.svg"), learning_curve_svg(&report, &title).as_bytes())?;
+    println!("{table}\n{notes}({:.0} s; results.json, table.md, curve.svg in {})", started.elapsed().as_secs_f64(), a.output.display());
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! source -> tokenise -> score -> select -> label -> train -> sink.
 
 pub mod eval;
+pub mod experiment;
 pub mod label;
 pub mod model;
 pub mod pipeline;

@@ -100,6 +100,7 @@ pub struct Tokeniser {
 
 impl Tokeniser {
     pub fn for_model(model: &LoadedModel) -> Result<Self, ModelError> {
+        model.check_files()?;
         let m = &model.manifest;
         Self::from_file(
             &model.tokenizer_path,

@@ -149,7 +149,7 @@ impl HeadsWeights {
             attribute: vec![],
         };
         let mut transpose = node("Transpose", &["z"], OUTPUT_LOGITS);
-        transpose.attribute.push(AttributeProto { name: "perm".into(), ints: vec![1, 0], r#type: 7 });
+        transpose.attribute.push(AttributeProto { name: "perm".into(), i: 0, ints: vec![1, 0], r#type: 7 });
         let nodes = vec![
             node("MatMul", &[INPUT_FEATURES, "w1"], "a1"),
             node("Add", &["a1", "b1"], "z1"),

@@ -8,6 +8,7 @@ pub mod heads;
 pub mod init;
 pub mod manifest;
 pub mod onnx_proto;
+pub mod tiny;
 
 pub use backbone::Backbone;
 pub use ensemble::HeadsRunner;

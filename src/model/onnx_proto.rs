@@ -67,9 +67,11 @@ pub struct NodeProto {
 pub struct AttributeProto {
     #[prost(string, tag = "1")]
     pub name: String,
+    #[prost(int64, tag = "3")]
+    pub i: i64,
     #[prost(int64, repeated, tag = "8")]
     pub ints: Vec<i64>,
-    /// AttributeType: 7 = INTS.
+    /// AttributeType: 2 = INT, 7 = INTS.
     #[prost(int32, tag = "20")]
     pub r#type: i32,
 }

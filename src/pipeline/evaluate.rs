@@ -105,6 +105,7 @@ fn labelled_from_parquet(path: &Path) -> Result<Vec<LabelledTrajectory>, Pipelin
     let mut failure = None;
     for file in &planned {
         read_file(file, 1024, &mut |item| match item {
+            SourceItem::GroupEnd { .. } => true,
             SourceItem::Unreadable { reason, .. } => {
                 failure = Some(reason);
                 false

@@ -114,6 +114,8 @@ enum Judged {
         rows: u64,
         reason: String,
     },
+    /// A row-group end marker: it matters to resumable sinks only (this one rewrites its parts).
+    Marker,
 }
 
 /// Runs `actprm label` to completion.
@@ -187,6 +189,7 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
 /// The rows of one batch that go to the judge: usable and selected (when a `selected` column exists).
 async fn judge_item(client: Arc<JudgeClient>, item: SourceItem) -> Result<Judged, PipelineError> {
     let (path, first_row, batch, rows) = match item {
+        SourceItem::GroupEnd { .. } => return Ok(Judged::Marker),
         SourceItem::Unreadable {
             path,
             first_row,
@@ -280,6 +283,7 @@ where
     let mut rejects = RejectSink::new(&job.output);
     while let Some(item) = judged.next().await {
         match item? {
+            Judged::Marker => {}
             Judged::Unreadable {
                 path,
                 first_row,
@@ -445,9 +449,13 @@ fn read_labelled_any(path: &Path) -> Result<Vec<(String, Vec<String>, i32)>, Pip
     let mut failure = None;
     for file in &planned {
         read_file(file, 1024, &mut |item| {
-            let SourceItem::Batch { batch, rows, .. } = item else {
-                failure = Some(format!("{}: unreadable", path.display()));
-                return false;
+            let (batch, rows) = match item {
+                SourceItem::Batch { batch, rows, .. } => (batch, rows),
+                SourceItem::GroupEnd { .. } => return true,
+                SourceItem::Unreadable { reason, .. } => {
+                    failure = Some(format!("{}: unreadable: {reason}", path.display()));
+                    return false;
+                }
             };
             let Some(column) = LabelColumn::detect(&batch.schema()) else {
                 failure = Some(format!(

@@ -1,7 +1,9 @@
 //! Graphs of stages connected by bounded channels. Every command builds one of these.
 
+pub mod active;
 pub mod evaluate;
 pub mod features;
+pub mod filter;
 pub mod label;
 pub mod progress;
 pub mod refresh;
@@ -10,7 +12,7 @@ pub mod summary;
 
 pub use label::{run_judge_eval, run_label, LabelJob, LabelSummary};
 pub use refresh::{HeadsUpdate, ModelWatcher};
-pub use score::{run_score, ScoreJob};
+pub use score::{run_score, BatchView, ScoreHooks, ScoreJob};
 pub use summary::Summary;
 
 #[derive(Debug, thiserror::Error)]

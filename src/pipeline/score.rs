@@ -18,7 +18,7 @@ use crate::score::output::scored_batch;
 use crate::score::{RowScore, ScoreOptions, StepScorer};
 use crate::sink::rejects::RejectedRow;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
-use crate::source::parquet::{plan, read_file, PlannedFile, SourceItem};
+use crate::source::parquet::{plan, planned_rows, read_file, PlannedFile, SourceItem};
 use crate::source::{discover_inputs, ColumnMapping, RowReject, Trajectory};
 use crate::tokenise::{TokenisedTrajectory, Tokeniser};
 
@@ -40,6 +40,10 @@ pub struct ScoreJob {
     pub features: Option<PathBuf>,
     /// Poll this model directory and swap in its heads whenever they change.
     pub watch_model: Option<PathBuf>,
+    /// Hand step features to `ScoreHooks::on_batch` (the active loop trains on them).
+    pub features_to_hooks: bool,
+    /// Skip this many input rows (in input order) before scoring: a resumed run's done work.
+    pub skip_rows: u64,
     pub progress: bool,
 }
 
@@ -57,6 +61,8 @@ impl ScoreJob {
             with_head_probs: false,
             features: None,
             watch_model: None,
+            features_to_hooks: false,
+            skip_rows: 0,
             progress: false,
         }
     }
@@ -83,19 +89,55 @@ enum Scored {
         features: Vec<FeatureRow>,
     },
     Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
+    GroupEnd { path: Arc<PathBuf>, group: usize },
 }
 
 enum Tokenised {
     Batch(TokenisedBatch),
     Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
+    GroupEnd { path: Arc<PathBuf>, group: usize },
 }
 
-/// Runs a scoring job to completion. `refresh`, when given, delivers new heads from an in-process
-/// trainer; `job.watch_model` does the same from a directory.
-pub fn run_score(job: &ScoreJob, refresh: Option<HeadsReceiver>) -> Result<Summary, PipelineError> {
-    let started = Instant::now();
+/// What the sink shows a hook after writing each scored batch.
+pub struct BatchView<'a> {
+    /// Input rows this batch covered (scored + rejected).
+    pub rows_in: u64,
+    pub output: &'a RecordBatch,
+    pub scores: &'a [RowScore],
+    pub features: &'a [FeatureRow],
+}
+
+/// Ways to take part in a running scoring job: deliver new heads (an in-process trainer), and
+/// look at every scored batch once it is written.
+#[derive(Default)]
+pub struct ScoreHooks<'a> {
+    pub refresh: Option<HeadsReceiver>,
+    /// Score the next batch only after the hook has seen this one (and possibly published new
+    /// heads): ActPRM's Algorithm 1 exactly, reproducible run to run. Reading and tokenising
+    /// still run ahead.
+    pub lockstep: bool,
+    pub on_batch: Option<Box<dyn FnMut(&BatchView<'_>) -> Result<(), PipelineError> + Send + 'a>>,
+}
+
+/// Runs a scoring job to completion. `hooks.refresh`, when given, delivers new heads from an
+/// in-process trainer; `job.watch_model` does the same from a directory.
+pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, PipelineError> {
     let files = discover_inputs(&job.inputs, "parquet")?;
     let planned = plan(&files, &job.columns)?;
+    let sink = PartsSink { output: job.output.clone(), parts: PartWriter::new(&job.output, "part", job.rows_per_part)?, rejects: RejectSink::new(&job.output) };
+    let summary = run_scoring(job, planned, hooks, Box::new(sink))?;
+    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+    write_atomic(&job.output.join("summary.json"), &json)?;
+    Ok(summary)
+}
+
+/// The dataflow itself, over already planned files, into any sink. Returns the summary (not
+/// yet written anywhere).
+pub fn run_scoring(job: &ScoreJob, planned: Vec<PlannedFile>, hooks: ScoreHooks<'_>, sink: Box<dyn ScoredSink + '_>) -> Result<Summary, PipelineError> {
+    let ScoreHooks { refresh, lockstep, mut on_batch } = hooks;
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
+    let ack_rx = lockstep.then_some(ack_rx);
+    let started = Instant::now();
     let model = LoadedModel::open(job.model.as_deref())?;
     let tokeniser = Tokeniser::for_model(&model)?;
     let backbone = Backbone::open(&model, &job.runtime)?;
@@ -125,7 +167,7 @@ pub fn run_score(job: &ScoreJob, refresh: Option<HeadsReceiver>) -> Result<Summa
         .map(|dir| ModelWatcher::spawn(dir, watch_tx, model.version(), Duration::from_millis(200)));
     let refresh = refresh.or(job.watch_model.as_ref().map(|_| watch_rx));
 
-    let total_rows: u64 = planned.iter().map(|p| p.rows).sum();
+    let total_rows: u64 = planned.iter().map(planned_rows).sum();
     let bar = super::progress::rows_bar(total_rows, job.progress);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -137,12 +179,14 @@ pub fn run_score(job: &ScoreJob, refresh: Option<HeadsReceiver>) -> Result<Summa
         let (tok_tx, tok_rx) = mpsc::channel::<Tokenised>(4);
         let (scored_tx, mut scored_rx) = mpsc::channel::<Scored>(2);
         let batch_rows = job.batch_rows;
-        let source = tokio::task::spawn_blocking(move || read_stage(planned, batch_rows, src_tx));
+        let skip_rows = job.skip_rows;
+        let source = tokio::task::spawn_blocking(move || read_stage(planned, batch_rows, skip_rows, src_tx));
         let tokenise = tokio::task::spawn_blocking(move || tokenise_stage(tokeniser, src_rx, tok_tx));
-        let want_features = job.features.is_some();
+        let want_features = job.features.is_some() || job.features_to_hooks;
         let with_probs = job.with_head_probs;
-        let score = tokio::task::spawn_blocking(move || score_stage(scorer, tok_rx, scored_tx, refresh, want_features, with_probs));
-        let sink_result = sink_stage(job, &mut scored_rx, &mut summary, &bar).await;
+        let score = tokio::task::spawn_blocking(move || score_stage(scorer, tok_rx, scored_tx, refresh, want_features, with_probs, ack_rx));
+        let sink_result = sink_stage(job, &mut scored_rx, &mut summary, &bar, &mut on_batch, &ack_tx, sink).await;
+        drop(ack_tx);
         drop(scored_rx);
         let score_result = score.await.map_err(|e| PipelineError::Stage(format!("score stage panicked: {e}")))?;
         let _ = tokenise.await;
@@ -155,15 +199,31 @@ pub fn run_score(job: &ScoreJob, refresh: Option<HeadsReceiver>) -> Result<Summa
     summary.seconds = started.elapsed().as_secs_f64();
     summary.rows_per_second = summary.rows_scored as f64 / summary.seconds.max(1e-9);
     summary.tokens_per_second = summary.tokens as f64 / summary.seconds.max(1e-9);
-    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    write_atomic(&job.output.join("summary.json"), &json)?;
     Ok(summary)
 }
 
-fn read_stage(planned: Vec<PlannedFile>, batch_rows: usize, tx: mpsc::Sender<SourceItem>) {
+fn read_stage(planned: Vec<PlannedFile>, batch_rows: usize, mut skip: u64, tx: mpsc::Sender<SourceItem>) {
     for file in &planned {
         let mut open = true;
         read_file(file, batch_rows, &mut |item| {
+            let item = match item {
+                SourceItem::Batch { path, first_row, batch, mut rows } if skip > 0 => {
+                    let n = batch.num_rows() as u64;
+                    if n <= skip {
+                        skip -= n;
+                        return true;
+                    }
+                    let cut = skip as usize;
+                    skip = 0;
+                    let rest = rows.split_off(cut);
+                    SourceItem::Batch { path, first_row: first_row + cut as u64, batch: batch.slice(cut, batch.num_rows() - cut), rows: rest }
+                }
+                SourceItem::Unreadable { rows, .. } if skip > 0 && rows <= skip => {
+                    skip -= rows;
+                    return true;
+                }
+                other => other,
+            };
             open = tx.blocking_send(item).is_ok();
             open
         });
@@ -177,6 +237,7 @@ fn tokenise_stage(tokeniser: Tokeniser, mut rx: mpsc::Receiver<SourceItem>, tx: 
     while let Some(item) = rx.blocking_recv() {
         let out = match item {
             SourceItem::Unreadable { path, first_row, rows, reason } => Tokenised::Unreadable { path, first_row, rows, reason },
+            SourceItem::GroupEnd { path, group } => Tokenised::GroupEnd { path, group },
             SourceItem::Batch { path, first_row, batch, rows } => {
                 let mut valid = Vec::new();
                 let mut rejected = Vec::new();
@@ -215,10 +276,12 @@ fn score_stage(
     mut refresh: Option<HeadsReceiver>,
     want_features: bool,
     with_probs: bool,
+    ack: Option<std::sync::mpsc::Receiver<()>>,
 ) -> Result<(), PipelineError> {
     while let Some(item) = rx.blocking_recv() {
         let out = match item {
             Tokenised::Unreadable { path, first_row, rows, reason } => Scored::Unreadable { path, first_row, rows, reason },
+            Tokenised::GroupEnd { path, group } => Scored::GroupEnd { path, group },
             Tokenised::Batch(b) => {
                 // Between batches only: one batch is always scored by one version.
                 if let Some(rx) = refresh.as_mut() {
@@ -240,8 +303,14 @@ fn score_stage(
                 Scored::Batch { path: b.path, first_row: b.first_row, input: b.batch, output, rejected: b.rejected, scores, version, features }
             }
         };
+        let is_batch = matches!(out, Scored::Batch { .. });
         if tx.blocking_send(out).is_err() {
             break;
+        }
+        if let (Some(ack), true) = (&ack, is_batch) {
+            if ack.recv().is_err() {
+                break;
+            }
         }
     }
     Ok(())
@@ -267,17 +336,58 @@ fn feature_rows(b: &TokenisedBatch, input: &RecordBatch, scores: &[RowScore], fe
         .collect())
 }
 
+/// Where scored rows go. `actprm score` writes part files; `actprm filter` writes one committed
+/// file per (input file, row group) so an interrupted run resumes exactly.
+pub trait ScoredSink: Send {
+    fn scored(&mut self, path: &Path, first_row: u64, input: &RecordBatch, output: &RecordBatch, rejected: &[RejectedRow], scores: &[RowScore]) -> Result<(), PipelineError>;
+    fn unreadable(&mut self, path: &Path, first_row: Option<u64>, rows: u64, reason: &str) -> Result<(), PipelineError>;
+    /// Every row of this row group has been passed to `scored` or `unreadable`.
+    fn group_end(&mut self, _path: &Path, _group: usize) -> Result<(), PipelineError> {
+        Ok(())
+    }
+    /// Closes everything; returns the files written, relative to the output folder.
+    fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError>;
+}
+
+/// `actprm score`'s sink: rolling part files plus the rejects folder.
+struct PartsSink {
+    output: PathBuf,
+    parts: PartWriter,
+    rejects: RejectSink,
+}
+
+impl ScoredSink for PartsSink {
+    fn scored(&mut self, path: &Path, _first_row: u64, input: &RecordBatch, output: &RecordBatch, rejected: &[RejectedRow], _scores: &[RowScore]) -> Result<(), PipelineError> {
+        self.parts.write(output)?;
+        self.rejects.rows(path, input, rejected)?;
+        Ok(())
+    }
+
+    fn unreadable(&mut self, path: &Path, first_row: Option<u64>, rows: u64, reason: &str) -> Result<(), PipelineError> {
+        self.rejects.unreadable(path, first_row, rows, reason);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError> {
+        let parts = self.parts.finish()?.iter().map(|p| relative(p, &self.output)).collect();
+        self.rejects.finish()?;
+        Ok(parts)
+    }
+}
+
 async fn sink_stage(
     job: &ScoreJob,
     rx: &mut mpsc::Receiver<Scored>,
     summary: &mut Summary,
     bar: &indicatif::ProgressBar,
+    on_batch: &mut Option<Box<dyn FnMut(&BatchView<'_>) -> Result<(), PipelineError> + Send + '_>>,
+    ack: &std::sync::mpsc::Sender<()>,
+    mut sink: Box<dyn ScoredSink + '_>,
 ) -> Result<(), PipelineError> {
-    let mut parts = PartWriter::new(&job.output, "part", job.rows_per_part)?;
-    let mut rejects = RejectSink::new(&job.output);
     let mut features: Option<FeatureWriter> = None;
     while let Some(item) = rx.recv().await {
         match item {
+            Scored::GroupEnd { path, group } => sink.group_end(&path, group)?,
             Scored::Unreadable { path, first_row, rows, reason } => {
                 summary.rows_in += rows;
                 summary.rows_rejected += rows;
@@ -286,16 +396,15 @@ async fn sink_stage(
                 }
                 *summary.reject_reasons.entry(short_reason(&reason)).or_default() += rows.max(1);
                 eprintln!("actprm: {}: {reason} ({rows} rows rejected)", path.display());
-                rejects.unreadable(&path, first_row, rows, &reason);
+                sink.unreadable(&path, first_row, rows, &reason)?;
                 bar.inc(rows);
             }
             Scored::Batch { path, first_row, input, output, rejected, scores, version, features: rows } => {
-                parts.write(&output)?;
                 let reject_rows: Vec<RejectedRow> = rejected
                     .iter()
                     .map(|(i, r)| RejectedRow { batch_row: *i, file_row: first_row + *i as u64, column: r.column.clone(), reason: r.reason.clone() })
                     .collect();
-                rejects.rows(&path, &input, &reject_rows)?;
+                sink.scored(&path, first_row, &input, &output, &reject_rows, &scores)?;
                 for r in &rejected {
                     *summary.reject_reasons.entry(short_reason(&r.1.reason)).or_default() += 1;
                 }
@@ -321,11 +430,14 @@ async fn sink_stage(
                 summary.model_version = version;
                 bar.inc(n);
                 bar.set_message(format!("{} tokens", summary.tokens));
+                if let Some(hook) = on_batch.as_mut() {
+                    hook(&BatchView { rows_in: n, output: &output, scores: &scores, features: &rows })?;
+                }
+                let _ = ack.send(());
             }
         }
     }
-    summary.parts = parts.finish()?.iter().map(|p| relative(p, &job.output)).collect();
-    rejects.finish()?;
+    summary.parts = sink.finish()?;
     if let Some(w) = features {
         w.finish()?;
     }

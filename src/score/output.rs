@@ -83,3 +83,23 @@ pub fn scored_batch(input: &RecordBatch, scores: &[RowScore], versions: &[String
     push("model_version", Arc::new(StringArray::from_iter_values(versions.iter())));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("score columns have one value per row")
 }
+
+/// A short, stable spelling of an Arrow type for the machine-readable schema files in `schemas/`.
+pub fn type_name(dt: &DataType) -> String {
+    match dt {
+        DataType::List(f) | DataType::LargeList(f) => format!("list<{}>", type_name(f.data_type())),
+        DataType::FixedSizeList(f, n) => format!("fixed_size_list<{}, {n}>", type_name(f.data_type())),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+/// The columns of an Arrow schema as `[{name, type, nullable}]`, the format of `schemas/*.schema.json`.
+pub fn describe(schema: &Schema) -> serde_json::Value {
+    serde_json::Value::Array(
+        schema
+            .fields()
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name(), "type": type_name(f.data_type()), "nullable": f.is_nullable()}))
+            .collect(),
+    )
+}

@@ -34,6 +34,15 @@ impl RejectSink {
         if rejected.is_empty() {
             return Ok(());
         }
+        let out = self.batch(file, batch, rejected)?;
+        if self.parts.is_none() {
+            self.parts = Some(PartWriter::new(&self.dir, "rejects", 100_000)?);
+        }
+        self.parts.as_mut().expect("created above").write(&out)
+    }
+
+    /// The rejected rows with their original columns and the reason columns.
+    pub fn batch(&mut self, file: &Path, batch: &RecordBatch, rejected: &[RejectedRow]) -> Result<RecordBatch, SinkError> {
         let indices = arrow::array::UInt32Array::from_iter_values(rejected.iter().map(|r| r.batch_row as u32));
         let rows = arrow::compute::take_record_batch(batch, &indices).map_err(|e| SinkError::at(&self.dir)(e.to_string()))?;
         let mut fields: Vec<Arc<Field>> = rows.schema().fields().iter().cloned().collect();
@@ -47,11 +56,7 @@ impl RejectSink {
         add("reject_row", Arc::new(UInt64Array::from_iter_values(rejected.iter().map(|r| r.file_row))));
         add("reject_column", Arc::new(StringArray::from_iter_values(rejected.iter().map(|r| r.column.as_str()))));
         add("reject_reason", Arc::new(StringArray::from_iter_values(rejected.iter().map(|r| r.reason.as_str()))));
-        let out = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| SinkError::at(&self.dir)(e.to_string()))?;
-        if self.parts.is_none() {
-            self.parts = Some(PartWriter::new(&self.dir, "rejects", 100_000)?);
-        }
-        self.parts.as_mut().expect("created above").write(&out)
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| SinkError::at(&self.dir)(e.to_string()))
     }
 
     pub fn unreadable(&mut self, file: &Path, first_row: Option<u64>, rows: u64, reason: &str) {

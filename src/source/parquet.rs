@@ -19,6 +19,10 @@ pub struct PlannedFile {
     pub columns: Result<ResolvedColumns, String>,
     pub rows: u64,
     pub row_groups: usize,
+    /// Rows of each row group (from the footer).
+    pub group_rows: Vec<u64>,
+    /// Row groups to read; `None` = all (a filter shard or a resumed run reads fewer).
+    pub groups: Option<Vec<usize>>,
 }
 
 /// Something the reader produced.
@@ -32,6 +36,8 @@ pub enum SourceItem {
     },
     /// A whole file or row group that could not be decoded.
     Unreadable { path: Arc<PathBuf>, first_row: Option<u64>, rows: u64, reason: String },
+    /// Every row of this row group has been emitted (as batches or as unreadable).
+    GroupEnd { path: Arc<PathBuf>, group: usize },
 }
 
 /// Opens every file's footer and checks the columns. Missing or mistyped columns are fatal (a
@@ -45,7 +51,7 @@ pub fn plan(files: &[PathBuf], mapping: &ColumnMapping) -> Result<Vec<PlannedFil
                 .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| format!("not a readable Parquet file: {e}")));
             let path_arc = Arc::new(path.clone());
             match opened {
-                Err(reason) => Ok(PlannedFile { path: path_arc, columns: Err(reason), rows: 0, row_groups: 0 }),
+                Err(reason) => Ok(PlannedFile { path: path_arc, columns: Err(reason), rows: 0, row_groups: 0, group_rows: vec![], groups: None }),
                 Ok(builder) => {
                     let columns = mapping.resolve(builder.schema(), path)?;
                     let meta = builder.metadata();
@@ -54,6 +60,8 @@ pub fn plan(files: &[PathBuf], mapping: &ColumnMapping) -> Result<Vec<PlannedFil
                         columns: Ok(columns),
                         rows: meta.file_metadata().num_rows().max(0) as u64,
                         row_groups: meta.num_row_groups(),
+                        group_rows: meta.row_groups().iter().map(|g| g.num_rows().max(0) as u64).collect(),
+                        groups: None,
                     })
                 }
             }
@@ -71,12 +79,10 @@ pub fn read_file(file: &PlannedFile, batch_rows: usize, emit: &mut dyn FnMut(Sou
             return;
         }
     };
-    let mut first_row = 0u64;
-    for group in 0..file.row_groups {
-        let group_rows = match open(&file.path) {
-            Ok(b) => b.metadata().row_group(group).num_rows().max(0) as u64,
-            Err(_) => 0,
-        };
+    let all: Vec<usize> = (0..file.row_groups).collect();
+    for &group in file.groups.as_ref().unwrap_or(&all) {
+        let first_row: u64 = file.group_rows[..group].iter().sum();
+        let group_rows = file.group_rows[group];
         let result = read_group(&file.path, group, batch_rows, columns, first_row, emit);
         match result {
             Ok(true) => {}
@@ -94,7 +100,17 @@ pub fn read_file(file: &PlannedFile, batch_rows: usize, emit: &mut dyn FnMut(Sou
                 }
             }
         }
-        first_row += group_rows;
+        if !emit(SourceItem::GroupEnd { path: file.path.clone(), group }) {
+            return;
+        }
+    }
+}
+
+/// The rows a planned file will emit (its selected row groups).
+pub fn planned_rows(file: &PlannedFile) -> u64 {
+    match &file.groups {
+        None => file.rows,
+        Some(groups) => groups.iter().map(|&g| file.group_rows[g]).sum(),
     }
 }
 

@@ -23,6 +23,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Weight of the loss on wrong steps (about 13 % of labelled steps are wrong).
     pub pos_weight_wrong: f64,
+    /// libtorch intra-op threads. The head matrices are small: one thread avoids spin-waiting
+    /// thread pools that fight the scorer for cores.
+    pub threads: usize,
 }
 
 impl Default for TrainConfig {
@@ -38,6 +41,7 @@ impl Default for TrainConfig {
             p_learn: 1.0,
             seed: 0,
             pos_weight_wrong: 1.0,
+            threads: 1,
         }
     }
 }

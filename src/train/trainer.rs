@@ -38,6 +38,7 @@ impl Trainer {
     /// Starts from `weights` with `anchors` frozen beside them.
     pub fn new(weights: &HeadsWeights, anchors: &HeadsWeights, config: TrainConfig, device: Device) -> Result<Self, TrainError> {
         tch::manual_seed(config.seed as i64);
+        tch::set_num_threads(config.threads.max(1) as i32);
         let heads = TchHeads::new(weights, anchors, device)?;
         let optim = AdamW::new(&heads.params);
         Ok(Self { heads, optim, config })
@@ -66,6 +67,7 @@ impl Trainer {
         let params: Vec<Tensor> = collect("param")?.into_iter().map(|t| t.set_requires_grad(true)).collect();
         let heads = TchHeads { heads: meta.heads, dim: meta.dim, params, anchors: collect("anchor")?, device };
         let optim = AdamW { m: collect("m")?, v: collect("v")?, step: meta.step };
+        tch::set_num_threads(meta.config.threads.max(1) as i32);
         Ok(Self { heads, optim, config: meta.config })
     }
 

@@ -1,0 +1,47 @@
+//! The learning curve as a self-contained SVG (no plotting dependency): mean F1 over seeds
+//! against labels spent, one line per strategy, with a band of one standard deviation.
+
+use super::ExperimentReport;
+
+const COLORS: [&str; 6] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+
+pub fn learning_curve_svg(report: &ExperimentReport, title: &str) -> String {
+    let (w, h, left, right, top, bottom) = (720.0, 440.0, 70.0, 190.0, 40.0, 50.0);
+    let max_labels = report.curves.iter().filter_map(|c| c.points.last().map(|p| p.labels)).max().unwrap_or(1).max(1) as f64;
+    let max_f1 = report.curves.iter().flat_map(|c| c.points.iter().map(|p| p.mean_f1)).fold(0.05, f64::max) * 1.1;
+    let x = |labels: f64| left + (w - left - right) * labels / max_labels;
+    let y = |f1: f64| top + (h - top - bottom) * (1.0 - f1 / max_f1);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"22\" font-size=\"14\">{title}</text>\n"
+    );
+    svg += &format!("<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n", h - bottom, w - right, h - bottom);
+    svg += &format!("<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n", h - bottom);
+    for i in 0..=5 {
+        let f = max_f1 * i as f64 / 5.0;
+        svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{f:.2}</text>\n", left - 6.0, y(f) + 4.0);
+        let l = max_labels * i as f64 / 5.0;
+        svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{l:.0}</text>\n", x(l), h - bottom + 18.0);
+    }
+    svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">labels spent</text>\n", (left + w - right) / 2.0, h - 10.0);
+    svg += &format!("<text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">dev F1 (mean over seeds)</text>\n", h / 2.0, h / 2.0);
+    for (k, strategy) in report.strategies().iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let mut budgets: Vec<usize> = report.curves.iter().filter(|c| &c.strategy == strategy).flat_map(|c| c.points.iter().map(|p| p.labels)).collect();
+        budgets.sort();
+        budgets.dedup();
+        let pts: Vec<(f64, f64, f64)> = budgets.iter().filter_map(|&b| report.at_budget(strategy, b).map(|(m, s)| (b as f64, m, s))).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let upper: Vec<String> = pts.iter().map(|(b, m, s)| format!("{:.1},{:.1}", x(*b), y(m + s))).collect();
+        let lower: Vec<String> = pts.iter().rev().map(|(b, m, s)| format!("{:.1},{:.1}", x(*b), y((m - s).max(0.0)))).collect();
+        svg += &format!("<polygon points=\"{} {}\" fill=\"{color}\" opacity=\"0.15\"/>\n", upper.join(" "), lower.join(" "));
+        let line: Vec<String> = pts.iter().map(|(b, m, _)| format!("{:.1},{:.1}", x(*b), y(*m))).collect();
+        svg += &format!("<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>\n", line.join(" "));
+        let ly = top + 18.0 * k as f64 + 10.0;
+        svg += &format!("<line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"3\"/>\n", w - right + 12.0, w - right + 36.0);
+        svg += &format!("<text x=\"{}\" y=\"{}\">{strategy}</text>\n", w - right + 42.0, ly + 4.0);
+    }
+    svg + "</svg>\n"
+}

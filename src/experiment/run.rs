@@ -1,0 +1,240 @@
+//! One experiment: every (strategy, seed) pair streams the pool once (or `passes` times) and
+//! records development F1 against labels spent.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+use super::strategy::Strategy;
+use crate::eval::{choose_tau, processbench, Sample};
+use crate::model::init::NormalRng;
+use crate::model::HeadsWeights;
+use crate::pipeline::evaluate::samples_from_probs;
+use crate::pipeline::features::FeatureRow;
+use crate::select::{decide, step_stats, SelectionRule};
+use crate::train::{LabelledBatch, TrainConfig, TrainError, Trainer};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentConfig {
+    pub strategies: Vec<Strategy>,
+    pub seeds: Vec<u64>,
+    pub heads: usize,
+    pub train: TrainConfig,
+    pub rule: SelectionRule,
+    /// Trajectories scored per stream batch (Algorithm 1's batch).
+    pub stream_batch: usize,
+    pub passes: usize,
+    /// Evaluate on the development sets every this many labels.
+    pub eval_every: usize,
+    /// Every n-th pool row is held out (never streamed) to choose tau, as a user with a labelled
+    /// pool would; the development sets are never used for any choice.
+    pub holdout_every: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    pub labels: usize,
+    pub seen: usize,
+    pub steps: u64,
+    pub tau: f32,
+    pub mean_f1: f64,
+    pub subsets: BTreeMap<String, Option<f64>>,
+    pub acc_error: BTreeMap<String, Option<f64>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Curve {
+    pub strategy: String,
+    pub seed: u64,
+    pub points: Vec<CurvePoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentReport {
+    pub config: ExperimentConfig,
+    pub pool_streamed: usize,
+    pub holdout: usize,
+    pub dev: Vec<String>,
+    pub curves: Vec<Curve>,
+}
+
+fn flat(rows: &[&FeatureRow]) -> Vec<f32> {
+    rows.iter().flat_map(|r| r.features.iter().copied()).collect()
+}
+
+fn samples(trainer: &Trainer, rows: &[FeatureRow]) -> Result<Vec<Sample>, TrainError> {
+    let refs: Vec<&FeatureRow> = rows.iter().collect();
+    let probs = trainer.probabilities(&flat(&refs))?;
+    Ok(samples_from_probs(rows, &probs, trainer.heads.heads))
+}
+
+fn evaluate(trainer: &Trainer, holdout: &[FeatureRow], dev: &[(String, Vec<FeatureRow>)], labels: usize, seen: usize) -> Result<CurvePoint, TrainError> {
+    let tau = choose_tau(&samples(trainer, holdout)?);
+    let mut subsets = BTreeMap::new();
+    let mut acc_error = BTreeMap::new();
+    for (name, rows) in dev {
+        let score = processbench(&samples(trainer, rows)?, tau);
+        subsets.insert(name.clone(), score.f1);
+        acc_error.insert(name.clone(), score.acc_error);
+    }
+    let f1s: Vec<f64> = subsets.values().flatten().copied().collect();
+    let mean_f1 = if f1s.is_empty() { 0.0 } else { f1s.iter().sum::<f64>() / f1s.len() as f64 };
+    Ok(CurvePoint { labels, seen, steps: trainer.step(), tau, mean_f1, subsets, acc_error })
+}
+
+/// Runs every strategy with every seed. `pool` rows must carry labels (pool mode).
+pub fn run_experiment(
+    pool: &[FeatureRow],
+    dev: &[(String, Vec<FeatureRow>)],
+    cfg: &ExperimentConfig,
+    mut progress: impl FnMut(&Curve),
+) -> Result<ExperimentReport, TrainError> {
+    let dim = pool.first().map(|r| r.features.len() / r.steps.max(1)).ok_or_else(|| TrainError::Labels("the pool is empty".into()))?;
+    let every = cfg.holdout_every.max(2);
+    let holdout: Vec<FeatureRow> = pool.iter().enumerate().filter(|(i, _)| i % every == 0).map(|(_, r)| r.clone()).collect();
+    let stream: Vec<&FeatureRow> = pool.iter().enumerate().filter(|(i, r)| i % every != 0 && r.label.is_some()).map(|(_, r)| r).collect();
+    let mut curves = Vec::new();
+    for &seed in &cfg.seeds {
+        for strategy in &cfg.strategies {
+            let w = HeadsWeights::init(cfg.heads, dim, seed);
+            let mut trainer = Trainer::new(&w, &w, TrainConfig { seed, ..cfg.train }, tch::Device::Cpu)?;
+            let mut rng = NormalRng::new(seed ^ 0x5eed);
+            let mut order: Vec<usize> = (0..stream.len()).collect();
+            for i in (1..order.len()).rev() {
+                let j = ((rng.next_unit() * (i + 1) as f64) as usize).min(i);
+                order.swap(i, j);
+            }
+            let mut labelled: HashSet<usize> = HashSet::new();
+            let mut next_eval = cfg.eval_every.max(1);
+            let mut seen = 0;
+            let mut points = vec![evaluate(&trainer, &holdout, dev, 0, 0)?];
+            for _ in 0..cfg.passes.max(1) {
+                for chunk in order.chunks(cfg.stream_batch.max(1)) {
+                    let rows: Vec<&FeatureRow> = chunk.iter().map(|&i| stream[i]).collect();
+                    let probs = trainer.probabilities(&flat(&rows))?;
+                    let e = trainer.heads.heads;
+                    let mut cursor = 0;
+                    let decisions: Vec<_> = rows
+                        .iter()
+                        .map(|r| {
+                            let (mean, std) = step_stats(&probs[cursor * e..(cursor + r.steps) * e], e);
+                            cursor += r.steps;
+                            decide(&mean, &std, cfg.rule)
+                        })
+                        .collect();
+                    let chosen = strategy.choose(&decisions, &mut rng);
+                    seen += rows.len();
+                    for &c in &chosen {
+                        labelled.insert(chunk[c]);
+                    }
+                    if !chosen.is_empty() {
+                        let batch = LabelledBatch::from_rows(chosen.iter().map(|&c| rows[c]), dim)?;
+                        trainer.train_step(&batch)?;
+                    }
+                    while labelled.len() >= next_eval {
+                        points.push(evaluate(&trainer, &holdout, dev, labelled.len(), seen)?);
+                        next_eval += cfg.eval_every.max(1);
+                    }
+                }
+            }
+            if points.last().is_none_or(|p| p.labels != labelled.len() || p.steps != trainer.step()) {
+                points.push(evaluate(&trainer, &holdout, dev, labelled.len(), seen)?);
+            }
+            let curve = Curve { strategy: strategy.to_string(), seed, points };
+            progress(&curve);
+            curves.push(curve);
+        }
+    }
+    Ok(ExperimentReport { config: cfg.clone(), pool_streamed: stream.len(), holdout: holdout.len(), dev: dev.iter().map(|(n, _)| n.clone()).collect(), curves })
+}
+
+impl ExperimentReport {
+    /// Strategy names in the order they were run.
+    pub fn strategies(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for c in &self.curves {
+            if !names.contains(&c.strategy) {
+                names.push(c.strategy.clone());
+            }
+        }
+        names
+    }
+
+    /// Mean and standard deviation over seeds of the F1 each strategy had after spending at most
+    /// `budget` labels (the last evaluation at or under it); `None` once a strategy's curve ends
+    /// before the budget.
+    pub fn at_budget(&self, strategy: &str, budget: usize) -> Option<(f64, f64)> {
+        let values: Vec<f64> = self
+            .curves
+            .iter()
+            .filter(|c| c.strategy == strategy)
+            .map(|c| {
+                let last = c.points.last()?;
+                if last.labels < budget && budget > last.labels + self.config.eval_every / 2 {
+                    return None;
+                }
+                c.points.iter().filter(|p| p.labels <= budget).last().map(|p| p.mean_f1)
+            })
+            .collect::<Option<Vec<f64>>>()?;
+        mean_std(&values)
+    }
+
+    /// Final F1 (mean, std over seeds) and labels spent (mean) per strategy.
+    pub fn finals(&self, strategy: &str) -> Option<(f64, f64, f64)> {
+        let finals: Vec<(f64, usize)> = self.curves.iter().filter(|c| c.strategy == strategy).filter_map(|c| c.points.last().map(|p| (p.mean_f1, p.labels))).collect();
+        let (m, s) = mean_std(&finals.iter().map(|f| f.0).collect::<Vec<_>>())?;
+        Some((m, s, finals.iter().map(|f| f.1 as f64).sum::<f64>() / finals.len() as f64))
+    }
+
+    /// The smallest evaluated budget at which `strategy` reaches the full-data strategy's final F1.
+    pub fn budget_to_match_full(&self, strategy: &str) -> Option<usize> {
+        let (target, _, _) = self.finals("full")?;
+        let budgets: Vec<usize> = self.curves.iter().filter(|c| c.strategy == strategy).flat_map(|c| c.points.iter().map(|p| p.labels)).collect();
+        let mut grid: Vec<usize> = budgets.into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        grid.sort();
+        grid.into_iter().filter(|&b| b > 0).find(|&b| self.at_budget(strategy, b).is_some_and(|(m, _)| m >= target - 1e-9))
+    }
+
+    /// The learning-curve table in Markdown.
+    pub fn table(&self) -> String {
+        let strategies = self.strategies();
+        let mut out = String::from("| labels |");
+        for s in &strategies {
+            out += &format!(" {s} |");
+        }
+        out += "\n|---:|";
+        out += &"---:|".repeat(strategies.len());
+        out += "\n";
+        let max = self.curves.iter().filter_map(|c| c.points.last().map(|p| p.labels)).max().unwrap_or(0);
+        let step = self.config.eval_every.max(1);
+        let mut budget = step;
+        while budget <= max {
+            out += &format!("| {budget} |");
+            for s in &strategies {
+                out += &match self.at_budget(s, budget) {
+                    Some((m, sd)) => format!(" {m:.3} ± {sd:.3} |"),
+                    None => " - |".into(),
+                };
+            }
+            out += "\n";
+            budget += step;
+        }
+        out += "| **final** |";
+        for s in &strategies {
+            out += &match self.finals(s) {
+                Some((m, sd, labels)) => format!(" {m:.3} ± {sd:.3} ({labels:.0} labels) |"),
+                None => " - |".into(),
+            };
+        }
+        out + "\n"
+    }
+}
+
+fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let m = values.iter().sum::<f64>() / values.len() as f64;
+    let var = if values.len() > 1 { values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (values.len() - 1) as f64 } else { 0.0 };
+    Some((m, var.sqrt()))
+}

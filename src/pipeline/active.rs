@@ -1,0 +1,387 @@
+//! The active loop (ActPRM's Algorithm 1), streaming: the pool flows through the scorer; after
+//! each scored batch the uncertain trajectories are labelled (pool column or judge, through the
+//! `Labeller` interface), the trainer takes a step on them alone, and every few steps the new
+//! heads are exported and swapped into the running scorer. Every decision is recorded; the loop
+//! checkpoints so a stopped run resumes where it stopped.
+//!
+//! Output folder: `model/` (heads, anchors, checkpoint), `decisions/decisions-*.parquet` (one row
+//! per scored trajectory: selected, why, model version, label, whether the label was used),
+//! `eval.jsonl` (development F1 every N labels), `scored/segment-K/` (scored parts),
+//! `state.json` (what is done), `summary.json`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Float32Array, Int32Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+
+use super::evaluate::samples_from_probs;
+use super::features::{read_features, FeatureRow};
+use super::refresh::{channel, HeadsUpdate};
+use super::score::{run_score, BatchView, ScoreHooks, ScoreJob};
+use super::PipelineError;
+use crate::eval::processbench;
+use crate::label::{first_error_labels, LabelColumn, LabelOutcome, LabelRequest, Labeller, PoolLabeller};
+use crate::model::{HeadsWeights, LoadedModel};
+use crate::sink::{write_atomic, PartWriter};
+use crate::train::{LabelledBatch, TrainConfig, Trainer};
+
+/// How the loop picks trajectories from each scored batch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Selection {
+    /// ActPRM's threshold rule (delta_pred / delta_std of the score options).
+    Rule,
+    /// The given fraction of each batch, most uncertain first.
+    Rate(f64),
+}
+
+#[derive(Debug, Clone)]
+pub struct ActiveJob {
+    /// The pool and scorer settings; its `output` is ignored (the loop places scored parts itself).
+    pub score: ScoreJob,
+    pub output: PathBuf,
+    /// Cold start: fresh heads (E, seed) instead of the model's (the paper's setting).
+    pub cold_start: Option<(usize, u64)>,
+    pub train: TrainConfig,
+    pub selection: Selection,
+    /// Stop asking for labels after this many (rows keep flowing, recorded as over budget).
+    pub label_budget: Option<u64>,
+    /// Export, refresh the scorer and checkpoint every this many optimiser steps.
+    pub export_every: u64,
+    /// Development feature stores evaluated every `eval_every` labels.
+    pub dev: Vec<PathBuf>,
+    pub eval_every: u64,
+    pub resume: bool,
+    /// Stop (checkpointed, resumable) once this many pool rows are done in total.
+    pub stop_after_rows: Option<u64>,
+}
+
+const STOP_MARKER: &str = "actprm active: stop requested";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoopState {
+    pub rows_done: u64,
+    pub labels_used: u64,
+    pub steps: u64,
+    pub decision_parts: usize,
+    pub segments: usize,
+    pub model_version: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveSummary {
+    pub rows_scored: u64,
+    pub rows_selected: u64,
+    pub labels_used: u64,
+    pub over_budget: u64,
+    pub unlabelled: u64,
+    pub steps: u64,
+    pub exports: u64,
+    pub model_versions: Vec<String>,
+    pub final_dev_f1: Option<f64>,
+    pub state: LoopState,
+}
+
+fn decision_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("source_file", DataType::Utf8, false),
+        Field::new("source_row", DataType::UInt64, false),
+        Field::new("selected", DataType::Boolean, false),
+        Field::new("select_reason", DataType::Utf8, false),
+        Field::new("uncertainty", DataType::Float32, false),
+        Field::new("model_version", DataType::Utf8, false),
+        Field::new("label", DataType::Int32, true),
+        Field::new("label_used", DataType::Boolean, false),
+        Field::new("label_note", DataType::Utf8, false),
+        Field::new("train_step", DataType::UInt64, false),
+    ]))
+}
+
+/// Decisions of the batches since the last checkpoint, written as one part at the checkpoint.
+#[derive(Default)]
+struct DecisionBuffer {
+    file: Vec<String>,
+    row: Vec<u64>,
+    selected: Vec<bool>,
+    reason: Vec<String>,
+    uncertainty: Vec<f32>,
+    version: Vec<String>,
+    label: Vec<Option<i32>>,
+    used: Vec<bool>,
+    note: Vec<String>,
+    step: Vec<u64>,
+}
+
+impl DecisionBuffer {
+    fn batch(&mut self) -> RecordBatch {
+        let b = std::mem::take(self);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(b.file)),
+            Arc::new(UInt64Array::from(b.row)),
+            Arc::new(BooleanArray::from(b.selected)),
+            Arc::new(StringArray::from(b.reason)),
+            Arc::new(Float32Array::from(b.uncertainty)),
+            Arc::new(StringArray::from(b.version)),
+            Arc::new(Int32Array::from(b.label)),
+            Arc::new(BooleanArray::from(b.used)),
+            Arc::new(StringArray::from(b.note)),
+            Arc::new(UInt64Array::from(b.step)),
+        ];
+        RecordBatch::try_new(decision_schema(), columns).expect("decision columns match")
+    }
+}
+
+struct LoopCtx {
+    trainer: Trainer,
+    base: LoadedModel,
+    labeller: Box<dyn Labeller + Send>,
+    state: LoopState,
+    buffer: DecisionBuffer,
+    dev: Vec<(String, Vec<FeatureRow>)>,
+    next_eval: u64,
+    summary: ActiveSummary,
+    tau: f32,
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PipelineError + '_ {
+    move |e| PipelineError::Stage(format!("{}: {e}", path.display()))
+}
+
+impl LoopCtx {
+    fn checkpoint(&mut self, job: &ActiveJob, sender: &super::refresh::HeadsSender) -> Result<(), PipelineError> {
+        let model_dir = job.output.join("model");
+        let version = self.trainer.export(&self.base, &model_dir, None).map_err(|e| PipelineError::Stage(e.to_string()))?;
+        let exported = LoadedModel::from_dir(&model_dir)?;
+        let _ = sender.send(Some(HeadsUpdate { bytes: Arc::new(exported.heads_bytes), version: version.clone() }));
+        let batch = self.buffer.batch();
+        if batch.num_rows() > 0 {
+            let mut w = PartWriter::new(&job.output.join("decisions"), "decisions", usize::MAX)?.with_first_index(self.state.decision_parts);
+            w.write(&batch)?;
+            w.finish()?;
+            self.state.decision_parts += 1;
+        }
+        self.state.steps = self.trainer.step();
+        self.state.model_version = version.clone();
+        write_atomic(&job.output.join("state.json"), &serde_json::to_vec_pretty(&self.state).expect("state serialises"))?;
+        self.summary.exports += 1;
+        if !self.summary.model_versions.contains(&version) {
+            self.summary.model_versions.push(version);
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, job: &ActiveJob) -> Result<(), PipelineError> {
+        if self.dev.is_empty() {
+            return Ok(());
+        }
+        let mut f1s = Vec::new();
+        let mut line = serde_json::json!({"labels": self.state.labels_used, "steps": self.trainer.step(), "tau": self.tau});
+        for (name, rows) in &self.dev {
+            let x: Vec<f32> = rows.iter().flat_map(|r| r.features.iter().copied()).collect();
+            let probs = self.trainer.probabilities(&x).map_err(|e| PipelineError::Stage(e.to_string()))?;
+            let score = processbench(&samples_from_probs(rows, &probs, self.trainer.heads.heads), self.tau);
+            if let Some(f) = score.f1 {
+                f1s.push(f);
+            }
+            line[name] = serde_json::json!({"f1": score.f1, "acc_error": score.acc_error, "acc_correct": score.acc_correct});
+        }
+        let mean = (!f1s.is_empty()).then(|| f1s.iter().sum::<f64>() / f1s.len() as f64);
+        line["mean_f1"] = serde_json::json!(mean);
+        self.summary.final_dev_f1 = mean;
+        eprintln!("actprm active: {} labels, step {}, dev mean F1 {:?}", self.state.labels_used, self.trainer.step(), mean);
+        let path = job.output.join("eval.jsonl");
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text += &format!("{line}\n");
+        write_atomic(&path, text.as_bytes())?;
+        Ok(())
+    }
+
+    fn on_batch(&mut self, job: &ActiveJob, view: &BatchView<'_>, sender: &super::refresh::HeadsSender) -> Result<(), PipelineError> {
+        let out = view.output;
+        let steps: Vec<usize> = view.scores.iter().map(|s| s.mean.len()).collect();
+        let column = LabelColumn::detect(&out.schema()).ok_or_else(|| PipelineError::Stage("pool mode needs a label column (label, ratings or hard_labels)".into()))?;
+        let pool_labels = first_error_labels(out, &column, &steps).map_err(PipelineError::Stage)?;
+        let n = view.scores.len();
+        let chosen: Vec<bool> = match job.selection {
+            Selection::Rule => view.scores.iter().map(|s| s.decision.selected).collect(),
+            Selection::Rate(rate) => {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.sort_by(|&a, &b| view.scores[b].decision.uncertainty.total_cmp(&view.scores[a].decision.uncertainty).then(a.cmp(&b)));
+                let keep = ((n as f64 * rate).round() as usize).min(n);
+                let mut mask = vec![false; n];
+                order[..keep].iter().for_each(|&i| mask[i] = true);
+                mask
+            }
+        };
+        let budget_left = job.label_budget.map_or(u64::MAX, |b| b.saturating_sub(self.state.labels_used));
+        let mut requests = Vec::new();
+        let mut request_rows = Vec::new();
+        let mut notes = vec![String::from("not selected"); n];
+        for i in (0..n).filter(|&i| chosen[i]) {
+            if (requests.len() as u64) < budget_left {
+                requests.push(LabelRequest { key: format!("{}:{}", view.features[i].source_file, view.features[i].source_row), problem: String::new(), steps: vec![String::new(); steps[i]], pool_label: pool_labels[i] });
+                request_rows.push(i);
+            } else {
+                notes[i] = "over budget".into();
+                self.summary.over_budget += 1;
+            }
+        }
+        let outcomes = self.labeller.label(&requests);
+        let mut labels: Vec<Option<i32>> = vec![None; n];
+        for (&i, outcome) in request_rows.iter().zip(&outcomes) {
+            match outcome {
+                LabelOutcome::Labelled { first_error } => {
+                    labels[i] = Some(*first_error);
+                    notes[i] = format!("labelled by {}", self.labeller.name());
+                }
+                LabelOutcome::Unlabelled { reason, .. } => {
+                    notes[i] = format!("unlabelled: {reason}");
+                    self.summary.unlabelled += 1;
+                }
+            }
+        }
+        let rows: Vec<FeatureRow> = (0..n).filter(|&i| labels[i].is_some()).map(|i| FeatureRow { label: labels[i], ..view.features[i].clone() }).collect();
+        self.state.labels_used += rows.len() as u64;
+        self.summary.labels_used = self.state.labels_used;
+        let step_before = self.trainer.step();
+        if !rows.is_empty() {
+            let batch = LabelledBatch::from_rows(&rows, self.trainer.heads.dim).map_err(|e| PipelineError::Stage(e.to_string()))?;
+            self.trainer.train_step(&batch).map_err(|e| PipelineError::Stage(e.to_string()))?;
+        }
+        let versions = out.column_by_name("model_version").and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+        for i in 0..n {
+            let f = &view.features[i];
+            let s = &view.scores[i];
+            self.buffer.file.push(f.source_file.clone());
+            self.buffer.row.push(f.source_row);
+            self.buffer.selected.push(chosen[i]);
+            self.buffer.reason.push(s.decision.reason().to_string());
+            self.buffer.uncertainty.push(s.decision.uncertainty);
+            self.buffer.version.push(versions.as_ref().map_or(String::new(), |v| v.value(i).to_string()));
+            self.buffer.label.push(labels[i]);
+            self.buffer.used.push(labels[i].is_some());
+            self.buffer.note.push(notes[i].clone());
+            self.buffer.step.push(step_before);
+        }
+        self.summary.rows_scored += n as u64;
+        self.summary.rows_selected += chosen.iter().filter(|&&c| c).count() as u64;
+        self.state.rows_done += view.rows_in;
+        if self.trainer.step() > step_before && self.trainer.step() % job.export_every.max(1) == 0 {
+            self.checkpoint(job, sender)?;
+        }
+        while self.state.labels_used >= self.next_eval {
+            self.evaluate(job)?;
+            self.next_eval += job.eval_every.max(1);
+        }
+        if job.stop_after_rows.is_some_and(|n| self.state.rows_done >= n) {
+            self.checkpoint(job, sender)?;
+            return Err(PipelineError::Stage(STOP_MARKER.into()));
+        }
+        Ok(())
+    }
+}
+
+/// Runs (or resumes) the loop to the end of the pool.
+pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
+    let out = &job.output;
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let state_path = out.join("state.json");
+    let device = tch::Device::Cpu;
+    let terr = |e: crate::train::TrainError| PipelineError::Stage(e.to_string());
+    let (state, trainer, base) = if job.resume && state_path.exists() {
+        let state: LoopState = serde_json::from_str(&std::fs::read_to_string(&state_path).map_err(io_err(&state_path))?)
+            .map_err(|e| PipelineError::Stage(format!("{}: {e}", state_path.display())))?;
+        // decision parts written after the last checkpoint are replayed, so drop them
+        if let Ok(entries) = std::fs::read_dir(out.join("decisions")) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let index = name.trim_start_matches("decisions-").trim_end_matches(".parquet").parse::<usize>().ok();
+                if index.is_none_or(|i| i >= state.decision_parts) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let trainer = Trainer::resume(&out.join("model"), device).map_err(terr)?;
+        (state, trainer, LoadedModel::from_dir(&out.join("model"))?)
+    } else {
+        if state_path.exists() {
+            return Err(PipelineError::Stage(format!("{} holds a previous run; pass --resume to continue it or choose another folder", out.display())));
+        }
+        let base = LoadedModel::open(job.score.model.as_deref())?;
+        let trainer = match job.cold_start {
+            Some((e, seed)) => {
+                let w = HeadsWeights::init(e, base.manifest.hidden_size, seed);
+                Trainer::new(&w, &w, TrainConfig { seed, ..job.train }, device).map_err(terr)?
+            }
+            None => Trainer::from_model(&base, job.train, device).map_err(terr)?,
+        };
+        (LoopState::default(), trainer, base)
+    };
+    let mut dev = Vec::new();
+    for path in &job.dev {
+        let (_, rows) = read_features(path).map_err(PipelineError::Stage)?;
+        dev.push((crate::source::jsonl::subset_name(path), rows));
+    }
+    let tau = base.manifest.tau;
+    let mut ctx = LoopCtx {
+        trainer,
+        base,
+        labeller: Box::new(PoolLabeller::default()),
+        next_eval: (state.labels_used / job.eval_every.max(1) + 1) * job.eval_every.max(1),
+        state,
+        buffer: DecisionBuffer::default(),
+        dev,
+        summary: ActiveSummary { rows_scored: 0, rows_selected: 0, labels_used: 0, over_budget: 0, unlabelled: 0, steps: 0, exports: 0, model_versions: vec![], final_dev_f1: None, state: LoopState::default() },
+        tau,
+    };
+    ctx.summary.labels_used = ctx.state.labels_used;
+    // the scorer starts from the trainer's current heads
+    let (sender, receiver) = channel();
+    ctx.checkpoint(job, &sender)?;
+    let mut score = job.score.clone();
+    score.model = Some(out.join("model"));
+    score.output = out.join("scored").join(format!("segment-{}", ctx.state.segments));
+    score.features_to_hooks = true;
+    score.skip_rows = ctx.state.rows_done;
+    ctx.state.segments += 1;
+    let mut failure: Option<PipelineError> = None;
+    {
+        let ctx_ref = &mut ctx;
+        let failure_ref = &mut failure;
+        let hooks = ScoreHooks {
+            refresh: Some(receiver),
+            lockstep: true,
+            on_batch: Some(Box::new(move |view| {
+                let r = ctx_ref.on_batch(job, view, &sender);
+                if let Err(e) = &r {
+                    *failure_ref = Some(PipelineError::Stage(e.to_string()));
+                }
+                r
+            })),
+        };
+        let result = run_score(&score, hooks);
+        let stopped = matches!(&failure, Some(PipelineError::Stage(m)) if m == STOP_MARKER);
+        if stopped {
+            failure = None;
+        } else {
+            result?;
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if job.stop_after_rows.is_some_and(|n| ctx.state.rows_done >= n) {
+        ctx.summary.steps = ctx.trainer.step();
+        ctx.summary.state = ctx.state.clone();
+        write_atomic(&out.join("state.json"), &serde_json::to_vec_pretty(&ctx.state).expect("state serialises"))?;
+        return Ok(ctx.summary);
+    }
+    let (sender, _) = channel();
+    ctx.checkpoint(job, &sender)?;
+    ctx.evaluate(job)?;
+    ctx.summary.steps = ctx.trainer.step();
+    ctx.summary.state = ctx.state.clone();
+    write_atomic(&out.join("summary.json"), &serde_json::to_vec_pretty(&ctx.summary).expect("summary serialises"))?;
+    Ok(ctx.summary)
+}

@@ -1,0 +1,277 @@
+//! The scorer end to end, as a user runs it: `actprm score` on real records, column mapping,
+//! windowing, and every bad-input case (rejected with a reason, never lost).
+
+mod common;
+
+use std::sync::Arc;
+
+use actprm::select::{decide, first_error, SelectionRule};
+use arrow::array::{Array, AsArray, BinaryArray, ListBuilder, RecordBatch, StringArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Schema};
+use common::*;
+
+fn list_f32(batch: &RecordBatch, name: &str, row: usize) -> Vec<f32> {
+    let col = batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+    col.as_list::<i32>().value(row).as_primitive::<Float32Type>().values().to_vec()
+}
+
+#[test]
+fn scores_real_records_and_reconciles() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = prm800k_parquet(dir.path());
+    let out = dir.path().join("out");
+    let o = actprm(&["score", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--head-probs"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["rows_in"], 24);
+    assert_eq!(s["rows_scored"], 24);
+    assert_eq!(s["rows_rejected"], 0);
+    assert!(s["tokens"].as_u64().unwrap() > 2000);
+    let version = s["model_version"].as_str().unwrap().to_string();
+    assert!(version.starts_with("minilm-actprm-e8@"));
+
+    let records = records("prm800k_test_sample.jsonl");
+    let batches = read_parquet_dir(&out, "part-");
+    let rule = SelectionRule::default();
+    let tau = s["tau"].as_f64().unwrap() as f32;
+    let mut row_index = 0;
+    for b in &batches {
+        // every input column is kept unchanged
+        let ids = b.column_by_name("id").unwrap().as_string::<i32>();
+        let problems = b.column_by_name("problem").unwrap().as_string::<i32>();
+        for r in 0..b.num_rows() {
+            let rec = &records[row_index];
+            assert_eq!(ids.value(r), rec.id.as_deref().unwrap());
+            assert_eq!(problems.value(r), rec.problem);
+            let mean = list_f32(b, "step_mean", r);
+            let std = list_f32(b, "step_std", r);
+            assert_eq!(mean.len(), rec.steps.len(), "one score per step");
+            assert!(std.iter().all(|s| *s >= 0.0));
+            // mean/std agree with the per-head matrix
+            let heads = b.column_by_name("step_head_probs").unwrap().as_list::<i32>().value(r);
+            let heads = heads.as_list::<i32>();
+            for (i, m) in mean.iter().enumerate() {
+                let p = heads.value(i);
+                let p = p.as_primitive::<Float32Type>().values();
+                assert_eq!(p.len(), 8);
+                let mu = p.iter().sum::<f32>() / 8.0;
+                assert!((mu - m).abs() < 1e-5);
+            }
+            let fe = b.column_by_name("first_error").unwrap().as_primitive::<Int32Type>().value(r);
+            assert_eq!(fe, first_error(&mean, tau));
+            let d = decide(&mean, &std, rule);
+            assert_eq!(b.column_by_name("selected").unwrap().as_boolean().value(r), d.selected);
+            assert_eq!(b.column_by_name("select_reason").unwrap().as_string::<i32>().value(r), d.reason());
+            assert_eq!(b.column_by_name("model_version").unwrap().as_string::<i32>().value(r), version);
+            row_index += 1;
+        }
+    }
+    assert_eq!(row_index, 24);
+}
+
+#[test]
+fn maps_other_column_names_and_keeps_extra_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = actprm::source::jsonl::to_record_batch(&records("mr_gsm8k_sample.jsonl"));
+    let rename = |names: [&str; 4]| {
+        let fields: Vec<Field> = base.schema().fields().iter().zip(names).map(|(f, n)| f.as_ref().clone().with_name(n)).collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), base.columns().to_vec()).unwrap()
+    };
+    // Hugging Face style names are found without flags
+    write_parquet(&dir.path().join("hf.parquet"), &rename(["uuid", "question", "completions", "label"]));
+    let out = dir.path().join("out_hf");
+    let o = actprm(&["score", "-i", dir.path().join("hf.parquet").to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = &read_parquet_dir(&out, "part-")[0];
+    assert!(b.column_by_name("uuid").is_some() && b.column_by_name("question").is_some());
+    assert_eq!(b.column_by_name("label").unwrap().data_type(), &DataType::Int32);
+    // arbitrary names need the flags
+    write_parquet(&dir.path().join("custom.parquet"), &rename(["key", "q", "s", "label"]));
+    let out2 = dir.path().join("out_custom");
+    let input = dir.path().join("custom.parquet");
+    let o = actprm(&["score", "-i", input.to_str().unwrap(), "-o", out2.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("custom.parquet: column \"problem|question|prompt|input|instruction\" not found"), "{}", stderr(&o));
+    let o = actprm(&["score", "-i", input.to_str().unwrap(), "-o", out2.to_str().unwrap(), "--problem-column", "q", "--steps-column", "s"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out2)["rows_scored"], 6);
+    // the same trajectories get the same scores whatever the column names
+    let a = &read_parquet_dir(&out, "part-")[0];
+    let c = &read_parquet_dir(&out2, "part-")[0];
+    assert_eq!(list_f32(a, "step_mean", 3), list_f32(c, "step_mean", 3));
+}
+
+#[test]
+fn long_trajectories_are_scored_in_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    // the default model with a 96-token context: most real records need windows
+    let model = dir.path().join("small_ctx");
+    let base = actprm::model::LoadedModel::embedded().unwrap();
+    let mut m = base.clone();
+    m.manifest.max_length = 96;
+    m.manifest.max_problem_tokens = 48;
+    m.write_dir(&model, &base.heads_bytes, base.anchors_bytes.as_deref(), &[]).unwrap();
+    let input = prm800k_parquet(dir.path());
+    let out = dir.path().join("out");
+    let o = actprm(&["score", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--model", model.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert!(s["windowed_rows"].as_u64().unwrap() >= 12, "{s}");
+    let recs = records("prm800k_test_sample.jsonl");
+    let mut row = 0;
+    for b in read_parquet_dir(&out, "part-") {
+        let windowed = b.column_by_name("windowed").unwrap().as_boolean().clone();
+        let n_windows = b.column_by_name("n_windows").unwrap().as_primitive::<Int32Type>().clone();
+        for r in 0..b.num_rows() {
+            assert_eq!(list_f32(&b, "step_mean", r).len(), recs[row].steps.len(), "every step scored");
+            assert_eq!(windowed.value(r), n_windows.value(r) > 1);
+            row += 1;
+        }
+    }
+}
+
+#[test]
+fn separator_strings_inside_the_problem_are_not_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut recs = records("prm800k_test_sample.jsonl");
+    recs.truncate(3);
+    for r in &mut recs {
+        r.problem = format!("[SEP] {} [SEP] [SEP]", r.problem);
+        r.steps[0] = format!("{} [SEP]", r.steps[0]);
+    }
+    let input = dir.path().join("sep.parquet");
+    write_parquet(&input, &actprm::source::jsonl::to_record_batch(&recs));
+    let out = dir.path().join("out");
+    let o = actprm(&["score", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = &read_parquet_dir(&out, "part-")[0];
+    for (r, rec) in recs.iter().enumerate() {
+        assert_eq!(list_f32(b, "step_mean", r).len(), rec.steps.len());
+    }
+}
+
+/// A Parquet file with every kind of bad row next to good ones; `problem` is a binary column so
+/// it can hold invalid UTF-8 exactly as a broken writer would produce it.
+fn bad_rows_file(path: &std::path::Path) {
+    let good = records("bigbench_mistake_sample.jsonl");
+    let problems: Vec<Option<&[u8]>> = vec![
+        Some(good[0].problem.as_bytes()),
+        None,                                // null problem
+        Some(good[1].problem.as_bytes()),    // null steps
+        Some(good[2].problem.as_bytes()),    // empty step list
+        Some(good[3].problem.as_bytes()),    // empty step string
+        Some(b"(1 + \xff\xfe 2) ="),         // invalid UTF-8
+        Some(good[4].problem.as_bytes()),
+        Some(good[5].problem.as_bytes()),
+    ];
+    let mut steps = ListBuilder::new(StringBuilder::new());
+    let push = |b: &mut ListBuilder<StringBuilder>, s: &[String]| {
+        for x in s {
+            b.values().append_value(x);
+        }
+        b.append(true);
+    };
+    push(&mut steps, &good[0].steps);
+    push(&mut steps, &good[1].steps);
+    steps.append(false);
+    steps.append(true);
+    push(&mut steps, &[good[3].steps[0].clone(), "  ".into()]);
+    push(&mut steps, &good[2].steps);
+    push(&mut steps, &good[4].steps);
+    push(&mut steps, &good[5].steps);
+    let ids = StringArray::from_iter_values((0..8).map(|i| format!("row{i}")));
+    let steps = steps.finish();
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("problem", DataType::Binary, true),
+        Field::new("steps", steps.data_type().clone(), true),
+    ]);
+    let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(ids), Arc::new(BinaryArray::from(problems)), Arc::new(steps)]).unwrap();
+    write_parquet(path, &batch);
+}
+
+#[test]
+fn bad_rows_are_rejected_with_reasons_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.parquet");
+    bad_rows_file(&input);
+    // a corrupt file next to it: reported, the run continues
+    std::fs::write(dir.path().join("corrupt.parquet"), b"PAR1 this is not parquet at all").unwrap();
+    let out = dir.path().join("out");
+    let o = actprm(&["score", "-i", dir.path().to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["rows_in"], 8);
+    assert_eq!(s["rows_scored"], 3);
+    assert_eq!(s["rows_rejected"], 5);
+    assert_eq!(s["files_unreadable"], 1);
+    let rejects = read_parquet_dir(&out.join("rejects"), "rejects-");
+    let b = &rejects[0];
+    assert_eq!(b.num_rows(), 5);
+    let ids: Vec<&str> = b.column_by_name("id").unwrap().as_string::<i32>().iter().map(Option::unwrap).collect();
+    let reasons: Vec<&str> = b.column_by_name("reject_reason").unwrap().as_string::<i32>().iter().map(Option::unwrap).collect();
+    let rows: Vec<u64> = b.column_by_name("reject_row").unwrap().as_primitive::<arrow::datatypes::UInt64Type>().values().to_vec();
+    assert_eq!(ids, ["row1", "row2", "row3", "row4", "row5"]);
+    assert_eq!(rows, [1, 2, 3, 4, 5]);
+    assert_eq!(reasons, ["problem is null", "steps is null", "steps is an empty list", "step 1 is an empty string", "invalid UTF-8 at byte 5"]);
+    // the original bytes survive in the rejects output
+    let problems = b.column_by_name("problem").unwrap().as_binary::<i32>();
+    assert_eq!(problems.value(4), b"(1 + \xff\xfe 2) =");
+    let unreadable = std::fs::read_to_string(out.join("rejects/unreadable.jsonl")).unwrap();
+    assert!(unreadable.contains("corrupt.parquet") && unreadable.contains("not a readable Parquet file"), "{unreadable}");
+}
+
+#[test]
+fn column_errors_name_file_column_and_type_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Schema::new(vec![Field::new("problem", DataType::Utf8, false), Field::new("steps", DataType::Utf8, false)]);
+    let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(StringArray::from(vec!["p"])), Arc::new(StringArray::from(vec!["s"]))]).unwrap();
+    let input = dir.path().join("flat.parquet");
+    write_parquet(&input, &batch);
+    let out = dir.path().join("out");
+    let o = actprm(&["score", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("flat.parquet: column \"steps\" has type Utf8, expected a list of strings (List<Utf8>)"), "{err}");
+    assert!(!out.join("summary.json").exists(), "no work before validation passes");
+}
+
+#[test]
+fn missing_runtime_or_model_files_say_how_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = prm800k_parquet(dir.path());
+    let out = dir.path().join("out");
+    let run = |var: &str, value: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_actprm"))
+            .args(["score", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .env(var, value)
+            .output()
+            .unwrap()
+    };
+    let o = run("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("ONNX Runtime library not found at /nonexistent/libonnxruntime.so") && err.contains("./setup.sh"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let o = run("ACTPRM_DEPS", "/nonexistent-deps");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("/nonexistent-deps") && err.contains("setup.sh"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn heads_graph_under_onnx_runtime_matches_the_reference_forward() {
+    let weights = actprm::model::HeadsWeights::init(4, 384, 11);
+    let bytes = weights.to_onnx(&[]);
+    let mut runner = actprm::model::HeadsRunner::open(&bytes, "t".into(), &Default::default()).unwrap();
+    let mut rng = actprm::model::init::NormalRng::new(3);
+    let features: Vec<f32> = (0..5 * 384).map(|_| rng.next_normal() as f32).collect();
+    let probs = runner.probabilities(&features).unwrap();
+    for (i, x) in features.chunks(384).enumerate() {
+        let expect = weights.forward_one(x);
+        for (e, p) in expect.iter().enumerate() {
+            assert!((probs[i * 4 + e] - p).abs() < 1e-5, "row {i} head {e}: {} vs {p}", probs[i * 4 + e]);
+        }
+    }
+}
