@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use actprm::model::{Device, HeadsWeights, LoadedModel, RuntimeOptions};
 use actprm::pipeline::evaluate::{evaluate_files, TauRule};
 use actprm::pipeline::features::read_features;
-use actprm::pipeline::{run_score, ScoreJob};
+use actprm::label::judge::{stderr_logger, JudgeConfig, PromptFormat};
+use actprm::pipeline::{run_judge_eval, run_label, run_score, LabelJob, ScoreJob};
+use actprm::train::{torch_device, TrainConfig, Trainer};
 use actprm::score::ScoreOptions;
 use actprm::select::SelectionRule;
 use actprm::source::ColumnMapping;
@@ -41,6 +43,14 @@ enum Command {
     },
     /// Train the ensemble heads (tch) on stored step features; export a model directory.
     Train(TrainArgs),
+    /// Label Parquet trajectories with a judge model behind an OpenAI-compatible endpoint (only
+    /// rows with `selected` = true when that column exists); write Parquet parts and summary.json.
+    Label(LabelArgs),
+    /// The judge on its own.
+    Judge {
+        #[command(subcommand)]
+        command: JudgeCommand,
+    },
     /// ProcessBench / PRMBench metrics of a model on labelled subsets (one file = one subset).
     Eval {
         /// ProcessBench .json arrays, .jsonl, .parquet with a label column, or .arrow step features.
@@ -114,6 +124,136 @@ enum Command {
         #[arg(long, default_value = "minilm-actprm")]
         name: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum JudgeCommand {
+    /// The judge's ProcessBench-style F1 on labelled files (one file = one subset), to check a
+    /// judge and prompt before spending money on it.
+    Eval {
+        /// ProcessBench .json arrays, .jsonl, or Parquet with a label column.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        judge: JudgeArgs,
+        /// Answer cache directory (default: no cache).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct ColumnArgs {
+    /// Problem column (default: problem, question, prompt, input or instruction).
+    #[arg(long)]
+    problem_column: Option<String>,
+    /// Steps column, a list of strings (default: steps, completions or model_output_steps).
+    #[arg(long)]
+    steps_column: Option<String>,
+}
+
+impl ColumnArgs {
+    fn mapping(&self) -> ColumnMapping {
+        ColumnMapping { problem: self.problem_column.clone(), steps: self.steps_column.clone() }
+    }
+}
+
+/// The judge endpoint, prompt, sampling, retries and budget (the API key comes from the
+/// environment only, never from a flag, so it stays out of shell history and process lists).
+#[derive(Args, Debug, Clone)]
+struct JudgeArgs {
+    /// Base URL of the OpenAI-compatible API, e.g. http://localhost:8000/v1.
+    #[arg(long)]
+    judge_url: String,
+    /// Model name as served (vLLM: --served-model-name).
+    #[arg(long)]
+    judge_model: String,
+    /// Environment variable holding the API key (unset: no Authorization header).
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    api_key_env: String,
+    #[arg(long, default_value_t = 0.5)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Most tokens the judge may generate per answer.
+    #[arg(long, default_value_t = 8192)]
+    max_tokens: u32,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 600.0)]
+    timeout: f64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Retries per request after 5xx, 429, timeouts, dropped connections, broken bodies.
+    #[arg(long, default_value_t = 6)]
+    retries: u32,
+    /// Samples per trajectory (majority vote).
+    #[arg(long, default_value_t = 1)]
+    votes: u32,
+    /// Answer format: critique (paragraph analyses + conclusion) or processbench (index in \boxed{}).
+    #[arg(long, value_enum, default_value_t = PromptFormat::Critique)]
+    prompt: PromptFormat,
+    /// Own prompt template with {problem} and {paragraphs} placeholders (parsed as --prompt says).
+    #[arg(long)]
+    template: Option<PathBuf>,
+    /// Hard cap on HTTP requests (retries included); the rest pass through as over_budget.
+    #[arg(long)]
+    max_requests: Option<u64>,
+    /// Hard cap on generated tokens; a request is sent only if its max_tokens still fit.
+    #[arg(long)]
+    max_completion_tokens: Option<u64>,
+}
+
+impl JudgeArgs {
+    fn config(&self, cache: Option<PathBuf>) -> JudgeConfig {
+        JudgeConfig {
+            url: self.judge_url.clone(),
+            model: self.judge_model.clone(),
+            api_key_env: self.api_key_env.clone(),
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_tokens: self.max_tokens,
+            timeout_secs: self.timeout,
+            concurrency: self.concurrency,
+            max_retries: self.retries,
+            votes: self.votes,
+            format: self.prompt,
+            template: self.template.clone(),
+            max_requests: self.max_requests,
+            max_completion_tokens: self.max_completion_tokens,
+            cache,
+            ..JudgeConfig::default()
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+struct LabelArgs {
+    /// Parquet files, globs or folders.
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<String>,
+    /// Output folder (part-*.parquet with judge_* columns, summary.json).
+    #[arg(long, short)]
+    output: PathBuf,
+    #[command(flatten)]
+    columns: ColumnArgs,
+    #[command(flatten)]
+    judge: JudgeArgs,
+    /// Answer cache directory (default: OUTPUT/judge-cache); a rerun pays only for new answers.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Keep no answer cache.
+    #[arg(long, conflicts_with = "cache")]
+    no_cache: bool,
+    /// Rows per batch read from Parquet.
+    #[arg(long, default_value_t = 64)]
+    batch_rows: usize,
+    /// Print the summary as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -359,12 +499,8 @@ struct ScoreArgs {
     model: ModelArgs,
     #[command(flatten)]
     select: SelectArgs,
-    /// Problem column (default: problem, question, prompt, input or instruction).
-    #[arg(long)]
-    problem_column: Option<String>,
-    /// Steps column, a list of strings (default: steps, completions or model_output_steps).
-    #[arg(long)]
-    steps_column: Option<String>,
+    #[command(flatten)]
+    columns: ColumnArgs,
     /// Rows per batch read from Parquet.
     #[arg(long, default_value_t = 64)]
     batch_rows: usize,
@@ -404,10 +540,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let mut job = ScoreJob::new(a.input.clone(), a.output.clone());
             job.model = a.model.model.clone();
             job.runtime = a.model.runtime();
-            job.columns = ColumnMapping {
-                problem: a.problem_column.clone(),
-                steps: a.steps_column.clone(),
-            };
+            job.columns = a.columns.mapping();
             job.score = ScoreOptions {
                 tau: a.select.tau,
                 rule: SelectionRule {
@@ -431,6 +564,28 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Command::Train(a) => train(a)?,
+        Command::Label(a) => {
+            let cache = if a.no_cache { None } else { Some(a.cache.clone().unwrap_or_else(|| a.output.join("judge-cache"))) };
+            let mut job = LabelJob::new(a.input.clone(), a.output.clone(), a.judge.config(cache), stderr_logger());
+            job.columns = a.columns.mapping();
+            job.batch_rows = a.batch_rows;
+            job.progress = std::io::stderr().is_terminal();
+            let summary = run_label(&job)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                summary.print();
+                println!("output         {}", a.output.display());
+            }
+        }
+        Command::Judge { command: JudgeCommand::Eval { files, judge, cache, json } } => {
+            let report = run_judge_eval(&files, &judge.config(cache), stderr_logger())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                report.print();
+            }
+        }
         Command::Experiment(a) => experiment(a)?,
         Command::Filter(a) => {
             validate_thresholds(&a.select)?;

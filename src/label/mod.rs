@@ -3,6 +3,7 @@
 //! `actprm label` do not care where labels come from. Every label form reduces to the first-error
 //! index (-1 = all steps correct).
 
+pub mod judge;
 pub mod pool;
 
 pub use pool::{first_error_labels, step_targets, LabelColumn};

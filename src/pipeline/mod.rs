@@ -4,11 +4,13 @@ pub mod active;
 pub mod evaluate;
 pub mod features;
 pub mod filter;
+pub mod label;
 pub mod progress;
 pub mod refresh;
 pub mod score;
 pub mod summary;
 
+pub use label::{run_judge_eval, run_label, LabelJob, LabelSummary};
 pub use refresh::{HeadsUpdate, ModelWatcher};
 pub use score::{run_score, BatchView, ScoreHooks, ScoreJob};
 pub use summary::Summary;
@@ -21,6 +23,8 @@ pub enum PipelineError {
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
+    #[error(transparent)]
+    Judge(#[from] crate::label::judge::JudgeError),
     #[error("{0}")]
     Stage(String),
 }

@@ -1,0 +1,126 @@
+//! `actprm judge eval`: the judge's own ProcessBench-style F1 on a labelled set, to check a judge
+//! (and a prompt) before spending money on it. A row the judge gave no label counts as a wrong
+//! prediction, for errors and for correct solutions alike.
+
+use serde::Serialize;
+
+use super::{Accounting, JudgeStatus};
+use crate::eval::SubsetScore;
+
+/// One subset's score plus what the judge failed to answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JudgeSubsetScore {
+    pub subset: String,
+    #[serde(flatten)]
+    pub score: SubsetScore,
+    /// Rows by `judge_status` (unlabelled ones count as wrong above).
+    pub unlabelled: u64,
+    pub unparseable: u64,
+    pub over_budget: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JudgeEvalReport {
+    pub judge: String,
+    pub subsets: Vec<JudgeSubsetScore>,
+    /// Mean of the subset F1s that exist.
+    pub mean_f1: Option<f64>,
+    pub accounting: Accounting,
+}
+
+/// ProcessBench's per-subset metric from (prediction, human label) pairs.
+pub fn score(pairs: &[(Option<i32>, i32)]) -> SubsetScore {
+    let (mut err_total, mut err_hit, mut ok_total, mut ok_hit) = (0usize, 0usize, 0usize, 0usize);
+    for &(predicted, label) in pairs {
+        if label >= 0 {
+            err_total += 1;
+            err_hit += usize::from(predicted == Some(label));
+        } else {
+            ok_total += 1;
+            ok_hit += usize::from(predicted == Some(-1));
+        }
+    }
+    let acc = |hit: usize, total: usize| (total > 0).then(|| hit as f64 / total as f64);
+    let (acc_error, acc_correct) = (acc(err_hit, err_total), acc(ok_hit, ok_total));
+    let f1 = match (acc_error, acc_correct) {
+        (Some(a), Some(b)) if a + b > 0.0 => Some(2.0 * a * b / (a + b)),
+        (Some(_), Some(_)) => Some(0.0),
+        _ => None,
+    };
+    SubsetScore {
+        n: pairs.len(),
+        n_error: err_total,
+        n_correct: ok_total,
+        acc_error,
+        acc_correct,
+        f1,
+    }
+}
+
+impl JudgeSubsetScore {
+    pub fn new(subset: String, pairs: &[(Option<i32>, i32)], statuses: &[JudgeStatus]) -> Self {
+        let count = |s: JudgeStatus| statuses.iter().filter(|&&x| x == s).count() as u64;
+        let (unparseable, over_budget, failed) = (
+            count(JudgeStatus::Unparseable),
+            count(JudgeStatus::OverBudget),
+            count(JudgeStatus::Failed),
+        );
+        Self {
+            subset,
+            score: score(pairs),
+            unlabelled: unparseable + over_budget + failed,
+            unparseable,
+            over_budget,
+            failed,
+        }
+    }
+}
+
+impl JudgeEvalReport {
+    pub fn new(judge: String, subsets: Vec<JudgeSubsetScore>, accounting: Accounting) -> Self {
+        let f1s: Vec<f64> = subsets.iter().filter_map(|s| s.score.f1).collect();
+        let mean_f1 = (!f1s.is_empty()).then(|| f1s.iter().sum::<f64>() / f1s.len() as f64);
+        Self {
+            judge,
+            subsets,
+            mean_f1,
+            accounting,
+        }
+    }
+
+    pub fn print(&self) {
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}", 100.0 * v));
+        println!("judge {}", self.judge);
+        println!(
+            "{:<20} {:>6} {:>9} {:>11} {:>6} {:>11}",
+            "subset", "n", "acc err", "acc correct", "F1", "unlabelled"
+        );
+        for s in &self.subsets {
+            println!(
+                "{:<20} {:>6} {:>9} {:>11} {:>6} {:>11}",
+                s.subset,
+                s.score.n,
+                pct(s.score.acc_error),
+                pct(s.score.acc_correct),
+                pct(s.score.f1),
+                s.unlabelled
+            );
+        }
+        println!("mean F1 {}", pct(self.mean_f1));
+        self.accounting.print();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unlabelled_rows_count_as_wrong() {
+        let s = score(&[(Some(1), 1), (None, 2), (Some(-1), -1), (None, -1)]);
+        assert_eq!((s.n_error, s.n_correct), (2, 2));
+        assert_eq!((s.acc_error, s.acc_correct), (Some(0.5), Some(0.5)));
+        assert_eq!(s.f1, Some(0.5));
+    }
+}

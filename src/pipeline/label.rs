@@ -1,0 +1,491 @@
+//! The labelling dataflow (`actprm label`): Parquet source -> judge -> Parquet sink. The source
+//! runs on a blocking task; batches are judged several at a time (the client bounds requests in
+//! flight), and written in input order with every input column plus the `judge_*` columns.
+//! Rows in = rows out: a row the judge gave no label keeps its status and reason.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int32Builder, ListBuilder, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::PipelineError;
+use crate::label::judge::eval::{JudgeEvalReport, JudgeSubsetScore};
+use crate::label::judge::{
+    Accounting, JudgeClient, JudgeConfig, JudgeOutcome, JudgeStatus, Logger,
+};
+use crate::label::{first_error_labels, LabelColumn, LabelRequest};
+use crate::sink::{write_atomic, PartWriter, RejectSink};
+use crate::source::parquet::{plan, read_file, SourceItem};
+use crate::source::{discover_inputs, ColumnMapping};
+
+/// Columns this stage adds (an input that already has them, e.g. an earlier label run's output,
+/// gets them replaced).
+pub const JUDGE_COLUMNS: [&str; 5] = [
+    "judge_label",
+    "judge_status",
+    "judge_reason",
+    "judge_raw",
+    "judge_votes",
+];
+
+/// Everything `actprm label` needs.
+#[derive(Clone)]
+pub struct LabelJob {
+    pub inputs: Vec<String>,
+    pub output: PathBuf,
+    pub columns: ColumnMapping,
+    pub judge: JudgeConfig,
+    pub batch_rows: usize,
+    pub rows_per_part: usize,
+    pub progress: bool,
+    pub log: Logger,
+}
+
+impl LabelJob {
+    pub fn new(inputs: Vec<String>, output: PathBuf, judge: JudgeConfig, log: Logger) -> Self {
+        Self {
+            inputs,
+            output,
+            columns: ColumnMapping::default(),
+            judge,
+            batch_rows: 64,
+            rows_per_part: 100_000,
+            progress: false,
+            log,
+        }
+    }
+}
+
+/// `DIR/summary.json`: rows by status and the judge's accounting.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LabelSummary {
+    pub rows_in: u64,
+    pub rows_out: u64,
+    /// Rows in unreadable files or row groups (listed in `rejects/unreadable.jsonl`; not in `rows_in`).
+    pub rows_unreadable: u64,
+    pub files: u64,
+    pub files_unreadable: u64,
+    pub rows_by_status: BTreeMap<String, u64>,
+    pub judge_model: String,
+    pub judge_format: String,
+    pub cache: Option<String>,
+    pub cache_entries_at_start: Option<usize>,
+    pub judge: Accounting,
+    pub seconds: f64,
+    pub requests_per_second: f64,
+    pub parts: Vec<String>,
+}
+
+impl LabelSummary {
+    pub fn print(&self) {
+        println!("rows in        {:>10}", self.rows_in);
+        println!("rows out       {:>10}", self.rows_out);
+        for (status, n) in &self.rows_by_status {
+            println!("  {status:<12} {n:>10}");
+        }
+        if self.rows_unreadable > 0 || self.files_unreadable > 0 {
+            println!(
+                "unreadable     {:>10}  rows ({} files)",
+                self.rows_unreadable, self.files_unreadable
+            );
+        }
+        self.judge.print();
+        println!(
+            "seconds        {:>10.1}  ({:.1} requests/s)",
+            self.seconds, self.requests_per_second
+        );
+    }
+}
+
+enum Judged {
+    Batch {
+        batch: RecordBatch,
+        outcomes: Vec<JudgeOutcome>,
+    },
+    Unreadable {
+        path: Arc<PathBuf>,
+        first_row: Option<u64>,
+        rows: u64,
+        reason: String,
+    },
+    /// A row-group end marker: it matters to resumable sinks only (this one rewrites its parts).
+    Marker,
+}
+
+/// Runs `actprm label` to completion.
+pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
+    let started = Instant::now();
+    let files = discover_inputs(&job.inputs, "parquet")?;
+    let planned = plan(&files, &job.columns)?;
+    let (client, cache_report) = JudgeClient::new(&job.judge, job.log.clone())?;
+    let client = Arc::new(client);
+    let mut summary = LabelSummary {
+        files: planned.len() as u64,
+        judge_model: job.judge.model.clone(),
+        judge_format: serde_json::to_value(job.judge.format)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        cache: job.judge.cache.as_ref().map(|p| p.display().to_string()),
+        cache_entries_at_start: cache_report.map(|r| r.entries),
+        ..LabelSummary::default()
+    };
+    let total_rows: u64 = planned.iter().map(|p| p.rows).sum();
+    let bar = super::progress::rows_bar(total_rows, job.progress);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| PipelineError::Stage(format!("starting the runtime: {e}")))?;
+    let batch_rows = job.batch_rows.max(1);
+    // enough batches in flight to keep every request slot busy across batch boundaries
+    let depth = (2 * job.judge.concurrency * job.judge.votes as usize)
+        .div_ceil(batch_rows)
+        .clamp(2, 64);
+    let result = runtime.block_on(async {
+        let (src_tx, src_rx) = mpsc::channel::<SourceItem>(depth);
+        let source = tokio::task::spawn_blocking(move || {
+            for file in &planned {
+                let mut open = true;
+                read_file(file, batch_rows, &mut |item| {
+                    open = src_tx.blocking_send(item).is_ok();
+                    open
+                });
+                if !open {
+                    return;
+                }
+            }
+        });
+        let items = futures::stream::unfold(src_rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let mut judged = Box::pin(
+            items
+                .map(|item| judge_item(client.clone(), item))
+                .buffered(depth),
+        );
+        let sink_result = sink(job, &mut judged, &mut summary, &bar).await;
+        drop(judged);
+        let _ = source.await;
+        sink_result
+    });
+    bar.finish_and_clear();
+    result?;
+    summary.judge = client.accounting();
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.requests_per_second = summary.judge.requests as f64 / summary.seconds.max(1e-9);
+    let json =
+        serde_json::to_vec_pretty(&summary).map_err(|e| PipelineError::Stage(e.to_string()))?;
+    write_atomic(&job.output.join("summary.json"), &json)?;
+    Ok(summary)
+}
+
+/// The rows of one batch that go to the judge: usable and selected (when a `selected` column exists).
+async fn judge_item(client: Arc<JudgeClient>, item: SourceItem) -> Result<Judged, PipelineError> {
+    let (path, first_row, batch, rows) = match item {
+        SourceItem::GroupEnd { .. } => return Ok(Judged::Marker),
+        SourceItem::Unreadable {
+            path,
+            first_row,
+            rows,
+            reason,
+        } => {
+            return Ok(Judged::Unreadable {
+                path,
+                first_row,
+                rows,
+                reason,
+            })
+        }
+        SourceItem::Batch {
+            path,
+            first_row,
+            batch,
+            rows,
+        } => (path, first_row, batch, rows),
+    };
+    let selected = match batch.column_by_name("selected") {
+        None => None,
+        Some(c) => match c.as_boolean_opt() {
+            Some(b) => Some(b.clone()),
+            None => {
+                return Err(PipelineError::Stage(format!(
+                    "{}: column \"selected\" has type {}, expected Boolean",
+                    path.display(),
+                    c.data_type()
+                )))
+            }
+        },
+    };
+    let mut outcomes: Vec<Option<JudgeOutcome>> = vec![None; rows.len()];
+    let mut requests = Vec::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        let chosen = selected
+            .as_ref()
+            .is_none_or(|s| s.is_valid(i) && s.value(i));
+        match row {
+            _ if !chosen => {
+                outcomes[i] = Some(JudgeOutcome {
+                    status: JudgeStatus::NotSelected,
+                    label: None,
+                    reason: None,
+                    raw: None,
+                    votes: Vec::new(),
+                })
+            }
+            Err(reject) => {
+                let reason = format!("row not usable: {}: {}", reject.column, reject.reason);
+                outcomes[i] = Some(JudgeOutcome::unlabelled(
+                    JudgeStatus::Failed,
+                    reason,
+                    None,
+                    Vec::new(),
+                ));
+            }
+            Ok(t) => requests.push((
+                i,
+                LabelRequest {
+                    key: format!("{}:{}", path.display(), first_row + i as u64),
+                    problem: t.problem,
+                    steps: t.steps,
+                    pool_label: None,
+                },
+            )),
+        }
+    }
+    let judged = futures::future::join_all(requests.iter().map(|(_, r)| client.judge(r))).await;
+    for ((i, _), outcome) in requests.iter().zip(judged) {
+        outcomes[*i] = Some(outcome);
+    }
+    let outcomes = outcomes
+        .into_iter()
+        .map(|o| o.ok_or_else(|| PipelineError::Stage("a row lost its outcome".into())))
+        .collect::<Result<_, _>>()?;
+    Ok(Judged::Batch { batch, outcomes })
+}
+
+async fn sink<S>(
+    job: &LabelJob,
+    judged: &mut S,
+    summary: &mut LabelSummary,
+    bar: &indicatif::ProgressBar,
+) -> Result<(), PipelineError>
+where
+    S: futures::Stream<Item = Result<Judged, PipelineError>> + Unpin,
+{
+    let mut parts = PartWriter::new(&job.output, "part", job.rows_per_part)?;
+    let mut rejects = RejectSink::new(&job.output);
+    while let Some(item) = judged.next().await {
+        match item? {
+            Judged::Marker => {}
+            Judged::Unreadable {
+                path,
+                first_row,
+                rows,
+                reason,
+            } => {
+                summary.rows_unreadable += rows;
+                summary.files_unreadable += u64::from(first_row.is_none());
+                (job.log)(&format!(
+                    "{}: {reason} ({rows} rows unreadable)",
+                    path.display()
+                ));
+                rejects.unreadable(&path, first_row, rows, &reason);
+                bar.inc(rows);
+            }
+            Judged::Batch { batch, outcomes } => {
+                let out = labelled_batch(&batch, &outcomes)?;
+                parts.write(&out)?;
+                summary.rows_in += batch.num_rows() as u64;
+                summary.rows_out += out.num_rows() as u64;
+                for o in &outcomes {
+                    *summary
+                        .rows_by_status
+                        .entry(o.status.as_str().to_string())
+                        .or_default() += 1;
+                }
+                bar.inc(batch.num_rows() as u64);
+            }
+        }
+    }
+    summary.parts = parts
+        .finish()?
+        .iter()
+        .map(|p| {
+            p.strip_prefix(&job.output)
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        })
+        .collect();
+    rejects.finish()?;
+    Ok(())
+}
+
+/// The input batch (minus any old `judge_*` columns) plus this run's `judge_*` columns.
+pub fn labelled_batch(
+    batch: &RecordBatch,
+    outcomes: &[JudgeOutcome],
+) -> Result<RecordBatch, PipelineError> {
+    let schema = batch.schema();
+    let mut fields: Vec<Arc<Field>> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        if !JUDGE_COLUMNS.contains(&f.name().as_str()) {
+            fields.push(f.clone());
+            columns.push(c.clone());
+        }
+    }
+    let mut label = Int32Builder::with_capacity(outcomes.len());
+    let mut votes = ListBuilder::new(Int32Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Int32,
+        true,
+    )));
+    for o in outcomes {
+        label.append_option(o.label);
+        if o.votes.is_empty() {
+            votes.append_null();
+        } else {
+            for v in &o.votes {
+                votes.values().append_option(*v);
+            }
+            votes.append(true);
+        }
+    }
+    let status = StringArray::from_iter_values(outcomes.iter().map(|o| o.status.as_str()));
+    let reason = StringArray::from_iter(outcomes.iter().map(|o| o.reason.as_deref()));
+    let raw = StringArray::from_iter(outcomes.iter().map(|o| o.raw.as_deref()));
+    let added: [(&str, ArrayRef, bool); 5] = [
+        ("judge_label", Arc::new(label.finish()), true),
+        ("judge_status", Arc::new(status), false),
+        ("judge_reason", Arc::new(reason), true),
+        ("judge_raw", Arc::new(raw), true),
+        ("judge_votes", Arc::new(votes.finish()), true),
+    ];
+    for (name, array, nullable) in added {
+        fields.push(Arc::new(Field::new(
+            name,
+            array.data_type().clone(),
+            nullable,
+        )));
+        columns.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| PipelineError::Stage(format!("building the labelled batch: {e}")))
+}
+
+/// `actprm judge eval`: the judge's ProcessBench-style F1 on labelled files (one file = one
+/// subset): ProcessBench .json arrays, .jsonl, or Parquet with a label column.
+pub fn run_judge_eval(
+    files: &[PathBuf],
+    config: &JudgeConfig,
+    log: Logger,
+) -> Result<JudgeEvalReport, PipelineError> {
+    let (client, _) = JudgeClient::new(config, log)?;
+    let client = Arc::new(client);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| PipelineError::Stage(format!("starting the runtime: {e}")))?;
+    let mut subsets = Vec::new();
+    for path in files {
+        let labelled = read_labelled_any(path)?;
+        let requests: Vec<(LabelRequest, i32)> = labelled
+            .into_iter()
+            .enumerate()
+            .map(|(i, (problem, steps, label))| {
+                (
+                    LabelRequest {
+                        key: format!("{}:{i}", path.display()),
+                        problem,
+                        steps,
+                        pool_label: Some(label),
+                    },
+                    label,
+                )
+            })
+            .collect();
+        let outcomes = runtime.block_on(futures::future::join_all(
+            requests.iter().map(|(r, _)| client.judge(r)),
+        ));
+        let pairs: Vec<(Option<i32>, i32)> = outcomes
+            .iter()
+            .zip(&requests)
+            .map(|(o, (_, l))| (o.label, *l))
+            .collect();
+        let statuses: Vec<JudgeStatus> = outcomes.iter().map(|o| o.status).collect();
+        subsets.push(JudgeSubsetScore::new(
+            crate::source::jsonl::subset_name(path),
+            &pairs,
+            &statuses,
+        ));
+    }
+    Ok(JudgeEvalReport::new(
+        format!("judge:{}", config.model),
+        subsets,
+        client.accounting(),
+    ))
+}
+
+/// (problem, steps, first-error label) of every labelled row; rows without a label are skipped.
+fn read_labelled_any(path: &Path) -> Result<Vec<(String, Vec<String>, i32)>, PipelineError> {
+    if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
+        let records = crate::source::jsonl::read_labelled(path)?;
+        return Ok(records
+            .into_iter()
+            .filter_map(|r| Some((r.problem, r.steps, r.label?)))
+            .collect());
+    }
+    let planned = plan(&[path.to_path_buf()], &ColumnMapping::default())?;
+    let mut out = Vec::new();
+    let mut failure = None;
+    for file in &planned {
+        read_file(file, 1024, &mut |item| {
+            let (batch, rows) = match item {
+                SourceItem::Batch { batch, rows, .. } => (batch, rows),
+                SourceItem::GroupEnd { .. } => return true,
+                SourceItem::Unreadable { reason, .. } => {
+                    failure = Some(format!("{}: unreadable: {reason}", path.display()));
+                    return false;
+                }
+            };
+            let Some(column) = LabelColumn::detect(&batch.schema()) else {
+                failure = Some(format!(
+                    "{}: no label column (label, ratings or hard_labels)",
+                    path.display()
+                ));
+                return false;
+            };
+            let steps: Vec<usize> = rows
+                .iter()
+                .map(|r| r.as_ref().map_or(0, |t| t.steps.len()))
+                .collect();
+            match first_error_labels(&batch, &column, &steps) {
+                Ok(labels) => {
+                    for (row, label) in rows.into_iter().zip(labels) {
+                        if let (Ok(t), Some(l)) = (row, label) {
+                            out.push((t.problem, t.steps, l));
+                        }
+                    }
+                    true
+                }
+                Err(e) => {
+                    failure = Some(format!("{}: {e}", path.display()));
+                    false
+                }
+            }
+        });
+    }
+    match failure {
+        Some(f) => Err(PipelineError::Stage(f)),
+        None => Ok(out),
+    }
+}

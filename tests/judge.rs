@@ -1,0 +1,757 @@
+//! The judge labeller against a real HTTP server on loopback with scripted faults. Every test
+//! asserts outcomes and counts, never durations.
+
+#[path = "common/judge_server.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actprm::label::judge::{
+    Accounting, JudgeConfig, JudgeLabeller, JudgeStatus, Logger, Prompt, PromptFormat,
+};
+use actprm::label::{LabelOutcome, LabelRequest, Labeller};
+use actprm::pipeline::{run_judge_eval, run_label, LabelJob, LabelSummary};
+use actprm::source::jsonl::{read_labelled, to_record_batch, LabelledTrajectory};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::datatypes::{Field, Int32Type, Schema};
+use common::{boxed, critique, JudgeServer, Reply, Script, Seen};
+
+const SECRET: &str = "sk-test-7f3a9c1e5b2d4068-do-not-leak";
+
+fn records() -> Vec<LabelledTrajectory> {
+    read_labelled(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/judge_records.jsonl"
+    )))
+    .expect("test records")
+}
+
+/// prompt -> (record index, label, steps), so the server can answer like a judge that knows the truth.
+fn truth(
+    records: &[LabelledTrajectory],
+    format: PromptFormat,
+) -> Arc<HashMap<String, (usize, i32, usize)>> {
+    let prompt = Prompt::builtin(format);
+    Arc::new(
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    prompt.render(&r.problem, &r.steps),
+                    (i, r.label.expect("labelled"), r.steps.len()),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn write_input(dir: &Path, records: &[LabelledTrajectory], selected: Option<&[bool]>) -> PathBuf {
+    let mut batch = to_record_batch(records);
+    if let Some(sel) = selected {
+        let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+        let mut columns = batch.columns().to_vec();
+        fields.push(Arc::new(Field::new(
+            "selected",
+            arrow::datatypes::DataType::Boolean,
+            true,
+        )));
+        columns.push(Arc::new(BooleanArray::from(sel.to_vec())));
+        batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    }
+    let path = dir.join("input.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    path
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct OutRow {
+    id: String,
+    label: Option<i32>,
+    status: String,
+    reason: Option<String>,
+    raw: Option<String>,
+    votes: Option<Vec<Option<i32>>>,
+    columns: Vec<String>,
+}
+
+fn read_output(dir: &Path) -> Vec<OutRow> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    parts.sort();
+    let mut rows = Vec::new();
+    for part in parts {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(part).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let names: Vec<String> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+            let (id, status, reason, raw) = (
+                s("id"),
+                s("judge_status"),
+                s("judge_reason"),
+                s("judge_raw"),
+            );
+            let label = b
+                .column_by_name("judge_label")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .clone();
+            let votes = b
+                .column_by_name("judge_votes")
+                .unwrap()
+                .as_list::<i32>()
+                .clone();
+            for i in 0..b.num_rows() {
+                let opt =
+                    |a: &arrow::array::StringArray| (!a.is_null(i)).then(|| a.value(i).to_string());
+                rows.push(OutRow {
+                    id: id.value(i).to_string(),
+                    label: (!label.is_null(i)).then(|| label.value(i)),
+                    status: status.value(i).to_string(),
+                    reason: opt(&reason),
+                    raw: opt(&raw),
+                    votes: (!votes.is_null(i))
+                        .then(|| votes.value(i).as_primitive::<Int32Type>().iter().collect()),
+                    columns: names.clone(),
+                });
+            }
+        }
+    }
+    rows
+}
+
+fn collecting_logger() -> (Logger, Arc<Mutex<Vec<String>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l = lines.clone();
+    (
+        Arc::new(move |line: &str| l.lock().unwrap().push(line.to_string())),
+        lines,
+    )
+}
+
+fn config(server: &JudgeServer, cache: Option<PathBuf>) -> JudgeConfig {
+    JudgeConfig {
+        url: server.url(),
+        model: "qwq-test".into(),
+        api_key_env: "ACTPRM_JUDGE_TEST_UNSET_KEY".into(),
+        max_tokens: 150,
+        timeout_secs: 10.0,
+        concurrency: 4,
+        max_retries: 2,
+        backoff_base_ms: 1,
+        backoff_max_ms: 5,
+        cache,
+        ..JudgeConfig::default()
+    }
+}
+
+fn label(input: &Path, out: &Path, judge: JudgeConfig, log: Logger) -> LabelSummary {
+    let mut job = LabelJob::new(
+        vec![input.display().to_string()],
+        out.to_path_buf(),
+        judge,
+        log,
+    );
+    job.batch_rows = 5; // several batches in flight
+    run_label(&job).expect("label run")
+}
+
+/// requests = answers + every kind of failed attempt; samples = hits + answers + over budget + failed.
+fn assert_reconciles(a: &Accounting, samples: u64) {
+    let failed_attempts =
+        a.http_5xx + a.http_429 + a.http_other + a.timeouts + a.connection_errors + a.bad_bodies;
+    assert_eq!(a.requests, a.answers + failed_attempts, "{a:#?}");
+    assert_eq!(
+        samples,
+        a.cache_hits + a.answers + a.samples_over_budget + a.samples_failed,
+        "{a:#?}"
+    );
+}
+
+fn answer_truth(t: &HashMap<String, (usize, i32, usize)>, seen: &Seen) -> Reply {
+    let (_, label, steps) = t[&seen.prompt];
+    Reply::Answer {
+        content: critique(label, steps),
+        completion_tokens: 100,
+    }
+}
+
+#[test]
+fn every_row_ends_labelled_or_unlabelled_with_its_reason() {
+    let records = records();
+    let t = truth(&records, PromptFormat::Critique);
+    let tt = t.clone();
+    let script: Script = Arc::new(move |seen: &Seen| {
+        let (i, label, steps) = tt[&seen.prompt];
+        let good = Reply::Answer {
+            content: critique(label, steps),
+            completion_tokens: 100,
+        };
+        let slow = || Reply::Slow(Duration::from_secs(4), Box::new(good.clone()));
+        match (i, seen.nth) {
+            (1, 1 | 2) => Reply::Status {
+                code: 500,
+                body: "{\"error\":\"engine overloaded\"}".into(),
+                retry_after: None,
+            },
+            (2, 1) => Reply::Status {
+                code: 429,
+                body: "{\"error\":\"rate limited\"}".into(),
+                retry_after: Some("1".into()),
+            },
+            (3, 1) | (4, _) => slow(),
+            (5, 1) => Reply::Truncated,
+            (6, _) => Reply::NotJson,
+            (7, _) => Reply::Answer {
+                content: "<analysis_1>Looks fine.</analysis_1> I am not sure.".into(),
+                completion_tokens: 20,
+            },
+            (8, 1) => Reply::Hangup,
+            (10, _) => Reply::Status {
+                code: 400,
+                body: "{\"error\":\"prompt too long\"}".into(),
+                retry_after: None,
+            },
+            (11, _) => Reply::AnswerWithoutUsage(critique(label, steps)),
+            _ => good,
+        }
+    });
+    let server = JudgeServer::start(script);
+    let dir = tempfile::tempdir().unwrap();
+    let mut selected = vec![true; records.len()];
+    selected[9] = false;
+    let input = write_input(dir.path(), &records, Some(&selected));
+    let (log, lines) = collecting_logger();
+    let out = dir.path().join("out");
+    let mut c = config(&server, Some(dir.path().join("cache")));
+    c.timeout_secs = 1.0; // the slow replies take 4 s
+    let summary = label(&input, &out, c, log);
+
+    let rows = read_output(&out);
+    assert_eq!(rows.len(), records.len(), "rows in = rows out");
+    let expected = [
+        "labelled",
+        "labelled",
+        "labelled",
+        "labelled",
+        "failed",
+        "labelled",
+        "failed",
+        "unparseable",
+        "labelled",
+        "not_selected",
+        "failed",
+        "labelled",
+    ];
+    for (i, (row, r)) in rows.iter().zip(&records).enumerate() {
+        assert_eq!(row.id, r.id.clone().unwrap(), "input order is kept");
+        assert_eq!(row.status, expected[i], "row {i}: {row:?}");
+        assert!(
+            row.columns.iter().any(|c| c == "steps") && row.columns.iter().any(|c| c == "selected"),
+            "input columns kept"
+        );
+        if row.status == "labelled" {
+            assert_eq!(row.label, r.label, "row {i}");
+            assert_eq!(row.votes, Some(vec![r.label]));
+            assert!(row.reason.is_none());
+        } else {
+            assert_eq!(row.label, None);
+        }
+        if !matches!(row.status.as_str(), "labelled" | "not_selected") {
+            assert!(
+                row.reason.as_deref().is_some_and(|r| !r.is_empty()),
+                "row {i} has a reason: {row:?}"
+            );
+        }
+    }
+    assert!(
+        rows[4].reason.as_deref().unwrap().contains("timed out"),
+        "{:?}",
+        rows[4].reason
+    );
+    assert!(
+        rows[6]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not a chat completion"),
+        "{:?}",
+        rows[6].reason
+    );
+    assert!(
+        rows[10].reason.as_deref().unwrap().contains("HTTP 400"),
+        "{:?}",
+        rows[10].reason
+    );
+    assert!(
+        rows[7]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("no <conclusion>"),
+        "{:?}",
+        rows[7].reason
+    );
+    assert_eq!(
+        rows[7].raw.as_deref(),
+        Some("<analysis_1>Looks fine.</analysis_1> I am not sure."),
+        "raw answer kept"
+    );
+
+    // counts reconcile, with each other and with what the server saw
+    let a = &summary.judge;
+    assert_eq!(server.requests(), 21);
+    assert_eq!(a.requests, server.requests());
+    assert_eq!(a.retries, 10);
+    assert_eq!(
+        (
+            a.http_5xx,
+            a.http_429,
+            a.http_other,
+            a.timeouts,
+            a.connection_errors,
+            a.bad_bodies
+        ),
+        (2, 1, 1, 4, 1, 4),
+        "{a:#?}"
+    );
+    assert_eq!(a.answers, 8);
+    assert_eq!(a.responses_without_usage, 1);
+    assert_eq!(
+        (
+            a.rows_labelled,
+            a.rows_unparseable,
+            a.rows_failed,
+            a.rows_over_budget
+        ),
+        (7, 1, 3, 0)
+    );
+    assert_eq!(a.completion_tokens, 6 * 100 + 20);
+    assert_reconciles(a, 11);
+    assert_eq!((summary.rows_in, summary.rows_out), (12, 12));
+    let by_status: u64 = summary.rows_by_status.values().sum();
+    assert_eq!(by_status, 12);
+    assert_eq!(summary.rows_by_status["not_selected"], 1);
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(written["judge"]["requests"], 21);
+    assert_eq!(written["rows_by_status"]["labelled"], 7);
+    // the unselected row never reached the server
+    let unselected =
+        Prompt::builtin(PromptFormat::Critique).render(&records[9].problem, &records[9].steps);
+    assert!(server.seen().iter().all(|s| s.prompt != unselected));
+    // the 429's Retry-After (1 s) was used instead of the millisecond backoff
+    let lines = lines.lock().unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("in 1.0s: HTTP 429")),
+        "{lines:#?}"
+    );
+    assert!(server
+        .seen()
+        .iter()
+        .all(|s| s.max_tokens == 150 && (s.temperature - 0.5).abs() < 1e-9));
+}
+
+#[test]
+fn a_resumed_run_pays_only_for_missing_answers_and_the_request_budget_holds() {
+    let records = records();
+    let t = truth(&records, PromptFormat::Critique);
+    let tt = t.clone();
+    let server = JudgeServer::start(Arc::new(move |s: &Seen| answer_truth(&tt, s)));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &records, None);
+    let cache = dir.path().join("cache");
+
+    // first run: a budget of 5 requests for 12 rows
+    let mut c = config(&server, Some(cache.clone()));
+    c.max_requests = Some(5);
+    let first = label(&input, &dir.path().join("run1"), c, collecting_logger().0);
+    assert_eq!(server.requests(), 5, "the request budget is never exceeded");
+    let rows = read_output(&dir.path().join("run1"));
+    assert_eq!(rows.len(), 12);
+    assert_eq!(rows.iter().filter(|r| r.status == "labelled").count(), 5);
+    assert_eq!(rows.iter().filter(|r| r.status == "over_budget").count(), 7);
+    assert!(rows.iter().filter(|r| r.status == "over_budget").all(|r| r
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("request budget")));
+    assert_eq!(first.judge.rows_over_budget, 7);
+    assert_reconciles(&first.judge, 12);
+
+    // resumed without a budget: only the 7 missing answers are requested
+    let second = label(
+        &input,
+        &dir.path().join("run2"),
+        config(&server, Some(cache.clone())),
+        collecting_logger().0,
+    );
+    assert_eq!(server.requests(), 12);
+    assert_eq!((second.judge.cache_hits, second.judge.requests), (5, 7));
+    assert_reconciles(&second.judge, 12);
+    let rows = read_output(&dir.path().join("run2"));
+    assert!(rows
+        .iter()
+        .zip(&records)
+        .all(|(r, rec)| r.status == "labelled" && r.label == rec.label));
+
+    // and a third run is free
+    let third = label(
+        &input,
+        &dir.path().join("run3"),
+        config(&server, Some(cache)),
+        collecting_logger().0,
+    );
+    assert_eq!(server.requests(), 12);
+    assert_eq!((third.judge.cache_hits, third.judge.requests), (12, 0));
+    assert_eq!(read_output(&dir.path().join("run3")), rows);
+    // no prompt was ever sent twice
+    let mut prompts: Vec<String> = server.seen().into_iter().map(|s| s.prompt).collect();
+    prompts.sort();
+    prompts.dedup();
+    assert_eq!(prompts.len(), 12);
+}
+
+#[test]
+fn duplicate_rows_in_one_run_are_paid_once() {
+    let mut records = records();
+    records.truncate(3);
+    let dup = records.clone();
+    records.extend(dup); // every trajectory twice, in the same batch
+    let t = truth(&records, PromptFormat::Critique);
+    let server = JudgeServer::start(Arc::new(move |s: &Seen| answer_truth(&t, s)));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &records, None);
+    let mut job = LabelJob::new(
+        vec![input.display().to_string()],
+        dir.path().join("out"),
+        config(&server, Some(dir.path().join("cache"))),
+        collecting_logger().0,
+    );
+    job.batch_rows = 64;
+    let summary = run_label(&job).unwrap();
+    assert_eq!(server.requests(), 3);
+    assert_eq!(
+        (
+            summary.judge.answers,
+            summary.judge.cache_hits,
+            summary.judge.rows_labelled
+        ),
+        (3, 3, 6)
+    );
+}
+
+#[test]
+fn the_token_budget_is_never_exceeded() {
+    let records = records();
+    let t = truth(&records, PromptFormat::Critique);
+    let server = JudgeServer::start(Arc::new(move |s: &Seen| answer_truth(&t, s)));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &records, None);
+    let mut c = config(&server, None);
+    c.max_completion_tokens = Some(1000); // max_tokens 150, each answer uses 100
+    let summary = label(&input, &dir.path().join("out"), c, collecting_logger().0);
+    let sent = server
+        .stats
+        .completion_tokens_sent
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent <= 1000, "{sent} tokens generated");
+    // a request is admitted only while 150 more tokens still fit: 9 answers (900 tokens), not 10
+    assert_eq!(summary.judge.rows_labelled, 9);
+    assert_eq!(summary.judge.rows_over_budget, 3);
+    assert_eq!(summary.judge.budget_tokens, sent);
+    assert_eq!(read_output(&dir.path().join("out")).len(), 12);
+    assert_reconciles(&summary.judge, 12);
+    assert!(
+        server
+            .stats
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            <= 4
+    );
+}
+
+#[test]
+fn the_concurrency_limit_holds() {
+    let records = records();
+    let t = truth(&records, PromptFormat::Critique);
+    let server = JudgeServer::start(Arc::new(move |s: &Seen| {
+        Reply::Slow(Duration::from_millis(30), Box::new(answer_truth(&t, s)))
+    }));
+    let mut c = config(&server, None);
+    c.concurrency = 3;
+    let mut labeller = JudgeLabeller::new(&c, collecting_logger().0).unwrap();
+    let requests: Vec<LabelRequest> = records
+        .iter()
+        .map(|r| LabelRequest {
+            key: r.id.clone().unwrap(),
+            problem: r.problem.clone(),
+            steps: r.steps.clone(),
+            pool_label: None,
+        })
+        .collect();
+    let out = labeller.label(&requests);
+    assert_eq!(out.len(), 12);
+    assert!(out
+        .iter()
+        .zip(&records)
+        .all(|(o, r)| o.first_error() == r.label));
+    assert_eq!(server.requests(), 12);
+    assert!(
+        server
+            .stats
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            <= 3
+    );
+}
+
+#[test]
+fn majority_vote_over_samples_through_the_labeller_trait() {
+    let records = records();
+    let t = truth(&records, PromptFormat::ProcessBench);
+    // two of three samples give the true index, one says "all correct" (or, for correct
+    // solutions, "the first paragraph is wrong")
+    let server = JudgeServer::start(Arc::new(move |s: &Seen| {
+        let (_, label, _) = t[&s.prompt];
+        let wrong = if label < 0 { 0 } else { -1 };
+        Reply::Answer {
+            content: boxed(if s.nth == 2 { wrong } else { label }),
+            completion_tokens: 30,
+        }
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&server, Some(dir.path().join("cache")));
+    c.votes = 3;
+    c.format = PromptFormat::ProcessBench;
+    let requests: Vec<LabelRequest> = records
+        .iter()
+        .map(|r| LabelRequest {
+            key: r.id.clone().unwrap(),
+            problem: r.problem.clone(),
+            steps: r.steps.clone(),
+            pool_label: None,
+        })
+        .collect();
+    let mut labeller = JudgeLabeller::new(&c, collecting_logger().0).unwrap();
+    assert_eq!(labeller.name(), "judge:qwq-test");
+    let detailed = labeller.label_detailed(&requests);
+    for (o, r) in detailed.iter().zip(&records) {
+        assert_eq!(o.status, JudgeStatus::Labelled);
+        assert_eq!(o.label, r.label);
+        assert_eq!(o.votes.len(), 3);
+        assert_eq!(o.votes.iter().filter(|v| **v == r.label).count(), 2);
+    }
+    assert_eq!(server.requests(), 36);
+    let again = labeller.label(&requests);
+    assert!(again.iter().zip(&records).all(|(o, r)| *o
+        == LabelOutcome::Labelled {
+            first_error: r.label.unwrap()
+        }));
+    assert_eq!(
+        server.requests(),
+        36,
+        "answers already held are not requested again"
+    );
+    assert_eq!(labeller.accounting().cache_hits, 36);
+    assert_reconciles(&labeller.accounting(), 72);
+}
+
+#[test]
+fn fatal_refusals_stop_the_run_and_every_row_says_why() {
+    let records = records();
+    let server = JudgeServer::start(Arc::new(|_: &Seen| Reply::Status {
+        code: 401,
+        body: "{\"error\":\"invalid key\"}".into(),
+        retry_after: None,
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &records, None);
+    let mut c = config(&server, None);
+    c.concurrency = 1;
+    let summary = label(&input, &dir.path().join("out"), c, collecting_logger().0);
+    let rows = read_output(&dir.path().join("out"));
+    assert_eq!(rows.len(), 12);
+    assert!(rows
+        .iter()
+        .all(|r| r.status == "failed" && r.reason.as_deref().unwrap().contains("HTTP 401")));
+    assert_eq!(
+        server.requests(),
+        1,
+        "no request after the endpoint refused the key"
+    );
+    assert_reconciles(&summary.judge, 12);
+}
+
+#[test]
+fn judge_eval_reports_the_judges_own_f1() {
+    let records = records();
+    let t = truth(&records, PromptFormat::Critique);
+    // wrong on record 0 (correct solution called wrong at 0) and record 2 (error at 1 called correct)
+    let server = JudgeServer::start(Arc::new(move |s: &Seen| {
+        let (i, label, steps) = t[&s.prompt];
+        let said = match i {
+            0 => 0,
+            2 => -1,
+            _ => label,
+        };
+        Reply::Answer {
+            content: critique(said, steps),
+            completion_tokens: 10,
+        }
+    }));
+    let file = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/judge_records.jsonl"
+    ));
+    let report = run_judge_eval(&[file], &config(&server, None), collecting_logger().0).unwrap();
+    let s = &report.subsets[0];
+    assert_eq!(s.subset, "judge_records");
+    assert_eq!((s.score.n, s.score.n_error, s.score.n_correct), (12, 9, 3));
+    let (acc_err, acc_ok) = (8.0 / 9.0, 2.0 / 3.0);
+    assert!((s.score.acc_error.unwrap() - acc_err).abs() < 1e-12);
+    assert!((s.score.acc_correct.unwrap() - acc_ok).abs() < 1e-12);
+    assert!((report.mean_f1.unwrap() - 2.0 * acc_err * acc_ok / (acc_err + acc_ok)).abs() < 1e-12);
+    assert_eq!(report.accounting.requests, 12);
+}
+
+/// Runs the real binary with the key in its environment; a misbehaving server echoes the key back
+/// in error bodies. The key must reach the server and appear nowhere else.
+#[test]
+fn the_api_key_never_appears_in_logs_outputs_or_the_cache() {
+    let records = records();
+    let t = truth(&records, PromptFormat::Critique);
+    let server = JudgeServer::start(Arc::new(move |s: &Seen| {
+        let (i, label, steps) = t[&s.prompt];
+        let echo = format!(
+            "{{\"error\":\"bad auth header {}\"}}",
+            s.authorization.clone().unwrap_or_default()
+        );
+        match (i, s.nth) {
+            (0, 1) => Reply::Status {
+                code: 500,
+                body: echo,
+                retry_after: None,
+            },
+            (1, _) => Reply::Status {
+                code: 400,
+                body: echo,
+                retry_after: None,
+            },
+            (2, _) => Reply::Answer {
+                content: format!("I was called with {echo}"),
+                completion_tokens: 10,
+            },
+            _ => Reply::Answer {
+                content: critique(label, steps),
+                completion_tokens: 10,
+            },
+        }
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &records, None);
+    let out = dir.path().join("out");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_actprm"))
+        .args(["label", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .args([
+            "--judge-url",
+            &server.url(),
+            "--judge-model",
+            "qwq-test",
+            "--api-key-env",
+            "ACTPRM_JUDGE_TEST_KEY",
+        ])
+        .args([
+            "--timeout",
+            "10",
+            "--retries",
+            "2",
+            "--concurrency",
+            "4",
+            "--json",
+        ])
+        .env("ACTPRM_JUDGE_TEST_KEY", SECRET)
+        .output()
+        .expect("running actprm");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        server
+            .seen()
+            .iter()
+            .all(|s| s.authorization.as_deref() == Some(&format!("Bearer {SECRET}"))),
+        "the key is sent"
+    );
+    assert!(stderr.contains("retry 1"), "the retry was logged: {stderr}");
+    assert!(
+        !stdout.contains(SECRET) && !stderr.contains(SECRET),
+        "key in the logs:\n{stdout}\n{stderr}"
+    );
+    let rows = read_output(&out);
+    assert_eq!(rows.len(), 12);
+    assert!(
+        rows[1].reason.as_deref().unwrap().contains("<redacted>"),
+        "{:?}",
+        rows[1].reason
+    );
+    for row in &rows {
+        for text in [&row.reason, &row.raw].into_iter().flatten() {
+            assert!(!text.contains(SECRET), "key in an output column: {text}");
+        }
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![out.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("judge-cache/answers.jsonl")),
+        "default cache under the output: {files:?}"
+    );
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "json" || e == "jsonl"))
+    {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(!text.contains(SECRET), "key in {}", f.display());
+    }
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("--json summary");
+    assert_eq!(summary["rows_out"], 12);
+}
