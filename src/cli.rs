@@ -6,12 +6,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use actprm::label::judge::{stderr_logger, JudgeConfig, PromptFormat};
 use actprm::model::{Device, HeadsWeights, LoadedModel, RuntimeOptions};
 use actprm::pipeline::evaluate::{evaluate_files, TauRule};
 use actprm::pipeline::features::read_features;
-use actprm::label::judge::{stderr_logger, JudgeConfig, PromptFormat};
 use actprm::pipeline::{run_judge_eval, run_label, run_score, LabelJob, ScoreJob};
-use actprm::train::{torch_device, TrainConfig, Trainer};
 use actprm::score::ScoreOptions;
 use actprm::select::SelectionRule;
 use actprm::source::ColumnMapping;
@@ -157,7 +156,10 @@ struct ColumnArgs {
 
 impl ColumnArgs {
     fn mapping(&self) -> ColumnMapping {
-        ColumnMapping { problem: self.problem_column.clone(), steps: self.steps_column.clone() }
+        ColumnMapping {
+            problem: self.problem_column.clone(),
+            steps: self.steps_column.clone(),
+        }
     }
 }
 
@@ -565,8 +567,21 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Train(a) => train(a)?,
         Command::Label(a) => {
-            let cache = if a.no_cache { None } else { Some(a.cache.clone().unwrap_or_else(|| a.output.join("judge-cache"))) };
-            let mut job = LabelJob::new(a.input.clone(), a.output.clone(), a.judge.config(cache), stderr_logger());
+            let cache = if a.no_cache {
+                None
+            } else {
+                Some(
+                    a.cache
+                        .clone()
+                        .unwrap_or_else(|| a.output.join("judge-cache")),
+                )
+            };
+            let mut job = LabelJob::new(
+                a.input.clone(),
+                a.output.clone(),
+                a.judge.config(cache),
+                stderr_logger(),
+            );
             job.columns = a.columns.mapping();
             job.batch_rows = a.batch_rows;
             job.progress = std::io::stderr().is_terminal();
@@ -578,7 +593,15 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 println!("output         {}", a.output.display());
             }
         }
-        Command::Judge { command: JudgeCommand::Eval { files, judge, cache, json } } => {
+        Command::Judge {
+            command:
+                JudgeCommand::Eval {
+                    files,
+                    judge,
+                    cache,
+                    json,
+                },
+        } => {
             let report = run_judge_eval(&files, &judge.config(cache), stderr_logger())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
