@@ -16,7 +16,11 @@ use crate::model::{Backbone, Device, HeadsRunner, LoadedModel, RuntimeOptions};
 use crate::source::parquet::plan as plan_files;
 use crate::source::{discover_inputs, ColumnMapping};
 
-pub fn check(file: &PipelineFile, spans: &Spans, _env: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
+pub fn check(
+    file: &PipelineFile,
+    spans: &Spans,
+    _env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     let label_pool: Vec<&String> = file
         .transforms
@@ -38,22 +42,48 @@ pub fn check(file: &PipelineFile, spans: &Spans, _env: &dyn Fn(&str) -> Option<S
                 let files = match discover_inputs(&p.paths, "parquet") {
                     Ok(f) => f,
                     Err(e) => {
-                        problems.push(Problem::at(&spans.field(name, "paths"), format!("source `{name}`: {e}")));
+                        problems.push(Problem::at(
+                            &spans.field(name, "paths"),
+                            format!("source `{name}`: {e}"),
+                        ));
                         continue;
                     }
                 };
-                let mapping = ColumnMapping { problem: p.problem_column.clone(), steps: p.steps_column.clone() };
+                let mapping = ColumnMapping {
+                    problem: p.problem_column.clone(),
+                    steps: p.steps_column.clone(),
+                };
                 if let Err(e) = plan_files(&files, &mapping) {
                     let field = match &e {
-                        crate::source::SourceError::Column { column, .. } if Some(column) == p.steps_column.as_ref() => "steps_column",
-                        crate::source::SourceError::Column { column, .. } if Some(column) == p.problem_column.as_ref() => "problem_column",
+                        crate::source::SourceError::Column { column, .. }
+                            if Some(column) == p.steps_column.as_ref() =>
+                        {
+                            "steps_column"
+                        }
+                        crate::source::SourceError::Column { column, .. }
+                            if Some(column) == p.problem_column.as_ref() =>
+                        {
+                            "problem_column"
+                        }
                         _ => "paths",
                     };
-                    problems.push(Problem::at(&spans.field(name, field), format!("source `{name}`: {e}")));
+                    // the source error names the CLI flag; a file names the option
+                    let message = e
+                        .to_string()
+                        .replace("--problem-column", "`problem_column`")
+                        .replace("--steps-column", "`steps_column`");
+                    problems.push(Problem::at(
+                        &spans.field(name, field),
+                        format!("source `{name}`: {message}"),
+                    ));
                     continue;
                 }
                 for path in &files {
-                    let Ok(schema) = File::open(path).map_err(|e| e.to_string()).and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).map(|b| b.schema().clone()).map_err(|e| e.to_string())) else {
+                    let Ok(schema) = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+                        ParquetRecordBatchReaderBuilder::try_new(f)
+                            .map(|b| b.schema().clone())
+                            .map_err(|e| e.to_string())
+                    }) else {
                         continue; // unreadable files are reported by the run, row group by row group
                     };
                     for label in &label_pool {
@@ -74,21 +104,44 @@ pub fn check(file: &PipelineFile, spans: &Spans, _env: &dyn Fn(&str) -> Option<S
             SourceStage::Jsonl(l) | SourceStage::Processbench(l) => {
                 for path in &l.paths {
                     if let Err(e) = crate::source::jsonl::read_labelled(path) {
-                        problems.push(Problem::at(&spans.field(name, "paths"), format!("source `{name}`: {e}")));
+                        problems.push(Problem::at(
+                            &spans.field(name, "paths"),
+                            format!("source `{name}`: {e}"),
+                        ));
                     }
                 }
             }
         }
     }
     // models: every declared one, plus the embedded default where a score stage names none
-    let mut models: Vec<(String, ModelDecl)> = file.models.iter().map(|(n, m)| (format!("model:{n}"), m.clone())).collect();
-    let default_user = spans.order.iter().find(|n| matches!(file.transforms.get(*n), Some(TransformStage::Score(s)) if s.model.is_none()));
+    let mut models: Vec<(String, ModelDecl)> = file
+        .models
+        .iter()
+        .map(|(n, m)| (format!("model:{n}"), m.clone()))
+        .collect();
+    let default_user = spans.order.iter().find(
+        |n| matches!(file.transforms.get(*n), Some(TransformStage::Score(s)) if s.model.is_none()),
+    );
     if let Some(user) = default_user {
-        models.push((user.clone(), ModelDecl { path: None, device: "cpu".into(), threads: 0 }));
+        models.push((
+            user.clone(),
+            ModelDecl {
+                path: None,
+                device: "cpu".into(),
+                threads: 0,
+            },
+        ));
     }
     for (id, decl) in &models {
-        let span = if decl.path.is_some() { spans.field(id, "path") } else { spans.stage(id) };
-        let what = id.strip_prefix("model:").map_or_else(|| format!("the default model (used by transform `{id}`)"), |n| format!("model `{n}`"));
+        let span = if decl.path.is_some() {
+            spans.field(id, "path")
+        } else {
+            spans.stage(id)
+        };
+        let what = id.strip_prefix("model:").map_or_else(
+            || format!("the default model (used by transform `{id}`)"),
+            |n| format!("model `{n}`"),
+        );
         if let Err(message) = check_model(decl) {
             problems.push(Problem::at(&span, format!("{what}: {message}")));
         }
@@ -98,7 +151,11 @@ pub fn check(file: &PipelineFile, spans: &Spans, _env: &dyn Fn(&str) -> Option<S
         match sink {
             SinkStage::Parquet(p) => writable(&p.path, name, "path", spans, &mut problems),
             SinkStage::ArrowIpc(p) => {
-                let parent = p.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let parent = p
+                    .path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
                 writable(parent, name, "path", spans, &mut problems)
             }
             SinkStage::Table(_) => {}
@@ -110,13 +167,22 @@ pub fn check(file: &PipelineFile, spans: &Spans, _env: &dyn Fn(&str) -> Option<S
                 writable(&train.output, name, "output", spans, &mut problems);
                 for dev in &train.dev {
                     if !dev.is_file() {
-                        problems.push(Problem::at(&spans.field(name, "dev"), format!("transform `{name}`: development features {} do not exist", dev.display())));
+                        problems.push(Problem::at(
+                            &spans.field(name, "dev"),
+                            format!(
+                                "transform `{name}`: development features {} do not exist",
+                                dev.display()
+                            ),
+                        ));
                     }
                 }
             }
             TransformStage::Score(s) => {
                 if let Some(features) = &s.features {
-                    let parent = features.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                    let parent = features
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
                     writable(parent, name, "features", spans, &mut problems);
                 }
             }
@@ -125,7 +191,10 @@ pub fn check(file: &PipelineFile, spans: &Spans, _env: &dyn Fn(&str) -> Option<S
     }
     for (name, judge) in &file.judges {
         if let Err(message) = reachable(&judge.url) {
-            problems.push(Problem::at(&spans.field(&format!("judge:{name}"), "url"), format!("judge `{name}`: {} does not answer: {message}", judge.url)));
+            problems.push(Problem::at(
+                &spans.field(&format!("judge:{name}"), "url"),
+                format!("judge `{name}`: {} does not answer: {message}", judge.url),
+            ));
         }
     }
     problems
@@ -135,16 +204,27 @@ pub fn check(file: &PipelineFile, spans: &Spans, _env: &dyn Fn(&str) -> Option<S
 fn check_model(decl: &ModelDecl) -> Result<(), String> {
     if let Some(dir) = &decl.path {
         if !dir.join("manifest.json").is_file() {
-            return Err(format!("{} is not a model directory (no manifest.json)", dir.display()));
+            return Err(format!(
+                "{} is not a model directory (no manifest.json)",
+                dir.display()
+            ));
         }
     }
     let model = LoadedModel::open(decl.path.as_deref()).map_err(|e| e.to_string())?;
     model.check_files().map_err(|e| e.to_string())?;
-    let runtime = RuntimeOptions { device: decl.device.parse::<Device>()?, intra_threads: 1 };
+    let runtime = RuntimeOptions {
+        device: decl.device.parse::<Device>()?,
+        intra_threads: 1,
+    };
     let backbone = Backbone::open(&model, &runtime).map_err(|e| e.to_string())?;
-    let heads = HeadsRunner::open(&model.heads_bytes, model.version(), &runtime).map_err(|e| e.to_string())?;
+    let heads = HeadsRunner::open(&model.heads_bytes, model.version(), &runtime)
+        .map_err(|e| e.to_string())?;
     if heads.feature_dim() != backbone.hidden_size() {
-        return Err(format!("the heads take features of dimension {}, the backbone gives {}", heads.feature_dim(), backbone.hidden_size()));
+        return Err(format!(
+            "the heads take features of dimension {}, the backbone gives {}",
+            heads.feature_dim(),
+            backbone.hidden_size()
+        ));
     }
     Ok(())
 }
@@ -170,7 +250,13 @@ fn writable(path: &Path, stage: &str, field: &str, spans: &Spans, problems: &mut
         Err(std::io::Error::other("exists and is not a folder"))
     };
     if let Err(e) = result {
-        problems.push(Problem::at(&spans.field(stage, field), format!("`{field}` of `{stage}`: {} is not writable: {e}", dir.display())));
+        problems.push(Problem::at(
+            &spans.field(stage, field),
+            format!(
+                "`{field}` of `{stage}`: {} is not writable: {e}",
+                dir.display()
+            ),
+        ));
     }
 }
 
@@ -180,7 +266,20 @@ fn reachable(url: &str) -> Result<(), String> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let host_port = rest.split('/').next().unwrap_or(rest);
     let default_port = if url.starts_with("https://") { 443 } else { 80 };
-    let target = if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { host_port.to_string() } else { format!("{host_port}:{default_port}") };
-    let addr = target.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?;
-    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map(|_| ()).map_err(|e| e.to_string())
+    let target = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:{default_port}")
+    };
+    let addr = target
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

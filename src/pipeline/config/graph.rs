@@ -18,7 +18,11 @@ pub enum Node<'a> {
 pub fn nodes(file: &PipelineFile) -> HashMap<&str, Node<'_>> {
     let mut out = HashMap::new();
     out.extend(file.sources.keys().map(|k| (k.as_str(), Node::Source)));
-    out.extend(file.transforms.iter().map(|(k, t)| (k.as_str(), Node::Transform(t))));
+    out.extend(
+        file.transforms
+            .iter()
+            .map(|(k, t)| (k.as_str(), Node::Transform(t))),
+    );
     out.extend(file.sinks.keys().map(|k| (k.as_str(), Node::Sink)));
     out
 }
@@ -26,22 +30,40 @@ pub fn nodes(file: &PipelineFile) -> HashMap<&str, Node<'_>> {
 pub fn check(file: &PipelineFile, spans: &Spans) -> Vec<Problem> {
     let mut problems = Vec::new();
     let nodes = nodes(file);
-    let known: Vec<&str> = file.sources.keys().chain(file.transforms.keys()).map(String::as_str).collect();
+    let known: Vec<&str> = file
+        .sources
+        .keys()
+        .chain(file.transforms.keys())
+        .map(String::as_str)
+        .collect();
     let declared = |kind: &str| spans.kind_of.values().any(|k| *k == kind);
-    if !declared("source") {
-        problems.push(Problem::at(&spans.section("sources"), "the pipeline has no source: declare one under `sources`"));
+    if !declared("source") && !spans.misspelled.contains("sources") {
+        problems.push(Problem::at(
+            &spans.section("sources"),
+            "the pipeline has no source: declare one under `sources`",
+        ));
     }
-    if !declared("sink") {
-        problems.push(Problem::at(&spans.section("sinks"), "the pipeline has no sink: declare one under `sinks` (parquet, arrow_ipc or table)"));
+    if !declared("sink") && !spans.misspelled.contains("sinks") {
+        problems.push(Problem::at(
+            &spans.section("sinks"),
+            "the pipeline has no sink: declare one under `sinks` (parquet, arrow_ipc or table)",
+        ));
     }
     let stages = file
         .transforms
         .iter()
         .map(|(n, t)| (n, "transform", t.inputs(), t.kind()))
-        .chain(file.sinks.iter().map(|(n, s)| (n, "sink", s.inputs(), s.kind())));
+        .chain(
+            file.sinks
+                .iter()
+                .map(|(n, s)| (n, "sink", s.inputs(), s.kind())),
+        );
     for (name, what, inputs, kind) in stages {
         if inputs.is_empty() {
-            problems.push(Problem::at(&spans.field(name, "inputs"), format!("{what} `{name}` ({kind}) has no inputs")));
+            problems.push(Problem::at(
+                &spans.field(name, "inputs"),
+                format!("{what} `{name}` ({kind}) has no inputs"),
+            ));
         }
         for (i, input) in inputs.iter().enumerate() {
             if spans.broken.contains(input) {
@@ -50,9 +72,15 @@ pub fn check(file: &PipelineFile, spans: &Spans) -> Vec<Problem> {
             match nodes.get(input.as_str()) {
                 None => problems.push(Problem::at(
                     &spans.input(name, i),
-                    format!("input `{input}` of {what} `{name}` is not a source or transform{}", hint(input, known.iter().copied())),
+                    format!(
+                        "input `{input}` of {what} `{name}` is not a source or transform{}",
+                        hint(input, known.iter().copied())
+                    ),
                 )),
-                Some(Node::Sink) => problems.push(Problem::at(&spans.input(name, i), format!("input `{input}` of {what} `{name}` is a sink; sinks have no output"))),
+                Some(Node::Sink) => problems.push(Problem::at(
+                    &spans.input(name, i),
+                    format!("input `{input}` of {what} `{name}` is a sink; sinks have no output"),
+                )),
                 Some(_) => {}
             }
         }
@@ -111,10 +139,25 @@ fn cycles(file: &PipelineFile, spans: &Spans) -> Vec<Problem> {
         Active,
         Done,
     }
-    let mut marks: BTreeMap<&str, Mark> = file.transforms.keys().map(|k| (k.as_str(), Mark::New)).collect();
+    let mut marks: BTreeMap<&str, Mark> = file
+        .transforms
+        .keys()
+        .map(|k| (k.as_str(), Mark::New))
+        .collect();
     let mut problems = Vec::new();
-    let order: Vec<&str> = spans.order.iter().map(String::as_str).filter(|n| file.transforms.contains_key(*n)).collect();
-    fn visit<'a>(n: &'a str, file: &'a PipelineFile, marks: &mut BTreeMap<&'a str, Mark>, path: &mut Vec<&'a str>, found: &mut Vec<Vec<&'a str>>) {
+    let order: Vec<&str> = spans
+        .order
+        .iter()
+        .map(String::as_str)
+        .filter(|n| file.transforms.contains_key(*n))
+        .collect();
+    fn visit<'a>(
+        n: &'a str,
+        file: &'a PipelineFile,
+        marks: &mut BTreeMap<&'a str, Mark>,
+        path: &mut Vec<&'a str>,
+        found: &mut Vec<Vec<&'a str>>,
+    ) {
         marks.insert(n, Mark::Active);
         path.push(n);
         for input in file.transforms[n].inputs() {
@@ -131,7 +174,11 @@ fn cycles(file: &PipelineFile, spans: &Spans) -> Vec<Problem> {
         marks.insert(n, Mark::Done);
     }
     let mut found = Vec::new();
-    for n in order.iter().copied().chain(file.transforms.keys().map(String::as_str)) {
+    for n in order
+        .iter()
+        .copied()
+        .chain(file.transforms.keys().map(String::as_str))
+    {
         if marks.get(n) == Some(&Mark::New) {
             visit(n, file, &mut marks, &mut Vec::new(), &mut found);
         }
@@ -139,12 +186,19 @@ fn cycles(file: &PipelineFile, spans: &Spans) -> Vec<Problem> {
     for cycle in found {
         // name the cycle in data-flow order, starting at its first stage in the file
         let mut flow: Vec<&str> = cycle.iter().rev().copied().collect();
-        let first = order.iter().position(|o| flow.contains(o)).map(|i| order[i]).unwrap_or(flow[0]);
+        let first = order
+            .iter()
+            .position(|o| flow.contains(o))
+            .map(|i| order[i])
+            .unwrap_or(flow[0]);
         let k = flow.iter().position(|f| *f == first).unwrap_or(0);
         flow.rotate_left(k);
         let mut text = flow.join(" -> ");
         text.push_str(&format!(" -> {first}"));
-        problems.push(Problem::at(&spans.stage(first), format!("transforms form a cycle: {text}")));
+        problems.push(Problem::at(
+            &spans.stage(first),
+            format!("transforms form a cycle: {text}"),
+        ));
     }
     problems
 }

@@ -98,7 +98,11 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
                     (Some(v), _) => v,
                     (None, Some('-')) => arg.to_string(),
                     (None, Some('?')) => {
-                        problems.push(Problem::new(number, col, format!("environment variable {name} is not set: {arg}")));
+                        problems.push(Problem::new(
+                            number,
+                            col,
+                            format!("environment variable {name} is not set: {arg}"),
+                        ));
                         String::new()
                     }
                     (None, _) => {
@@ -143,15 +147,28 @@ mod tests {
 
     #[test]
     fn substitutes_defaults_and_escapes() {
-        let r = interpolate("a: ${OUT}\nb: ${NOPE:-d}\nc: $$HOME\n# ${NOPE:?skipped in comments}\n", &env);
+        let r = interpolate(
+            "a: ${OUT}\nb: ${NOPE:-d}\nc: $$HOME\n# ${NOPE:?skipped in comments}\n",
+            &env,
+        );
         assert!(r.problems.is_empty(), "{:?}", r.problems);
-        assert_eq!(r.text, "a: out/run1\nb: d\nc: $HOME\n# ${NOPE:?skipped in comments}\n");
+        assert_eq!(
+            r.text,
+            "a: out/run1\nb: d\nc: $HOME\n# ${NOPE:?skipped in comments}\n"
+        );
     }
 
     #[test]
     fn refuses_missing_and_newlines() {
-        let r = interpolate("a: ${NOPE:?set it}\nb: ${EVIL}\nc: ${NOPE}\nd: ${OOPS\n", &env);
-        let messages: Vec<String> = r.problems.iter().map(|p| format!("{}:{} {}", p.line, p.col, p.message)).collect();
+        let r = interpolate(
+            "a: ${NOPE:?set it}\nb: ${EVIL}\nc: ${NOPE}\nd: ${OOPS\n",
+            &env,
+        );
+        let messages: Vec<String> = r
+            .problems
+            .iter()
+            .map(|p| format!("{}:{} {}", p.line, p.col, p.message))
+            .collect();
         assert_eq!(
             messages,
             [

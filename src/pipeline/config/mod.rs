@@ -41,7 +41,7 @@ pub struct PipelineFile {
 }
 
 /// A model directory (`--model`, `--device`, `--threads`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelDecl {
     /// Model directory (manifest.json + files); absent: the embedded default model.
@@ -135,12 +135,15 @@ pub struct ScoreStage {
     pub model: Option<String>,
     /// First-error threshold; default: the model's own tau.
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub tau: Option<f32>,
     /// A step is confident only if max(mu, 1 - mu) >= delta_pred ...
     #[serde(default = "default_delta_pred")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub delta_pred: f32,
     /// ... and its std over heads <= delta_std.
     #[serde(default = "default_delta_std")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub delta_std: f32,
     /// Rows per batch read from Parquet.
     #[serde(default = "default_batch_rows")]
@@ -165,6 +168,7 @@ pub struct SelectStage {
     pub inputs: Vec<String>,
     /// Keep this fraction of each batch, most uncertain first (default: ActPRM's threshold rule).
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub keep_rate: Option<f64>,
     /// This process's share of the units, as i/n (0-based).
     #[serde(default = "default_shard")]
@@ -257,6 +261,16 @@ pub struct TableSink {
     /// Print JSON instead of a table.
     #[serde(default)]
     pub json: bool,
+}
+
+impl Default for ModelDecl {
+    fn default() -> Self {
+        Self {
+            path: None,
+            device: default_device(),
+            threads: 0,
+        }
+    }
 }
 
 fn default_device() -> String {
@@ -373,7 +387,10 @@ pub struct Checked {
 impl Checked {
     /// A report of problems located in the interpolated text (as `spans` are).
     pub fn report(&self, problems: Vec<Problem>) -> Report {
-        let problems = problems.into_iter().map(|p| self.interpolated.map_back(p)).collect();
+        let problems = problems
+            .into_iter()
+            .map(|p| self.interpolated.map_back(p))
+            .collect();
         Report::new(&self.name, &self.text, problems)
     }
 }
@@ -437,7 +454,10 @@ pub fn check_text(
             problems.extend(env_check::check(file, &parsed.spans, env));
         }
     }
-    let problems: Vec<Problem> = problems.into_iter().map(|p| interpolated.map_back(p)).collect();
+    let problems: Vec<Problem> = problems
+        .into_iter()
+        .map(|p| interpolated.map_back(p))
+        .collect();
     match (parsed.file, plan) {
         (Some(file), Some(plan)) if problems.is_empty() => Ok(Checked {
             file,

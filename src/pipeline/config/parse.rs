@@ -25,6 +25,8 @@ pub struct Spans {
     pub broken: HashSet<String>,
     /// Stage names in file order.
     pub order: Vec<String>,
+    /// Sections whose key was misspelled at the top level (`sink:`): not reported again as missing.
+    pub misspelled: HashSet<&'static str>,
     /// Stage name -> "source", "transform" or "sink" (also for stages that did not parse).
     pub kind_of: HashMap<String, &'static str>,
 }
@@ -40,6 +42,7 @@ impl Default for Spans {
             broken: HashSet::new(),
             order: Vec::new(),
             kind_of: HashMap::new(),
+            misspelled: HashSet::new(),
         }
     }
 }
@@ -98,7 +101,10 @@ pub fn parse(text: &str) -> Parsed {
         }
     };
     let Some(top) = node.as_mapping() else {
-        out.problems.push(Problem::at(&root, "a pipeline file is a mapping with sources, transforms and sinks"));
+        out.problems.push(Problem::at(
+            &root,
+            "a pipeline file is a mapping with sources, transforms and sinks",
+        ));
         return out;
     };
     let mut file = PipelineFile::default();
@@ -109,9 +115,17 @@ pub fn parse(text: &str) -> Parsed {
     };
     for (key, value) in top.iter() {
         let Some(section) = SECTIONS.iter().find(|s| **s == key.as_str()) else {
+            if let Some(near) = super::problem::did_you_mean(key.as_str(), SECTIONS) {
+                w.spans.misspelled.insert(near);
+            }
             w.problems.push(Problem::at(
                 key.span(),
-                format!("unknown key `{}` at the top level{}; expected one of: {}", key.as_str(), hint(key.as_str(), SECTIONS), SECTIONS.join(", ")),
+                format!(
+                    "unknown key `{}` at the top level{}; expected one of: {}",
+                    key.as_str(),
+                    hint(key.as_str(), SECTIONS),
+                    SECTIONS.join(", ")
+                ),
             ));
             continue;
         };
@@ -120,7 +134,10 @@ pub fn parse(text: &str) -> Parsed {
             continue;
         }
         let Some(map) = value.as_mapping() else {
-            w.problems.push(Problem::at(value.span(), format!("`{section}` must be a mapping of names to declarations")));
+            w.problems.push(Problem::at(
+                value.span(),
+                format!("`{section}` must be a mapping of names to declarations"),
+            ));
             continue;
         };
         for (name, decl) in map.iter() {
@@ -144,9 +161,13 @@ pub fn parse(text: &str) -> Parsed {
                 "sources" => {
                     if let Some((kind, map)) = w.stage(name, decl, "source", &SOURCE_TYPES) {
                         let stage = match kind {
-                            "parquet" => w.typed(name, "source", kind, map).map(SourceStage::Parquet),
+                            "parquet" => {
+                                w.typed(name, "source", kind, map).map(SourceStage::Parquet)
+                            }
                             "jsonl" => w.typed(name, "source", kind, map).map(SourceStage::Jsonl),
-                            _ => w.typed(name, "source", kind, map).map(SourceStage::Processbench),
+                            _ => w
+                                .typed(name, "source", kind, map)
+                                .map(SourceStage::Processbench),
                         };
                         w.keep(name, stage, &mut file.sources);
                     }
@@ -154,11 +175,21 @@ pub fn parse(text: &str) -> Parsed {
                 "transforms" => {
                     if let Some((kind, map)) = w.stage(name, decl, "transform", &TRANSFORM_TYPES) {
                         let stage = match kind {
-                            "sql" => w.typed(name, "transform", kind, map).map(TransformStage::Sql),
-                            "score" => w.typed(name, "transform", kind, map).map(TransformStage::Score),
-                            "select" => w.typed(name, "transform", kind, map).map(TransformStage::Select),
-                            "label" => w.typed(name, "transform", kind, map).map(TransformStage::Label),
-                            _ => w.typed(name, "transform", kind, map).map(TransformStage::Train),
+                            "sql" => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Sql),
+                            "score" => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Score),
+                            "select" => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Select),
+                            "label" => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Label),
+                            _ => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Train),
                         };
                         w.keep(name, stage, &mut file.transforms);
                     }
@@ -167,7 +198,9 @@ pub fn parse(text: &str) -> Parsed {
                     if let Some((kind, map)) = w.stage(name, decl, "sink", &SINK_TYPES) {
                         let stage = match kind {
                             "parquet" => w.typed(name, "sink", kind, map).map(SinkStage::Parquet),
-                            "arrow_ipc" => w.typed(name, "sink", kind, map).map(SinkStage::ArrowIpc),
+                            "arrow_ipc" => {
+                                w.typed(name, "sink", kind, map).map(SinkStage::ArrowIpc)
+                            }
                             _ => w.typed(name, "sink", kind, map).map(SinkStage::Table),
                         };
                         w.keep(name, stage, &mut file.sinks);
@@ -181,26 +214,39 @@ pub fn parse(text: &str) -> Parsed {
 }
 
 fn load_problem(e: &LoadError, root: Span) -> Problem {
-    let at = |m: &marked_yaml::Marker, message: String| Problem::new(m.line().max(1), m.column().max(1), message);
+    let at = |m: &marked_yaml::Marker, message: String| {
+        Problem::new(m.line().max(1), m.column().max(1), message)
+    };
     match e {
-        LoadError::TopLevelMustBeMapping(m) => at(m, "a pipeline file is a mapping with sources, transforms and sinks".into()),
+        LoadError::TopLevelMustBeMapping(m) => at(
+            m,
+            "a pipeline file is a mapping with sources, transforms and sinks".into(),
+        ),
         LoadError::DuplicateKey(d) => {
             let first = d.prev_key.span().start().map_or(0, |m| m.line());
             match d.key.span().start() {
-                Some(m) => at(m, format!("duplicate key `{}` (first on line {first})", d.key.as_str())),
+                Some(m) => at(
+                    m,
+                    format!("duplicate key `{}` (first on line {first})", d.key.as_str()),
+                ),
                 None => Problem::at(&root, format!("duplicate key `{}`", d.key.as_str())),
             }
         }
         LoadError::ScanError(m, s) => at(m, format!("not valid YAML: {}", s.info())),
-        LoadError::UnexpectedAnchor(m) => at(m, "YAML anchors are not supported in pipeline files".into()),
-        LoadError::UnexpectedTag(m) => at(m, "YAML tags are not supported in pipeline files".into()),
+        LoadError::UnexpectedAnchor(m) => {
+            at(m, "YAML anchors are not supported in pipeline files".into())
+        }
+        LoadError::UnexpectedTag(m) => {
+            at(m, "YAML tags are not supported in pipeline files".into())
+        }
         LoadError::MappingKeyMustBeScalar(m) => at(m, "keys must be plain names".into()),
         LoadError::TopLevelMustBeSequence(m) => at(m, "unexpected YAML structure".into()),
     }
 }
 
 fn is_null(node: &Node) -> bool {
-    node.as_scalar().is_some_and(|s| matches!(s.as_str(), "" | "~" | "null"))
+    node.as_scalar()
+        .is_some_and(|s| matches!(s.as_str(), "" | "~" | "null"))
 }
 
 struct Walker<'a> {
@@ -212,7 +258,13 @@ struct Walker<'a> {
 
 impl Walker<'_> {
     /// Checks a stage's name and `type`; returns the type and the mapping.
-    fn stage<'n>(&mut self, name: &MarkedScalarNode, decl: &'n Node, section: &'static str, kinds: &[&'static str]) -> Option<(&'static str, &'n MarkedMappingNode)> {
+    fn stage<'n>(
+        &mut self,
+        name: &MarkedScalarNode,
+        decl: &'n Node,
+        section: &'static str,
+        kinds: &[&'static str],
+    ) -> Option<(&'static str, &'n MarkedMappingNode)> {
         let line = name.span().start().map_or(0, |m| m.line());
         if let Some((other, first)) = self.names.get(name.as_str()) {
             self.problems.push(Problem::at(
@@ -221,17 +273,35 @@ impl Walker<'_> {
             ));
             return None;
         }
-        self.names.insert(name.as_str().to_string(), (section, line));
-        self.spans.stages.insert(name.as_str().to_string(), *name.span());
+        self.names
+            .insert(name.as_str().to_string(), (section, line));
+        self.spans
+            .stages
+            .insert(name.as_str().to_string(), *name.span());
         self.spans.order.push(name.as_str().to_string());
-        self.spans.kind_of.insert(name.as_str().to_string(), section);
+        self.spans
+            .kind_of
+            .insert(name.as_str().to_string(), section);
         let Some(map) = decl.as_mapping() else {
-            self.problems.push(Problem::at(decl.span(), format!("{section} `{}` must be a mapping with a `type`", name.as_str())));
+            self.problems.push(Problem::at(
+                decl.span(),
+                format!(
+                    "{section} `{}` must be a mapping with a `type`",
+                    name.as_str()
+                ),
+            ));
             self.spans.broken.insert(name.as_str().to_string());
             return None;
         };
         let Some(kind) = map.get_node("type") else {
-            self.problems.push(Problem::at(name.span(), format!("{section} `{}` has no `type`; expected one of: {}", name.as_str(), kinds.join(", "))));
+            self.problems.push(Problem::at(
+                name.span(),
+                format!(
+                    "{section} `{}` has no `type`; expected one of: {}",
+                    name.as_str(),
+                    kinds.join(", ")
+                ),
+            ));
             self.spans.broken.insert(name.as_str().to_string());
             return None;
         };
@@ -241,7 +311,11 @@ impl Walker<'_> {
             None => {
                 self.problems.push(Problem::at(
                     kind.span(),
-                    format!("unknown {section} type `{text}`{}; expected one of: {}", hint(text, kinds.iter().copied()), kinds.join(", ")),
+                    format!(
+                        "unknown {section} type `{text}`{}; expected one of: {}",
+                        hint(text, kinds.iter().copied()),
+                        kinds.join(", ")
+                    ),
                 ));
                 self.spans.broken.insert(name.as_str().to_string());
                 None
@@ -249,7 +323,13 @@ impl Walker<'_> {
         }
     }
 
-    fn typed<T: DeserializeOwned + JsonSchema + CheckValues>(&mut self, name: &MarkedScalarNode, section: &str, kind: &str, map: &MarkedMappingNode) -> Option<T> {
+    fn typed<T: DeserializeOwned + JsonSchema + CheckValues>(
+        &mut self,
+        name: &MarkedScalarNode,
+        section: &str,
+        kind: &str,
+        map: &MarkedMappingNode,
+    ) -> Option<T> {
         let what = format!("{section} `{}` ({kind})", name.as_str());
         let node = Node::Mapping(map.clone());
         let parsed = self.declaration::<T>(name.as_str(), &what, &node, &["type"]);
@@ -259,7 +339,12 @@ impl Walker<'_> {
         parsed
     }
 
-    fn keep<S>(&mut self, name: &MarkedScalarNode, stage: Option<S>, into: &mut BTreeMap<String, S>) {
+    fn keep<S>(
+        &mut self,
+        name: &MarkedScalarNode,
+        stage: Option<S>,
+        into: &mut BTreeMap<String, S>,
+    ) {
         if let Some(s) = stage {
             into.insert(name.as_str().to_string(), s);
         }
@@ -268,14 +353,29 @@ impl Walker<'_> {
     /// Fills `T` from a mapping, reporting every unknown key, missing key, wrongly typed value
     /// and out-of-range value. The allowed keys come from `T`'s JSON Schema, so the check and
     /// `actprm schema` cannot disagree.
-    fn declaration<T: DeserializeOwned + JsonSchema + CheckValues>(&mut self, id: &str, what: &str, decl: &Node, skip: &[&str]) -> Option<T> {
+    fn declaration<T: DeserializeOwned + JsonSchema + CheckValues>(
+        &mut self,
+        id: &str,
+        what: &str,
+        decl: &Node,
+        skip: &[&str],
+    ) -> Option<T> {
         let Some(map) = decl.as_mapping() else {
-            self.problems.push(Problem::at(decl.span(), format!("{what} must be a mapping")));
+            self.problems.push(Problem::at(
+                decl.span(),
+                format!("{what} must be a mapping"),
+            ));
             return None;
         };
         let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
-        let props: Vec<&str> = schema["properties"].as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
-        let required: Vec<&str> = schema["required"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+        let props: Vec<&str> = schema["properties"]
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
         let mut clean = map.clone();
         let before = self.problems.len();
         for (key, value) in map.iter() {
@@ -283,10 +383,22 @@ impl Walker<'_> {
             if skip.contains(&k) {
                 continue;
             }
-            self.spans.fields.insert((id.to_string(), k.to_string()), *value.span());
+            self.spans
+                .fields
+                .insert((id.to_string(), k.to_string()), *value.span());
             if !props.contains(&k) {
-                let expected = if props.is_empty() { String::new() } else { format!("; expected one of: {}", props.join(", ")) };
-                self.problems.push(Problem::at(key.span(), format!("unknown key `{k}` in {what}{}{expected}", hint(k, props.iter().copied()))));
+                let expected = if props.is_empty() {
+                    String::new()
+                } else {
+                    format!("; expected one of: {}", props.join(", "))
+                };
+                self.problems.push(Problem::at(
+                    key.span(),
+                    format!(
+                        "unknown key `{k}` in {what}{}{expected}",
+                        hint(k, props.iter().copied())
+                    ),
+                ));
             }
             if k == "inputs" {
                 if let Some(seq) = value.as_sequence() {
@@ -299,7 +411,10 @@ impl Walker<'_> {
         clean.retain(|k, v| props.contains(&k.as_str()) && !is_null(v));
         for r in &required {
             if clean.get_node(r).is_none() {
-                self.problems.push(Problem::at(&self.spans.stage(id), format!("{what} is missing the required key `{r}`")));
+                self.problems.push(Problem::at(
+                    &self.spans.stage(id),
+                    format!("{what} is missing the required key `{r}`"),
+                ));
             }
         }
         // serde stops at the first bad value: report it, drop that key, try again
@@ -316,29 +431,48 @@ impl Walker<'_> {
                     let key = clean
                         .iter()
                         .map(|(k, _)| k)
-                        .filter(|k| k.span().start().is_some_and(|m| (m.line(), m.column()) <= at))
+                        .filter(|k| {
+                            k.span()
+                                .start()
+                                .is_some_and(|m| (m.line(), m.column()) <= at)
+                        })
                         .last()
                         .cloned();
                     let Some(key) = key else { break };
                     if e.to_string().starts_with("missing field") {
                         break;
                     }
-                    let got = clean.get_node(key.as_str()).and_then(|n| n.as_scalar()).map_or(String::new(), |s| format!(", got `{}`", s.as_str()));
+                    let got = clean
+                        .get_node(key.as_str())
+                        .and_then(|n| n.as_scalar())
+                        .map_or(String::new(), |s| format!(", got `{}`", s.as_str()));
                     let message = match &*e {
                         marked_yaml::Error::NotBoolean(_) => "expected true or false".to_string(),
-                        marked_yaml::Error::IntegerParseFailure(..) => "expected a whole number >= 0".to_string(),
-                        marked_yaml::Error::FloatParseFailure(..) => "expected a number".to_string(),
+                        marked_yaml::Error::IntegerParseFailure(..) => {
+                            "expected a whole number >= 0".to_string()
+                        }
+                        marked_yaml::Error::FloatParseFailure(..) => {
+                            "expected a number".to_string()
+                        }
                         other => other.to_string(),
                     };
-                    let span = clean.get_node(key.as_str()).map_or(*key.span(), |n| *n.span());
-                    self.problems.push(Problem::at(&span, format!("`{}` in {what}: {message}{got}", key.as_str())));
+                    let span = clean
+                        .get_node(key.as_str())
+                        .map_or(*key.span(), |n| *n.span());
+                    self.problems.push(Problem::at(
+                        &span,
+                        format!("`{}` in {what}: {message}{got}", key.as_str()),
+                    ));
                     clean.retain(|k, _| k.as_str() != key.as_str());
                 }
             }
         }
         if let Some(v) = &value {
             for (field, message) in v.check_values() {
-                self.problems.push(Problem::at(&self.spans.field(id, field), format!("`{field}` in {what} {message}")));
+                self.problems.push(Problem::at(
+                    &self.spans.field(id, field),
+                    format!("`{field}` in {what} {message}"),
+                ));
             }
         }
         value.filter(|_| self.problems.len() == before)
@@ -352,8 +486,13 @@ pub trait CheckValues {
     }
 }
 
-fn unit_interval(out: &mut Vec<(&'static str, String)>, field: &'static str, v: Option<f64>) {
-    if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(v)) {
+fn unit_interval<T: Into<f64> + Copy + std::fmt::Display>(
+    out: &mut Vec<(&'static str, String)>,
+    field: &'static str,
+    v: Option<T>,
+) {
+    // shown as written (an f32 widened to f64 would print -0.10000000149011612)
+    if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(&(*v).into())) {
         out.push((field, format!("is {v}, outside 0..1")));
     }
 }
@@ -368,7 +507,10 @@ impl CheckValues for ModelDecl {
     fn check_values(&self) -> Vec<(&'static str, String)> {
         match self.device.parse::<crate::model::Device>() {
             Ok(_) => Vec::new(),
-            Err(_) => vec![("device", format!("is `{}`; expected cpu, cuda or cuda:N", self.device))],
+            Err(_) => vec![(
+                "device",
+                format!("is `{}`; expected cpu, cuda or cuda:N", self.device),
+            )],
         }
     }
 }
@@ -377,7 +519,10 @@ impl CheckValues for JudgeDecl {
     fn check_values(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            out.push(("url", format!("is `{}`; expected an http:// or https:// URL", self.url)));
+            out.push((
+                "url",
+                format!("is `{}`; expected an http:// or https:// URL", self.url),
+            ));
         }
         positive(&mut out, "timeout_s", self.timeout_s as f64);
         out
@@ -394,9 +539,9 @@ impl CheckValues for TableSink {}
 impl CheckValues for ScoreStage {
     fn check_values(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        unit_interval(&mut out, "tau", self.tau.map(f64::from));
-        unit_interval(&mut out, "delta_pred", Some(self.delta_pred.into()));
-        unit_interval(&mut out, "delta_std", Some(self.delta_std.into()));
+        unit_interval(&mut out, "tau", self.tau);
+        unit_interval(&mut out, "delta_pred", Some(self.delta_pred));
+        unit_interval(&mut out, "delta_std", Some(self.delta_std));
         positive(&mut out, "batch_rows", self.batch_rows as f64);
         positive(&mut out, "token_budget", self.token_budget as f64);
         out
@@ -424,7 +569,10 @@ impl CheckValues for TrainStage {
         positive(&mut out, "export_every", self.export_every as f64);
         positive(&mut out, "eval_every", self.eval_every as f64);
         if self.cold_start == Some(0) {
-            out.push(("cold_start", "is 0; a cold start needs at least one head".into()));
+            out.push((
+                "cold_start",
+                "is 0; a cold start needs at least one head".into(),
+            ));
         }
         out
     }
@@ -434,7 +582,10 @@ impl CheckValues for TrainStage {
 pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
     let bad = || format!("is `{s}`; expected i/n with 0 <= i < n, e.g. 0/4");
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (u64, u64) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    let (i, n): (u64, u64) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
     if n == 0 || i >= n {
         return Err(bad());
     }

@@ -76,7 +76,10 @@ impl fmt::Display for Report {
 }
 
 /// The closest of `candidates` to `word`, if close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
@@ -110,13 +113,20 @@ mod tests {
 
     #[test]
     fn suggests_near_names_only() {
-        assert_eq!(did_you_mean("dleta_pred", ["delta_pred", "delta_std"]), Some("delta_pred"));
+        assert_eq!(
+            did_you_mean("dleta_pred", ["delta_pred", "delta_std"]),
+            Some("delta_pred")
+        );
         assert_eq!(did_you_mean("colour", ["delta_pred", "inputs"]), None);
     }
 
     #[test]
     fn renders_line_and_caret() {
-        let r = Report::new("p.yaml", "a: 1\n  bad: 2\n", vec![Problem::new(2, 3, "unknown key `bad`")]);
+        let r = Report::new(
+            "p.yaml",
+            "a: 1\n  bad: 2\n",
+            vec![Problem::new(2, 3, "unknown key `bad`")],
+        );
         assert_eq!(
             r.to_string(),
             "p.yaml:2:3: unknown key `bad`\n2 |   bad: 2\n  |   ^\n1 problem in p.yaml"
