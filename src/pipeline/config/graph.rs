@@ -103,10 +103,8 @@ pub fn check(file: &PipelineFile, spans: &Spans) -> Vec<Problem> {
                 (LabelMode::Pool, Some(_)) => problems.push(Problem::at(&spans.field(name, "judge"), format!("transform `{name}` labels from the pool column; `judge` applies only to mode: judge"))),
                 _ => {}
             },
-            TransformStage::Train(_) => {
-                if !has_label_upstream(file, name) {
-                    problems.push(Problem::at(&spans.stage(name), format!("transform `{name}` (train) has no label stage upstream: training needs labels (add a `label` transform between select and train)")));
-                }
+            TransformStage::Train(_) if !has_label_upstream(file, name) => {
+                problems.push(Problem::at(&spans.stage(name), format!("transform `{name}` (train) has no label stage upstream: training needs labels (add a `label` transform between select and train)")));
             }
             _ => {}
         }

@@ -431,12 +431,12 @@ impl Walker<'_> {
                     let key = clean
                         .iter()
                         .map(|(k, _)| k)
-                        .filter(|k| {
+                        .rev()
+                        .find(|k| {
                             k.span()
                                 .start()
                                 .is_some_and(|m| (m.line(), m.column()) <= at)
                         })
-                        .last()
                         .cloned();
                     let Some(key) = key else { break };
                     if e.to_string().starts_with("missing field") {
