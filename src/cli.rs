@@ -123,6 +123,21 @@ enum Command {
         #[arg(long, default_value = "minilm-actprm")]
         name: String,
     },
+    /// Check a pipeline file, then run it (see docs/pipelines.md).
+    Run {
+        /// Pipeline YAML file.
+        file: PathBuf,
+    },
+    /// Check a pipeline file and report every problem with file:line:column; run nothing.
+    Validate {
+        /// Pipeline YAML file.
+        file: PathBuf,
+        /// Skip the environment checks (input files and columns, models, output folders, judge).
+        #[arg(long)]
+        skip_env: bool,
+    },
+    /// Print the JSON Schema of pipeline files.
+    Schema,
 }
 
 #[derive(Subcommand, Debug)]
@@ -523,6 +538,20 @@ struct ScoreArgs {
     json: bool,
 }
 
+/// A pipeline file's problems are printed as they are (located, one after another), not as one
+/// `actprm: error:` line.
+fn pipeline_file<T>(
+    result: Result<T, actprm::pipeline::config::ConfigError>,
+) -> Result<T, Box<dyn std::error::Error>> {
+    match result {
+        Err(actprm::pipeline::config::ConfigError::Invalid(report)) => {
+            eprintln!("{report}");
+            std::process::exit(1);
+        }
+        other => Ok(other?),
+    }
+}
+
 fn validate_thresholds(s: &SelectArgs) -> Result<(), String> {
     for (name, v) in [("delta_pred", s.delta_pred), ("delta_std", s.delta_std)] {
         if !(0.0..=1.0).contains(&v) {
@@ -537,6 +566,22 @@ fn validate_thresholds(s: &SelectArgs) -> Result<(), String> {
 
 pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
+        Command::Run { file } => {
+            pipeline_file(actprm::pipeline::config::run_file(&file))?;
+        }
+        Command::Validate { file, skip_env } => {
+            let options = actprm::pipeline::config::CheckOptions { skip_env };
+            let checked = pipeline_file(actprm::pipeline::config::check_file(&file, options))?;
+            println!(
+                "{}: ok ({} job{})",
+                file.display(),
+                checked.plan.job(),
+                if skip_env { "; environment not checked" } else { "" }
+            );
+        }
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&actprm::pipeline::config::schema())?);
+        }
         Command::Score(a) => {
             validate_thresholds(&a.select)?;
             let mut job = ScoreJob::new(a.input.clone(), a.output.clone());

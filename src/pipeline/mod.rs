@@ -1,6 +1,7 @@
 //! Graphs of stages connected by bounded channels. Every command builds one of these.
 
 pub mod active;
+pub mod config;
 pub mod evaluate;
 pub mod features;
 pub mod filter;

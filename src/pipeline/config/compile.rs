@@ -1,0 +1,568 @@
+//! Turns a checked graph into the jobs the CLI runs: source -> score (+ sinks) is `ScoreJob`,
+//! source -> score -> select -> parquet sink is `FilterJob`, and source -> score -> select ->
+//! label(pool) -> train is `ActiveJob`. Any other shape is a located problem naming these.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use super::parse::Spans;
+use super::problem::Problem;
+use super::*;
+use crate::model::{Device, RuntimeOptions};
+use crate::pipeline::active::{run_active, ActiveJob, Selection};
+use crate::pipeline::filter::{run_filter, FilterJob, Keep};
+use crate::pipeline::{run_score, PipelineError, ScoreJob};
+use crate::score::ScoreOptions;
+use crate::select::SelectionRule;
+use crate::source::ColumnMapping;
+use crate::train::TrainConfig;
+
+const SHAPES: &str = "supported shapes: source -> score; source -> score -> select; \
+                      source -> score -> select -> label -> train (an sql transform may follow the source)";
+
+/// The stages of a runnable pipeline, by name, in data-flow order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub source: String,
+    pub sql: Option<String>,
+    pub score: String,
+    pub select: Option<String>,
+    pub label: Option<String>,
+    pub train: Option<String>,
+    pub sinks: Vec<String>,
+}
+
+impl Plan {
+    /// `score`, `filter` or `active`: which existing job this pipeline runs as.
+    pub fn job(&self) -> &'static str {
+        match (&self.select, &self.train) {
+            (_, Some(_)) => "active",
+            (Some(_), None) => "filter",
+            _ => "score",
+        }
+    }
+
+    /// The stage sinks read from.
+    fn last(&self) -> &str {
+        self.train
+            .as_deref()
+            .or(self.select.as_deref())
+            .unwrap_or(&self.score)
+    }
+}
+
+/// Checks that the graph is one of the supported shapes.
+pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
+    let order = |names: Vec<&String>| {
+        let mut v: Vec<String> = names.into_iter().cloned().collect();
+        v.sort_by_key(|n| spans.order.iter().position(|o| o == n));
+        v
+    };
+    let mut problems = Vec::new();
+    let sources = order(file.sources.keys().collect());
+    for extra in sources.iter().skip(1) {
+        problems.push(Problem::at(
+            &spans.stage(extra),
+            format!("source `{extra}`: this version runs pipelines with one source; list several paths in one source instead"),
+        ));
+    }
+    for (name, t) in &file.transforms {
+        if t.inputs().len() > 1 {
+            problems.push(Problem::at(&spans.input(name, 1), format!("transform `{name}` has {} inputs; this version runs linear pipelines ({SHAPES})", t.inputs().len())));
+        }
+    }
+    let Some(source) = sources.first().cloned() else {
+        return Err(problems);
+    };
+    // follow the single chain of transforms from the source
+    let mut chain: Vec<(String, &TransformStage)> = Vec::new();
+    let mut current = source.clone();
+    loop {
+        let readers = order(
+            file.transforms
+                .iter()
+                .filter(|(_, t)| t.inputs().first() == Some(&current))
+                .map(|(n, _)| n)
+                .collect(),
+        );
+        if let Some(second) = readers.get(1) {
+            problems.push(Problem::at(&spans.stage(second), format!("transforms `{}` and `{second}` both read `{current}`; this version runs linear pipelines ({SHAPES})", readers[0])));
+        }
+        let Some(next) = readers.first() else { break };
+        if chain.iter().any(|(n, _)| n == next) {
+            break;
+        }
+        chain.push((next.clone(), &file.transforms[next]));
+        current = next.clone();
+    }
+    for name in order(file.transforms.keys().collect()) {
+        if !chain.iter().any(|(n, _)| *n == name)
+            && !problems
+                .iter()
+                .any(|p| p.message.contains(&format!("`{name}`")))
+        {
+            problems.push(Problem::at(
+                &spans.stage(&name),
+                format!("transform `{name}` is not on the path from source `{source}`; {SHAPES}"),
+            ));
+        }
+    }
+    const ALLOWED: [&[&str]; 4] = [
+        &["sql", "score"],
+        &["score", "select"],
+        &["select", "label"],
+        &["label", "train"],
+    ];
+    let mut expected: &[&str] = &["sql", "score"];
+    let mut plan = Plan {
+        source: source.clone(),
+        sql: None,
+        score: String::new(),
+        select: None,
+        label: None,
+        train: None,
+        sinks: Vec::new(),
+    };
+    let mut previous = (source.clone(), file.sources[&source].kind());
+    for (name, t) in &chain {
+        let kind = t.kind();
+        if !expected.contains(&kind) {
+            problems.push(Problem::at(
+                &spans.stage(name),
+                format!(
+                    "transform `{name}` ({kind}) cannot follow `{}` ({}) in this version; {SHAPES}",
+                    previous.0, previous.1
+                ),
+            ));
+            break;
+        }
+        match kind {
+            "sql" => {
+                plan.sql = Some(name.clone());
+                expected = &["score"];
+            }
+            "score" => plan.score = name.clone(),
+            "select" => plan.select = Some(name.clone()),
+            "label" => plan.label = Some(name.clone()),
+            _ => plan.train = Some(name.clone()),
+        }
+        if kind != "sql" {
+            expected = ALLOWED
+                .iter()
+                .find(|a| a[0] == kind)
+                .map_or(&[] as &[&str], |a| &a[1..]);
+        }
+        previous = (name.clone(), kind);
+    }
+    if plan.score.is_empty() && problems.is_empty() {
+        problems.push(Problem::at(
+            &spans.stage(&source),
+            format!("nothing scores source `{source}`: add a score transform; {SHAPES}"),
+        ));
+    }
+    if plan.label.is_some() && plan.train.is_none() && problems.is_empty() {
+        let label = plan.label.clone().unwrap_or_default();
+        problems.push(Problem::at(
+            &spans.stage(&label),
+            format!(
+                "transform `{label}` (label) must feed a train transform in this version; {SHAPES}"
+            ),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // sinks read the last stage
+    let last = plan.last().to_string();
+    let last_kind = file.transforms[&last].kind();
+    let mut per_kind: HashMap<&str, usize> = HashMap::new();
+    for name in order(file.sinks.keys().collect()) {
+        let sink = &file.sinks[&name];
+        let kind = sink.kind();
+        if sink.inputs().len() > 1 {
+            problems.push(Problem::at(
+                &spans.input(&name, 1),
+                format!(
+                    "sink `{name}` has {} inputs; a sink reads one stage",
+                    sink.inputs().len()
+                ),
+            ));
+            continue;
+        }
+        if sink.inputs().first().is_some_and(|i| *i != last) {
+            problems.push(Problem::at(&spans.input(&name, 0), format!("sink `{name}` reads `{}`; in this pipeline sinks read the last stage, `{last}`", sink.inputs()[0])));
+            continue;
+        }
+        let allowed = match last_kind {
+            "score" => ["parquet", "arrow_ipc", "table"].contains(&kind),
+            "select" => ["parquet", "table"].contains(&kind),
+            _ => kind == "table",
+        };
+        if !allowed {
+            let what = match last_kind {
+                "select" => "after select: parquet (the kept rows) and table",
+                "train" => "after train: table (the train stage writes its model and decisions to its `output`)",
+                _ => "",
+            };
+            problems.push(Problem::at(
+                &spans.stage(&name),
+                format!("sink `{name}` ({kind}) cannot read `{last}` ({last_kind}); sinks {what}"),
+            ));
+            continue;
+        }
+        let n = per_kind.entry(kind).or_default();
+        *n += 1;
+        if kind != "table" && *n > 1 {
+            problems.push(Problem::at(
+                &spans.stage(&name),
+                format!("sink `{name}`: only one {kind} sink per pipeline in this version"),
+            ));
+        }
+        plan.sinks.push(name);
+    }
+    if last_kind == "select" && !per_kind.contains_key("parquet") {
+        problems.push(Problem::at(
+            &spans.stage(&last),
+            format!("transform `{last}` (select) needs a parquet sink for the kept rows"),
+        ));
+    }
+    if let Some(TransformStage::Score(s)) = file.transforms.get(&plan.score) {
+        if plan.train.is_some() {
+            for (set, field) in [
+                (s.features.is_some(), "features"),
+                (s.watch_model.is_some(), "watch_model"),
+                (s.head_probs, "head_probs"),
+            ] {
+                if set {
+                    problems.push(Problem::at(
+                        &spans.field(&plan.score, field),
+                        format!(
+                            "`{field}` of transform `{}` is not used when training; remove it",
+                            plan.score
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What a run did, for the caller to report.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub job: &'static str,
+    /// JSON summary of the job (the same as its summary.json).
+    pub summary: serde_json::Value,
+}
+
+/// Checks a pipeline file (environment included) and runs it, printing table sinks to stdout.
+pub fn run_file(path: &Path) -> Result<RunOutcome, ConfigError> {
+    execute(&check_file(path, CheckOptions::default())?)
+}
+
+fn stage_error(context: &str, e: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Stage {
+        context: context.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Runs a checked pipeline, printing its table sinks.
+pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
+    let (file, plan, spans) = (&checked.file, &checked.plan, &checked.spans);
+    let mut unavailable = Vec::new();
+    if let Some(sql) = &plan.sql {
+        unavailable.push(Problem::at(&spans.stage(sql), format!("transform `{sql}` (sql) cannot run in this build yet: the SQL engine is not linked in (validation only)")));
+    }
+    if let Some(TransformStage::Label(l)) = plan.label.as_ref().and_then(|n| file.transforms.get(n))
+    {
+        if l.mode == LabelMode::Judge {
+            let n = plan.label.clone().unwrap_or_default();
+            unavailable.push(Problem::at(&spans.field(&n, "mode"), format!("transform `{n}` labels by judge, which this build cannot run yet (validation only); use mode: pool")));
+        }
+    }
+    if !unavailable.is_empty() {
+        return Err(ConfigError::Invalid(checked.report(unavailable)));
+    }
+    let scratch = Scratch::new()?;
+    let inputs = source_inputs(&file.sources[&plan.source], &scratch)?;
+    let Some(TransformStage::Score(score)) = file.transforms.get(&plan.score) else {
+        return Err(stage_error(&plan.score, "not a score stage"));
+    };
+    let columns = match &file.sources[&plan.source] {
+        SourceStage::Parquet(p) => ColumnMapping {
+            problem: p.problem_column.clone(),
+            steps: p.steps_column.clone(),
+        },
+        _ => ColumnMapping::default(),
+    };
+    let sink_of = |kind: &str| {
+        plan.sinks
+            .iter()
+            .find(|s| file.sinks[*s].kind() == kind)
+            .map(|s| &file.sinks[s])
+    };
+    let path_of = |kind: &str| match sink_of(kind) {
+        Some(SinkStage::Parquet(p) | SinkStage::ArrowIpc(p)) => Some(p.path.clone()),
+        _ => None,
+    };
+    let output = path_of("parquet").unwrap_or_else(|| scratch.dir.join("scored"));
+    let mut job = ScoreJob::new(inputs, output.clone());
+    job.columns = columns;
+    let model = score
+        .model
+        .as_ref()
+        .and_then(|m| file.models.get(m))
+        .cloned()
+        .unwrap_or_default();
+    job.model = model.path.clone();
+    job.runtime = RuntimeOptions {
+        device: model
+            .device
+            .parse::<Device>()
+            .map_err(|e| stage_error(&plan.score, e))?,
+        intra_threads: model.threads,
+    };
+    job.score = ScoreOptions {
+        tau: score.tau,
+        rule: SelectionRule {
+            delta_pred: score.delta_pred,
+            delta_std: score.delta_std,
+        },
+        token_budget: score.token_budget,
+        ..ScoreOptions::default()
+    };
+    job.batch_rows = score.batch_rows;
+    job.with_head_probs = score.head_probs;
+    job.features = score.features.clone();
+    job.watch_model = score.watch_model.clone();
+    job.progress = std::io::stderr().is_terminal();
+    let tables: Vec<&TableSink> = plan
+        .sinks
+        .iter()
+        .filter_map(|s| match &file.sinks[s] {
+            SinkStage::Table(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let outcome = match plan.job() {
+        "score" => {
+            let summary = run_score(&job, Default::default())?;
+            if let Some(ipc) = path_of("arrow_ipc") {
+                write_ipc(&output, &summary.parts, &ipc)?;
+            }
+            for t in &tables {
+                if t.json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&summary).unwrap_or_default()
+                    );
+                } else {
+                    summary.print();
+                    if let Some(p) = path_of("parquet") {
+                        println!("output         {}", p.display());
+                    }
+                }
+            }
+            RunOutcome {
+                job: "score",
+                summary: serde_json::to_value(&summary).unwrap_or_default(),
+            }
+        }
+        "filter" => {
+            let select_name = plan.select.clone().unwrap_or_default();
+            let Some(TransformStage::Select(select)) = file.transforms.get(&select_name) else {
+                return Err(stage_error(&select_name, "not a select stage"));
+            };
+            let filter = FilterJob {
+                score: job,
+                keep: select.keep_rate.map_or(Keep::Rule, Keep::Rate),
+                shard: super::parse::parse_shard(&select.shard)
+                    .map_err(|e| stage_error(&select_name, format!("shard {e}")))?,
+                write_skipped: select.write_skipped,
+                group_by: select.group_by.clone(),
+            };
+            let s = run_filter(&filter)?;
+            for t in &tables {
+                if t.json {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                } else {
+                    println!(
+                        "units          {:>10}  ({} this run)",
+                        s.units, s.units_this_run
+                    );
+                    println!("rows in        {:>10}", s.rows_in);
+                    println!("rows scored    {:>10}", s.rows_scored);
+                    println!(
+                        "rows kept      {:>10}  ({:.1} %)",
+                        s.rows_kept,
+                        100.0 * s.keep_rate
+                    );
+                    println!("rows rejected  {:>10}", s.rows_rejected);
+                    println!("seconds        {:>10.1}", s.seconds);
+                    println!("model          {}", s.model_version);
+                    println!("output         {}", output.display());
+                }
+            }
+            RunOutcome {
+                job: "filter",
+                summary: serde_json::to_value(&s).unwrap_or_default(),
+            }
+        }
+        _ => {
+            let names = (
+                plan.select.clone().unwrap_or_default(),
+                plan.label.clone().unwrap_or_default(),
+                plan.train.clone().unwrap_or_default(),
+            );
+            let (
+                Some(TransformStage::Select(select)),
+                Some(TransformStage::Label(label)),
+                Some(TransformStage::Train(train)),
+            ) = (
+                file.transforms.get(&names.0),
+                file.transforms.get(&names.1),
+                file.transforms.get(&names.2),
+            )
+            else {
+                return Err(stage_error(
+                    &names.2,
+                    "not a select -> label -> train chain",
+                ));
+            };
+            let active = ActiveJob {
+                score: job,
+                output: train.output.clone(),
+                cold_start: train.cold_start.map(|e| (e, train.seed)),
+                train: TrainConfig {
+                    lr: train.lr,
+                    lambda: train.lambda,
+                    warmup_steps: train.warmup,
+                    seed: train.seed,
+                    ..TrainConfig::default()
+                },
+                selection: select.keep_rate.map_or(Selection::Rule, Selection::Rate),
+                label_budget: label.label_budget,
+                export_every: train.export_every,
+                dev: train.dev.clone(),
+                eval_every: train.eval_every,
+                resume: train.resume,
+                stop_after_rows: train.stop_after_rows,
+            };
+            let s = run_active(&active)?;
+            for t in &tables {
+                if t.json {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                } else {
+                    println!("rows scored    {:>10}", s.rows_scored);
+                    println!("rows selected  {:>10}", s.rows_selected);
+                    println!(
+                        "labels used    {:>10}  (over budget {})",
+                        s.labels_used, s.over_budget
+                    );
+                    println!("train steps    {:>10}  ({} exports)", s.steps, s.exports);
+                    if let Some(f1) = s.final_dev_f1 {
+                        println!("final dev F1   {f1:>10.3}");
+                    }
+                    println!("model          {}", s.state.model_version);
+                    println!("output         {}", train.output.display());
+                }
+            }
+            RunOutcome {
+                job: "active",
+                summary: serde_json::to_value(&s).unwrap_or_default(),
+            }
+        }
+    };
+    Ok(outcome)
+}
+
+/// Input patterns for the scorer: Parquet as given; JSON Lines / ProcessBench converted to one
+/// Parquet file in the scratch folder (as `actprm convert` does).
+fn source_inputs(source: &SourceStage, scratch: &Scratch) -> Result<Vec<String>, ConfigError> {
+    match source {
+        SourceStage::Parquet(p) => Ok(p.paths.clone()),
+        SourceStage::Jsonl(l) | SourceStage::Processbench(l) => {
+            let mut records = Vec::new();
+            for path in &l.paths {
+                records.extend(
+                    crate::source::jsonl::read_labelled(path).map_err(PipelineError::from)?,
+                );
+            }
+            let batch = crate::source::jsonl::to_record_batch(&records);
+            let dir = scratch.dir.join("converted");
+            let mut writer = crate::sink::PartWriter::new(&dir, "source", usize::MAX)
+                .map_err(PipelineError::from)?;
+            writer.write(&batch).map_err(PipelineError::from)?;
+            writer.finish().map_err(PipelineError::from)?;
+            Ok(vec![dir.display().to_string()])
+        }
+    }
+}
+
+/// The scored parts as one Arrow IPC file, written under a temporary name and renamed.
+fn write_ipc(dir: &Path, parts: &[String], target: &Path) -> Result<(), ConfigError> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let err = |e: &dyn std::fmt::Display| stage_error(&target.display().to_string(), e);
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| err(&e))?;
+    }
+    let tmp = PathBuf::from(format!("{}.tmp", target.display()));
+    let mut writer: Option<arrow::ipc::writer::FileWriter<std::fs::File>> = None;
+    for part in parts {
+        let file = std::fs::File::open(dir.join(part)).map_err(|e| err(&e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .map_err(|e| err(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| err(&e))?;
+            if writer.is_none() {
+                let out = std::fs::File::create(&tmp).map_err(|e| err(&e))?;
+                writer = Some(
+                    arrow::ipc::writer::FileWriter::try_new(out, &batch.schema())
+                        .map_err(|e| err(&e))?,
+                );
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write(&batch).map_err(|e| err(&e))?;
+            }
+        }
+    }
+    match writer {
+        Some(mut w) => {
+            w.finish().map_err(|e| err(&e))?;
+            std::fs::rename(&tmp, target).map_err(|e| err(&e))?;
+        }
+        None => return Err(err(&"no scored rows to write")),
+    }
+    Ok(())
+}
+
+/// A private temporary folder, removed when the run ends.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Result<Self, ConfigError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("actprm-pipeline-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| stage_error(&dir.display().to_string(), e))?;
+        Ok(Self { dir })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

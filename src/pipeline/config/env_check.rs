@@ -1,0 +1,285 @@
+//! Environment checks, before any work: input files exist and have the needed columns, models
+//! open and their ONNX graphs match the manifest, output folders are writable, and judge
+//! endpoints accept connections. Skipped by `actprm validate --skip-env`.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::Duration;
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::parse::Spans;
+use super::problem::Problem;
+use super::*;
+use crate::label::LabelColumn;
+use crate::model::{Backbone, Device, HeadsRunner, LoadedModel, RuntimeOptions};
+use crate::source::parquet::plan as plan_files;
+use crate::source::{discover_inputs, ColumnMapping};
+
+pub fn check(
+    file: &PipelineFile,
+    spans: &Spans,
+    _env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let label_pool: Vec<&String> = file
+        .transforms
+        .iter()
+        .filter(|(_, t)| matches!(t, TransformStage::Label(l) if l.mode == LabelMode::Pool))
+        .map(|(n, _)| n)
+        .collect();
+    let group_by: Vec<(&String, &String)> = file
+        .transforms
+        .iter()
+        .filter_map(|(n, t)| match t {
+            TransformStage::Select(s) => s.group_by.as_ref().map(|g| (n, g)),
+            _ => None,
+        })
+        .collect();
+    for (name, source) in &file.sources {
+        match source {
+            SourceStage::Parquet(p) => {
+                let files = match discover_inputs(&p.paths, "parquet") {
+                    Ok(f) => f,
+                    Err(e) => {
+                        problems.push(Problem::at(
+                            &spans.field(name, "paths"),
+                            format!("source `{name}`: {e}"),
+                        ));
+                        continue;
+                    }
+                };
+                let mapping = ColumnMapping {
+                    problem: p.problem_column.clone(),
+                    steps: p.steps_column.clone(),
+                };
+                if let Err(e) = plan_files(&files, &mapping) {
+                    let field = match &e {
+                        crate::source::SourceError::Column { column, .. }
+                            if Some(column) == p.steps_column.as_ref() =>
+                        {
+                            "steps_column"
+                        }
+                        crate::source::SourceError::Column { column, .. }
+                            if Some(column) == p.problem_column.as_ref() =>
+                        {
+                            "problem_column"
+                        }
+                        _ => "paths",
+                    };
+                    // the source error names the CLI flag; a file names the option
+                    let message = e
+                        .to_string()
+                        .replace("--problem-column", "`problem_column`")
+                        .replace("--steps-column", "`steps_column`");
+                    problems.push(Problem::at(
+                        &spans.field(name, field),
+                        format!("source `{name}`: {message}"),
+                    ));
+                    continue;
+                }
+                for path in &files {
+                    let Ok(schema) = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+                        ParquetRecordBatchReaderBuilder::try_new(f)
+                            .map(|b| b.schema().clone())
+                            .map_err(|e| e.to_string())
+                    }) else {
+                        continue; // unreadable files are reported by the run, row group by row group
+                    };
+                    for label in &label_pool {
+                        if LabelColumn::detect(&schema).is_none() {
+                            problems.push(Problem::at(
+                                &spans.field(name, "paths"),
+                                format!("source `{name}`: {} has no label column (label, ratings or hard_labels), which transform `{label}` (label, mode: pool) needs", path.display()),
+                            ));
+                        }
+                    }
+                    for (select, column) in &group_by {
+                        if schema.field_with_name(column).is_err() {
+                            problems.push(Problem::at(&spans.field(select, "group_by"), format!("transform `{select}`: column `{column}` (group_by) is not in {}", path.display())));
+                        }
+                    }
+                }
+            }
+            SourceStage::Jsonl(l) | SourceStage::Processbench(l) => {
+                for path in &l.paths {
+                    if let Err(e) = crate::source::jsonl::read_labelled(path) {
+                        problems.push(Problem::at(
+                            &spans.field(name, "paths"),
+                            format!("source `{name}`: {e}"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    // models: every declared one, plus the embedded default where a score stage names none
+    let mut models: Vec<(String, ModelDecl)> = file
+        .models
+        .iter()
+        .map(|(n, m)| (format!("model:{n}"), m.clone()))
+        .collect();
+    let default_user = spans.order.iter().find(
+        |n| matches!(file.transforms.get(*n), Some(TransformStage::Score(s)) if s.model.is_none()),
+    );
+    if let Some(user) = default_user {
+        models.push((
+            user.clone(),
+            ModelDecl {
+                path: None,
+                device: "cpu".into(),
+                threads: 0,
+            },
+        ));
+    }
+    for (id, decl) in &models {
+        let span = if decl.path.is_some() {
+            spans.field(id, "path")
+        } else {
+            spans.stage(id)
+        };
+        let what = id.strip_prefix("model:").map_or_else(
+            || format!("the default model (used by transform `{id}`)"),
+            |n| format!("model `{n}`"),
+        );
+        if let Err(message) = check_model(decl) {
+            problems.push(Problem::at(&span, format!("{what}: {message}")));
+        }
+    }
+    // output folders
+    for (name, sink) in &file.sinks {
+        match sink {
+            SinkStage::Parquet(p) => writable(&p.path, name, "path", spans, &mut problems),
+            SinkStage::ArrowIpc(p) => {
+                let parent = p
+                    .path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                writable(parent, name, "path", spans, &mut problems)
+            }
+            SinkStage::Table(_) => {}
+        }
+    }
+    for (name, t) in &file.transforms {
+        match t {
+            TransformStage::Train(train) => {
+                writable(&train.output, name, "output", spans, &mut problems);
+                for dev in &train.dev {
+                    if !dev.is_file() {
+                        problems.push(Problem::at(
+                            &spans.field(name, "dev"),
+                            format!(
+                                "transform `{name}`: development features {} do not exist",
+                                dev.display()
+                            ),
+                        ));
+                    }
+                }
+            }
+            TransformStage::Score(s) => {
+                if let Some(features) = &s.features {
+                    let parent = features
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    writable(parent, name, "features", spans, &mut problems);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (name, judge) in &file.judges {
+        if let Err(message) = reachable(&judge.url) {
+            problems.push(Problem::at(
+                &spans.field(&format!("judge:{name}"), "url"),
+                format!("judge `{name}`: {} does not answer: {message}", judge.url),
+            ));
+        }
+    }
+    problems
+}
+
+/// Opens the model as a run would: manifest, files, backbone contract, heads, dimensions.
+fn check_model(decl: &ModelDecl) -> Result<(), String> {
+    if let Some(dir) = &decl.path {
+        if !dir.join("manifest.json").is_file() {
+            return Err(format!(
+                "{} is not a model directory (no manifest.json)",
+                dir.display()
+            ));
+        }
+    }
+    let model = LoadedModel::open(decl.path.as_deref()).map_err(|e| e.to_string())?;
+    model.check_files().map_err(|e| e.to_string())?;
+    let runtime = RuntimeOptions {
+        device: decl.device.parse::<Device>()?,
+        intra_threads: 1,
+    };
+    let backbone = Backbone::open(&model, &runtime).map_err(|e| e.to_string())?;
+    let heads = HeadsRunner::open(&model.heads_bytes, model.version(), &runtime)
+        .map_err(|e| e.to_string())?;
+    if heads.feature_dim() != backbone.hidden_size() {
+        return Err(format!(
+            "the heads take features of dimension {}, the backbone gives {}",
+            heads.feature_dim(),
+            backbone.hidden_size()
+        ));
+    }
+    Ok(())
+}
+
+/// The folder (or its nearest existing ancestor) accepts a new file. Creates nothing that stays.
+fn writable(path: &Path, stage: &str, field: &str, spans: &Spans, problems: &mut Vec<Problem>) {
+    let mut dir = path;
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p,
+            _ => {
+                dir = Path::new(".");
+                break;
+            }
+        }
+    }
+    let result = if dir.is_dir() {
+        let probe = dir.join(format!(".actprm-write-test-{}", std::process::id()));
+        File::create(&probe).map(|_| {
+            let _ = std::fs::remove_file(&probe);
+        })
+    } else {
+        Err(std::io::Error::other("exists and is not a folder"))
+    };
+    if let Err(e) = result {
+        problems.push(Problem::at(
+            &spans.field(stage, field),
+            format!(
+                "`{field}` of `{stage}`: {} is not writable: {e}",
+                dir.display()
+            ),
+        ));
+    }
+}
+
+/// The endpoint accepts a TCP connection within two seconds.
+fn reachable(url: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let default_port = if url.starts_with("https://") { 443 } else { 80 };
+    let target = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:{default_port}")
+    };
+    let addr = target
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,472 @@
+//! Pipeline files: one YAML file = one dataflow graph of named sources, transforms and sinks,
+//! checked completely before any work starts, then compiled into the same jobs the CLI builds.
+//!
+//! The serde types below are the format: the reader (`parse.rs`) fills them, `actprm schema`
+//! prints their JSON Schema, and every option has the CLI flag's name and default.
+
+pub mod compile;
+pub mod env_check;
+pub mod graph;
+pub mod interpolate;
+pub mod parse;
+pub mod problem;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use compile::{run_file, Plan, RunOutcome};
+pub use problem::{Problem, Report};
+
+/// The whole file. Stage names are unique across `sources`, `transforms` and `sinks`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "actprm pipeline file")]
+pub struct PipelineFile {
+    /// Models, declared once and referred to by name from `score` stages.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelDecl>,
+    /// LLM judge endpoints, declared once and referred to by name from `label` stages.
+    #[serde(default)]
+    pub judges: BTreeMap<String, JudgeDecl>,
+    /// Where trajectories come from.
+    pub sources: BTreeMap<String, SourceStage>,
+    /// Stages that consume and produce streams of rows.
+    #[serde(default)]
+    pub transforms: BTreeMap<String, TransformStage>,
+    /// Where results go.
+    pub sinks: BTreeMap<String, SinkStage>,
+}
+
+/// A model directory (`--model`, `--device`, `--threads`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDecl {
+    /// Model directory (manifest.json + files); absent: the embedded default model.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// cpu, cuda or cuda:N.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// ONNX Runtime intra-op threads (0 = one per core).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+/// An OpenAI-compatible judge endpoint. The API key is read from the environment variable named
+/// by `api_key_env`, never written in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeDecl {
+    /// Base URL, e.g. http://127.0.0.1:8080/v1.
+    pub url: String,
+    /// Model name sent to the endpoint.
+    pub model: String,
+    /// Name of the environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Seconds per request.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceStage {
+    /// Parquet files, globs or folders (`--input`).
+    Parquet(ParquetSource),
+    /// Labelled JSON Lines files (converted to Parquet on the fly, like `actprm convert`).
+    Jsonl(LabelledSource),
+    /// ProcessBench JSON arrays (converted to Parquet on the fly, like `actprm convert`).
+    Processbench(LabelledSource),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSource {
+    /// Parquet files, globs or folders.
+    pub paths: Vec<String>,
+    /// Problem column (default: problem, question, prompt, input or instruction).
+    #[serde(default)]
+    pub problem_column: Option<String>,
+    /// Steps column, a list of strings (default: steps, completions or model_output_steps).
+    #[serde(default)]
+    pub steps_column: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelledSource {
+    /// Input files.
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TransformStage {
+    /// A DataFusion SQL query over the input, registered as table `input`.
+    Sql(SqlStage),
+    /// Score every step (`actprm score`).
+    Score(ScoreStage),
+    /// Keep the uncertain trajectories (`actprm filter`).
+    Select(SelectStage),
+    /// Label the selected trajectories: from the pool's own label column, or by an LLM judge.
+    Label(LabelStage),
+    /// Train the heads on the labelled trajectories, refreshing the scorer (`actprm active`).
+    Train(TrainStage),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlStage {
+    pub inputs: Vec<String>,
+    /// The query; the input is the table `input`.
+    pub query: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreStage {
+    pub inputs: Vec<String>,
+    /// A name under `models`; absent: the embedded default model on the CPU.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// First-error threshold; default: the model's own tau.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub tau: Option<f32>,
+    /// A step is confident only if max(mu, 1 - mu) >= delta_pred ...
+    #[serde(default = "default_delta_pred")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub delta_pred: f32,
+    /// ... and its std over heads <= delta_std.
+    #[serde(default = "default_delta_std")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub delta_std: f32,
+    /// Rows per batch read from Parquet.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// Padded tokens per backbone call.
+    #[serde(default = "default_token_budget")]
+    pub token_budget: usize,
+    /// Also write per-head probabilities (step_head_probs).
+    #[serde(default)]
+    pub head_probs: bool,
+    /// Also write step features (Arrow IPC) for `actprm train`.
+    #[serde(default)]
+    pub features: Option<PathBuf>,
+    /// Swap in this model directory's heads whenever they change.
+    #[serde(default)]
+    pub watch_model: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelectStage {
+    pub inputs: Vec<String>,
+    /// Keep this fraction of each batch, most uncertain first (default: ActPRM's threshold rule).
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub keep_rate: Option<f64>,
+    /// This process's share of the units, as i/n (0-based).
+    #[serde(default = "default_shard")]
+    pub shard: String,
+    /// Also write the rows that were not kept.
+    #[serde(default)]
+    pub write_skipped: bool,
+    /// Report keep rates per value of this column.
+    #[serde(default)]
+    pub group_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelMode {
+    /// The pool's own label column (label, ratings or hard_labels).
+    Pool,
+    /// An LLM judge named under `judges`.
+    Judge,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelStage {
+    pub inputs: Vec<String>,
+    pub mode: LabelMode,
+    /// A name under `judges` (mode: judge).
+    #[serde(default)]
+    pub judge: Option<String>,
+    /// At most this many labels.
+    #[serde(default)]
+    pub label_budget: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainStage {
+    pub inputs: Vec<String>,
+    /// Output folder (model/, decisions/, eval.jsonl, state.json, summary.json).
+    pub output: PathBuf,
+    /// Cold start with fresh heads (the paper's setting): E heads.
+    #[serde(default)]
+    pub cold_start: Option<usize>,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default = "default_lambda")]
+    pub lambda: f64,
+    #[serde(default = "default_warmup")]
+    pub warmup: u64,
+    /// Export + refresh the scorer + checkpoint every this many steps.
+    #[serde(default = "default_export_every")]
+    pub export_every: u64,
+    /// Development feature stores, evaluated every `eval_every` labels.
+    #[serde(default)]
+    pub dev: Vec<PathBuf>,
+    #[serde(default = "default_eval_every")]
+    pub eval_every: u64,
+    /// Continue a stopped run in the same output folder.
+    #[serde(default)]
+    pub resume: bool,
+    /// Stop after this many pool rows (resumable with resume: true).
+    #[serde(default)]
+    pub stop_after_rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkStage {
+    /// A Parquet folder (part-*.parquet, rejects/, summary.json).
+    Parquet(PathSink),
+    /// One Arrow IPC file of the scored rows.
+    ArrowIpc(PathSink),
+    /// A summary table printed to the terminal.
+    Table(TableSink),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PathSink {
+    pub inputs: Vec<String>,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TableSink {
+    pub inputs: Vec<String>,
+    /// Print JSON instead of a table.
+    #[serde(default)]
+    pub json: bool,
+}
+
+impl Default for ModelDecl {
+    fn default() -> Self {
+        Self {
+            path: None,
+            device: default_device(),
+            threads: 0,
+        }
+    }
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_timeout() -> u64 {
+    60
+}
+fn default_delta_pred() -> f32 {
+    0.9
+}
+fn default_delta_std() -> f32 {
+    0.01
+}
+fn default_batch_rows() -> usize {
+    64
+}
+fn default_token_budget() -> usize {
+    8192
+}
+fn default_shard() -> String {
+    "0/1".into()
+}
+fn default_lr() -> f64 {
+    2e-3
+}
+fn default_lambda() -> f64 {
+    0.5
+}
+fn default_warmup() -> u64 {
+    10
+}
+fn default_export_every() -> u64 {
+    5
+}
+fn default_eval_every() -> u64 {
+    500
+}
+
+impl TransformStage {
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            Self::Sql(s) => &s.inputs,
+            Self::Score(s) => &s.inputs,
+            Self::Select(s) => &s.inputs,
+            Self::Label(s) => &s.inputs,
+            Self::Train(s) => &s.inputs,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Sql(_) => "sql",
+            Self::Score(_) => "score",
+            Self::Select(_) => "select",
+            Self::Label(_) => "label",
+            Self::Train(_) => "train",
+        }
+    }
+}
+
+impl SinkStage {
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            Self::Parquet(s) | Self::ArrowIpc(s) => &s.inputs,
+            Self::Table(s) => &s.inputs,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Parquet(_) => "parquet",
+            Self::ArrowIpc(_) => "arrow_ipc",
+            Self::Table(_) => "table",
+        }
+    }
+}
+
+impl SourceStage {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Parquet(_) => "parquet",
+            Self::Jsonl(_) => "jsonl",
+            Self::Processbench(_) => "processbench",
+        }
+    }
+}
+
+/// The JSON Schema of the pipeline format (`actprm schema`, `schemas/pipeline.schema.json`).
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(PipelineFile)).unwrap_or_default()
+}
+
+/// Options of `actprm validate` / `actprm run`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions {
+    /// Skip the environment checks (files, columns, models, output folders, judge endpoint).
+    pub skip_env: bool,
+}
+
+/// A pipeline file that passed every check, ready to run.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub file: PipelineFile,
+    pub plan: Plan,
+    /// Positions, so stages this build cannot run are still reported at their line.
+    pub spans: parse::Spans,
+    /// The file's name and text as written, for located reports.
+    pub name: String,
+    pub text: String,
+    interpolated: interpolate::Interpolated,
+}
+
+impl Checked {
+    /// A report of problems located in the interpolated text (as `spans` are).
+    pub fn report(&self, problems: Vec<Problem>) -> Report {
+        let problems = problems
+            .into_iter()
+            .map(|p| self.interpolated.map_back(p))
+            .collect();
+        Report::new(&self.name, &self.text, problems)
+    }
+}
+
+/// Errors of reading, checking and running a pipeline file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Every problem found, rendered with `file:line:column` and the offending line.
+    #[error("{0}")]
+    Invalid(Report),
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error("{context}: {message}")]
+    Stage { context: String, message: String },
+}
+
+/// Reads, interpolates, parses and checks a pipeline file, collecting every problem.
+pub fn check_file(path: &Path, options: CheckOptions) -> Result<Checked, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    check_text(
+        &path.display().to_string(),
+        &text,
+        &|name| std::env::var(name).ok(),
+        options,
+    )
+}
+
+/// [`check_file`] over text already read; `env` looks up environment variables.
+pub fn check_text(
+    name: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    options: CheckOptions,
+) -> Result<Checked, ConfigError> {
+    let invalid = |problems: Vec<Problem>| ConfigError::Invalid(Report::new(name, text, problems));
+    let interpolated = interpolate::interpolate(text, env);
+    if !interpolated.problems.is_empty() {
+        // substituted blanks would only cause follow-on problems: report these alone
+        return Err(invalid(interpolated.problems));
+    }
+    let parsed = parse::parse(&interpolated.text);
+    let mut problems = parsed.problems;
+    let mut plan = None;
+    if let Some(file) = &parsed.file {
+        problems.extend(graph::check(file, &parsed.spans));
+        if problems.is_empty() {
+            match compile::plan(file, &parsed.spans) {
+                Ok(p) => plan = Some(p),
+                Err(p) => problems.extend(p),
+            }
+        }
+        if problems.is_empty() && !options.skip_env {
+            problems.extend(env_check::check(file, &parsed.spans, env));
+        }
+    }
+    let problems: Vec<Problem> = problems
+        .into_iter()
+        .map(|p| interpolated.map_back(p))
+        .collect();
+    match (parsed.file, plan) {
+        (Some(file), Some(plan)) if problems.is_empty() => Ok(Checked {
+            file,
+            plan,
+            spans: parsed.spans,
+            name: name.to_string(),
+            text: text.to_string(),
+            interpolated,
+        }),
+        _ => Err(invalid(problems)),
+    }
+}

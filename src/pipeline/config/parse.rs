@@ -1,0 +1,593 @@
+//! A typed walk over the YAML tree (marked-yaml keeps a position on every node) that fills the
+//! config types and collects every problem instead of stopping at the first: unknown keys, missing
+//! keys, wrong types and out-of-range values of every stage.
+
+use std::collections::{HashMap, HashSet};
+
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
+use marked_yaml::{LoadError, LoaderOptions, Node, Span};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use super::problem::{hint, Problem};
+use super::*;
+
+/// Positions of what the later checks talk about, keyed by stage id (a stage's name, or
+/// `model:NAME` / `judge:NAME`).
+#[derive(Debug, Clone)]
+pub struct Spans {
+    pub root: Span,
+    pub sections: HashMap<&'static str, Span>,
+    pub stages: HashMap<String, Span>,
+    pub fields: HashMap<(String, String), Span>,
+    pub inputs: HashMap<(String, usize), Span>,
+    /// Stages that exist but did not parse: references to them are not reported again.
+    pub broken: HashSet<String>,
+    /// Stage names in file order.
+    pub order: Vec<String>,
+    /// Sections whose key was misspelled at the top level (`sink:`): not reported again as missing.
+    pub misspelled: HashSet<&'static str>,
+    /// Stage name -> "source", "transform" or "sink" (also for stages that did not parse).
+    pub kind_of: HashMap<String, &'static str>,
+}
+
+impl Default for Spans {
+    fn default() -> Self {
+        Self {
+            root: Span::new_blank(),
+            sections: HashMap::new(),
+            stages: HashMap::new(),
+            fields: HashMap::new(),
+            inputs: HashMap::new(),
+            broken: HashSet::new(),
+            order: Vec::new(),
+            kind_of: HashMap::new(),
+            misspelled: HashSet::new(),
+        }
+    }
+}
+
+impl Spans {
+    pub fn stage(&self, id: &str) -> Span {
+        self.stages.get(id).copied().unwrap_or(self.root)
+    }
+
+    /// The field's value, else the stage.
+    pub fn field(&self, id: &str, field: &str) -> Span {
+        self.fields
+            .get(&(id.to_string(), field.to_string()))
+            .copied()
+            .unwrap_or_else(|| self.stage(id))
+    }
+
+    pub fn input(&self, id: &str, index: usize) -> Span {
+        self.inputs
+            .get(&(id.to_string(), index))
+            .copied()
+            .unwrap_or_else(|| self.field(id, "inputs"))
+    }
+
+    pub fn section(&self, name: &str) -> Span {
+        self.sections.get(name).copied().unwrap_or(self.root)
+    }
+}
+
+pub struct Parsed {
+    /// `None` only when the text is not YAML or not a mapping at all.
+    pub file: Option<PipelineFile>,
+    pub spans: Spans,
+    pub problems: Vec<Problem>,
+}
+
+const SECTIONS: [&str; 5] = ["models", "judges", "sources", "transforms", "sinks"];
+const SOURCE_TYPES: [&str; 3] = ["parquet", "jsonl", "processbench"];
+const TRANSFORM_TYPES: [&str; 5] = ["sql", "score", "select", "label", "train"];
+const SINK_TYPES: [&str; 3] = ["parquet", "arrow_ipc", "table"];
+
+pub fn parse(text: &str) -> Parsed {
+    let mut out = Parsed {
+        file: None,
+        spans: Spans::default(),
+        problems: Vec::new(),
+    };
+    let root = Span::new_start(marked_yaml::Marker::new(0, 0, 1, 1));
+    out.spans.root = root;
+    let options = LoaderOptions::default().error_on_duplicate_keys(true);
+    let node = match marked_yaml::parse_yaml_with_options(0, text, options) {
+        Ok(node) => node,
+        Err(e) => {
+            out.problems.push(load_problem(&e, root));
+            return out;
+        }
+    };
+    let Some(top) = node.as_mapping() else {
+        out.problems.push(Problem::at(
+            &root,
+            "a pipeline file is a mapping with sources, transforms and sinks",
+        ));
+        return out;
+    };
+    let mut file = PipelineFile::default();
+    let mut w = Walker {
+        spans: &mut out.spans,
+        problems: &mut out.problems,
+        names: HashMap::new(),
+    };
+    for (key, value) in top.iter() {
+        let Some(section) = SECTIONS.iter().find(|s| **s == key.as_str()) else {
+            if let Some(near) = super::problem::did_you_mean(key.as_str(), SECTIONS) {
+                w.spans.misspelled.insert(near);
+            }
+            w.problems.push(Problem::at(
+                key.span(),
+                format!(
+                    "unknown key `{}` at the top level{}; expected one of: {}",
+                    key.as_str(),
+                    hint(key.as_str(), SECTIONS),
+                    SECTIONS.join(", ")
+                ),
+            ));
+            continue;
+        };
+        w.spans.sections.insert(section, *key.span());
+        if is_null(value) {
+            continue;
+        }
+        let Some(map) = value.as_mapping() else {
+            w.problems.push(Problem::at(
+                value.span(),
+                format!("`{section}` must be a mapping of names to declarations"),
+            ));
+            continue;
+        };
+        for (name, decl) in map.iter() {
+            match *section {
+                "models" => {
+                    let id = format!("model:{}", name.as_str());
+                    w.spans.stages.insert(id.clone(), *name.span());
+                    let what = format!("model `{}`", name.as_str());
+                    if let Some(m) = w.declaration::<ModelDecl>(&id, &what, decl, &[]) {
+                        file.models.insert(name.as_str().to_string(), m);
+                    }
+                }
+                "judges" => {
+                    let id = format!("judge:{}", name.as_str());
+                    w.spans.stages.insert(id.clone(), *name.span());
+                    let what = format!("judge `{}`", name.as_str());
+                    if let Some(j) = w.declaration::<JudgeDecl>(&id, &what, decl, &[]) {
+                        file.judges.insert(name.as_str().to_string(), j);
+                    }
+                }
+                "sources" => {
+                    if let Some((kind, map)) = w.stage(name, decl, "source", &SOURCE_TYPES) {
+                        let stage = match kind {
+                            "parquet" => {
+                                w.typed(name, "source", kind, map).map(SourceStage::Parquet)
+                            }
+                            "jsonl" => w.typed(name, "source", kind, map).map(SourceStage::Jsonl),
+                            _ => w
+                                .typed(name, "source", kind, map)
+                                .map(SourceStage::Processbench),
+                        };
+                        w.keep(name, stage, &mut file.sources);
+                    }
+                }
+                "transforms" => {
+                    if let Some((kind, map)) = w.stage(name, decl, "transform", &TRANSFORM_TYPES) {
+                        let stage = match kind {
+                            "sql" => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Sql),
+                            "score" => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Score),
+                            "select" => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Select),
+                            "label" => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Label),
+                            _ => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Train),
+                        };
+                        w.keep(name, stage, &mut file.transforms);
+                    }
+                }
+                _ => {
+                    if let Some((kind, map)) = w.stage(name, decl, "sink", &SINK_TYPES) {
+                        let stage = match kind {
+                            "parquet" => w.typed(name, "sink", kind, map).map(SinkStage::Parquet),
+                            "arrow_ipc" => {
+                                w.typed(name, "sink", kind, map).map(SinkStage::ArrowIpc)
+                            }
+                            _ => w.typed(name, "sink", kind, map).map(SinkStage::Table),
+                        };
+                        w.keep(name, stage, &mut file.sinks);
+                    }
+                }
+            }
+        }
+    }
+    out.file = Some(file);
+    out
+}
+
+fn load_problem(e: &LoadError, root: Span) -> Problem {
+    let at = |m: &marked_yaml::Marker, message: String| {
+        Problem::new(m.line().max(1), m.column().max(1), message)
+    };
+    match e {
+        LoadError::TopLevelMustBeMapping(m) => at(
+            m,
+            "a pipeline file is a mapping with sources, transforms and sinks".into(),
+        ),
+        LoadError::DuplicateKey(d) => {
+            let first = d.prev_key.span().start().map_or(0, |m| m.line());
+            match d.key.span().start() {
+                Some(m) => at(
+                    m,
+                    format!("duplicate key `{}` (first on line {first})", d.key.as_str()),
+                ),
+                None => Problem::at(&root, format!("duplicate key `{}`", d.key.as_str())),
+            }
+        }
+        LoadError::ScanError(m, s) => at(m, format!("not valid YAML: {}", s.info())),
+        LoadError::UnexpectedAnchor(m) => {
+            at(m, "YAML anchors are not supported in pipeline files".into())
+        }
+        LoadError::UnexpectedTag(m) => {
+            at(m, "YAML tags are not supported in pipeline files".into())
+        }
+        LoadError::MappingKeyMustBeScalar(m) => at(m, "keys must be plain names".into()),
+        LoadError::TopLevelMustBeSequence(m) => at(m, "unexpected YAML structure".into()),
+    }
+}
+
+fn is_null(node: &Node) -> bool {
+    node.as_scalar()
+        .is_some_and(|s| matches!(s.as_str(), "" | "~" | "null"))
+}
+
+struct Walker<'a> {
+    spans: &'a mut Spans,
+    problems: &'a mut Vec<Problem>,
+    /// Stage name -> (section, line) of its first declaration.
+    names: HashMap<String, (&'static str, usize)>,
+}
+
+impl Walker<'_> {
+    /// Checks a stage's name and `type`; returns the type and the mapping.
+    fn stage<'n>(
+        &mut self,
+        name: &MarkedScalarNode,
+        decl: &'n Node,
+        section: &'static str,
+        kinds: &[&'static str],
+    ) -> Option<(&'static str, &'n MarkedMappingNode)> {
+        let line = name.span().start().map_or(0, |m| m.line());
+        if let Some((other, first)) = self.names.get(name.as_str()) {
+            self.problems.push(Problem::at(
+                name.span(),
+                format!("stage name `{}` is already used by the {other} on line {first}; names are unique across sources, transforms and sinks", name.as_str()),
+            ));
+            return None;
+        }
+        self.names
+            .insert(name.as_str().to_string(), (section, line));
+        self.spans
+            .stages
+            .insert(name.as_str().to_string(), *name.span());
+        self.spans.order.push(name.as_str().to_string());
+        self.spans
+            .kind_of
+            .insert(name.as_str().to_string(), section);
+        let Some(map) = decl.as_mapping() else {
+            self.problems.push(Problem::at(
+                decl.span(),
+                format!(
+                    "{section} `{}` must be a mapping with a `type`",
+                    name.as_str()
+                ),
+            ));
+            self.spans.broken.insert(name.as_str().to_string());
+            return None;
+        };
+        let Some(kind) = map.get_node("type") else {
+            self.problems.push(Problem::at(
+                name.span(),
+                format!(
+                    "{section} `{}` has no `type`; expected one of: {}",
+                    name.as_str(),
+                    kinds.join(", ")
+                ),
+            ));
+            self.spans.broken.insert(name.as_str().to_string());
+            return None;
+        };
+        let text = kind.as_scalar().map(|s| s.as_str()).unwrap_or("");
+        match kinds.iter().find(|k| **k == text) {
+            Some(k) => Some((*k, map)),
+            None => {
+                self.problems.push(Problem::at(
+                    kind.span(),
+                    format!(
+                        "unknown {section} type `{text}`{}; expected one of: {}",
+                        hint(text, kinds.iter().copied()),
+                        kinds.join(", ")
+                    ),
+                ));
+                self.spans.broken.insert(name.as_str().to_string());
+                None
+            }
+        }
+    }
+
+    fn typed<T: DeserializeOwned + JsonSchema + CheckValues>(
+        &mut self,
+        name: &MarkedScalarNode,
+        section: &str,
+        kind: &str,
+        map: &MarkedMappingNode,
+    ) -> Option<T> {
+        let what = format!("{section} `{}` ({kind})", name.as_str());
+        let node = Node::Mapping(map.clone());
+        let parsed = self.declaration::<T>(name.as_str(), &what, &node, &["type"]);
+        if parsed.is_none() {
+            self.spans.broken.insert(name.as_str().to_string());
+        }
+        parsed
+    }
+
+    fn keep<S>(
+        &mut self,
+        name: &MarkedScalarNode,
+        stage: Option<S>,
+        into: &mut BTreeMap<String, S>,
+    ) {
+        if let Some(s) = stage {
+            into.insert(name.as_str().to_string(), s);
+        }
+    }
+
+    /// Fills `T` from a mapping, reporting every unknown key, missing key, wrongly typed value
+    /// and out-of-range value. The allowed keys come from `T`'s JSON Schema, so the check and
+    /// `actprm schema` cannot disagree.
+    fn declaration<T: DeserializeOwned + JsonSchema + CheckValues>(
+        &mut self,
+        id: &str,
+        what: &str,
+        decl: &Node,
+        skip: &[&str],
+    ) -> Option<T> {
+        let Some(map) = decl.as_mapping() else {
+            self.problems.push(Problem::at(
+                decl.span(),
+                format!("{what} must be a mapping"),
+            ));
+            return None;
+        };
+        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
+        let props: Vec<&str> = schema["properties"]
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let mut clean = map.clone();
+        let before = self.problems.len();
+        for (key, value) in map.iter() {
+            let k = key.as_str();
+            if skip.contains(&k) {
+                continue;
+            }
+            self.spans
+                .fields
+                .insert((id.to_string(), k.to_string()), *value.span());
+            if !props.contains(&k) {
+                let expected = if props.is_empty() {
+                    String::new()
+                } else {
+                    format!("; expected one of: {}", props.join(", "))
+                };
+                self.problems.push(Problem::at(
+                    key.span(),
+                    format!(
+                        "unknown key `{k}` in {what}{}{expected}",
+                        hint(k, props.iter().copied())
+                    ),
+                ));
+            }
+            if k == "inputs" {
+                if let Some(seq) = value.as_sequence() {
+                    for (i, item) in seq.iter().enumerate() {
+                        self.spans.inputs.insert((id.to_string(), i), *item.span());
+                    }
+                }
+            }
+        }
+        clean.retain(|k, v| props.contains(&k.as_str()) && !is_null(v));
+        for r in &required {
+            if clean.get_node(r).is_none() {
+                self.problems.push(Problem::at(
+                    &self.spans.stage(id),
+                    format!("{what} is missing the required key `{r}`"),
+                ));
+            }
+        }
+        // serde stops at the first bad value: report it, drop that key, try again
+        let mut value = None;
+        for _ in 0..=map.len() {
+            match marked_yaml::from_node::<T>(&Node::Mapping(clean.clone())) {
+                Ok(v) => {
+                    value = Some(v);
+                    break;
+                }
+                Err(e) => {
+                    let Some(mark) = e.start_mark() else { break };
+                    let at = (mark.line(), mark.column());
+                    let key = clean
+                        .iter()
+                        .map(|(k, _)| k)
+                        .rev()
+                        .find(|k| {
+                            k.span()
+                                .start()
+                                .is_some_and(|m| (m.line(), m.column()) <= at)
+                        })
+                        .cloned();
+                    let Some(key) = key else { break };
+                    if e.to_string().starts_with("missing field") {
+                        break;
+                    }
+                    let got = clean
+                        .get_node(key.as_str())
+                        .and_then(|n| n.as_scalar())
+                        .map_or(String::new(), |s| format!(", got `{}`", s.as_str()));
+                    let message = match &*e {
+                        marked_yaml::Error::NotBoolean(_) => "expected true or false".to_string(),
+                        marked_yaml::Error::IntegerParseFailure(..) => {
+                            "expected a whole number >= 0".to_string()
+                        }
+                        marked_yaml::Error::FloatParseFailure(..) => {
+                            "expected a number".to_string()
+                        }
+                        other => other.to_string(),
+                    };
+                    let span = clean
+                        .get_node(key.as_str())
+                        .map_or(*key.span(), |n| *n.span());
+                    self.problems.push(Problem::at(
+                        &span,
+                        format!("`{}` in {what}: {message}{got}", key.as_str()),
+                    ));
+                    clean.retain(|k, _| k.as_str() != key.as_str());
+                }
+            }
+        }
+        if let Some(v) = &value {
+            for (field, message) in v.check_values() {
+                self.problems.push(Problem::at(
+                    &self.spans.field(id, field),
+                    format!("`{field}` in {what} {message}"),
+                ));
+            }
+        }
+        value.filter(|_| self.problems.len() == before)
+    }
+}
+
+/// Value checks the types cannot express (ranges, formats); each names the field it is about.
+pub trait CheckValues {
+    fn check_values(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+fn unit_interval<T: Into<f64> + Copy + std::fmt::Display>(
+    out: &mut Vec<(&'static str, String)>,
+    field: &'static str,
+    v: Option<T>,
+) {
+    // shown as written (an f32 widened to f64 would print -0.10000000149011612)
+    if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(&(*v).into())) {
+        out.push((field, format!("is {v}, outside 0..1")));
+    }
+}
+
+fn positive(out: &mut Vec<(&'static str, String)>, field: &'static str, v: f64) {
+    if v <= 0.0 || !v.is_finite() {
+        out.push((field, format!("is {v}, must be above 0")));
+    }
+}
+
+impl CheckValues for ModelDecl {
+    fn check_values(&self) -> Vec<(&'static str, String)> {
+        match self.device.parse::<crate::model::Device>() {
+            Ok(_) => Vec::new(),
+            Err(_) => vec![(
+                "device",
+                format!("is `{}`; expected cpu, cuda or cuda:N", self.device),
+            )],
+        }
+    }
+}
+
+impl CheckValues for JudgeDecl {
+    fn check_values(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            out.push((
+                "url",
+                format!("is `{}`; expected an http:// or https:// URL", self.url),
+            ));
+        }
+        positive(&mut out, "timeout_s", self.timeout_s as f64);
+        out
+    }
+}
+
+impl CheckValues for ParquetSource {}
+impl CheckValues for LabelledSource {}
+impl CheckValues for SqlStage {}
+impl CheckValues for LabelStage {}
+impl CheckValues for PathSink {}
+impl CheckValues for TableSink {}
+
+impl CheckValues for ScoreStage {
+    fn check_values(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        unit_interval(&mut out, "tau", self.tau);
+        unit_interval(&mut out, "delta_pred", Some(self.delta_pred));
+        unit_interval(&mut out, "delta_std", Some(self.delta_std));
+        positive(&mut out, "batch_rows", self.batch_rows as f64);
+        positive(&mut out, "token_budget", self.token_budget as f64);
+        out
+    }
+}
+
+impl CheckValues for SelectStage {
+    fn check_values(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        unit_interval(&mut out, "keep_rate", self.keep_rate);
+        if let Err(e) = parse_shard(&self.shard) {
+            out.push(("shard", e));
+        }
+        out
+    }
+}
+
+impl CheckValues for TrainStage {
+    fn check_values(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        positive(&mut out, "lr", self.lr);
+        if self.lambda < 0.0 {
+            out.push(("lambda", format!("is {}, must be 0 or more", self.lambda)));
+        }
+        positive(&mut out, "export_every", self.export_every as f64);
+        positive(&mut out, "eval_every", self.eval_every as f64);
+        if self.cold_start == Some(0) {
+            out.push((
+                "cold_start",
+                "is 0; a cold start needs at least one head".into(),
+            ));
+        }
+        out
+    }
+}
+
+/// `i/n` with 0 <= i < n, as `--shard` takes it.
+pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("is `{s}`; expected i/n with 0 <= i < n, e.g. 0/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u64, u64) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
