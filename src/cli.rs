@@ -576,11 +576,18 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 "{}: ok ({} job{})",
                 file.display(),
                 checked.plan.job(),
-                if skip_env { "; environment not checked" } else { "" }
+                if skip_env {
+                    "; environment not checked"
+                } else {
+                    ""
+                }
             );
         }
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&actprm::pipeline::config::schema())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&actprm::pipeline::config::schema())?
+            );
         }
         Command::Score(a) => {
             validate_thresholds(&a.select)?;
