@@ -29,15 +29,24 @@ pub struct SubsetScore {
 
 /// ProcessBench's per-subset metric at threshold `tau`.
 pub fn processbench(samples: &[Sample], tau: f32) -> SubsetScore {
+    let pairs: Vec<(Option<i32>, i32)> = samples
+        .iter()
+        .map(|s| (Some(first_error(&s.mean, tau)), s.label))
+        .collect();
+    processbench_predictions(&pairs)
+}
+
+/// ProcessBench's per-subset metric from (predicted first error, human label) pairs; a missing
+/// prediction (a judge that gave no label) counts as wrong.
+pub fn processbench_predictions(pairs: &[(Option<i32>, i32)]) -> SubsetScore {
     let (mut err_total, mut err_hit, mut ok_total, mut ok_hit) = (0usize, 0usize, 0usize, 0usize);
-    for s in samples {
-        let predicted = first_error(&s.mean, tau);
-        if s.label >= 0 {
+    for &(predicted, label) in pairs {
+        if label >= 0 {
             err_total += 1;
-            err_hit += usize::from(predicted == s.label);
+            err_hit += usize::from(predicted == Some(label));
         } else {
             ok_total += 1;
-            ok_hit += usize::from(predicted == -1);
+            ok_hit += usize::from(predicted == Some(-1));
         }
     }
     let acc = |hit: usize, total: usize| (total > 0).then(|| hit as f64 / total as f64);
@@ -48,7 +57,7 @@ pub fn processbench(samples: &[Sample], tau: f32) -> SubsetScore {
         _ => None,
     };
     SubsetScore {
-        n: samples.len(),
+        n: pairs.len(),
         n_error: err_total,
         n_correct: ok_total,
         acc_error,

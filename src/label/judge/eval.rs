@@ -31,31 +31,7 @@ pub struct JudgeEvalReport {
 
 /// ProcessBench's per-subset metric from (prediction, human label) pairs.
 pub fn score(pairs: &[(Option<i32>, i32)]) -> SubsetScore {
-    let (mut err_total, mut err_hit, mut ok_total, mut ok_hit) = (0usize, 0usize, 0usize, 0usize);
-    for &(predicted, label) in pairs {
-        if label >= 0 {
-            err_total += 1;
-            err_hit += usize::from(predicted == Some(label));
-        } else {
-            ok_total += 1;
-            ok_hit += usize::from(predicted == Some(-1));
-        }
-    }
-    let acc = |hit: usize, total: usize| (total > 0).then(|| hit as f64 / total as f64);
-    let (acc_error, acc_correct) = (acc(err_hit, err_total), acc(ok_hit, ok_total));
-    let f1 = match (acc_error, acc_correct) {
-        (Some(a), Some(b)) if a + b > 0.0 => Some(2.0 * a * b / (a + b)),
-        (Some(_), Some(_)) => Some(0.0),
-        _ => None,
-    };
-    SubsetScore {
-        n: pairs.len(),
-        n_error: err_total,
-        n_correct: ok_total,
-        acc_error,
-        acc_correct,
-        f1,
-    }
+    crate::eval::processbench_predictions(pairs)
 }
 
 impl JudgeSubsetScore {
