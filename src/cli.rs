@@ -699,40 +699,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                println!(
-                    "units          {:>10}  ({} this run)",
-                    s.units, s.units_this_run
-                );
-                println!("rows in        {:>10}", s.rows_in);
-                println!("rows scored    {:>10}", s.rows_scored);
-                println!(
-                    "rows kept      {:>10}  ({:.1} %)",
-                    s.rows_kept,
-                    100.0 * s.keep_rate
-                );
-                println!("rows rejected  {:>10}", s.rows_rejected);
-                println!(
-                    "throughput     {:>10.1} rows/s, {:.0} tokens/s (this run, {:.1} s)",
-                    s.rows_per_second, s.tokens_per_second, s.seconds
-                );
-                println!("peak RSS       {:>10.1} MiB", s.peak_rss_mb);
-                for (g, r) in &s.keep_rate_by_group {
-                    println!("keep rate      {:>9.1} %  {g}", 100.0 * r);
-                }
-                println!("uncertainty (1 = ActPRM threshold):");
-                let max = s
-                    .uncertainty_histogram
-                    .iter()
-                    .map(|h| h.1)
-                    .max()
-                    .unwrap_or(1)
-                    .max(1);
-                for (bin, count) in &s.uncertainty_histogram {
-                    println!(
-                        "  {bin:<14} {count:>9} {}",
-                        "#".repeat((40 * count / max) as usize)
-                    );
-                }
+                s.print();
             }
         }
         Command::FilterVerify {

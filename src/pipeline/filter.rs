@@ -84,6 +84,48 @@ pub struct FilterSummary {
     pub peak_rss_mb: f64,
 }
 
+impl FilterSummary {
+    /// The end-of-run report on the terminal.
+    pub fn print(&self) {
+        let s = self;
+        println!(
+            "units          {:>10}  ({} this run)",
+            s.units, s.units_this_run
+        );
+        println!("rows in        {:>10}", s.rows_in);
+        println!("rows scored    {:>10}", s.rows_scored);
+        println!(
+            "rows kept      {:>10}  ({:.1} %)",
+            s.rows_kept,
+            100.0 * s.keep_rate
+        );
+        println!("rows rejected  {:>10}", s.rows_rejected);
+        println!(
+            "throughput     {:>10.1} rows/s, {:.0} tokens/s (this run, {:.1} s)",
+            s.rows_per_second, s.tokens_per_second, s.seconds
+        );
+        println!("model          {}", s.model_version);
+        println!("peak RSS       {:>10.1} MiB", s.peak_rss_mb);
+        for (g, r) in &s.keep_rate_by_group {
+            println!("keep rate      {:>9.1} %  {g}", 100.0 * r);
+        }
+        println!("uncertainty (1 = ActPRM threshold):");
+        let max = s
+            .uncertainty_histogram
+            .iter()
+            .map(|h| h.1)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        for (bin, count) in &s.uncertainty_histogram {
+            println!(
+                "  {bin:<14} {count:>9} {}",
+                "#".repeat((40 * count / max) as usize)
+            );
+        }
+    }
+}
+
 /// FNV-1a: a hash that never changes between versions or machines (shard assignment relies on it).
 pub fn stable_hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

@@ -393,20 +393,7 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
                 if t.json {
                     println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
                 } else {
-                    println!(
-                        "units          {:>10}  ({} this run)",
-                        s.units, s.units_this_run
-                    );
-                    println!("rows in        {:>10}", s.rows_in);
-                    println!("rows scored    {:>10}", s.rows_scored);
-                    println!(
-                        "rows kept      {:>10}  ({:.1} %)",
-                        s.rows_kept,
-                        100.0 * s.keep_rate
-                    );
-                    println!("rows rejected  {:>10}", s.rows_rejected);
-                    println!("seconds        {:>10.1}", s.seconds);
-                    println!("model          {}", s.model_version);
+                    s.print();
                     println!("output         {}", output.display());
                 }
             }
