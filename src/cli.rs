@@ -14,6 +14,7 @@ use actprm::train::{torch_device, TrainConfig, Trainer};
 use actprm::score::ScoreOptions;
 use actprm::select::SelectionRule;
 use actprm::source::ColumnMapping;
+use actprm::sql::{OutputFormat, SqlConfig, TableSpec};
 
 #[derive(Parser, Debug)]
 #[command(name = "actprm", version, about = "Train and run Process Reward Models by active learning")]
@@ -54,6 +55,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// SQL over Parquet files and scored outputs: run QUERY, or open a shell without it.
+    Sql(SqlArgs),
     /// Write a fresh model directory: the default backbone with newly initialised heads.
     InitModel {
         #[arg(long, short)]
@@ -188,6 +191,31 @@ struct ScoreArgs {
     json: bool,
 }
 
+#[derive(Args, Debug, Clone)]
+struct SqlArgs {
+    /// SQL to run (statements separated by ';'); without it, an interactive shell (or the
+    /// statements on stdin when stdin is not a terminal).
+    query: Option<String>,
+    /// Register a table NAME=PATH: a Parquet file, a glob, or a score output folder (its part-*.parquet).
+    #[arg(long = "table", value_name = "NAME=PATH")]
+    tables: Vec<TableSpec>,
+    /// table, csv, json (JSON Lines) or parquet; default: from --output's extension, else table on
+    /// a terminal and csv otherwise.
+    #[arg(long)]
+    format: Option<OutputFormat>,
+    /// Write the results to this file instead of stdout (required for --format parquet).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Let COPY, INSERT and CREATE EXTERNAL TABLE write under this folder (default: no writes).
+    #[arg(long, value_name = "DIR")]
+    allow_write: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Thresholds prm_score applies.
+    #[command(flatten)]
+    select: SelectArgs,
+}
+
 fn validate_thresholds(s: &SelectArgs) -> Result<(), String> {
     for (name, v) in [("delta_pred", s.delta_pred), ("delta_std", s.delta_std)] {
         if !(0.0..=1.0).contains(&v) {
@@ -228,6 +256,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Command::Train(a) => train(a)?,
+        Command::Sql(a) => sql(a)?,
         Command::Eval { files, model, tau, tau_from_first, json } => {
             let loaded = LoadedModel::open(model.model.as_deref())?;
             let rule = if tau_from_first { TauRule::FromFirstSubset } else { TauRule::Fixed(tau.unwrap_or(loaded.manifest.tau)) };
@@ -268,6 +297,108 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("wrote {} ({})", output.display(), written.version());
         }
     }
+    Ok(())
+}
+
+fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use actprm::sql::{format::write_stream, register_tables, session, shell, SqlError};
+    use std::io::{IsTerminal, Read};
+
+    validate_thresholds(&a.select)?;
+    let config = SqlConfig {
+        allow_write: a.allow_write.clone(),
+        model: a.model.model.clone(),
+        runtime: a.model.runtime(),
+        score: ScoreOptions {
+            tau: a.select.tau,
+            rule: SelectionRule {
+                delta_pred: a.select.delta_pred,
+                delta_std: a.select.delta_std,
+            },
+            ..ScoreOptions::default()
+        },
+        ..SqlConfig::default()
+    };
+    let query = match a.query.clone() {
+        Some(q) => Some(q),
+        None if !std::io::stdin().is_terminal() => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            Some(text)
+        }
+        None => None,
+    };
+    let from_extension = a
+        .output
+        .as_ref()
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .and_then(|e| e.parse().ok());
+    let format = a.format.or(from_extension).unwrap_or(
+        if a.output.is_none() && std::io::stdout().is_terminal() {
+            OutputFormat::Table
+        } else {
+            OutputFormat::Csv
+        },
+    );
+    if format == OutputFormat::Parquet && a.output.is_none() {
+        return Err(SqlError::Usage(
+            "--format parquet needs --output FILE (or use COPY (query) TO 'file.parquet')".into(),
+        )
+        .into());
+    }
+    let file = match (&query, &a.output) {
+        (Some(_), Some(path)) => Some(
+            std::fs::File::create(path).map_err(|e| format!("--output {}: {e}", path.display()))?,
+        ),
+        (None, Some(_)) => {
+            return Err(SqlError::Usage(
+                "--output needs a QUERY (the shell prints to the terminal)".into(),
+            )
+            .into())
+        }
+        _ => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let ctx = session(&config);
+        register_tables(&ctx, &a.tables).await?;
+        let Some(query) = query else {
+            return shell::run(&ctx, &config, format).await;
+        };
+        let mut results = 0;
+        actprm::sql::execute(&ctx, &config, &query, |frame| {
+            let produces_rows = !frame.schema().fields().is_empty();
+            results += usize::from(produces_rows);
+            let repeated_parquet = format == OutputFormat::Parquet && results > 1;
+            let out: Result<Box<dyn std::io::Write + Send>, SqlError> = match &file {
+                _ if repeated_parquet => Err(SqlError::Usage(
+                    "Parquet output holds one result: run one query per file".into(),
+                )),
+                Some(f) => f
+                    .try_clone()
+                    .map(|f| Box::new(std::io::BufWriter::new(f)) as Box<dyn std::io::Write + Send>)
+                    .map_err(|e| SqlError::Output {
+                        target: "--output".into(),
+                        message: e.to_string(),
+                    }),
+                None => Ok(Box::new(std::io::BufWriter::new(std::io::stdout()))),
+            };
+            async move {
+                let stream = frame.execute_stream().await?;
+                if produces_rows {
+                    write_stream(stream, format, out?).await?;
+                } else {
+                    // DDL: run it, nothing to print.
+                    write_stream(stream, OutputFormat::Csv, Box::new(std::io::sink())).await?;
+                }
+                Ok(())
+            }
+        })
+        .await
+    })?;
     Ok(())
 }
 
