@@ -193,8 +193,7 @@ struct ScoreArgs {
 
 #[derive(Args, Debug, Clone)]
 struct SqlArgs {
-    /// SQL to run (statements separated by ';'); without it, an interactive shell (or the
-    /// statements on stdin when stdin is not a terminal).
+    /// SQL to run (statements separated by ';'); without it, the shell (reading stdin when piped).
     query: Option<String>,
     /// Register a table NAME=PATH: a Parquet file, a glob, or a score output folder (its part-*.parquet).
     #[arg(long = "table", value_name = "NAME=PATH")]
@@ -302,7 +301,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 
 fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
     use actprm::sql::{format::write_stream, register_tables, session, shell, SqlError};
-    use std::io::{IsTerminal, Read};
+    use std::io::IsTerminal;
 
     validate_thresholds(&a.select)?;
     let config = SqlConfig {
@@ -319,15 +318,7 @@ fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         ..SqlConfig::default()
     };
-    let query = match a.query.clone() {
-        Some(q) => Some(q),
-        None if !std::io::stdin().is_terminal() => {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text)?;
-            Some(text)
-        }
-        None => None,
-    };
+    let query = a.query.clone();
     let from_extension = a
         .output
         .as_ref()
