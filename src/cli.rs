@@ -14,6 +14,7 @@ use actprm::pipeline::{run_judge_eval, run_label, run_score, LabelJob, ScoreJob}
 use actprm::score::ScoreOptions;
 use actprm::select::SelectionRule;
 use actprm::source::ColumnMapping;
+use actprm::sql::{OutputFormat, SqlConfig, TableSpec};
 use actprm::train::{torch_device, TrainConfig, Trainer};
 
 #[derive(Parser, Debug)]
@@ -110,6 +111,8 @@ enum Command {
     Active(ActiveArgs),
     /// The pool-based experiment: ActPRM vs random vs full data at equal label budgets.
     Experiment(ExperimentArgs),
+    /// SQL over Parquet files and scored outputs: run QUERY, or open a shell without it.
+    Sql(SqlArgs),
     /// Write a fresh model directory: the default backbone with newly initialised heads.
     InitModel {
         #[arg(long, short)]
@@ -378,7 +381,8 @@ fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 
 #[derive(Args, Debug, Clone)]
 struct ActiveArgs {
-    /// The labelled pool: Parquet files, globs or folders (label, ratings or hard_labels column).
+    /// The pool: Parquet files, globs or folders (with a label, ratings or hard_labels column
+    /// unless a judge labels it).
     #[arg(long, short, required = true, num_args = 1..)]
     input: Vec<String>,
     /// Output folder (model/, decisions/, eval.jsonl, state.json, summary.json).
@@ -422,6 +426,10 @@ struct ActiveArgs {
     /// Stop after this many pool rows (resumable with --resume).
     #[arg(long)]
     stop_after_rows: Option<u64>,
+    /// Label by an LLM judge instead of the pool's label column (answers cached in
+    /// OUTPUT/judge-cache, so --resume pays only for new ones).
+    #[command(flatten)]
+    judge: Option<JudgeArgs>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -552,6 +560,34 @@ fn pipeline_file<T>(
     }
 }
 
+#[derive(Args, Debug, Clone)]
+struct SqlArgs {
+    /// SQL to run (statements separated by ';'); without it, the shell (reading stdin when piped).
+    query: Option<String>,
+    /// Register a table NAME=PATH: a Parquet file, a glob, or a score output folder (its part-*.parquet).
+    #[arg(long = "table", value_name = "NAME=PATH")]
+    tables: Vec<TableSpec>,
+    /// Register the Parquet outputs a pipeline file's run wrote, named after its sinks
+    /// (SINK, SINK_rejects; after select SINK_skipped; after train TRAIN_decisions).
+    #[arg(long = "pipeline", value_name = "FILE")]
+    pipelines: Vec<PathBuf>,
+    /// table, csv, json (JSON Lines) or parquet; default: from --output's extension, else table on
+    /// a terminal and csv otherwise.
+    #[arg(long)]
+    format: Option<OutputFormat>,
+    /// Write the results to this file instead of stdout (required for --format parquet).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Let COPY, INSERT and CREATE EXTERNAL TABLE write under this folder (default: no writes).
+    #[arg(long, value_name = "DIR")]
+    allow_write: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Thresholds prm_score applies.
+    #[command(flatten)]
+    select: SelectArgs,
+}
+
 fn validate_thresholds(s: &SelectArgs) -> Result<(), String> {
     for (name, v) in [("delta_pred", s.delta_pred), ("delta_std", s.delta_std)] {
         if !(0.0..=1.0).contains(&v) {
@@ -618,6 +654,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Command::Train(a) => train(a)?,
+        Command::Sql(a) => sql(a)?,
         Command::Label(a) => {
             let cache = if a.no_cache {
                 None
@@ -811,6 +848,10 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 eval_every: a.eval_every,
                 resume: a.resume,
                 stop_after_rows: a.stop_after_rows,
+                judge: a
+                    .judge
+                    .as_ref()
+                    .map(|j| j.config(Some(a.output.join("judge-cache")))),
             };
             let summary = actprm::pipeline::active::run_active(&job)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -883,6 +924,139 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("wrote {} ({})", output.display(), written.version());
         }
     }
+    Ok(())
+}
+
+/// The tables a pipeline file's run wrote (those that exist yet).
+fn pipeline_tables(file: &std::path::Path) -> Result<Vec<TableSpec>, Box<dyn std::error::Error>> {
+    let checked = pipeline_file(actprm::pipeline::config::check_file(
+        file,
+        actprm::pipeline::config::CheckOptions { skip_env: true },
+    ))?;
+    let has_parquet = |dir: &std::path::Path| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        })
+    };
+    let tables: Vec<TableSpec> =
+        actprm::pipeline::config::compile::output_tables(&checked.file, &checked.plan)
+            .into_iter()
+            .filter(|(_, path)| has_parquet(path))
+            .map(|(name, path)| TableSpec {
+                // a plain SQL identifier: sink `my-kept` is table `my_kept`
+                name: name
+                    .to_ascii_lowercase()
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+                path: path.display().to_string(),
+            })
+            .collect();
+    if tables.is_empty() {
+        return Err(format!(
+            "--pipeline {}: no Parquet output of this pipeline exists yet (run `actprm run {0}` first)",
+            file.display()
+        )
+        .into());
+    }
+    Ok(tables)
+}
+
+fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use actprm::sql::{format::write_stream, register_tables, session, shell, SqlError};
+    use std::io::IsTerminal;
+
+    validate_thresholds(&a.select)?;
+    let mut tables = a.tables.clone();
+    for file in &a.pipelines {
+        tables.extend(pipeline_tables(file)?);
+    }
+    let config = SqlConfig {
+        allow_write: a.allow_write.clone(),
+        model: a.model.model.clone(),
+        runtime: a.model.runtime(),
+        score: ScoreOptions {
+            tau: a.select.tau,
+            rule: SelectionRule {
+                delta_pred: a.select.delta_pred,
+                delta_std: a.select.delta_std,
+            },
+            ..ScoreOptions::default()
+        },
+        ..SqlConfig::default()
+    };
+    let query = a.query.clone();
+    let from_extension = a
+        .output
+        .as_ref()
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .and_then(|e| e.parse().ok());
+    let format = a.format.or(from_extension).unwrap_or(
+        if a.output.is_none() && std::io::stdout().is_terminal() {
+            OutputFormat::Table
+        } else {
+            OutputFormat::Csv
+        },
+    );
+    if format == OutputFormat::Parquet && a.output.is_none() {
+        return Err(SqlError::Usage(
+            "--format parquet needs --output FILE (or use COPY (query) TO 'file.parquet')".into(),
+        )
+        .into());
+    }
+    let file = match (&query, &a.output) {
+        (Some(_), Some(path)) => Some(
+            std::fs::File::create(path).map_err(|e| format!("--output {}: {e}", path.display()))?,
+        ),
+        (None, Some(_)) => {
+            return Err(SqlError::Usage(
+                "--output needs a QUERY (the shell prints to the terminal)".into(),
+            )
+            .into())
+        }
+        _ => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let ctx = session(&config);
+        register_tables(&ctx, &tables).await?;
+        let Some(query) = query else {
+            return shell::run(&ctx, &config, format).await;
+        };
+        let mut results = 0;
+        actprm::sql::execute(&ctx, &config, &query, |frame| {
+            let produces_rows = !frame.schema().fields().is_empty();
+            results += usize::from(produces_rows);
+            let repeated_parquet = format == OutputFormat::Parquet && results > 1;
+            let out: Result<Box<dyn std::io::Write + Send>, SqlError> = match &file {
+                _ if repeated_parquet => Err(SqlError::Usage(
+                    "Parquet output holds one result: run one query per file".into(),
+                )),
+                Some(f) => f
+                    .try_clone()
+                    .map(|f| Box::new(std::io::BufWriter::new(f)) as Box<dyn std::io::Write + Send>)
+                    .map_err(|e| SqlError::Output {
+                        target: "--output".into(),
+                        message: e.to_string(),
+                    }),
+                None => Ok(Box::new(std::io::BufWriter::new(std::io::stdout()))),
+            };
+            async move {
+                let stream = frame.execute_stream().await?;
+                if produces_rows {
+                    write_stream(stream, format, out?).await?;
+                } else {
+                    // DDL: run it, nothing to print.
+                    write_stream(stream, OutputFormat::Csv, Box::new(std::io::sink())).await?;
+                }
+                Ok(())
+            }
+        })
+        .await
+    })?;
     Ok(())
 }
 

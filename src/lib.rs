@@ -10,5 +10,6 @@ pub mod score;
 pub mod select;
 pub mod sink;
 pub mod source;
+pub mod sql;
 pub mod tokenise;
 pub mod train;

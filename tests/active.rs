@@ -33,6 +33,7 @@ fn job(input: &std::path::Path, out: &std::path::Path) -> ActiveJob {
         eval_every: 1000,
         resume: false,
         stop_after_rows: None,
+        judge: None,
     }
 }
 

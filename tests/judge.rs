@@ -755,3 +755,96 @@ fn the_api_key_never_appears_in_logs_outputs_or_the_cache() {
     let summary: serde_json::Value = serde_json::from_str(&stdout).expect("--json summary");
     assert_eq!(summary["rows_out"], 12);
 }
+
+#[test]
+fn the_active_loop_trains_on_judge_labels_when_the_pool_has_none() {
+    use actprm::pipeline::active::{run_active, ActiveJob, Selection};
+    use actprm::pipeline::ScoreJob;
+    use actprm::train::TrainConfig;
+
+    let records = records();
+    let t = truth(&records, PromptFormat::Critique);
+    let server = JudgeServer::start(Arc::new(move |s: &Seen| answer_truth(&t, s)));
+    let dir = tempfile::tempdir().unwrap();
+    // the pool without its label column: only the judge can label it
+    let unlabelled: Vec<LabelledTrajectory> = records
+        .iter()
+        .map(|r| LabelledTrajectory {
+            label: None,
+            ..r.clone()
+        })
+        .collect();
+    let input = write_input(dir.path(), &unlabelled, None);
+    let out = dir.path().join("active");
+    let mut score = ScoreJob::new(vec![input.display().to_string()], out.clone());
+    score.batch_rows = 4;
+    let job = ActiveJob {
+        score,
+        output: out.clone(),
+        cold_start: Some((4, 7)),
+        train: TrainConfig {
+            lr: 5e-3,
+            warmup_steps: 0,
+            seed: 7,
+            ..TrainConfig::default()
+        },
+        selection: Selection::Rate(0.5),
+        label_budget: None,
+        export_every: 1,
+        dev: vec![],
+        eval_every: 1000,
+        resume: false,
+        stop_after_rows: None,
+        judge: Some(config(&server, Some(out.join("judge-cache")))),
+    };
+    let summary = run_active(&job).expect("active run with a judge");
+    assert_eq!(summary.rows_scored, records.len() as u64);
+    // half of each batch of 4 is sent to the judge, and every answer is used
+    assert_eq!(summary.labels_used, records.len() as u64 / 2);
+    assert_eq!(server.requests(), summary.labels_used);
+    assert!(summary.steps > 0);
+    assert!(out.join("model/manifest.json").is_file());
+
+    // each judged row's decision holds the judge's (true) label and says who labelled it
+    let by_id: HashMap<&str, i32> = records
+        .iter()
+        .map(|r| (r.id.as_deref().unwrap(), r.label.unwrap()))
+        .collect();
+    let mut judged = 0;
+    for part in std::fs::read_dir(out.join("decisions")).unwrap() {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(part.unwrap().path()).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let label = b
+                .column_by_name("label")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .clone();
+            let note = b
+                .column_by_name("label_note")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            let row = b
+                .column_by_name("source_row")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt64Type>()
+                .clone();
+            for i in 0..b.num_rows() {
+                if label.is_null(i) {
+                    continue;
+                }
+                judged += 1;
+                assert_eq!(note.value(i), "labelled by judge:qwq-test");
+                let id = records[row.value(i) as usize].id.as_deref().unwrap();
+                assert_eq!(label.value(i), by_id[id]);
+            }
+        }
+    }
+    assert_eq!(judged, summary.labels_used);
+}

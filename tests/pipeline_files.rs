@@ -4,6 +4,8 @@
 //! `ACTPRM_UPDATE_SCHEMAS=1 cargo test --test pipeline_files`.
 
 mod common;
+#[path = "common/judge_server.rs"]
+mod judge_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -26,6 +28,7 @@ fn actprm(args: &[&str], env: &[(&str, &str)]) -> Output {
         "JUDGE_URL",
         "JUDGE_MODEL",
         "MISSING_OUT",
+        "MAX_STEPS",
     ] {
         cmd.env_remove(var);
     }
@@ -206,9 +209,128 @@ fn pool_active_learning_runs() {
 }
 
 #[test]
-fn the_judge_example_is_validation_only_for_now() {
-    // refused before any work: the endpoint is not running here (and the judge client is not
-    // in this build either: `run` would then report the label stage as validation-only)
+fn sql_stage_chooses_the_rows_the_scorer_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::prm800k_parquet(dir.path());
+    let out_dir = dir.path().join("short");
+    let env = [
+        ("INPUT", input.to_str().unwrap()),
+        ("OUT", out_dir.to_str().unwrap()),
+        ("MAX_STEPS", "4"),
+    ];
+    let out = actprm(&["run", "pipelines/sql-score.yaml"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // the rows the query keeps, counted here from the input itself
+    let records = common::records("prm800k_test_sample.jsonl");
+    let mut ids: Vec<String> = records
+        .iter()
+        .filter(|r| r.steps.len() <= 4)
+        .map(|r| r.id.clone().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert!(!ids.is_empty() && ids.len() < records.len());
+    let summary = common::summary(&out_dir);
+    assert_eq!(summary["rows_in"], ids.len() as u64, "{summary}");
+    let mut scored: Vec<String> = common::read_parquet_dir(&out_dir, "part-")
+        .iter()
+        .flat_map(|b| {
+            // the query may hand strings on as Utf8View: compare as plain strings
+            let id = b.column_by_name("id").unwrap();
+            let id = arrow::compute::cast(id, &arrow::datatypes::DataType::Utf8).unwrap();
+            let id = arrow::array::AsArray::as_string::<i32>(&id);
+            id.iter()
+                .map(|v| v.unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    scored.sort();
+    assert_eq!(scored, ids);
+
+    // a second run reuses the finished query result (same file, same rows)
+    let before = std::fs::metadata(out_dir.join("sql/short.parquet"))
+        .and_then(|m| m.modified())
+        .unwrap();
+    let again = actprm(&["run", "pipelines/sql-score.yaml"], &env);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let after = std::fs::metadata(out_dir.join("sql/short.parquet"))
+        .and_then(|m| m.modified())
+        .unwrap();
+    assert_eq!(before, after);
+
+    // `actprm sql --pipeline` finds the run's output under the sink's name
+    let query = actprm(
+        &[
+            "sql",
+            "--pipeline",
+            "pipelines/sql-score.yaml",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM parts",
+        ],
+        &env,
+    );
+    assert!(query.status.success(), "{}", text(&query.stderr));
+    assert_eq!(text(&query.stdout), format!("n,ids\n{0},{0}\n", ids.len()));
+}
+
+#[test]
+fn a_failing_sql_stage_names_the_stage_and_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::prm800k_parquet(dir.path());
+    let yaml = format!(
+        "sources:\n  pool:\n    type: parquet\n    paths: [{}]\ntransforms:\n  pick:\n    type: sql\n    inputs: [pool]\n    query: SELECT id, problem, stepz FROM input\n  scored:\n    type: score\n    inputs: [pick]\nsinks:\n  summary:\n    type: table\n    inputs: [scored]\n",
+        input.display()
+    );
+    let path = dir.path().join("p.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = actprm(&["run", path.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("pick") && stderr.contains("stepz"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_judge_example_runs_against_a_judge_on_loopback() {
+    use judge_server::{critique, JudgeServer, Reply, Seen};
+    // a judge that calls the second paragraph wrong whenever there is one
+    let server = JudgeServer::start(std::sync::Arc::new(|seen: &Seen| {
+        let steps = seen.prompt.matches("</paragraph_").count();
+        Reply::Answer {
+            content: critique(if steps > 1 { 1 } else { -1 }, steps),
+            completion_tokens: 50,
+        }
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::prm800k_parquet(dir.path());
+    let out_dir = dir.path().join("judged");
+    let url = server.url();
+    let out = actprm(
+        &["run", "pipelines/judge-active-learning.yaml"],
+        &[
+            ("JUDGE_URL", url.as_str()),
+            ("INPUT", input.to_str().unwrap()),
+            ("OUT", out_dir.to_str().unwrap()),
+            ("LABEL_BUDGET", "5"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // keep_rate 0.1 of one batch of 24 rows: 2 trajectories go to the judge, each answered once
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("labels used    {:>10}", 2)),
+        "{stdout}"
+    );
+    assert_eq!(server.requests(), 2);
+    assert!(out_dir.join("model/manifest.json").is_file());
+    assert!(out_dir.join("judge-cache").is_dir());
+}
+
+#[test]
+fn a_judge_that_does_not_answer_is_refused_before_any_work() {
     let out = actprm(&["run", "pipelines/judge-active-learning.yaml"], &[]);
     assert!(!out.status.success());
     assert!(

@@ -24,11 +24,13 @@ use super::refresh::{channel, HeadsUpdate};
 use super::score::{run_score, BatchView, ScoreHooks, ScoreJob};
 use super::PipelineError;
 use crate::eval::processbench;
+use crate::label::judge::{stderr_logger, JudgeLabeller};
 use crate::label::{
     first_error_labels, LabelColumn, LabelOutcome, LabelRequest, Labeller, PoolLabeller,
 };
 use crate::model::{HeadsWeights, LoadedModel};
 use crate::sink::{write_atomic, PartWriter};
+use crate::source::columns::{extract, Trajectory};
 use crate::train::{LabelledBatch, TrainConfig, Trainer};
 
 /// How the loop picks trajectories from each scored batch.
@@ -59,6 +61,9 @@ pub struct ActiveJob {
     pub resume: bool,
     /// Stop (checkpointed, resumable) once this many pool rows are done in total.
     pub stop_after_rows: Option<u64>,
+    /// Label by this judge instead of the pool's label column (its answer cache makes a resumed
+    /// run pay only for trajectories not answered before).
+    pub judge: Option<crate::label::judge::JudgeConfig>,
 }
 
 const STOP_MARKER: &str = "actprm active: stop requested";
@@ -146,6 +151,24 @@ struct LoopCtx {
     next_eval: u64,
     summary: ActiveSummary,
     tau: f32,
+}
+
+/// The problem and steps of every scored row, for the judge's prompt. Scored rows passed the
+/// scorer's own checks, so a row that cannot be read here is an internal error, not bad input.
+fn trajectory_texts(job: &ActiveJob, out: &RecordBatch) -> Result<Vec<Trajectory>, PipelineError> {
+    let here = Path::new("scored batch");
+    let columns = job
+        .score
+        .columns
+        .resolve(&out.schema(), here)
+        .map_err(|e| PipelineError::Stage(e.to_string()))?;
+    extract(out.columns(), &columns)
+        .map_err(PipelineError::Stage)?
+        .into_iter()
+        .map(|row| {
+            row.map_err(|r| PipelineError::Stage(format!("scored row, {}: {}", r.column, r.reason)))
+        })
+        .collect()
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PipelineError + '_ {
@@ -237,13 +260,21 @@ impl LoopCtx {
     ) -> Result<(), PipelineError> {
         let out = view.output;
         let steps: Vec<usize> = view.scores.iter().map(|s| s.mean.len()).collect();
-        let column = LabelColumn::detect(&out.schema()).ok_or_else(|| {
-            PipelineError::Stage(
-                "pool mode needs a label column (label, ratings or hard_labels)".into(),
-            )
-        })?;
-        let pool_labels = first_error_labels(out, &column, &steps).map_err(PipelineError::Stage)?;
         let n = view.scores.len();
+        // the judge reads the text; the pool reveals its label column
+        let (texts, pool_labels) = if job.judge.is_some() {
+            (trajectory_texts(job, out)?, vec![None; n])
+        } else {
+            let column = LabelColumn::detect(&out.schema()).ok_or_else(|| {
+                PipelineError::Stage(
+                    "pool mode needs a label column (label, ratings or hard_labels); \
+                     without one, label by a judge"
+                        .into(),
+                )
+            })?;
+            let labels = first_error_labels(out, &column, &steps).map_err(PipelineError::Stage)?;
+            (Vec::new(), labels)
+        };
         let chosen: Vec<bool> = match job.selection {
             Selection::Rule => view.scores.iter().map(|s| s.decision.selected).collect(),
             Selection::Rate(rate) => {
@@ -274,8 +305,10 @@ impl LoopCtx {
                         "{}:{}",
                         view.features[i].source_file, view.features[i].source_row
                     ),
-                    problem: String::new(),
-                    steps: vec![String::new(); steps[i]],
+                    problem: texts.get(i).map(|t| t.problem.clone()).unwrap_or_default(),
+                    steps: texts
+                        .get(i)
+                        .map_or_else(|| vec![String::new(); steps[i]], |t| t.steps.clone()),
                     pool_label: pool_labels[i],
                 });
                 request_rows.push(i);
@@ -413,7 +446,13 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     let mut ctx = LoopCtx {
         trainer,
         base,
-        labeller: Box::new(PoolLabeller::default()),
+        labeller: match &job.judge {
+            Some(config) => Box::new(
+                JudgeLabeller::new(config, stderr_logger())
+                    .map_err(|e| PipelineError::Stage(format!("judge: {e}")))?,
+            ),
+            None => Box::new(PoolLabeller::default()),
+        },
         next_eval: (state.labels_used / job.eval_every.max(1) + 1) * job.eval_every.max(1),
         state,
         buffer: DecisionBuffer::default(),

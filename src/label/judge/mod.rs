@@ -198,8 +198,7 @@ impl From<JudgeOutcome> for LabelOutcome {
 }
 
 /// The judge behind the [`Labeller`] trait, for synchronous callers (the active loop). It owns a
-/// small runtime; call it from a plain or `spawn_blocking` thread, never from async code (use
-/// [`JudgeClient::judge`] there).
+/// small runtime (async code can use [`JudgeClient::judge`] directly).
 pub struct JudgeLabeller {
     client: Arc<JudgeClient>,
     runtime: tokio::runtime::Runtime,
@@ -229,11 +228,19 @@ impl JudgeLabeller {
     }
 
     /// Every request labelled concurrently (up to the client's limit); one outcome each, in order.
+    /// Runs on its own thread, so callers inside another runtime (the scorer's batch hooks) may
+    /// block on it too.
     pub fn label_detailed(&mut self, requests: &[LabelRequest]) -> Vec<JudgeOutcome> {
-        let client = &self.client;
-        self.runtime.block_on(futures::future::join_all(
-            requests.iter().map(|r| client.judge(r)),
-        ))
+        let (client, runtime) = (&self.client, &self.runtime);
+        let work = || {
+            runtime.block_on(futures::future::join_all(
+                requests.iter().map(|r| client.judge(r)),
+            ))
+        };
+        std::thread::scope(|scope| match scope.spawn(work).join() {
+            Ok(outcomes) => outcomes,
+            Err(panic) => std::panic::resume_unwind(panic),
+        })
     }
 }
 

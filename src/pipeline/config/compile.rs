@@ -275,21 +275,7 @@ fn stage_error(context: &str, e: impl std::fmt::Display) -> ConfigError {
 
 /// Runs a checked pipeline, printing its table sinks.
 pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
-    let (file, plan, spans) = (&checked.file, &checked.plan, &checked.spans);
-    let mut unavailable = Vec::new();
-    if let Some(sql) = &plan.sql {
-        unavailable.push(Problem::at(&spans.stage(sql), format!("transform `{sql}` (sql) cannot run in this build yet: the SQL engine is not linked in (validation only)")));
-    }
-    if let Some(TransformStage::Label(l)) = plan.label.as_ref().and_then(|n| file.transforms.get(n))
-    {
-        if l.mode == LabelMode::Judge {
-            let n = plan.label.clone().unwrap_or_default();
-            unavailable.push(Problem::at(&spans.field(&n, "mode"), format!("transform `{n}` labels by judge, which this build cannot run yet (validation only); use mode: pool")));
-        }
-    }
-    if !unavailable.is_empty() {
-        return Err(ConfigError::Invalid(checked.report(unavailable)));
-    }
+    let (file, plan) = (&checked.file, &checked.plan);
     let scratch = Scratch::new()?;
     let inputs = source_inputs(&file.sources[&plan.source], &scratch)?;
     let Some(TransformStage::Score(score)) = file.transforms.get(&plan.score) else {
@@ -313,6 +299,10 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
         _ => None,
     };
     let output = path_of("parquet").unwrap_or_else(|| scratch.dir.join("scored"));
+    let inputs = match &plan.sql {
+        Some(name) => vec![sql_stage(file, name, score, &inputs, &output)?],
+        None => inputs,
+    };
     let mut job = ScoreJob::new(inputs, output.clone());
     job.columns = columns;
     let model = score
@@ -441,6 +431,17 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
                 eval_every: train.eval_every,
                 resume: train.resume,
                 stop_after_rows: train.stop_after_rows,
+                judge: match label.mode {
+                    LabelMode::Pool => None,
+                    LabelMode::Judge => {
+                        let decl = label
+                            .judge
+                            .as_ref()
+                            .and_then(|j| file.judges.get(j))
+                            .ok_or_else(|| stage_error(&names.1, "names no declared judge"))?;
+                        Some(judge_config(decl, &train.output))
+                    }
+                },
             };
             let s = run_active(&active)?;
             for t in &tables {
@@ -468,6 +469,78 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
         }
     };
     Ok(outcome)
+}
+
+/// Runs the `sql` transform over the source inputs into `OUTPUT/sql/NAME.parquet`, which the
+/// scorer then reads. A finished result whose record (`NAME.json`: query and inputs) matches is
+/// reused, so a resumed filter sees the same file, row groups and units as the interrupted run.
+fn sql_stage(
+    file: &PipelineFile,
+    name: &str,
+    score: &ScoreStage,
+    inputs: &[String],
+    output: &Path,
+) -> Result<String, ConfigError> {
+    let Some(TransformStage::Sql(stage)) = file.transforms.get(name) else {
+        return Err(stage_error(name, "not an sql stage"));
+    };
+    let target = output.join("sql").join(format!("{name}.parquet"));
+    let record_path = output.join("sql").join(format!("{name}.json"));
+    let record = serde_json::json!({ "query": stage.query, "inputs": inputs });
+    let done = std::fs::read(&record_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|r| r == record)
+        && target.is_file();
+    if !done {
+        let model = score
+            .model
+            .as_ref()
+            .and_then(|m| file.models.get(m))
+            .cloned()
+            .unwrap_or_default();
+        let config = crate::sql::SqlConfig {
+            model: model.path.clone(),
+            runtime: RuntimeOptions {
+                device: model
+                    .device
+                    .parse::<Device>()
+                    .map_err(|e| stage_error(name, e))?,
+                intra_threads: model.threads,
+            },
+            score: ScoreOptions {
+                tau: score.tau,
+                rule: SelectionRule {
+                    delta_pred: score.delta_pred,
+                    delta_std: score.delta_std,
+                },
+                ..ScoreOptions::default()
+            },
+            ..crate::sql::SqlConfig::default()
+        };
+        crate::sql::transform::query_to_parquet(&config, inputs, &stage.query, &target)
+            .map_err(|e| stage_error(name, e))?;
+        crate::sink::atomic::write_atomic(&record_path, record.to_string().as_bytes())
+            .map_err(|e| stage_error(name, e))?;
+    }
+    Ok(target.display().to_string())
+}
+
+/// A declared judge as the client's settings; answers cached in `OUTPUT/judge-cache` (as
+/// `actprm active` does) so a resumed run pays only for new ones.
+fn judge_config(decl: &JudgeDecl, output: &Path) -> crate::label::judge::JudgeConfig {
+    let defaults = crate::label::judge::JudgeConfig::default();
+    crate::label::judge::JudgeConfig {
+        url: decl.url.clone(),
+        model: decl.model.clone(),
+        api_key_env: decl
+            .api_key_env
+            .clone()
+            .unwrap_or(defaults.api_key_env.clone()),
+        timeout_secs: decl.timeout_s as f64,
+        cache: Some(output.join("judge-cache")),
+        ..defaults
+    }
 }
 
 /// Input patterns for the scorer: Parquet as given; JSON Lines / ProcessBench converted to one
@@ -552,4 +625,33 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The Parquet tables a run of this pipeline writes, named for `actprm sql --pipeline FILE`:
+/// a score sink's parts as the sink's name; after `select`, `NAME` (kept rows), `NAME_skipped`
+/// and `NAME_rejects`; an active run's decision records as `TRAIN_decisions`.
+pub fn output_tables(file: &PipelineFile, plan: &Plan) -> Vec<(String, PathBuf)> {
+    let mut tables = Vec::new();
+    for name in &plan.sinks {
+        if let Some(SinkStage::Parquet(sink)) = file.sinks.get(name) {
+            match plan.job() {
+                "filter" => {
+                    tables.push((name.clone(), sink.path.join("kept")));
+                    tables.push((format!("{name}_skipped"), sink.path.join("skipped")));
+                    tables.push((format!("{name}_rejects"), sink.path.join("rejects")));
+                }
+                _ => {
+                    tables.push((name.clone(), sink.path.clone()));
+                    tables.push((format!("{name}_rejects"), sink.path.join("rejects")));
+                }
+            }
+        }
+    }
+    if let Some(TransformStage::Train(train)) =
+        plan.train.as_ref().and_then(|t| file.transforms.get(t))
+    {
+        let name = plan.train.clone().unwrap_or_default();
+        tables.push((format!("{name}_decisions"), train.output.join("decisions")));
+    }
+    tables
 }
