@@ -289,7 +289,7 @@ fn default_batch_rows() -> usize {
     64
 }
 fn default_token_budget() -> usize {
-    8192
+    crate::score::DEFAULT_TOKEN_BUDGET
 }
 fn default_shard() -> String {
     "0/1".into()
