@@ -3,7 +3,10 @@
 //! peak RSS of the Rust filter with the tiny backbone at growing corpus sizes.
 //!
 //! `cargo bench --bench filter_vs_python`. Environment:
-//! - ACTPRM_BENCH_ROWS (default 1000): rows for the Rust/Python comparison (real default model);
+//! - ACTPRM_BENCH_ROWS (default 1000): rows for the Rust/Python comparison with the real default
+//!   model (0 skips it);
+//! - ACTPRM_BENCH_TINY_ROWS (default 20000): the same with the tiny backbone, where the pipeline
+//!   around the model (Parquet, tokenisation, batching, writing) is most of the work (0 skips it);
 //! - ACTPRM_BENCH_SIZES (default "10000,100000"): corpus sizes for the memory check ("...,1000000" for 1M);
 //! - the Python side needs `pip install pyarrow tokenizers onnxruntime numpy` (the bench installs
 //!   them into .deps/pybench when missing).
@@ -37,14 +40,10 @@ fn python_env(root: &Path) -> Option<std::path::PathBuf> {
     Some(site)
 }
 
-fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = |p: &str| dir.path().join(p).display().to_string();
-    let rows: u64 = std::env::var("ACTPRM_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+/// Generates `rows` rows, then runs the Rust filter and the Python baseline on them with the
+/// same model directory, one after the other, and prints both and the ratio.
+fn compare(root: &Path, work: &Path, label: &str, model: &str, rows: u64) {
+    let d = |p: &str| work.join(format!("{label}-{p}")).display().to_string();
     let sample = root
         .join("tests/data/prm800k_test_sample.jsonl")
         .display()
@@ -62,6 +61,74 @@ fn main() {
         "--row-group-rows",
         "500",
     ]);
+    println!("{label} ({rows} rows)");
+    let rust = actprm(&[
+        "filter",
+        "-i",
+        &d("corpus"),
+        "-o",
+        &d("rust_out"),
+        "--model",
+        model,
+        "--keep-rate",
+        "0.6",
+        "--json",
+        "--threads",
+        "2",
+    ]);
+    let rust_rps = rust["rows_per_second"].as_f64().unwrap_or(0.0);
+    let rust_tps = rust["tokens_per_second"].as_f64().unwrap_or(0.0);
+    println!(
+        "  rust filter : {rust_rps:>8.2} rows/s  {rust_tps:>9.0} tokens/s  (peak RSS {:.0} MiB)",
+        rust["peak_rss_mb"].as_f64().unwrap_or(0.0)
+    );
+    let Some(site) = python_env(root) else {
+        println!("  python baseline skipped: could not install pyarrow/tokenizers/onnxruntime");
+        return;
+    };
+    let o = Command::new("python3")
+        .env("PYTHONPATH", &site)
+        .env("ACTPRM_DEPS", actprm::model::deps_dir())
+        .arg(root.join("benches/python_baseline.py"))
+        .args([
+            model,
+            &d("py_out"),
+            &d("corpus"),
+            "--keep-rate",
+            "0.6",
+            "--threads",
+            "2",
+        ])
+        .output()
+        .expect("python runs");
+    let py: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("python: {}", String::from_utf8_lossy(&o.stderr)));
+    let (py_rps, py_tps) = (
+        py["rows_per_second"].as_f64().unwrap_or(0.0),
+        py["tokens_per_second"].as_f64().unwrap_or(0.0),
+    );
+    println!("  python      : {py_rps:>8.2} rows/s  {py_tps:>9.0} tokens/s");
+    println!(
+        "  ratio Rust/Python: {:.2} (rows/s)",
+        rust_rps / py_rps.max(1e-9)
+    );
+}
+
+fn env_rows(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let sample = root
+        .join("tests/data/prm800k_test_sample.jsonl")
+        .display()
+        .to_string();
 
     // the default model as a directory both pipelines read
     let model = d("model");
@@ -73,60 +140,19 @@ fn main() {
         &[],
     )
     .expect("model dir");
+    actprm(&["tiny-model", "-o", &d("tiny")]);
 
-    let rust = actprm(&[
-        "filter",
-        "-i",
-        &d("corpus"),
-        "-o",
-        &d("rust_out"),
-        "--model",
-        &model,
-        "--keep-rate",
-        "0.6",
-        "--json",
-        "--threads",
-        "2",
-    ]);
-    let rust_rps = rust["rows_per_second"].as_f64().unwrap_or(0.0);
-    let rust_tps = rust["tokens_per_second"].as_f64().unwrap_or(0.0);
-    println!("rust filter  : {rust_rps:>7.2} rows/s  {rust_tps:>8.0} tokens/s  ({rows} rows, peak RSS {:.0} MiB)", rust["peak_rss_mb"].as_f64().unwrap_or(0.0));
-    match python_env(root) {
-        Some(site) => {
-            let o = Command::new("python3")
-                .env("PYTHONPATH", &site)
-                .env("ACTPRM_DEPS", actprm::model::deps_dir())
-                .arg(root.join("benches/python_baseline.py"))
-                .args([
-                    &model,
-                    &d("py_out"),
-                    &d("corpus"),
-                    "--keep-rate",
-                    "0.6",
-                    "--threads",
-                    "2",
-                ])
-                .output()
-                .expect("python runs");
-            let py: serde_json::Value = serde_json::from_slice(&o.stdout)
-                .unwrap_or_else(|_| panic!("python: {}", String::from_utf8_lossy(&o.stderr)));
-            let (py_rps, py_tps) = (
-                py["rows_per_second"].as_f64().unwrap_or(0.0),
-                py["tokens_per_second"].as_f64().unwrap_or(0.0),
-            );
-            println!("python       : {py_rps:>7.2} rows/s  {py_tps:>8.0} tokens/s");
-            println!(
-                "ratio Rust/Python: {:.2} (rows/s)",
-                rust_rps / py_rps.max(1e-9)
-            );
-        }
-        None => {
-            println!("python baseline skipped: could not install pyarrow/tokenizers/onnxruntime")
-        }
+    // the real model: the backbone dominates; the tiny one: what the pipeline around it costs
+    let real_rows = env_rows("ACTPRM_BENCH_ROWS", 1000);
+    if real_rows > 0 {
+        compare(root, dir.path(), "default model", &model, real_rows);
+    }
+    let tiny_rows = env_rows("ACTPRM_BENCH_TINY_ROWS", 20_000);
+    if tiny_rows > 0 {
+        compare(root, dir.path(), "tiny backbone", &d("tiny"), tiny_rows);
     }
 
     // memory at growing corpus sizes (tiny backbone)
-    actprm(&["tiny-model", "-o", &d("tiny")]);
     let sizes = std::env::var("ACTPRM_BENCH_SIZES").unwrap_or_else(|_| "10000,100000".into());
     for size in sizes
         .split(',')
