@@ -75,6 +75,18 @@ pub async fn write_stream(
     }
 }
 
+fn write_csv_header(out: &mut dyn Write, schema: &SchemaRef) -> std::io::Result<()> {
+    if schema.fields().is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| csv_field(f.name()))
+        .collect();
+    writeln!(out, "{}", names.join(","))
+}
+
 fn output_error(e: std::io::Error) -> SqlError {
     SqlError::Output {
         target: "output".into(),
@@ -150,14 +162,7 @@ impl Sink {
             } => {
                 if !*header {
                     *header = true;
-                    if !schema.fields().is_empty() {
-                        let names: Vec<String> = schema
-                            .fields()
-                            .iter()
-                            .map(|f| csv_field(f.name()))
-                            .collect();
-                        writeln!(out, "{}", names.join(","))?;
-                    }
+                    write_csv_header(out, schema)?;
                 }
                 for row in cells(batch, "").map_err(io)? {
                     let fields: Vec<String> = row.iter().map(|c| csv_field(c)).collect();
@@ -181,13 +186,9 @@ impl Sink {
                 header,
                 schema,
             } => {
-                if !header && !schema.fields().is_empty() {
-                    let names: Vec<String> = schema
-                        .fields()
-                        .iter()
-                        .map(|f| csv_field(f.name()))
-                        .collect();
-                    writeln!(out, "{}", names.join(","))?;
+                if !header {
+                    // an empty result still gets its header
+                    write_csv_header(&mut out, &schema)?;
                 }
                 out.flush()
             }

@@ -305,29 +305,7 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
     };
     let mut job = ScoreJob::new(inputs, output.clone());
     job.columns = columns;
-    let model = score
-        .model
-        .as_ref()
-        .and_then(|m| file.models.get(m))
-        .cloned()
-        .unwrap_or_default();
-    job.model = model.path.clone();
-    job.runtime = RuntimeOptions {
-        device: model
-            .device
-            .parse::<Device>()
-            .map_err(|e| stage_error(&plan.score, e))?,
-        intra_threads: model.threads,
-    };
-    job.score = ScoreOptions {
-        tau: score.tau,
-        rule: SelectionRule {
-            delta_pred: score.delta_pred,
-            delta_std: score.delta_std,
-        },
-        token_budget: score.token_budget,
-        ..ScoreOptions::default()
-    };
+    (job.model, job.runtime, job.score) = scorer_settings(file, score, &plan.score)?;
     job.batch_rows = score.batch_rows;
     job.with_head_probs = score.head_probs;
     job.features = score.features.clone();
@@ -471,6 +449,38 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
     Ok(outcome)
 }
 
+/// The model directory, runtime and scoring knobs a score stage asks for (its `model` names a
+/// declaration under `models`; absent: the embedded model on the CPU).
+fn scorer_settings(
+    file: &PipelineFile,
+    score: &ScoreStage,
+    context: &str,
+) -> Result<(Option<PathBuf>, RuntimeOptions, ScoreOptions), ConfigError> {
+    let model = score
+        .model
+        .as_ref()
+        .and_then(|m| file.models.get(m))
+        .cloned()
+        .unwrap_or_default();
+    let runtime = RuntimeOptions {
+        device: model
+            .device
+            .parse::<Device>()
+            .map_err(|e| stage_error(context, e))?,
+        intra_threads: model.threads,
+    };
+    let options = ScoreOptions {
+        tau: score.tau,
+        rule: SelectionRule {
+            delta_pred: score.delta_pred,
+            delta_std: score.delta_std,
+        },
+        token_budget: score.token_budget,
+        ..ScoreOptions::default()
+    };
+    Ok((model.path, runtime, options))
+}
+
 /// Runs the `sql` transform over the source inputs into `OUTPUT/sql/NAME.parquet`, which the
 /// scorer then reads. A finished result whose record (`NAME.json`: query and inputs) matches is
 /// reused, so a resumed filter sees the same file, row groups and units as the interrupted run.
@@ -493,29 +503,12 @@ fn sql_stage(
         .is_some_and(|r| r == record)
         && target.is_file();
     if !done {
-        let model = score
-            .model
-            .as_ref()
-            .and_then(|m| file.models.get(m))
-            .cloned()
-            .unwrap_or_default();
+        // prm_score in the query scores as the score stage does
+        let (model, runtime, score) = scorer_settings(file, score, name)?;
         let config = crate::sql::SqlConfig {
-            model: model.path.clone(),
-            runtime: RuntimeOptions {
-                device: model
-                    .device
-                    .parse::<Device>()
-                    .map_err(|e| stage_error(name, e))?,
-                intra_threads: model.threads,
-            },
-            score: ScoreOptions {
-                tau: score.tau,
-                rule: SelectionRule {
-                    delta_pred: score.delta_pred,
-                    delta_std: score.delta_std,
-                },
-                ..ScoreOptions::default()
-            },
+            model,
+            runtime,
+            score,
             ..crate::sql::SqlConfig::default()
         };
         crate::sql::transform::query_to_parquet(&config, inputs, &stage.query, &target)
