@@ -358,7 +358,8 @@ struct FilterArgs {
     steps_column: Option<String>,
     #[arg(long, default_value_t = 64)]
     batch_rows: usize,
-    #[arg(long, default_value_t = 8192)]
+    /// Padded tokens per backbone call (small suits the CPU; raise it on a GPU).
+    #[arg(long, default_value_t = actprm::score::DEFAULT_TOKEN_BUDGET)]
     token_budget: usize,
     /// Print the summary as JSON.
     #[arg(long)]
@@ -529,8 +530,8 @@ struct ScoreArgs {
     /// Rows per batch read from Parquet.
     #[arg(long, default_value_t = 64)]
     batch_rows: usize,
-    /// Padded tokens per backbone call.
-    #[arg(long, default_value_t = 8192)]
+    /// Padded tokens per backbone call (small suits the CPU; raise it on a GPU).
+    #[arg(long, default_value_t = actprm::score::DEFAULT_TOKEN_BUDGET)]
     token_budget: usize,
     /// Also write per-head probabilities (step_head_probs).
     #[arg(long)]
@@ -1005,7 +1006,12 @@ fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let file = match (&query, &a.output) {
+    // --output is written under a temporary name and renamed once every statement succeeded
+    let partial = a
+        .output
+        .as_ref()
+        .map(|p| PathBuf::from(format!("{}.tmp", p.display())));
+    let file = match (&query, &partial) {
         (Some(_), Some(path)) => Some(
             std::fs::File::create(path).map_err(|e| format!("--output {}: {e}", path.display()))?,
         ),
@@ -1020,7 +1026,7 @@ fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let ran = runtime.block_on(async {
         let ctx = session(&config);
         register_tables(&ctx, &tables).await?;
         let Some(query) = query else {
@@ -1056,7 +1062,16 @@ fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .await
-    })?;
+    });
+    if let (Some(partial), Some(target)) = (&partial, &a.output) {
+        if ran.is_ok() {
+            std::fs::rename(partial, target)
+                .map_err(|e| format!("--output {}: {e}", target.display()))?;
+        } else {
+            let _ = std::fs::remove_file(partial);
+        }
+    }
+    ran?;
     Ok(())
 }
 

@@ -272,6 +272,31 @@ fn sql_stage_chooses_the_rows_the_scorer_sees() {
     );
     assert!(query.status.success(), "{}", text(&query.stderr));
     assert_eq!(text(&query.stdout), format!("n,ids\n{0},{0}\n", ids.len()));
+
+    // --output appears whole or not at all
+    let csv = dir.path().join("count.csv");
+    let sql_to_file = |query: &str| {
+        actprm(
+            &[
+                "sql",
+                "--pipeline",
+                "pipelines/sql-score.yaml",
+                "--output",
+                csv.to_str().unwrap(),
+                query,
+            ],
+            &env,
+        )
+    };
+    let failed = sql_to_file("SELECT count(*) AS n FROM parts; SELECT nonexistent FROM parts");
+    assert!(!failed.status.success());
+    assert!(!csv.exists() && !dir.path().join("count.csv.tmp").exists());
+    let written = sql_to_file("SELECT count(*) AS n FROM parts");
+    assert!(written.status.success(), "{}", text(&written.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&csv).unwrap(),
+        format!("n\n{}\n", ids.len())
+    );
 }
 
 #[test]
