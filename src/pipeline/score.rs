@@ -13,7 +13,7 @@ use super::features::{FeatureRow, FeatureWriter};
 use super::refresh::{self, HeadsReceiver, ModelWatcher};
 use super::{PipelineError, Summary};
 use crate::label::LabelColumn;
-use crate::model::{Backbone, HeadsRunner, LoadedModel, RuntimeOptions};
+use crate::model::{LoadedModel, RuntimeOptions};
 use crate::score::output::scored_batch;
 use crate::score::{RowScore, ScoreOptions, StepScorer};
 use crate::sink::rejects::RejectedRow;
@@ -172,22 +172,8 @@ pub fn run_scoring(
     let started = Instant::now();
     let model = LoadedModel::open(job.model.as_deref())?;
     let tokeniser = Tokeniser::for_model(&model)?;
-    let backbone = Backbone::open(&model, &job.runtime)?;
-    let heads = HeadsRunner::open(&model.heads_bytes, model.version(), &job.runtime)?;
-    if heads.feature_dim() != backbone.hidden_size() {
-        return Err(PipelineError::Stage(format!(
-            "the heads take features of dimension {}, the backbone gives {}",
-            heads.feature_dim(),
-            backbone.hidden_size()
-        )));
-    }
-    let tau = job.score.tau.unwrap_or(model.manifest.tau);
-    let scorer = StepScorer {
-        backbone,
-        heads,
-        options: job.score,
-        tau,
-    };
+    let scorer = StepScorer::open(&model, &job.runtime, job.score)?;
+    let tau = scorer.tau;
     let mut summary = Summary {
         files: planned.len() as u64,
         ensemble_size: scorer.heads.ensemble_size(),

@@ -4,7 +4,7 @@
 pub mod batching;
 pub mod output;
 
-use crate::model::{Backbone, HeadsRunner, ModelError};
+use crate::model::{Backbone, HeadsRunner, LoadedModel, ModelError, RuntimeOptions};
 use crate::select::{decide, first_error, step_stats, Decision, SelectionRule};
 use crate::tokenise::TokenisedTrajectory;
 
@@ -62,6 +62,30 @@ pub struct StepScorer {
 }
 
 impl StepScorer {
+    /// Opens the model's backbone and heads on `runtime` and checks that they fit together;
+    /// `tau` is the options' own or else the model's.
+    pub fn open(
+        model: &LoadedModel,
+        runtime: &RuntimeOptions,
+        options: ScoreOptions,
+    ) -> Result<Self, ModelError> {
+        let backbone = Backbone::open(model, runtime)?;
+        let heads = HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?;
+        if heads.feature_dim() != backbone.hidden_size() {
+            return Err(ModelError::Heads(format!(
+                "they take features of dimension {}, the backbone gives {}",
+                heads.feature_dim(),
+                backbone.hidden_size()
+            )));
+        }
+        Ok(Self {
+            backbone,
+            heads,
+            options,
+            tau: options.tau.unwrap_or(model.manifest.tau),
+        })
+    }
+
     /// Backbone features of every step of every trajectory, in order: `D` floats per step.
     pub fn features(&mut self, items: &[TokenisedTrajectory]) -> Result<Vec<f32>, ModelError> {
         let windows: Vec<_> = items.iter().flat_map(|t| t.windows.iter()).collect();

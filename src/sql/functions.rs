@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 use super::SqlConfig;
-use crate::model::{Backbone, HeadsRunner, LoadedModel};
+use crate::model::LoadedModel;
 use crate::score::StepScorer;
 use crate::select::{decide, first_error, SelectionRule};
 use crate::tokenise::Tokeniser;
@@ -546,26 +546,9 @@ impl PrmScore {
     fn load(&self) -> Result<Loaded, String> {
         let model = LoadedModel::open(self.config.model.as_deref()).map_err(|e| e.to_string())?;
         let tokeniser = Tokeniser::for_model(&model).map_err(|e| e.to_string())?;
-        let backbone = Backbone::open(&model, &self.config.runtime).map_err(|e| e.to_string())?;
-        let heads = HeadsRunner::open(&model.heads_bytes, model.version(), &self.config.runtime)
+        let scorer = StepScorer::open(&model, &self.config.runtime, self.config.score)
             .map_err(|e| e.to_string())?;
-        if heads.feature_dim() != backbone.hidden_size() {
-            return Err(format!(
-                "the heads take features of dimension {}, the backbone gives {}",
-                heads.feature_dim(),
-                backbone.hidden_size()
-            ));
-        }
-        let tau = self.config.score.tau.unwrap_or(model.manifest.tau);
-        Ok(Loaded {
-            tokeniser,
-            scorer: StepScorer {
-                backbone,
-                heads,
-                options: self.config.score,
-                tau,
-            },
-        })
+        Ok(Loaded { tokeniser, scorer })
     }
 }
 

@@ -12,7 +12,7 @@ use super::parse::Spans;
 use super::problem::Problem;
 use super::*;
 use crate::label::LabelColumn;
-use crate::model::{Backbone, Device, HeadsRunner, LoadedModel, RuntimeOptions};
+use crate::model::{Device, LoadedModel, RuntimeOptions};
 use crate::source::parquet::plan as plan_files;
 use crate::source::{discover_inputs, ColumnMapping};
 
@@ -216,17 +216,9 @@ fn check_model(decl: &ModelDecl) -> Result<(), String> {
         device: decl.device.parse::<Device>()?,
         intra_threads: 1,
     };
-    let backbone = Backbone::open(&model, &runtime).map_err(|e| e.to_string())?;
-    let heads = HeadsRunner::open(&model.heads_bytes, model.version(), &runtime)
-        .map_err(|e| e.to_string())?;
-    if heads.feature_dim() != backbone.hidden_size() {
-        return Err(format!(
-            "the heads take features of dimension {}, the backbone gives {}",
-            heads.feature_dim(),
-            backbone.hidden_size()
-        ));
-    }
-    Ok(())
+    crate::score::StepScorer::open(&model, &runtime, Default::default())
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The folder (or its nearest existing ancestor) accepts a new file. Creates nothing that stays.
