@@ -19,7 +19,6 @@ use actprm::sql::{session, SqlConfig, SqlError, TableSpec};
 use arrow::array::{ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
 
@@ -85,27 +84,11 @@ fn column_type(dt: &DataType) -> DefaultColumnType {
 
 /// DataFusion's sqllogictest conventions: NULL, `(empty)` for an empty string.
 fn format_rows(batch: &RecordBatch) -> Result<Vec<Vec<String>>, arrow::error::ArrowError> {
-    let options = FormatOptions::new().with_null("NULL");
-    let formatters = batch
-        .columns()
-        .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((0..batch.num_rows())
-        .map(|r| {
-            formatters
-                .iter()
-                .map(|f| {
-                    let s = f.value(r).to_string();
-                    if s.is_empty() {
-                        "(empty)".to_string()
-                    } else {
-                        s
-                    }
-                })
-                .collect()
-        })
-        .collect())
+    let mut rows = actprm::sql::format::cells(batch, "NULL")?;
+    for cell in rows.iter_mut().flatten().filter(|c| c.is_empty()) {
+        *cell = "(empty)".to_string();
+    }
+    Ok(rows)
 }
 
 /// The real records as Parquet (id, source, problem, steps, label), then scored by the pipeline

@@ -201,8 +201,8 @@ impl Sink {
     }
 }
 
-/// Every cell of a batch as display text, row by row.
-fn cells(batch: &RecordBatch, null: &str) -> Result<Vec<Vec<String>>, ArrowError> {
+/// Every cell of a batch as display text, row by row (`null` for NULL).
+pub fn cells(batch: &RecordBatch, null: &str) -> Result<Vec<Vec<String>>, ArrowError> {
     let options = FormatOptions::new().with_null(null);
     let formatters = batch
         .columns()
