@@ -185,12 +185,13 @@ impl ColumnArgs {
 /// environment only, never from a flag, so it stays out of shell history and process lists).
 #[derive(Args, Debug, Clone)]
 struct JudgeArgs {
-    /// Base URL of the OpenAI-compatible API, e.g. http://localhost:8000/v1.
-    #[arg(long)]
-    judge_url: String,
+    /// Base URL of the OpenAI-compatible API, e.g. http://localhost:8000/v1 (required by `label`
+    /// and `judge eval`; `active` labels by the judge only when it is given).
+    #[arg(long, requires = "judge_model")]
+    judge_url: Option<String>,
     /// Model name as served (vLLM: --served-model-name).
-    #[arg(long)]
-    judge_model: String,
+    #[arg(long, requires = "judge_url")]
+    judge_model: Option<String>,
     /// Environment variable holding the API key (unset: no Authorization header).
     #[arg(long, default_value = "OPENAI_API_KEY")]
     api_key_env: String,
@@ -228,10 +229,22 @@ struct JudgeArgs {
 }
 
 impl JudgeArgs {
+    /// The judge, when `--judge-url` (and so `--judge-model`) was given. The flags carry
+    /// defaults, so clap cannot make the whole group optional by itself.
+    fn given(&self, cache: Option<PathBuf>) -> Option<JudgeConfig> {
+        self.judge_url.is_some().then(|| self.config(cache))
+    }
+
+    /// The judge, which this command needs.
+    fn required(&self, cache: Option<PathBuf>) -> Result<JudgeConfig, String> {
+        self.given(cache)
+            .ok_or_else(|| "--judge-url and --judge-model are required".to_string())
+    }
+
     fn config(&self, cache: Option<PathBuf>) -> JudgeConfig {
         JudgeConfig {
-            url: self.judge_url.clone(),
-            model: self.judge_model.clone(),
+            url: self.judge_url.clone().unwrap_or_default(),
+            model: self.judge_model.clone().unwrap_or_default(),
             api_key_env: self.api_key_env.clone(),
             temperature: self.temperature,
             top_p: self.top_p,
@@ -271,6 +284,9 @@ struct LabelArgs {
     /// Rows per batch read from Parquet.
     #[arg(long, default_value_t = 64)]
     batch_rows: usize,
+    /// Replace an earlier run's parts, rejects and summary in OUTPUT (else they are refused).
+    #[arg(long)]
+    overwrite: bool,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -349,6 +365,10 @@ struct FilterArgs {
     /// Also write the rows that were not kept.
     #[arg(long)]
     write_skipped: bool,
+    /// Discard an earlier run's outputs in OUTPUT instead of resuming it (a rerun with other
+    /// settings is refused without this).
+    #[arg(long)]
+    restart: bool,
     /// Report keep rates per value of this column.
     #[arg(long)]
     group_by: Option<String>,
@@ -430,7 +450,7 @@ struct ActiveArgs {
     /// Label by an LLM judge instead of the pool's label column (answers cached in
     /// OUTPUT/judge-cache, so --resume pays only for new ones).
     #[command(flatten)]
-    judge: Option<JudgeArgs>,
+    judge: JudgeArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -542,6 +562,9 @@ struct ScoreArgs {
     /// Swap in this model directory's heads whenever they change (hot refresh from a trainer).
     #[arg(long)]
     watch_model: Option<PathBuf>,
+    /// Replace an earlier run's parts, rejects and summary in OUTPUT (else they are refused).
+    #[arg(long)]
+    overwrite: bool,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -589,18 +612,6 @@ struct SqlArgs {
     select: SelectArgs,
 }
 
-fn validate_thresholds(s: &SelectArgs) -> Result<(), String> {
-    for (name, v) in [("delta_pred", s.delta_pred), ("delta_std", s.delta_std)] {
-        if !(0.0..=1.0).contains(&v) {
-            return Err(format!("--{} {v} is outside 0..1", name.replace('_', "-")));
-        }
-    }
-    if let Some(t) = s.tau.filter(|t| !(0.0..=1.0).contains(t)) {
-        return Err(format!("--tau {t} is outside 0..1"));
-    }
-    Ok(())
-}
-
 pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Run { file } => {
@@ -627,7 +638,6 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         Command::Score(a) => {
-            validate_thresholds(&a.select)?;
             let mut job = ScoreJob::new(a.input.clone(), a.output.clone());
             job.model = a.model.model.clone();
             job.runtime = a.model.runtime();
@@ -645,6 +655,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             job.with_head_probs = a.head_probs;
             job.features = a.features.clone();
             job.watch_model = a.watch_model.clone();
+            job.overwrite = a.overwrite;
             job.progress = std::io::stderr().is_terminal();
             let summary = run_score(&job, Default::default())?;
             if a.json {
@@ -669,11 +680,12 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let mut job = LabelJob::new(
                 a.input.clone(),
                 a.output.clone(),
-                a.judge.config(cache),
+                a.judge.required(cache)?,
                 stderr_logger(),
             );
             job.columns = a.columns.mapping();
             job.batch_rows = a.batch_rows;
+            job.overwrite = a.overwrite;
             job.progress = std::io::stderr().is_terminal();
             let summary = run_label(&job)?;
             if a.json {
@@ -692,7 +704,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     json,
                 },
         } => {
-            let report = run_judge_eval(&files, &judge.config(cache), stderr_logger())?;
+            let report = run_judge_eval(&files, &judge.required(cache)?, stderr_logger())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -701,10 +713,6 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Experiment(a) => experiment(a)?,
         Command::Filter(a) => {
-            validate_thresholds(&a.select)?;
-            if let Some(r) = a.keep_rate.filter(|r| !(0.0..=1.0).contains(r)) {
-                return Err(format!("--keep-rate {r} is outside 0..1").into());
-            }
             let mut score = ScoreJob::new(a.input.clone(), a.output.clone());
             score.model = a.model.model.clone();
             score.runtime = a.model.runtime();
@@ -732,6 +740,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 shard: parse_shard(&a.shard)?,
                 write_skipped: a.write_skipped,
                 group_by: a.group_by.clone(),
+                restart: a.restart,
             };
             let s = actprm::pipeline::filter::run_filter(&job)?;
             if a.json {
@@ -775,6 +784,8 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             row_group_rows,
             seed,
         } => {
+            actprm::limits::at_least("files", files, 1)?;
+            actprm::limits::at_least("row_group_rows", row_group_rows, 1)?;
             let mut records = Vec::new();
             for f in &from {
                 records.extend(actprm::source::jsonl::read_labelled(f)?);
@@ -793,6 +804,8 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         Command::TinyModel { output, dim, heads } => {
+            actprm::limits::at_least("dim", dim, 1)?;
+            actprm::limits::at_least("heads", heads, 1)?;
             let base = LoadedModel::embedded()?;
             let backbone = actprm::model::tiny::tiny_backbone(30522, dim, 0);
             let weights = HeadsWeights::init(heads, dim, 0);
@@ -817,7 +830,6 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("wrote {} ({})", output.display(), written.version());
         }
         Command::Active(a) => {
-            validate_thresholds(&a.select)?;
             let mut score = ScoreJob::new(a.input.clone(), a.output.clone());
             score.runtime = a.model.runtime();
             score.model = a.model.model.clone();
@@ -849,10 +861,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 eval_every: a.eval_every,
                 resume: a.resume,
                 stop_after_rows: a.stop_after_rows,
-                judge: a
-                    .judge
-                    .as_ref()
-                    .map(|j| j.config(Some(a.output.join("judge-cache")))),
+                judge: a.judge.given(Some(a.output.join("judge-cache"))),
             };
             let summary = actprm::pipeline::active::run_active(&job)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -883,22 +892,8 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 records.extend(actprm::source::jsonl::read_labelled(path)?);
             }
             let batch = actprm::source::jsonl::to_record_batch(&records);
-            let dir = output
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."));
-            let stem = output
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("converted")
-                .to_string();
-            let mut writer = actprm::sink::PartWriter::new(&dir, &stem, usize::MAX)?;
-            writer.write(&batch)?;
-            let parts = writer.finish()?;
-            if let Some(part) = parts.first() {
-                std::fs::rename(part, &output)?;
-            }
+            // straight to OUTPUT under a temporary name: no other file in its folder is touched
+            actprm::sink::parquet::write_file(&output, &[batch])?;
             println!(
                 "wrote {} trajectories to {}",
                 records.len(),
@@ -911,6 +906,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             seed,
             name,
         } => {
+            actprm::limits::at_least("heads", heads, 1)?;
             let base = LoadedModel::embedded()?;
             let weights = HeadsWeights::init(heads, base.manifest.hidden_size, seed);
             let bytes = weights.to_onnx(&[("actprm.seed", seed.to_string())]);
@@ -967,7 +963,6 @@ fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
     use actprm::sql::{format::write_stream, register_tables, session, shell, SqlError};
     use std::io::IsTerminal;
 
-    validate_thresholds(&a.select)?;
     let mut tables = a.tables.clone();
     for file in &a.pipelines {
         tables.extend(pipeline_tables(file)?);
@@ -986,6 +981,7 @@ fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         ..SqlConfig::default()
     };
+    config.score.validate()?;
     let query = a.query.clone();
     let from_extension = a
         .output
@@ -1010,7 +1006,7 @@ fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
     let partial = a
         .output
         .as_ref()
-        .map(|p| PathBuf::from(format!("{}.tmp", p.display())));
+        .map(|p| actprm::sink::atomic::temp_path(p, &actprm::sink::atomic::process_tag()));
     let file = match (&query, &partial) {
         (Some(_), Some(path)) => Some(
             std::fs::File::create(path).map_err(|e| format!("--output {}: {e}", path.display()))?,
@@ -1065,7 +1061,7 @@ fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
     });
     if let (Some(partial), Some(target)) = (&partial, &a.output) {
         if ran.is_ok() {
-            std::fs::rename(partial, target)
+            actprm::sink::atomic::commit(partial, target)
                 .map_err(|e| format!("--output {}: {e}", target.display()))?;
         } else {
             let _ = std::fs::remove_file(partial);
@@ -1076,6 +1072,7 @@ fn sql(a: SqlArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn train(a: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
+    actprm::limits::at_least("epochs", a.epochs, 1)?;
     let device = torch_device(a.device)?;
     let mut rows = Vec::new();
     let mut dim = None;

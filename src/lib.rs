@@ -3,7 +3,9 @@
 
 pub mod eval;
 pub mod experiment;
+pub mod failpoint;
 pub mod label;
+pub mod limits;
 pub mod model;
 pub mod pipeline;
 pub mod score;

@@ -101,10 +101,12 @@ fn a_small_pool_runs_end_to_end_and_resumes_exactly() {
     first.stop_after_rows = Some(12);
     let s1 = run_active(&first).unwrap();
     assert_eq!(s1.state.rows_done, 12);
-    let again = run_active(&first);
+    let again = run_active(&first).expect_err("a used folder is not silently overwritten");
     assert!(
-        again.is_err(),
-        "a finished folder is not silently overwritten"
+        again
+            .to_string()
+            .contains("holds a previous run; pass --resume"),
+        "{again}"
     );
     let mut second = job(&input, &split);
     second.resume = true;

@@ -88,10 +88,16 @@ fn schema_is_current() {
     let path = root().join("schemas/pipeline.schema.json");
     let generated =
         serde_json::to_string_pretty(&actprm::pipeline::config::schema()).unwrap() + "\n";
-    if std::env::var_os("ACTPRM_UPDATE_SCHEMAS").is_some() {
-        std::fs::write(&path, &generated).unwrap();
-    }
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    // update mode rewrites a stale file and still fails, so it never passes by comparing the
+    // file with itself
+    if std::env::var_os("ACTPRM_UPDATE_SCHEMAS").is_some() && on_disk != generated {
+        std::fs::write(&path, &generated).unwrap();
+        panic!(
+            "{} was stale and has been rewritten: review the diff, then rerun without ACTPRM_UPDATE_SCHEMAS",
+            path.display()
+        );
+    }
     assert_eq!(
         on_disk,
         generated,
@@ -415,10 +421,10 @@ fn thresholds_outside_0_1_are_refused() {
     assert_eq!(
         problems(&yaml, &[]),
         "\
-FILE:9:17: `delta_pred` in transform `scored` (score) is 1.5, outside 0..1
+FILE:9:17: `delta_pred` in transform `scored` (score) must be in [0, 1], got 1.5
 9 |     delta_pred: 1.5
   |                 ^
-FILE:10:10: `tau` in transform `scored` (score) is -0.1, outside 0..1
+FILE:10:10: `tau` in transform `scored` (score) must be in [0, 1], got -0.1
 10 |     tau: -0.1
    |          ^
 2 problems in FILE

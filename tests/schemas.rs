@@ -1,5 +1,6 @@
 //! The machine-readable files in `schemas/` must describe what the code really reads and writes.
-//! Regenerate after a deliberate change with `ACTPRM_UPDATE_SCHEMAS=1 cargo test --test schemas`.
+//! Regenerate after a deliberate change with `ACTPRM_UPDATE_SCHEMAS=1 cargo test --test schemas`
+//! (which rewrites stale files and fails), then rerun without the variable.
 
 mod common;
 
@@ -13,10 +14,16 @@ fn check(file: &str, generated: Value) {
         .join("schemas")
         .join(file);
     let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
-    if std::env::var_os("ACTPRM_UPDATE_SCHEMAS").is_some() {
-        std::fs::write(&path, &text).unwrap();
-    }
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    // Update mode writes the new file and still fails when it changed: a run with the variable
+    // set can never pass by comparing a file with itself.
+    if std::env::var_os("ACTPRM_UPDATE_SCHEMAS").is_some() && on_disk != text {
+        std::fs::write(&path, &text).unwrap();
+        panic!(
+            "{} was stale and has been rewritten: review the diff, then rerun without ACTPRM_UPDATE_SCHEMAS",
+            path.display()
+        );
+    }
     assert_eq!(
         on_disk,
         text,
@@ -78,7 +85,7 @@ fn trajectory_input_schema_is_current() {
             "columns": [
                 {"role": "problem", "names_tried": PROBLEM_CANDIDATES, "flag": "--problem-column", "types": text, "nullable": "null rows are rejected"},
                 {"role": "steps", "names_tried": STEPS_CANDIDATES, "flag": "--steps-column", "types": text.map(|t| format!("list<{t}>")), "nullable": "null or empty lists and empty steps are rejected"},
-                {"role": "label (optional)", "names_tried": ["label", "ratings", "hard_labels"], "types": ["integer: first wrong step (0-based), -1 = all correct", "list<integer>: per-step ratings +1/0/-1 (or 1/0)", "list<integer>: hard labels 1 = correct, 0 = wrong"]}
+                {"role": "label (optional)", "names_tried": ["label", "ratings", "hard_labels"], "types": ["integer: first wrong step (0-based), -1 = all correct", "list<integer>: PRM800K ratings per step, +1 good / 0 neutral / -1 bad; the first -1 is the first error (a null before it leaves the row unlabelled)", "list<integer>: hard labels 1 = correct, 0 = wrong"]}
             ],
             "other_columns": "carried through unchanged",
         }),

@@ -31,6 +31,27 @@ pub struct ExperimentConfig {
     pub holdout_every: usize,
 }
 
+impl ExperimentConfig {
+    pub fn validate(&self) -> Result<(), crate::limits::SettingError> {
+        use crate::limits::{at_least, fraction, refuse};
+        self.train.validate()?;
+        at_least("heads", self.heads, 1)?;
+        at_least("stream_batch", self.stream_batch, 1)?;
+        at_least("passes", self.passes, 1)?;
+        at_least("eval_every", self.eval_every, 1)?;
+        at_least("holdout_every", self.holdout_every, 2)?;
+        fraction("delta_pred", self.rule.delta_pred, false)?;
+        fraction("delta_std", self.rule.delta_std, false)?;
+        if self.seeds.is_empty() || self.strategies.is_empty() {
+            return Err(refuse(
+                "strategies",
+                "and seeds need at least one value each".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CurvePoint {
     pub labels: usize,
@@ -109,6 +130,7 @@ pub fn run_experiment(
     cfg: &ExperimentConfig,
     mut progress: impl FnMut(&Curve),
 ) -> Result<ExperimentReport, TrainError> {
+    cfg.validate()?;
     let dim = pool
         .first()
         .map(|r| r.features.len() / r.steps.max(1))

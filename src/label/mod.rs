@@ -6,7 +6,9 @@
 pub mod judge;
 pub mod pool;
 
-pub use pool::{first_error_labels, step_targets, LabelColumn};
+pub use pool::{
+    first_error_from_steps, first_error_labels, step_targets, LabelColumn, StepLabelForm,
+};
 
 /// One trajectory to label; `key` identifies it in the caller's stream (e.g. file + row).
 #[derive(Debug, Clone, PartialEq)]

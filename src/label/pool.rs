@@ -1,5 +1,5 @@
 //! Labels already in the pool, in the forms users have: a first-error index (ProcessBench
-//! `label`, -1 = all correct), per-step ratings (PRM800K: +1/0/-1, or 1/0), or ActPRM's
+//! `label`, -1 = all correct), per-step ratings (PRM800K: +1/0/-1; 0 is neutral), or ActPRM's
 //! `hard_labels` (1 = correct, 0 = wrong).
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -60,15 +60,20 @@ pub fn first_error_labels(
         LabelColumn::FirstError(_) => {
             let ints = arrow::compute::cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
             let ints = ints.as_primitive::<Int64Type>();
+            // a value past i32 is out of range for any step count (never wrapped into one)
             (0..ints.len())
-                .map(|i| (!ints.is_null(i)).then(|| ints.value(i) as i32))
+                .map(|i| {
+                    (!ints.is_null(i))
+                        .then(|| i32::try_from(ints.value(i)).ok())
+                        .flatten()
+                })
                 .collect()
         }
         LabelColumn::Ratings(_) | LabelColumn::HardLabels(_) => {
-            let bad = if matches!(column, LabelColumn::Ratings(_)) {
-                -1
+            let form = if matches!(column, LabelColumn::Ratings(_)) {
+                StepLabelForm::Ratings
             } else {
-                0
+                StepLabelForm::HardLabels
             };
             let target = DataType::List(std::sync::Arc::new(arrow::datatypes::Field::new(
                 "item",
@@ -83,18 +88,8 @@ pub fn first_error_labels(
                         return None;
                     }
                     let v = lists.value(i);
-                    let v = v.as_primitive::<Int64Type>();
-                    // ratings of 1/0 (no -1 anywhere) mean correct/wrong, like hard labels
-                    let bad = if bad == -1 && !v.iter().any(|x| x == Some(-1)) {
-                        0
-                    } else {
-                        bad
-                    };
-                    Some(
-                        v.iter()
-                            .position(|x| x == Some(bad))
-                            .map_or(-1, |p| p as i32),
-                    )
+                    let values: Vec<Option<i64>> = v.as_primitive::<Int64Type>().iter().collect();
+                    first_error_from_steps(form, &values)
                 })
                 .collect()
         }
@@ -104,6 +99,33 @@ pub fn first_error_labels(
         .zip(steps)
         .map(|(label, &n)| label.filter(|&l| l >= -1 && l < n as i32))
         .collect())
+}
+
+/// The per-step label forms, and what counts as the first wrong step in each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepLabelForm {
+    /// PRM800K ratings: +1 good, 0 neutral (not an error), -1 bad.
+    Ratings,
+    /// ActPRM's hard labels: 1 correct, 0 wrong.
+    HardLabels,
+}
+
+/// The first-error index (-1 = no wrong step) from per-step labels: the one derivation every
+/// reader uses (Parquet pools, JSON Lines, features). A missing (null) step label before the first
+/// wrong step leaves the row unlabelled (`None`): that step might have been the error.
+pub fn first_error_from_steps(form: StepLabelForm, values: &[Option<i64>]) -> Option<i32> {
+    let wrong = match form {
+        StepLabelForm::Ratings => -1,
+        StepLabelForm::HardLabels => 0,
+    };
+    for (i, v) in values.iter().enumerate() {
+        match v {
+            None => return None,
+            Some(x) if *x == wrong => return i32::try_from(i).ok(),
+            Some(_) => {}
+        }
+    }
+    Some(-1)
 }
 
 /// Per-step targets and mask from a first-error index: `-1` -> all 1; `k` -> `[1]*k + [0]`, and
@@ -125,6 +147,22 @@ pub fn step_targets(label: i32, steps: usize) -> (Vec<f32>, Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratings_zero_is_neutral_and_nulls_leave_the_row_unlabelled() {
+        use StepLabelForm::*;
+        let r = |v: &[i64]| v.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+        // issue 12, item 5: PRM800K [1, 0, 1] was turned into first error 1
+        assert_eq!(first_error_from_steps(Ratings, &r(&[1, 0, 1])), Some(-1));
+        assert_eq!(first_error_from_steps(Ratings, &r(&[1, 0, -1])), Some(2));
+        assert_eq!(first_error_from_steps(Ratings, &r(&[1, 1])), Some(-1));
+        assert_eq!(first_error_from_steps(HardLabels, &r(&[1, 0, 1])), Some(1));
+        assert_eq!(
+            first_error_from_steps(Ratings, &[Some(1), None, Some(-1)]),
+            None
+        );
+        assert_eq!(first_error_from_steps(Ratings, &[Some(-1), None]), Some(0));
+    }
 
     #[test]
     fn targets_mask_everything_after_the_first_error() {

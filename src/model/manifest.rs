@@ -155,6 +155,18 @@ impl LoadedModel {
                 });
             }
         }
+        if let Some(pinned) = &self.manifest.backbone_sha256 {
+            let got = file_sha256(&self.backbone_path)?;
+            if !got.eq_ignore_ascii_case(pinned) {
+                return Err(ModelError::File {
+                    path: self.backbone_path.clone(),
+                    message: format!(
+                        "has sha256 {got}, but the manifest pins {pinned}: the file was changed or \
+                         damaged (the default model's files are restored by ./setup.sh)"
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -185,11 +197,7 @@ impl LoadedModel {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(io(parent))?;
-        let staging = parent.join(format!(
-            ".{}.tmp-{}",
-            out.file_name().and_then(|n| n.to_str()).unwrap_or("model"),
-            std::process::id()
-        ));
+        let staging = crate::sink::atomic::temp_path(out, &crate::sink::atomic::process_tag());
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(io(&staging))?;
         let json = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
@@ -201,18 +209,11 @@ impl LoadedModel {
         for (name, bytes) in extra {
             std::fs::write(staging.join(name), bytes).map_err(io(&staging))?;
         }
-        if out.exists() {
-            let old = parent.join(format!(
-                ".{}.old-{}",
-                out.file_name().and_then(|n| n.to_str()).unwrap_or("model"),
-                std::process::id()
-            ));
-            std::fs::rename(out, &old).map_err(io(out))?;
-            std::fs::rename(&staging, out).map_err(io(out))?;
-            let _ = std::fs::remove_dir_all(old);
-        } else {
-            std::fs::rename(&staging, out).map_err(io(out))?;
-        }
+        // fsynced, then swapped in whole: a crash leaves the old model or the new one
+        crate::sink::atomic::replace_dir(&staging, out).map_err(|e| ModelError::File {
+            path: out.to_path_buf(),
+            message: e.to_string(),
+        })?;
         Ok(())
     }
 }
@@ -238,4 +239,48 @@ fn resolve(dir: Option<&Path>, reference: &str) -> PathBuf {
         Some(dir) if p.is_relative() => dir.join(p),
         _ => p.to_path_buf(),
     }
+}
+
+/// sha256 of a file, hex; computed once per (path, size, modification time) in a process, since
+/// every scorer, SQL session and pipeline check opens the backbone.
+fn file_sha256(path: &Path) -> Result<String, ModelError> {
+    use std::collections::HashMap;
+    use std::io::Read;
+    use std::sync::{Mutex, OnceLock};
+    /// (path, size, modification time) -> sha256
+    type Seen = HashMap<(PathBuf, u64, std::time::SystemTime), String>;
+    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
+    let err = |e: std::io::Error| ModelError::File {
+        path: path.to_path_buf(),
+        message: format!("cannot read: {e}"),
+    };
+    let meta = std::fs::metadata(path).map_err(err)?;
+    let key = (
+        path.to_path_buf(),
+        meta.len(),
+        meta.modified().map_err(err)?,
+    );
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(hex) = seen.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(hex);
+    }
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if let Ok(mut m) = seen.lock() {
+        m.insert(key, hex.clone());
+    }
+    Ok(hex)
 }

@@ -4,13 +4,20 @@
 //! heads are exported and swapped into the running scorer. Every decision is recorded; the loop
 //! checkpoints so a stopped run resumes where it stopped.
 //!
-//! Output folder: `model/` (heads, anchors, checkpoint), `decisions/decisions-*.parquet` (one row
-//! per scored trajectory: selected, why, model version, label, whether the label was used),
-//! `eval.jsonl` (development F1 every N labels), `scored/segment-K/` (scored parts),
-//! `state.json` (what is done), `summary.json`.
+//! Output folder: `model/` (the final heads, anchors, checkpoint), `decisions/decisions-K.parquet`
+//! (one row per scored trajectory: selected, why, model version, label, whether the label was
+//! used), `scored/part-K.parquet` (the scored rows), `rejects/` (rows that could not be scored),
+//! `eval.jsonl` (development F1 every N labels), `checkpoints/ckpt-K/` (the trainer and the heads
+//! the scorer runs), `state.json`, `summary.json`.
+//!
+//! Crash safety: everything a checkpoint writes (trainer, parts K, the scorer's heads) is complete
+//! and fsynced before `state.json` names it; `state.json` is the one commit point. A resume loads
+//! exactly what it names, checks the trainer's step against it, removes anything newer, and skips
+//! the rows it counts (scored, rejected and unreadable alike): the resumed run makes the same
+//! decisions as an uninterrupted one.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{
     ArrayRef, BooleanArray, Float32Array, Int32Array, RecordBatch, StringArray, UInt64Array,
@@ -21,15 +28,18 @@ use serde::{Deserialize, Serialize};
 use super::evaluate::samples_from_probs;
 use super::features::{read_features, FeatureRow};
 use super::refresh::{channel, HeadsUpdate};
-use super::score::{run_score, BatchView, ScoreHooks, ScoreJob};
+use super::score::{run_scoring, BatchView, ScoreHooks, ScoreJob, ScoredSink};
 use super::PipelineError;
 use crate::eval::processbench;
 use crate::label::judge::{stderr_logger, JudgeLabeller};
 use crate::label::{
     first_error_labels, LabelColumn, LabelOutcome, LabelRequest, Labeller, PoolLabeller,
 };
+use crate::model::manifest::model_version;
 use crate::model::{HeadsWeights, LoadedModel};
-use crate::sink::{write_atomic, PartWriter};
+use crate::score::RowScore;
+use crate::sink::rejects::RejectedRow;
+use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::columns::{extract, Trajectory};
 use crate::train::{LabelledBatch, TrainConfig, Trainer};
 
@@ -66,16 +76,106 @@ pub struct ActiveJob {
     pub judge: Option<crate::label::judge::JudgeConfig>,
 }
 
+impl ActiveJob {
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        use crate::limits::{at_least, fraction};
+        self.score.validate()?;
+        self.train.validate()?;
+        at_least("export_every", self.export_every, 1)?;
+        at_least("eval_every", self.eval_every, 1)?;
+        if let Selection::Rate(rate) = self.selection {
+            fraction("keep_rate", rate, true)?;
+        }
+        if let Some((heads, _)) = self.cold_start {
+            at_least("cold_start", heads, 1)?;
+        }
+        Ok(())
+    }
+}
+
 const STOP_MARKER: &str = "actprm active: stop requested";
 
+/// `state.json`: the loop's one commit point.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LoopState {
+    /// Pool rows done: scored, rejected and unreadable, in input order.
     pub rows_done: u64,
     pub labels_used: u64,
+    /// The trainer's optimiser step in `checkpoint` (checked on resume).
     pub steps: u64,
+    /// Parts 0..decision_parts of decisions/, scored/ and rejects/ are committed.
     pub decision_parts: usize,
-    pub segments: usize,
+    /// The checkpoint folder (relative): trainer, heads, and `scorer-heads.onnx`.
+    pub checkpoint: String,
+    /// Version of the trainer's heads at the checkpoint.
     pub model_version: String,
+    /// Version of the heads the scorer runs (the last published; may lag the trainer's).
+    pub scorer_version: String,
+}
+
+/// The heads file in a checkpoint that the scorer was running.
+const SCORER_HEADS: &str = "scorer-heads.onnx";
+/// Checkpoint at least every this many scored batches, even without training steps, so the
+/// rows held for the next commit stay few.
+const MAX_PENDING_BATCHES: usize = 32;
+
+/// Scored rows, rejects and unreadable-row records since the last checkpoint: the sink fills
+/// it, the checkpoint writes it as part K.
+#[derive(Default)]
+struct Pending {
+    scored: Vec<RecordBatch>,
+    rejects: Vec<RecordBatch>,
+    unreadable: Vec<String>,
+    rows: u64,
+    batches: usize,
+}
+
+/// The scoring sink of the loop: holds everything until the loop's next commit.
+struct PendingSink {
+    pending: Arc<Mutex<Pending>>,
+    rejects: RejectSink,
+}
+
+impl ScoredSink for PendingSink {
+    fn scored(
+        &mut self,
+        path: &Path,
+        _first_row: u64,
+        input: &RecordBatch,
+        output: &RecordBatch,
+        rejected: &[RejectedRow],
+        _scores: &[RowScore],
+    ) -> Result<(), PipelineError> {
+        let rejects = if rejected.is_empty() {
+            None
+        } else {
+            Some(self.rejects.batch(path, input, rejected)?)
+        };
+        let mut p = self.pending.lock().expect("pending lock");
+        p.scored.push(output.clone());
+        p.rejects.extend(rejects);
+        p.rows += input.num_rows() as u64;
+        p.batches += 1;
+        Ok(())
+    }
+
+    fn unreadable(
+        &mut self,
+        path: &Path,
+        first_row: Option<u64>,
+        rows: u64,
+        reason: &str,
+    ) -> Result<(), PipelineError> {
+        let line = crate::sink::rejects::unreadable_record(path, first_row, rows, reason);
+        let mut p = self.pending.lock().expect("pending lock");
+        p.unreadable.push(line.to_string());
+        p.rows += rows;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError> {
+        Ok(vec![])
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +244,9 @@ impl DecisionBuffer {
 struct LoopCtx {
     trainer: Trainer,
     base: LoadedModel,
+    pending: Arc<Mutex<Pending>>,
+    /// The heads the scorer runs.
+    published: HeadsUpdate,
     labeller: Box<dyn Labeller + Send>,
     state: LoopState,
     buffer: DecisionBuffer,
@@ -176,35 +279,55 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PipelineError + '_ {
 }
 
 impl LoopCtx {
+    /// Commits the loop: checkpoint K (trainer + the scorer's heads), parts K, then `state.json`.
+    /// With `publish`, the trainer's heads first become the scorer's (sent after the commit).
     fn checkpoint(
         &mut self,
         job: &ActiveJob,
-        sender: &super::refresh::HeadsSender,
+        publish: Option<&super::refresh::HeadsSender>,
     ) -> Result<(), PipelineError> {
-        let model_dir = job.output.join("model");
+        let out = &job.output;
+        let k = self.state.decision_parts;
+        let rel = format!("checkpoints/ckpt-{k:05}");
+        let dir = out.join(&rel);
         let version = self
             .trainer
-            .export(&self.base, &model_dir, None)
+            .export(&self.base, &dir, None)
             .map_err(|e| PipelineError::Stage(e.to_string()))?;
-        let exported = LoadedModel::from_dir(&model_dir)?;
-        let _ = sender.send(Some(HeadsUpdate {
-            bytes: Arc::new(exported.heads_bytes),
-            version: version.clone(),
-        }));
-        let batch = self.buffer.batch();
-        if batch.num_rows() > 0 {
-            let mut w = PartWriter::new(&job.output.join("decisions"), "decisions", usize::MAX)?
-                .with_first_index(self.state.decision_parts);
-            w.write(&batch)?;
-            w.finish()?;
-            self.state.decision_parts += 1;
+        if publish.is_some() {
+            let exported = LoadedModel::from_dir(&dir)?;
+            self.published = HeadsUpdate {
+                bytes: Arc::new(exported.heads_bytes),
+                version: version.clone(),
+            };
         }
+        write_atomic(&dir.join(SCORER_HEADS), &self.published.bytes)?;
+        let pending = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
+        let decisions = self.buffer.batch();
+        write_part(&out.join("decisions"), "decisions", k, &[decisions])?;
+        write_part(&out.join("scored"), "part", k, &pending.scored)?;
+        write_part(&out.join("rejects"), "rejects", k, &pending.rejects)?;
+        if !pending.unreadable.is_empty() {
+            write_atomic(
+                &out.join("rejects").join(format!("unreadable-{k:05}.jsonl")),
+                (pending.unreadable.join("\n") + "\n").as_bytes(),
+            )?;
+        }
+        crate::failpoint::hit("active-commit");
+        self.state.rows_done += pending.rows;
         self.state.steps = self.trainer.step();
+        self.state.decision_parts = k + 1;
+        self.state.checkpoint = rel.clone();
         self.state.model_version = version.clone();
+        self.state.scorer_version = self.published.version.clone();
         write_atomic(
-            &job.output.join("state.json"),
+            &out.join("state.json"),
             &serde_json::to_vec_pretty(&self.state).expect("state serialises"),
         )?;
+        remove_other_checkpoints(out, &rel);
+        if let Some(sender) = publish {
+            let _ = sender.send(Some(self.published.clone()));
+        }
         self.summary.exports += 1;
         if !self.summary.model_versions.contains(&version) {
             self.summary.model_versions.push(version);
@@ -371,55 +494,153 @@ impl LoopCtx {
         }
         self.summary.rows_scored += n as u64;
         self.summary.rows_selected += chosen.iter().filter(|&&c| c).count() as u64;
-        self.state.rows_done += view.rows_in;
+        let pending_batches = self.pending.lock().expect("pending lock").batches;
         if self.trainer.step() > step_before
             && self.trainer.step().is_multiple_of(job.export_every.max(1))
         {
-            self.checkpoint(job, sender)?;
+            self.checkpoint(job, Some(sender))?;
+        } else if pending_batches >= MAX_PENDING_BATCHES {
+            self.checkpoint(job, None)?;
         }
         while self.state.labels_used >= self.next_eval {
             self.evaluate(job)?;
             self.next_eval += job.eval_every.max(1);
         }
+        let pending_rows = self.pending.lock().expect("pending lock").rows;
         if job
             .stop_after_rows
-            .is_some_and(|n| self.state.rows_done >= n)
+            .is_some_and(|n| self.state.rows_done + pending_rows >= n)
         {
-            self.checkpoint(job, sender)?;
+            if pending_rows > 0 {
+                self.checkpoint(job, None)?;
+            }
             return Err(PipelineError::Stage(STOP_MARKER.into()));
         }
         Ok(())
     }
 }
 
+/// Writes `batches` as `DIR/PREFIX-K.parquet` (nothing when they hold no row).
+fn write_part(
+    dir: &Path,
+    prefix: &str,
+    k: usize,
+    batches: &[RecordBatch],
+) -> Result<(), PipelineError> {
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(());
+    }
+    let mut w = PartWriter::new(dir, prefix, usize::MAX)?.with_first_index(k);
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// The part index in `PREFIX-K.parquet` / `unreadable-K.jsonl`.
+fn part_index(name: &str) -> Option<usize> {
+    let stem = name.split('.').next()?;
+    stem.rsplit_once('-')?.1.parse().ok()
+}
+
+/// Removes what no commit names: parts numbered `committed` or more, and temporary files.
+fn remove_uncommitted(out: &Path, committed: usize) {
+    for sub in ["decisions", "scored", "rejects"] {
+        let dir = out.join(sub);
+        crate::sink::atomic::remove_temps(&dir, |_| true);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if part_index(&name).is_none_or(|i| i >= committed) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    crate::sink::atomic::remove_temps(out, |_| true);
+    crate::sink::atomic::remove_temps(&out.join("checkpoints"), |_| true);
+}
+
+/// Drops development evaluations made after the last commit (the resumed run makes them again).
+fn trim_eval_log(path: &Path, labels_committed: u64) -> Result<(), PipelineError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["labels"].as_u64())
+                .is_some_and(|labels| labels <= labels_committed)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept != text {
+        write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Removes every checkpoint but `keep` (relative to `out`).
+fn remove_other_checkpoints(out: &Path, keep: &str) {
+    let Ok(entries) = std::fs::read_dir(out.join("checkpoints")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if out.join(keep) != e.path() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Runs (or resumes) the loop to the end of the pool.
 pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
+    job.validate()?;
     let out = &job.output;
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let state_path = out.join("state.json");
     let device = tch::Device::Cpu;
     let terr = |e: crate::train::TrainError| PipelineError::Stage(e.to_string());
-    let (state, trainer, base) = if job.resume && state_path.exists() {
+    let resuming = job.resume && state_path.exists();
+    let (state, trainer, base, published) = if resuming {
         let state: LoopState = serde_json::from_str(
             &std::fs::read_to_string(&state_path).map_err(io_err(&state_path))?,
         )
         .map_err(|e| PipelineError::Stage(format!("{}: {e}", state_path.display())))?;
-        // decision parts written after the last checkpoint are replayed, so drop them
-        if let Ok(entries) = std::fs::read_dir(out.join("decisions")) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                let index = name
-                    .trim_start_matches("decisions-")
-                    .trim_end_matches(".parquet")
-                    .parse::<usize>()
-                    .ok();
-                if index.is_none_or(|i| i >= state.decision_parts) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
+        let ckpt = out.join(&state.checkpoint);
+        let trainer = Trainer::resume(&ckpt, device).map_err(terr)?;
+        if trainer.step() != state.steps {
+            return Err(PipelineError::Stage(format!(
+                "{}: state.json says step {}, its checkpoint {} holds step {}: the folder is \
+                 inconsistent and cannot be resumed",
+                out.display(),
+                state.steps,
+                ckpt.display(),
+                trainer.step()
+            )));
         }
-        let trainer = Trainer::resume(&out.join("model"), device).map_err(terr)?;
-        (state, trainer, LoadedModel::from_dir(&out.join("model"))?)
+        let base = LoadedModel::from_dir(&ckpt)?;
+        let heads = std::fs::read(ckpt.join(SCORER_HEADS)).map_err(io_err(&ckpt))?;
+        let published = HeadsUpdate {
+            version: model_version(&base.manifest.name, &heads),
+            bytes: Arc::new(heads),
+        };
+        if published.version != state.scorer_version {
+            return Err(PipelineError::Stage(format!(
+                "{}: the scorer's heads in {} are {}, state.json says {}",
+                out.display(),
+                ckpt.display(),
+                published.version,
+                state.scorer_version
+            )));
+        }
+        remove_uncommitted(out, state.decision_parts);
+        remove_other_checkpoints(out, &state.checkpoint);
+        trim_eval_log(&out.join("eval.jsonl"), state.labels_used)?;
+        (state, trainer, base, published)
     } else {
         if state_path.exists() {
             return Err(PipelineError::Stage(format!(
@@ -427,6 +648,9 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
                 out.display()
             )));
         }
+        // leftovers of a run killed before its first commit
+        remove_uncommitted(out, 0);
+        remove_other_checkpoints(out, "");
         let base = LoadedModel::open(job.score.model.as_deref())?;
         let trainer = match job.cold_start {
             Some((e, seed)) => {
@@ -435,7 +659,11 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             }
             None => Trainer::from_model(&base, job.train, device).map_err(terr)?,
         };
-        (LoopState::default(), trainer, base)
+        let published = HeadsUpdate {
+            bytes: Arc::new(Vec::new()),
+            version: String::new(),
+        };
+        (LoopState::default(), trainer, base, published)
     };
     let mut dev = Vec::new();
     for path in &job.dev {
@@ -443,9 +671,12 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         dev.push((crate::source::jsonl::subset_name(path), rows));
     }
     let tau = base.manifest.tau;
+    let pending = Arc::new(Mutex::new(Pending::default()));
     let mut ctx = LoopCtx {
         trainer,
         base,
+        pending: pending.clone(),
+        published,
         labeller: match &job.judge {
             Some(config) => Box::new(
                 JudgeLabeller::new(config, stderr_logger())
@@ -472,17 +703,24 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         tau,
     };
     ctx.summary.labels_used = ctx.state.labels_used;
-    // the scorer starts from the trainer's current heads
     let (sender, receiver) = channel();
-    ctx.checkpoint(job, &sender)?;
+    if resuming {
+        // the scorer starts from the heads it ran at the commit, the trainer from its own
+        let _ = sender.send(Some(ctx.published.clone()));
+    } else {
+        ctx.checkpoint(job, Some(&sender))?;
+    }
     let mut score = job.score.clone();
-    score.model = Some(out.join("model"));
-    score.output = out
-        .join("scored")
-        .join(format!("segment-{}", ctx.state.segments));
+    score.model = Some(out.join(&ctx.state.checkpoint));
+    score.output = out.clone();
     score.features_to_hooks = true;
     score.skip_rows = ctx.state.rows_done;
-    ctx.state.segments += 1;
+    let files = crate::source::discover_inputs(&score.inputs, "parquet")?;
+    let planned = crate::source::parquet::plan(&files, &score.columns)?;
+    let sink = PendingSink {
+        pending,
+        rejects: RejectSink::new(out),
+    };
     let mut failure: Option<PipelineError> = None;
     {
         let ctx_ref = &mut ctx;
@@ -498,7 +736,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
                 r
             })),
         };
-        let result = run_score(&score, hooks);
+        let result = run_scoring(&score, planned, hooks, Box::new(sink));
         let stopped = matches!(&failure, Some(PipelineError::Stage(m)) if m == STOP_MARKER);
         if stopped {
             failure = None;
@@ -509,26 +747,24 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     if let Some(e) = failure {
         return Err(e);
     }
-    if job
+    let stopped = job
         .stop_after_rows
-        .is_some_and(|n| ctx.state.rows_done >= n)
-    {
-        ctx.summary.steps = ctx.trainer.step();
-        ctx.summary.state = ctx.state.clone();
-        write_atomic(
-            &out.join("state.json"),
-            &serde_json::to_vec_pretty(&ctx.state).expect("state serialises"),
-        )?;
-        return Ok(ctx.summary);
+        .is_some_and(|n| ctx.state.rows_done >= n);
+    if !stopped {
+        // the rows after the last commit (and any unreadable tail)
+        ctx.checkpoint(job, None)?;
+        ctx.evaluate(job)?;
     }
-    let (sender, _) = channel();
-    ctx.checkpoint(job, &sender)?;
-    ctx.evaluate(job)?;
+    ctx.trainer
+        .export(&ctx.base, &out.join("model"), None)
+        .map_err(terr)?;
     ctx.summary.steps = ctx.trainer.step();
     ctx.summary.state = ctx.state.clone();
-    write_atomic(
-        &out.join("summary.json"),
-        &serde_json::to_vec_pretty(&ctx.summary).expect("summary serialises"),
-    )?;
+    if !stopped {
+        write_atomic(
+            &out.join("summary.json"),
+            &serde_json::to_vec_pretty(&ctx.summary).expect("summary serialises"),
+        )?;
+    }
     Ok(ctx.summary)
 }

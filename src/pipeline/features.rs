@@ -55,7 +55,10 @@ pub struct FeatureWriter {
 
 impl FeatureWriter {
     pub fn create(path: &Path, dim: usize) -> Result<Self, SinkError> {
-        let tmp = path.with_extension("arrow.tmp");
+        if dim == 0 {
+            return Err(SinkError::at(path)("feature dimension 0".into()));
+        }
+        let tmp = crate::sink::atomic::temp_path(path, &crate::sink::atomic::process_tag());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| SinkError::at(parent)(e.to_string()))?;
         }
@@ -87,6 +90,15 @@ impl FeatureWriter {
             false,
         )));
         for r in rows {
+            if r.features.len() != r.steps * d {
+                return Err(SinkError::at(&self.tmp)(format!(
+                    "{} row {}: {} features for {} steps of dimension {d}",
+                    r.source_file,
+                    r.source_row,
+                    r.features.len(),
+                    r.steps
+                )));
+            }
             for step in r.features.chunks_exact(d) {
                 lists.values().values().append_slice(step);
                 lists.values().append(true);
@@ -118,8 +130,7 @@ impl FeatureWriter {
         self.writer
             .finish()
             .map_err(|e| SinkError::at(&self.tmp)(e.to_string()))?;
-        std::fs::rename(&self.tmp, &self.path)
-            .map_err(|e| SinkError::at(&self.path)(e.to_string()))?;
+        crate::sink::atomic::commit(&self.tmp, &self.path)?;
         Ok(self.path)
     }
 }
@@ -150,13 +161,28 @@ pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), String> {
             ))
         }
     };
+    // a foreign Arrow file gets a clear error, never a panic in a downcast below
+    let expected = schema(dim);
+    for field in expected.fields() {
+        let found = reader.schema().field_with_name(field.name()).ok().cloned();
+        if found.as_ref().map(|f| f.data_type()) != Some(field.data_type()) {
+            return Err(format!(
+                "{}: not a step-feature file: column {:?} should be {}, found {}",
+                path.display(),
+                field.name(),
+                field.data_type(),
+                found.map_or("nothing".to_string(), |f| f.data_type().to_string())
+            ));
+        }
+    }
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| format!("{}: {e}", path.display()))?;
-        let files = batch.column(0).as_string::<i32>();
-        let source_rows = batch.column(1).as_primitive::<UInt64Type>();
-        let labels = batch.column(2).as_primitive::<Int32Type>();
-        let lists = batch.column(3).as_list::<i32>();
+        let column = |name: &str| batch.column_by_name(name).expect("checked above");
+        let files = column("source_file").as_string::<i32>();
+        let source_rows = column("source_row").as_primitive::<UInt64Type>();
+        let labels = column("label").as_primitive::<Int32Type>();
+        let lists = column("step_features").as_list::<i32>();
         for i in 0..batch.num_rows() {
             let steps = lists.value(i);
             let steps = steps.as_fixed_size_list();

@@ -45,6 +45,8 @@ pub struct LabelJob {
     pub rows_per_part: usize,
     pub progress: bool,
     pub log: Logger,
+    /// Replace an earlier run's parts, rejects and summary in `output` (else they are refused).
+    pub overwrite: bool,
 }
 
 impl LabelJob {
@@ -58,7 +60,16 @@ impl LabelJob {
             rows_per_part: 100_000,
             progress: false,
             log,
+            overwrite: false,
         }
+    }
+}
+
+impl LabelJob {
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        crate::limits::at_least("batch_rows", self.batch_rows, 1)?;
+        crate::limits::at_least("rows_per_part", self.rows_per_part, 1)?;
+        Ok(())
     }
 }
 
@@ -120,6 +131,8 @@ enum Judged {
 
 /// Runs `actprm label` to completion.
 pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
+    job.validate()?;
+    crate::sink::prepare_output(&job.output, job.overwrite)?;
     let started = Instant::now();
     let files = discover_inputs(&job.inputs, "parquet")?;
     let planned = plan(&files, &job.columns)?;
@@ -154,6 +167,7 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
             for file in &planned {
                 let mut open = true;
                 read_file(file, batch_rows, &mut |item| {
+                    crate::failpoint::hit("read");
                     open = src_tx.blocking_send(item).is_ok();
                     open
                 });
@@ -172,11 +186,18 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
         );
         let sink_result = sink(job, &mut judged, &mut summary, &bar).await;
         drop(judged);
-        let _ = source.await;
+        super::score::joined("read", source.await)?;
         sink_result
     });
     bar.finish_and_clear();
     result?;
+    let accounted = summary.rows_in + summary.rows_unreadable;
+    if accounted != total_rows {
+        return Err(PipelineError::Stage(format!(
+            "the inputs hold {total_rows} rows (file footers) but the run accounted for \
+             {accounted}: a stage stopped early"
+        )));
+    }
     summary.judge = client.accounting();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.requests_per_second = summary.judge.requests as f64 / summary.seconds.max(1e-9);

@@ -28,4 +28,7 @@ pub enum PipelineError {
     Judge(#[from] crate::label::judge::JudgeError),
     #[error("{0}")]
     Stage(String),
+    /// A setting out of its range (the same check for CLI flags and pipeline files).
+    #[error(transparent)]
+    Setting(#[from] crate::limits::SettingError),
 }

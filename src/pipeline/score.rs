@@ -45,6 +45,8 @@ pub struct ScoreJob {
     /// Skip this many input rows (in input order) before scoring: a resumed run's done work.
     pub skip_rows: u64,
     pub progress: bool,
+    /// Replace an earlier run's parts, rejects and summary in `output` (else they are refused).
+    pub overwrite: bool,
 }
 
 impl ScoreJob {
@@ -64,7 +66,17 @@ impl ScoreJob {
             features_to_hooks: false,
             skip_rows: 0,
             progress: false,
+            overwrite: false,
         }
+    }
+}
+
+impl ScoreJob {
+    /// Range checks of every numeric setting a scoring run takes.
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        crate::limits::at_least("batch_rows", self.batch_rows, 1)?;
+        crate::limits::at_least("rows_per_part", self.rows_per_part, 1)?;
+        Ok(self.score.validate()?)
     }
 }
 
@@ -141,6 +153,8 @@ pub struct ScoreHooks<'a> {
 /// Runs a scoring job to completion. `hooks.refresh`, when given, delivers new heads from an
 /// in-process trainer; `job.watch_model` does the same from a directory.
 pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, PipelineError> {
+    job.validate()?;
+    crate::sink::prepare_output(&job.output, job.overwrite)?;
     let files = discover_inputs(&job.inputs, "parquet")?;
     let planned = plan(&files, &job.columns)?;
     let sink = PartsSink {
@@ -167,6 +181,7 @@ pub fn run_scoring(
         lockstep,
         mut on_batch,
     } = hooks;
+    job.validate()?;
     let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
     let ack_rx = lockstep.then_some(ack_rx);
     let started = Instant::now();
@@ -174,6 +189,11 @@ pub fn run_scoring(
     let tokeniser = Tokeniser::for_model(&model)?;
     let scorer = StepScorer::open(&model, &job.runtime, job.score)?;
     let tau = scorer.tau;
+    // D comes from the backbone, not from the first batch (which may have no scored row)
+    let features = match &job.features {
+        Some(path) => Some(FeatureWriter::create(path, scorer.backbone.hidden_size())?),
+        None => None,
+    };
     let mut summary = Summary {
         files: planned.len() as u64,
         ensemble_size: scorer.heads.ensemble_size(),
@@ -191,6 +211,7 @@ pub fn run_scoring(
     let refresh = refresh.or(job.watch_model.as_ref().map(|_| watch_rx));
 
     let total_rows: u64 = planned.iter().map(planned_rows).sum();
+    let expected_rows = total_rows.saturating_sub(job.skip_rows);
     let bar = super::progress::rows_bar(total_rows, job.progress);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -221,27 +242,37 @@ pub fn run_scoring(
             )
         });
         let sink_result = sink_stage(
-            job,
             &mut scored_rx,
             &mut summary,
             &bar,
             &mut on_batch,
             &ack_tx,
             sink,
+            features,
         )
         .await;
         drop(ack_tx);
         drop(scored_rx);
-        let score_result = score
-            .await
-            .map_err(|e| PipelineError::Stage(format!("score stage panicked: {e}")))?;
-        let _ = tokenise.await;
-        let _ = source.await;
-        score_result?;
+        // every stage's failure fails the run, with its own message: a reader or tokeniser that
+        // died early looks like a short input to the stages after it
+        let score_result = joined("score", score.await);
+        let tokenise_result = joined("tokenise", tokenise.await);
+        let source_result = joined("read", source.await);
+        source_result?;
+        tokenise_result?;
+        score_result??;
         sink_result
     });
     bar.finish_and_clear();
     result?;
+    // the run must account for every row the file footers say exists
+    if summary.rows_in != expected_rows {
+        return Err(PipelineError::Stage(format!(
+            "the inputs hold {expected_rows} rows (file footers) but the run accounted for {}: \
+             a stage stopped early",
+            summary.rows_in
+        )));
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     summary.rows_per_second = summary.rows_scored as f64 / summary.seconds.max(1e-9);
     summary.tokens_per_second = summary.tokens as f64 / summary.seconds.max(1e-9);
@@ -279,12 +310,19 @@ fn read_stage(
                         rows: rest,
                     }
                 }
+                // an unreadable group is skipped whole, as it was counted whole; a resume point
+                // inside one cannot come from a commit and surfaces as a row-count mismatch
                 SourceItem::Unreadable { rows, .. } if skip > 0 && rows <= skip => {
                     skip -= rows;
                     return true;
                 }
+                item @ SourceItem::Unreadable { .. } => {
+                    skip = 0;
+                    item
+                }
                 other => other,
             };
+            crate::failpoint::hit("read");
             open = tx.blocking_send(item).is_ok();
             open
         });
@@ -292,6 +330,26 @@ fn read_stage(
             return;
         }
     }
+}
+
+/// A stage task's result: its own error, or its panic as an error naming the stage.
+pub(crate) fn joined<T>(
+    stage: &str,
+    result: Result<T, tokio::task::JoinError>,
+) -> Result<T, PipelineError> {
+    result.map_err(|e| {
+        let message = if e.is_panic() {
+            let payload = e.into_panic();
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into())
+        } else {
+            e.to_string()
+        };
+        PipelineError::Stage(format!("the {stage} stage crashed: {message}"))
+    })
 }
 
 fn tokenise_stage(
@@ -331,6 +389,7 @@ fn tokenise_stage(
                         Err(r) => rejected.push((i, r)),
                     }
                 }
+                crate::failpoint::hit("tokenise");
                 let refs: Vec<(&str, &[String])> = trajectories
                     .iter()
                     .map(|t| (t.problem.as_str(), t.steps.as_slice()))
@@ -555,15 +614,14 @@ impl ScoredSink for PartsSink {
 }
 
 async fn sink_stage(
-    job: &ScoreJob,
     rx: &mut mpsc::Receiver<Scored>,
     summary: &mut Summary,
     bar: &indicatif::ProgressBar,
     on_batch: &mut Option<BatchHook<'_>>,
     ack: &std::sync::mpsc::Sender<()>,
     mut sink: Box<dyn ScoredSink + '_>,
+    mut features: Option<FeatureWriter>,
 ) -> Result<(), PipelineError> {
-    let mut features: Option<FeatureWriter> = None;
     while let Some(item) = rx.recv().await {
         match item {
             Scored::GroupEnd { path, group } => sink.group_end(&path, group)?,
@@ -615,18 +673,8 @@ async fn sink_stage(
                         .entry(short_reason(&r.1.reason))
                         .or_default() += 1;
                 }
-                if let Some(dir) = &job.features {
-                    let writer = match &mut features {
-                        Some(w) => w,
-                        None => features.insert(FeatureWriter::create(
-                            dir,
-                            rows.first()
-                                .map_or(0, |r| r.features.len() / r.steps.max(1)),
-                        )?),
-                    };
-                    if !rows.is_empty() {
-                        writer.write(&rows)?;
-                    }
+                if let (Some(writer), false) = (features.as_mut(), rows.is_empty()) {
+                    writer.write(&rows)?;
                 }
                 let n = input.num_rows() as u64;
                 summary.rows_in += n;

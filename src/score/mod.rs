@@ -39,6 +39,21 @@ impl Default for ScoreOptions {
     }
 }
 
+impl ScoreOptions {
+    /// Range checks, for every command and pipeline stage that scores.
+    pub fn validate(&self) -> Result<(), crate::limits::SettingError> {
+        use crate::limits::{at_least, fraction};
+        at_least("token_budget", self.token_budget, 1)?;
+        at_least("max_batch", self.max_batch, 1)?;
+        if let Some(tau) = self.tau {
+            fraction("tau", tau, false)?;
+        }
+        fraction("delta_pred", self.rule.delta_pred, false)?;
+        fraction("delta_std", self.rule.delta_std, false)?;
+        Ok(())
+    }
+}
+
 /// Scores of one trajectory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowScore {

@@ -63,10 +63,7 @@ impl PartWriter {
             let path = self
                 .dir
                 .join(format!("{}-{:05}.parquet", self.prefix, self.next_index));
-            let tmp = self.dir.join(format!(
-                ".{}-{:05}.parquet.tmp",
-                self.prefix, self.next_index
-            ));
+            let tmp = super::atomic::temp_path(&path, &super::atomic::process_tag());
             self.next_index += 1;
             let file = File::create(&tmp).map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
             let props = WriterProperties::builder()
@@ -98,8 +95,7 @@ impl PartWriter {
         part.writer
             .close()
             .map_err(|e| SinkError::at(&part.tmp)(e.to_string()))?;
-        std::fs::rename(&part.tmp, &part.path)
-            .map_err(|e| SinkError::at(&part.path)(e.to_string()))?;
+        super::atomic::commit(&part.tmp, &part.path)?;
         self.written.push(part.path.clone());
         Ok(Some(part.path))
     }
@@ -109,4 +105,29 @@ impl PartWriter {
         self.finish_part()?;
         Ok(self.written)
     }
+}
+
+/// Writes `batches` as one Parquet file at `path`, atomically (temporary name, fsync, rename).
+pub fn write_file(path: &Path, batches: &[RecordBatch]) -> Result<(), SinkError> {
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| SinkError::at(path)("nothing to write".into()))?;
+    super::atomic::create_parent(path)?;
+    let tmp = super::atomic::temp_path(path, &super::atomic::process_tag());
+    let file = File::create(&tmp).map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props))
+        .map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
+    for b in batches {
+        writer
+            .write(b)
+            .map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
+    }
+    writer
+        .close()
+        .map_err(|e| SinkError::at(&tmp)(e.to_string()))?;
+    super::atomic::commit(&tmp, path)
 }

@@ -96,9 +96,8 @@ impl RejectSink {
     }
 
     pub fn unreadable(&mut self, file: &Path, first_row: Option<u64>, rows: u64, reason: &str) {
-        self.unreadable.push(serde_json::json!({
-            "file": file.display().to_string(), "first_row": first_row, "rows": rows, "reason": reason,
-        }));
+        self.unreadable
+            .push(unreadable_record(file, first_row, rows, reason));
     }
 
     pub fn finish(self) -> Result<(), SinkError> {
@@ -115,4 +114,17 @@ impl RejectSink {
         }
         Ok(())
     }
+}
+
+/// The record of an unreadable file (`first_row` None) or row group, one line of
+/// `unreadable.jsonl`.
+pub fn unreadable_record(
+    file: &Path,
+    first_row: Option<u64>,
+    rows: u64,
+    reason: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "file": file.display().to_string(), "first_row": first_row, "rows": rows, "reason": reason,
+    })
 }

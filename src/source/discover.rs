@@ -7,36 +7,91 @@ use super::SourceError;
 /// Files, globs (`data/*.parquet`) and folders (searched recursively for `extension`), in a stable
 /// order without duplicates. A pattern that matches nothing is an error, never silently empty.
 pub fn discover_inputs(patterns: &[String], extension: &str) -> Result<Vec<PathBuf>, SourceError> {
-    let mut files = Vec::new();
+    Ok(discover_named(patterns, extension)?
+        .into_iter()
+        .map(|f| f.path)
+        .collect())
+}
+
+/// An input file and its name relative to the input root it was found under: the folder given,
+/// the literal folder part of a glob, or (for a file given by path) its own file name. The name
+/// does not depend on how the root was spelled (`corpus`, `./corpus`, `/mnt/x/corpus`), so it
+/// identifies the file across reruns and machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    pub path: PathBuf,
+    pub name: String,
+}
+
+pub fn discover_named(patterns: &[String], extension: &str) -> Result<Vec<InputFile>, SourceError> {
+    let mut found: Vec<InputFile> = Vec::new();
     for pattern in patterns {
-        let err = |message: String| SourceError::Input {
-            pattern: pattern.clone(),
-            message,
-        };
-        let path = Path::new(pattern);
-        let before = files.len();
-        if path.is_dir() {
-            walk(path, extension, &mut files).map_err(|e| err(e.to_string()))?;
-        } else if path.is_file() {
-            files.push(path.to_path_buf());
-        } else if pattern.contains(['*', '?', '[']) {
-            let paths = glob::glob(pattern).map_err(|e| err(format!("bad glob: {e}")))?;
-            for entry in paths {
-                let p = entry.map_err(|e| err(e.to_string()))?;
-                if p.is_file() {
-                    files.push(p);
-                }
-            }
+        let before = found.len();
+        let root = if Path::new(pattern).is_dir() {
+            PathBuf::from(pattern)
+        } else if Path::new(pattern).is_file() {
+            Path::new(pattern)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
         } else {
-            return Err(err("no such file or folder".into()));
+            glob_root(pattern)
+        };
+        for path in discover_pattern(pattern, extension)? {
+            let name = path
+                .strip_prefix(&root)
+                .unwrap_or(&path)
+                .components()
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            found.push(InputFile { path, name });
         }
-        if files.len() == before {
-            return Err(err(format!("matches no .{extension} file")));
-        }
-        files[before..].sort();
+        found[before..].sort_by(|a, b| a.path.cmp(&b.path));
     }
     let mut seen = std::collections::HashSet::new();
-    files.retain(|f| seen.insert(f.clone()));
+    found.retain(|f| seen.insert(f.path.clone()));
+    Ok(found)
+}
+
+/// The folder part of a glob before its first wildcard component.
+fn glob_root(pattern: &str) -> PathBuf {
+    Path::new(pattern)
+        .components()
+        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+        .collect()
+}
+
+/// The files of one `--input` pattern, sorted.
+fn discover_pattern(pattern: &String, extension: &str) -> Result<Vec<PathBuf>, SourceError> {
+    let err = |message: String| SourceError::Input {
+        pattern: pattern.clone(),
+        message,
+    };
+    let path = Path::new(pattern);
+    let mut files = Vec::new();
+    if path.is_dir() {
+        walk(path, extension, &mut files).map_err(|e| err(e.to_string()))?;
+    } else if path.is_file() {
+        files.push(path.to_path_buf());
+    } else if pattern.contains(['*', '?', '[']) {
+        let paths = glob::glob(pattern).map_err(|e| err(format!("bad glob: {e}")))?;
+        for entry in paths {
+            let p = entry.map_err(|e| err(e.to_string()))?;
+            if p.is_file() {
+                files.push(p);
+            }
+        }
+    } else {
+        return Err(err("no such file or folder".into()));
+    }
+    if files.is_empty() {
+        return Err(err(format!("matches no .{extension} file")));
+    }
+    files.sort();
     Ok(files)
 }
 
@@ -59,4 +114,37 @@ fn walk(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) -> std::io::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_do_not_depend_on_how_the_root_is_spelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("corpus");
+        std::fs::create_dir_all(corpus.join("sub")).unwrap();
+        std::fs::write(corpus.join("a.parquet"), b"x").unwrap();
+        std::fs::write(corpus.join("sub/b.parquet"), b"x").unwrap();
+        let names = |pattern: String| -> Vec<String> {
+            discover_named(&[pattern], "parquet")
+                .unwrap()
+                .into_iter()
+                .map(|f| f.name)
+                .collect()
+        };
+        let plain = names(corpus.display().to_string());
+        assert_eq!(plain, vec!["a.parquet", "sub/b.parquet"]);
+        assert_eq!(names(format!("{}/./", corpus.display())), plain);
+        assert_eq!(names(format!("{}/../corpus", corpus.display())), plain);
+        assert_eq!(
+            names(format!("{}/*.parquet", corpus.display())),
+            vec!["a.parquet"]
+        );
+        assert_eq!(
+            names(corpus.join("sub/b.parquet").display().to_string()),
+            vec!["b.parquet"]
+        );
+    }
 }

@@ -55,7 +55,7 @@ pub fn generate(
     for f in 0..files {
         let rows_here = spec.rows / files + u64::from(f < spec.rows % files);
         let path = out.join(format!("corpus-{f:05}.parquet"));
-        let tmp = path.with_extension("parquet.tmp");
+        let tmp = crate::sink::atomic::temp_path(&path, &crate::sink::atomic::process_tag());
         let file = std::fs::File::create(&tmp).map_err(|e| err(&tmp, e.to_string()))?;
         let props = parquet::file::properties::WriterProperties::builder()
             .set_max_row_group_row_count(Some(spec.row_group_rows.max(1)))
@@ -105,7 +105,7 @@ pub fn generate(
             left -= n;
         }
         writer.close().map_err(|e| err(&tmp, e.to_string()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| err(&path, e.to_string()))?;
+        crate::sink::atomic::commit(&tmp, &path).map_err(|e| err(&path, e.to_string()))?;
         paths.push(path);
     }
     Ok(paths)

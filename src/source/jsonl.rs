@@ -10,6 +10,15 @@ use arrow::datatypes::{DataType, Field, Schema};
 use serde_json::Value;
 
 use super::SourceError;
+use crate::label::{first_error_from_steps, StepLabelForm};
+
+/// An integer field that must fit a step index (never wrapped: 3000000000 is an error, not a step).
+fn json_index(v: &Value, name: &str) -> Result<i32, String> {
+    let n = v
+        .as_i64()
+        .ok_or(format!("field {name:?} is not an integer"))?;
+    i32::try_from(n).map_err(|_| format!("field {name:?} = {n} is out of range"))
+}
 
 /// A trajectory with its human label: `label` is the 0-based first wrong step, -1 = all correct.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,20 +63,40 @@ pub fn parse_record(value: &Value) -> Result<LabelledTrajectory, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let label = if let Some(v) = obj.get("label") {
-        Some(v.as_i64().ok_or("field \"label\" is not an integer")? as i32)
+        Some(json_index(v, "label")?)
     } else if let Some(v) = obj.get("mistake_index") {
         Some(if v.is_null() {
             -1
         } else {
-            v.as_i64()
-                .ok_or("field \"mistake_index\" is not an integer or null")? as i32
+            json_index(v, "mistake_index")?
         })
     } else {
-        obj.get("ratings").and_then(Value::as_array).map(|r| {
-            r.iter()
-                .position(|x| x.as_i64() == Some(-1))
-                .map_or(-1, |i| i as i32)
-        })
+        let form = if obj.contains_key("ratings") {
+            Some(("ratings", StepLabelForm::Ratings))
+        } else if obj.contains_key("hard_labels") {
+            Some(("hard_labels", StepLabelForm::HardLabels))
+        } else {
+            None
+        };
+        match form {
+            None => None,
+            Some((name, form)) => {
+                let values = obj[name]
+                    .as_array()
+                    .ok_or(format!("field {name:?} is not a list"))?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| match x {
+                        Value::Null => Ok(None),
+                        x => x
+                            .as_i64()
+                            .map(Some)
+                            .ok_or(format!("{name}[{i}] is not an integer")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                first_error_from_steps(form, &values)
+            }
+        }
     };
     if let Some(l) = label {
         if l < -1 || l >= steps.len() as i32 {
@@ -77,12 +106,14 @@ pub fn parse_record(value: &Value) -> Result<LabelledTrajectory, String> {
             ));
         }
     }
-    let error_steps = obj.get("error_steps").and_then(Value::as_array).map(|a| {
-        a.iter()
-            .filter_map(Value::as_i64)
-            .map(|v| v as i32)
-            .collect()
-    });
+    let error_steps = match obj.get("error_steps").and_then(Value::as_array) {
+        None => None,
+        Some(a) => Some(
+            a.iter()
+                .map(|v| json_index(v, "error_steps"))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
     let id = obj.get("id").or(obj.get("uuid")).map(|v| {
         v.as_str()
             .map(str::to_string)

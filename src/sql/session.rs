@@ -346,18 +346,21 @@ fn check_target(statement: &str, target: &str, allowed: Option<&Path>) -> Result
     }
 }
 
-/// A local path from a write target: a plain path or a `file://` URL; other schemes are refused.
+/// The local path a write target names, parsed exactly as DataFusion parses it when it writes
+/// (`ListingTableUrl::parse`: a path, or any URL such as `file:/x` or `file:///x`); other schemes
+/// are refused.
 fn local_path(target: &str) -> Result<PathBuf, String> {
-    match target.split_once("://") {
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("file") => url::Url::parse(target)
-            .ok()
-            .and_then(|u| u.to_file_path().ok())
-            .ok_or_else(|| "which is not a valid file:// URL".to_string()),
-        Some((scheme, _)) => Err(format!(
-            "but only local paths can be written, not {scheme}:// URLs"
-        )),
-        None => Ok(PathBuf::from(target)),
+    let url = ListingTableUrl::parse(target)
+        .map_err(|e| format!("which is not a path or URL DataFusion accepts: {e}"))?;
+    if !url.scheme().eq_ignore_ascii_case("file") {
+        return Err(format!(
+            "but only local paths can be written, not {}: URLs",
+            url.scheme()
+        ));
     }
+    url.get_url()
+        .to_file_path()
+        .map_err(|()| "which is not a valid file URL".to_string())
 }
 
 /// Absolute path with `.`/`..` removed and symlinks resolved for the part that exists, so
@@ -440,5 +443,14 @@ mod tests {
         )
         .is_ok());
         assert!(check_target("COPY", "anything", None).is_err());
+        // DataFusion reads `file:/x` (one slash) as a URL: it must be checked as the path /x
+        assert!(check_target("COPY", "file:/tmp/x.csv", Some(&allowed)).is_err());
+        assert!(check_target("COPY", "FILE:/tmp/x.csv", Some(&allowed)).is_err());
+        assert!(check_target(
+            "COPY",
+            &format!("file:{}", root.join("out/d.csv").display()),
+            Some(&allowed)
+        )
+        .is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! The `sql` transform of pipeline files: one query over the source, its rows materialised as
 //! one Parquet file the next stage reads. Same session, functions and write guard as `actprm sql`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::format::{write_stream, OutputFormat};
 use super::session::{execute_statement, parse_statements, register_files, session, table_files};
@@ -33,7 +33,7 @@ pub fn query_to_parquet(
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| output_error(parent, e))?;
     }
-    let partial = PathBuf::from(format!("{}.tmp", target.display()));
+    let partial = crate::sink::atomic::temp_path(target, &crate::sink::atomic::process_tag());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,7 +58,10 @@ pub fn query_to_parquet(
     });
     match rows {
         Ok(rows) => {
-            std::fs::rename(&partial, target).map_err(|e| output_error(target, e))?;
+            crate::sink::atomic::commit(&partial, target).map_err(|e| SqlError::Output {
+                target: target.display().to_string(),
+                message: e.to_string(),
+            })?;
             Ok(rows)
         }
         Err(e) => {

@@ -45,3 +45,18 @@ impl Default for TrainConfig {
         }
     }
 }
+
+impl TrainConfig {
+    /// Range checks (shared by `actprm train`, the active loop, experiments and pipeline files).
+    pub fn validate(&self) -> Result<(), crate::limits::SettingError> {
+        use crate::limits::{at_least, fraction, non_negative, positive};
+        positive("lr", self.lr)?;
+        non_negative("lambda", self.lambda)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        at_least("batch_size", self.batch_size, 1)?;
+        positive("max_grad_norm", self.max_grad_norm)?;
+        fraction("p_learn", self.p_learn, true)?;
+        positive("wrong_weight", self.pos_weight_wrong)?;
+        Ok(())
+    }
+}

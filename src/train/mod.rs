@@ -37,6 +37,8 @@ pub enum TrainError {
     Device(String, String),
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Setting(#[from] crate::limits::SettingError),
 }
 
 impl From<tch::TchError> for TrainError {

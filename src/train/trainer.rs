@@ -42,6 +42,7 @@ impl Trainer {
         config: TrainConfig,
         device: Device,
     ) -> Result<Self, TrainError> {
+        config.validate()?;
         tch::manual_seed(config.seed as i64);
         tch::set_num_threads(config.threads.max(1) as i32);
         let heads = TchHeads::new(weights, anchors, device)?;

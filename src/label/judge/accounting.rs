@@ -62,8 +62,13 @@ pub(crate) struct Counters {
     pub rows_failed: AtomicU64,
 }
 
+/// Adds `n`, saturating: a server may report any usage (even u64::MAX tokens) and a counter must
+/// never wrap or panic on it. Returns the new value.
 pub(crate) fn add(counter: &AtomicU64, n: u64) -> u64 {
-    counter.fetch_add(n, Relaxed) + n
+    let previous = counter
+        .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_add(n)))
+        .unwrap_or_else(|c| c);
+    previous.saturating_add(n)
 }
 
 impl Counters {

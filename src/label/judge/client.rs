@@ -43,6 +43,15 @@ impl ApiKey {
     }
 }
 
+/// The first `max` characters of `text`, trimmed (cut on a character boundary).
+fn excerpt(text: &str, max: usize) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(max) {
+        Some((i, _)) => text[..i].to_string(),
+        None => text.to_string(),
+    }
+}
+
 #[derive(Serialize)]
 struct ChatRequest<'a> {
     model: &'a str,
@@ -142,13 +151,14 @@ impl Budget {
             }
         }
         if let Some(max) = self.max_tokens {
-            if s.charged + tokens > max {
+            // saturating: a server may report any usage, even u64::MAX tokens
+            if s.charged.saturating_add(tokens) > max {
                 return Admission::Spent(format!(
                     "the token budget ({max}) is spent: {} used, a request may generate up to {tokens}",
                     s.charged
                 ));
             }
-            if s.charged + s.reserved + tokens > max {
+            if s.charged.saturating_add(s.reserved).saturating_add(tokens) > max {
                 return Admission::Wait;
             }
         }
@@ -173,7 +183,7 @@ impl Budget {
     fn settle(&self, reserved: u64, charged: u64) {
         if let Ok(mut s) = self.state.lock() {
             s.reserved = s.reserved.saturating_sub(reserved);
-            s.charged += charged;
+            s.charged = s.charged.saturating_add(charged);
         }
         self.settled.notify_waiters();
     }
@@ -569,10 +579,10 @@ impl JudgeClient {
         if status.is_success() {
             return self.read_answer(&bytes, full);
         }
-        let excerpt = self.redact(
-            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-                .trim()
-                .to_string(),
+        // redact the whole body first, then cut: a key straddling the cut would leak its prefix
+        let excerpt = excerpt(
+            &self.redact(String::from_utf8_lossy(&bytes).to_string()),
+            300,
         );
         let reason = format!("HTTP {}: {excerpt}", status.as_u16());
         match status.as_u16() {
@@ -643,8 +653,7 @@ impl JudgeClient {
         let parsed: ChatResponse = match serde_json::from_slice(bytes) {
             Ok(p) => p,
             Err(e) => {
-                let start =
-                    self.redact(String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).to_string());
+                let start = excerpt(&self.redact(String::from_utf8_lossy(bytes).to_string()), 80);
                 return bad(format!(
                     "HTTP 200 with a body that is not a chat completion ({e}): {start:?}"
                 ));

@@ -50,7 +50,15 @@ fn parse_critique(text: &str) -> Result<i32, Unparseable> {
             truncate(conclusion.trim(), 40)
         ))
     })?;
-    Ok(last as i32 - 1)
+    // paragraphs are numbered from 1: <analysis_0> names no step, and a number past i32 is no
+    // step either (never wrap it into one)
+    match i32::try_from(last) {
+        Ok(n) if n >= 1 => Ok(n - 1),
+        _ => Err(Unparseable(format!(
+            "conclusion {:?} points at <analysis_{last}>, which names no paragraph (they start at 1)",
+            truncate(conclusion.trim(), 40)
+        ))),
+    }
 }
 
 /// The integer in the last `\boxed{...}` (ProcessBench's prompt: -1 = no error).
@@ -63,12 +71,16 @@ fn parse_boxed(text: &str) -> Result<i32, Unparseable> {
         .find('}')
         .ok_or_else(|| Unparseable("\\boxed{ is never closed".into()))?;
     let value = inner[..end].trim();
-    value.parse::<i32>().map_err(|_| {
-        Unparseable(format!(
-            "\\boxed{{{}}} is not an integer",
-            truncate(value, 40)
-        ))
-    })
+    value
+        .parse::<i64>()
+        .ok()
+        .and_then(|v| i32::try_from(v).ok())
+        .ok_or_else(|| {
+            Unparseable(format!(
+                "\\boxed{{{}}} is not an integer",
+                truncate(value, 40)
+            ))
+        })
 }
 
 /// The text between the last `<tag>` and the `</tag>` after it.
@@ -80,17 +92,17 @@ fn last_tag_content<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
     Some(&text[start..start + len])
 }
 
-/// The number of the last `<analysis_N>` opening tag, in text order.
-fn last_analysis_number(text: &str) -> Option<u32> {
+/// The number of the last `<analysis_N>` opening tag, in text order (any size: the caller
+/// decides whether it names a paragraph).
+fn last_analysis_number(text: &str) -> Option<u128> {
     let mut last = None;
     let mut rest = text;
     while let Some(pos) = rest.find("<analysis_") {
         let after = &rest[pos + "<analysis_".len()..];
         let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
         if !digits.is_empty() && after[digits.len()..].starts_with('>') {
-            if let Ok(n) = digits.parse() {
-                last = Some(n);
-            }
+            // beyond u128 still names no paragraph: saturate rather than skip the tag
+            last = Some(digits.parse().unwrap_or(u128::MAX));
         }
         rest = after;
     }
@@ -167,6 +179,22 @@ mod tests {
 
     #[test]
     fn missing_parts_are_unparseable_with_a_reason() {
+        // issue 12, item 4: a huge paragraph number overflowed `as i32 - 1` (a panic in debug
+        // builds), and <analysis_0> silently became -1 ("all correct")
+        let huge =
+            "<analysis_2147483648>bad</analysis_2147483648><conclusion>Incorrect</conclusion>";
+        assert!(parse_answer(C, huge, 3)
+            .unwrap_err()
+            .0
+            .contains("names no paragraph"));
+        let huger = "<analysis_99999999999999999999999999999999999999999>x<conclusion>Incorrect</conclusion>";
+        assert!(parse_answer(C, huger, 3).is_err());
+        let zero = "<analysis_0>bad</analysis_0><conclusion>Incorrect</conclusion>";
+        assert!(parse_answer(C, zero, 3)
+            .unwrap_err()
+            .0
+            .contains("<analysis_0>"));
+        assert!(parse_answer(PromptFormat::ProcessBench, "\\boxed{99999999999}", 3).is_err());
         let e = parse_answer(C, "<analysis_1>ok</analysis_1>", 2).unwrap_err();
         assert!(e.0.contains("no <conclusion>"), "{e:?}");
         let e = parse_answer(C, "<conclusion>Incorrect</conclusion>", 2).unwrap_err();

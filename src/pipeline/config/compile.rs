@@ -304,6 +304,8 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
         None => inputs,
     };
     let mut job = ScoreJob::new(inputs, output.clone());
+    // a pipeline file's rerun replaces its earlier score outputs (declared, reproducible)
+    job.overwrite = true;
     job.columns = columns;
     (job.model, job.runtime, job.score) = scorer_settings(file, score, &plan.score)?;
     job.batch_rows = score.batch_rows;
@@ -355,6 +357,7 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
                     .map_err(|e| stage_error(&select_name, format!("shard {e}")))?,
                 write_skipped: select.write_skipped,
                 group_by: select.group_by.clone(),
+                restart: select.restart,
             };
             let s = run_filter(&filter)?;
             for t in &tables {
@@ -566,7 +569,7 @@ fn write_ipc(dir: &Path, parts: &[String], target: &Path) -> Result<(), ConfigEr
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| err(&e))?;
     }
-    let tmp = PathBuf::from(format!("{}.tmp", target.display()));
+    let tmp = crate::sink::atomic::temp_path(target, &crate::sink::atomic::process_tag());
     let mut writer: Option<arrow::ipc::writer::FileWriter<std::fs::File>> = None;
     for part in parts {
         let file = std::fs::File::open(dir.join(part)).map_err(|e| err(&e))?;
@@ -590,7 +593,7 @@ fn write_ipc(dir: &Path, parts: &[String], target: &Path) -> Result<(), ConfigEr
     match writer {
         Some(mut w) => {
             w.finish().map_err(|e| err(&e))?;
-            std::fs::rename(&tmp, target).map_err(|e| err(&e))?;
+            crate::sink::atomic::commit(&tmp, target).map_err(|e| err(&e))?;
         }
         None => return Err(err(&"no scored rows to write")),
     }

@@ -193,7 +193,10 @@ pub fn check(
         if let Err(message) = reachable(&judge.url) {
             problems.push(Problem::at(
                 &spans.field(&format!("judge:{name}"), "url"),
-                format!("judge `{name}`: {} does not answer: {message}", judge.url),
+                format!(
+                    "judge `{name}`: {} does not answer: {message}",
+                    without_credentials(&judge.url)
+                ),
             ));
         }
     }
@@ -255,18 +258,10 @@ fn writable(path: &Path, stage: &str, field: &str, spans: &Spans, problems: &mut
 /// The endpoint accepts a TCP connection within two seconds.
 fn reachable(url: &str) -> Result<(), String> {
     use std::net::ToSocketAddrs;
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let host_port = rest.split('/').next().unwrap_or(rest);
-    let default_port = if url.starts_with("https://") { 443 } else { 80 };
-    let target = if host_port
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        host_port.to_string()
-    } else {
-        format!("{host_port}:{default_port}")
-    };
-    let addr = target
+    let parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let host = parsed.host_str().ok_or("no host")?;
+    let port = parsed.port_or_known_default().ok_or("no port")?;
+    let addr = (host, port)
         .to_socket_addrs()
         .map_err(|e| e.to_string())?
         .next()
@@ -274,4 +269,20 @@ fn reachable(url: &str) -> Result<(), String> {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// A URL safe to print: `user:token@` replaced by `***@`.
+pub fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("***");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => match url.split_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_string(),
+        },
+    }
 }

@@ -179,6 +179,9 @@ pub struct SelectStage {
     /// Report keep rates per value of this column.
     #[serde(default)]
     pub group_by: Option<String>,
+    /// Discard an earlier run's outputs in the sink folder instead of resuming it.
+    #[serde(default)]
+    pub restart: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -2,6 +2,7 @@
 //! config types and collects every problem instead of stopping at the first: unknown keys, missing
 //! keys, wrong types and out-of-range values of every stage.
 
+use crate::limits::SettingError;
 use std::collections::{HashMap, HashSet};
 
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
@@ -486,21 +487,19 @@ pub trait CheckValues {
     }
 }
 
-fn unit_interval<T: Into<f64> + Copy + std::fmt::Display>(
+/// The library's range check of a setting (the one CLI flags get), as a located problem.
+fn limit(
     out: &mut Vec<(&'static str, String)>,
     field: &'static str,
-    v: Option<T>,
+    check: Result<(), SettingError>,
 ) {
-    // shown as written (an f32 widened to f64 would print -0.10000000149011612)
-    if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(&(*v).into())) {
-        out.push((field, format!("is {v}, outside 0..1")));
+    if let Err(e) = check {
+        out.push((field, e.message));
     }
 }
 
 fn positive(out: &mut Vec<(&'static str, String)>, field: &'static str, v: f64) {
-    if v <= 0.0 || !v.is_finite() {
-        out.push((field, format!("is {v}, must be above 0")));
-    }
+    limit(out, field, crate::limits::positive(field, v));
 }
 
 impl CheckValues for ModelDecl {
@@ -538,12 +537,31 @@ impl CheckValues for TableSink {}
 
 impl CheckValues for ScoreStage {
     fn check_values(&self) -> Vec<(&'static str, String)> {
+        use crate::limits::{at_least, fraction};
         let mut out = Vec::new();
-        unit_interval(&mut out, "tau", self.tau);
-        unit_interval(&mut out, "delta_pred", Some(self.delta_pred));
-        unit_interval(&mut out, "delta_std", Some(self.delta_std));
-        positive(&mut out, "batch_rows", self.batch_rows as f64);
-        positive(&mut out, "token_budget", self.token_budget as f64);
+        if let Some(tau) = self.tau {
+            limit(&mut out, "tau", fraction("tau", tau, false));
+        }
+        limit(
+            &mut out,
+            "delta_pred",
+            fraction("delta_pred", self.delta_pred, false),
+        );
+        limit(
+            &mut out,
+            "delta_std",
+            fraction("delta_std", self.delta_std, false),
+        );
+        limit(
+            &mut out,
+            "batch_rows",
+            at_least("batch_rows", self.batch_rows, 1),
+        );
+        limit(
+            &mut out,
+            "token_budget",
+            at_least("token_budget", self.token_budget, 1),
+        );
         out
     }
 }
@@ -551,7 +569,13 @@ impl CheckValues for ScoreStage {
 impl CheckValues for SelectStage {
     fn check_values(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        unit_interval(&mut out, "keep_rate", self.keep_rate);
+        if let Some(rate) = self.keep_rate {
+            limit(
+                &mut out,
+                "keep_rate",
+                crate::limits::fraction("keep_rate", rate, false),
+            );
+        }
         if let Err(e) = parse_shard(&self.shard) {
             out.push(("shard", e));
         }
@@ -561,18 +585,22 @@ impl CheckValues for SelectStage {
 
 impl CheckValues for TrainStage {
     fn check_values(&self) -> Vec<(&'static str, String)> {
+        use crate::limits::{at_least, non_negative};
         let mut out = Vec::new();
         positive(&mut out, "lr", self.lr);
-        if self.lambda < 0.0 {
-            out.push(("lambda", format!("is {}, must be 0 or more", self.lambda)));
-        }
-        positive(&mut out, "export_every", self.export_every as f64);
-        positive(&mut out, "eval_every", self.eval_every as f64);
-        if self.cold_start == Some(0) {
-            out.push((
-                "cold_start",
-                "is 0; a cold start needs at least one head".into(),
-            ));
+        limit(&mut out, "lambda", non_negative("lambda", self.lambda));
+        limit(
+            &mut out,
+            "export_every",
+            at_least("export_every", self.export_every, 1),
+        );
+        limit(
+            &mut out,
+            "eval_every",
+            at_least("eval_every", self.eval_every, 1),
+        );
+        if let Some(heads) = self.cold_start {
+            limit(&mut out, "cold_start", at_least("cold_start", heads, 1));
         }
         out
     }

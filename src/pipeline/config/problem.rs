@@ -61,7 +61,7 @@ impl fmt::Display for Report {
                     .take(p.col.saturating_sub(1))
                     .map(|c| if c == '\t' { '\t' } else { ' ' })
                     .collect();
-                writeln!(f, "{number} | {src}")?;
+                writeln!(f, "{number} | {}", mask_credentials(src))?;
                 writeln!(f, "{pad} | {lead}^")?;
             }
         }
@@ -73,6 +73,29 @@ impl fmt::Display for Report {
             self.file
         )
     }
+}
+
+/// A source line safe to print: the `user:token@` of any URL in it becomes `***@` (the caret
+/// column may shift right of it; the message names the field).
+fn mask_credentials(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The closest of `candidates` to `word`, if close enough to be a likely typo.
@@ -130,6 +153,21 @@ mod tests {
         assert_eq!(
             r.to_string(),
             "p.yaml:2:3: unknown key `bad`\n2 |   bad: 2\n  |   ^\n1 problem in p.yaml"
+        );
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            super::mask_credentials("    url: http://user:tok@host:1/v1 # x"),
+            "    url: http://***@host:1/v1 # x"
+        );
+        assert_eq!(
+            super::mask_credentials("url: http://host/v1"),
+            "url: http://host/v1"
         );
     }
 }

@@ -1,12 +1,18 @@
 //! `actprm filter`: score a large corpus, keep the uncertain trajectories, and survive anything.
 //!
-//! The unit of work is one row group of one input file. Each unit's output (kept rows, optionally
-//! skipped rows, rejected rows) is written under temporary names and renamed into place, and only
-//! then is the unit's commit record `units/<unit>.json` written (atomically). A rerun after a crash
-//! (even `kill -9`) skips committed units and redoes the rest, overwriting any half-written files:
-//! no row is lost or duplicated. `--shard i/n` assigns units by a stable hash of (file, row
-//! group), so n machines split one job without talking to each other; `filter-verify` checks that
-//! a set of shard outputs covers every unit exactly once.
+//! The unit of work is one row group of one input file (`unit.rs` names it). Each unit's output
+//! (kept rows, optionally skipped rows, rejected rows) is written under temporary names, fsynced
+//! and renamed into place, and only then is the unit's commit record `units/<unit>.json` written
+//! (atomically, durably), listing every file with its row count. A rerun after a crash (even
+//! `kill -9` or a power loss) checks every committed unit's files, skips the good ones and redoes
+//! the rest: no row is lost or duplicated. `run.json` records the settings the outputs depend on
+//! (model, rule, thresholds, columns); a rerun with other settings is refused (or `--restart`).
+//! `--shard i/n` assigns units by a stable hash, so n machines split one job without talking to
+//! each other (even into one shared folder: temporary files carry the shard, and a lock keeps two
+//! processes of one shard apart); `filter-verify` checks that a set of shard outputs covers every
+//! unit exactly once with every file present.
+
+pub mod unit;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,11 +26,13 @@ use serde::{Deserialize, Serialize};
 
 use super::score::{run_scoring, ScoreHooks, ScoreJob, ScoredSink};
 use super::PipelineError;
+use crate::model::LoadedModel;
 use crate::score::RowScore;
+use crate::sink::atomic::{self, write_atomic_tagged};
 use crate::sink::rejects::RejectedRow;
-use crate::sink::write_atomic;
-use crate::source::discover_inputs;
+use crate::source::discover::discover_named;
 use crate::source::parquet::{plan, PlannedFile};
+pub use unit::{stable_hash, UnitSource};
 
 /// Upper edges of the uncertainty histogram bins (the last bin is open).
 pub const UNCERTAINTY_BINS: [f32; 8] = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0];
@@ -46,6 +54,91 @@ pub struct FilterJob {
     pub write_skipped: bool,
     /// Report keep rates per value of this column.
     pub group_by: Option<String>,
+    /// Throw away an earlier run's outputs in this folder instead of resuming it.
+    pub restart: bool,
+}
+
+impl FilterJob {
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        self.score.validate()?;
+        if let Keep::Rate(rate) = self.keep {
+            crate::limits::fraction("keep_rate", rate, false)?;
+        }
+        let (i, n) = self.shard;
+        if n == 0 || i >= n {
+            return Err(crate::limits::refuse("shard", format!("{i}/{n} needs 0 <= i < n")).into());
+        }
+        Ok(())
+    }
+}
+
+/// What a filter run's outputs depend on: stored as `run.json` when a run starts and compared on
+/// every resume, so a rerun with another model, rule or column mapping never mixes its rows
+/// with the earlier ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub format: u32,
+    pub model_version: String,
+    pub backbone: String,
+    pub keep: Keep,
+    pub tau: f32,
+    pub delta_pred: f32,
+    pub delta_std: f32,
+    /// Keep rates apply per batch, so the batch size changes which rows are kept.
+    pub batch_rows: usize,
+    pub problem_column: Option<String>,
+    pub steps_column: Option<String>,
+    pub write_skipped: bool,
+    pub head_probs: bool,
+    pub group_by: Option<String>,
+}
+
+const RUN_FORMAT: u32 = 2;
+
+impl RunSettings {
+    pub fn of(job: &FilterJob) -> Result<Self, PipelineError> {
+        let model = LoadedModel::open(job.score.model.as_deref())?;
+        Ok(Self {
+            format: RUN_FORMAT,
+            model_version: model.version(),
+            backbone: model
+                .manifest
+                .backbone_sha256
+                .clone()
+                .unwrap_or_else(|| model.manifest.backbone.clone()),
+            keep: job.keep,
+            tau: job.score.score.tau.unwrap_or(model.manifest.tau),
+            delta_pred: job.score.score.rule.delta_pred,
+            delta_std: job.score.score.rule.delta_std,
+            batch_rows: job.score.batch_rows,
+            problem_column: job.score.columns.problem.clone(),
+            steps_column: job.score.columns.steps.clone(),
+            write_skipped: job.write_skipped,
+            head_probs: job.score.with_head_probs,
+            group_by: job.group_by.clone(),
+        })
+    }
+
+    /// The settings that differ from the `earlier` run.json text, as `name: earlier -> now`.
+    /// Both sides go through the same types, so an f32 reads back equal to itself.
+    fn differences(&self, earlier: &str) -> Vec<String> {
+        let as_value = |s: &RunSettings| serde_json::to_value(s).expect("settings serialise");
+        let earlier = match serde_json::from_str::<RunSettings>(earlier) {
+            Ok(e) => as_value(&e),
+            Err(_) => serde_json::from_str(earlier).unwrap_or(serde_json::Value::Null),
+        };
+        let now = as_value(self);
+        let now = now.as_object().expect("an object");
+        now.iter()
+            .filter(|(k, v)| earlier.get(k.as_str()) != Some(v))
+            .map(|(k, v)| {
+                let before = earlier
+                    .get(k.as_str())
+                    .map_or("(absent)".to_string(), |b| b.to_string());
+                format!("{k}: {before} -> {v}")
+            })
+            .collect()
+    }
 }
 
 /// What one unit contributed; also the unit's commit record.
@@ -63,6 +156,10 @@ pub struct UnitStats {
     pub groups: BTreeMap<String, (u64, u64)>,
     /// Counts per `UNCERTAINTY_BINS` bin (one more for the open last bin).
     pub histogram: Vec<u64>,
+    /// Every file the unit wrote (relative to the output folder) and its row count: what resume
+    /// and `filter-verify` check.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -126,37 +223,6 @@ impl FilterSummary {
     }
 }
 
-/// FNV-1a: a hash that never changes between versions or machines (shard assignment relies on it).
-pub fn stable_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-pub fn unit_id(file: &Path, group: Option<usize>) -> String {
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("input");
-    let stem: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect();
-    let hash = stable_hash(&file.display().to_string());
-    match group {
-        Some(g) => format!("{stem}-{hash:016x}-rg{g:05}"),
-        None => format!("{stem}-{hash:016x}-file"),
-    }
-}
-
-pub fn in_shard(file: &Path, group: usize, (i, n): (u64, u64)) -> bool {
-    stable_hash(&format!("{}#{group}", file.display())) % n.max(1) == i
-}
-
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB.
 pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -169,58 +235,67 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-struct OpenWriter {
-    writer: ArrowWriter<File>,
-    tmp: PathBuf,
-}
-
-fn open_writer(dir: &Path, batch: &RecordBatch) -> Result<OpenWriter, PipelineError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| PipelineError::Stage(format!("{}: {e}", dir.display())))?;
-    let tmp = dir.join(format!(".unit-{}.parquet.tmp", std::process::id()));
-    let file =
-        File::create(&tmp).map_err(|e| PipelineError::Stage(format!("{}: {e}", tmp.display())))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
-        .map_err(|e| PipelineError::Stage(e.to_string()))?;
-    Ok(OpenWriter { writer, tmp })
-}
-
-/// One output stream of the unit in progress (kept, skipped or rejects).
-#[derive(Default)]
+/// One output stream of the unit in progress (kept, skipped or rejects), written under a
+/// temporary name that carries this run's shard.
 struct UnitOutput {
-    open: Option<OpenWriter>,
+    dir: PathBuf,
+    tag: String,
+    open: Option<(ArrowWriter<File>, PathBuf)>,
+    rows: u64,
 }
 
 impl UnitOutput {
-    fn write(&mut self, dir: &Path, batch: &RecordBatch) -> Result<(), PipelineError> {
+    fn new(dir: PathBuf, tag: &str) -> Self {
+        Self {
+            dir,
+            tag: tag.to_string(),
+            open: None,
+            rows: 0,
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), PipelineError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         if self.open.is_none() {
-            self.open = Some(open_writer(dir, batch)?);
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| PipelineError::Stage(format!("{}: {e}", self.dir.display())))?;
+            let tmp = atomic::temp_path(&self.dir.join("unit.parquet"), &self.tag);
+            let file = File::create(&tmp)
+                .map_err(|e| PipelineError::Stage(format!("{}: {e}", tmp.display())))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .build();
+            let writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
+                .map_err(|e| PipelineError::Stage(e.to_string()))?;
+            self.open = Some((writer, tmp));
         }
-        let w = self.open.as_mut().expect("opened above");
-        w.writer
+        let (writer, _) = self.open.as_mut().expect("opened above");
+        writer
             .write(batch)
-            .map_err(|e| PipelineError::Stage(e.to_string()))
+            .map_err(|e| PipelineError::Stage(e.to_string()))?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
     }
 
-    /// Closes and renames to `final_path`; with no rows, removes a stale file of a crashed run.
-    fn commit(&mut self, final_path: &Path) -> Result<(), PipelineError> {
+    /// Closes, fsyncs and renames to `final_path`; returns its rows (`None`: the unit wrote no
+    /// row here, and a stale file of a crashed run is removed).
+    fn commit(&mut self, final_path: &Path) -> Result<Option<u64>, PipelineError> {
+        let rows = std::mem::take(&mut self.rows);
         match self.open.take() {
-            Some(w) => {
-                w.writer
+            Some((writer, tmp)) => {
+                writer
                     .close()
                     .map_err(|e| PipelineError::Stage(e.to_string()))?;
-                std::fs::rename(&w.tmp, final_path)
-                    .map_err(|e| PipelineError::Stage(format!("{}: {e}", final_path.display())))
+                atomic::commit(&tmp, final_path)?;
+                Ok(Some(rows))
             }
             None => {
-                let _ = std::fs::remove_file(final_path);
-                Ok(())
+                if std::fs::remove_file(final_path).is_ok() {
+                    atomic::sync_parent(final_path)?;
+                }
+                Ok(None)
             }
         }
     }
@@ -231,6 +306,10 @@ struct FilterSink {
     keep: Keep,
     write_skipped: bool,
     group_by: Option<String>,
+    /// Temporary-name tag of this shard.
+    tag: String,
+    /// The unit naming of every planned input file.
+    sources: std::collections::HashMap<PathBuf, UnitSource>,
     kept: UnitOutput,
     skipped: UnitOutput,
     rejects: UnitOutput,
@@ -239,28 +318,41 @@ struct FilterSink {
 }
 
 impl FilterSink {
+    fn source(&self, path: &Path) -> Result<&UnitSource, PipelineError> {
+        self.sources.get(path).ok_or_else(|| {
+            PipelineError::Stage(format!("{} was not planned as a unit", path.display()))
+        })
+    }
+
     fn commit(
         &mut self,
         unit: String,
         file: &Path,
         group: Option<usize>,
     ) -> Result<(), PipelineError> {
-        self.kept
-            .commit(&self.out.join("kept").join(format!("{unit}.parquet")))?;
+        let mut outputs = BTreeMap::new();
+        let files = unit::unit_files(&unit);
+        let mut streams = vec![("kept", &mut self.kept), ("rejects", &mut self.rejects)];
         if self.write_skipped {
-            self.skipped
-                .commit(&self.out.join("skipped").join(format!("{unit}.parquet")))?;
+            streams.push(("skipped", &mut self.skipped));
         }
-        self.rejects
-            .commit(&self.out.join("rejects").join(format!("{unit}.parquet")))?;
+        for (dir, stream) in streams {
+            let name = &files[dir];
+            if let Some(rows) = stream.commit(&self.out.join(name))? {
+                outputs.insert(name.clone(), rows);
+            }
+        }
         let mut stats = std::mem::take(&mut self.stats);
         stats.unit = unit.clone();
         stats.file = file.display().to_string();
         stats.row_group = group;
         stats.histogram.resize(UNCERTAINTY_BINS.len() + 1, 0);
-        write_atomic(
+        stats.outputs = outputs;
+        crate::failpoint::hit("filter-commit");
+        write_atomic_tagged(
             &self.out.join("units").join(format!("{unit}.json")),
             &serde_json::to_vec(&stats).expect("stats serialise"),
+            &self.tag,
         )?;
         self.committed += 1;
         Ok(())
@@ -303,18 +395,18 @@ impl ScoredSink for FilterSink {
         let keep = BooleanArray::from(mask.clone());
         let kept = arrow::compute::filter_record_batch(output, &keep)
             .map_err(|e| PipelineError::Stage(e.to_string()))?;
-        self.kept.write(&self.out.join("kept"), &kept)?;
+        self.kept.write(&kept)?;
         if self.write_skipped {
             let skip =
                 arrow::compute::not(&keep).map_err(|e| PipelineError::Stage(e.to_string()))?;
             let skipped = arrow::compute::filter_record_batch(output, &skip)
                 .map_err(|e| PipelineError::Stage(e.to_string()))?;
-            self.skipped.write(&self.out.join("skipped"), &skipped)?;
+            self.skipped.write(&skipped)?;
         }
         if !rejected.is_empty() {
             let mut sink = crate::sink::RejectSink::new(&self.out);
             let batch = sink.batch(path, input, rejected)?;
-            self.rejects.write(&self.out.join("rejects"), &batch)?;
+            self.rejects.write(&batch)?;
         }
         let st = &mut self.stats;
         st.rows_in += input.num_rows() as u64;
@@ -364,27 +456,31 @@ impl ScoredSink for FilterSink {
     ) -> Result<(), PipelineError> {
         self.stats.rows_in += rows;
         self.stats.rows_rejected += rows;
-        let line = serde_json::json!({"file": path.display().to_string(), "first_row": first_row, "rows": rows, "reason": reason});
+        let line = crate::sink::rejects::unreadable_record(path, first_row, rows, reason);
         let dir = self.out.join("rejects");
+        let whole_file = self.source(path)?.unit_id(None);
         if first_row.is_none() {
             // the whole file is unreadable: it is its own unit
-            write_atomic(
-                &dir.join(format!("{}.unreadable.json", unit_id(path, None))),
+            write_atomic_tagged(
+                &dir.join(format!("{whole_file}.unreadable.json")),
                 line.to_string().as_bytes(),
+                &self.tag,
             )?;
-            self.commit(unit_id(path, None), path, None)?;
+            self.commit(whole_file, path, None)?;
         } else {
-            let unit_hint = format!("{}-{}", unit_id(path, None), first_row.unwrap_or(0));
-            write_atomic(
+            let unit_hint = format!("{whole_file}-{}", first_row.unwrap_or(0));
+            write_atomic_tagged(
                 &dir.join(format!("{unit_hint}.unreadable.json")),
                 line.to_string().as_bytes(),
+                &self.tag,
             )?;
         }
         Ok(())
     }
 
     fn group_end(&mut self, path: &Path, group: usize) -> Result<(), PipelineError> {
-        self.commit(unit_id(path, Some(group)), path, Some(group))
+        let unit = self.source(path)?.unit_id(Some(group));
+        self.commit(unit, path, Some(group))
     }
 
     fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError> {
@@ -416,60 +512,154 @@ pub fn committed_units(out: &Path) -> Result<Vec<UnitStats>, PipelineError> {
     Ok(units)
 }
 
-/// Plans the units this shard still has to do.
-fn plan_units(job: &FilterJob) -> Result<(Vec<PlannedFile>, u64), PipelineError> {
-    let files = discover_inputs(&job.score.inputs, "parquet")?;
-    let mut planned = plan(&files, &job.score.columns)?;
-    let done: std::collections::HashSet<String> = committed_units(&job.score.output)?
-        .into_iter()
-        .map(|u| u.unit)
-        .collect();
-    let mut todo_units = 0;
-    planned.retain_mut(|f| {
-        if f.columns.is_err() {
-            let keep = !done.contains(&unit_id(&f.path, None)) && in_shard(&f.path, 0, job.shard);
-            todo_units += u64::from(keep);
-            return keep;
-        }
-        let groups: Vec<usize> = (0..f.row_groups)
-            .filter(|&g| {
-                in_shard(&f.path, g, job.shard) && !done.contains(&unit_id(&f.path, Some(g)))
-            })
-            .collect();
-        todo_units += groups.len() as u64;
-        let any = !groups.is_empty();
-        f.groups = Some(groups);
-        any
-    });
-    Ok((planned, todo_units))
+/// The planned input files with their unit naming.
+fn plan_sources(
+    inputs: &[String],
+    columns: &crate::source::ColumnMapping,
+) -> Result<(Vec<PlannedFile>, Vec<UnitSource>), PipelineError> {
+    let files = discover_named(inputs, "parquet")?;
+    let sources: Vec<UnitSource> = files.iter().map(UnitSource::new).collect();
+    let paths: Vec<PathBuf> = files.into_iter().map(|f| f.path).collect();
+    Ok((plan(&paths, columns)?, sources))
 }
 
-pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
+/// Plans the units this shard still has to do: every unit of the shard without a commit record
+/// whose files check out. A record whose files are missing or short is removed (with a warning)
+/// and its unit redone.
+type Planned = (Vec<PlannedFile>, Vec<UnitSource>, u64);
+
+fn plan_units(job: &FilterJob) -> Result<Planned, PipelineError> {
     let out = &job.score.output;
-    std::fs::create_dir_all(out)
-        .map_err(|e| PipelineError::Stage(format!("{}: {e}", out.display())))?;
-    // leftovers of a killed run are never committed; remove them
-    for sub in ["kept", "skipped", "rejects", "units"] {
-        if let Ok(entries) = std::fs::read_dir(out.join(sub)) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().ends_with(".tmp")
-                    || e.file_name().to_string_lossy().contains(".tmp-")
-                {
-                    let _ = std::fs::remove_file(e.path());
-                }
+    let (planned, sources) = plan_sources(&job.score.inputs, &job.score.columns)?;
+    let mut done = std::collections::HashSet::new();
+    for u in committed_units(out)? {
+        match unit::check_committed(out, &u) {
+            Ok(()) => {
+                done.insert(u.unit);
+            }
+            Err(problem) => {
+                eprintln!("actprm: {problem}: redoing the unit");
+                let record = out.join("units").join(format!("{}.json", u.unit));
+                std::fs::remove_file(&record)
+                    .map_err(|e| PipelineError::Stage(format!("{}: {e}", record.display())))?;
+                atomic::sync_parent(&record)?;
             }
         }
     }
+    let mut todo_units = 0;
+    let mut kept = (Vec::new(), Vec::new());
+    for (mut f, source) in planned.into_iter().zip(sources) {
+        if f.columns.is_err() {
+            let todo = !done.contains(&source.unit_id(None)) && source.in_shard(0, job.shard);
+            todo_units += u64::from(todo);
+            if todo {
+                kept.0.push(f);
+                kept.1.push(source);
+            }
+            continue;
+        }
+        let groups: Vec<usize> = (0..f.row_groups)
+            .filter(|&g| source.in_shard(g, job.shard) && !done.contains(&source.unit_id(Some(g))))
+            .collect();
+        todo_units += groups.len() as u64;
+        if !groups.is_empty() {
+            f.groups = Some(groups);
+            kept.0.push(f);
+            kept.1.push(source);
+        }
+    }
+    Ok((kept.0, kept.1, todo_units))
+}
+
+/// Checks `run.json` against this run's settings (or writes it for a new run); `--restart`
+/// clears an earlier run's outputs first.
+fn start_run(job: &FilterJob, settings: &RunSettings) -> Result<(), PipelineError> {
+    let out = &job.score.output;
+    let record = out.join("run.json");
+    if job.restart {
+        for sub in ["kept", "skipped", "rejects", "units"] {
+            let dir = out.join(sub);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| PipelineError::Stage(format!("{}: {e}", dir.display())))?;
+            }
+        }
+        let _ = std::fs::remove_file(&record);
+        atomic::sync_dir(out)?;
+    }
+    match std::fs::read_to_string(&record) {
+        Ok(text) => {
+            let differences = settings.differences(&text);
+            if !differences.is_empty() {
+                return Err(PipelineError::Stage(format!(
+                    "{} holds a filter run with other settings ({}); resuming would mix their \
+                     outputs. Rerun with the same settings, choose another output folder, or pass \
+                     --restart to discard the earlier outputs",
+                    out.display(),
+                    differences.join("; ")
+                )));
+            }
+            Ok(())
+        }
+        Err(_) if !committed_units(out)?.is_empty() => Err(PipelineError::Stage(format!(
+            "{} holds committed units but no run.json (an older actprm or a damaged folder): \
+             their settings cannot be checked. Pass --restart to discard them",
+            out.display()
+        ))),
+        Err(_) => Ok(write_atomic_tagged(
+            &record,
+            &serde_json::to_vec_pretty(settings).expect("settings serialise"),
+            &shard_tag(job.shard),
+        )?),
+    }
+}
+
+/// The tag of this shard's temporary files.
+fn shard_tag((i, n): (u64, u64)) -> String {
+    format!("shard-{i}-of-{n}")
+}
+
+/// Holds `OUT/.lock-shard-i-of-n` for the run, so two processes never work on one shard.
+fn lock_shard(out: &Path, shard: (u64, u64)) -> Result<File, PipelineError> {
+    let path = out.join(format!(".lock-{}", shard_tag(shard)));
+    let file = File::create(&path)
+        .map_err(|e| PipelineError::Stage(format!("{}: {e}", path.display())))?;
+    file.try_lock().map_err(|_| {
+        PipelineError::Stage(format!(
+            "{}: another actprm filter is running shard {}/{} in this folder",
+            out.display(),
+            shard.0,
+            shard.1
+        ))
+    })?;
+    Ok(file)
+}
+
+pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
+    job.validate()?;
+    let out = &job.score.output;
+    std::fs::create_dir_all(out)
+        .map_err(|e| PipelineError::Stage(format!("{}: {e}", out.display())))?;
+    let _lock = lock_shard(out, job.shard)?;
+    let tag = shard_tag(job.shard);
+    // a killed run of this shard leaves temporary files; other shards' are theirs to clean
+    for sub in ["", "kept", "skipped", "rejects", "units"] {
+        atomic::remove_temps(&out.join(sub), |t| t == tag);
+    }
+    let settings = RunSettings::of(job)?;
+    start_run(job, &settings)?;
     let started = std::time::Instant::now();
-    let (planned, todo) = plan_units(job)?;
+    let (planned, sources, todo) = plan_units(job)?;
     let sink = FilterSink {
         out: out.clone(),
         keep: job.keep,
         write_skipped: job.write_skipped,
         group_by: job.group_by.clone(),
-        kept: UnitOutput::default(),
-        skipped: UnitOutput::default(),
-        rejects: UnitOutput::default(),
+        kept: UnitOutput::new(out.join("kept"), &tag),
+        skipped: UnitOutput::new(out.join("skipped"), &tag),
+        rejects: UnitOutput::new(out.join("rejects"), &tag),
+        tag: tag.clone(),
+        sources: sources.into_iter().map(|s| (s.path.clone(), s)).collect(),
         stats: UnitStats::default(),
         committed: 0,
     };
@@ -497,9 +687,10 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
     } else {
         "summary.json".into()
     };
-    write_atomic(
+    write_atomic_tagged(
         &out.join(name),
         &serde_json::to_vec_pretty(&summary).expect("summary serialises"),
+        &tag,
     )?;
     Ok(summary)
 }
@@ -555,8 +746,7 @@ pub fn verify(
     columns: &crate::source::ColumnMapping,
     outputs: &[PathBuf],
 ) -> Result<(FilterSummary, Vec<String>), PipelineError> {
-    let files = discover_inputs(inputs, "parquet")?;
-    let planned = plan(&files, columns)?;
+    let (planned, sources) = plan_sources(inputs, columns)?;
     let mut seen: BTreeMap<String, Vec<(PathBuf, UnitStats)>> = BTreeMap::new();
     let mut all = Vec::new();
     for out in outputs {
@@ -568,12 +758,12 @@ pub fn verify(
         }
     }
     let mut problems = Vec::new();
-    for f in &planned {
+    for (f, source) in planned.iter().zip(&sources) {
         let expected: Vec<(String, u64)> = if f.columns.is_err() {
-            vec![(unit_id(&f.path, None), 0)]
+            vec![(source.unit_id(None), 0)]
         } else {
             (0..f.row_groups)
-                .map(|g| (unit_id(&f.path, Some(g)), f.group_rows[g]))
+                .map(|g| (source.unit_id(Some(g)), f.group_rows[g]))
                 .collect()
         };
         for (unit, rows) in expected {
@@ -590,7 +780,12 @@ pub fn verify(
                     "{unit}: {} rows accounted for, the file has {rows}",
                     v[0].1.rows_in
                 )),
-                Some(_) => {}
+                Some(v) => {
+                    let (out, stats) = &v[0];
+                    if let Err(problem) = unit::check_committed(out, stats) {
+                        problems.push(problem);
+                    }
+                }
             }
         }
     }
