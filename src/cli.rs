@@ -32,7 +32,9 @@ pub struct Cli {
 enum Command {
     /// Score every step of Parquet trajectories; write scored Parquet parts and summary.json.
     Score(ScoreArgs),
-    /// Convert labelled JSON Lines / ProcessBench JSON to Parquet (id, problem, steps, label).
+    /// Convert labelled data as released (JSON Lines, ProcessBench JSON, TRL stepwise JSON Lines,
+    /// PRM800K raw, Math-Shepherd raw) to Parquet (id, problem, steps, label). A record that
+    /// cannot be converted is reported with its line and reason, and kept in OUTPUT.rejects.jsonl.
     Convert {
         /// Input .jsonl or .json files.
         #[arg(required = true)]
@@ -402,7 +404,7 @@ fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 
 #[derive(Args, Debug, Clone)]
 struct ActiveArgs {
-    /// The pool: Parquet files, globs or folders (with a label, ratings or hard_labels column
+    /// The pool: Parquet files, globs or folders (with a label, ratings, hard_labels or labels column
     /// unless a judge labels it).
     #[arg(long, short, required = true, num_args = 1..)]
     input: Vec<String>,
@@ -888,16 +890,47 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Convert { inputs, output } => {
             let mut records = Vec::new();
+            let mut rejects = Vec::new();
             for path in &inputs {
-                records.extend(actprm::source::jsonl::read_labelled(path)?);
+                let (r, bad) = actprm::source::raw::convert_file(path)?;
+                records.extend(r);
+                rejects.extend(bad);
+            }
+            if records.is_empty() {
+                return Err(
+                    format!("no record could be converted ({} rejected)", rejects.len()).into(),
+                );
             }
             let batch = actprm::source::jsonl::to_record_batch(&records);
             // straight to OUTPUT under a temporary name: no other file in its folder is touched
             actprm::sink::parquet::write_file(&output, &[batch])?;
+            let rejects_path = PathBuf::from(format!("{}.rejects.jsonl", output.display()));
+            if rejects.is_empty() {
+                let _ = std::fs::remove_file(&rejects_path);
+            } else {
+                let mut text = String::new();
+                for r in &rejects {
+                    eprintln!("actprm: {}:{}: {} (rejected)", r.file, r.line, r.reason);
+                    text +=
+                        &serde_json::json!({"file": r.file, "line": r.line, "reason": r.reason})
+                            .to_string();
+                    text.push('\n');
+                }
+                actprm::sink::write_atomic(&rejects_path, text.as_bytes())?;
+            }
             println!(
-                "wrote {} trajectories to {}",
+                "wrote {} trajectories to {}{}",
                 records.len(),
-                output.display()
+                output.display(),
+                if rejects.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} records rejected (listed in {})",
+                        rejects.len(),
+                        rejects_path.display()
+                    )
+                }
             );
         }
         Command::InitModel {

@@ -85,7 +85,7 @@ fn trajectory_input_schema_is_current() {
             "columns": [
                 {"role": "problem", "names_tried": PROBLEM_CANDIDATES, "flag": "--problem-column", "types": text, "nullable": "null rows are rejected"},
                 {"role": "steps", "names_tried": STEPS_CANDIDATES, "flag": "--steps-column", "types": text.map(|t| format!("list<{t}>")), "nullable": "null or empty lists and empty steps are rejected"},
-                {"role": "label (optional)", "names_tried": ["label", "ratings", "hard_labels"], "types": ["integer: first wrong step (0-based), -1 = all correct", "list<integer>: PRM800K ratings per step, +1 good / 0 neutral / -1 bad; the first -1 is the first error (a null before it leaves the row unlabelled)", "list<integer>: hard labels 1 = correct, 0 = wrong"]}
+                {"role": "label (optional)", "names_tried": ["label", "ratings", "hard_labels", "labels"], "types": ["integer: first wrong step (0-based), -1 = all correct", "list<integer>: PRM800K ratings per step, +1 good / 0 neutral / -1 bad; the first -1 is the first error (a null before it leaves the row unlabelled)", "list<integer>: hard labels 1 = correct, 0 = wrong", "list<bool> or list<integer>: TRL stepwise supervision, true (1) = correct; the first false is the first error"]}
             ],
             "other_columns": "carried through unchanged",
         }),

@@ -1,6 +1,6 @@
 //! Labels already in the pool, in the forms users have: a first-error index (ProcessBench
 //! `label`, -1 = all correct), per-step ratings (PRM800K: +1/0/-1; 0 is neutral), or ActPRM's
-//! `hard_labels` (1 = correct, 0 = wrong).
+//! `hard_labels` (1 = correct, 0 = wrong), or TRL's stepwise `labels` (true = correct).
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
@@ -14,7 +14,7 @@ pub enum LabelColumn {
 }
 
 impl LabelColumn {
-    /// The first label column found: `label`, then `ratings`, then `hard_labels`.
+    /// The first label column found: `label`, then `ratings`, `hard_labels`, `labels`.
     pub fn detect(schema: &arrow::datatypes::Schema) -> Option<Self> {
         let has = |n: &str| {
             schema
@@ -27,12 +27,16 @@ impl LabelColumn {
                 return Some(Self::FirstError("label".into()));
             }
         }
+        // `labels` is TRL's stepwise-supervision layout (trl-lib/prm800k, math_shepherd):
+        // one bool (or 0/1) per step, true = correct, read like hard labels
         for (name, make) in [
             ("ratings", Self::Ratings as fn(String) -> Self),
             ("hard_labels", Self::HardLabels),
+            ("labels", Self::HardLabels),
         ] {
             if let Some(DataType::List(f) | DataType::LargeList(f)) = has(name) {
-                if f.data_type().is_integer() || f.data_type().is_floating() {
+                let item = f.data_type();
+                if item.is_integer() || item.is_floating() || item == &DataType::Boolean {
                     return Some(make(name.into()));
                 }
             }

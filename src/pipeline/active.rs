@@ -390,7 +390,7 @@ impl LoopCtx {
         } else {
             let column = LabelColumn::detect(&out.schema()).ok_or_else(|| {
                 PipelineError::Stage(
-                    "pool mode needs a label column (label, ratings or hard_labels); \
+                    "pool mode needs a label column (label, ratings, hard_labels or labels); \
                      without one, label by a judge"
                         .into(),
                 )

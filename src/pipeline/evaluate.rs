@@ -126,7 +126,8 @@ fn labelled_from_parquet(path: &Path) -> Result<Vec<LabelledTrajectory>, Pipelin
                 ..
             } => {
                 let Some(col) = LabelColumn::detect(&batch.schema()) else {
-                    failure = Some("has no label column (label, ratings or hard_labels)".into());
+                    failure =
+                        Some("has no label column (label, ratings, hard_labels or labels)".into());
                     return false;
                 };
                 let steps: Vec<usize> = rows

@@ -480,7 +480,7 @@ fn read_labelled_any(path: &Path) -> Result<Vec<(String, Vec<String>, i32)>, Pip
             };
             let Some(column) = LabelColumn::detect(&batch.schema()) else {
                 failure = Some(format!(
-                    "{}: no label column (label, ratings or hard_labels)",
+                    "{}: no label column (label, ratings, hard_labels or labels)",
                     path.display()
                 ));
                 return false;

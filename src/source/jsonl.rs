@@ -75,6 +75,9 @@ pub fn parse_record(value: &Value) -> Result<LabelledTrajectory, String> {
             Some(("ratings", StepLabelForm::Ratings))
         } else if obj.contains_key("hard_labels") {
             Some(("hard_labels", StepLabelForm::HardLabels))
+        } else if obj.contains_key("labels") {
+            // TRL stepwise supervision: true = correct step
+            Some(("labels", StepLabelForm::HardLabels))
         } else {
             None
         };
@@ -88,10 +91,11 @@ pub fn parse_record(value: &Value) -> Result<LabelledTrajectory, String> {
                     .enumerate()
                     .map(|(i, x)| match x {
                         Value::Null => Ok(None),
+                        Value::Bool(b) => Ok(Some(i64::from(*b))),
                         x => x
                             .as_i64()
                             .map(Some)
-                            .ok_or(format!("{name}[{i}] is not an integer")),
+                            .ok_or(format!("{name}[{i}] is not an integer or a boolean")),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 first_error_from_steps(form, &values)

@@ -5,6 +5,7 @@ pub mod discover;
 pub mod generate;
 pub mod jsonl;
 pub mod parquet;
+pub mod raw;
 
 pub use columns::{ColumnMapping, RowReject, Trajectory};
 pub use discover::discover_inputs;

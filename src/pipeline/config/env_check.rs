@@ -90,7 +90,7 @@ pub fn check(
                         if LabelColumn::detect(&schema).is_none() {
                             problems.push(Problem::at(
                                 &spans.field(name, "paths"),
-                                format!("source `{name}`: {} has no label column (label, ratings or hard_labels), which transform `{label}` (label, mode: pool) needs", path.display()),
+                                format!("source `{name}`: {} has no label column (label, ratings, hard_labels or labels), which transform `{label}` (label, mode: pool) needs", path.display()),
                             ));
                         }
                     }

@@ -187,7 +187,7 @@ pub struct SelectStage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LabelMode {
-    /// The pool's own label column (label, ratings or hard_labels).
+    /// The pool's own label column (label, ratings, hard_labels or labels).
     Pool,
     /// An LLM judge named under `judges`.
     Judge,

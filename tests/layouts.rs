@@ -1,0 +1,279 @@
+//! Data sets in the layouts PRM users have them (issue 17): TRL stepwise supervision read directly
+//! by eval, score/train and the active loop; PRM800K raw and Math-Shepherd raw through `convert`,
+//! compared with an independent Python reference (tools/convert-reference/make_expected.py).
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, AsArray, BooleanBuilder, ListBuilder, RecordBatch, StringArray, StringBuilder,
+};
+use common::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn jsonl(name: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(data(name))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// (id, problem, steps, label) of a converted Parquet file.
+fn converted(path: &Path) -> Vec<(String, String, Vec<String>, i32)> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut out = Vec::new();
+    for b in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+    {
+        let b = b.unwrap();
+        let id = b.column_by_name("id").unwrap().as_string::<i32>();
+        let problem = b.column_by_name("problem").unwrap().as_string::<i32>();
+        let steps = b.column_by_name("steps").unwrap().as_list::<i32>();
+        let label = b
+            .column_by_name("label")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int32Type>();
+        for i in 0..b.num_rows() {
+            let st = steps.value(i);
+            out.push((
+                id.value(i).to_string(),
+                problem.value(i).to_string(),
+                st.as_string::<i32>()
+                    .iter()
+                    .map(|x| x.unwrap().to_string())
+                    .collect(),
+                label.value(i),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn prm800k_raw_converts_as_the_reference_does_and_reports_rejects_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("prm800k.parquet");
+    let mut files: Vec<_> = std::fs::read_dir(data("prm800k_raw"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut args = vec!["convert"];
+    args.extend(files.iter().map(|p| s(p)));
+    args.extend(["-o", s(&out)]);
+    let o = actprm(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected: Vec<(String, String, Vec<String>, i32)> = jsonl("prm800k_raw_expected.jsonl")
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().to_string(),
+                v["problem"].as_str().unwrap().to_string(),
+                v["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_string())
+                    .collect(),
+                v["label"].as_i64().unwrap() as i32,
+            )
+        })
+        .collect();
+    assert_eq!(converted(&out), expected);
+    // the record with nothing chosen or rated -1 is rejected, by file and line, and listed
+    assert!(
+        stderr(&o).contains("prm800k-phase1-train-example.json:")
+            && stderr(&o).contains("nothing labelled to keep"),
+        "{}",
+        stderr(&o)
+    );
+    let rejects = std::fs::read_to_string(format!("{}.rejects.jsonl", out.display())).unwrap();
+    assert_eq!(rejects.lines().count(), 1, "{rejects}");
+}
+
+#[test]
+fn math_shepherd_raw_converts_and_a_damaged_record_is_rejected_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("shepherd.parquet");
+    let o = actprm(&[
+        "convert",
+        s(&data("math_shepherd_style.jsonl")),
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let records = jsonl("math_shepherd_style.jsonl");
+    let rows = converted(&out);
+    // the last record is the damaged one
+    assert_eq!(rows.len(), records.len() - 1);
+    let sample = read_parquet_rows_of("prm800k_test_sample.jsonl");
+    for ((_, problem, steps, label), source) in rows.iter().zip(&records) {
+        assert_eq!(*label as i64, source["expected_label"].as_i64().unwrap());
+        // the steps and problem are the original trajectory's, tags and "Step k:" removed
+        assert!(
+            sample
+                .iter()
+                .any(|r| &r.problem == problem && &r.steps == steps),
+            "{problem}"
+        );
+    }
+    let damaged = format!(
+        "math_shepherd_style.jsonl:{}: label text differs from input",
+        records.len()
+    );
+    assert!(stderr(&o).contains(&damaged), "{}", stderr(&o));
+}
+
+fn read_parquet_rows_of(name: &str) -> Vec<actprm::source::jsonl::LabelledTrajectory> {
+    records(name)
+}
+
+/// TRL's layout as Parquet: prompt, completions (list<string>), labels (list<bool>).
+fn trl_parquet(path: &Path) -> Vec<i32> {
+    let rows = jsonl("trl_stepwise.jsonl");
+    let mut completions = ListBuilder::new(StringBuilder::new());
+    let mut labels = ListBuilder::new(BooleanBuilder::new());
+    for r in &rows {
+        for c in r["completions"].as_array().unwrap() {
+            completions.values().append_value(c.as_str().unwrap());
+        }
+        completions.append(true);
+        for l in r["labels"].as_array().unwrap() {
+            labels.values().append_value(l.as_bool().unwrap());
+        }
+        labels.append(true);
+    }
+    let prompts = StringArray::from_iter_values(rows.iter().map(|r| r["prompt"].as_str().unwrap()));
+    let batch = RecordBatch::try_from_iter(vec![
+        ("prompt", Arc::new(prompts) as ArrayRef),
+        ("completions", Arc::new(completions.finish()) as ArrayRef),
+        ("labels", Arc::new(labels.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(path, &batch);
+    rows.iter()
+        .map(|r| r["expected_label"].as_i64().unwrap() as i32)
+        .collect()
+}
+
+#[test]
+fn trl_stepwise_files_evaluate_like_the_same_rows_in_the_standard_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let trl = dir.path().join("trl.parquet");
+    let expected = trl_parquet(&trl);
+    assert!(expected.iter().any(|&l| l >= 0) && expected.contains(&-1));
+    // the JSON Lines reader takes the same layout
+    let from_jsonl: Vec<i32> = actprm::source::jsonl::read_labelled(&data("trl_stepwise.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|r| r.label.unwrap())
+        .collect();
+    assert_eq!(from_jsonl, expected);
+    // the same rows in today's layout (id, problem, steps, label), through convert
+    let standard = dir.path().join("standard.parquet");
+    let o = actprm(&[
+        "convert",
+        s(&data("trl_stepwise.jsonl")),
+        "-o",
+        s(&standard),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        converted(&standard).iter().map(|r| r.3).collect::<Vec<_>>(),
+        expected
+    );
+    let eval = |file: &Path| {
+        let o = actprm(&["eval", s(file), "--tau", "0.5", "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        // the subset is named after the file: compare its numbers
+        let stem = file.file_stem().unwrap().to_str().unwrap();
+        (v["subsets"][stem].clone(), v["mean_f1"].clone())
+    };
+    let (trl_numbers, standard_numbers) = (eval(&trl), eval(&standard));
+    assert_eq!(trl_numbers.0["n_error"], 2, "{trl_numbers:?}");
+    assert_eq!(trl_numbers, standard_numbers);
+}
+
+#[test]
+fn trl_stepwise_pools_train_and_run_the_active_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let trl = dir.path().join("trl.parquet");
+    let expected = trl_parquet(&trl);
+    // score --features carries the labels into the feature store train reads
+    let features = dir.path().join("f.arrow");
+    let o = actprm(&[
+        "score",
+        "-i",
+        s(&trl),
+        "-o",
+        s(&dir.path().join("scored")),
+        "--features",
+        s(&features),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, rows) = actprm::pipeline::features::read_features(&features).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.label.unwrap()).collect::<Vec<_>>(),
+        expected
+    );
+    let o = actprm(&[
+        "train",
+        "--features",
+        s(&features),
+        "-o",
+        s(&dir.path().join("model")),
+        "--epochs",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // the active loop's pool mode reads the labels column
+    let out = dir.path().join("active");
+    let o = actprm(&[
+        "active",
+        "-i",
+        s(&trl),
+        "-o",
+        s(&out),
+        "--cold-start",
+        "2",
+        "--keep-rate",
+        "1",
+        "--batch-rows",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut labelled: Vec<(u64, i32)> = Vec::new();
+    for b in read_parquet_dir(&out.join("decisions"), "decisions-") {
+        let row = b
+            .column_by_name("source_row")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt64Type>();
+        let label = b
+            .column_by_name("label")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int32Type>();
+        for i in 0..b.num_rows() {
+            labelled.push((row.value(i), label.value(i)));
+        }
+    }
+    labelled.sort();
+    assert_eq!(
+        labelled,
+        expected
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u64, l))
+            .collect::<Vec<_>>(),
+        "every pool row labelled from its TRL labels"
+    );
+}
