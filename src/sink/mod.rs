@@ -51,7 +51,7 @@ pub fn prepare_output(dir: &std::path::Path, overwrite: bool) -> Result<(), Sink
     if !overwrite {
         return Err(err(format!(
             "holds an earlier run's output ({} entries such as {}); pass --overwrite \
-             (pipeline files: overwrite: true) to replace it, or choose another folder",
+             to replace it, or choose another folder",
             earlier.len(),
             earlier[0].display()
         )));
