@@ -64,16 +64,12 @@ impl Strategy {
             Strategy::Full => (0..n).collect(),
             Strategy::ActPrm => (0..n).filter(|&i| decisions[i].selected).collect(),
             Strategy::ActPrmRate(rate) => {
-                let mut order: Vec<usize> = (0..n).collect();
-                order.sort_by(|&a, &b| {
-                    decisions[b]
-                        .uncertainty
-                        .total_cmp(&decisions[a].uncertainty)
-                        .then(a.cmp(&b))
-                });
-                let mut chosen = order[..take(rate)].to_vec();
-                chosen.sort();
-                chosen
+                let uncertainty: Vec<f32> = decisions.iter().map(|d| d.uncertainty).collect();
+                crate::select::most_uncertain(&uncertainty, rate)
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, &chosen)| chosen.then_some(i))
+                    .collect()
             }
             Strategy::Random(rate) => {
                 let mut order: Vec<usize> = (0..n).collect();

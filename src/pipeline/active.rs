@@ -401,18 +401,9 @@ impl LoopCtx {
         let chosen: Vec<bool> = match job.selection {
             Selection::Rule => view.scores.iter().map(|s| s.decision.selected).collect(),
             Selection::Rate(rate) => {
-                let mut order: Vec<usize> = (0..n).collect();
-                order.sort_by(|&a, &b| {
-                    view.scores[b]
-                        .decision
-                        .uncertainty
-                        .total_cmp(&view.scores[a].decision.uncertainty)
-                        .then(a.cmp(&b))
-                });
-                let keep = ((n as f64 * rate).round() as usize).min(n);
-                let mut mask = vec![false; n];
-                order[..keep].iter().for_each(|&i| mask[i] = true);
-                mask
+                let uncertainty: Vec<f32> =
+                    view.scores.iter().map(|s| s.decision.uncertainty).collect();
+                crate::select::most_uncertain(&uncertainty, rate)
             }
         };
         let budget_left = job

@@ -69,9 +69,7 @@ impl ScoreJob {
             overwrite: false,
         }
     }
-}
 
-impl ScoreJob {
     /// Range checks of every numeric setting a scoring run takes.
     pub fn validate(&self) -> Result<(), PipelineError> {
         crate::limits::at_least("batch_rows", self.batch_rows, 1)?;

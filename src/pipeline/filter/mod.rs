@@ -362,20 +362,8 @@ impl FilterSink {
         match self.keep {
             Keep::Rule => scores.iter().map(|s| s.decision.selected).collect(),
             Keep::Rate(rate) => {
-                let n = scores.len();
-                let mut order: Vec<usize> = (0..n).collect();
-                order.sort_by(|&a, &b| {
-                    scores[b]
-                        .decision
-                        .uncertainty
-                        .total_cmp(&scores[a].decision.uncertainty)
-                        .then(a.cmp(&b))
-                });
-                let mut mask = vec![false; n];
-                order[..((n as f64 * rate).round() as usize).min(n)]
-                    .iter()
-                    .for_each(|&i| mask[i] = true);
-                mask
+                let uncertainty: Vec<f32> = scores.iter().map(|s| s.decision.uncertainty).collect();
+                crate::select::most_uncertain(&uncertainty, rate)
             }
         }
     }
