@@ -9,62 +9,16 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use arrow::array::AsArray;
 use common::*;
 
 fn kept_ids(out: &Path) -> Vec<String> {
-    let mut ids = Vec::new();
-    for b in read_parquet_dir(&out.join("kept"), "") {
-        ids.extend(
-            b.column_by_name("id")
-                .unwrap()
-                .as_string::<i32>()
-                .iter()
-                .map(|s| s.unwrap().to_string()),
-        );
-    }
-    ids.sort();
-    ids
+    ids_in(&out.join("kept"), "")
 }
 
 fn setup(dir: &Path) -> (String, String) {
-    let model = dir.join("tiny");
-    let o = actprm(&["tiny-model", "-o", model.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let corpus = dir.join("corpus");
-    let from = data("prm800k_test_sample.jsonl");
-    let o = actprm(&[
-        "generate",
-        "--from",
-        from.to_str().unwrap(),
-        "-o",
-        corpus.to_str().unwrap(),
-        "--rows",
-        "3000",
-        "--files",
-        "3",
-        "--row-group-rows",
-        "250",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let model = tiny_model(dir);
+    let corpus = corpus(dir, 3000, 3, 250);
     (model.display().to_string(), corpus.display().to_string())
-}
-
-fn filter_args<'a>(model: &'a str, corpus: &'a str, out: &'a str) -> Vec<&'a str> {
-    vec![
-        "filter",
-        "-i",
-        corpus,
-        "-o",
-        out,
-        "--model",
-        model,
-        "--keep-rate",
-        "0.6",
-        "--batch-rows",
-        "50",
-        "--json",
-    ]
 }
 
 #[test]

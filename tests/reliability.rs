@@ -50,33 +50,6 @@ fn rows_parquet(path: &Path, rows: &[(Option<&str>, Vec<&str>)]) {
     write_parquet(path, &batch);
 }
 
-fn tiny_model(dir: &Path) -> PathBuf {
-    let model = dir.join("tiny");
-    let o = actprm(&["tiny-model", "-o", s(&model)]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    model
-}
-
-fn corpus(dir: &Path, rows: u64, files: u64, group: u64) -> PathBuf {
-    let out = dir.join("corpus");
-    let from = data("prm800k_test_sample.jsonl");
-    let o = actprm(&[
-        "generate",
-        "--from",
-        s(&from),
-        "-o",
-        s(&out),
-        "--rows",
-        &rows.to_string(),
-        "--files",
-        &files.to_string(),
-        "--row-group-rows",
-        &group.to_string(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    out
-}
-
 /// Rewrites a Parquet file with only its first row (a file that lost rows).
 fn keep_first_row(path: &Path) {
     let file = std::fs::File::open(path).unwrap();
@@ -89,22 +62,6 @@ fn keep_first_row(path: &Path) {
         .unwrap()
         .slice(0, 1);
     write_parquet(path, &first);
-}
-
-fn ids_in(dir: &Path, prefix: &str) -> Vec<String> {
-    let mut ids: Vec<String> = read_parquet_dir(dir, prefix)
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name("id")
-                .unwrap()
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.unwrap().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    ids.sort();
-    ids
 }
 
 // ---- item 1: SQL writes ----------------------------------------------------------------------
@@ -380,21 +337,8 @@ fn item_06_zero_and_out_of_range_sizes_are_refused_before_any_work() {
 
 // ---- items 7 and 8: filter resume and shards -------------------------------------------------
 
-fn filter<'a>(model: &'a str, corpus: &'a str, out: &'a str, extra: &[&'a str]) -> Output {
-    let mut args = vec![
-        "filter",
-        "-i",
-        corpus,
-        "-o",
-        out,
-        "--model",
-        model,
-        "--keep-rate",
-        "0.6",
-        "--batch-rows",
-        "50",
-        "--json",
-    ];
+fn filter_run<'a>(model: &'a str, corpus: &'a str, out: &'a str, extra: &[&'a str]) -> Output {
+    let mut args = filter_args(model, corpus, out);
     args.extend(extra);
     actprm(&args)
 }
@@ -406,13 +350,13 @@ fn item_07_filter_resume_checks_settings_paths_and_files() {
     let corpus = corpus(dir.path(), 1200, 3, 200);
     let (model, corpus_s) = (s(&model), s(&corpus));
     let straight = dir.path().join("straight");
-    let o = filter(model, corpus_s, s(&straight), &[]);
+    let o = filter_run(model, corpus_s, s(&straight), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let expected = ids_in(&straight.join("kept"), "");
 
     // the same corpus spelled another way names the same units: nothing is redone
     let dotted = format!("{}/./", corpus.display());
-    let o = filter(model, &dotted, s(&straight), &[]);
+    let o = filter_run(model, &dotted, s(&straight), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(again["units_this_run"], 0, "{again}");
@@ -423,14 +367,14 @@ fn item_07_filter_resume_checks_settings_paths_and_files() {
     );
 
     // other settings are refused, naming what changed; --restart discards the earlier run
-    let o = filter(model, corpus_s, s(&straight), &["--delta-std", "0.2"]);
+    let o = filter_run(model, corpus_s, s(&straight), &["--delta-std", "0.2"]);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("other settings") && stderr(&o).contains("delta_std"),
         "{}",
         stderr(&o)
     );
-    let o = filter(model, corpus_s, s(&straight), &["--restart"]);
+    let o = filter_run(model, corpus_s, s(&straight), &["--restart"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(ids_in(&straight.join("kept"), ""), expected);
 
@@ -441,7 +385,7 @@ fn item_07_filter_resume_checks_settings_paths_and_files() {
         .collect();
     std::fs::remove_file(&kept[0]).unwrap();
     keep_first_row(&kept[1]);
-    let o = filter(model, corpus_s, s(&straight), &[]);
+    let o = filter_run(model, corpus_s, s(&straight), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("redoing the unit"), "{}", stderr(&o));
     let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -455,7 +399,7 @@ fn item_08_shards_share_one_output_folder_at_the_same_time() {
     let model = tiny_model(dir.path());
     let corpus = corpus(dir.path(), 8000, 4, 250);
     let whole = dir.path().join("whole");
-    assert!(filter(s(&model), s(&corpus), s(&whole), &[])
+    assert!(filter_run(s(&model), s(&corpus), s(&whole), &[])
         .status
         .success());
     let shared = dir.path().join("shared");
@@ -507,7 +451,7 @@ fn item_08_shards_share_one_output_folder_at_the_same_time() {
     // two processes of one shard never run together
     let lock = std::fs::File::open(shared.join(".lock-shard-0-of-2")).unwrap();
     lock.lock().unwrap();
-    let o = filter(s(&model), s(&corpus), s(&shared), &["--shard", "0/2"]);
+    let o = filter_run(s(&model), s(&corpus), s(&shared), &["--shard", "0/2"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("another actprm filter is running shard 0/2"));
 }
@@ -520,7 +464,9 @@ fn filter_verify_finds_duplicates_missing_files_and_wrong_counts() {
     let a = dir.path().join("a");
     let b = dir.path().join("b");
     for out in [&a, &b] {
-        assert!(filter(s(&model), s(&corpus), s(out), &[]).status.success());
+        assert!(filter_run(s(&model), s(&corpus), s(out), &[])
+            .status
+            .success());
     }
     let verify = |outs: &[&Path]| {
         let mut args = vec!["filter-verify"];

@@ -74,3 +74,66 @@ pub fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"))
         .expect("json")
 }
+
+/// A model directory with the tiny backbone (`actprm tiny-model`): fast scale and crash tests.
+pub fn tiny_model(dir: &Path) -> PathBuf {
+    let model = dir.join("tiny");
+    let o = actprm(&["tiny-model", "-o", model.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    model
+}
+
+/// `actprm generate` from the real PRM800K sample: `rows` rows in `files` files of `group`-row
+/// row groups, in `dir/corpus`.
+pub fn corpus(dir: &Path, rows: u64, files: u64, group: u64) -> PathBuf {
+    let out = dir.join("corpus");
+    let from = data("prm800k_test_sample.jsonl");
+    let o = actprm(&[
+        "generate",
+        "--from",
+        from.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--rows",
+        &rows.to_string(),
+        "--files",
+        &files.to_string(),
+        "--row-group-rows",
+        &group.to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+/// The sorted `id` values of the Parquet files in `dir` whose names start with `prefix`.
+pub fn ids_in(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut ids: Vec<String> = read_parquet_dir(dir, prefix)
+        .iter()
+        .flat_map(|b| {
+            arrow::array::AsArray::as_string::<i32>(b.column_by_name("id").unwrap())
+                .iter()
+                .map(|v| v.unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `actprm filter` of the tests: tiny model, keep rate 0.6, batches of 50, JSON summary.
+pub fn filter_args<'a>(model: &'a str, corpus: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "filter",
+        "-i",
+        corpus,
+        "-o",
+        out,
+        "--model",
+        model,
+        "--keep-rate",
+        "0.6",
+        "--batch-rows",
+        "50",
+        "--json",
+    ]
+}
