@@ -277,3 +277,49 @@ fn trl_stepwise_pools_train_and_run_the_active_loop() {
         "every pool row labelled from its TRL labels"
     );
 }
+
+/// A Hub data set's `huggingface` schema metadata (its `datasets` features) is kept on the
+/// scored output, so the file still loads with the features it was published with.
+#[test]
+fn huggingface_schema_metadata_is_kept_on_scored_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("hub.parquet");
+    let batch = to_standard_batch();
+    let features = r#"{"info": {"features": {"problem": {"dtype": "string", "_type": "Value"}}}}"#;
+    let schema = batch
+        .schema()
+        .as_ref()
+        .clone()
+        .with_metadata([("huggingface".to_string(), features.to_string())].into());
+    let batch = batch.with_schema(Arc::new(schema)).unwrap();
+    write_parquet(&input, &batch);
+    let written = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&input).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        written.schema().metadata().contains_key("huggingface"),
+        "the input carries the metadata"
+    );
+    let out = dir.path().join("scored");
+    let o = actprm(&["score", "-i", s(&input), "-o", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let part = std::fs::File::open(out.join("part-00000.parquet")).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(part).unwrap();
+    assert_eq!(
+        reader
+            .schema()
+            .metadata()
+            .get("huggingface")
+            .map(String::as_str),
+        Some(features)
+    );
+}
+
+/// Two real records in the standard layout.
+fn to_standard_batch() -> RecordBatch {
+    let mut rows = records("prm800k_test_sample.jsonl");
+    rows.truncate(2);
+    actprm::source::jsonl::to_record_batch(&rows)
+}

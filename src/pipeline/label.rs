@@ -398,7 +398,9 @@ pub fn labelled_batch(
         )));
         columns.push(array);
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    // the input's schema metadata (e.g. the `huggingface` features of a Hub data set) carries over
+    let schema = Schema::new(fields).with_metadata(batch.schema().metadata().clone());
+    RecordBatch::try_new(Arc::new(schema), columns)
         .map_err(|e| PipelineError::Stage(format!("building the labelled batch: {e}")))
 }
 

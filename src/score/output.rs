@@ -132,8 +132,9 @@ pub fn scored_batch(
         "model_version",
         Arc::new(StringArray::from_iter_values(versions.iter())),
     );
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .expect("score columns have one value per row")
+    // the input's schema metadata (e.g. the `huggingface` features of a Hub data set) carries over
+    let schema = Schema::new(fields).with_metadata(input.schema().metadata().clone());
+    RecordBatch::try_new(Arc::new(schema), columns).expect("score columns have one value per row")
 }
 
 /// A short, stable spelling of an Arrow type for the machine-readable schema files in `schemas/`.

@@ -153,17 +153,23 @@ fn read_group(
     group_first_row: u64,
     emit: &mut dyn FnMut(SourceItem) -> bool,
 ) -> Result<bool, (u64, String)> {
-    let reader = open(path)
+    let (reader, schema) = open(path)
         .and_then(|b| {
+            let schema = b.schema().clone();
             b.with_row_groups(vec![group])
                 .with_batch_size(batch_rows)
                 .build()
+                .map(|r| (r, schema))
                 .map_err(|e| e.to_string())
         })
         .map_err(|e| (0, e))?;
     let mut done = 0u64;
     for batch in reader {
-        let batch = batch.map_err(|e| (done, e.to_string()))?;
+        // the reader's batches lack the file's schema metadata (e.g. a Hub data set's
+        // `huggingface` features); the builder's schema has it, and outputs keep it
+        let batch = batch
+            .and_then(|b| b.with_schema(schema.clone()))
+            .map_err(|e| (done, e.to_string()))?;
         let rows = extract(batch.columns(), columns).map_err(|e| (done, e))?;
         let n = batch.num_rows() as u64;
         if !emit(SourceItem::Batch {
