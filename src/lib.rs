@@ -1,6 +1,7 @@
 //! actprm: Process Reward Models trained by active learning, as one streaming dataflow:
 //! source -> tokenise -> score -> select -> label -> train -> sink.
 
+pub mod cli;
 pub mod eval;
 pub mod experiment;
 pub mod failpoint;
@@ -8,6 +9,7 @@ pub mod label;
 pub mod limits;
 pub mod model;
 pub mod pipeline;
+pub mod report;
 pub mod score;
 pub mod select;
 pub mod sink;

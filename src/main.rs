@@ -1,11 +1,5 @@
-//! Thin binary: parse flags, run the command, print a clear error.
-
-mod cli;
+//! Thin binary: the command table lives in the library (`actprm::cli`), so tests can check it.
 
 fn main() {
-    let args = <cli::Cli as clap::Parser>::parse();
-    if let Err(e) = cli::run(args) {
-        eprintln!("actprm: error: {e}");
-        std::process::exit(1);
-    }
+    actprm::cli::main();
 }

@@ -6,12 +6,19 @@ use serde::{Deserialize, Serialize};
 /// steps matter for selection (fixed by the method; the *reported* first error uses `tau`).
 pub const SELECTION_CUT: f32 = 0.5;
 
-/// Thresholds of the confidence test.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// Thresholds of the confidence test (`--delta-pred`, `--delta-std`; the same keys in files).
+#[derive(
+    Debug, Clone, Copy, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(default)]
 pub struct SelectionRule {
-    /// A step is confident only if `max(mu, 1 - mu) >= delta_pred`.
+    /// A step is confident only if max(mu, 1 - mu) >= delta_pred ...
+    #[arg(long, default_value_t = SelectionRule::default().delta_pred)]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub delta_pred: f32,
-    /// ... and `sigma <= delta_std`.
+    /// ... and its std over heads <= delta_std.
+    #[arg(long, default_value_t = SelectionRule::default().delta_std)]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub delta_std: f32,
 }
 
@@ -21,6 +28,34 @@ impl Default for SelectionRule {
             delta_pred: 0.9,
             delta_std: 0.01,
         }
+    }
+}
+
+/// Which trajectories of a scored batch go on (kept by `filter`, labelled by the active loop).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Keep {
+    /// ActPRM's threshold rule (`delta_pred` / `delta_std`).
+    Rule,
+    /// This fraction of each scored batch, most uncertain first.
+    Rate(f64),
+}
+
+/// `--keep-rate`, and the `keep_rate` key of a pipeline file's filter stage.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(default)]
+pub struct KeepRate {
+    /// Keep (label, in the active loop) this fraction of each batch, most uncertain first,
+    /// instead of ActPRM's threshold rule.
+    #[arg(long)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub keep_rate: Option<f64>,
+}
+
+impl KeepRate {
+    pub fn keep(&self) -> Keep {
+        self.keep_rate.map_or(Keep::Rule, Keep::Rate)
     }
 }
 

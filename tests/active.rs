@@ -6,8 +6,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use actprm::pipeline::active::{run_active, ActiveJob, Selection};
+use actprm::pipeline::active::{run_active, ActiveJob};
 use actprm::pipeline::ScoreJob;
+use actprm::select::Keep;
 use actprm::train::TrainConfig;
 use arrow::array::AsArray;
 use arrow::datatypes::UInt64Type;
@@ -26,7 +27,7 @@ fn job(input: &std::path::Path, out: &std::path::Path) -> ActiveJob {
             seed: 7,
             ..TrainConfig::default()
         },
-        selection: Selection::Rate(0.5),
+        selection: Keep::Rate(0.5),
         label_budget: Some(10),
         export_every: 1,
         dev: vec![],

@@ -758,8 +758,9 @@ fn the_api_key_never_appears_in_logs_outputs_or_the_cache() {
 
 #[test]
 fn the_active_loop_trains_on_judge_labels_when_the_pool_has_none() {
-    use actprm::pipeline::active::{run_active, ActiveJob, Selection};
+    use actprm::pipeline::active::{run_active, ActiveJob};
     use actprm::pipeline::ScoreJob;
+    use actprm::select::Keep;
     use actprm::train::TrainConfig;
 
     let records = records();
@@ -788,7 +789,7 @@ fn the_active_loop_trains_on_judge_labels_when_the_pool_has_none() {
             seed: 7,
             ..TrainConfig::default()
         },
-        selection: Selection::Rate(0.5),
+        selection: Keep::Rate(0.5),
         label_budget: None,
         export_every: 1,
         dev: vec![],

@@ -382,7 +382,7 @@ fn unknown_keys_are_errors_with_a_suggestion() {
         )
         .replace("sinks:", "sink:");
     assert_eq!(problems(&yaml, &[]), "\
-FILE:9:5: unknown key `dleta_pred` in transform `scored` (score) (did you mean `delta_pred`?); expected one of: batch_rows, delta_pred, delta_std, features, head_probs, inputs, model, tau, token_budget, watch_model
+FILE:9:5: unknown key `dleta_pred` in transform `scored` (score) (did you mean `delta_pred`?); expected one of: batch_rows, delta_pred, delta_std, features, head_probs, inputs, max_batch, model, tau, token_budget, watch_model
 9 |     dleta_pred: 0.5
   |     ^
 FILE:10:1: unknown key `sink` at the top level (did you mean `sinks`?); expected one of: models, judges, sources, transforms, sinks
@@ -590,4 +590,49 @@ fn skip_env_skips_the_environment_checks() {
     .unwrap();
     let out = actprm(&["validate", "--skip-env", path.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn values_only_their_types_can_check_are_located() {
+    // a device and a shard are parsed by their own types; the message still points at the value
+    let yaml = format!(
+        "models:\n  mine:\n    device: gpu\n{}",
+        GOOD.replace("    inputs: [pool]\n", "    inputs: [pool]\n    model: mine\n")
+            .replace(
+                "sinks:\n  summary:\n    type: table\n    inputs: [scored]\n",
+                "  kept:\n    type: filter\n    inputs: [scored]\n    shard: 4/4\nsinks:\n  summary:\n    type: table\n    inputs: [kept]\n"
+            )
+    );
+    assert_eq!(
+        problems(&yaml, &[]),
+        "\
+FILE:3:13: `device` in model `mine`: unknown device \"gpu\": expected cpu, cuda or cuda:N
+3 |     device: gpu
+  |             ^
+FILE:16:12: `shard` in transform `kept` (filter): is `4/4`; expected i/n with 0 <= i < n, e.g. 0/4
+16 |     shard: 4/4
+   |            ^
+2 problems in FILE
+"
+    );
+}
+
+#[test]
+fn a_judge_needs_its_endpoint_and_model() {
+    let yaml = format!("judges:\n  local:\n    timeout: 0\n{GOOD}");
+    assert_eq!(
+        problems(&yaml, &[]),
+        "\
+FILE:2:3: `url` in judge `local` is required: the endpoint's base URL, e.g. http://127.0.0.1:8000/v1
+2 |   local:
+  |   ^
+FILE:2:3: `model` in judge `local` is required: the model name the endpoint serves
+2 |   local:
+  |   ^
+FILE:3:14: `timeout` in judge `local` must be a number above 0, got 0
+3 |     timeout: 0
+  |              ^
+3 problems in FILE
+"
+    );
 }

@@ -4,9 +4,11 @@
 //! once (`actprm score --features`) and reused by every strategy and seed, so a full comparison
 //! runs in minutes.
 
+pub mod job;
 pub mod plot;
 pub mod run;
 pub mod strategy;
 
+pub use job::{run_experiment_files, ExperimentRun, ExperimentSettings};
 pub use run::{run_experiment, Curve, CurvePoint, ExperimentConfig, ExperimentReport};
 pub use strategy::Strategy;

@@ -10,6 +10,25 @@ pub use pool::{
     first_error_from_steps, first_error_labels, step_targets, LabelColumn, StepLabelForm,
 };
 
+/// `--label-budget`, and the `label_budget` key of a pipeline file's label stage.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    clap::Args,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(default)]
+pub struct LabelBudget {
+    /// At most this many labels (rows keep flowing, recorded as over budget).
+    #[arg(long)]
+    pub label_budget: Option<u64>,
+}
+
 /// One trajectory to label; `key` identifies it in the caller's stream (e.g. file + row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelRequest {

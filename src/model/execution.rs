@@ -11,7 +11,9 @@ use ort::session::Session;
 use super::ModelError;
 
 /// Where a model runs. `Cuda` fails loudly if the CUDA execution provider cannot register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Written as `cpu`, `cuda` or `cuda:N` on the command line and in pipeline files alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Device {
     #[default]
     Cpu,
@@ -31,6 +33,41 @@ impl std::str::FromStr for Device {
                 )),
             },
         }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(id) => write!(f, "cuda:{id}"),
+        }
+    }
+}
+
+impl TryFrom<String> for Device {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Device> for String {
+    fn from(d: Device) -> String {
+        d.to_string()
+    }
+}
+
+impl schemars::JsonSchema for Device {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Device".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(cpu|cuda|cuda:[0-9]+)$",
+            "description": "cpu, cuda or cuda:N"
+        })
     }
 }
 

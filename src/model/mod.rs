@@ -2,12 +2,14 @@
 //! ONNX graph, run by ONNX Runtime.
 
 pub mod backbone;
+pub mod create;
 pub mod ensemble;
 pub mod execution;
 pub mod heads;
 pub mod init;
 pub mod manifest;
 pub mod onnx_proto;
+pub mod options;
 pub mod tiny;
 
 pub use backbone::Backbone;
@@ -15,6 +17,7 @@ pub use ensemble::HeadsRunner;
 pub use execution::{Device, RuntimeOptions};
 pub use heads::HeadsWeights;
 pub use manifest::{LoadedModel, Manifest};
+pub use options::ModelOptions;
 
 use std::path::PathBuf;
 
@@ -37,6 +40,8 @@ pub enum ModelError {
     Contract { path: PathBuf, message: String },
     #[error("tokenizer {path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
+    #[error(transparent)]
+    Setting(#[from] crate::limits::SettingError),
 }
 
 impl ModelError {

@@ -260,15 +260,20 @@ pub fn evaluate_files(
 }
 
 impl EvalReport {
-    pub fn print(&self) {
-        println!(
+    /// The report as a terminal table.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
             "{:<22} {:>6} {:>10} {:>12} {:>8}",
             "subset", "n", "acc_error", "acc_correct", "F1"
         );
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.3}", x));
         for name in &self.order {
             let r = &self.subsets[name].processbench;
-            println!(
+            let _ = writeln!(
+                out,
                 "{:<22} {:>6} {:>10} {:>12} {:>8}",
                 name,
                 r.n,
@@ -277,18 +282,27 @@ impl EvalReport {
                 fmt(r.f1)
             );
             if let Some(p) = &self.subsets[name].prmbench {
-                println!(
+                let _ = writeln!(
+                    out,
                     "{:<22} PRMScore {:.3} (F1 valid {:.3}, F1 invalid {:.3})",
                     "", p.prm_score, p.f1_valid, p.f1_invalid
                 );
             }
         }
-        println!(
+        let _ = writeln!(
+            out,
             "mean F1 {}  (tau {:.2}, {}; model {})",
             fmt(self.mean_f1),
             self.tau,
             self.tau_rule,
             self.model_version
         );
+        out
+    }
+}
+
+impl crate::report::Report for EvalReport {
+    fn table(&self) -> String {
+        EvalReport::table(self)
     }
 }

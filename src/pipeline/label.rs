@@ -50,13 +50,15 @@ pub struct LabelJob {
 }
 
 impl LabelJob {
+    pub const DEFAULT_BATCH_ROWS: usize = 64;
+
     pub fn new(inputs: Vec<String>, output: PathBuf, judge: JudgeConfig, log: Logger) -> Self {
         Self {
             inputs,
             output,
             columns: ColumnMapping::default(),
             judge,
-            batch_rows: 64,
+            batch_rows: Self::DEFAULT_BATCH_ROWS,
             rows_per_part: 100_000,
             progress: false,
             log,
@@ -94,23 +96,29 @@ pub struct LabelSummary {
 }
 
 impl LabelSummary {
-    pub fn print(&self) {
-        println!("rows in        {:>10}", self.rows_in);
-        println!("rows out       {:>10}", self.rows_out);
+    /// The report as a terminal table.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "rows in        {:>10}", self.rows_in);
+        let _ = writeln!(out, "rows out       {:>10}", self.rows_out);
         for (status, n) in &self.rows_by_status {
-            println!("  {status:<12} {n:>10}");
+            let _ = writeln!(out, "  {status:<12} {n:>10}");
         }
         if self.rows_unreadable > 0 || self.files_unreadable > 0 {
-            println!(
+            let _ = writeln!(
+                out,
                 "unreadable     {:>10}  rows ({} files)",
                 self.rows_unreadable, self.files_unreadable
             );
         }
-        self.judge.print();
-        println!(
+        out += &self.judge.table();
+        let _ = writeln!(
+            out,
             "seconds        {:>10.1}  ({:.1} requests/s)",
             self.seconds, self.requests_per_second
         );
+        out
     }
 }
 
@@ -510,5 +518,11 @@ fn read_labelled_any(path: &Path) -> Result<Vec<(String, Vec<String>, i32)>, Pip
     match failure {
         Some(f) => Err(PipelineError::Stage(f)),
         None => Ok(out),
+    }
+}
+
+impl crate::report::Report for LabelSummary {
+    fn table(&self) -> String {
+        LabelSummary::table(self)
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod active;
 pub mod config;
+pub mod convert;
 pub mod evaluate;
 pub mod features;
 pub mod filter;
@@ -10,6 +11,7 @@ pub mod progress;
 pub mod refresh;
 pub mod score;
 pub mod summary;
+pub mod train;
 
 pub use label::{run_judge_eval, run_label, LabelJob, LabelSummary};
 pub use refresh::{HeadsUpdate, ModelWatcher};
@@ -26,6 +28,8 @@ pub enum PipelineError {
     Sink(#[from] crate::sink::SinkError),
     #[error(transparent)]
     Judge(#[from] crate::label::judge::JudgeError),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
     #[error("{0}")]
     Stage(String),
     /// A setting out of its range (the same check for CLI flags and pipeline files).

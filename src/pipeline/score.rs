@@ -22,7 +22,56 @@ use crate::source::parquet::{plan, planned_rows, read_file, PlannedFile, SourceI
 use crate::source::{discover_inputs, ColumnMapping, RowReject, Trajectory};
 use crate::tokenise::{TokenisedTrajectory, Tokeniser};
 
-/// Everything `actprm score` needs; the CLI flags and pipeline files fill the same struct.
+/// How a scoring run reads and scores: flags of `score`, `filter` and `active`, and the keys of a
+/// pipeline file's score stage (defined once here).
+#[derive(
+    Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(default)]
+pub struct ScoreSettings {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub options: ScoreOptions,
+    /// Rows per batch read from Parquet (in the active loop: Algorithm 1's batch).
+    #[arg(long, default_value_t = ScoreSettings::default().batch_rows)]
+    pub batch_rows: usize,
+    /// Also write per-head probabilities (step_head_probs).
+    #[arg(long)]
+    pub head_probs: bool,
+}
+
+impl Default for ScoreSettings {
+    fn default() -> Self {
+        Self {
+            options: ScoreOptions::default(),
+            batch_rows: 64,
+            head_probs: false,
+        }
+    }
+}
+
+/// What only `actprm score` (a score stage whose rows go to sinks) can also do.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    clap::Args,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(default)]
+pub struct ScoreExtras {
+    /// Also write step features (Arrow IPC) for `actprm train`.
+    #[arg(long)]
+    pub features: Option<PathBuf>,
+    /// Swap in this model directory's heads whenever they change (hot refresh from a trainer).
+    #[arg(long)]
+    pub watch_model: Option<PathBuf>,
+}
+
+/// Everything a scoring run needs.
 #[derive(Debug, Clone)]
 pub struct ScoreJob {
     pub inputs: Vec<String>,
@@ -68,6 +117,25 @@ impl ScoreJob {
             progress: false,
             overwrite: false,
         }
+    }
+
+    /// A job over `inputs` with the model, columns and settings as the user gave them (the one
+    /// place flags and pipeline files become a job).
+    pub fn configured(
+        inputs: Vec<String>,
+        output: PathBuf,
+        model: &crate::model::ModelOptions,
+        columns: &ColumnMapping,
+        settings: &ScoreSettings,
+    ) -> Self {
+        let mut job = Self::new(inputs, output);
+        job.model = model.model.clone();
+        job.runtime = model.runtime();
+        job.columns = columns.clone();
+        job.score = settings.options;
+        job.batch_rows = settings.batch_rows;
+        job.with_head_probs = settings.head_probs;
+        job
     }
 
     /// Range checks of every numeric setting a scoring run takes.

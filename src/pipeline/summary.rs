@@ -31,12 +31,16 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn print(&self) {
-        println!("rows in        {:>10}", self.rows_in);
-        println!("rows scored    {:>10}", self.rows_scored);
-        println!("rows rejected  {:>10}", self.rows_rejected);
+    /// The report as a terminal table.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "rows in        {:>10}", self.rows_in);
+        let _ = writeln!(out, "rows scored    {:>10}", self.rows_scored);
+        let _ = writeln!(out, "rows rejected  {:>10}", self.rows_rejected);
         if self.rows_scored > 0 {
-            println!(
+            let _ = writeln!(
+                out,
                 "rows selected  {:>10}  ({:.1} % uncertain, delta_pred {} / delta_std {})",
                 self.rows_selected,
                 100.0 * self.rows_selected as f64 / self.rows_scored as f64,
@@ -44,22 +48,32 @@ impl Summary {
                 self.delta_std
             );
         }
-        println!("steps scored   {:>10}", self.steps);
-        println!(
+        let _ = writeln!(out, "steps scored   {:>10}", self.steps);
+        let _ = writeln!(
+            out,
             "tokens         {:>10}  ({:.0} tokens/s, {:.1} rows/s)",
             self.tokens, self.tokens_per_second, self.rows_per_second
         );
-        println!(
+        let _ = writeln!(
+            out,
             "windowed rows  {:>10}  (truncated {})",
             self.windowed_rows, self.truncated_rows
         );
-        println!("seconds        {:>10.1}", self.seconds);
-        println!(
+        let _ = writeln!(out, "seconds        {:>10.1}", self.seconds);
+        let _ = writeln!(
+            out,
             "model          {}  (E = {}, tau = {})",
             self.model_version, self.ensemble_size, self.tau
         );
         for (reason, n) in &self.reject_reasons {
-            println!("rejected       {n:>10}  {reason}");
+            let _ = writeln!(out, "rejected       {n:>10}  {reason}");
         }
+        out
+    }
+}
+
+impl crate::report::Report for Summary {
+    fn table(&self) -> String {
+        Summary::table(self)
     }
 }

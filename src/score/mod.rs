@@ -16,15 +16,32 @@ pub use batching::plan_batches;
 /// larger calls: pass `--token-budget 16384` or more there.
 pub const DEFAULT_TOKEN_BUDGET: usize = 1024;
 
-/// The scoring knobs shared by `score`, `filter`, the active loop and pipeline files.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The scoring knobs shared by `score`, `filter`, `active`, `sql` and pipeline files' score
+/// stages: flags and file keys of the same names.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    clap::Args,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(default)]
 pub struct ScoreOptions {
-    /// Threshold of the predicted first error; `None` = the model's own (manifest `tau`).
+    /// First-error threshold; default: the model's own tau.
+    #[arg(long)]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub tau: Option<f32>,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub rule: SelectionRule,
-    /// Padded tokens per backbone call (batch x longest window).
+    /// Padded tokens per backbone call (small suits the CPU; raise it on a GPU).
+    #[arg(long, default_value_t = ScoreOptions::default().token_budget)]
     pub token_budget: usize,
     /// Windows per backbone call at most.
+    #[arg(long, default_value_t = ScoreOptions::default().max_batch)]
     pub max_batch: usize,
 }
 

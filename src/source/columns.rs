@@ -14,12 +14,19 @@ use super::SourceError;
 pub const PROBLEM_CANDIDATES: &[&str] = &["problem", "question", "prompt", "input", "instruction"];
 pub const STEPS_CANDIDATES: &[&str] = &["steps", "completions", "model_output_steps"];
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `--problem-column` / `--steps-column`, and the same keys of a pipeline file's source.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, clap::Args, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(default)]
 pub struct ColumnMapping {
-    /// Problem column; default: the first of problem, question, prompt, input, instruction.
+    /// Problem column (default: problem, question, prompt, input or instruction).
+    #[arg(id = "problem_column", long = "problem-column", value_name = "COLUMN")]
+    #[serde(rename = "problem_column")]
     pub problem: Option<String>,
-    /// Steps column (a list of strings); default: the first of steps, completions, model_output_steps.
+    /// Steps column, a list of strings (default: steps, completions or model_output_steps).
+    #[arg(id = "steps_column", long = "steps-column", value_name = "COLUMN")]
+    #[serde(rename = "steps_column")]
     pub steps: Option<String>,
 }
 

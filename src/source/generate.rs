@@ -34,6 +34,21 @@ fn schema() -> Arc<Schema> {
     ]))
 }
 
+/// Draws from the labelled files `from` (JSON Lines / ProcessBench JSON) into `out`.
+pub fn generate_from_files(
+    from: &[PathBuf],
+    out: &Path,
+    spec: &GenerateSpec,
+) -> Result<Vec<PathBuf>, SourceError> {
+    crate::limits::at_least("files", spec.files, 1)?;
+    crate::limits::at_least("row_group_rows", spec.row_group_rows, 1)?;
+    let mut records = Vec::new();
+    for f in from {
+        records.extend(super::jsonl::read_labelled(f)?);
+    }
+    generate(&records, out, spec)
+}
+
 /// Writes `spec.files` files `corpus-NNNNN.parquet` into `out`; returns their paths.
 pub fn generate(
     records: &[LabelledTrajectory],

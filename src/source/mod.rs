@@ -30,4 +30,6 @@ pub enum SourceError {
         line: usize,
         message: String,
     },
+    #[error(transparent)]
+    Setting(#[from] crate::limits::SettingError),
 }

@@ -116,8 +116,12 @@ impl Accounting {
         self.rows_labelled + self.rows_unparseable + self.rows_over_budget + self.rows_failed
     }
 
-    pub fn print(&self) {
-        println!(
+    /// The report as a terminal table.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
             "judge rows     {:>10}  (labelled {}, unparseable {}, over budget {}, failed {})",
             self.rows(),
             self.rows_labelled,
@@ -125,11 +129,13 @@ impl Accounting {
             self.rows_over_budget,
             self.rows_failed
         );
-        println!(
+        let _ = writeln!(
+            out,
             "requests       {:>10}  (retries {}, answers {}, cache hits {})",
             self.requests, self.retries, self.answers, self.cache_hits
         );
-        println!(
+        let _ = writeln!(
+            out,
             "tokens         {:>10}  prompt, {} completion ({} counted against the budget)",
             self.prompt_tokens, self.completion_tokens, self.budget_tokens
         );
@@ -147,7 +153,14 @@ impl Accounting {
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
         if !errors.is_empty() {
-            println!("errors         {}", errors.join(", "));
+            let _ = writeln!(out, "errors         {}", errors.join(", "));
         }
+        out
+    }
+}
+
+impl crate::report::Report for Accounting {
+    fn table(&self) -> String {
+        Accounting::table(self)
     }
 }

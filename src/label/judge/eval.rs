@@ -65,15 +65,20 @@ impl JudgeEvalReport {
         }
     }
 
-    pub fn print(&self) {
+    /// The report as a terminal table.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}", 100.0 * v));
-        println!("judge {}", self.judge);
-        println!(
+        let _ = writeln!(out, "judge {}", self.judge);
+        let _ = writeln!(
+            out,
             "{:<20} {:>6} {:>9} {:>11} {:>6} {:>11}",
             "subset", "n", "acc err", "acc correct", "F1", "unlabelled"
         );
         for s in &self.subsets {
-            println!(
+            let _ = writeln!(
+                out,
                 "{:<20} {:>6} {:>9} {:>11} {:>6} {:>11}",
                 s.subset,
                 s.score.n,
@@ -83,8 +88,15 @@ impl JudgeEvalReport {
                 s.unlabelled
             );
         }
-        println!("mean F1 {}", pct(self.mean_f1));
-        self.accounting.print();
+        let _ = writeln!(out, "mean F1 {}", pct(self.mean_f1));
+        out += &self.accounting.table();
+        out
+    }
+}
+
+impl crate::report::Report for JudgeEvalReport {
+    fn table(&self) -> String {
+        JudgeEvalReport::table(self)
     }
 }
 

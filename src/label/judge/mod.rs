@@ -31,40 +31,83 @@ pub enum JudgeError {
     Cache(String),
 }
 
-/// Everything about the judge; the CLI flags and pipeline files fill the same struct.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// Everything about the judge, defined once: the flags of `label`, `judge eval` and `active`, and
+/// a `judges:` entry of a pipeline file (where `--judge-url` / `--judge-model` are `url` / `model`).
+/// The API key comes from the environment only, never from a flag or file, so it stays out of
+/// shell history, process lists and version control.
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
 pub struct JudgeConfig {
-    /// Base URL of the OpenAI-compatible API, e.g. `http://localhost:8000/v1` (a full
-    /// `.../chat/completions` URL is used as is).
+    /// Base URL of the OpenAI-compatible API, e.g. http://localhost:8000/v1 (a full
+    /// .../chat/completions URL is used as is). Empty: no judge.
+    #[arg(
+        id = "judge_url",
+        long = "judge-url",
+        default_value = "",
+        hide_default_value = true
+    )]
+    #[serde(rename = "url")]
     pub url: String,
-    /// Model name as the server knows it (`--served-model-name` in vLLM).
+    /// Model name as served (vLLM: --served-model-name).
+    #[arg(
+        id = "judge_model",
+        long = "judge-model",
+        default_value = "",
+        hide_default_value = true
+    )]
+    #[serde(rename = "model")]
     pub model: String,
-    /// Name of the environment variable holding the API key (the key itself is never stored).
+    /// Environment variable holding the API key (unset: no Authorization header).
+    #[arg(long, default_value_t = JudgeConfig::default().api_key_env)]
     pub api_key_env: String,
+    #[arg(long, default_value_t = JudgeConfig::default().temperature)]
     pub temperature: f32,
+    #[arg(long, default_value_t = JudgeConfig::default().top_p)]
     pub top_p: f32,
+    /// Most tokens the judge may generate per answer.
+    #[arg(long, default_value_t = JudgeConfig::default().max_tokens)]
     pub max_tokens: u32,
-    /// Per request, connection to last byte.
+    /// Per-request timeout in seconds, connection to last byte.
+    #[arg(id = "timeout", long = "timeout", default_value_t = JudgeConfig::default().timeout_secs)]
+    #[serde(rename = "timeout")]
     pub timeout_secs: f64,
     /// Requests in flight at once.
+    #[arg(long, default_value_t = JudgeConfig::default().concurrency)]
     pub concurrency: usize,
-    /// Further attempts after a transient failure (5xx, 429, timeout, dropped connection, bad body).
+    /// Retries per request after 5xx, 429, timeouts, dropped connections, broken bodies.
+    #[arg(id = "retries", long = "retries", default_value_t = JudgeConfig::default().max_retries)]
+    #[serde(rename = "retries")]
     pub max_retries: u32,
+    /// First retry delay in ms (doubled per retry, with jitter).
+    #[arg(long, default_value_t = JudgeConfig::default().backoff_base_ms)]
     pub backoff_base_ms: u64,
+    /// Longest retry delay in ms.
+    #[arg(long, default_value_t = JudgeConfig::default().backoff_max_ms)]
     pub backoff_max_ms: u64,
-    /// Upper bound on a 429's `Retry-After`.
+    /// Upper bound in seconds on a 429's Retry-After.
+    #[arg(id = "max_retry_after", long = "max-retry-after", default_value_t = JudgeConfig::default().max_retry_after_secs)]
+    #[serde(rename = "max_retry_after")]
     pub max_retry_after_secs: f64,
-    /// Samples per trajectory; the label is their majority.
+    /// Samples per trajectory (majority vote).
+    #[arg(long, default_value_t = JudgeConfig::default().votes)]
     pub votes: u32,
+    /// Answer format: critique (paragraph analyses + conclusion) or processbench (index in \boxed{}).
+    #[arg(id = "prompt", long = "prompt", value_enum, default_value_t = JudgeConfig::default().format)]
+    #[serde(rename = "prompt")]
     pub format: PromptFormat,
-    /// A user prompt template (`{problem}`, `{paragraphs}`) in place of the format's built-in one.
+    /// Own prompt template with {problem} and {paragraphs} placeholders (parsed as --prompt says).
+    #[arg(long)]
     pub template: Option<PathBuf>,
-    /// Hard cap on HTTP requests sent (retries included).
+    /// Hard cap on HTTP requests (retries included); the rest pass through as over_budget.
+    #[arg(long)]
     pub max_requests: Option<u64>,
-    /// Hard cap on generated (completion) tokens.
+    /// Hard cap on generated tokens; a request is sent only if its max_tokens still fit.
+    #[arg(long)]
     pub max_completion_tokens: Option<u64>,
-    /// Answer cache directory; `None` = no cache.
+    /// Answer cache directory; `None` = no cache. Where it goes is the command's choice.
+    #[arg(skip)]
+    #[serde(skip)]
+    #[schemars(skip)]
     pub cache: Option<PathBuf>,
 }
 
@@ -94,8 +137,25 @@ impl Default for JudgeConfig {
 }
 
 impl JudgeConfig {
+    /// Whether a judge endpoint was named (the active loop labels by the judge only then).
+    pub fn is_given(&self) -> bool {
+        !self.url.is_empty() || !self.model.is_empty()
+    }
+
+    /// This judge with its answers cached in `dir`.
+    pub fn with_cache(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache = dir;
+        self
+    }
+
     pub fn validate(&self) -> Result<(), JudgeError> {
         let bad = |m: String| Err(JudgeError::Config(m));
+        if self.url.is_empty() || self.model.is_empty() {
+            return bad(
+                "a judge needs an endpoint and a model: --judge-url and --judge-model (`url` and `model` in a pipeline file)"
+                    .into(),
+            );
+        }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return bad(format!(
                 "url {:?} must start with http:// or https://",

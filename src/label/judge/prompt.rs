@@ -9,7 +9,18 @@ use serde::{Deserialize, Serialize};
 use super::JudgeError;
 
 /// Which answer shape the judge is asked for; decides the paragraph numbering and the parser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PromptFormat {
     /// Paragraphs tagged 1..n, one `<analysis_i>` each up to the first error, `<conclusion>`.

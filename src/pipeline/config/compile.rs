@@ -1,5 +1,5 @@
 //! Turns a checked graph into the jobs the CLI runs: source -> score (+ sinks) is `ScoreJob`,
-//! source -> score -> select -> parquet sink is `FilterJob`, and source -> score -> select ->
+//! source -> score -> filter -> parquet sink is `FilterJob`, and source -> score -> filter ->
 //! label(pool) -> train is `ActiveJob`. Any other shape is a located problem naming these.
 
 use std::collections::HashMap;
@@ -9,17 +9,14 @@ use std::path::{Path, PathBuf};
 use super::parse::Spans;
 use super::problem::Problem;
 use super::*;
-use crate::model::{Device, RuntimeOptions};
-use crate::pipeline::active::{run_active, ActiveJob, Selection};
-use crate::pipeline::filter::{run_filter, FilterJob, Keep};
-use crate::pipeline::{run_score, PipelineError, ScoreJob};
-use crate::score::ScoreOptions;
-use crate::select::SelectionRule;
+use crate::model::ModelOptions;
+use crate::pipeline::active::{run_active, ActiveJob};
+use crate::pipeline::filter::{run_filter, FilterJob};
+use crate::pipeline::{run_score, ScoreJob};
 use crate::source::ColumnMapping;
-use crate::train::TrainConfig;
 
-const SHAPES: &str = "supported shapes: source -> score; source -> score -> select; \
-                      source -> score -> select -> label -> train (an sql transform may follow the source)";
+const SHAPES: &str = "supported shapes: source -> score; source -> score -> filter; \
+                      source -> score -> filter -> label -> train (an sql transform may follow the source)";
 
 /// The stages of a runnable pipeline, by name, in data-flow order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +24,7 @@ pub struct Plan {
     pub source: String,
     pub sql: Option<String>,
     pub score: String,
-    pub select: Option<String>,
+    pub filter: Option<String>,
     pub label: Option<String>,
     pub train: Option<String>,
     pub sinks: Vec<String>,
@@ -36,7 +33,7 @@ pub struct Plan {
 impl Plan {
     /// `score`, `filter` or `active`: which existing job this pipeline runs as.
     pub fn job(&self) -> &'static str {
-        match (&self.select, &self.train) {
+        match (&self.filter, &self.train) {
             (_, Some(_)) => "active",
             (Some(_), None) => "filter",
             _ => "score",
@@ -47,7 +44,7 @@ impl Plan {
     fn last(&self) -> &str {
         self.train
             .as_deref()
-            .or(self.select.as_deref())
+            .or(self.filter.as_deref())
             .unwrap_or(&self.score)
     }
 }
@@ -110,8 +107,8 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
     }
     const ALLOWED: [&[&str]; 4] = [
         &["sql", "score"],
-        &["score", "select"],
-        &["select", "label"],
+        &["score", "filter"],
+        &["filter", "label"],
         &["label", "train"],
     ];
     let mut expected: &[&str] = &["sql", "score"];
@@ -119,7 +116,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         source: source.clone(),
         sql: None,
         score: String::new(),
-        select: None,
+        filter: None,
         label: None,
         train: None,
         sinks: Vec::new(),
@@ -143,7 +140,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
                 expected = &["score"];
             }
             "score" => plan.score = name.clone(),
-            "select" => plan.select = Some(name.clone()),
+            "filter" => plan.filter = Some(name.clone()),
             "label" => plan.label = Some(name.clone()),
             _ => plan.train = Some(name.clone()),
         }
@@ -196,12 +193,12 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         }
         let allowed = match last_kind {
             "score" => ["parquet", "arrow_ipc", "table"].contains(&kind),
-            "select" => ["parquet", "table"].contains(&kind),
+            "filter" => ["parquet", "table"].contains(&kind),
             _ => kind == "table",
         };
         if !allowed {
             let what = match last_kind {
-                "select" => "after select: parquet (the kept rows) and table",
+                "filter" => "after filter: parquet (the kept rows) and table",
                 "train" => "after train: table (the train stage writes its model and decisions to its `output`)",
                 _ => "",
             };
@@ -221,18 +218,17 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         }
         plan.sinks.push(name);
     }
-    if last_kind == "select" && !per_kind.contains_key("parquet") {
+    if last_kind == "filter" && !per_kind.contains_key("parquet") {
         problems.push(Problem::at(
             &spans.stage(&last),
-            format!("transform `{last}` (select) needs a parquet sink for the kept rows"),
+            format!("transform `{last}` (filter) needs a parquet sink for the kept rows"),
         ));
     }
     if let Some(TransformStage::Score(s)) = file.transforms.get(&plan.score) {
         if plan.train.is_some() {
             for (set, field) in [
-                (s.features.is_some(), "features"),
-                (s.watch_model.is_some(), "watch_model"),
-                (s.head_probs, "head_probs"),
+                (s.extras.features.is_some(), "features"),
+                (s.extras.watch_model.is_some(), "watch_model"),
             ] {
                 if set {
                     problems.push(Problem::at(
@@ -253,15 +249,38 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
     }
 }
 
-/// What a run did, for the caller to report.
+/// What a run did, for the caller to render: once per table sink, as JSON or as a table.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
     pub job: &'static str,
     /// JSON summary of the job (the same as its summary.json).
     pub summary: serde_json::Value,
+    /// The summary as a table.
+    pub table: String,
+    /// Where the job wrote its outputs.
+    pub output: Option<PathBuf>,
+    /// One entry per table sink: `true` = print JSON.
+    pub table_sinks: Vec<bool>,
 }
 
-/// Checks a pipeline file (environment included) and runs it, printing table sinks to stdout.
+impl RunOutcome {
+    fn of(
+        job: &'static str,
+        report: &impl crate::report::Report,
+        output: Option<PathBuf>,
+        tables: &[&TableSink],
+    ) -> Self {
+        Self {
+            job,
+            summary: serde_json::to_value(report).unwrap_or_default(),
+            table: report.table(),
+            output,
+            table_sinks: tables.iter().map(|t| t.json).collect(),
+        }
+    }
+}
+
+/// Checks a pipeline file (environment included) and runs it.
 pub fn run_file(path: &Path) -> Result<RunOutcome, ConfigError> {
     execute(&check_file(path, CheckOptions::default())?)
 }
@@ -273,7 +292,7 @@ fn stage_error(context: &str, e: impl std::fmt::Display) -> ConfigError {
     }
 }
 
-/// Runs a checked pipeline, printing its table sinks.
+/// Runs a checked pipeline.
 pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
     let (file, plan) = (&checked.file, &checked.plan);
     let scratch = Scratch::new()?;
@@ -282,10 +301,7 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
         return Err(stage_error(&plan.score, "not a score stage"));
     };
     let columns = match &file.sources[&plan.source] {
-        SourceStage::Parquet(p) => ColumnMapping {
-            problem: p.problem_column.clone(),
-            steps: p.steps_column.clone(),
-        },
+        SourceStage::Parquet(p) => p.columns.clone(),
         _ => ColumnMapping::default(),
     };
     let sink_of = |kind: &str| {
@@ -303,15 +319,12 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
         Some(name) => vec![sql_stage(file, name, score, &inputs, &output)?],
         None => inputs,
     };
-    let mut job = ScoreJob::new(inputs, output.clone());
+    let model = model_of(file, score);
+    let mut job = ScoreJob::configured(inputs, output.clone(), &model, &columns, &score.settings);
     // a pipeline file's rerun replaces its earlier score outputs (declared, reproducible)
     job.overwrite = true;
-    job.columns = columns;
-    (job.model, job.runtime, job.score) = scorer_settings(file, score, &plan.score)?;
-    job.batch_rows = score.batch_rows;
-    job.with_head_probs = score.head_probs;
-    job.features = score.features.clone();
-    job.watch_model = score.watch_model.clone();
+    job.features = score.extras.features.clone();
+    job.watch_model = score.extras.watch_model.clone();
     job.progress = std::io::stderr().is_terminal();
     let tables: Vec<&TableSink> = plan
         .sinks
@@ -327,60 +340,25 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
             if let Some(ipc) = path_of("arrow_ipc") {
                 write_ipc(&output, &summary.parts, &ipc)?;
             }
-            for t in &tables {
-                if t.json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&summary).unwrap_or_default()
-                    );
-                } else {
-                    summary.print();
-                    if let Some(p) = path_of("parquet") {
-                        println!("output         {}", p.display());
-                    }
-                }
-            }
-            RunOutcome {
-                job: "score",
-                summary: serde_json::to_value(&summary).unwrap_or_default(),
-            }
+            RunOutcome::of("score", &summary, path_of("parquet"), &tables)
         }
         "filter" => {
-            let select_name = plan.select.clone().unwrap_or_default();
-            let Some(TransformStage::Select(select)) = file.transforms.get(&select_name) else {
-                return Err(stage_error(&select_name, "not a select stage"));
+            let filter_name = plan.filter.clone().unwrap_or_default();
+            let Some(TransformStage::Filter(stage)) = file.transforms.get(&filter_name) else {
+                return Err(stage_error(&filter_name, "not a filter stage"));
             };
-            let filter = FilterJob {
-                score: job,
-                keep: select.keep_rate.map_or(Keep::Rule, Keep::Rate),
-                shard: super::parse::parse_shard(&select.shard)
-                    .map_err(|e| stage_error(&select_name, format!("shard {e}")))?,
-                write_skipped: select.write_skipped,
-                group_by: select.group_by.clone(),
-                restart: select.restart,
-            };
+            let filter = FilterJob::new(job, &stage.settings);
             let s = run_filter(&filter)?;
-            for t in &tables {
-                if t.json {
-                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-                } else {
-                    s.print();
-                    println!("output         {}", output.display());
-                }
-            }
-            RunOutcome {
-                job: "filter",
-                summary: serde_json::to_value(&s).unwrap_or_default(),
-            }
+            RunOutcome::of("filter", &s, Some(output.clone()), &tables)
         }
         _ => {
             let names = (
-                plan.select.clone().unwrap_or_default(),
+                plan.filter.clone().unwrap_or_default(),
                 plan.label.clone().unwrap_or_default(),
                 plan.train.clone().unwrap_or_default(),
             );
             let (
-                Some(TransformStage::Select(select)),
+                Some(TransformStage::Filter(filter)),
                 Some(TransformStage::Label(label)),
                 Some(TransformStage::Train(train)),
             ) = (
@@ -391,97 +369,48 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
             else {
                 return Err(stage_error(
                     &names.2,
-                    "not a select -> label -> train chain",
+                    "not a filter -> label -> train chain",
                 ));
             };
-            let active = ActiveJob {
-                score: job,
-                output: train.output.clone(),
-                cold_start: train.cold_start.map(|e| (e, train.seed)),
-                train: TrainConfig {
-                    lr: train.lr,
-                    lambda: train.lambda,
-                    warmup_steps: train.warmup,
-                    seed: train.seed,
-                    ..TrainConfig::default()
-                },
-                selection: select.keep_rate.map_or(Selection::Rule, Selection::Rate),
-                label_budget: label.label_budget,
-                export_every: train.export_every,
-                dev: train.dev.clone(),
-                eval_every: train.eval_every,
-                resume: train.resume,
-                stop_after_rows: train.stop_after_rows,
-                judge: match label.mode {
-                    LabelMode::Pool => None,
-                    LabelMode::Judge => {
-                        let decl = label
-                            .judge
-                            .as_ref()
-                            .and_then(|j| file.judges.get(j))
-                            .ok_or_else(|| stage_error(&names.1, "names no declared judge"))?;
-                        Some(judge_config(decl, &train.output))
-                    }
-                },
-            };
-            let s = run_active(&active)?;
-            for t in &tables {
-                if t.json {
-                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-                } else {
-                    println!("rows scored    {:>10}", s.rows_scored);
-                    println!("rows selected  {:>10}", s.rows_selected);
-                    println!(
-                        "labels used    {:>10}  (over budget {})",
-                        s.labels_used, s.over_budget
-                    );
-                    println!("train steps    {:>10}  ({} exports)", s.steps, s.exports);
-                    if let Some(f1) = s.final_dev_f1 {
-                        println!("final dev F1   {f1:>10.3}");
-                    }
-                    println!("model          {}", s.state.model_version);
-                    println!("output         {}", train.output.display());
+            let judge = match label.mode {
+                LabelMode::Pool => None,
+                LabelMode::Judge => {
+                    let decl = label
+                        .judge
+                        .as_ref()
+                        .and_then(|j| file.judges.get(j))
+                        .ok_or_else(|| stage_error(&names.1, "names no declared judge"))?;
+                    // answers cached in OUTPUT/judge-cache (as `actprm active` does), so a
+                    // resumed run pays only for new ones
+                    Some(
+                        decl.clone()
+                            .with_cache(Some(train.output.join("judge-cache"))),
+                    )
                 }
-            }
-            RunOutcome {
-                job: "active",
-                summary: serde_json::to_value(&s).unwrap_or_default(),
-            }
+            };
+            let active = ActiveJob::configured(
+                job,
+                train.output.clone(),
+                filter.settings.keep.keep(),
+                label.budget,
+                &train.settings,
+                judge,
+            );
+            let s = run_active(&active)?;
+            RunOutcome::of("active", &s, Some(train.output.clone()), &tables)
         }
     };
     Ok(outcome)
 }
 
-/// The model directory, runtime and scoring knobs a score stage asks for (its `model` names a
-/// declaration under `models`; absent: the embedded model on the CPU).
-fn scorer_settings(
-    file: &PipelineFile,
-    score: &ScoreStage,
-    context: &str,
-) -> Result<(Option<PathBuf>, RuntimeOptions, ScoreOptions), ConfigError> {
-    let model = score
+/// The model a score stage names under `models` (absent: the embedded model on the CPU).
+fn model_of(file: &PipelineFile, score: &ScoreStage) -> ModelOptions {
+    score
         .model
         .as_ref()
         .and_then(|m| file.models.get(m))
         .cloned()
-        .unwrap_or_default();
-    let runtime = RuntimeOptions {
-        device: model
-            .device
-            .parse::<Device>()
-            .map_err(|e| stage_error(context, e))?,
-        intra_threads: model.threads,
-    };
-    let options = ScoreOptions {
-        tau: score.tau,
-        rule: SelectionRule {
-            delta_pred: score.delta_pred,
-            delta_std: score.delta_std,
-        },
-        token_budget: score.token_budget,
-        ..ScoreOptions::default()
-    };
-    Ok((model.path, runtime, options))
+        .unwrap_or_default()
 }
 
 /// Runs the `sql` transform over the source inputs into `OUTPUT/sql/NAME.parquet`, which the
@@ -507,11 +436,11 @@ fn sql_stage(
         && target.is_file();
     if !done {
         // prm_score in the query scores as the score stage does
-        let (model, runtime, score) = scorer_settings(file, score, name)?;
+        let model = model_of(file, score);
         let config = crate::sql::SqlConfig {
-            model,
-            runtime,
-            score,
+            runtime: model.runtime(),
+            model: model.model,
+            score: score.settings.options,
             ..crate::sql::SqlConfig::default()
         };
         crate::sql::transform::query_to_parquet(&config, inputs, &stage.query, &target)
@@ -522,42 +451,15 @@ fn sql_stage(
     Ok(target.display().to_string())
 }
 
-/// A declared judge as the client's settings; answers cached in `OUTPUT/judge-cache` (as
-/// `actprm active` does) so a resumed run pays only for new ones.
-fn judge_config(decl: &JudgeDecl, output: &Path) -> crate::label::judge::JudgeConfig {
-    let defaults = crate::label::judge::JudgeConfig::default();
-    crate::label::judge::JudgeConfig {
-        url: decl.url.clone(),
-        model: decl.model.clone(),
-        api_key_env: decl
-            .api_key_env
-            .clone()
-            .unwrap_or(defaults.api_key_env.clone()),
-        timeout_secs: decl.timeout_s as f64,
-        cache: Some(output.join("judge-cache")),
-        ..defaults
-    }
-}
-
 /// Input patterns for the scorer: Parquet as given; JSON Lines / ProcessBench converted to one
 /// Parquet file in the scratch folder (as `actprm convert` does).
 fn source_inputs(source: &SourceStage, scratch: &Scratch) -> Result<Vec<String>, ConfigError> {
     match source {
         SourceStage::Parquet(p) => Ok(p.paths.clone()),
         SourceStage::Jsonl(l) | SourceStage::Processbench(l) => {
-            let mut records = Vec::new();
-            for path in &l.paths {
-                records.extend(
-                    crate::source::jsonl::read_labelled(path).map_err(PipelineError::from)?,
-                );
-            }
-            let batch = crate::source::jsonl::to_record_batch(&records);
             let dir = scratch.dir.join("converted");
-            let mut writer = crate::sink::PartWriter::new(&dir, "source", usize::MAX)
-                .map_err(PipelineError::from)?;
-            writer.write(&batch).map_err(PipelineError::from)?;
-            writer.finish().map_err(PipelineError::from)?;
-            Ok(vec![dir.display().to_string()])
+            crate::pipeline::convert::convert(&l.paths, &dir.join("source.parquet"))?;
+            Ok(vec![dir.join("source.parquet").display().to_string()])
         }
     }
 }
@@ -624,7 +526,7 @@ impl Drop for Scratch {
 }
 
 /// The Parquet tables a run of this pipeline writes, named for `actprm sql --pipeline FILE`:
-/// a score sink's parts as the sink's name; after `select`, `NAME` (kept rows), `NAME_skipped`
+/// a score sink's parts as the sink's name; after `filter`, `NAME` (kept rows), `NAME_skipped`
 /// and `NAME_rejects`; an active run's decision records as `TRAIN_decisions`.
 pub fn output_tables(file: &PipelineFile, plan: &Plan) -> Vec<(String, PathBuf)> {
     let mut tables = Vec::new();
@@ -650,4 +552,37 @@ pub fn output_tables(file: &PipelineFile, plan: &Plan) -> Vec<(String, PathBuf)>
         tables.push((format!("{name}_decisions"), train.output.join("decisions")));
     }
     tables
+}
+
+/// The tables `actprm sql --pipeline FILE` registers: the Parquet outputs this pipeline's run
+/// wrote (those that exist yet), named as plain SQL identifiers (sink `my-kept` is `my_kept`).
+pub fn sql_tables(path: &Path) -> Result<Vec<crate::sql::TableSpec>, ConfigError> {
+    let checked = check_file(path, CheckOptions { skip_env: true })?;
+    let has_parquet = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        })
+    };
+    let tables: Vec<crate::sql::TableSpec> = output_tables(&checked.file, &checked.plan)
+        .into_iter()
+        .filter(|(_, dir)| has_parquet(dir))
+        .map(|(name, dir)| crate::sql::TableSpec {
+            name: name
+                .to_ascii_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+            path: dir.display().to_string(),
+        })
+        .collect();
+    if tables.is_empty() {
+        return Err(stage_error(
+            &format!("--pipeline {}", path.display()),
+            format!(
+                "no Parquet output of this pipeline exists yet (run `actprm run {}` first)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(tables)
 }

@@ -12,9 +12,9 @@ use super::parse::Spans;
 use super::problem::Problem;
 use super::*;
 use crate::label::LabelColumn;
-use crate::model::{Device, LoadedModel, RuntimeOptions};
+use crate::model::RuntimeOptions;
+use crate::source::discover_inputs;
 use crate::source::parquet::plan as plan_files;
-use crate::source::{discover_inputs, ColumnMapping};
 
 pub fn check(
     file: &PipelineFile,
@@ -32,7 +32,7 @@ pub fn check(
         .transforms
         .iter()
         .filter_map(|(n, t)| match t {
-            TransformStage::Select(s) => s.group_by.as_ref().map(|g| (n, g)),
+            TransformStage::Filter(s) => s.settings.group_by.as_ref().map(|g| (n, g)),
             _ => None,
         })
         .collect();
@@ -49,19 +49,16 @@ pub fn check(
                         continue;
                     }
                 };
-                let mapping = ColumnMapping {
-                    problem: p.problem_column.clone(),
-                    steps: p.steps_column.clone(),
-                };
+                let mapping = p.columns.clone();
                 if let Err(e) = plan_files(&files, &mapping) {
                     let field = match &e {
                         crate::source::SourceError::Column { column, .. }
-                            if Some(column) == p.steps_column.as_ref() =>
+                            if Some(column) == p.columns.steps.as_ref() =>
                         {
                             "steps_column"
                         }
                         crate::source::SourceError::Column { column, .. }
-                            if Some(column) == p.problem_column.as_ref() =>
+                            if Some(column) == p.columns.problem.as_ref() =>
                         {
                             "problem_column"
                         }
@@ -123,17 +120,10 @@ pub fn check(
         |n| matches!(file.transforms.get(*n), Some(TransformStage::Score(s)) if s.model.is_none()),
     );
     if let Some(user) = default_user {
-        models.push((
-            user.clone(),
-            ModelDecl {
-                path: None,
-                device: "cpu".into(),
-                threads: 0,
-            },
-        ));
+        models.push((user.clone(), ModelDecl::default()));
     }
     for (id, decl) in &models {
-        let span = if decl.path.is_some() {
+        let span = if decl.model.is_some() {
             spans.field(id, "path")
         } else {
             spans.stage(id)
@@ -165,7 +155,7 @@ pub fn check(
         match t {
             TransformStage::Train(train) => {
                 writable(&train.output, name, "output", spans, &mut problems);
-                for dev in &train.dev {
+                for dev in &train.settings.dev {
                     if !dev.is_file() {
                         problems.push(Problem::at(
                             &spans.field(name, "dev"),
@@ -178,7 +168,7 @@ pub fn check(
                 }
             }
             TransformStage::Score(s) => {
-                if let Some(features) = &s.features {
+                if let Some(features) = &s.extras.features {
                     let parent = features
                         .parent()
                         .filter(|d| !d.as_os_str().is_empty())
@@ -205,7 +195,7 @@ pub fn check(
 
 /// Opens the model as a run would: manifest, files, backbone contract, heads, dimensions.
 fn check_model(decl: &ModelDecl) -> Result<(), String> {
-    if let Some(dir) = &decl.path {
+    if let Some(dir) = &decl.model {
         if !dir.join("manifest.json").is_file() {
             return Err(format!(
                 "{} is not a model directory (no manifest.json)",
@@ -213,10 +203,10 @@ fn check_model(decl: &ModelDecl) -> Result<(), String> {
             ));
         }
     }
-    let model = LoadedModel::open(decl.path.as_deref()).map_err(|e| e.to_string())?;
+    let model = decl.open().map_err(|e| e.to_string())?;
     model.check_files().map_err(|e| e.to_string())?;
     let runtime = RuntimeOptions {
-        device: decl.device.parse::<Device>()?,
+        device: decl.device,
         intra_threads: 1,
     };
     crate::score::StepScorer::open(&model, &runtime, Default::default())

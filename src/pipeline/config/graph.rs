@@ -89,14 +89,19 @@ pub fn check(file: &PipelineFile, spans: &Spans) -> Vec<Problem> {
     for (name, t) in &file.transforms {
         match t {
             TransformStage::Score(s) => {
-                if let Some(m) = s.model.as_ref().filter(|m| !file.models.contains_key(*m)) {
+                if let Some(m) = s.model.as_ref().filter(|m| {
+                    !file.models.contains_key(*m) && !spans.broken.contains(&format!("model:{m}"))
+                }) {
                     let names = file.models.keys().map(String::as_str);
                     problems.push(Problem::at(&spans.field(name, "model"), format!("model `{m}` of transform `{name}` is not declared under `models`{}", hint(m, names))));
                 }
             }
             TransformStage::Label(l) => match (l.mode, &l.judge) {
                 (LabelMode::Judge, None) => problems.push(Problem::at(&spans.field(name, "mode"), format!("transform `{name}` labels by judge but names none: add `judge: NAME` (declared under `judges`)"))),
-                (LabelMode::Judge, Some(j)) if !file.judges.contains_key(j) => {
+                (LabelMode::Judge, Some(j))
+                    if !file.judges.contains_key(j)
+                        && !spans.broken.contains(&format!("judge:{j}")) =>
+                {
                     let names = file.judges.keys().map(String::as_str);
                     problems.push(Problem::at(&spans.field(name, "judge"), format!("judge `{j}` of transform `{name}` is not declared under `judges`{}", hint(j, names))));
                 }

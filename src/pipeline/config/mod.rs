@@ -17,6 +17,12 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::label::LabelBudget;
+use crate::pipeline::active::ActiveSettings;
+use crate::pipeline::filter::FilterSettings;
+use crate::pipeline::score::{ScoreExtras, ScoreSettings};
+use crate::source::ColumnMapping;
+
 pub use compile::{run_file, Plan, RunOutcome};
 pub use problem::{Problem, Report};
 
@@ -40,37 +46,12 @@ pub struct PipelineFile {
     pub sinks: BTreeMap<String, SinkStage>,
 }
 
-/// A model directory (`--model`, `--device`, `--threads`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ModelDecl {
-    /// Model directory (manifest.json + files); absent: the embedded default model.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// cpu, cuda or cuda:N.
-    #[serde(default = "default_device")]
-    pub device: String,
-    /// ONNX Runtime intra-op threads (0 = one per core).
-    #[serde(default)]
-    pub threads: usize,
-}
+/// A model directory and where it runs: `--model` (here `path`), `--device`, `--threads`.
+pub type ModelDecl = crate::model::ModelOptions;
 
-/// An OpenAI-compatible judge endpoint. The API key is read from the environment variable named
-/// by `api_key_env`, never written in the file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JudgeDecl {
-    /// Base URL, e.g. http://127.0.0.1:8080/v1.
-    pub url: String,
-    /// Model name sent to the endpoint.
-    pub model: String,
-    /// Name of the environment variable holding the API key.
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Seconds per request.
-    #[serde(default = "default_timeout")]
-    pub timeout_s: u64,
-}
+/// An OpenAI-compatible judge endpoint: the judge flags, with `url` and `model` required. The API
+/// key is read from the environment variable named by `api_key_env`, never written in the file.
+pub type JudgeDecl = crate::label::judge::JudgeConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -84,16 +65,11 @@ pub enum SourceStage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ParquetSource {
     /// Parquet files, globs or folders.
     pub paths: Vec<String>,
-    /// Problem column (default: problem, question, prompt, input or instruction).
-    #[serde(default)]
-    pub problem_column: Option<String>,
-    /// Steps column, a list of strings (default: steps, completions or model_output_steps).
-    #[serde(default)]
-    pub steps_column: Option<String>,
+    #[serde(flatten)]
+    pub columns: ColumnMapping,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -110,8 +86,9 @@ pub enum TransformStage {
     Sql(SqlStage),
     /// Score every step (`actprm score`).
     Score(ScoreStage),
-    /// Keep the uncertain trajectories (`actprm filter`).
-    Select(SelectStage),
+    /// Keep the uncertain trajectories (`actprm filter`; `select` is the older name).
+    #[serde(alias = "select")]
+    Filter(FilterStage),
     /// Label the selected trajectories: from the pool's own label column, or by an LLM judge.
     Label(LabelStage),
     /// Train the heads on the labelled trajectories, refreshing the scorer (`actprm active`).
@@ -127,61 +104,22 @@ pub struct SqlStage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ScoreStage {
     pub inputs: Vec<String>,
     /// A name under `models`; absent: the embedded default model on the CPU.
     #[serde(default)]
     pub model: Option<String>,
-    /// First-error threshold; default: the model's own tau.
-    #[serde(default)]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub tau: Option<f32>,
-    /// A step is confident only if max(mu, 1 - mu) >= delta_pred ...
-    #[serde(default = "default_delta_pred")]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub delta_pred: f32,
-    /// ... and its std over heads <= delta_std.
-    #[serde(default = "default_delta_std")]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub delta_std: f32,
-    /// Rows per batch read from Parquet.
-    #[serde(default = "default_batch_rows")]
-    pub batch_rows: usize,
-    /// Padded tokens per backbone call.
-    #[serde(default = "default_token_budget")]
-    pub token_budget: usize,
-    /// Also write per-head probabilities (step_head_probs).
-    #[serde(default)]
-    pub head_probs: bool,
-    /// Also write step features (Arrow IPC) for `actprm train`.
-    #[serde(default)]
-    pub features: Option<PathBuf>,
-    /// Swap in this model directory's heads whenever they change.
-    #[serde(default)]
-    pub watch_model: Option<PathBuf>,
+    #[serde(flatten)]
+    pub settings: ScoreSettings,
+    #[serde(flatten)]
+    pub extras: ScoreExtras,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SelectStage {
+pub struct FilterStage {
     pub inputs: Vec<String>,
-    /// Keep this fraction of each batch, most uncertain first (default: ActPRM's threshold rule).
-    #[serde(default)]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub keep_rate: Option<f64>,
-    /// This process's share of the units, as i/n (0-based).
-    #[serde(default = "default_shard")]
-    pub shard: String,
-    /// Also write the rows that were not kept.
-    #[serde(default)]
-    pub write_skipped: bool,
-    /// Report keep rates per value of this column.
-    #[serde(default)]
-    pub group_by: Option<String>,
-    /// Discard an earlier run's outputs in the sink folder instead of resuming it.
-    #[serde(default)]
-    pub restart: bool,
+    #[serde(flatten)]
+    pub settings: FilterSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -194,49 +132,23 @@ pub enum LabelMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct LabelStage {
     pub inputs: Vec<String>,
     pub mode: LabelMode,
     /// A name under `judges` (mode: judge).
     #[serde(default)]
     pub judge: Option<String>,
-    /// At most this many labels.
-    #[serde(default)]
-    pub label_budget: Option<u64>,
+    #[serde(flatten)]
+    pub budget: LabelBudget,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct TrainStage {
     pub inputs: Vec<String>,
     /// Output folder (model/, decisions/, eval.jsonl, state.json, summary.json).
     pub output: PathBuf,
-    /// Cold start with fresh heads (the paper's setting): E heads.
-    #[serde(default)]
-    pub cold_start: Option<usize>,
-    #[serde(default)]
-    pub seed: u64,
-    #[serde(default = "default_lr")]
-    pub lr: f64,
-    #[serde(default = "default_lambda")]
-    pub lambda: f64,
-    #[serde(default = "default_warmup")]
-    pub warmup: u64,
-    /// Export + refresh the scorer + checkpoint every this many steps.
-    #[serde(default = "default_export_every")]
-    pub export_every: u64,
-    /// Development feature stores, evaluated every `eval_every` labels.
-    #[serde(default)]
-    pub dev: Vec<PathBuf>,
-    #[serde(default = "default_eval_every")]
-    pub eval_every: u64,
-    /// Continue a stopped run in the same output folder.
-    #[serde(default)]
-    pub resume: bool,
-    /// Stop after this many pool rows (resumable with resume: true).
-    #[serde(default)]
-    pub stop_after_rows: Option<u64>,
+    #[serde(flatten)]
+    pub settings: ActiveSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -266,59 +178,12 @@ pub struct TableSink {
     pub json: bool,
 }
 
-impl Default for ModelDecl {
-    fn default() -> Self {
-        Self {
-            path: None,
-            device: default_device(),
-            threads: 0,
-        }
-    }
-}
-
-fn default_device() -> String {
-    "cpu".into()
-}
-fn default_timeout() -> u64 {
-    60
-}
-fn default_delta_pred() -> f32 {
-    0.9
-}
-fn default_delta_std() -> f32 {
-    0.01
-}
-fn default_batch_rows() -> usize {
-    64
-}
-fn default_token_budget() -> usize {
-    crate::score::DEFAULT_TOKEN_BUDGET
-}
-fn default_shard() -> String {
-    "0/1".into()
-}
-fn default_lr() -> f64 {
-    2e-3
-}
-fn default_lambda() -> f64 {
-    0.5
-}
-fn default_warmup() -> u64 {
-    10
-}
-fn default_export_every() -> u64 {
-    5
-}
-fn default_eval_every() -> u64 {
-    500
-}
-
 impl TransformStage {
     pub fn inputs(&self) -> &[String] {
         match self {
             Self::Sql(s) => &s.inputs,
             Self::Score(s) => &s.inputs,
-            Self::Select(s) => &s.inputs,
+            Self::Filter(s) => &s.inputs,
             Self::Label(s) => &s.inputs,
             Self::Train(s) => &s.inputs,
         }
@@ -328,7 +193,7 @@ impl TransformStage {
         match self {
             Self::Sql(_) => "sql",
             Self::Score(_) => "score",
-            Self::Select(_) => "select",
+            Self::Filter(_) => "filter",
             Self::Label(_) => "label",
             Self::Train(_) => "train",
         }

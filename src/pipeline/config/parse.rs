@@ -82,7 +82,8 @@ pub struct Parsed {
 
 const SECTIONS: [&str; 5] = ["models", "judges", "sources", "transforms", "sinks"];
 const SOURCE_TYPES: [&str; 3] = ["parquet", "jsonl", "processbench"];
-const TRANSFORM_TYPES: [&str; 5] = ["sql", "score", "select", "label", "train"];
+/// `select` is the older name of `filter`, still read.
+const TRANSFORM_TYPES: [&str; 6] = ["sql", "score", "filter", "select", "label", "train"];
 const SINK_TYPES: [&str; 3] = ["parquet", "arrow_ipc", "table"];
 
 pub fn parse(text: &str) -> Parsed {
@@ -147,16 +148,28 @@ pub fn parse(text: &str) -> Parsed {
                     let id = format!("model:{}", name.as_str());
                     w.spans.stages.insert(id.clone(), *name.span());
                     let what = format!("model `{}`", name.as_str());
-                    if let Some(m) = w.declaration::<ModelDecl>(&id, &what, decl, &[]) {
-                        file.models.insert(name.as_str().to_string(), m);
+                    match w.declaration::<ModelDecl>(&id, &what, decl, &[]) {
+                        Some(m) => {
+                            file.models.insert(name.as_str().to_string(), m);
+                        }
+                        // reported; references to it are not reported again
+                        None => {
+                            w.spans.broken.insert(id);
+                        }
                     }
                 }
                 "judges" => {
                     let id = format!("judge:{}", name.as_str());
                     w.spans.stages.insert(id.clone(), *name.span());
                     let what = format!("judge `{}`", name.as_str());
-                    if let Some(j) = w.declaration::<JudgeDecl>(&id, &what, decl, &[]) {
-                        file.judges.insert(name.as_str().to_string(), j);
+                    match w.declaration::<JudgeDecl>(&id, &what, decl, &[]) {
+                        Some(j) => {
+                            file.judges.insert(name.as_str().to_string(), j);
+                        }
+                        // reported; references to it are not reported again
+                        None => {
+                            w.spans.broken.insert(id);
+                        }
                     }
                 }
                 "sources" => {
@@ -182,9 +195,9 @@ pub fn parse(text: &str) -> Parsed {
                             "score" => w
                                 .typed(name, "transform", kind, map)
                                 .map(TransformStage::Score),
-                            "select" => w
-                                .typed(name, "transform", kind, map)
-                                .map(TransformStage::Select),
+                            "filter" | "select" => w
+                                .typed(name, "transform", "filter", map)
+                                .map(TransformStage::Filter),
                             "label" => w
                                 .typed(name, "transform", kind, map)
                                 .map(TransformStage::Label),
@@ -418,53 +431,55 @@ impl Walker<'_> {
                 ));
             }
         }
-        // serde stops at the first bad value: report it, drop that key, try again
+        // each value is read as its property's schema says (YAML scalars are text until then),
+        // so a wrong type is reported at its value and the key dropped
+        let defs = &schema["$defs"];
+        let mut object = serde_json::Map::new();
+        for (key, node) in clean.iter() {
+            let prop = resolve(&schema["properties"][key.as_str()], defs);
+            match to_json(node, prop, defs) {
+                Ok(v) => {
+                    object.insert(key.as_str().to_string(), v);
+                }
+                Err(expected) => {
+                    let got = node
+                        .as_scalar()
+                        .map_or(String::new(), |s| format!(", got `{}`", s.as_str()));
+                    self.problems.push(Problem::at(
+                        node.span(),
+                        format!("`{}` in {what}: {expected}{got}", key.as_str()),
+                    ));
+                }
+            }
+        }
+        // what the schema cannot say (a device name, a shard) fails in serde: find the key whose
+        // removal lets the rest through, report it there, and go on without it
         let mut value = None;
-        for _ in 0..=map.len() {
-            match marked_yaml::from_node::<T>(&Node::Mapping(clean.clone())) {
+        for _ in 0..=object.len() {
+            match serde_json::from_value::<T>(serde_json::Value::Object(object.clone())) {
                 Ok(v) => {
                     value = Some(v);
                     break;
                 }
                 Err(e) => {
-                    let Some(mark) = e.start_mark() else { break };
-                    let at = (mark.line(), mark.column());
-                    let key = clean
-                        .iter()
-                        .map(|(k, _)| k)
-                        .rev()
-                        .find(|k| {
-                            k.span()
-                                .start()
-                                .is_some_and(|m| (m.line(), m.column()) <= at)
-                        })
-                        .cloned();
-                    let Some(key) = key else { break };
-                    if e.to_string().starts_with("missing field") {
+                    let culprit = object.keys().find(|k| {
+                        let mut without = object.clone();
+                        without.remove(*k);
+                        serde_json::from_value::<T>(serde_json::Value::Object(without)).is_ok()
+                    });
+                    let Some(key) = culprit.cloned() else {
+                        if self.problems.len() == before {
+                            self.problems
+                                .push(Problem::at(&self.spans.stage(id), format!("{what}: {e}")));
+                        }
                         break;
-                    }
-                    let got = clean
-                        .get_node(key.as_str())
-                        .and_then(|n| n.as_scalar())
-                        .map_or(String::new(), |s| format!(", got `{}`", s.as_str()));
-                    let message = match &*e {
-                        marked_yaml::Error::NotBoolean(_) => "expected true or false".to_string(),
-                        marked_yaml::Error::IntegerParseFailure(..) => {
-                            "expected a whole number >= 0".to_string()
-                        }
-                        marked_yaml::Error::FloatParseFailure(..) => {
-                            "expected a number".to_string()
-                        }
-                        other => other.to_string(),
                     };
                     let span = clean
-                        .get_node(key.as_str())
-                        .map_or(*key.span(), |n| *n.span());
-                    self.problems.push(Problem::at(
-                        &span,
-                        format!("`{}` in {what}: {message}{got}", key.as_str()),
-                    ));
-                    clean.retain(|k, _| k.as_str() != key.as_str());
+                        .get_node(&key)
+                        .map_or(self.spans.stage(id), |n| *n.span());
+                    self.problems
+                        .push(Problem::at(&span, format!("`{key}` in {what}: {e}")));
+                    object.remove(&key);
                 }
             }
         }
@@ -477,6 +492,146 @@ impl Walker<'_> {
             }
         }
         value.filter(|_| self.problems.len() == before)
+    }
+}
+
+/// Follows `$ref`s into the schema's definitions.
+fn resolve<'s>(
+    schema: &'s serde_json::Value,
+    defs: &'s serde_json::Value,
+) -> &'s serde_json::Value {
+    match schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+    {
+        Some(name) => resolve(&defs[name], defs),
+        None => schema,
+    }
+}
+
+/// The JSON types a schema admits (through `anyOf` / `oneOf`), and its allowed constants.
+fn admits(
+    schema: &serde_json::Value,
+    defs: &serde_json::Value,
+    out: &mut (Vec<String>, Vec<String>),
+) {
+    let schema = resolve(schema, defs);
+    match &schema["type"] {
+        serde_json::Value::String(t) => out.0.push(t.clone()),
+        serde_json::Value::Array(ts) => out
+            .0
+            .extend(ts.iter().filter_map(|t| t.as_str().map(String::from))),
+        _ => {}
+    }
+    if let Some(values) = schema["enum"].as_array() {
+        out.1
+            .extend(values.iter().filter_map(|v| v.as_str().map(String::from)));
+    }
+    if let Some(c) = schema["const"].as_str() {
+        out.1.push(c.to_string());
+        out.0.push("string".into());
+    }
+    for key in ["anyOf", "oneOf"] {
+        for alternative in schema[key].as_array().into_iter().flatten() {
+            admits(alternative, defs, out);
+        }
+    }
+}
+
+/// A YAML node as the JSON value `schema` wants; `Err` says what was expected.
+fn to_json(
+    node: &Node,
+    schema: &serde_json::Value,
+    defs: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    let mut found = (Vec::new(), Vec::new());
+    admits(schema, defs, &mut found);
+    let (types, consts) = found;
+    let wants = |t: &str| types.is_empty() || types.iter().any(|x| x == t);
+    match node {
+        Node::Sequence(items) => {
+            if !wants("array") {
+                return Err("expected a single value, not a list".into());
+            }
+            let item = resolve(&schema["items"], defs);
+            items
+                .iter()
+                .map(|n| to_json(n, item, defs))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array)
+        }
+        Node::Mapping(map) => {
+            if !wants("object") {
+                return Err("expected a single value, not a mapping".into());
+            }
+            let mut object = serde_json::Map::new();
+            for (k, v) in map.iter() {
+                let prop = resolve(&schema["properties"][k.as_str()], defs);
+                object.insert(k.as_str().to_string(), to_json(v, prop, defs)?);
+            }
+            Ok(Value::Object(object))
+        }
+        Node::Scalar(scalar) => {
+            let text = scalar.as_str();
+            if is_null(node) && wants("null") {
+                return Ok(Value::Null);
+            }
+            if wants("boolean") {
+                match text {
+                    "true" => return Ok(Value::Bool(true)),
+                    "false" => return Ok(Value::Bool(false)),
+                    _ if types.len() == 1 => return Err("expected true or false".into()),
+                    _ => {}
+                }
+            }
+            let unsigned = schema["minimum"].as_f64().is_some_and(|m| m >= 0.0)
+                || schema["format"]
+                    .as_str()
+                    .is_some_and(|f| f.starts_with("uint"));
+            if wants("integer") && !types.is_empty() {
+                match (text.parse::<u64>(), text.parse::<i64>()) {
+                    (Ok(n), _) => return Ok(Value::from(n)),
+                    (_, Ok(n)) if !unsigned => return Ok(Value::from(n)),
+                    _ if !types.iter().any(|t| t == "number" || t == "string") => {
+                        return Err(if unsigned {
+                            "expected a whole number >= 0".into()
+                        } else {
+                            "expected a whole number".into()
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            if wants("number") && !types.is_empty() {
+                match text.parse::<f64>() {
+                    Ok(x) if x.is_finite() => return Ok(Value::from(x)),
+                    _ if !types.iter().any(|t| t == "string") => {
+                        return Err("expected a number".into())
+                    }
+                    _ => {}
+                }
+            }
+            if types.is_empty() {
+                // no schema to go by: YAML's own reading
+                return Ok(match text {
+                    "true" => Value::Bool(true),
+                    "false" => Value::Bool(false),
+                    _ => text
+                        .parse::<i64>()
+                        .map(Value::from)
+                        .or_else(|_| text.parse::<f64>().map(Value::from))
+                        .unwrap_or_else(|_| Value::String(text.to_string())),
+                });
+            }
+            if !wants("string") {
+                return Err(format!("expected {}", types.join(" or ")));
+            }
+            if !consts.is_empty() && !consts.iter().any(|c| c == text) {
+                return Err(format!("expected one of: {}", consts.join(", ")));
+            }
+            Ok(Value::String(text.to_string()))
+        }
     }
 }
 
@@ -502,28 +657,36 @@ fn positive(out: &mut Vec<(&'static str, String)>, field: &'static str, v: f64) 
     limit(out, field, crate::limits::positive(field, v));
 }
 
-impl CheckValues for ModelDecl {
-    fn check_values(&self) -> Vec<(&'static str, String)> {
-        match self.device.parse::<crate::model::Device>() {
-            Ok(_) => Vec::new(),
-            Err(_) => vec![(
-                "device",
-                format!("is `{}`; expected cpu, cuda or cuda:N", self.device),
-            )],
-        }
-    }
-}
+impl CheckValues for ModelDecl {}
 
 impl CheckValues for JudgeDecl {
     fn check_values(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+        if self.url.is_empty() {
+            out.push((
+                "url",
+                "is required: the endpoint's base URL, e.g. http://127.0.0.1:8000/v1".to_string(),
+            ));
+        } else if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             out.push((
                 "url",
                 format!("is `{}`; expected an http:// or https:// URL", self.url),
             ));
         }
-        positive(&mut out, "timeout_s", self.timeout_s as f64);
+        if self.model.is_empty() {
+            out.push((
+                "model",
+                "is required: the model name the endpoint serves".to_string(),
+            ));
+        }
+        positive(&mut out, "timeout", self.timeout_secs);
+        for (field, value) in [
+            ("max_tokens", self.max_tokens as usize),
+            ("concurrency", self.concurrency),
+            ("votes", self.votes as usize),
+        ] {
+            limit(&mut out, field, crate::limits::at_least(field, value, 1));
+        }
         out
     }
 }
@@ -539,45 +702,48 @@ impl CheckValues for ScoreStage {
     fn check_values(&self) -> Vec<(&'static str, String)> {
         use crate::limits::{at_least, fraction};
         let mut out = Vec::new();
-        if let Some(tau) = self.tau {
+        let options = &self.settings.options;
+        if let Some(tau) = options.tau {
             limit(&mut out, "tau", fraction("tau", tau, false));
         }
         limit(
             &mut out,
             "delta_pred",
-            fraction("delta_pred", self.delta_pred, false),
+            fraction("delta_pred", options.rule.delta_pred, false),
         );
         limit(
             &mut out,
             "delta_std",
-            fraction("delta_std", self.delta_std, false),
+            fraction("delta_std", options.rule.delta_std, false),
         );
         limit(
             &mut out,
             "batch_rows",
-            at_least("batch_rows", self.batch_rows, 1),
+            at_least("batch_rows", self.settings.batch_rows, 1),
         );
         limit(
             &mut out,
             "token_budget",
-            at_least("token_budget", self.token_budget, 1),
+            at_least("token_budget", options.token_budget, 1),
+        );
+        limit(
+            &mut out,
+            "max_batch",
+            at_least("max_batch", options.max_batch, 1),
         );
         out
     }
 }
 
-impl CheckValues for SelectStage {
+impl CheckValues for FilterStage {
     fn check_values(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        if let Some(rate) = self.keep_rate {
+        if let Some(rate) = self.settings.keep.keep_rate {
             limit(
                 &mut out,
                 "keep_rate",
                 crate::limits::fraction("keep_rate", rate, false),
             );
-        }
-        if let Err(e) = parse_shard(&self.shard) {
-            out.push(("shard", e));
         }
         out
     }
@@ -586,36 +752,23 @@ impl CheckValues for SelectStage {
 impl CheckValues for TrainStage {
     fn check_values(&self) -> Vec<(&'static str, String)> {
         use crate::limits::{at_least, non_negative};
+        let s = &self.settings;
         let mut out = Vec::new();
-        positive(&mut out, "lr", self.lr);
-        limit(&mut out, "lambda", non_negative("lambda", self.lambda));
+        positive(&mut out, "lr", s.lr);
+        limit(&mut out, "lambda", non_negative("lambda", s.lambda));
         limit(
             &mut out,
             "export_every",
-            at_least("export_every", self.export_every, 1),
+            at_least("export_every", s.export_every, 1),
         );
         limit(
             &mut out,
             "eval_every",
-            at_least("eval_every", self.eval_every, 1),
+            at_least("eval_every", s.eval_every, 1),
         );
-        if let Some(heads) = self.cold_start {
+        if let Some(heads) = s.cold_start {
             limit(&mut out, "cold_start", at_least("cold_start", heads, 1));
         }
         out
     }
-}
-
-/// `i/n` with 0 <= i < n, as `--shard` takes it.
-pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
-    let bad = || format!("is `{s}`; expected i/n with 0 <= i < n, e.g. 0/4");
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (u64, u64) = (
-        i.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
-    if n == 0 || i >= n {
-        return Err(bad());
-    }
-    Ok((i, n))
 }

@@ -37,12 +37,93 @@ pub use unit::{stable_hash, UnitSource};
 /// Upper edges of the uncertainty histogram bins (the last bin is open).
 pub const UNCERTAINTY_BINS: [f32; 8] = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0];
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub enum Keep {
-    /// ActPRM's threshold rule.
-    Rule,
-    /// This fraction of each scored batch, most uncertain first.
-    Rate(f64),
+pub use crate::select::Keep;
+
+/// `--shard i/n`: this process handles the units whose stable hash is i modulo n (0-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { index: 0, count: 1 }
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("is `{s}`; expected i/n with 0 <= i < n, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u64, u64) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl TryFrom<String> for Shard {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Shard> for String {
+    fn from(s: Shard) -> String {
+        s.to_string()
+    }
+}
+
+impl schemars::JsonSchema for Shard {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Shard".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]+/[0-9]+$",
+            "description": "i/n with 0 <= i < n"
+        })
+    }
+}
+
+/// What `filter` keeps and how it splits and resumes: its flags, and the keys of a pipeline
+/// file's filter stage.
+#[derive(
+    Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(default)]
+pub struct FilterSettings {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub keep: crate::select::KeepRate,
+    /// This process's share of the units, as i/n (0-based).
+    #[arg(long, default_value_t = Shard::default())]
+    pub shard: Shard,
+    /// Also write the rows that were not kept.
+    #[arg(long)]
+    pub write_skipped: bool,
+    /// Report keep rates per value of this column.
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// Discard an earlier run's outputs in the output folder instead of resuming it (a rerun
+    /// with other settings is refused without this).
+    #[arg(long)]
+    pub restart: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +140,17 @@ pub struct FilterJob {
 }
 
 impl FilterJob {
+    pub fn new(score: ScoreJob, settings: &FilterSettings) -> Self {
+        Self {
+            score,
+            keep: settings.keep.keep(),
+            shard: (settings.shard.index, settings.shard.count),
+            write_skipped: settings.write_skipped,
+            group_by: settings.group_by.clone(),
+            restart: settings.restart,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), PipelineError> {
         self.score.validate()?;
         if let Keep::Rate(rate) = self.keep {
@@ -183,30 +275,36 @@ pub struct FilterSummary {
 
 impl FilterSummary {
     /// The end-of-run report on the terminal.
-    pub fn print(&self) {
+    /// The report as a terminal table.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
         let s = self;
-        println!(
+        let _ = writeln!(
+            out,
             "units          {:>10}  ({} this run)",
             s.units, s.units_this_run
         );
-        println!("rows in        {:>10}", s.rows_in);
-        println!("rows scored    {:>10}", s.rows_scored);
-        println!(
+        let _ = writeln!(out, "rows in        {:>10}", s.rows_in);
+        let _ = writeln!(out, "rows scored    {:>10}", s.rows_scored);
+        let _ = writeln!(
+            out,
             "rows kept      {:>10}  ({:.1} %)",
             s.rows_kept,
             100.0 * s.keep_rate
         );
-        println!("rows rejected  {:>10}", s.rows_rejected);
-        println!(
+        let _ = writeln!(out, "rows rejected  {:>10}", s.rows_rejected);
+        let _ = writeln!(
+            out,
             "throughput     {:>10.1} rows/s, {:.0} tokens/s (this run, {:.1} s)",
             s.rows_per_second, s.tokens_per_second, s.seconds
         );
-        println!("model          {}", s.model_version);
-        println!("peak RSS       {:>10.1} MiB", s.peak_rss_mb);
+        let _ = writeln!(out, "model          {}", s.model_version);
+        let _ = writeln!(out, "peak RSS       {:>10.1} MiB", s.peak_rss_mb);
         for (g, r) in &s.keep_rate_by_group {
-            println!("keep rate      {:>9.1} %  {g}", 100.0 * r);
+            let _ = writeln!(out, "keep rate      {:>9.1} %  {g}", 100.0 * r);
         }
-        println!("uncertainty (1 = ActPRM threshold):");
+        let _ = writeln!(out, "uncertainty (1 = ActPRM threshold):");
         let max = s
             .uncertainty_histogram
             .iter()
@@ -215,11 +313,13 @@ impl FilterSummary {
             .unwrap_or(1)
             .max(1);
         for (bin, count) in &s.uncertainty_histogram {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {bin:<14} {count:>9} {}",
                 "#".repeat((40 * count / max) as usize)
             );
         }
+        out
     }
 }
 
@@ -781,4 +881,10 @@ pub fn verify(
         problems.push(format!("{unit} is not a unit of these inputs"));
     }
     Ok((summarise(&all), problems))
+}
+
+impl crate::report::Report for FilterSummary {
+    fn table(&self) -> String {
+        FilterSummary::table(self)
+    }
 }

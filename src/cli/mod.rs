@@ -1,0 +1,594 @@
+//! The command table: parses flags and renders reports, nothing else. Every flag is a field of a
+//! library settings type (flattened here), the same type a pipeline file's stage deserializes,
+//! so a flag and its file key cannot drift apart (tests/flag_parity.rs checks it).
+
+mod render;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::experiment::ExperimentSettings;
+use crate::label::judge::{stderr_logger, JudgeConfig};
+use crate::label::LabelBudget;
+use crate::model::ModelOptions;
+use crate::pipeline::active::{run_active, ActiveJob, ActiveSettings};
+use crate::pipeline::config::{CheckOptions, ConfigError};
+use crate::pipeline::evaluate::{evaluate_files, TauRule};
+use crate::pipeline::filter::{run_filter, FilterJob, FilterSettings};
+use crate::pipeline::score::{ScoreExtras, ScoreSettings};
+use crate::pipeline::train::TrainSettings;
+use crate::pipeline::{run_judge_eval, run_label, run_score, LabelJob, ScoreJob};
+use crate::score::ScoreOptions;
+use crate::select::KeepRate;
+use crate::source::ColumnMapping;
+use crate::sql::{OutputFormat, SqlConfig, TableSpec};
+use render::{render, Output};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "actprm",
+    version,
+    about = "Train and run Process Reward Models by active learning"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Score every step of Parquet trajectories; write scored Parquet parts and summary.json.
+    Score(ScoreArgs),
+    /// Convert labelled data as released (JSON Lines, ProcessBench JSON, TRL stepwise JSON Lines,
+    /// PRM800K raw, Math-Shepherd raw) to Parquet (id, problem, steps, label). A record that
+    /// cannot be converted is reported with its line and reason, and kept in OUTPUT.rejects.jsonl.
+    Convert {
+        /// Input .jsonl or .json files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output Parquet file.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Train the ensemble heads (tch) on stored step features; export a model directory.
+    Train(TrainArgs),
+    /// Label Parquet trajectories with a judge model behind an OpenAI-compatible endpoint (only
+    /// rows with `selected` = true when that column exists); write Parquet parts and summary.json.
+    Label(LabelArgs),
+    /// The judge on its own.
+    Judge {
+        #[command(subcommand)]
+        command: JudgeCommand,
+    },
+    /// ProcessBench / PRMBench metrics of a model on labelled subsets (one file = one subset).
+    Eval(EvalArgs),
+    /// Score a corpus and keep the uncertain trajectories: bounded memory, exact resume, shards.
+    Filter(FilterArgs),
+    /// Check that filter outputs (one folder per shard) cover every input unit exactly once.
+    FilterVerify {
+        #[arg(long, short, required = true, num_args = 1..)]
+        input: Vec<String>,
+        /// Output folders of the shards.
+        #[arg(required = true)]
+        outputs: Vec<PathBuf>,
+        #[command(flatten)]
+        columns: ColumnMapping,
+    },
+    /// Generate a large realistic corpus by copying and recombining real trajectories.
+    Generate {
+        /// Labelled JSON Lines / ProcessBench JSON files to draw from.
+        #[arg(long, required = true, num_args = 1..)]
+        from: Vec<PathBuf>,
+        #[arg(long, short)]
+        output: PathBuf,
+        #[arg(long)]
+        rows: u64,
+        #[arg(long, default_value_t = 10)]
+        files: usize,
+        #[arg(long, default_value_t = 10_000)]
+        row_group_rows: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Write a model directory with a tiny backbone (same I/O contract) for scale and crash tests.
+    TinyModel {
+        #[arg(long, short)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        dim: usize,
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+    },
+    /// The streaming active loop: score -> select -> label (pool column or judge) -> train -> refresh.
+    Active(ActiveArgs),
+    /// The pool-based experiment: ActPRM vs random vs full data at equal label budgets.
+    Experiment(ExperimentArgs),
+    /// SQL over Parquet files and scored outputs: run QUERY, or open a shell without it.
+    Sql(SqlArgs),
+    /// Write a fresh model directory: the default backbone with newly initialised heads.
+    InitModel {
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Ensemble size E.
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Model name (versions are name@hash).
+        #[arg(long, default_value = "minilm-actprm")]
+        name: String,
+    },
+    /// Check a pipeline file, then run it (see docs/pipelines.md).
+    Run {
+        /// Pipeline YAML file.
+        file: PathBuf,
+    },
+    /// Check a pipeline file and report every problem with file:line:column; run nothing.
+    Validate {
+        /// Pipeline YAML file.
+        file: PathBuf,
+        /// Skip the environment checks (input files and columns, models, output folders, judge).
+        #[arg(long)]
+        skip_env: bool,
+    },
+    /// Print the JSON Schema of pipeline files.
+    Schema,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JudgeCommand {
+    /// The judge's ProcessBench-style F1 on labelled files (one file = one subset), to check a
+    /// judge and prompt before spending money on it.
+    Eval {
+        /// ProcessBench .json arrays, .jsonl, or Parquet with a label column.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        judge: JudgeConfig,
+        /// Answer cache directory (default: no cache).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+/// Input files and output folder of a command that streams Parquet.
+#[derive(Args, Debug, Clone)]
+pub struct InputOutput {
+    /// Parquet files, globs or folders.
+    #[arg(long, short, required = true, num_args = 1..)]
+    pub input: Vec<String>,
+    /// Output folder.
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub io: InputOutput,
+    #[command(flatten)]
+    pub model: ModelOptions,
+    #[command(flatten)]
+    pub columns: ColumnMapping,
+    #[command(flatten)]
+    pub settings: ScoreSettings,
+    #[command(flatten)]
+    pub extras: ScoreExtras,
+    /// Replace an earlier run's parts, rejects and summary in OUTPUT (else they are refused).
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FilterArgs {
+    #[command(flatten)]
+    pub io: InputOutput,
+    #[command(flatten)]
+    pub model: ModelOptions,
+    #[command(flatten)]
+    pub columns: ColumnMapping,
+    #[command(flatten)]
+    pub settings: ScoreSettings,
+    #[command(flatten)]
+    pub filter: FilterSettings,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ActiveArgs {
+    /// The pool (with a label, ratings, hard_labels or labels column unless a judge labels it),
+    /// and the output folder (model/, decisions/, eval.jsonl, state.json, summary.json).
+    #[command(flatten)]
+    pub io: InputOutput,
+    #[command(flatten)]
+    pub model: ModelOptions,
+    #[command(flatten)]
+    pub columns: ColumnMapping,
+    #[command(flatten)]
+    pub settings: ScoreSettings,
+    #[command(flatten)]
+    pub keep: KeepRate,
+    #[command(flatten)]
+    pub budget: LabelBudget,
+    #[command(flatten)]
+    pub active: ActiveSettings,
+    /// Label by an LLM judge instead of the pool's label column when --judge-url is given
+    /// (answers cached in OUTPUT/judge-cache, so --resume pays only for new ones).
+    #[command(flatten)]
+    pub judge: JudgeConfig,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LabelArgs {
+    #[command(flatten)]
+    pub io: InputOutput,
+    #[command(flatten)]
+    pub columns: ColumnMapping,
+    #[command(flatten)]
+    pub judge: JudgeConfig,
+    /// Answer cache directory (default: OUTPUT/judge-cache); a rerun pays only for new answers.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Keep no answer cache.
+    #[arg(long, conflicts_with = "cache")]
+    pub no_cache: bool,
+    /// Rows per batch read from Parquet.
+    #[arg(long, default_value_t = LabelJob::DEFAULT_BATCH_ROWS)]
+    pub batch_rows: usize,
+    /// Replace an earlier run's parts, rejects and summary in OUTPUT (else they are refused).
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Step-feature stores written by `actprm score --features`.
+    #[arg(long, required = true, num_args = 1..)]
+    pub features: Vec<PathBuf>,
+    /// Output model directory (manifest, heads, anchors, checkpoint).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub settings: TrainSettings,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// ProcessBench .json arrays, .jsonl, .parquet with a label column, or .arrow step features.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelOptions,
+    /// Fixed threshold; default: the model's own tau.
+    #[arg(long, conflicts_with = "tau_from_first")]
+    pub tau: Option<f32>,
+    /// Choose tau on the first subset and reuse it on the others.
+    #[arg(long)]
+    pub tau_from_first: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExperimentArgs {
+    /// Step features of the labelled pool (`actprm score --features`).
+    #[arg(long)]
+    pub pool: PathBuf,
+    /// Development feature stores; the file stem names the subset.
+    #[arg(long, required = true, num_args = 1..)]
+    pub dev: Vec<PathBuf>,
+    /// Output folder: results.json, table.md, curve.svg.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub settings: ExperimentSettings,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SqlArgs {
+    /// SQL to run (statements separated by ';'); without it, the shell (reading stdin when piped).
+    pub query: Option<String>,
+    /// Register a table NAME=PATH: a Parquet file, a glob, or a score output folder (its part-*.parquet).
+    #[arg(long = "table", value_name = "NAME=PATH")]
+    pub tables: Vec<TableSpec>,
+    /// Register the Parquet outputs a pipeline file's run wrote, named after its sinks
+    /// (SINK, SINK_rejects; after filter SINK_skipped; after train TRAIN_decisions).
+    #[arg(long = "pipeline", value_name = "FILE")]
+    pub pipelines: Vec<PathBuf>,
+    /// table, csv, json (JSON Lines) or parquet; default: from --output's extension, else table on
+    /// a terminal and csv otherwise.
+    #[arg(long)]
+    pub format: Option<OutputFormat>,
+    /// Write the results to this file instead of stdout (required for --format parquet).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Let COPY, INSERT and CREATE EXTERNAL TABLE write under this folder (default: no writes).
+    #[arg(long, value_name = "DIR")]
+    pub allow_write: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelOptions,
+    /// Thresholds prm_score applies.
+    #[command(flatten)]
+    pub score: ScoreOptions,
+}
+
+/// Parses the command line, runs the command, prints a clear error.
+pub fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("actprm: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// A pipeline file's problems are printed as they are (located, one after another), not as one
+/// `actprm: error:` line.
+fn pipeline_file<T>(result: std::result::Result<T, ConfigError>) -> Result<T> {
+    match result {
+        Err(ConfigError::Invalid(report)) => {
+            eprintln!("{report}");
+            std::process::exit(1);
+        }
+        other => Ok(other?),
+    }
+}
+
+fn progress() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+pub fn run(cli: Cli) -> Result {
+    match cli.command {
+        Command::Run { file } => {
+            let outcome = pipeline_file(crate::pipeline::config::run_file(&file))?;
+            render::run_outcome(&outcome);
+        }
+        Command::Validate { file, skip_env } => {
+            let checked = pipeline_file(crate::pipeline::config::check_file(
+                &file,
+                CheckOptions { skip_env },
+            ))?;
+            println!(
+                "{}: ok ({} job{})",
+                file.display(),
+                checked.plan.job(),
+                if skip_env {
+                    "; environment not checked"
+                } else {
+                    ""
+                }
+            );
+        }
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::pipeline::config::schema())?
+            );
+        }
+        Command::Score(a) => {
+            let mut job = ScoreJob::configured(
+                a.io.input,
+                a.io.output.clone(),
+                &a.model,
+                &a.columns,
+                &a.settings,
+            );
+            job.features = a.extras.features;
+            job.watch_model = a.extras.watch_model;
+            job.overwrite = a.overwrite;
+            job.progress = progress();
+            render(
+                &run_score(&job, Default::default())?,
+                &a.output,
+                Some(&a.io.output),
+            )?;
+        }
+        Command::Filter(a) => {
+            let mut score = ScoreJob::configured(
+                a.io.input,
+                a.io.output.clone(),
+                &a.model,
+                &a.columns,
+                &a.settings,
+            );
+            score.progress = progress();
+            let summary = run_filter(&FilterJob::new(score, &a.filter))?;
+            render(&summary, &a.output, None)?;
+        }
+        Command::Active(a) => {
+            let mut score = ScoreJob::configured(
+                a.io.input,
+                a.io.output.clone(),
+                &a.model,
+                &a.columns,
+                &a.settings,
+            );
+            score.progress = progress();
+            let judge = a
+                .judge
+                .is_given()
+                .then(|| a.judge.with_cache(Some(a.io.output.join("judge-cache"))));
+            let job = ActiveJob::configured(
+                score,
+                a.io.output.clone(),
+                a.keep.keep(),
+                a.budget,
+                &a.active,
+                judge,
+            );
+            render(&run_active(&job)?, &a.output, Some(&a.io.output))?;
+        }
+        Command::Label(a) => {
+            let cache = (!a.no_cache).then(|| {
+                a.cache
+                    .clone()
+                    .unwrap_or_else(|| a.io.output.join("judge-cache"))
+            });
+            let mut job = LabelJob::new(
+                a.io.input,
+                a.io.output.clone(),
+                a.judge.with_cache(cache),
+                stderr_logger(),
+            );
+            job.columns = a.columns;
+            job.batch_rows = a.batch_rows;
+            job.overwrite = a.overwrite;
+            job.progress = progress();
+            render(&run_label(&job)?, &a.output, Some(&a.io.output))?;
+        }
+        Command::Judge {
+            command:
+                JudgeCommand::Eval {
+                    files,
+                    judge,
+                    cache,
+                    output,
+                },
+        } => {
+            let report = run_judge_eval(&files, &judge.with_cache(cache), stderr_logger())?;
+            render(&report, &output, None)?;
+        }
+        Command::Eval(a) => {
+            let loaded = a.model.open()?;
+            let rule = if a.tau_from_first {
+                TauRule::FromFirstSubset
+            } else {
+                TauRule::Fixed(a.tau.unwrap_or(loaded.manifest.tau))
+            };
+            let report = evaluate_files(&a.files, &loaded, &a.model.runtime(), rule)?;
+            render(&report, &a.output, None)?;
+        }
+        Command::Train(a) => {
+            let report =
+                crate::pipeline::train::run_train(&a.features, &a.output, &a.settings, |r| {
+                    if r.step % 50 == 0 {
+                        eprintln!(
+                            "step {:>6}  loss {:.4}  bce {:.4}  anchor {:.2e}  |g| {:.3}",
+                            r.step, r.loss, r.bce, r.anchor, r.grad_norm
+                        );
+                    }
+                })?;
+            print!("{}", crate::report::Report::table(&report));
+        }
+        Command::Experiment(a) => {
+            let run = crate::experiment::run_experiment_files(
+                &a.pool,
+                &a.dev,
+                &a.output,
+                &a.settings,
+                |c| {
+                    if let Some(p) = c.points.last() {
+                        eprintln!(
+                            "{:<14} seed {}  labels {:>5}  steps {:>4}  dev F1 {:.3}  (tau {:.2})",
+                            c.strategy, c.seed, p.labels, p.steps, p.mean_f1, p.tau
+                        );
+                    }
+                },
+            )?;
+            println!(
+                "{}({:.0} s; results.json, table.md, curve.svg in {})",
+                run.table,
+                run.seconds,
+                run.output.display()
+            );
+        }
+        Command::Sql(a) => {
+            let mut tables = a.tables;
+            for file in &a.pipelines {
+                tables.extend(pipeline_file(
+                    crate::pipeline::config::compile::sql_tables(file),
+                )?);
+            }
+            crate::sql::run::run(crate::sql::run::SqlRequest {
+                query: a.query,
+                tables,
+                format: a.format,
+                output: a.output,
+                config: SqlConfig {
+                    allow_write: a.allow_write,
+                    runtime: a.model.runtime(),
+                    model: a.model.model,
+                    score: a.score,
+                    ..SqlConfig::default()
+                },
+            })?;
+        }
+        Command::FilterVerify {
+            input,
+            outputs,
+            columns,
+        } => {
+            let (s, problems) = crate::pipeline::filter::verify(&input, &columns, &outputs)?;
+            for p in &problems {
+                eprintln!("actprm: {p}");
+            }
+            println!(
+                "{} units, {} rows in, {} kept, {} rejected",
+                s.units, s.rows_in, s.rows_kept, s.rows_rejected
+            );
+            if !problems.is_empty() {
+                return Err(format!(
+                    "{} problem(s): the shard outputs are not complete",
+                    problems.len()
+                )
+                .into());
+            }
+            println!("complete: every unit committed exactly once");
+        }
+        Command::Generate {
+            from,
+            output,
+            rows,
+            files,
+            row_group_rows,
+            seed,
+        } => {
+            let spec = crate::source::generate::GenerateSpec {
+                rows,
+                files,
+                row_group_rows,
+                seed,
+            };
+            let paths = crate::source::generate::generate_from_files(&from, &output, &spec)?;
+            println!(
+                "wrote {rows} rows in {} files to {}",
+                paths.len(),
+                output.display()
+            );
+        }
+        Command::Convert { inputs, output } => {
+            let report = crate::pipeline::convert::convert(&inputs, &output)?;
+            for r in &report.rejected {
+                eprintln!("actprm: {}:{}: {} (rejected)", r.file, r.line, r.reason);
+            }
+            print!("{}", crate::report::Report::table(&report));
+        }
+        Command::TinyModel { output, dim, heads } => {
+            let version = crate::model::create::tiny_model(&output, dim, heads)?;
+            println!("wrote {} ({version})", output.display());
+        }
+        Command::InitModel {
+            output,
+            heads,
+            seed,
+            name,
+        } => {
+            let version = crate::model::create::init_model(&output, heads, seed, &name)?;
+            println!("wrote {} ({version})", output.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Every flag of every command a pipeline file can express is settable in the file, under the
+//! same name, with the same default: both come from one settings type, and this test keeps it so.
+
+use clap::CommandFactory;
+use serde_json::Value;
+
+use actprm::cli::Cli;
+use actprm::label::judge::JudgeConfig;
+use actprm::model::ModelOptions;
+use actprm::pipeline::config::{
+    FilterStage, LabelStage, ParquetSource, PathSink, ScoreStage, TableSink, TrainStage,
+};
+
+fn properties<T: schemars::JsonSchema>(section: &str) -> Vec<(String, String, Value)> {
+    let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap();
+    schema["properties"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (section.to_string(), k.clone(), v["default"].clone()))
+        .collect()
+}
+
+/// The file keys each command's pipeline shape offers, as (where, key, default).
+fn file_keys(command: &str) -> Vec<(String, String, Value)> {
+    let mut keys = properties::<ParquetSource>("source (parquet)");
+    keys.extend(properties::<ModelOptions>("models.NAME"));
+    keys.extend(properties::<ScoreStage>("transform (score)"));
+    keys.extend(properties::<TableSink>("sink (table)"));
+    match command {
+        "score" => keys.extend(properties::<PathSink>("sink (parquet)")),
+        "filter" => {
+            keys.extend(properties::<FilterStage>("transform (filter)"));
+            keys.extend(properties::<PathSink>("sink (parquet)"));
+        }
+        "active" => {
+            keys.extend(properties::<FilterStage>("transform (filter)"));
+            keys.extend(properties::<LabelStage>("transform (label)"));
+            keys.extend(properties::<TrainStage>("transform (train)"));
+            keys.extend(properties::<JudgeConfig>("judges.NAME"));
+        }
+        _ => unreachable!(),
+    }
+    keys
+}
+
+/// Flags whose file key has another name because the file says it by its place: (the section
+/// the key must be in, or "" for any; the key, or "" for the flag's own name).
+fn file_key(command: &str, id: &str) -> Option<(&'static str, &'static str)> {
+    Some(match (command, id) {
+        (_, "input") => ("source (parquet)", "paths"),
+        ("active", "output") => ("transform (train)", "output"),
+        (_, "output") => ("sink (parquet)", "path"),
+        (_, "model") => ("models.NAME", "path"),
+        (_, "judge_url") => ("judges.NAME", "url"),
+        (_, "judge_model") => ("judges.NAME", "model"),
+        // a pipeline file's rerun always replaces its earlier score outputs
+        ("score", "overwrite") => return None,
+        _ => ("", ""),
+    })
+}
+
+fn same_default(clap_default: Option<&str>, file_default: &Value) -> bool {
+    match (clap_default, file_default) {
+        (None, Value::Null) => true,
+        // a switch (`--resume`) is off unless given
+        (None, Value::Bool(false)) => true,
+        (None, Value::Array(a)) => a.is_empty(),
+        (Some(c), Value::Bool(b)) => c == b.to_string(),
+        (Some(c), Value::Number(n)) => c
+            .parse::<f64>()
+            .is_ok_and(|c| (c as f32) == (n.as_f64().unwrap() as f32)),
+        (Some(c), Value::String(s)) => c == s,
+        _ => false,
+    }
+}
+
+#[test]
+fn every_flag_is_a_file_key_with_the_same_default() {
+    let cli = Cli::command();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for name in ["score", "filter", "active"] {
+        let command = cli.find_subcommand(name).unwrap();
+        let keys = file_keys(name);
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" {
+                continue;
+            }
+            let Some((section, key)) = file_key(name, id) else {
+                continue;
+            };
+            let key = if key.is_empty() { id } else { key };
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let clap_default = defaults.first().map(String::as_str);
+            match keys
+                .iter()
+                .find(|(place, k, _)| k == key && (section.is_empty() || place == section))
+            {
+                None => problems.push(format!(
+                    "`actprm {name} --{}` has no pipeline-file key `{key}`",
+                    arg.get_long().unwrap_or(id)
+                )),
+                Some((place, _, file_default))
+                    if !matches!(key, "paths" | "path" | "output")
+                        && !same_default(clap_default, file_default) =>
+                {
+                    problems.push(format!(
+                        "`actprm {name} --{}` defaults to {clap_default:?}, `{key}` in {place} to {file_default}",
+                        arg.get_long().unwrap_or(id)
+                    ))
+                }
+                Some(_) => checked += 1,
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // score alone has more than 15 flags: the loop really looked at them
+    assert!(checked > 60, "only {checked} flags checked");
+}
+
+#[test]
+fn the_judge_flags_are_the_judge_declaration() {
+    // `label` and `judge eval` take the same judge flags as `active`
+    let cli = Cli::command();
+    let judge_keys = properties::<JudgeConfig>("judges.NAME");
+    for name in ["label", "active"] {
+        let command = cli.find_subcommand(name).unwrap();
+        for (_, key, _) in &judge_keys {
+            let id = match key.as_str() {
+                "url" => "judge_url",
+                "model" => "judge_model",
+                k => k,
+            };
+            assert!(
+                command.get_arguments().any(|a| a.get_id() == id),
+                "`actprm {name}` has no flag for the judge key `{key}`"
+            );
+        }
+    }
+}
