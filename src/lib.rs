@@ -5,6 +5,7 @@ pub mod cli;
 pub mod eval;
 pub mod experiment;
 pub mod failpoint;
+pub mod formats;
 pub mod label;
 pub mod limits;
 pub mod model;

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actprm::eval::judge::run_judge_eval;
 use actprm::label::judge::{
     Accounting, JudgeConfig, JudgeLabeller, JudgeStatus, Logger, Prompt, PromptFormat,
 };
 use actprm::label::{LabelOutcome, LabelRequest, Labeller};
-use actprm::pipeline::{run_judge_eval, run_label, LabelJob, LabelSummary};
+use actprm::pipeline::{run_label, LabelJob, LabelSummary};
 use actprm::source::jsonl::{read_labelled, to_record_batch, LabelledTrajectory};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{Field, Int32Type, Schema};

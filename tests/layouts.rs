@@ -221,7 +221,7 @@ fn trl_stepwise_pools_train_and_run_the_active_loop() {
         s(&features),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let (_, rows) = actprm::pipeline::features::read_features(&features).unwrap();
+    let (_, rows) = actprm::formats::features::read_features(&features).unwrap();
     assert_eq!(
         rows.iter().map(|r| r.label.unwrap()).collect::<Vec<_>>(),
         expected

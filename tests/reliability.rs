@@ -123,7 +123,7 @@ fn item_02_features_take_their_dimension_from_the_backbone() {
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let (dim, rows) = actprm::pipeline::features::read_features(&features).unwrap();
+    let (dim, rows) = actprm::formats::features::read_features(&features).unwrap();
     assert_eq!(dim, 384);
     assert_eq!(rows.len(), 2);
     assert_eq!(
@@ -865,7 +865,7 @@ fn item_11e_a_foreign_arrow_file_is_refused_not_a_panic() {
     .unwrap();
     w.write(&batch).unwrap();
     w.finish().unwrap();
-    let e = actprm::pipeline::features::read_features(&path2).unwrap_err();
+    let e = actprm::formats::features::read_features(&path2).unwrap_err();
     assert!(e.contains("source_file"), "{e}");
 }
 

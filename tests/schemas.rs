@@ -62,7 +62,7 @@ fn step_feature_schema_is_current() {
         json!({
             "title": "actprm step features (Arrow IPC file written by `actprm score --features`, read by `actprm train`)",
             "dimension": "D = the backbone's hidden size (384 for the default model)",
-            "columns": describe(&actprm::pipeline::features::schema(384)),
+            "columns": describe(&actprm::formats::features::schema(384)),
         }),
     );
 }

@@ -7,8 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
+use actprm::formats::features::{read_features, FeatureRow};
 use actprm::model::{HeadsRunner, HeadsWeights, LoadedModel};
-use actprm::pipeline::features::{read_features, FeatureRow};
 use actprm::pipeline::refresh::{channel, HeadsUpdate};
 use actprm::pipeline::{run_score, ScoreHooks, ScoreJob};
 use actprm::train::{LabelledBatch, TrainConfig, Trainer};

@@ -9,17 +9,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::eval::judge::run_judge_eval;
+use crate::eval::model::{evaluate_files, TauRule};
 use crate::experiment::ExperimentSettings;
 use crate::label::judge::{stderr_logger, JudgeConfig};
 use crate::label::LabelBudget;
 use crate::model::ModelOptions;
 use crate::pipeline::active::{run_active, ActiveJob, ActiveSettings};
 use crate::pipeline::config::{CheckOptions, ConfigError};
-use crate::pipeline::evaluate::{evaluate_files, TauRule};
 use crate::pipeline::filter::{run_filter, FilterJob, FilterSettings};
 use crate::pipeline::score::{ScoreExtras, ScoreSettings};
 use crate::pipeline::train::TrainSettings;
-use crate::pipeline::{run_judge_eval, run_label, run_score, LabelJob, ScoreJob};
+use crate::pipeline::{run_label, run_score, LabelJob, ScoreJob};
 use crate::score::ScoreOptions;
 use crate::select::KeepRate;
 use crate::source::ColumnMapping;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::plot::learning_curve_svg;
 use super::{run_experiment, Curve, ExperimentConfig, ExperimentReport, Strategy};
-use crate::pipeline::features::read_features;
+use crate::formats::features::read_features;
 use crate::pipeline::PipelineError;
 use crate::select::SelectionRule;
 use crate::train::TrainConfig;

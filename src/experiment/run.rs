@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use super::strategy::Strategy;
+use crate::eval::model::samples_from_probs;
 use crate::eval::{choose_tau, processbench, Sample};
+use crate::formats::features::FeatureRow;
 use crate::model::init::NormalRng;
 use crate::model::HeadsWeights;
-use crate::pipeline::evaluate::samples_from_probs;
-use crate::pipeline::features::FeatureRow;
 use crate::select::{decide, step_stats, SelectionRule};
 use crate::train::{LabelledBatch, TrainConfig, TrainError, Trainer};
 

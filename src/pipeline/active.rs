@@ -25,12 +25,12 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::samples_from_probs;
-use super::features::{read_features, FeatureRow};
 use super::refresh::{channel, HeadsUpdate};
 use super::score::{run_scoring, BatchView, ScoreHooks, ScoreJob, ScoredSink};
 use super::PipelineError;
+use crate::eval::model::samples_from_probs;
 use crate::eval::processbench;
+use crate::formats::features::{read_features, FeatureRow};
 use crate::label::judge::{stderr_logger, JudgeLabeller};
 use crate::label::{
     first_error_labels, LabelColumn, LabelOutcome, LabelRequest, Labeller, PoolLabeller,
@@ -165,8 +165,6 @@ impl ActiveJob {
         Ok(())
     }
 }
-
-const STOP_MARKER: &str = "actprm active: stop requested";
 
 /// `state.json`: the loop's one commit point.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -351,7 +349,7 @@ fn trajectory_texts(job: &ActiveJob, out: &RecordBatch) -> Result<Vec<Trajectory
         .score
         .columns
         .resolve(&out.schema(), here)
-        .map_err(|e| PipelineError::Stage(e.to_string()))?;
+        .map_err(PipelineError::from)?;
     extract(out.columns(), &columns)
         .map_err(PipelineError::Stage)?
         .into_iter()
@@ -359,10 +357,6 @@ fn trajectory_texts(job: &ActiveJob, out: &RecordBatch) -> Result<Vec<Trajectory
             row.map_err(|r| PipelineError::Stage(format!("scored row, {}: {}", r.column, r.reason)))
         })
         .collect()
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PipelineError + '_ {
-    move |e| PipelineError::Stage(format!("{}: {e}", path.display()))
 }
 
 impl LoopCtx {
@@ -380,7 +374,7 @@ impl LoopCtx {
         let version = self
             .trainer
             .export(&self.base, &dir, None)
-            .map_err(|e| PipelineError::Stage(e.to_string()))?;
+            .map_err(PipelineError::from)?;
         if publish.is_some() {
             let exported = LoadedModel::from_dir(&dir)?;
             self.published = HeadsUpdate {
@@ -436,7 +430,7 @@ impl LoopCtx {
             let probs = self
                 .trainer
                 .probabilities(&x)
-                .map_err(|e| PipelineError::Stage(e.to_string()))?;
+                .map_err(PipelineError::from)?;
             let score = processbench(
                 &samples_from_probs(rows, &probs, self.trainer.heads.heads),
                 self.tau,
@@ -544,10 +538,10 @@ impl LoopCtx {
         let step_before = self.trainer.step();
         if !rows.is_empty() {
             let batch = LabelledBatch::from_rows(&rows, self.trainer.heads.dim)
-                .map_err(|e| PipelineError::Stage(e.to_string()))?;
+                .map_err(PipelineError::from)?;
             self.trainer
                 .train_step(&batch)
-                .map_err(|e| PipelineError::Stage(e.to_string()))?;
+                .map_err(PipelineError::from)?;
         }
         let versions = out
             .column_by_name("model_version")
@@ -592,7 +586,7 @@ impl LoopCtx {
             if pending_rows > 0 {
                 self.checkpoint(job, None)?;
             }
-            return Err(PipelineError::Stage(STOP_MARKER.into()));
+            return Err(PipelineError::Stopped);
         }
         Ok(())
     }
@@ -678,18 +672,17 @@ fn remove_other_checkpoints(out: &Path, keep: &str) {
 pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     job.validate()?;
     let out = &job.output;
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    std::fs::create_dir_all(out).map_err(PipelineError::io(out))?;
     let state_path = out.join("state.json");
     let device = tch::Device::Cpu;
-    let terr = |e: crate::train::TrainError| PipelineError::Stage(e.to_string());
     let resuming = job.resume && state_path.exists();
     let (state, trainer, base, published) = if resuming {
         let state: LoopState = serde_json::from_str(
-            &std::fs::read_to_string(&state_path).map_err(io_err(&state_path))?,
+            &std::fs::read_to_string(&state_path).map_err(PipelineError::io(&state_path))?,
         )
-        .map_err(|e| PipelineError::Stage(format!("{}: {e}", state_path.display())))?;
+        .map_err(PipelineError::json(&state_path))?;
         let ckpt = out.join(&state.checkpoint);
-        let trainer = Trainer::resume(&ckpt, device).map_err(terr)?;
+        let trainer = Trainer::resume(&ckpt, device)?;
         if trainer.step() != state.steps {
             return Err(PipelineError::Stage(format!(
                 "{}: state.json says step {}, its checkpoint {} holds step {}: the folder is \
@@ -701,7 +694,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             )));
         }
         let base = LoadedModel::from_dir(&ckpt)?;
-        let heads = std::fs::read(ckpt.join(SCORER_HEADS)).map_err(io_err(&ckpt))?;
+        let heads = std::fs::read(ckpt.join(SCORER_HEADS)).map_err(PipelineError::io(&ckpt))?;
         let published = HeadsUpdate {
             version: model_version(&base.manifest.name, &heads),
             bytes: Arc::new(heads),
@@ -733,9 +726,9 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         let trainer = match job.cold_start {
             Some((e, seed)) => {
                 let w = HeadsWeights::init(e, base.manifest.hidden_size, seed);
-                Trainer::new(&w, &w, TrainConfig { seed, ..job.train }, device).map_err(terr)?
+                Trainer::new(&w, &w, TrainConfig { seed, ..job.train }, device)?
             }
-            None => Trainer::from_model(&base, job.train, device).map_err(terr)?,
+            None => Trainer::from_model(&base, job.train, device)?,
         };
         let published = HeadsUpdate {
             bytes: Arc::new(Vec::new()),
@@ -815,7 +808,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             })),
         };
         let result = run_scoring(&score, planned, hooks, Box::new(sink));
-        let stopped = matches!(&failure, Some(PipelineError::Stage(m)) if m == STOP_MARKER);
+        let stopped = matches!(&failure, Some(PipelineError::Stopped));
         if stopped {
             failure = None;
         } else {
@@ -833,9 +826,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         ctx.checkpoint(job, None)?;
         ctx.evaluate(job)?;
     }
-    ctx.trainer
-        .export(&ctx.base, &out.join("model"), None)
-        .map_err(terr)?;
+    ctx.trainer.export(&ctx.base, &out.join("model"), None)?;
     ctx.summary.steps = ctx.trainer.step();
     ctx.summary.state = ctx.state.clone();
     if !stopped {

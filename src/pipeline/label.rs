@@ -4,7 +4,7 @@
 //! Rows in = rows out: a row the judge gave no label keeps its status and reason.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,11 +15,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::PipelineError;
-use crate::label::judge::eval::{JudgeEvalReport, JudgeSubsetScore};
 use crate::label::judge::{
     Accounting, JudgeClient, JudgeConfig, JudgeOutcome, JudgeStatus, Logger,
 };
-use crate::label::{first_error_labels, LabelColumn, LabelRequest};
+use crate::label::LabelRequest;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::parquet::{plan, read_file, SourceItem};
 use crate::source::{discover_inputs, ColumnMapping};
@@ -209,9 +208,9 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     summary.judge = client.accounting();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.requests_per_second = summary.judge.requests as f64 / summary.seconds.max(1e-9);
-    let json =
-        serde_json::to_vec_pretty(&summary).map_err(|e| PipelineError::Stage(e.to_string()))?;
-    write_atomic(&job.output.join("summary.json"), &json)?;
+    let path = job.output.join("summary.json");
+    let json = serde_json::to_vec_pretty(&summary).map_err(PipelineError::json(&path))?;
+    write_atomic(&path, &json)?;
     Ok(summary)
 }
 
@@ -410,115 +409,6 @@ pub fn labelled_batch(
     let schema = Schema::new(fields).with_metadata(batch.schema().metadata().clone());
     RecordBatch::try_new(Arc::new(schema), columns)
         .map_err(|e| PipelineError::Stage(format!("building the labelled batch: {e}")))
-}
-
-/// `actprm judge eval`: the judge's ProcessBench-style F1 on labelled files (one file = one
-/// subset): ProcessBench .json arrays, .jsonl, or Parquet with a label column.
-pub fn run_judge_eval(
-    files: &[PathBuf],
-    config: &JudgeConfig,
-    log: Logger,
-) -> Result<JudgeEvalReport, PipelineError> {
-    let (client, _) = JudgeClient::new(config, log)?;
-    let client = Arc::new(client);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| PipelineError::Stage(format!("starting the runtime: {e}")))?;
-    let mut subsets = Vec::new();
-    for path in files {
-        let labelled = read_labelled_any(path)?;
-        let requests: Vec<(LabelRequest, i32)> = labelled
-            .into_iter()
-            .enumerate()
-            .map(|(i, (problem, steps, label))| {
-                (
-                    LabelRequest {
-                        key: format!("{}:{i}", path.display()),
-                        problem,
-                        steps,
-                        pool_label: Some(label),
-                    },
-                    label,
-                )
-            })
-            .collect();
-        let outcomes = runtime.block_on(futures::future::join_all(
-            requests.iter().map(|(r, _)| client.judge(r)),
-        ));
-        let pairs: Vec<(Option<i32>, i32)> = outcomes
-            .iter()
-            .zip(&requests)
-            .map(|(o, (_, l))| (o.label, *l))
-            .collect();
-        let statuses: Vec<JudgeStatus> = outcomes.iter().map(|o| o.status).collect();
-        subsets.push(JudgeSubsetScore::new(
-            crate::source::jsonl::subset_name(path),
-            &pairs,
-            &statuses,
-        ));
-    }
-    Ok(JudgeEvalReport::new(
-        format!("judge:{}", config.model),
-        subsets,
-        client.accounting(),
-    ))
-}
-
-/// (problem, steps, first-error label) of every labelled row; rows without a label are skipped.
-fn read_labelled_any(path: &Path) -> Result<Vec<(String, Vec<String>, i32)>, PipelineError> {
-    if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
-        let records = crate::source::jsonl::read_labelled(path)?;
-        return Ok(records
-            .into_iter()
-            .filter_map(|r| Some((r.problem, r.steps, r.label?)))
-            .collect());
-    }
-    let planned = plan(&[path.to_path_buf()], &ColumnMapping::default())?;
-    let mut out = Vec::new();
-    let mut failure = None;
-    for file in &planned {
-        read_file(file, 1024, &mut |item| {
-            let (batch, rows) = match item {
-                SourceItem::Batch { batch, rows, .. } => (batch, rows),
-                SourceItem::GroupEnd { .. } => return true,
-                SourceItem::Unreadable { reason, .. } => {
-                    failure = Some(format!("{}: unreadable: {reason}", path.display()));
-                    return false;
-                }
-            };
-            let Some(column) = LabelColumn::detect(&batch.schema()) else {
-                failure = Some(format!(
-                    "{}: no label column (label, ratings, hard_labels or labels)",
-                    path.display()
-                ));
-                return false;
-            };
-            let steps: Vec<usize> = rows
-                .iter()
-                .map(|r| r.as_ref().map_or(0, |t| t.steps.len()))
-                .collect();
-            match first_error_labels(&batch, &column, &steps) {
-                Ok(labels) => {
-                    for (row, label) in rows.into_iter().zip(labels) {
-                        if let (Ok(t), Some(l)) = (row, label) {
-                            out.push((t.problem, t.steps, l));
-                        }
-                    }
-                    true
-                }
-                Err(e) => {
-                    failure = Some(format!("{}: {e}", path.display()));
-                    false
-                }
-            }
-        });
-    }
-    match failure {
-        Some(f) => Err(PipelineError::Stage(f)),
-        None => Ok(out),
-    }
 }
 
 impl crate::report::Report for LabelSummary {

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use arrow::array::{BooleanArray, RecordBatch};
 use tokio::sync::mpsc;
 
-use super::features::{FeatureRow, FeatureWriter};
 use super::refresh::{self, HeadsReceiver, ModelWatcher};
 use super::{PipelineError, Summary};
+use crate::formats::features::{FeatureRow, FeatureWriter};
 use crate::label::LabelColumn;
 use crate::model::{LoadedModel, RuntimeOptions};
 use crate::score::output::scored_batch;
@@ -414,7 +414,10 @@ pub(crate) fn joined<T>(
         } else {
             e.to_string()
         };
-        PipelineError::Stage(format!("the {stage} stage crashed: {message}"))
+        PipelineError::Crashed {
+            stage: stage.to_string(),
+            message,
+        }
     })
 }
 
@@ -527,7 +530,7 @@ fn score_stage(
                         .collect::<Vec<_>>(),
                 );
                 let input = arrow::compute::filter_record_batch(&b.batch, &mask)
-                    .map_err(|e| PipelineError::Stage(e.to_string()))?;
+                    .map_err(PipelineError::from)?;
                 let version = scorer.heads.version().to_string();
                 let versions = vec![version.clone(); scores.len()];
                 let output = scored_batch(

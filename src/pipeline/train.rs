@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::features::read_features;
 use super::PipelineError;
+use crate::formats::features::read_features;
 use crate::model::{Device, HeadsWeights, LoadedModel};
 use crate::train::{torch_device, StepReport, TrainConfig, Trainer};
 
@@ -166,7 +166,7 @@ pub fn run_train(
                 .collect();
             let probs = trainer.probabilities(&features)?;
             let samples =
-                super::evaluate::samples_from_probs(&dev_rows, &probs, trainer.heads.heads);
+                crate::eval::model::samples_from_probs(&dev_rows, &probs, trainer.heads.heads);
             Some((crate::eval::choose_tau(&samples), source))
         }
         None => None,

@@ -2,8 +2,8 @@
 //! targets, a loss mask (steps after the first error are not labelled) and which trajectory
 //! each step belongs to (for bagging).
 
+use crate::formats::features::FeatureRow;
 use crate::label::step_targets;
-use crate::pipeline::features::FeatureRow;
 
 use super::TrainError;
 

@@ -12,9 +12,9 @@ use super::heads::TchHeads;
 use super::loss::ensemble_loss;
 use super::optim::AdamW;
 use super::TrainError;
+use crate::formats::features::FeatureRow;
 use crate::model::init::NormalRng;
 use crate::model::{HeadsWeights, LoadedModel};
-use crate::pipeline::features::FeatureRow;
 
 pub struct Trainer {
     pub heads: TchHeads,

@@ -7,7 +7,6 @@
 pub mod accounting;
 pub mod cache;
 pub mod client;
-pub mod eval;
 pub mod parse;
 pub mod prompt;
 

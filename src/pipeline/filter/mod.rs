@@ -359,22 +359,18 @@ impl UnitOutput {
             return Ok(());
         }
         if self.open.is_none() {
-            std::fs::create_dir_all(&self.dir)
-                .map_err(|e| PipelineError::Stage(format!("{}: {e}", self.dir.display())))?;
+            std::fs::create_dir_all(&self.dir).map_err(PipelineError::io(&self.dir))?;
             let tmp = atomic::temp_path(&self.dir.join("unit.parquet"), &self.tag);
-            let file = File::create(&tmp)
-                .map_err(|e| PipelineError::Stage(format!("{}: {e}", tmp.display())))?;
+            let file = File::create(&tmp).map_err(PipelineError::io(&tmp))?;
             let props = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(ZstdLevel::default()))
                 .build();
             let writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
-                .map_err(|e| PipelineError::Stage(e.to_string()))?;
+                .map_err(PipelineError::from)?;
             self.open = Some((writer, tmp));
         }
         let (writer, _) = self.open.as_mut().expect("opened above");
-        writer
-            .write(batch)
-            .map_err(|e| PipelineError::Stage(e.to_string()))?;
+        writer.write(batch).map_err(PipelineError::from)?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
@@ -385,9 +381,7 @@ impl UnitOutput {
         let rows = std::mem::take(&mut self.rows);
         match self.open.take() {
             Some((writer, tmp)) => {
-                writer
-                    .close()
-                    .map_err(|e| PipelineError::Stage(e.to_string()))?;
+                writer.close().map_err(PipelineError::from)?;
                 atomic::commit(&tmp, final_path)?;
                 Ok(Some(rows))
             }
@@ -481,14 +475,13 @@ impl ScoredSink for FilterSink {
     ) -> Result<(), PipelineError> {
         let mask = self.keep_mask(scores);
         let keep = BooleanArray::from(mask.clone());
-        let kept = arrow::compute::filter_record_batch(output, &keep)
-            .map_err(|e| PipelineError::Stage(e.to_string()))?;
+        let kept =
+            arrow::compute::filter_record_batch(output, &keep).map_err(PipelineError::from)?;
         self.kept.write(&kept)?;
         if self.write_skipped {
-            let skip =
-                arrow::compute::not(&keep).map_err(|e| PipelineError::Stage(e.to_string()))?;
-            let skipped = arrow::compute::filter_record_batch(output, &skip)
-                .map_err(|e| PipelineError::Stage(e.to_string()))?;
+            let skip = arrow::compute::not(&keep).map_err(PipelineError::from)?;
+            let skipped =
+                arrow::compute::filter_record_batch(output, &skip).map_err(PipelineError::from)?;
             self.skipped.write(&skipped)?;
         }
         if !rejected.is_empty() {
@@ -516,7 +509,7 @@ impl ScoredSink for FilterSink {
             .and_then(|c| output.column_by_name(c))
         {
             let text = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
-                .map_err(|e| PipelineError::Stage(e.to_string()))?;
+                .map_err(PipelineError::from)?;
             let text = text
                 .as_any()
                 .downcast_ref::<arrow::array::StringArray>()
@@ -590,12 +583,8 @@ pub fn committed_units(out: &Path) -> Result<Vec<UnitStats>, PipelineError> {
         .collect();
     paths.sort();
     for p in paths {
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| PipelineError::Stage(format!("{}: {e}", p.display())))?;
-        units.push(
-            serde_json::from_str(&text)
-                .map_err(|e| PipelineError::Stage(format!("{}: {e}", p.display())))?,
-        );
+        let text = std::fs::read_to_string(&p).map_err(PipelineError::io(&p))?;
+        units.push(serde_json::from_str(&text).map_err(PipelineError::json(&p))?);
     }
     Ok(units)
 }
@@ -628,8 +617,7 @@ fn plan_units(job: &FilterJob) -> Result<Planned, PipelineError> {
             Err(problem) => {
                 eprintln!("actprm: {problem}: redoing the unit");
                 let record = out.join("units").join(format!("{}.json", u.unit));
-                std::fs::remove_file(&record)
-                    .map_err(|e| PipelineError::Stage(format!("{}: {e}", record.display())))?;
+                std::fs::remove_file(&record).map_err(PipelineError::io(&record))?;
                 atomic::sync_parent(&record)?;
             }
         }
@@ -668,8 +656,7 @@ fn start_run(job: &FilterJob, settings: &RunSettings) -> Result<(), PipelineErro
         for sub in ["kept", "skipped", "rejects", "units"] {
             let dir = out.join(sub);
             if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .map_err(|e| PipelineError::Stage(format!("{}: {e}", dir.display())))?;
+                std::fs::remove_dir_all(&dir).map_err(PipelineError::io(&dir))?;
             }
         }
         let _ = std::fs::remove_file(&record);
@@ -710,8 +697,7 @@ fn shard_tag((i, n): (u64, u64)) -> String {
 /// Holds `OUT/.lock-shard-i-of-n` for the run, so two processes never work on one shard.
 fn lock_shard(out: &Path, shard: (u64, u64)) -> Result<File, PipelineError> {
     let path = out.join(format!(".lock-{}", shard_tag(shard)));
-    let file = File::create(&path)
-        .map_err(|e| PipelineError::Stage(format!("{}: {e}", path.display())))?;
+    let file = File::create(&path).map_err(PipelineError::io(&path))?;
     file.try_lock().map_err(|_| {
         PipelineError::Stage(format!(
             "{}: another actprm filter is running shard {}/{} in this folder",
@@ -726,8 +712,7 @@ fn lock_shard(out: &Path, shard: (u64, u64)) -> Result<File, PipelineError> {
 pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
     job.validate()?;
     let out = &job.score.output;
-    std::fs::create_dir_all(out)
-        .map_err(|e| PipelineError::Stage(format!("{}: {e}", out.display())))?;
+    std::fs::create_dir_all(out).map_err(PipelineError::io(&out))?;
     let _lock = lock_shard(out, job.shard)?;
     let tag = shard_tag(job.shard);
     // a killed run of this shard leaves temporary files; other shards' are theirs to clean

@@ -4,8 +4,13 @@
 
 use serde::Serialize;
 
-use super::{Accounting, JudgeStatus};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::EvalError;
 use crate::eval::SubsetScore;
+use crate::label::judge::{Accounting, JudgeClient, JudgeConfig, JudgeStatus, Logger};
+use crate::label::LabelRequest;
 
 /// One subset's score plus what the judge failed to answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -98,6 +103,60 @@ impl crate::report::Report for JudgeEvalReport {
     fn table(&self) -> String {
         JudgeEvalReport::table(self)
     }
+}
+
+/// `actprm judge eval`: the judge's ProcessBench-style F1 on labelled files (one file = one
+/// subset): ProcessBench .json arrays, .jsonl, or Parquet with a label column.
+pub fn run_judge_eval(
+    files: &[PathBuf],
+    config: &JudgeConfig,
+    log: Logger,
+) -> Result<JudgeEvalReport, EvalError> {
+    let (client, _) = JudgeClient::new(config, log)?;
+    let client = Arc::new(client);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| EvalError::Other(format!("starting the runtime: {e}")))?;
+    let mut subsets = Vec::new();
+    for path in files {
+        let requests: Vec<(LabelRequest, i32)> = super::labelled::read(path)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let label = super::labelled::first_error(&r);
+                (
+                    LabelRequest {
+                        key: format!("{}:{i}", path.display()),
+                        problem: r.problem,
+                        steps: r.steps,
+                        pool_label: Some(label),
+                    },
+                    label,
+                )
+            })
+            .collect();
+        let outcomes = runtime.block_on(futures::future::join_all(
+            requests.iter().map(|(r, _)| client.judge(r)),
+        ));
+        let pairs: Vec<(Option<i32>, i32)> = outcomes
+            .iter()
+            .zip(&requests)
+            .map(|(o, (_, l))| (o.label, *l))
+            .collect();
+        let statuses: Vec<JudgeStatus> = outcomes.iter().map(|o| o.status).collect();
+        subsets.push(JudgeSubsetScore::new(
+            crate::source::jsonl::subset_name(path),
+            &pairs,
+            &statuses,
+        ));
+    }
+    Ok(JudgeEvalReport::new(
+        format!("judge:{}", config.model),
+        subsets,
+        client.accounting(),
+    ))
 }
 
 #[cfg(test)]

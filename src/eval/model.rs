@@ -3,20 +3,17 @@
 //! with a label column, or a step-feature store (`.arrow`, scored by the heads alone).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::features::{read_features, FeatureRow};
-use super::PipelineError;
+use super::EvalError;
 use crate::eval::{choose_tau, prmbench, processbench, PrmBenchScore, Sample, SubsetScore};
-use crate::label::{first_error_labels, LabelColumn};
+use crate::formats::features::{read_features, FeatureRow};
 use crate::model::{Backbone, HeadsRunner, LoadedModel, RuntimeOptions};
 use crate::score::{ScoreOptions, StepScorer};
 use crate::select::step_stats;
-use crate::source::jsonl::{read_labelled, subset_name, LabelledTrajectory};
-use crate::source::parquet::{plan, read_file, SourceItem};
-use crate::source::ColumnMapping;
+use crate::source::jsonl::subset_name;
 use crate::tokenise::Tokeniser;
 
 /// How tau is set.
@@ -108,83 +105,13 @@ pub fn samples_from_probs(rows: &[FeatureRow], probs: &[f32], heads: usize) -> V
         .collect()
 }
 
-fn labelled_from_parquet(path: &Path) -> Result<Vec<LabelledTrajectory>, PipelineError> {
-    let planned = plan(&[path.to_path_buf()], &ColumnMapping::default())?;
-    let mut out = Vec::new();
-    let mut failure = None;
-    for file in &planned {
-        read_file(file, 1024, &mut |item| match item {
-            SourceItem::GroupEnd { .. } => true,
-            SourceItem::Unreadable { reason, .. } => {
-                failure = Some(reason);
-                false
-            }
-            SourceItem::Batch {
-                batch,
-                rows,
-                first_row,
-                ..
-            } => {
-                let Some(col) = LabelColumn::detect(&batch.schema()) else {
-                    failure =
-                        Some("has no label column (label, ratings, hard_labels or labels)".into());
-                    return false;
-                };
-                let steps: Vec<usize> = rows
-                    .iter()
-                    .map(|r| r.as_ref().map_or(0, |t| t.steps.len()))
-                    .collect();
-                let labels = match first_error_labels(&batch, &col, &steps) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        failure = Some(e);
-                        return false;
-                    }
-                };
-                for (i, (row, label)) in rows.into_iter().zip(labels).enumerate() {
-                    match (row, label) {
-                        (Ok(t), Some(label)) => out.push(LabelledTrajectory {
-                            id: None,
-                            problem: t.problem,
-                            steps: t.steps,
-                            label: Some(label),
-                            error_steps: None,
-                        }),
-                        (Err(r), _) => {
-                            failure = Some(format!(
-                                "row {}: {}: {}",
-                                first_row + i as u64,
-                                r.column,
-                                r.reason
-                            ));
-                            return false;
-                        }
-                        (Ok(_), None) => {
-                            failure = Some(format!("row {}: no valid label", first_row + i as u64));
-                            return false;
-                        }
-                    }
-                }
-                true
-            }
-        });
-    }
-    match failure {
-        Some(message) => Err(PipelineError::Source(crate::source::SourceError::File {
-            file: path.to_path_buf(),
-            message,
-        })),
-        None => Ok(out),
-    }
-}
-
 /// Scores every input file as one subset.
 pub fn evaluate_files(
     files: &[PathBuf],
     model: &LoadedModel,
     runtime: &RuntimeOptions,
     rule: TauRule,
-) -> Result<EvalReport, PipelineError> {
+) -> Result<EvalReport, EvalError> {
     let mut heads = HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?;
     let mut scorer: Option<(Tokeniser, StepScorer)> = None;
     let mut subsets = Vec::new();
@@ -192,7 +119,7 @@ pub fn evaluate_files(
         let name = subset_name(path);
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         if ext == "arrow" {
-            let (_, rows) = read_features(path).map_err(PipelineError::Stage)?;
+            let (_, rows) = read_features(path).map_err(EvalError::Other)?;
             let features: Vec<f32> = rows
                 .iter()
                 .flat_map(|r| r.features.iter().copied())
@@ -206,20 +133,7 @@ pub fn evaluate_files(
             });
             continue;
         }
-        let records = if ext == "parquet" {
-            labelled_from_parquet(path)?
-        } else {
-            read_labelled(path)?
-        };
-        if let Some(bad) = records
-            .iter()
-            .position(|r| r.label.is_none() && r.error_steps.is_none())
-        {
-            return Err(PipelineError::Stage(format!(
-                "{}: record {bad} has no label",
-                path.display()
-            )));
-        }
+        let records = super::labelled::read(path)?;
         if scorer.is_none() {
             let tokeniser = Tokeniser::for_model(model)?;
             let backbone = Backbone::open(model, runtime)?;
@@ -238,16 +152,11 @@ pub fn evaluate_files(
                 .iter()
                 .map(|r| (r.problem.as_str(), r.steps.as_slice()))
                 .collect();
-            let tokenised = tokeniser.encode(&refs).map_err(PipelineError::Stage)?;
+            let tokenised = tokeniser.encode(&refs).map_err(EvalError::Other)?;
             let (scores, _) = step.score(&tokenised)?;
             samples.extend(scores.into_iter().zip(chunk).map(|(s, r)| Sample {
                 mean: s.mean,
-                label: r.label.unwrap_or_else(|| {
-                    r.error_steps
-                        .as_ref()
-                        .and_then(|e| e.iter().min())
-                        .map_or(-1, |m| m - 1)
-                }),
+                label: super::labelled::first_error(r),
             }));
         }
         subsets.push(ScoredSubset {
