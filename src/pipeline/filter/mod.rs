@@ -712,7 +712,7 @@ fn lock_shard(out: &Path, shard: (u64, u64)) -> Result<File, PipelineError> {
 pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
     job.validate()?;
     let out = &job.score.output;
-    std::fs::create_dir_all(out).map_err(PipelineError::io(&out))?;
+    std::fs::create_dir_all(out).map_err(PipelineError::io(out))?;
     let _lock = lock_shard(out, job.shard)?;
     let tag = shard_tag(job.shard);
     // a killed run of this shard leaves temporary files; other shards' are theirs to clean
