@@ -800,23 +800,21 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             refresh: Some(receiver),
             lockstep: true,
             on_batch: Some(Box::new(move |view| {
-                let r = ctx_ref.on_batch(job, view, &sender);
-                if let Err(e) = &r {
-                    *failure_ref = Some(PipelineError::Stage(e.to_string()));
-                }
-                r
+                // the run only needs to stop; the error itself is kept, typed, for the caller
+                ctx_ref.on_batch(job, view, &sender).map_err(|e| {
+                    *failure_ref = Some(e);
+                    PipelineError::Stopped
+                })
             })),
         };
         let result = run_scoring(&score, planned, hooks, Box::new(sink));
-        let stopped = matches!(&failure, Some(PipelineError::Stopped));
-        if stopped {
-            failure = None;
-        } else {
-            result?;
+        match failure.take() {
+            Some(PipelineError::Stopped) => {}
+            Some(e) => return Err(e),
+            None => {
+                result?;
+            }
         }
-    }
-    if let Some(e) = failure {
-        return Err(e);
     }
     let stopped = job
         .stop_after_rows
