@@ -39,6 +39,10 @@ pub struct ExperimentSettings {
     pub eval_every: usize,
     #[arg(long, default_value_t = 10)]
     pub holdout_every: usize,
+    /// The stream is scored with the heads of the last export, every this many optimiser steps,
+    /// as in `actprm active` (1: always the current heads, as the experiment did before).
+    #[arg(long, default_value_t = crate::pipeline::active::ActiveSettings::default().export_every)]
+    pub export_every: u64,
     #[command(flatten)]
     pub rule: SelectionRule,
     /// Loss weight of wrong steps relative to correct ones.
@@ -87,6 +91,7 @@ pub fn run_experiment_files(
         passes: a.passes,
         eval_every: a.eval_every,
         holdout_every: a.holdout_every,
+        export_every: a.export_every,
     };
     let started = std::time::Instant::now();
     let report = run_experiment(&pool_rows, &dev_sets, &cfg, progress)?;

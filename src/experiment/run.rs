@@ -9,10 +9,12 @@ use super::strategy::Strategy;
 use crate::eval::model::samples_from_probs;
 use crate::eval::{choose_tau, processbench, Sample};
 use crate::formats::features::FeatureRow;
+use crate::label::{LabelRequest, PoolLabeller};
 use crate::model::init::NormalRng;
 use crate::model::HeadsWeights;
 use crate::select::{decide, step_stats, SelectionRule};
-use crate::train::{LabelledBatch, TrainConfig, TrainError, Trainer};
+use crate::train::algorithm::label_and_train;
+use crate::train::{TrainConfig, TrainError, Trainer};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ExperimentConfig {
@@ -29,6 +31,9 @@ pub struct ExperimentConfig {
     /// Every n-th pool row is held out (never streamed) to choose tau, as a user with a labelled
     /// pool would; the development sets are never used for any choice.
     pub holdout_every: usize,
+    /// The scorer's heads are the trainer's as of the last export, every this many optimiser steps,
+    /// as in `actprm active` (1: always the trainer's current heads).
+    pub export_every: u64,
 }
 
 impl ExperimentConfig {
@@ -40,6 +45,7 @@ impl ExperimentConfig {
         at_least("passes", self.passes, 1)?;
         at_least("eval_every", self.eval_every, 1)?;
         at_least("holdout_every", self.holdout_every, 2)?;
+        at_least("export_every", self.export_every, 1)?;
         fraction("delta_pred", self.rule.delta_pred, false)?;
         fraction("delta_std", self.rule.delta_std, false)?;
         if self.seeds.is_empty() || self.strategies.is_empty() {
@@ -83,6 +89,12 @@ fn flat(rows: &[&FeatureRow]) -> Vec<f32> {
     rows.iter()
         .flat_map(|r| r.features.iter().copied())
         .collect()
+}
+
+/// A copy of the trainer's current heads that scores the stream until the next export.
+fn snapshot(trainer: &Trainer) -> Result<Trainer, TrainError> {
+    let w = trainer.heads.weights()?;
+    Trainer::new(&w, &w, TrainConfig::default(), tch::Device::Cpu)
 }
 
 fn samples(trainer: &Trainer, rows: &[FeatureRow]) -> Result<Vec<Sample>, TrainError> {
@@ -164,11 +176,15 @@ pub fn run_experiment(
             let mut next_eval = cfg.eval_every.max(1);
             let mut seen = 0;
             let mut points = vec![evaluate(&trainer, &holdout, dev, 0, 0)?];
+            // the heads the stream is scored with: the last export, as the streaming loop does
+            let mut scorer = snapshot(&trainer)?;
+            let mut labeller = PoolLabeller::default();
             for _ in 0..cfg.passes.max(1) {
                 for chunk in order.chunks(cfg.stream_batch.max(1)) {
-                    let rows: Vec<&FeatureRow> = chunk.iter().map(|&i| stream[i]).collect();
-                    let probs = trainer.probabilities(&flat(&rows))?;
-                    let e = trainer.heads.heads;
+                    let rows: Vec<FeatureRow> = chunk.iter().map(|&i| stream[i].clone()).collect();
+                    let refs: Vec<&FeatureRow> = rows.iter().collect();
+                    let probs = scorer.probabilities(&flat(&refs))?;
+                    let e = scorer.heads.heads;
                     let mut cursor = 0;
                     let decisions: Vec<_> = rows
                         .iter()
@@ -179,14 +195,34 @@ pub fn run_experiment(
                             decide(&mean, &std, cfg.rule)
                         })
                         .collect();
-                    let chosen = strategy.choose(&decisions, &mut rng);
-                    seen += rows.len();
-                    for &c in &chosen {
-                        labelled.insert(chunk[c]);
+                    let mut chosen = vec![false; rows.len()];
+                    for c in strategy.choose(&decisions, &mut rng) {
+                        chosen[c] = true;
                     }
-                    if !chosen.is_empty() {
-                        let batch = LabelledBatch::from_rows(chosen.iter().map(|&c| rows[c]), dim)?;
-                        trainer.train_step(&batch)?;
+                    seen += rows.len();
+                    let step_before = trainer.step();
+                    let batch = label_and_train(
+                        &mut trainer,
+                        &mut labeller,
+                        &rows,
+                        &chosen,
+                        u64::MAX,
+                        |i| LabelRequest {
+                            key: String::new(),
+                            problem: String::new(),
+                            steps: vec![String::new(); rows[i].steps],
+                            pool_label: rows[i].label,
+                        },
+                    )?;
+                    for (i, label) in batch.labels.iter().enumerate() {
+                        if label.is_some() {
+                            labelled.insert(chunk[i]);
+                        }
+                    }
+                    if trainer.step() > step_before
+                        && trainer.step().is_multiple_of(cfg.export_every.max(1))
+                    {
+                        scorer = snapshot(&trainer)?;
                     }
                     while labelled.len() >= next_eval {
                         points.push(evaluate(&trainer, &holdout, dev, labelled.len(), seen)?);

@@ -32,9 +32,7 @@ use crate::eval::model::samples_from_probs;
 use crate::eval::processbench;
 use crate::formats::features::{read_features, FeatureRow};
 use crate::label::judge::{stderr_logger, JudgeLabeller};
-use crate::label::{
-    first_error_labels, LabelColumn, LabelOutcome, LabelRequest, Labeller, PoolLabeller,
-};
+use crate::label::{first_error_labels, LabelColumn, LabelRequest, Labeller, PoolLabeller};
 use crate::model::manifest::model_version;
 use crate::model::{HeadsWeights, LoadedModel};
 use crate::score::RowScore;
@@ -42,7 +40,8 @@ use crate::select::Keep;
 use crate::sink::rejects::RejectedRow;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::columns::{extract, Trajectory};
-use crate::train::{LabelledBatch, TrainConfig, Trainer};
+use crate::train::algorithm::label_and_train;
+use crate::train::{TrainConfig, Trainer};
 
 #[derive(Debug, Clone)]
 pub struct ActiveJob {
@@ -490,59 +489,30 @@ impl LoopCtx {
         let budget_left = job
             .label_budget
             .map_or(u64::MAX, |b| b.saturating_sub(self.state.labels_used));
-        let mut requests = Vec::new();
-        let mut request_rows = Vec::new();
-        let mut notes = vec![String::from("not selected"); n];
-        for i in (0..n).filter(|&i| chosen[i]) {
-            if (requests.len() as u64) < budget_left {
-                requests.push(LabelRequest {
-                    key: format!(
-                        "{}:{}",
-                        view.features[i].source_file, view.features[i].source_row
-                    ),
-                    problem: texts.get(i).map(|t| t.problem.clone()).unwrap_or_default(),
-                    steps: texts
-                        .get(i)
-                        .map_or_else(|| vec![String::new(); steps[i]], |t| t.steps.clone()),
-                    pool_label: pool_labels[i],
-                });
-                request_rows.push(i);
-            } else {
-                notes[i] = "over budget".into();
-                self.summary.over_budget += 1;
-            }
-        }
-        let outcomes = self.labeller.label(&requests);
-        let mut labels: Vec<Option<i32>> = vec![None; n];
-        for (&i, outcome) in request_rows.iter().zip(&outcomes) {
-            match outcome {
-                LabelOutcome::Labelled { first_error } => {
-                    labels[i] = Some(*first_error);
-                    notes[i] = format!("labelled by {}", self.labeller.name());
-                }
-                LabelOutcome::Unlabelled { reason, .. } => {
-                    notes[i] = format!("unlabelled: {reason}");
-                    self.summary.unlabelled += 1;
-                }
-            }
-        }
-        let rows: Vec<FeatureRow> = (0..n)
-            .filter(|&i| labels[i].is_some())
-            .map(|i| FeatureRow {
-                label: labels[i],
-                ..view.features[i].clone()
-            })
-            .collect();
-        self.state.labels_used += rows.len() as u64;
-        self.summary.labels_used = self.state.labels_used;
         let step_before = self.trainer.step();
-        if !rows.is_empty() {
-            let batch = LabelledBatch::from_rows(&rows, self.trainer.heads.dim)
-                .map_err(PipelineError::from)?;
-            self.trainer
-                .train_step(&batch)
-                .map_err(PipelineError::from)?;
-        }
+        let batch = label_and_train(
+            &mut self.trainer,
+            self.labeller.as_mut(),
+            view.features,
+            &chosen,
+            budget_left,
+            |i| LabelRequest {
+                key: format!(
+                    "{}:{}",
+                    view.features[i].source_file, view.features[i].source_row
+                ),
+                problem: texts.get(i).map(|t| t.problem.clone()).unwrap_or_default(),
+                steps: texts
+                    .get(i)
+                    .map_or_else(|| vec![String::new(); steps[i]], |t| t.steps.clone()),
+                pool_label: pool_labels[i],
+            },
+        )?;
+        self.summary.over_budget += batch.over_budget;
+        self.summary.unlabelled += batch.unlabelled;
+        self.state.labels_used += batch.labelled();
+        self.summary.labels_used = self.state.labels_used;
+        let (labels, notes) = (&batch.labels, &batch.notes);
         let versions = out
             .column_by_name("model_version")
             .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());

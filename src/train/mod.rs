@@ -2,6 +2,7 @@
 //! features, AdamW with warm-up and linear decay, exact checkpoints, and export back into the
 //! heads ONNX graph the scorer loads.
 
+pub mod algorithm;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
