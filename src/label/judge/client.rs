@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
 use super::accounting::{add, Accounting, Counters};
+use super::budget::{Budget, BudgetState};
 use super::cache::{cache_key, AnswerCache, CacheOpenReport, CachedAnswer};
 use super::parse::{majority, parse_answer};
 use super::prompt::Prompt;
+use super::wire::{ChatMessage, ChatRequest, ChatResponse};
 use super::{JudgeConfig, JudgeError, JudgeOutcome, JudgeStatus};
 use crate::label::LabelRequest;
 
@@ -52,45 +53,6 @@ fn excerpt(text: &str, max: usize) -> String {
     }
 }
 
-#[derive(Serialize)]
-struct ChatRequest<'a> {
-    model: &'a str,
-    messages: [ChatMessage<'a>; 1],
-    temperature: f32,
-    top_p: f32,
-    max_tokens: u32,
-    stream: bool,
-}
-
-#[derive(Serialize)]
-struct ChatMessage<'a> {
-    role: &'a str,
-    content: &'a str,
-}
-
-#[derive(Deserialize)]
-struct ChatResponse {
-    choices: Vec<Choice>,
-    usage: Option<Usage>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    message: Option<ResponseMessage>,
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ResponseMessage {
-    content: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Usage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-}
-
 /// How one sample (one answer of one row) ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SampleResult {
@@ -115,78 +77,6 @@ enum Attempt {
     Reject(String),
     /// No request will succeed (401/403/404: wrong key, URL or model); stop sending.
     Fatal(String),
-}
-
-/// The hard budget. A request is admitted only if it cannot push the totals past the limits even
-/// if it generates its full `max_tokens`; when only in-flight reservations are in the way, it waits
-/// for them to settle rather than giving up early.
-struct Budget {
-    max_requests: Option<u64>,
-    max_tokens: Option<u64>,
-    state: Mutex<BudgetState>,
-    settled: Notify,
-}
-
-#[derive(Default)]
-struct BudgetState {
-    requests: u64,
-    charged: u64,
-    reserved: u64,
-}
-
-enum Admission {
-    Admitted,
-    Wait,
-    Spent(String),
-}
-
-impl Budget {
-    fn try_reserve(&self, tokens: u64) -> Admission {
-        let Ok(mut s) = self.state.lock() else {
-            return Admission::Spent("budget lock poisoned".into());
-        };
-        if let Some(max) = self.max_requests {
-            if s.requests >= max {
-                return Admission::Spent(format!("the request budget ({max}) is spent"));
-            }
-        }
-        if let Some(max) = self.max_tokens {
-            // saturating: a server may report any usage, even u64::MAX tokens
-            if s.charged.saturating_add(tokens) > max {
-                return Admission::Spent(format!(
-                    "the token budget ({max}) is spent: {} used, a request may generate up to {tokens}",
-                    s.charged
-                ));
-            }
-            if s.charged.saturating_add(s.reserved).saturating_add(tokens) > max {
-                return Admission::Wait;
-            }
-        }
-        s.requests += 1;
-        s.reserved += tokens;
-        Admission::Admitted
-    }
-
-    async fn reserve(&self, tokens: u64) -> Result<(), String> {
-        loop {
-            let notified = self.settled.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            match self.try_reserve(tokens) {
-                Admission::Admitted => return Ok(()),
-                Admission::Spent(why) => return Err(why),
-                Admission::Wait => notified.await,
-            }
-        }
-    }
-
-    fn settle(&self, reserved: u64, charged: u64) {
-        if let Ok(mut s) = self.state.lock() {
-            s.reserved = s.reserved.saturating_sub(reserved);
-            s.charged = s.charged.saturating_add(charged);
-        }
-        self.settled.notify_waiters();
-    }
 }
 
 pub struct JudgeClient {

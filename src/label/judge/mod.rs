@@ -5,10 +5,12 @@
 //! labelled or explicitly unlabelled with its reason.
 
 pub mod accounting;
+mod budget;
 pub mod cache;
 pub mod client;
 pub mod parse;
 pub mod prompt;
+mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;

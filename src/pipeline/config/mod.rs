@@ -4,12 +4,14 @@
 //! The serde types below are the format: the reader (`parse.rs`) fills them, `actprm schema`
 //! prints their JSON Schema, and every option has the CLI flag's name and default.
 
+pub mod checks;
 pub mod compile;
 pub mod env_check;
 pub mod graph;
 pub mod interpolate;
 pub mod parse;
 pub mod problem;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

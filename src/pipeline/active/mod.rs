@@ -16,17 +16,17 @@
 //! the rows it counts (scored, rejected and unreadable alike): the resumed run makes the same
 //! decisions as an uninterrupted one.
 
-use std::path::{Path, PathBuf};
+mod decisions;
+mod job;
+
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{
-    ArrayRef, BooleanArray, Float32Array, Int32Array, RecordBatch, StringArray, UInt64Array,
-};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{Array, RecordBatch, StringArray};
 use serde::{Deserialize, Serialize};
 
 use super::refresh::{channel, HeadsUpdate};
-use super::score::{run_scoring, BatchView, ScoreHooks, ScoreJob, ScoredSink};
+use super::score::{run_scoring, BatchView, ScoreHooks, ScoredSink};
 use super::PipelineError;
 use crate::eval::model::samples_from_probs;
 use crate::eval::processbench;
@@ -42,128 +42,8 @@ use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::columns::{extract, Trajectory};
 use crate::train::algorithm::label_and_train;
 use crate::train::{TrainConfig, Trainer};
-
-#[derive(Debug, Clone)]
-pub struct ActiveJob {
-    /// The pool and scorer settings; its `output` is ignored (the loop places scored parts itself).
-    pub score: ScoreJob,
-    pub output: PathBuf,
-    /// Cold start: fresh heads (E, seed) instead of the model's (the paper's setting).
-    pub cold_start: Option<(usize, u64)>,
-    pub train: TrainConfig,
-    pub selection: Keep,
-    /// Stop asking for labels after this many (rows keep flowing, recorded as over budget).
-    pub label_budget: Option<u64>,
-    /// Export, refresh the scorer and checkpoint every this many optimiser steps.
-    pub export_every: u64,
-    /// Development feature stores evaluated every `eval_every` labels.
-    pub dev: Vec<PathBuf>,
-    pub eval_every: u64,
-    pub resume: bool,
-    /// Stop (checkpointed, resumable) once this many pool rows are done in total.
-    pub stop_after_rows: Option<u64>,
-    /// Label by this judge instead of the pool's label column (its answer cache makes a resumed
-    /// run pay only for trajectories not answered before).
-    pub judge: Option<crate::label::judge::JudgeConfig>,
-}
-
-/// How the loop trains, checkpoints and evaluates: `actprm active`'s flags and the keys of a
-/// pipeline file's train stage (defined once here).
-#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default)]
-pub struct ActiveSettings {
-    /// Cold start with fresh heads (the paper's setting): E heads.
-    #[arg(long)]
-    pub cold_start: Option<usize>,
-    #[arg(long, default_value_t = ActiveSettings::default().seed)]
-    pub seed: u64,
-    #[arg(long, default_value_t = ActiveSettings::default().lr)]
-    pub lr: f64,
-    /// Anchor weight lambda.
-    #[arg(long, default_value_t = ActiveSettings::default().lambda)]
-    pub lambda: f64,
-    #[arg(long, default_value_t = ActiveSettings::default().warmup)]
-    pub warmup: u64,
-    /// Export + refresh the scorer + checkpoint every this many steps.
-    #[arg(long, default_value_t = ActiveSettings::default().export_every)]
-    pub export_every: u64,
-    /// Development feature stores (`actprm score --features`), evaluated every eval_every labels.
-    #[arg(long, num_args = 1..)]
-    pub dev: Vec<PathBuf>,
-    #[arg(long, default_value_t = ActiveSettings::default().eval_every)]
-    pub eval_every: u64,
-    /// Continue a stopped run in the same output folder.
-    #[arg(long)]
-    pub resume: bool,
-    /// Stop after this many pool rows (resumable with resume).
-    #[arg(long)]
-    pub stop_after_rows: Option<u64>,
-}
-
-impl Default for ActiveSettings {
-    fn default() -> Self {
-        Self {
-            cold_start: None,
-            seed: 0,
-            lr: 2e-3,
-            lambda: 0.5,
-            warmup: 10,
-            export_every: 5,
-            dev: Vec::new(),
-            eval_every: 500,
-            resume: false,
-            stop_after_rows: None,
-        }
-    }
-}
-
-impl ActiveJob {
-    /// The loop over `score`'s pool into `output`, as the user configured it.
-    pub fn configured(
-        score: ScoreJob,
-        output: PathBuf,
-        keep: Keep,
-        budget: crate::label::LabelBudget,
-        settings: &ActiveSettings,
-        judge: Option<crate::label::judge::JudgeConfig>,
-    ) -> Self {
-        Self {
-            score,
-            output,
-            cold_start: settings.cold_start.map(|e| (e, settings.seed)),
-            train: TrainConfig {
-                lr: settings.lr,
-                lambda: settings.lambda,
-                warmup_steps: settings.warmup,
-                seed: settings.seed,
-                ..TrainConfig::default()
-            },
-            selection: keep,
-            label_budget: budget.label_budget,
-            export_every: settings.export_every,
-            dev: settings.dev.clone(),
-            eval_every: settings.eval_every,
-            resume: settings.resume,
-            stop_after_rows: settings.stop_after_rows,
-            judge,
-        }
-    }
-
-    pub fn validate(&self) -> Result<(), PipelineError> {
-        use crate::limits::{at_least, fraction};
-        self.score.validate()?;
-        self.train.validate()?;
-        at_least("export_every", self.export_every, 1)?;
-        at_least("eval_every", self.eval_every, 1)?;
-        if let Keep::Rate(rate) = self.selection {
-            fraction("keep_rate", rate, true)?;
-        }
-        if let Some((heads, _)) = self.cold_start {
-            at_least("cold_start", heads, 1)?;
-        }
-        Ok(())
-    }
-}
+use decisions::DecisionBuffer;
+pub use job::{ActiveJob, ActiveSettings, ActiveSummary};
 
 /// `state.json`: the loop's one commit point.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -245,83 +125,6 @@ impl ScoredSink for PendingSink {
 
     fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError> {
         Ok(vec![])
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ActiveSummary {
-    pub rows_scored: u64,
-    pub rows_selected: u64,
-    pub labels_used: u64,
-    pub over_budget: u64,
-    pub unlabelled: u64,
-    pub steps: u64,
-    pub exports: u64,
-    pub model_versions: Vec<String>,
-    pub final_dev_f1: Option<f64>,
-    pub state: LoopState,
-}
-
-impl crate::report::Report for ActiveSummary {
-    fn table(&self) -> String {
-        let mut out = format!(
-            "rows scored    {:>10}\nrows selected  {:>10}\nlabels used    {:>10}  (over budget {})\ntrain steps    {:>10}  ({} exports)\n",
-            self.rows_scored, self.rows_selected, self.labels_used, self.over_budget, self.steps, self.exports
-        );
-        if let Some(f1) = self.final_dev_f1 {
-            out += &format!("final dev F1   {f1:>10.3}\n");
-        }
-        out += &format!("model          {}\n", self.state.model_version);
-        out
-    }
-}
-
-fn decision_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("source_file", DataType::Utf8, false),
-        Field::new("source_row", DataType::UInt64, false),
-        Field::new("selected", DataType::Boolean, false),
-        Field::new("select_reason", DataType::Utf8, false),
-        Field::new("uncertainty", DataType::Float32, false),
-        Field::new("model_version", DataType::Utf8, false),
-        Field::new("label", DataType::Int32, true),
-        Field::new("label_used", DataType::Boolean, false),
-        Field::new("label_note", DataType::Utf8, false),
-        Field::new("train_step", DataType::UInt64, false),
-    ]))
-}
-
-/// Decisions of the batches since the last checkpoint, written as one part at the checkpoint.
-#[derive(Default)]
-struct DecisionBuffer {
-    file: Vec<String>,
-    row: Vec<u64>,
-    selected: Vec<bool>,
-    reason: Vec<String>,
-    uncertainty: Vec<f32>,
-    version: Vec<String>,
-    label: Vec<Option<i32>>,
-    used: Vec<bool>,
-    note: Vec<String>,
-    step: Vec<u64>,
-}
-
-impl DecisionBuffer {
-    fn batch(&mut self) -> RecordBatch {
-        let b = std::mem::take(self);
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(b.file)),
-            Arc::new(UInt64Array::from(b.row)),
-            Arc::new(BooleanArray::from(b.selected)),
-            Arc::new(StringArray::from(b.reason)),
-            Arc::new(Float32Array::from(b.uncertainty)),
-            Arc::new(StringArray::from(b.version)),
-            Arc::new(Int32Array::from(b.label)),
-            Arc::new(BooleanArray::from(b.used)),
-            Arc::new(StringArray::from(b.note)),
-            Arc::new(UInt64Array::from(b.step)),
-        ];
-        RecordBatch::try_new(decision_schema(), columns).expect("decision columns match")
     }
 }
 

@@ -2,6 +2,9 @@
 //! task, joined by bounded channels so reading, tokenisation and inference overlap while memory
 //! stays flat (backpressure, not buffering).
 
+mod job;
+mod sink;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,138 +16,17 @@ use super::refresh::{self, HeadsReceiver, ModelWatcher};
 use super::{PipelineError, Summary};
 use crate::formats::features::{FeatureRow, FeatureWriter};
 use crate::label::LabelColumn;
-use crate::model::{LoadedModel, RuntimeOptions};
+use crate::model::LoadedModel;
 use crate::score::output::scored_batch;
-use crate::score::{RowScore, ScoreOptions, StepScorer};
+use crate::score::{RowScore, StepScorer};
 use crate::sink::rejects::RejectedRow;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::parquet::{plan, planned_rows, read_file, PlannedFile, SourceItem};
-use crate::source::{discover_inputs, ColumnMapping, RowReject, Trajectory};
+use crate::source::{discover_inputs, RowReject, Trajectory};
 use crate::tokenise::{TokenisedTrajectory, Tokeniser};
-
-/// How a scoring run reads and scores: flags of `score`, `filter` and `active`, and the keys of a
-/// pipeline file's score stage (defined once here).
-#[derive(
-    Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(default)]
-pub struct ScoreSettings {
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub options: ScoreOptions,
-    /// Rows per batch read from Parquet (in the active loop: Algorithm 1's batch).
-    #[arg(long, default_value_t = ScoreSettings::default().batch_rows)]
-    pub batch_rows: usize,
-    /// Also write per-head probabilities (step_head_probs).
-    #[arg(long)]
-    pub head_probs: bool,
-}
-
-impl Default for ScoreSettings {
-    fn default() -> Self {
-        Self {
-            options: ScoreOptions::default(),
-            batch_rows: 64,
-            head_probs: false,
-        }
-    }
-}
-
-/// What only `actprm score` (a score stage whose rows go to sinks) can also do.
-#[derive(
-    Debug,
-    Clone,
-    Default,
-    PartialEq,
-    clap::Args,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-)]
-#[serde(default)]
-pub struct ScoreExtras {
-    /// Also write step features (Arrow IPC) for `actprm train`.
-    #[arg(long)]
-    pub features: Option<PathBuf>,
-    /// Swap in this model directory's heads whenever they change (hot refresh from a trainer).
-    #[arg(long)]
-    pub watch_model: Option<PathBuf>,
-}
-
-/// Everything a scoring run needs.
-#[derive(Debug, Clone)]
-pub struct ScoreJob {
-    pub inputs: Vec<String>,
-    pub output: PathBuf,
-    pub model: Option<PathBuf>,
-    pub columns: ColumnMapping,
-    pub score: ScoreOptions,
-    pub runtime: RuntimeOptions,
-    /// Rows per Arrow batch read from Parquet.
-    pub batch_rows: usize,
-    pub rows_per_part: usize,
-    /// Also write the `[steps, E]` per-head probabilities.
-    pub with_head_probs: bool,
-    /// Also write step features (Arrow IPC) for training.
-    pub features: Option<PathBuf>,
-    /// Poll this model directory and swap in its heads whenever they change.
-    pub watch_model: Option<PathBuf>,
-    /// Hand step features to `ScoreHooks::on_batch` (the active loop trains on them).
-    pub features_to_hooks: bool,
-    /// Skip this many input rows (in input order) before scoring: a resumed run's done work.
-    pub skip_rows: u64,
-    pub progress: bool,
-    /// Replace an earlier run's parts, rejects and summary in `output` (else they are refused).
-    pub overwrite: bool,
-}
-
-impl ScoreJob {
-    pub fn new(inputs: Vec<String>, output: PathBuf) -> Self {
-        Self {
-            inputs,
-            output,
-            model: None,
-            columns: ColumnMapping::default(),
-            score: ScoreOptions::default(),
-            runtime: RuntimeOptions::default(),
-            batch_rows: 64,
-            rows_per_part: 100_000,
-            with_head_probs: false,
-            features: None,
-            watch_model: None,
-            features_to_hooks: false,
-            skip_rows: 0,
-            progress: false,
-            overwrite: false,
-        }
-    }
-
-    /// A job over `inputs` with the model, columns and settings as the user gave them (the one
-    /// place flags and pipeline files become a job).
-    pub fn configured(
-        inputs: Vec<String>,
-        output: PathBuf,
-        model: &crate::model::ModelOptions,
-        columns: &ColumnMapping,
-        settings: &ScoreSettings,
-    ) -> Self {
-        let mut job = Self::new(inputs, output);
-        job.model = model.model.clone();
-        job.runtime = model.runtime();
-        job.columns = columns.clone();
-        job.score = settings.options;
-        job.batch_rows = settings.batch_rows;
-        job.with_head_probs = settings.head_probs;
-        job
-    }
-
-    /// Range checks of every numeric setting a scoring run takes.
-    pub fn validate(&self) -> Result<(), PipelineError> {
-        crate::limits::at_least("batch_rows", self.batch_rows, 1)?;
-        crate::limits::at_least("rows_per_part", self.rows_per_part, 1)?;
-        Ok(self.score.validate()?)
-    }
-}
+pub use job::{ScoreExtras, ScoreJob, ScoreSettings};
+pub use sink::ScoredSink;
+use sink::{short_reason, PartsSink};
 
 struct TokenisedBatch {
     path: Arc<PathBuf>,
@@ -610,78 +492,6 @@ fn feature_rows(
         .collect())
 }
 
-/// Where scored rows go. `actprm score` writes part files; `actprm filter` writes one committed
-/// file per (input file, row group) so an interrupted run resumes exactly.
-pub trait ScoredSink: Send {
-    fn scored(
-        &mut self,
-        path: &Path,
-        first_row: u64,
-        input: &RecordBatch,
-        output: &RecordBatch,
-        rejected: &[RejectedRow],
-        scores: &[RowScore],
-    ) -> Result<(), PipelineError>;
-    fn unreadable(
-        &mut self,
-        path: &Path,
-        first_row: Option<u64>,
-        rows: u64,
-        reason: &str,
-    ) -> Result<(), PipelineError>;
-    /// Every row of this row group has been passed to `scored` or `unreadable`.
-    fn group_end(&mut self, _path: &Path, _group: usize) -> Result<(), PipelineError> {
-        Ok(())
-    }
-    /// Closes everything; returns the files written, relative to the output folder.
-    fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError>;
-}
-
-/// `actprm score`'s sink: rolling part files plus the rejects folder.
-struct PartsSink {
-    output: PathBuf,
-    parts: PartWriter,
-    rejects: RejectSink,
-}
-
-impl ScoredSink for PartsSink {
-    fn scored(
-        &mut self,
-        path: &Path,
-        _first_row: u64,
-        input: &RecordBatch,
-        output: &RecordBatch,
-        rejected: &[RejectedRow],
-        _scores: &[RowScore],
-    ) -> Result<(), PipelineError> {
-        self.parts.write(output)?;
-        self.rejects.rows(path, input, rejected)?;
-        Ok(())
-    }
-
-    fn unreadable(
-        &mut self,
-        path: &Path,
-        first_row: Option<u64>,
-        rows: u64,
-        reason: &str,
-    ) -> Result<(), PipelineError> {
-        self.rejects.unreadable(path, first_row, rows, reason);
-        Ok(())
-    }
-
-    fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError> {
-        let parts = self
-            .parts
-            .finish()?
-            .iter()
-            .map(|p| relative(p, &self.output))
-            .collect();
-        self.rejects.finish()?;
-        Ok(parts)
-    }
-}
-
 async fn sink_stage(
     rx: &mut mpsc::Receiver<Scored>,
     summary: &mut Summary,
@@ -779,15 +589,4 @@ async fn sink_stage(
         w.finish()?;
     }
     Ok(())
-}
-
-/// The reason without row-specific detail (for the per-reason counts).
-fn short_reason(reason: &str) -> String {
-    let r = reason.split(':').next().unwrap_or(reason);
-    r.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ')
-        .replace(|c: char| c.is_ascii_digit(), "N")
-}
-
-fn relative(p: &Path, base: &Path) -> String {
-    p.strip_prefix(base).unwrap_or(p).display().to_string()
 }

@@ -1,0 +1,203 @@
+//! What a filter run is asked to do: its settings (flags and file keys), the job, and the
+//! `run.json` fingerprint a resumed run must match.
+
+use serde::{Deserialize, Serialize};
+
+use super::super::score::ScoreJob;
+use super::super::PipelineError;
+use crate::model::LoadedModel;
+pub use crate::select::Keep;
+
+/// `--shard i/n`: this process handles the units whose stable hash is i modulo n (0-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { index: 0, count: 1 }
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("is `{s}`; expected i/n with 0 <= i < n, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u64, u64) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl TryFrom<String> for Shard {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Shard> for String {
+    fn from(s: Shard) -> String {
+        s.to_string()
+    }
+}
+
+impl schemars::JsonSchema for Shard {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Shard".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]+/[0-9]+$",
+            "description": "i/n with 0 <= i < n"
+        })
+    }
+}
+
+/// What `filter` keeps and how it splits and resumes: its flags, and the keys of a pipeline
+/// file's filter stage.
+#[derive(
+    Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(default)]
+pub struct FilterSettings {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub keep: crate::select::KeepRate,
+    /// This process's share of the units, as i/n (0-based).
+    #[arg(long, default_value_t = Shard::default())]
+    pub shard: Shard,
+    /// Also write the rows that were not kept.
+    #[arg(long)]
+    pub write_skipped: bool,
+    /// Report keep rates per value of this column.
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// Discard an earlier run's outputs in the output folder instead of resuming it (a rerun
+    /// with other settings is refused without this).
+    #[arg(long)]
+    pub restart: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FilterJob {
+    pub score: ScoreJob,
+    pub keep: Keep,
+    /// `(i, n)`: this process handles units whose hash is i modulo n.
+    pub shard: (u64, u64),
+    pub write_skipped: bool,
+    /// Report keep rates per value of this column.
+    pub group_by: Option<String>,
+    /// Throw away an earlier run's outputs in this folder instead of resuming it.
+    pub restart: bool,
+}
+
+impl FilterJob {
+    pub fn new(score: ScoreJob, settings: &FilterSettings) -> Self {
+        Self {
+            score,
+            keep: settings.keep.keep(),
+            shard: (settings.shard.index, settings.shard.count),
+            write_skipped: settings.write_skipped,
+            group_by: settings.group_by.clone(),
+            restart: settings.restart,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        self.score.validate()?;
+        if let Keep::Rate(rate) = self.keep {
+            crate::limits::fraction("keep_rate", rate, false)?;
+        }
+        let (i, n) = self.shard;
+        if n == 0 || i >= n {
+            return Err(crate::limits::refuse("shard", format!("{i}/{n} needs 0 <= i < n")).into());
+        }
+        Ok(())
+    }
+}
+
+/// What a filter run's outputs depend on: stored as `run.json` when a run starts and compared on
+/// every resume, so a rerun with another model, rule or column mapping never mixes its rows
+/// with the earlier ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub format: u32,
+    pub model_version: String,
+    pub backbone: String,
+    pub keep: Keep,
+    pub tau: f32,
+    pub delta_pred: f32,
+    pub delta_std: f32,
+    /// Keep rates apply per batch, so the batch size changes which rows are kept.
+    pub batch_rows: usize,
+    pub problem_column: Option<String>,
+    pub steps_column: Option<String>,
+    pub write_skipped: bool,
+    pub head_probs: bool,
+    pub group_by: Option<String>,
+}
+
+const RUN_FORMAT: u32 = 2;
+
+impl RunSettings {
+    pub fn of(job: &FilterJob) -> Result<Self, PipelineError> {
+        let model = LoadedModel::open(job.score.model.as_deref())?;
+        Ok(Self {
+            format: RUN_FORMAT,
+            model_version: model.version(),
+            backbone: model
+                .manifest
+                .backbone_sha256
+                .clone()
+                .unwrap_or_else(|| model.manifest.backbone.clone()),
+            keep: job.keep,
+            tau: job.score.score.tau.unwrap_or(model.manifest.tau),
+            delta_pred: job.score.score.rule.delta_pred,
+            delta_std: job.score.score.rule.delta_std,
+            batch_rows: job.score.batch_rows,
+            problem_column: job.score.columns.problem.clone(),
+            steps_column: job.score.columns.steps.clone(),
+            write_skipped: job.write_skipped,
+            head_probs: job.score.with_head_probs,
+            group_by: job.group_by.clone(),
+        })
+    }
+
+    /// The settings that differ from the `earlier` run.json text, as `name: earlier -> now`.
+    /// Both sides go through the same types, so an f32 reads back equal to itself.
+    pub(super) fn differences(&self, earlier: &str) -> Vec<String> {
+        let as_value = |s: &RunSettings| serde_json::to_value(s).expect("settings serialise");
+        let earlier = match serde_json::from_str::<RunSettings>(earlier) {
+            Ok(e) => as_value(&e),
+            Err(_) => serde_json::from_str(earlier).unwrap_or(serde_json::Value::Null),
+        };
+        let now = as_value(self);
+        let now = now.as_object().expect("an object");
+        now.iter()
+            .filter(|(k, v)| earlier.get(k.as_str()) != Some(v))
+            .map(|(k, v)| {
+                let before = earlier
+                    .get(k.as_str())
+                    .map_or("(absent)".to_string(), |b| b.to_string());
+                format!("{k}: {before} -> {v}")
+            })
+            .collect()
+    }
+}

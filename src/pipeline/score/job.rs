@@ -1,0 +1,133 @@
+//! What a scoring run is asked to do: the settings `score`, `filter` and `active` share (flags and
+//! a score stage's keys), `score`'s own extras, and the job.
+
+use std::path::PathBuf;
+
+use crate::model::RuntimeOptions;
+use crate::pipeline::PipelineError;
+use crate::score::ScoreOptions;
+use crate::source::ColumnMapping;
+
+/// How a scoring run reads and scores: flags of `score`, `filter` and `active`, and the keys of a
+/// pipeline file's score stage (defined once here).
+#[derive(
+    Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(default)]
+pub struct ScoreSettings {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub options: ScoreOptions,
+    /// Rows per batch read from Parquet (in the active loop: Algorithm 1's batch).
+    #[arg(long, default_value_t = ScoreSettings::default().batch_rows)]
+    pub batch_rows: usize,
+    /// Also write per-head probabilities (step_head_probs).
+    #[arg(long)]
+    pub head_probs: bool,
+}
+
+impl Default for ScoreSettings {
+    fn default() -> Self {
+        Self {
+            options: ScoreOptions::default(),
+            batch_rows: 64,
+            head_probs: false,
+        }
+    }
+}
+
+/// What only `actprm score` (a score stage whose rows go to sinks) can also do.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    clap::Args,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(default)]
+pub struct ScoreExtras {
+    /// Also write step features (Arrow IPC) for `actprm train`.
+    #[arg(long)]
+    pub features: Option<PathBuf>,
+    /// Swap in this model directory's heads whenever they change (hot refresh from a trainer).
+    #[arg(long)]
+    pub watch_model: Option<PathBuf>,
+}
+
+/// Everything a scoring run needs.
+#[derive(Debug, Clone)]
+pub struct ScoreJob {
+    pub inputs: Vec<String>,
+    pub output: PathBuf,
+    pub model: Option<PathBuf>,
+    pub columns: ColumnMapping,
+    pub score: ScoreOptions,
+    pub runtime: RuntimeOptions,
+    /// Rows per Arrow batch read from Parquet.
+    pub batch_rows: usize,
+    pub rows_per_part: usize,
+    /// Also write the `[steps, E]` per-head probabilities.
+    pub with_head_probs: bool,
+    /// Also write step features (Arrow IPC) for training.
+    pub features: Option<PathBuf>,
+    /// Poll this model directory and swap in its heads whenever they change.
+    pub watch_model: Option<PathBuf>,
+    /// Hand step features to `ScoreHooks::on_batch` (the active loop trains on them).
+    pub features_to_hooks: bool,
+    /// Skip this many input rows (in input order) before scoring: a resumed run's done work.
+    pub skip_rows: u64,
+    pub progress: bool,
+    /// Replace an earlier run's parts, rejects and summary in `output` (else they are refused).
+    pub overwrite: bool,
+}
+
+impl ScoreJob {
+    pub fn new(inputs: Vec<String>, output: PathBuf) -> Self {
+        Self {
+            inputs,
+            output,
+            model: None,
+            columns: ColumnMapping::default(),
+            score: ScoreOptions::default(),
+            runtime: RuntimeOptions::default(),
+            batch_rows: 64,
+            rows_per_part: 100_000,
+            with_head_probs: false,
+            features: None,
+            watch_model: None,
+            features_to_hooks: false,
+            skip_rows: 0,
+            progress: false,
+            overwrite: false,
+        }
+    }
+
+    /// A job over `inputs` with the model, columns and settings as the user gave them (the one
+    /// place flags and pipeline files become a job).
+    pub fn configured(
+        inputs: Vec<String>,
+        output: PathBuf,
+        model: &crate::model::ModelOptions,
+        columns: &ColumnMapping,
+        settings: &ScoreSettings,
+    ) -> Self {
+        let mut job = Self::new(inputs, output);
+        job.model = model.model.clone();
+        job.runtime = model.runtime();
+        job.columns = columns.clone();
+        job.score = settings.options;
+        job.batch_rows = settings.batch_rows;
+        job.with_head_probs = settings.head_probs;
+        job
+    }
+
+    /// Range checks of every numeric setting a scoring run takes.
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        crate::limits::at_least("batch_rows", self.batch_rows, 1)?;
+        crate::limits::at_least("rows_per_part", self.rows_per_part, 1)?;
+        Ok(self.score.validate()?)
+    }
+}
