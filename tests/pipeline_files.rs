@@ -29,6 +29,8 @@ fn actprm(args: &[&str], env: &[(&str, &str)]) -> Output {
         "JUDGE_MODEL",
         "MISSING_OUT",
         "MAX_STEPS",
+        "KEEP_RATE",
+        "MAX_REQUESTS",
     ] {
         cmd.env_remove(var);
     }
@@ -634,5 +636,125 @@ FILE:3:14: `timeout` in judge `local` must be a number above 0, got 0
   |              ^
 3 problems in FILE
 "
+    );
+}
+
+/// A judge that calls the second paragraph wrong whenever there is one.
+fn second_step_judge() -> judge_server::JudgeServer {
+    use judge_server::{critique, JudgeServer, Reply, Seen};
+    JudgeServer::start(std::sync::Arc::new(|seen: &Seen| {
+        let steps = seen.prompt.matches("</paragraph_").count();
+        Reply::Answer {
+            content: critique(if steps > 1 { 1 } else { -1 }, steps),
+            completion_tokens: 50,
+        }
+    }))
+}
+
+fn labelled_ids(dir: &Path) -> Vec<(String, Option<i32>)> {
+    use arrow::array::{Array, AsArray, Int32Array};
+    let mut rows = Vec::new();
+    for batch in common::read_parquet_dir(dir, "part-") {
+        let ids = batch
+            .column_by_name("id")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let labels = batch
+            .column_by_name("judge_label")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap()
+            .clone();
+        for i in 0..batch.num_rows() {
+            rows.push((
+                ids.value(i).to_string(),
+                labels.is_valid(i).then(|| labels.value(i)),
+            ));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+#[test]
+fn score_filter_then_judge_label_runs_as_one_file() {
+    let server = second_step_judge();
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::prm800k_parquet(dir.path());
+    let out_dir = dir.path().join("judged");
+    let url = server.url();
+    let out = actprm(
+        &["run", "pipelines/judge-label.yaml"],
+        &[
+            ("JUDGE_URL", url.as_str()),
+            ("INPUT", input.to_str().unwrap()),
+            ("OUT", out_dir.to_str().unwrap()),
+            ("KEEP_RATE", "0.25"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // the filter kept a quarter of the rows; exactly those went to the judge, once each
+    let kept = common::ids_in(&out_dir.join("filter").join("kept"), "");
+    let labelled = labelled_ids(&out_dir);
+    assert!(!kept.is_empty(), "nothing kept");
+    let mut labelled_ids: Vec<String> = labelled.iter().map(|(id, _)| id.clone()).collect();
+    labelled_ids.sort();
+    let mut kept_sorted = kept.clone();
+    kept_sorted.sort();
+    assert_eq!(labelled_ids, kept_sorted);
+    assert_eq!(server.requests() as usize, kept.len());
+    assert!(labelled.iter().all(|(_, l)| l.is_some()), "{labelled:?}");
+    assert!(out_dir.join("judge-cache").is_dir());
+    assert!(
+        text(&out.stdout).contains("rows in"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_source_can_go_straight_to_the_judge() {
+    let server = second_step_judge();
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::prm800k_parquet(dir.path());
+    let out_dir = dir.path().join("judged");
+    let yaml = format!(
+        "judges:\n  j:\n    url: {}\n    model: m\nsources:\n  rows:\n    type: parquet\n    paths: [{}]\ntransforms:\n  judged:\n    type: label\n    inputs: [rows]\n    mode: judge\n    judge: j\nsinks:\n  out:\n    type: parquet\n    inputs: [judged]\n    path: {}\n",
+        server.url(),
+        input.display(),
+        out_dir.display()
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = actprm(&["run", file.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = common::records("prm800k_test_sample.jsonl");
+    let labelled = labelled_ids(&out_dir);
+    assert_eq!(labelled.len(), records.len());
+    assert_eq!(server.requests() as usize, records.len());
+    // the scripted judge: the second step is wrong wherever there is one
+    for r in &records {
+        let expected = if r.steps.len() > 1 { 1 } else { -1 };
+        let got = labelled
+            .iter()
+            .find(|(id, _)| Some(id) == r.id.as_ref())
+            .unwrap()
+            .1;
+        assert_eq!(got, Some(expected), "{:?}", r.id);
+    }
+}
+
+#[test]
+fn labels_from_the_pool_need_a_train_stage() {
+    let yaml = GOOD.replace(
+        "sinks:\n  summary:\n    type: table\n    inputs: [scored]\n",
+        "  labelled:\n    type: label\n    inputs: [scored]\n    mode: pool\nsinks:\n  summary:\n    type: table\n    inputs: [labelled]\n",
+    );
+    let report = problems(&yaml, &[]);
+    assert!(
+        report.contains("transform `labelled` (label, mode: pool) must feed a train transform"),
+        "{report}"
     );
 }

@@ -18,7 +18,7 @@ use crate::model::ModelOptions;
 use crate::pipeline::active::{run_active, ActiveJob, ActiveSettings};
 use crate::pipeline::config::{CheckOptions, ConfigError};
 use crate::pipeline::filter::{run_filter, FilterJob, FilterSettings};
-use crate::pipeline::score::{ScoreExtras, ScoreSettings};
+use crate::pipeline::score::{ScoreExtras, Scorer};
 use crate::pipeline::train::TrainSettings;
 use crate::pipeline::{run_label, run_score, LabelJob, ScoreJob};
 use crate::score::ScoreOptions;
@@ -174,11 +174,7 @@ pub struct ScoreArgs {
     #[command(flatten)]
     pub io: InputOutput,
     #[command(flatten)]
-    pub model: ModelOptions,
-    #[command(flatten)]
-    pub columns: ColumnMapping,
-    #[command(flatten)]
-    pub settings: ScoreSettings,
+    pub scorer: Scorer,
     #[command(flatten)]
     pub extras: ScoreExtras,
     /// Replace an earlier run's parts, rejects and summary in OUTPUT (else they are refused).
@@ -193,11 +189,7 @@ pub struct FilterArgs {
     #[command(flatten)]
     pub io: InputOutput,
     #[command(flatten)]
-    pub model: ModelOptions,
-    #[command(flatten)]
-    pub columns: ColumnMapping,
-    #[command(flatten)]
-    pub settings: ScoreSettings,
+    pub scorer: Scorer,
     #[command(flatten)]
     pub filter: FilterSettings,
     #[command(flatten)]
@@ -211,11 +203,7 @@ pub struct ActiveArgs {
     #[command(flatten)]
     pub io: InputOutput,
     #[command(flatten)]
-    pub model: ModelOptions,
-    #[command(flatten)]
-    pub columns: ColumnMapping,
-    #[command(flatten)]
-    pub settings: ScoreSettings,
+    pub scorer: Scorer,
     #[command(flatten)]
     pub keep: KeepRate,
     #[command(flatten)]
@@ -380,13 +368,7 @@ pub fn run(cli: Cli) -> Result {
             );
         }
         Command::Score(a) => {
-            let mut job = ScoreJob::configured(
-                a.io.input,
-                a.io.output.clone(),
-                &a.model,
-                &a.columns,
-                &a.settings,
-            );
+            let mut job = ScoreJob::configured(a.io.input, a.io.output.clone(), &a.scorer);
             job.features = a.extras.features;
             job.watch_model = a.extras.watch_model;
             job.overwrite = a.overwrite;
@@ -398,25 +380,13 @@ pub fn run(cli: Cli) -> Result {
             )?;
         }
         Command::Filter(a) => {
-            let mut score = ScoreJob::configured(
-                a.io.input,
-                a.io.output.clone(),
-                &a.model,
-                &a.columns,
-                &a.settings,
-            );
+            let mut score = ScoreJob::configured(a.io.input, a.io.output.clone(), &a.scorer);
             score.progress = progress();
             let summary = run_filter(&FilterJob::new(score, &a.filter))?;
             render(&summary, &a.output, None)?;
         }
         Command::Active(a) => {
-            let mut score = ScoreJob::configured(
-                a.io.input,
-                a.io.output.clone(),
-                &a.model,
-                &a.columns,
-                &a.settings,
-            );
+            let mut score = ScoreJob::configured(a.io.input, a.io.output.clone(), &a.scorer);
             score.progress = progress();
             let judge = a
                 .judge

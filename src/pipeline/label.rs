@@ -46,6 +46,9 @@ pub struct LabelJob {
     pub log: Logger,
     /// Replace an earlier run's parts, rejects and summary in `output` (else they are refused).
     pub overwrite: bool,
+    /// Send every row, ignoring a `selected` column (a filter's kept rows were chosen by it,
+    /// whatever the threshold rule said).
+    pub every_row: bool,
 }
 
 impl LabelJob {
@@ -62,6 +65,7 @@ impl LabelJob {
             progress: false,
             log,
             overwrite: false,
+            every_row: false,
         }
     }
 }
@@ -188,7 +192,7 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
         });
         let mut judged = Box::pin(
             items
-                .map(|item| judge_item(client.clone(), item))
+                .map(|item| judge_item(client.clone(), item, job.every_row))
                 .buffered(depth),
         );
         let sink_result = sink(job, &mut judged, &mut summary, &bar).await;
@@ -215,7 +219,11 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
 }
 
 /// The rows of one batch that go to the judge: usable and selected (when a `selected` column exists).
-async fn judge_item(client: Arc<JudgeClient>, item: SourceItem) -> Result<Judged, PipelineError> {
+async fn judge_item(
+    client: Arc<JudgeClient>,
+    item: SourceItem,
+    every_row: bool,
+) -> Result<Judged, PipelineError> {
     let (path, first_row, batch, rows) = match item {
         SourceItem::GroupEnd { .. } => return Ok(Judged::Marker),
         SourceItem::Unreadable {
@@ -239,6 +247,7 @@ async fn judge_item(client: Arc<JudgeClient>, item: SourceItem) -> Result<Judged
         } => (path, first_row, batch, rows),
     };
     let selected = match batch.column_by_name("selected") {
+        _ if every_row => None,
         None => None,
         Some(c) => match c.as_boolean_opt() {
             Some(b) => Some(b.clone()),

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use super::parse::Spans;
 use super::problem::Problem;
 use super::*;
+use crate::label::judge::stderr_logger;
 use crate::model::ModelOptions;
 use crate::pipeline::active::{run_active, ActiveJob};
 use crate::pipeline::filter::{run_filter, FilterJob};
-use crate::pipeline::{run_score, ScoreJob};
+use crate::pipeline::score::Scorer;
+use crate::pipeline::{run_label, run_score, LabelJob, ScoreJob};
 use crate::source::ColumnMapping;
 
 const SHAPES: &str = "supported shapes: source -> score; source -> score -> filter; \
@@ -33,9 +35,10 @@ pub struct Plan {
 impl Plan {
     /// `score`, `filter` or `active`: which existing job this pipeline runs as.
     pub fn job(&self) -> &'static str {
-        match (&self.filter, &self.train) {
-            (_, Some(_)) => "active",
-            (Some(_), None) => "filter",
+        match (&self.filter, &self.label, &self.train) {
+            (_, _, Some(_)) => "active",
+            (_, Some(_), None) => "label",
+            (Some(_), None, None) => "filter",
             _ => "score",
         }
     }
@@ -44,6 +47,7 @@ impl Plan {
     fn last(&self) -> &str {
         self.train
             .as_deref()
+            .or(self.label.as_deref())
             .or(self.filter.as_deref())
             .unwrap_or(&self.score)
     }
@@ -106,12 +110,12 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         }
     }
     const ALLOWED: [&[&str]; 4] = [
-        &["sql", "score"],
-        &["score", "filter"],
+        &["score", "filter", "label"],
         &["filter", "label"],
         &["label", "train"],
+        &["train"],
     ];
-    let mut expected: &[&str] = &["sql", "score"];
+    let mut expected: &[&str] = &["sql", "score", "label"];
     let mut plan = Plan {
         source: source.clone(),
         sql: None,
@@ -137,7 +141,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         match kind {
             "sql" => {
                 plan.sql = Some(name.clone());
-                expected = &["score"];
+                expected = &["score", "label"];
             }
             "score" => plan.score = name.clone(),
             "filter" => plan.filter = Some(name.clone()),
@@ -152,20 +156,29 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         }
         previous = (name.clone(), kind);
     }
-    if plan.score.is_empty() && problems.is_empty() {
+    if plan.score.is_empty() && plan.label.is_none() && problems.is_empty() {
         problems.push(Problem::at(
             &spans.stage(&source),
             format!("nothing scores source `{source}`: add a score transform; {SHAPES}"),
         ));
     }
-    if plan.label.is_some() && plan.train.is_none() && problems.is_empty() {
-        let label = plan.label.clone().unwrap_or_default();
-        problems.push(Problem::at(
-            &spans.stage(&label),
-            format!(
-                "transform `{label}` (label) must feed a train transform in this version; {SHAPES}"
-            ),
-        ));
+    if let (Some(label), None) = (&plan.label, &plan.train) {
+        if let Some(TransformStage::Label(l)) = file.transforms.get(label) {
+            if l.mode == LabelMode::Pool && problems.is_empty() {
+                problems.push(Problem::at(
+                    &spans.field(label, "mode"),
+                    format!("transform `{label}` (label, mode: pool) must feed a train transform: the labels are already in the data; to label with a judge, use mode: judge"),
+                ));
+            }
+        }
+    }
+    if let (Some(train), None) = (&plan.train, &plan.filter) {
+        if problems.is_empty() {
+            problems.push(Problem::at(
+                &spans.stage(train),
+                format!("transform `{train}` (train) needs a filter transform before its label transform: the loop trains on the rows the filter picks; {SHAPES}"),
+            ));
+        }
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -193,12 +206,13 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         }
         let allowed = match last_kind {
             "score" => ["parquet", "arrow_ipc", "table"].contains(&kind),
-            "filter" => ["parquet", "table"].contains(&kind),
+            "filter" | "label" => ["parquet", "table"].contains(&kind),
             _ => kind == "table",
         };
         if !allowed {
             let what = match last_kind {
                 "filter" => "after filter: parquet (the kept rows) and table",
+                "label" => "after label: parquet (the labelled rows) and table",
                 "train" => "after train: table (the train stage writes its model and decisions to its `output`)",
                 _ => "",
             };
@@ -218,10 +232,15 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         }
         plan.sinks.push(name);
     }
-    if last_kind == "filter" && !per_kind.contains_key("parquet") {
+    if matches!(last_kind, "filter" | "label") && !per_kind.contains_key("parquet") {
+        let rows = if last_kind == "filter" {
+            "kept"
+        } else {
+            "labelled"
+        };
         problems.push(Problem::at(
             &spans.stage(&last),
-            format!("transform `{last}` (filter) needs a parquet sink for the kept rows"),
+            format!("transform `{last}` ({last_kind}) needs a parquet sink for the {rows} rows"),
         ));
     }
     if let Some(TransformStage::Score(s)) = file.transforms.get(&plan.score) {
@@ -297,8 +316,17 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
     let (file, plan) = (&checked.file, &checked.plan);
     let scratch = Scratch::new()?;
     let inputs = source_inputs(&file.sources[&plan.source], &scratch)?;
-    let Some(TransformStage::Score(score)) = file.transforms.get(&plan.score) else {
-        return Err(stage_error(&plan.score, "not a score stage"));
+    // a label job may have no score stage: it labels the source's rows as they are
+    let unscored = ScoreStage {
+        inputs: Vec::new(),
+        model: None,
+        settings: Default::default(),
+        extras: Default::default(),
+    };
+    let score = match file.transforms.get(&plan.score) {
+        Some(TransformStage::Score(score)) => score,
+        _ if plan.job() == "label" => &unscored,
+        _ => return Err(stage_error(&plan.score, "not a score stage")),
     };
     let columns = match &file.sources[&plan.source] {
         SourceStage::Parquet(p) => p.columns.clone(),
@@ -314,13 +342,24 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
         Some(SinkStage::Parquet(p) | SinkStage::ArrowIpc(p)) => Some(p.path.clone()),
         _ => None,
     };
-    let output = path_of("parquet").unwrap_or_else(|| scratch.dir.join("scored"));
+    let output = match (plan.job(), path_of("parquet")) {
+        // a label job's sink holds the labelled rows; what it labels is scored beside them
+        ("label", Some(out)) if plan.filter.is_some() => out.join("filter"),
+        ("label", Some(out)) => out.join("scored"),
+        (_, Some(out)) => out,
+        (_, None) => scratch.dir.join("scored"),
+    };
     let inputs = match &plan.sql {
         Some(name) => vec![sql_stage(file, name, score, &inputs, &output)?],
         None => inputs,
     };
     let model = model_of(file, score);
-    let mut job = ScoreJob::configured(inputs, output.clone(), &model, &columns, &score.settings);
+    let scorer = Scorer {
+        model,
+        columns: columns.clone(),
+        settings: score.settings.clone(),
+    };
+    let mut job = ScoreJob::configured(inputs, output.clone(), &scorer);
     // a pipeline file's rerun replaces its earlier score outputs (declared, reproducible)
     job.overwrite = true;
     job.features = score.extras.features.clone();
@@ -335,6 +374,50 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
         })
         .collect();
     let outcome = match plan.job() {
+        "label" => {
+            let sink = path_of("parquet").unwrap_or_default();
+            let name = plan.label.clone().unwrap_or_default();
+            let Some(TransformStage::Label(label)) = file.transforms.get(&name) else {
+                return Err(stage_error(&name, "not a label stage"));
+            };
+            let judge = label
+                .judge
+                .as_ref()
+                .and_then(|j| file.judges.get(j))
+                .ok_or_else(|| stage_error(&name, "names no declared judge"))?;
+            let (inputs, every_row) = match &plan.filter {
+                Some(filter_name) if !plan.score.is_empty() => {
+                    let Some(TransformStage::Filter(stage)) = file.transforms.get(filter_name)
+                    else {
+                        return Err(stage_error(filter_name, "not a filter stage"));
+                    };
+                    run_filter(&FilterJob::new(job, &stage.settings))?;
+                    // the kept rows, whatever their `selected` says (a keep rate chose them)
+                    (vec![output.join("kept").display().to_string()], true)
+                }
+                _ if !plan.score.is_empty() => {
+                    run_score(&job, Default::default())?;
+                    // the scored parts; the judge gets the rows the threshold rule selected
+                    (
+                        vec![output.join("part-*.parquet").display().to_string()],
+                        false,
+                    )
+                }
+                _ => (job.inputs, false),
+            };
+            let mut labelling = LabelJob::new(
+                inputs,
+                sink.clone(),
+                judge.clone().with_cache(Some(sink.join("judge-cache"))),
+                stderr_logger(),
+            );
+            labelling.columns = columns;
+            labelling.overwrite = true;
+            labelling.every_row = every_row;
+            labelling.progress = std::io::stderr().is_terminal();
+            let summary = run_label(&labelling)?;
+            RunOutcome::of("label", &summary, Some(sink), &tables)
+        }
         "score" => {
             let summary = run_score(&job, Default::default())?;
             if let Some(ipc) = path_of("arrow_ipc") {

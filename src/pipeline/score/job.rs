@@ -57,6 +57,18 @@ pub struct ScoreExtras {
     pub watch_model: Option<PathBuf>,
 }
 
+/// The model, the columns and the settings of a scoring run, as `score`, `filter` and `active`
+/// take them (a pipeline file spreads them over `models`, the source and the score stage).
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+pub struct Scorer {
+    #[command(flatten)]
+    pub model: crate::model::ModelOptions,
+    #[command(flatten)]
+    pub columns: ColumnMapping,
+    #[command(flatten)]
+    pub settings: ScoreSettings,
+}
+
 /// Everything a scoring run needs.
 #[derive(Debug, Clone)]
 pub struct ScoreJob {
@@ -107,20 +119,14 @@ impl ScoreJob {
 
     /// A job over `inputs` with the model, columns and settings as the user gave them (the one
     /// place flags and pipeline files become a job).
-    pub fn configured(
-        inputs: Vec<String>,
-        output: PathBuf,
-        model: &crate::model::ModelOptions,
-        columns: &ColumnMapping,
-        settings: &ScoreSettings,
-    ) -> Self {
+    pub fn configured(inputs: Vec<String>, output: PathBuf, scorer: &Scorer) -> Self {
         let mut job = Self::new(inputs, output);
-        job.model = model.model.clone();
-        job.runtime = model.runtime();
-        job.columns = columns.clone();
-        job.score = settings.options;
-        job.batch_rows = settings.batch_rows;
-        job.with_head_probs = settings.head_probs;
+        job.model = scorer.model.model.clone();
+        job.runtime = scorer.model.runtime();
+        job.columns = scorer.columns.clone();
+        job.score = scorer.settings.options;
+        job.batch_rows = scorer.settings.batch_rows;
+        job.with_head_probs = scorer.settings.head_probs;
         job
     }
 

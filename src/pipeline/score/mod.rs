@@ -24,7 +24,7 @@ use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::parquet::{plan, planned_rows, read_file, PlannedFile, SourceItem};
 use crate::source::{discover_inputs, RowReject, Trajectory};
 use crate::tokenise::{TokenisedTrajectory, Tokeniser};
-pub use job::{ScoreExtras, ScoreJob, ScoreSettings};
+pub use job::{ScoreExtras, ScoreJob, ScoreSettings, Scorer};
 pub use sink::ScoredSink;
 use sink::{short_reason, PartsSink};
 
