@@ -1,7 +1,6 @@
 //! actprm: Process Reward Models trained by active learning, as one streaming dataflow:
 //! source -> tokenise -> score -> select -> label -> train -> sink.
 
-pub mod cli;
 pub mod eval;
 pub mod experiment;
 pub mod failpoint;

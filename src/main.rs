@@ -1,5 +1,9 @@
-//! Thin binary: the command table lives in the library (`actprm::cli`), so tests can check it.
+//! Thin binary: the command table (`cli/`) parses flags, calls the library, renders its report.
+//! It lives here, not in the library, so a change to a flag rebuilds only this binary;
+//! `tests/architecture.rs` compiles the same files to check every flag against pipeline files.
+
+mod cli;
 
 fn main() {
-    actprm::cli::main();
+    cli::main();
 }

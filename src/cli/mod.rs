@@ -1,6 +1,6 @@
 //! The command table: parses flags and renders reports, nothing else. Every flag is a field of a
 //! library settings type (flattened here), the same type a pipeline file's stage deserializes,
-//! so a flag and its file key cannot drift apart (tests/flag_parity.rs checks it).
+//! so a flag and its file key cannot drift apart (tests/architecture.rs checks it).
 
 mod render;
 
@@ -9,22 +9,22 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::eval::judge::run_judge_eval;
-use crate::eval::model::{evaluate_files, TauRule};
-use crate::experiment::ExperimentSettings;
-use crate::label::judge::{stderr_logger, JudgeConfig};
-use crate::label::LabelBudget;
-use crate::model::ModelOptions;
-use crate::pipeline::active::{run_active, ActiveJob, ActiveSettings};
-use crate::pipeline::config::{CheckOptions, ConfigError};
-use crate::pipeline::filter::{run_filter, FilterJob, FilterSettings};
-use crate::pipeline::score::{ScoreExtras, Scorer};
-use crate::pipeline::train::TrainSettings;
-use crate::pipeline::{run_label, run_score, LabelJob, ScoreJob};
-use crate::score::ScoreOptions;
-use crate::select::KeepRate;
-use crate::source::ColumnMapping;
-use crate::sql::{OutputFormat, SqlConfig, TableSpec};
+use actprm::eval::judge::run_judge_eval;
+use actprm::eval::model::{evaluate_files, TauRule};
+use actprm::experiment::ExperimentSettings;
+use actprm::label::judge::{stderr_logger, JudgeConfig};
+use actprm::label::LabelBudget;
+use actprm::model::ModelOptions;
+use actprm::pipeline::active::{run_active, ActiveJob, ActiveSettings};
+use actprm::pipeline::config::{CheckOptions, ConfigError};
+use actprm::pipeline::filter::{run_filter, FilterJob, FilterSettings};
+use actprm::pipeline::score::{ScoreExtras, Scorer};
+use actprm::pipeline::train::TrainSettings;
+use actprm::pipeline::{run_label, run_score, LabelJob, ScoreJob};
+use actprm::score::ScoreOptions;
+use actprm::select::KeepRate;
+use actprm::source::ColumnMapping;
+use actprm::sql::{OutputFormat, SqlConfig, TableSpec};
 use render::{render, Output};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -342,11 +342,11 @@ fn progress() -> bool {
 pub fn run(cli: Cli) -> Result {
     match cli.command {
         Command::Run { file } => {
-            let outcome = pipeline_file(crate::pipeline::config::run_file(&file))?;
+            let outcome = pipeline_file(actprm::pipeline::config::run_file(&file))?;
             render::run_outcome(&outcome);
         }
         Command::Validate { file, skip_env } => {
-            let checked = pipeline_file(crate::pipeline::config::check_file(
+            let checked = pipeline_file(actprm::pipeline::config::check_file(
                 &file,
                 CheckOptions { skip_env },
             ))?;
@@ -364,7 +364,7 @@ pub fn run(cli: Cli) -> Result {
         Command::Schema => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&crate::pipeline::config::schema())?
+                serde_json::to_string_pretty(&actprm::pipeline::config::schema())?
             );
         }
         Command::Score(a) => {
@@ -444,7 +444,7 @@ pub fn run(cli: Cli) -> Result {
         }
         Command::Train(a) => {
             let report =
-                crate::pipeline::train::run_train(&a.features, &a.output, &a.settings, |r| {
+                actprm::pipeline::train::run_train(&a.features, &a.output, &a.settings, |r| {
                     if r.step % 50 == 0 {
                         eprintln!(
                             "step {:>6}  loss {:.4}  bce {:.4}  anchor {:.2e}  |g| {:.3}",
@@ -452,10 +452,10 @@ pub fn run(cli: Cli) -> Result {
                         );
                     }
                 })?;
-            print!("{}", crate::report::Report::table(&report));
+            print!("{}", actprm::report::Report::table(&report));
         }
         Command::Experiment(a) => {
-            let run = crate::experiment::run_experiment_files(
+            let run = actprm::experiment::run_experiment_files(
                 &a.pool,
                 &a.dev,
                 &a.output,
@@ -480,10 +480,10 @@ pub fn run(cli: Cli) -> Result {
             let mut tables = a.tables;
             for file in &a.pipelines {
                 tables.extend(pipeline_file(
-                    crate::pipeline::config::compile::sql_tables(file),
+                    actprm::pipeline::config::compile::sql_tables(file),
                 )?);
             }
-            crate::sql::run::run(crate::sql::run::SqlRequest {
+            actprm::sql::run::run(actprm::sql::run::SqlRequest {
                 query: a.query,
                 tables,
                 format: a.format,
@@ -502,7 +502,7 @@ pub fn run(cli: Cli) -> Result {
             outputs,
             columns,
         } => {
-            let (s, problems) = crate::pipeline::filter::verify(&input, &columns, &outputs)?;
+            let (s, problems) = actprm::pipeline::filter::verify(&input, &columns, &outputs)?;
             for p in &problems {
                 eprintln!("actprm: {p}");
             }
@@ -527,13 +527,13 @@ pub fn run(cli: Cli) -> Result {
             row_group_rows,
             seed,
         } => {
-            let spec = crate::source::generate::GenerateSpec {
+            let spec = actprm::source::generate::GenerateSpec {
                 rows,
                 files,
                 row_group_rows,
                 seed,
             };
-            let paths = crate::source::generate::generate_from_files(&from, &output, &spec)?;
+            let paths = actprm::source::generate::generate_from_files(&from, &output, &spec)?;
             println!(
                 "wrote {rows} rows in {} files to {}",
                 paths.len(),
@@ -541,14 +541,14 @@ pub fn run(cli: Cli) -> Result {
             );
         }
         Command::Convert { inputs, output } => {
-            let report = crate::pipeline::convert::convert(&inputs, &output)?;
+            let report = actprm::pipeline::convert::convert(&inputs, &output)?;
             for r in &report.rejected {
                 eprintln!("actprm: {}:{}: {} (rejected)", r.file, r.line, r.reason);
             }
-            print!("{}", crate::report::Report::table(&report));
+            print!("{}", actprm::report::Report::table(&report));
         }
         Command::TinyModel { output, dim, heads } => {
-            let version = crate::model::create::tiny_model(&output, dim, heads)?;
+            let version = actprm::model::create::tiny_model(&output, dim, heads)?;
             println!("wrote {} ({version})", output.display());
         }
         Command::InitModel {
@@ -557,7 +557,7 @@ pub fn run(cli: Cli) -> Result {
             seed,
             name,
         } => {
-            let version = crate::model::create::init_model(&output, heads, seed, &name)?;
+            let version = actprm::model::create::init_model(&output, heads, seed, &name)?;
             println!("wrote {} ({version})", output.display());
         }
     }

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use crate::pipeline::config::RunOutcome;
-use crate::report::Report;
+use actprm::pipeline::config::RunOutcome;
+use actprm::report::Report;
 
 /// `--json`.
 #[derive(clap::Args, Debug, Clone, Default)]
