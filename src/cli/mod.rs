@@ -480,7 +480,7 @@ pub fn run(cli: Cli) -> Result {
             let mut tables = a.tables;
             for file in &a.pipelines {
                 tables.extend(pipeline_file(
-                    actprm::pipeline::config::compile::sql_tables(file),
+                    actprm::pipeline::config::outputs::sql_tables(file),
                 )?);
             }
             actprm::sql::run::run(actprm::sql::run::SqlRequest {

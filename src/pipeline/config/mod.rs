@@ -9,6 +9,7 @@ pub mod compile;
 pub mod env_check;
 pub mod graph;
 pub mod interpolate;
+pub mod outputs;
 pub mod parse;
 pub mod problem;
 pub mod yaml;
