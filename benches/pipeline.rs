@@ -10,7 +10,8 @@ use std::time::Instant;
 use actprm::model::{Backbone, LoadedModel, RuntimeOptions};
 use actprm::pipeline::{run_score, ScoreJob};
 use actprm::score::{plan_batches, ScoreOptions};
-use actprm::source::parquet::{plan, read_file, SourceItem};
+use actprm::source::flow::{Flow, SourceBatch};
+use actprm::source::parquet::{plan, read_file};
 use actprm::source::ColumnMapping;
 use actprm::tokenise::Tokeniser;
 
@@ -40,7 +41,7 @@ fn main() {
     let planned = plan(&[input.clone().into()], &ColumnMapping::default()).expect("plan");
     let mut windows = Vec::new();
     read_file(&planned[0], 64, &mut |item| {
-        if let SourceItem::Batch { rows, .. } = item {
+        if let Flow::Batch(SourceBatch { rows, .. }) = item {
             let ok: Vec<_> = rows.into_iter().flatten().collect();
             let refs: Vec<(&str, &[String])> = ok
                 .iter()

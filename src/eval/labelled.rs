@@ -7,8 +7,9 @@ use std::path::Path;
 
 use super::EvalError;
 use crate::label::{first_error_labels, LabelColumn};
+use crate::source::flow::{Flow, SourceBatch};
 use crate::source::jsonl::{read_labelled, LabelledTrajectory};
-use crate::source::parquet::{plan, read_file, SourceItem};
+use crate::source::parquet::{plan, read_file};
 use crate::source::{ColumnMapping, SourceError};
 
 /// Every record of `path`, each with a label (or PRMBench's error steps).
@@ -46,17 +47,17 @@ fn from_parquet(path: &Path) -> Result<Vec<LabelledTrajectory>, EvalError> {
     let mut failure = None;
     for file in &planned {
         read_file(file, 1024, &mut |item| match item {
-            SourceItem::GroupEnd { .. } => true,
-            SourceItem::Unreadable { reason, .. } => {
-                failure = Some(reason);
+            Flow::GroupEnd(_) => true,
+            Flow::Unreadable(u) => {
+                failure = Some(u.reason);
                 false
             }
-            SourceItem::Batch {
+            Flow::Batch(SourceBatch {
                 batch,
                 rows,
                 first_row,
                 ..
-            } => {
+            }) => {
                 let Some(col) = LabelColumn::detect(&batch.schema()) else {
                     failure =
                         Some("has no label column (label, ratings, hard_labels or labels)".into());

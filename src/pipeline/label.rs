@@ -20,7 +20,8 @@ use crate::label::judge::{
 };
 use crate::label::LabelRequest;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
-use crate::source::parquet::{plan, read_file, SourceItem};
+use crate::source::flow::{Flow, SourceBatch, SourceItem, Unreadable};
+use crate::source::parquet::{plan, read_file};
 use crate::source::{discover_inputs, ColumnMapping};
 
 /// Columns this stage adds (an input that already has them, e.g. an earlier label run's output,
@@ -125,20 +126,14 @@ impl LabelSummary {
     }
 }
 
-enum Judged {
-    Batch {
-        batch: RecordBatch,
-        outcomes: Vec<JudgeOutcome>,
-    },
-    Unreadable {
-        path: Arc<PathBuf>,
-        first_row: Option<u64>,
-        rows: u64,
-        reason: String,
-    },
-    /// A row-group end marker: it matters to resumable sinks only (this one rewrites its parts).
-    Marker,
+/// A judged batch: its rows and one outcome per row. (Row-group ends matter to resumable sinks
+/// only; this one rewrites its parts.)
+struct JudgedBatch {
+    batch: RecordBatch,
+    outcomes: Vec<JudgeOutcome>,
 }
+
+type Judged = Flow<JudgedBatch>;
 
 /// Runs `actprm label` to completion.
 pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
@@ -224,27 +219,15 @@ async fn judge_item(
     item: SourceItem,
     every_row: bool,
 ) -> Result<Judged, PipelineError> {
-    let (path, first_row, batch, rows) = match item {
-        SourceItem::GroupEnd { .. } => return Ok(Judged::Marker),
-        SourceItem::Unreadable {
-            path,
-            first_row,
-            rows,
-            reason,
-        } => {
-            return Ok(Judged::Unreadable {
-                path,
-                first_row,
-                rows,
-                reason,
-            })
-        }
-        SourceItem::Batch {
-            path,
-            first_row,
-            batch,
-            rows,
-        } => (path, first_row, batch, rows),
+    let SourceBatch {
+        path,
+        first_row,
+        batch,
+        rows,
+    } = match item {
+        Flow::Batch(b) => b,
+        Flow::Unreadable(u) => return Ok(Flow::Unreadable(u)),
+        Flow::GroupEnd(g) => return Ok(Flow::GroupEnd(g)),
     };
     let selected = match batch.column_by_name("selected") {
         _ if every_row => None,
@@ -304,7 +287,7 @@ async fn judge_item(
         .into_iter()
         .map(|o| o.ok_or_else(|| PipelineError::Stage("a row lost its outcome".into())))
         .collect::<Result<_, _>>()?;
-    Ok(Judged::Batch { batch, outcomes })
+    Ok(Flow::Batch(JudgedBatch { batch, outcomes }))
 }
 
 async fn sink<S>(
@@ -320,13 +303,13 @@ where
     let mut rejects = RejectSink::new(&job.output);
     while let Some(item) = judged.next().await {
         match item? {
-            Judged::Marker => {}
-            Judged::Unreadable {
+            Flow::GroupEnd(_) => {}
+            Flow::Unreadable(Unreadable {
                 path,
                 first_row,
                 rows,
                 reason,
-            } => {
+            }) => {
                 summary.rows_unreadable += rows;
                 summary.files_unreadable += u64::from(first_row.is_none());
                 (job.log)(&format!(
@@ -336,7 +319,7 @@ where
                 rejects.unreadable(&path, first_row, rows, &reason);
                 bar.inc(rows);
             }
-            Judged::Batch { batch, outcomes } => {
+            Flow::Batch(JudgedBatch { batch, outcomes }) => {
                 let out = labelled_batch(&batch, &outcomes)?;
                 parts.write(&out)?;
                 summary.rows_in += batch.num_rows() as u64;

@@ -2,6 +2,7 @@
 
 pub mod columns;
 pub mod discover;
+pub mod flow;
 pub mod generate;
 pub mod jsonl;
 pub mod parquet;

@@ -5,11 +5,12 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::columns::{extract, ColumnMapping, ResolvedColumns};
-use super::{RowReject, SourceError, Trajectory};
+pub use super::flow::SourceItem;
+use super::flow::{Flow, GroupEnd, SourceBatch, Unreadable};
+use super::SourceError;
 
 /// A file that passed schema validation (or could not be opened at all).
 #[derive(Debug, Clone)]
@@ -23,26 +24,6 @@ pub struct PlannedFile {
     pub group_rows: Vec<u64>,
     /// Row groups to read; `None` = all (a filter shard or a resumed run reads fewer).
     pub groups: Option<Vec<usize>>,
-}
-
-/// Something the reader produced.
-pub enum SourceItem {
-    Batch {
-        path: Arc<PathBuf>,
-        /// Row number (0-based, within the file) of the batch's first row.
-        first_row: u64,
-        batch: RecordBatch,
-        rows: Vec<Result<Trajectory, RowReject>>,
-    },
-    /// A whole file or row group that could not be decoded.
-    Unreadable {
-        path: Arc<PathBuf>,
-        first_row: Option<u64>,
-        rows: u64,
-        reason: String,
-    },
-    /// Every row of this row group has been emitted (as batches or as unreadable).
-    GroupEnd { path: Arc<PathBuf>, group: usize },
 }
 
 /// Opens every file's footer and checks the columns. Missing or mistyped columns are fatal (a
@@ -92,12 +73,12 @@ pub fn read_file(file: &PlannedFile, batch_rows: usize, emit: &mut dyn FnMut(Sou
     let columns = match &file.columns {
         Ok(c) => c,
         Err(reason) => {
-            emit(SourceItem::Unreadable {
+            emit(Flow::Unreadable(Unreadable {
                 path: file.path.clone(),
                 first_row: None,
                 rows: 0,
                 reason: reason.clone(),
-            });
+            }));
             return;
         }
     };
@@ -111,21 +92,21 @@ pub fn read_file(file: &PlannedFile, batch_rows: usize, emit: &mut dyn FnMut(Sou
             Ok(false) => return,
             Err((done, reason)) => {
                 let rest = group_rows.saturating_sub(done);
-                let item = SourceItem::Unreadable {
+                let item = Flow::Unreadable(Unreadable {
                     path: file.path.clone(),
                     first_row: Some(first_row + done),
                     rows: rest,
                     reason: format!("row group {group}: {reason}"),
-                };
+                });
                 if !emit(item) {
                     return;
                 }
             }
         }
-        if !emit(SourceItem::GroupEnd {
+        if !emit(Flow::GroupEnd(GroupEnd {
             path: file.path.clone(),
             group,
-        }) {
+        })) {
             return;
         }
     }
@@ -172,12 +153,12 @@ fn read_group(
             .map_err(|e| (done, e.to_string()))?;
         let rows = extract(batch.columns(), columns).map_err(|e| (done, e))?;
         let n = batch.num_rows() as u64;
-        if !emit(SourceItem::Batch {
+        if !emit(Flow::Batch(SourceBatch {
             path: path.clone(),
             first_row: group_first_row + done,
             batch,
             rows,
-        }) {
+        })) {
             return Ok(false);
         }
         done += n;

@@ -21,7 +21,8 @@ use crate::score::output::scored_batch;
 use crate::score::{RowScore, StepScorer};
 use crate::sink::rejects::RejectedRow;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
-use crate::source::parquet::{plan, planned_rows, read_file, PlannedFile, SourceItem};
+use crate::source::flow::{Flow, GroupEnd, SourceBatch, SourceItem, Unreadable};
+use crate::source::parquet::{plan, planned_rows, read_file, PlannedFile};
 use crate::source::{discover_inputs, RowReject, Trajectory};
 use crate::tokenise::{TokenisedTrajectory, Tokeniser};
 pub use job::{ScoreExtras, ScoreJob, ScoreSettings, Scorer};
@@ -37,42 +38,19 @@ struct TokenisedBatch {
     tokenised: Vec<TokenisedTrajectory>,
 }
 
-enum Scored {
-    Batch {
-        path: Arc<PathBuf>,
-        first_row: u64,
-        input: RecordBatch,
-        output: RecordBatch,
-        rejected: Vec<(usize, RowReject)>,
-        scores: Vec<RowScore>,
-        version: String,
-        features: Vec<FeatureRow>,
-    },
-    Unreadable {
-        path: Arc<PathBuf>,
-        first_row: Option<u64>,
-        rows: u64,
-        reason: String,
-    },
-    GroupEnd {
-        path: Arc<PathBuf>,
-        group: usize,
-    },
+struct ScoredBatch {
+    path: Arc<PathBuf>,
+    first_row: u64,
+    input: RecordBatch,
+    output: RecordBatch,
+    rejected: Vec<(usize, RowReject)>,
+    scores: Vec<RowScore>,
+    version: String,
+    features: Vec<FeatureRow>,
 }
 
-enum Tokenised {
-    Batch(TokenisedBatch),
-    Unreadable {
-        path: Arc<PathBuf>,
-        first_row: Option<u64>,
-        rows: u64,
-        reason: String,
-    },
-    GroupEnd {
-        path: Arc<PathBuf>,
-        group: usize,
-    },
-}
+type Scored = Flow<ScoredBatch>;
+type Tokenised = Flow<TokenisedBatch>;
 
 /// What the sink shows a hook after writing each scored batch.
 pub struct BatchView<'a> {
@@ -237,12 +215,12 @@ fn read_stage(
         let mut open = true;
         read_file(file, batch_rows, &mut |item| {
             let item = match item {
-                SourceItem::Batch {
+                Flow::Batch(SourceBatch {
                     path,
                     first_row,
                     batch,
                     mut rows,
-                } if skip > 0 => {
+                }) if skip > 0 => {
                     let n = batch.num_rows() as u64;
                     if n <= skip {
                         skip -= n;
@@ -251,20 +229,20 @@ fn read_stage(
                     let cut = skip as usize;
                     skip = 0;
                     let rest = rows.split_off(cut);
-                    SourceItem::Batch {
+                    Flow::Batch(SourceBatch {
                         path,
                         first_row: first_row + cut as u64,
                         batch: batch.slice(cut, batch.num_rows() - cut),
                         rows: rest,
-                    }
+                    })
                 }
                 // an unreadable group is skipped whole, as it was counted whole; a resume point
                 // inside one cannot come from a commit and surfaces as a row-count mismatch
-                SourceItem::Unreadable { rows, .. } if skip > 0 && rows <= skip => {
-                    skip -= rows;
+                Flow::Unreadable(u) if skip > 0 && u.rows <= skip => {
+                    skip -= u.rows;
                     return true;
                 }
-                item @ SourceItem::Unreadable { .. } => {
+                item @ Flow::Unreadable(_) => {
                     skip = 0;
                     item
                 }
@@ -310,24 +288,14 @@ fn tokenise_stage(
 ) {
     while let Some(item) = rx.blocking_recv() {
         let out = match item {
-            SourceItem::Unreadable {
-                path,
-                first_row,
-                rows,
-                reason,
-            } => Tokenised::Unreadable {
-                path,
-                first_row,
-                rows,
-                reason,
-            },
-            SourceItem::GroupEnd { path, group } => Tokenised::GroupEnd { path, group },
-            SourceItem::Batch {
+            Flow::Unreadable(u) => Flow::Unreadable(u),
+            Flow::GroupEnd(g) => Flow::GroupEnd(g),
+            Flow::Batch(SourceBatch {
                 path,
                 first_row,
                 batch,
                 rows,
-            } => {
+            }) => {
                 let mut valid = Vec::new();
                 let mut rejected = Vec::new();
                 let mut trajectories: Vec<Trajectory> = Vec::new();
@@ -346,7 +314,7 @@ fn tokenise_stage(
                     .map(|t| (t.problem.as_str(), t.steps.as_slice()))
                     .collect();
                 match tokeniser.encode(&refs) {
-                    Ok(tokenised) => Tokenised::Batch(TokenisedBatch {
+                    Ok(tokenised) => Flow::Batch(TokenisedBatch {
                         path,
                         first_row,
                         batch,
@@ -354,12 +322,12 @@ fn tokenise_stage(
                         rejected,
                         tokenised,
                     }),
-                    Err(reason) => Tokenised::Unreadable {
+                    Err(reason) => Flow::Unreadable(Unreadable {
                         path,
                         first_row: Some(first_row),
                         rows: batch.num_rows() as u64,
                         reason: format!("tokenizer failed: {reason}"),
-                    },
+                    }),
                 }
             }
         };
@@ -380,19 +348,9 @@ fn score_stage(
 ) -> Result<(), PipelineError> {
     while let Some(item) = rx.blocking_recv() {
         let out = match item {
-            Tokenised::Unreadable {
-                path,
-                first_row,
-                rows,
-                reason,
-            } => Scored::Unreadable {
-                path,
-                first_row,
-                rows,
-                reason,
-            },
-            Tokenised::GroupEnd { path, group } => Scored::GroupEnd { path, group },
-            Tokenised::Batch(b) => {
+            Flow::Unreadable(u) => Flow::Unreadable(u),
+            Flow::GroupEnd(g) => Flow::GroupEnd(g),
+            Flow::Batch(b) => {
                 // Between batches only: one batch is always scored by one version.
                 if let Some(rx) = refresh.as_mut() {
                     if rx.has_changed().unwrap_or(false) {
@@ -433,7 +391,7 @@ fn score_stage(
                 } else {
                     Vec::new()
                 };
-                Scored::Batch {
+                Flow::Batch(ScoredBatch {
                     path: b.path,
                     first_row: b.first_row,
                     input: b.batch,
@@ -442,10 +400,10 @@ fn score_stage(
                     scores,
                     version,
                     features,
-                }
+                })
             }
         };
-        let is_batch = matches!(out, Scored::Batch { .. });
+        let is_batch = matches!(out, Flow::Batch(_));
         if tx.blocking_send(out).is_err() {
             break;
         }
@@ -503,13 +461,13 @@ async fn sink_stage(
 ) -> Result<(), PipelineError> {
     while let Some(item) = rx.recv().await {
         match item {
-            Scored::GroupEnd { path, group } => sink.group_end(&path, group)?,
-            Scored::Unreadable {
+            Flow::GroupEnd(GroupEnd { path, group }) => sink.group_end(&path, group)?,
+            Flow::Unreadable(Unreadable {
                 path,
                 first_row,
                 rows,
                 reason,
-            } => {
+            }) => {
                 summary.rows_in += rows;
                 summary.rows_rejected += rows;
                 if first_row.is_none() {
@@ -526,7 +484,7 @@ async fn sink_stage(
                 sink.unreadable(&path, first_row, rows, &reason)?;
                 bar.inc(rows);
             }
-            Scored::Batch {
+            Flow::Batch(ScoredBatch {
                 path,
                 first_row,
                 input,
@@ -535,7 +493,7 @@ async fn sink_stage(
                 scores,
                 version,
                 features: rows,
-            } => {
+            }) => {
                 let reject_rows: Vec<RejectedRow> = rejected
                     .iter()
                     .map(|(i, r)| RejectedRow {
