@@ -32,10 +32,7 @@ pub fn plan(files: &[PathBuf], mapping: &ColumnMapping) -> Result<Vec<PlannedFil
     files
         .iter()
         .map(|path| {
-            let opened = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
-                ParquetRecordBatchReaderBuilder::try_new(f)
-                    .map_err(|e| format!("not a readable Parquet file: {e}"))
-            });
+            let opened = open_reader(path).map_err(|e| format!("not a readable Parquet file: {e}"));
             let path_arc = Arc::new(path.clone());
             match opened {
                 Err(reason) => Ok(PlannedFile {
@@ -120,9 +117,24 @@ pub fn planned_rows(file: &PlannedFile) -> u64 {
     }
 }
 
-fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, String> {
+/// Opens a Parquet file's footer. A damaged footer is an error, never a crash: the Arrow schema
+/// embedded in the footer is decoded by code that panics on some corruptions (arrow-ipc 59:
+/// "Type NONE not supported"), so a panic there is caught and reported as the file's reason.
+pub fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
-    ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ParquetRecordBatchReaderBuilder::try_new(f)
+    })) {
+        Ok(opened) => opened.map_err(|e| e.to_string()),
+        Err(panic) => Err(format!(
+            "damaged footer: {}",
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("the reader failed")
+        )),
+    }
 }
 
 /// Ok(continue?) or Err((rows already emitted from this group, reason)).
@@ -134,7 +146,7 @@ fn read_group(
     group_first_row: u64,
     emit: &mut dyn FnMut(SourceItem) -> bool,
 ) -> Result<bool, (u64, String)> {
-    let (reader, schema) = open(path)
+    let (reader, schema) = open_reader(path)
         .and_then(|b| {
             let schema = b.schema().clone();
             b.with_row_groups(vec![group])

@@ -6,8 +6,6 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
 use super::parse::Spans;
 use super::problem::Problem;
 use super::*;
@@ -76,11 +74,9 @@ pub fn check(
                     continue;
                 }
                 for path in &files {
-                    let Ok(schema) = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
-                        ParquetRecordBatchReaderBuilder::try_new(f)
-                            .map(|b| b.schema().clone())
-                            .map_err(|e| e.to_string())
-                    }) else {
+                    let Ok(schema) =
+                        crate::source::parquet::open_reader(path).map(|b| b.schema().clone())
+                    else {
                         continue; // unreadable files are reported by the run, row group by row group
                     };
                     for label in &label_pool {
