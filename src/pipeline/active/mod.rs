@@ -245,12 +245,12 @@ impl LoopCtx {
         let mean = (!f1s.is_empty()).then(|| f1s.iter().sum::<f64>() / f1s.len() as f64);
         line["mean_f1"] = serde_json::json!(mean);
         self.summary.final_dev_f1 = mean;
-        eprintln!(
-            "actprm active: {} labels, step {}, dev mean F1 {:?}",
+        job.score.log.line(&format!(
+            "active: {} labels, step {}, dev mean F1 {:?}",
             self.state.labels_used,
             self.trainer.step(),
             mean
-        );
+        ));
         let path = job.output.join("eval.jsonl");
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
         text += &format!("{line}\n");

@@ -319,7 +319,7 @@ fn plan_units(job: &FilterJob) -> Result<Planned, PipelineError> {
                 done.insert(u.unit);
             }
             Err(problem) => {
-                eprintln!("actprm: {problem}: redoing the unit");
+                job.score.log.line(&format!("{problem}: redoing the unit"));
                 let record = out.join("units").join(format!("{}.json", u.unit));
                 std::fs::remove_file(&record).map_err(PipelineError::io(&record))?;
                 atomic::sync_parent(&record)?;

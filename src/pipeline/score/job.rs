@@ -94,6 +94,8 @@ pub struct ScoreJob {
     pub progress: bool,
     /// Replace an earlier run's parts, rejects and summary in `output` (else they are refused).
     pub overwrite: bool,
+    /// Notices of the run (and of the filter and active jobs built on it).
+    pub log: crate::report::Log,
 }
 
 impl ScoreJob {
@@ -114,6 +116,7 @@ impl ScoreJob {
             skip_rows: 0,
             progress: false,
             overwrite: false,
+            log: crate::report::Log::default(),
         }
     }
 

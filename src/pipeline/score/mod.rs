@@ -154,23 +154,21 @@ pub fn run_scoring(
             tokio::task::spawn_blocking(move || read_stage(planned, batch_rows, skip_rows, src_tx));
         let tokenise =
             tokio::task::spawn_blocking(move || tokenise_stage(tokeniser, src_rx, tok_tx));
-        let want_features = job.features.is_some() || job.features_to_hooks;
-        let with_probs = job.with_head_probs;
+        let wants = Wants {
+            features: job.features.is_some() || job.features_to_hooks,
+            head_probs: job.with_head_probs,
+            log: job.log.clone(),
+        };
         let score = tokio::task::spawn_blocking(move || {
-            score_stage(
-                scorer,
-                tok_rx,
-                scored_tx,
-                refresh,
-                want_features,
-                with_probs,
-                ack_rx,
-            )
+            score_stage(scorer, tok_rx, scored_tx, refresh, wants, ack_rx)
         });
         let sink_result = sink_stage(
             &mut scored_rx,
             &mut summary,
-            &bar,
+            Feedback {
+                bar: &bar,
+                log: &job.log,
+            },
             &mut on_batch,
             &ack_tx,
             sink,
@@ -337,15 +335,32 @@ fn tokenise_stage(
     }
 }
 
+/// What the score stage computes beyond the scores, and where its notices go.
+struct Wants {
+    features: bool,
+    head_probs: bool,
+    log: crate::report::Log,
+}
+
+/// The sink stage's progress bar and notices.
+struct Feedback<'a> {
+    bar: &'a indicatif::ProgressBar,
+    log: &'a crate::report::Log,
+}
+
 fn score_stage(
     mut scorer: StepScorer,
     mut rx: mpsc::Receiver<Tokenised>,
     tx: mpsc::Sender<Scored>,
     mut refresh: Option<HeadsReceiver>,
-    want_features: bool,
-    with_probs: bool,
+    wants: Wants,
     ack: Option<std::sync::mpsc::Receiver<()>>,
 ) -> Result<(), PipelineError> {
+    let Wants {
+        features: want_features,
+        head_probs: with_probs,
+        log,
+    } = wants;
     while let Some(item) = rx.blocking_recv() {
         let out = match item {
             Flow::Unreadable(u) => Flow::Unreadable(u),
@@ -358,7 +373,11 @@ fn score_stage(
                             if let Err(e) =
                                 scorer.heads.replace(&update.bytes, update.version.clone())
                             {
-                                eprintln!("actprm: keeping model {}: refreshed heads {} were refused: {e}", scorer.heads.version(), update.version);
+                                log.line(&format!(
+                                    "keeping model {}: refreshed heads {} were refused: {e}",
+                                    scorer.heads.version(),
+                                    update.version
+                                ));
                             }
                         }
                     }
@@ -453,12 +472,13 @@ fn feature_rows(
 async fn sink_stage(
     rx: &mut mpsc::Receiver<Scored>,
     summary: &mut Summary,
-    bar: &indicatif::ProgressBar,
+    feedback: Feedback<'_>,
     on_batch: &mut Option<BatchHook<'_>>,
     ack: &std::sync::mpsc::Sender<()>,
     mut sink: Box<dyn ScoredSink + '_>,
     mut features: Option<FeatureWriter>,
 ) -> Result<(), PipelineError> {
+    let Feedback { bar, log } = feedback;
     while let Some(item) = rx.recv().await {
         match item {
             Flow::GroupEnd(GroupEnd { path, group }) => sink.group_end(&path, group)?,
@@ -477,10 +497,10 @@ async fn sink_stage(
                     .reject_reasons
                     .entry(short_reason(&reason))
                     .or_default() += rows.max(1);
-                eprintln!(
-                    "actprm: {}: {reason} ({rows} rows rejected)",
+                log.line(&format!(
+                    "{}: {reason} ({rows} rows rejected)",
                     path.display()
-                );
+                ));
                 sink.unreadable(&path, first_row, rows, &reason)?;
                 bar.inc(rows);
             }
