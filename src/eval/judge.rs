@@ -114,10 +114,7 @@ pub fn run_judge_eval(
 ) -> Result<JudgeEvalReport, EvalError> {
     let (client, _) = JudgeClient::new(config, log)?;
     let client = Arc::new(client);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    let runtime = crate::runtime::start("actprm-judge", Some(2))
         .map_err(|e| EvalError::Other(format!("starting the runtime: {e}")))?;
     let mut subsets = Vec::new();
     for path in files {

@@ -157,10 +157,7 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     };
     let total_rows: u64 = planned.iter().map(|p| p.rows).sum();
     let bar = super::progress::rows_bar(total_rows, job.progress);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    let runtime = crate::runtime::start("actprm-label", Some(2))
         .map_err(|e| PipelineError::Stage(format!("starting the runtime: {e}")))?;
     let batch_rows = job.batch_rows.max(1);
     // enough batches in flight to keep every request slot busy across batch boundaries

@@ -67,9 +67,7 @@ pub fn run(request: SqlRequest) -> Result<(), SqlError> {
         }
         _ => None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let runtime = crate::runtime::start("actprm-sql", None)
         .map_err(|e| SqlError::Usage(format!("cannot start the runtime: {e}")))?;
     let ran = runtime.block_on(async {
         let ctx = session(&config);

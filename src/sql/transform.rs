@@ -34,9 +34,7 @@ pub fn query_to_parquet(
         std::fs::create_dir_all(parent).map_err(|e| output_error(parent, e))?;
     }
     let partial = crate::sink::atomic::temp_path(target, &crate::sink::atomic::process_tag());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let runtime = crate::runtime::start("actprm-sql", None)
         .map_err(|e| SqlError::Usage(format!("starting the SQL runtime: {e}")))?;
     let rows = runtime.block_on(async {
         let ctx = session(config);

@@ -268,11 +268,7 @@ pub struct JudgeLabeller {
 impl JudgeLabeller {
     pub fn new(config: &JudgeConfig, log: Logger) -> Result<Self, JudgeError> {
         let (client, _) = JudgeClient::new(config, log)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("actprm-judge")
-            .enable_all()
-            .build()
+        let runtime = crate::runtime::start("actprm-judge", Some(2))
             .map_err(|e| JudgeError::Config(format!("starting the judge runtime: {e}")))?;
         Ok(Self {
             client: Arc::new(client),

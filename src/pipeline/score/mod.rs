@@ -139,10 +139,7 @@ pub fn run_scoring(
     let total_rows: u64 = planned.iter().map(planned_rows).sum();
     let expected_rows = total_rows.saturating_sub(job.skip_rows);
     let bar = super::progress::rows_bar(total_rows, job.progress);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    let runtime = crate::runtime::start("actprm-score", Some(2))
         .map_err(|e| PipelineError::Stage(format!("starting the runtime: {e}")))?;
     let result = runtime.block_on(async {
         let (src_tx, src_rx) = mpsc::channel::<SourceItem>(4);
