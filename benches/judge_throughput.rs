@@ -37,7 +37,8 @@ fn run(server: &JudgeServer, cache: Option<std::path::PathBuf>, n: usize, tag: &
         cache,
         ..JudgeConfig::default()
     };
-    let mut labeller = JudgeLabeller::new(&config, Arc::new(|_: &str| {})).expect("judge");
+    let mut labeller =
+        JudgeLabeller::new(&config, actprm::report::Log::new(|_: &str| {})).expect("judge");
     labeller.label_detailed(&requests(500, &format!("{tag}-warmup")));
     let batch = requests(n, tag);
     let before = labeller.accounting().requests;

@@ -268,7 +268,7 @@ fn broken_judge_bodies_leave_every_row_with_a_reason() {
             vec![input.display().to_string()],
             out.clone(),
             config,
-            Arc::new(|_: &str| {}),
+            actprm::report::Log::new(|_: &str| {}),
         );
         let summary = run_label(&job).unwrap();
         assert_eq!(summary.rows_out, 24, "body {i}");

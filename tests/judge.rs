@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use actprm::eval::judge::run_judge_eval;
 use actprm::label::judge::{
-    Accounting, JudgeConfig, JudgeLabeller, JudgeStatus, Logger, Prompt, PromptFormat,
+    Accounting, JudgeConfig, JudgeLabeller, JudgeStatus, Prompt, PromptFormat,
 };
 use actprm::label::{LabelOutcome, LabelRequest, Labeller};
 use actprm::pipeline::{run_label, LabelJob, LabelSummary};
+use actprm::report::Log;
 use actprm::source::jsonl::{read_labelled, to_record_batch, LabelledTrajectory};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{Field, Int32Type, Schema};
@@ -145,11 +146,11 @@ fn read_output(dir: &Path) -> Vec<OutRow> {
     rows
 }
 
-fn collecting_logger() -> (Logger, Arc<Mutex<Vec<String>>>) {
+fn collecting_logger() -> (Log, Arc<Mutex<Vec<String>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let l = lines.clone();
     (
-        Arc::new(move |line: &str| l.lock().unwrap().push(line.to_string())),
+        Log::new(move |line: &str| l.lock().unwrap().push(line.to_string())),
         lines,
     )
 }
@@ -170,7 +171,7 @@ fn config(server: &JudgeServer, cache: Option<PathBuf>) -> JudgeConfig {
     }
 }
 
-fn label(input: &Path, out: &Path, judge: JudgeConfig, log: Logger) -> LabelSummary {
+fn label(input: &Path, out: &Path, judge: JudgeConfig, log: Log) -> LabelSummary {
     let mut job = LabelJob::new(
         vec![input.display().to_string()],
         out.to_path_buf(),

@@ -203,7 +203,7 @@ fn item_04_unparseable_judge_answers_are_recorded_never_a_panic_or_a_wrong_label
             vec![s(&input).to_string()],
             dir.path().join(run),
             config.clone(),
-            Arc::new(|_: &str| {}),
+            actprm::report::Log::new(|_: &str| {}),
         );
         let summary = run_label(&job).unwrap();
         assert_eq!(summary.rows_by_status.get("unparseable"), Some(&2), "{run}");
@@ -701,7 +701,7 @@ fn item_11a_a_key_straddling_the_error_excerpt_is_not_leaked() {
         vec![s(&input).to_string()],
         dir.path().join("out"),
         config,
-        Arc::new(|_: &str| {}),
+        actprm::report::Log::new(|_: &str| {}),
     );
     run_label(&job).unwrap();
     let b = &read_parquet_dir(&dir.path().join("out"), "part-")[0];
@@ -865,7 +865,9 @@ fn item_11e_a_foreign_arrow_file_is_refused_not_a_panic() {
     .unwrap();
     w.write(&batch).unwrap();
     w.finish().unwrap();
-    let e = actprm::formats::features::read_features(&path2).unwrap_err();
+    let e = actprm::formats::features::read_features(&path2)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("source_file"), "{e}");
 }
 

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use actprm::eval::judge::run_judge_eval;
 use actprm::eval::model::{evaluate_files, TauRule};
 use actprm::experiment::ExperimentSettings;
-use actprm::label::judge::{stderr_logger, JudgeConfig};
+use actprm::label::judge::JudgeConfig;
 use actprm::label::LabelBudget;
 use actprm::model::ModelOptions;
 use actprm::pipeline::active::{run_active, ActiveJob, ActiveSettings};
@@ -412,7 +412,7 @@ pub fn run(cli: Cli) -> Result {
                 a.io.input,
                 a.io.output.clone(),
                 a.judge.with_cache(cache),
-                stderr_logger(),
+                actprm::report::Log::default(),
             );
             job.columns = a.columns;
             job.batch_rows = a.batch_rows;
@@ -429,7 +429,11 @@ pub fn run(cli: Cli) -> Result {
                     output,
                 },
         } => {
-            let report = run_judge_eval(&files, &judge.with_cache(cache), stderr_logger())?;
+            let report = run_judge_eval(
+                &files,
+                &judge.with_cache(cache),
+                actprm::report::Log::default(),
+            )?;
             render(&report, &output, None)?;
         }
         Command::Eval(a) => {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use super::EvalError;
 use crate::eval::SubsetScore;
-use crate::label::judge::{Accounting, JudgeClient, JudgeConfig, JudgeStatus, Logger};
+use crate::label::judge::{Accounting, JudgeClient, JudgeConfig, JudgeStatus};
 use crate::label::LabelRequest;
+use crate::report::Log;
 
 /// One subset's score plus what the judge failed to answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -110,7 +111,7 @@ impl crate::report::Report for JudgeEvalReport {
 pub fn run_judge_eval(
     files: &[PathBuf],
     config: &JudgeConfig,
-    log: Logger,
+    log: Log,
 ) -> Result<JudgeEvalReport, EvalError> {
     let (client, _) = JudgeClient::new(config, log)?;
     let client = Arc::new(client);

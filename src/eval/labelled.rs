@@ -70,7 +70,7 @@ fn from_parquet(path: &Path) -> Result<Vec<LabelledTrajectory>, EvalError> {
                 let labels = match first_error_labels(&batch, &col, &steps) {
                     Ok(l) => l,
                     Err(e) => {
-                        failure = Some(e);
+                        failure = Some(e.to_string());
                         return false;
                     }
                 };

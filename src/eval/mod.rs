@@ -18,6 +18,8 @@ pub enum EvalError {
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
     Judge(#[from] crate::label::judge::JudgeError),
+    #[error(transparent)]
+    FeatureFile(#[from] crate::formats::features::FeatureFileError),
     #[error("{0}")]
     Other(String),
 }

@@ -119,7 +119,7 @@ pub fn evaluate_files(
         let name = subset_name(path);
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         if ext == "arrow" {
-            let (_, rows) = read_features(path).map_err(EvalError::Other)?;
+            let (_, rows) = read_features(path)?;
             let features: Vec<f32> = rows
                 .iter()
                 .flat_map(|r| r.features.iter().copied())

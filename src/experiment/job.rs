@@ -68,11 +68,10 @@ pub fn run_experiment_files(
     a: &ExperimentSettings,
     progress: impl FnMut(&Curve),
 ) -> Result<ExperimentRun, PipelineError> {
-    let stage = PipelineError::Stage;
-    let (_, pool_rows) = read_features(pool).map_err(stage)?;
+    let (_, pool_rows) = read_features(pool)?;
     let mut dev_sets = Vec::new();
     for path in dev {
-        let (_, rows) = read_features(path).map_err(stage)?;
+        let (_, rows) = read_features(path)?;
         dev_sets.push((crate::source::jsonl::subset_name(path), rows));
     }
     let cfg = ExperimentConfig {
@@ -95,7 +94,7 @@ pub fn run_experiment_files(
     };
     let started = std::time::Instant::now();
     let report = run_experiment(&pool_rows, &dev_sets, &cfg, progress)?;
-    std::fs::create_dir_all(output).map_err(|e| stage(format!("{}: {e}", output.display())))?;
+    std::fs::create_dir_all(output).map_err(PipelineError::io(output))?;
     let mut table = report.table();
     table.push('\n');
     for s in report
@@ -108,8 +107,9 @@ pub fn run_experiment_files(
             None => format!("{s} does not reach the full-data F1 within its labels.\n"),
         };
     }
-    let json = serde_json::to_vec_pretty(&report).map_err(|e| stage(e.to_string()))?;
-    crate::sink::write_atomic(&output.join("results.json"), &json)?;
+    let results = output.join("results.json");
+    let json = serde_json::to_vec_pretty(&report).map_err(PipelineError::json(&results))?;
+    crate::sink::write_atomic(&results, &json)?;
     crate::sink::write_atomic(&output.join("table.md"), table.as_bytes())?;
     let title = format!(
         "Pool-based active learning: {} pool trajectories, dev = {}",

@@ -135,11 +135,50 @@ impl FeatureWriter {
     }
 }
 
+/// A feature store that cannot be read, with its path.
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureFileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not an Arrow IPC file: {source}")]
+    NotIpc {
+        path: PathBuf,
+        source: arrow::error::ArrowError,
+    },
+    /// An Arrow file of another kind: a column missing or of the wrong type.
+    #[error("{path}: not a step-feature file: {detail}")]
+    NotFeatures { path: PathBuf, detail: String },
+    #[error(
+        "{path}: row {row} ({source_file} row {source_row}): step {step} has a non-finite feature ({value})"
+    )]
+    NonFinite {
+        path: PathBuf,
+        row: usize,
+        source_file: String,
+        source_row: u64,
+        step: usize,
+        value: f32,
+    },
+}
+
 /// Reads a whole feature store, checking the feature dimension and that every value is finite.
-pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let reader = FileReader::try_new(file, None)
-        .map_err(|e| format!("{}: not an Arrow IPC file: {e}", path.display()))?;
+pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), FeatureFileError> {
+    let file = File::open(path).map_err(|source| FeatureFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let not_ipc = |source| FeatureFileError::NotIpc {
+        path: path.to_path_buf(),
+        source,
+    };
+    let not_features = |detail: String| FeatureFileError::NotFeatures {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let reader = FileReader::try_new(file, None).map_err(not_ipc)?;
     let dim = match reader
         .schema()
         .field_with_name("step_features")
@@ -148,16 +187,14 @@ pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), String> {
         Ok(DataType::List(f)) => match f.data_type() {
             DataType::FixedSizeList(_, d) => *d as usize,
             other => {
-                return Err(format!(
-                    "{}: step_features items have type {other}, expected FixedSizeList<Float32>",
-                    path.display()
-                ))
+                return Err(not_features(format!(
+                    "step_features items have type {other}, expected FixedSizeList<Float32>"
+                )))
             }
         },
         _ => {
-            return Err(format!(
-                "{}: no step_features column of type List<FixedSizeList<Float32, D>>",
-                path.display()
+            return Err(not_features(
+                "no step_features column of type List<FixedSizeList<Float32, D>>".into(),
             ))
         }
     };
@@ -166,18 +203,17 @@ pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), String> {
     for field in expected.fields() {
         let found = reader.schema().field_with_name(field.name()).ok().cloned();
         if found.as_ref().map(|f| f.data_type()) != Some(field.data_type()) {
-            return Err(format!(
-                "{}: not a step-feature file: column {:?} should be {}, found {}",
-                path.display(),
+            return Err(not_features(format!(
+                "column {:?} should be {}, found {}",
                 field.name(),
                 field.data_type(),
                 found.map_or("nothing".to_string(), |f| f.data_type().to_string())
-            ));
+            )));
         }
     }
     let mut rows = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| format!("{}: {e}", path.display()))?;
+        let batch = batch.map_err(not_ipc)?;
         let column = |name: &str| batch.column_by_name(name).expect("checked above");
         let files = column("source_file").as_string::<i32>();
         let source_rows = column("source_row").as_primitive::<UInt64Type>();
@@ -190,15 +226,14 @@ pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), String> {
             let start = steps.offset() * dim;
             let features = values.values()[start..start + steps.len() * dim].to_vec();
             if let Some(bad) = features.iter().position(|v| !v.is_finite()) {
-                return Err(format!(
-                    "{}: row {} ({} row {}): step {} has a non-finite feature ({})",
-                    path.display(),
-                    rows.len(),
-                    files.value(i),
-                    source_rows.value(i),
-                    bad / dim,
-                    features[bad]
-                ));
+                return Err(FeatureFileError::NonFinite {
+                    path: path.to_path_buf(),
+                    row: rows.len(),
+                    source_file: files.value(i).to_string(),
+                    source_row: source_rows.value(i),
+                    step: bad / dim,
+                    value: features[bad],
+                });
             }
             rows.push(FeatureRow {
                 source_file: files.value(i).to_string(),

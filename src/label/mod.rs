@@ -7,7 +7,8 @@ pub mod judge;
 pub mod pool;
 
 pub use pool::{
-    first_error_from_steps, first_error_labels, step_targets, LabelColumn, StepLabelForm,
+    first_error_from_steps, first_error_labels, step_targets, LabelColumn, LabelColumnError,
+    StepLabelForm,
 };
 
 /// `--label-budget`, and the `label_budget` key of a pipeline file's label stage.

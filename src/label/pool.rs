@@ -51,18 +51,34 @@ impl LabelColumn {
     }
 }
 
+/// A label column that cannot be read as labels.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelColumnError {
+    #[error("no column {0:?}")]
+    Missing(String),
+    #[error("label column {column:?}: {source}")]
+    Unreadable {
+        column: String,
+        source: arrow::error::ArrowError,
+    },
+}
+
 /// The first-error index of every row (`None` = unlabelled or out of range for its step count).
 pub fn first_error_labels(
     batch: &RecordBatch,
     column: &LabelColumn,
     steps: &[usize],
-) -> Result<Vec<Option<i32>>, String> {
+) -> Result<Vec<Option<i32>>, LabelColumnError> {
     let array = batch
         .column_by_name(column.name())
-        .ok_or_else(|| format!("no column {:?}", column.name()))?;
+        .ok_or_else(|| LabelColumnError::Missing(column.name().to_string()))?;
+    let unreadable = |source| LabelColumnError::Unreadable {
+        column: column.name().to_string(),
+        source,
+    };
     let out: Vec<Option<i32>> = match column {
         LabelColumn::FirstError(_) => {
-            let ints = arrow::compute::cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
+            let ints = arrow::compute::cast(array, &DataType::Int64).map_err(unreadable)?;
             let ints = ints.as_primitive::<Int64Type>();
             // a value past i32 is out of range for any step count (never wrapped into one)
             (0..ints.len())
@@ -84,7 +100,7 @@ pub fn first_error_labels(
                 DataType::Int64,
                 true,
             )));
-            let lists = arrow::compute::cast(array, &target).map_err(|e| e.to_string())?;
+            let lists = arrow::compute::cast(array, &target).map_err(unreadable)?;
             let lists = lists.as_list::<i32>();
             (0..lists.len())
                 .map(|i| {

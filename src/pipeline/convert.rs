@@ -52,10 +52,9 @@ pub fn convert(inputs: &[PathBuf], output: &Path) -> Result<ConvertReport, Pipel
         rejected.extend(bad.into_iter().map(Rejected::from));
     }
     if records.is_empty() {
-        return Err(PipelineError::Stage(format!(
-            "no record could be converted ({} rejected)",
-            rejected.len()
-        )));
+        return Err(PipelineError::NothingConverted {
+            rejected: rejected.len(),
+        });
     }
     let batch = crate::source::jsonl::to_record_batch(&records);
     crate::sink::parquet::write_file(output, &[batch])?;

@@ -1,6 +1,5 @@
-//! The labelling dataflow (`actprm label`): Parquet source -> judge -> Parquet sink. The source
-//! runs on a blocking task; batches are judged several at a time (the client bounds requests in
-//! flight), and written in input order with every input column plus the `judge_*` columns.
+//! The labelling dataflow (`actprm label`): read -> judge on the runner, then a Parquet sink that
+//! writes the rows in input order with every input column plus the `judge_*` columns.
 //! Rows in = rows out: a row the judge gave no label keeps its status and reason.
 
 use std::collections::BTreeMap;
@@ -8,20 +7,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int32Builder, ListBuilder, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Int32Builder, ListBuilder, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use futures::StreamExt;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
+use super::runner;
+use super::stage::Inlet;
+use super::stages::{JudgeRows, Judged, JudgedBatch, ReadFiles};
 use super::PipelineError;
-use crate::label::judge::{
-    Accounting, JudgeClient, JudgeConfig, JudgeOutcome, JudgeStatus, Logger,
-};
-use crate::label::LabelRequest;
+use crate::label::judge::{Accounting, JudgeClient, JudgeConfig, JudgeOutcome};
+use crate::report::Log;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
-use crate::source::flow::{Flow, SourceBatch, SourceItem, Unreadable};
-use crate::source::parquet::{plan, read_file};
+use crate::source::flow::{Flow, Unreadable};
+use crate::source::parquet::plan;
 use crate::source::{discover_inputs, ColumnMapping};
 
 /// Columns this stage adds (an input that already has them, e.g. an earlier label run's output,
@@ -44,7 +42,7 @@ pub struct LabelJob {
     pub batch_rows: usize,
     pub rows_per_part: usize,
     pub progress: bool,
-    pub log: Logger,
+    pub log: Log,
     /// Replace an earlier run's parts, rejects and summary in `output` (else they are refused).
     pub overwrite: bool,
     /// Send every row, ignoring a `selected` column (a filter's kept rows were chosen by it,
@@ -55,7 +53,7 @@ pub struct LabelJob {
 impl LabelJob {
     pub const DEFAULT_BATCH_ROWS: usize = 64;
 
-    pub fn new(inputs: Vec<String>, output: PathBuf, judge: JudgeConfig, log: Logger) -> Self {
+    pub fn new(inputs: Vec<String>, output: PathBuf, judge: JudgeConfig, log: Log) -> Self {
         Self {
             inputs,
             output,
@@ -126,15 +124,6 @@ impl LabelSummary {
     }
 }
 
-/// A judged batch: its rows and one outcome per row. (Row-group ends matter to resumable sinks
-/// only; this one rewrites its parts.)
-struct JudgedBatch {
-    batch: RecordBatch,
-    outcomes: Vec<JudgeOutcome>,
-}
-
-type Judged = Flow<JudgedBatch>;
-
 /// Runs `actprm label` to completion.
 pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     job.validate()?;
@@ -157,50 +146,30 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     };
     let total_rows: u64 = planned.iter().map(|p| p.rows).sum();
     let bar = super::progress::rows_bar(total_rows, job.progress);
-    let runtime = crate::runtime::start("actprm-label", Some(2))
-        .map_err(|e| PipelineError::Stage(format!("starting the runtime: {e}")))?;
     let batch_rows = job.batch_rows.max(1);
     // enough batches in flight to keep every request slot busy across batch boundaries
     let depth = (2 * job.judge.concurrency * job.judge.votes as usize)
         .div_ceil(batch_rows)
         .clamp(2, 64);
-    let result = runtime.block_on(async {
-        let (src_tx, src_rx) = mpsc::channel::<SourceItem>(depth);
-        let source = tokio::task::spawn_blocking(move || {
-            for file in &planned {
-                let mut open = true;
-                read_file(file, batch_rows, &mut |item| {
-                    crate::failpoint::hit("read");
-                    open = src_tx.blocking_send(item).is_ok();
-                    open
-                });
-                if !open {
-                    return;
-                }
-            }
-        });
-        let items = futures::stream::unfold(src_rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        let mut judged = Box::pin(
-            items
-                .map(|item| judge_item(client.clone(), item, job.every_row))
-                .buffered(depth),
-        );
-        let sink_result = sink(job, &mut judged, &mut summary, &bar).await;
-        drop(judged);
-        super::score::joined("read", source.await)?;
-        sink_result
+    let result = runner::run("label", |run| {
+        let read = ReadFiles {
+            planned,
+            batch_rows,
+            skip_rows: 0,
+        };
+        let rows = run.source(read, depth);
+        let judge = JudgeRows {
+            client: client.clone(),
+            runtime: run.runtime()?,
+            depth,
+            every_row: job.every_row,
+        };
+        let judged = run.stage(rows, judge, 2);
+        sink(job, judged, &mut summary, &bar)
     });
     bar.finish_and_clear();
     result?;
-    let accounted = summary.rows_in + summary.rows_unreadable;
-    if accounted != total_rows {
-        return Err(PipelineError::Stage(format!(
-            "the inputs hold {total_rows} rows (file footers) but the run accounted for \
-             {accounted}: a stage stopped early"
-        )));
-    }
+    runner::check_accounted(total_rows, summary.rows_in + summary.rows_unreadable)?;
     summary.judge = client.accounting();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.requests_per_second = summary.judge.requests as f64 / summary.seconds.max(1e-9);
@@ -210,96 +179,17 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     Ok(summary)
 }
 
-/// The rows of one batch that go to the judge: usable and selected (when a `selected` column exists).
-async fn judge_item(
-    client: Arc<JudgeClient>,
-    item: SourceItem,
-    every_row: bool,
-) -> Result<Judged, PipelineError> {
-    let SourceBatch {
-        path,
-        first_row,
-        batch,
-        rows,
-    } = match item {
-        Flow::Batch(b) => b,
-        Flow::Unreadable(u) => return Ok(Flow::Unreadable(u)),
-        Flow::GroupEnd(g) => return Ok(Flow::GroupEnd(g)),
-    };
-    let selected = match batch.column_by_name("selected") {
-        _ if every_row => None,
-        None => None,
-        Some(c) => match c.as_boolean_opt() {
-            Some(b) => Some(b.clone()),
-            None => {
-                return Err(PipelineError::Stage(format!(
-                    "{}: column \"selected\" has type {}, expected Boolean",
-                    path.display(),
-                    c.data_type()
-                )))
-            }
-        },
-    };
-    let mut outcomes: Vec<Option<JudgeOutcome>> = vec![None; rows.len()];
-    let mut requests = Vec::new();
-    for (i, row) in rows.into_iter().enumerate() {
-        let chosen = selected
-            .as_ref()
-            .is_none_or(|s| s.is_valid(i) && s.value(i));
-        match row {
-            _ if !chosen => {
-                outcomes[i] = Some(JudgeOutcome {
-                    status: JudgeStatus::NotSelected,
-                    label: None,
-                    reason: None,
-                    raw: None,
-                    votes: Vec::new(),
-                })
-            }
-            Err(reject) => {
-                let reason = format!("row not usable: {}: {}", reject.column, reject.reason);
-                outcomes[i] = Some(JudgeOutcome::unlabelled(
-                    JudgeStatus::Failed,
-                    reason,
-                    None,
-                    Vec::new(),
-                ));
-            }
-            Ok(t) => requests.push((
-                i,
-                LabelRequest {
-                    key: format!("{}:{}", path.display(), first_row + i as u64),
-                    problem: t.problem,
-                    steps: t.steps,
-                    pool_label: None,
-                },
-            )),
-        }
-    }
-    let judged = futures::future::join_all(requests.iter().map(|(_, r)| client.judge(r))).await;
-    for ((i, _), outcome) in requests.iter().zip(judged) {
-        outcomes[*i] = Some(outcome);
-    }
-    let outcomes = outcomes
-        .into_iter()
-        .map(|o| o.ok_or_else(|| PipelineError::Stage("a row lost its outcome".into())))
-        .collect::<Result<_, _>>()?;
-    Ok(Flow::Batch(JudgedBatch { batch, outcomes }))
-}
-
-async fn sink<S>(
+/// Writes every judged row (input columns plus `judge_*`) in input order, and the rejects.
+fn sink(
     job: &LabelJob,
-    judged: &mut S,
+    judged: Inlet<Judged>,
     summary: &mut LabelSummary,
     bar: &indicatif::ProgressBar,
-) -> Result<(), PipelineError>
-where
-    S: futures::Stream<Item = Result<Judged, PipelineError>> + Unpin,
-{
+) -> Result<(), PipelineError> {
     let mut parts = PartWriter::new(&job.output, "part", job.rows_per_part)?;
     let mut rejects = RejectSink::new(&job.output);
-    while let Some(item) = judged.next().await {
-        match item? {
+    for item in judged {
+        match item {
             Flow::GroupEnd(_) => {}
             Flow::Unreadable(Unreadable {
                 path,
@@ -309,7 +199,7 @@ where
             }) => {
                 summary.rows_unreadable += rows;
                 summary.files_unreadable += u64::from(first_row.is_none());
-                (job.log)(&format!(
+                job.log.line(&format!(
                     "{}: {reason} ({rows} rows unreadable)",
                     path.display()
                 ));
@@ -396,8 +286,7 @@ pub fn labelled_batch(
     }
     // the input's schema metadata (e.g. the `huggingface` features of a Hub data set) carries over
     let schema = Schema::new(fields).with_metadata(batch.schema().metadata().clone());
-    RecordBatch::try_new(Arc::new(schema), columns)
-        .map_err(|e| PipelineError::Stage(format!("building the labelled batch: {e}")))
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }
 
 impl crate::report::Report for LabelSummary {

@@ -7,7 +7,10 @@ pub mod filter;
 pub mod label;
 pub mod progress;
 pub mod refresh;
+pub mod runner;
 pub mod score;
+pub mod stage;
+pub mod stages;
 pub mod summary;
 pub mod train;
 
@@ -41,15 +44,83 @@ pub enum PipelineError {
         source: serde_json::Error,
     },
     #[error(transparent)]
+    LabelColumn(#[from] crate::label::LabelColumnError),
+    #[error(transparent)]
+    FeatureFile(#[from] crate::formats::features::FeatureFileError),
+    /// Feature files whose vectors do not fit each other or the heads.
+    #[error("{path}: features have dimension {found}, {against} {expected}")]
+    FeatureDimension {
+        path: std::path::PathBuf,
+        found: usize,
+        expected: usize,
+        against: &'static str,
+    },
+    #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
     #[error(transparent)]
     Parquet(#[from] parquet::errors::ParquetError),
     /// A stage's thread panicked: the run fails with its name, and writes no summary.
     #[error("the {stage} stage crashed: {message}")]
     Crashed { stage: String, message: String },
-    /// A refusal or an inconsistency, with its own explanation.
-    #[error("{0}")]
-    Stage(String),
+    /// The run's tokio runtime (for stages that wait on the network) did not start.
+    #[error("starting the runtime: {source}")]
+    Runtime { source: std::io::Error },
+    /// The run accounted for fewer (or more) rows than the inputs' file footers announce.
+    #[error(
+        "the inputs hold {expected} rows (file footers) but the run accounted for {accounted}: \
+         a stage stopped early"
+    )]
+    ShortRun { expected: u64, accounted: u64 },
+    /// A column the run reads has the wrong Arrow type.
+    #[error("{path}: column \"{column}\" has type {found}, expected {expected}")]
+    ColumnType {
+        path: std::path::PathBuf,
+        column: String,
+        found: String,
+        expected: &'static str,
+    },
+    /// An output folder that holds an earlier run this one would mix with or overwrite.
+    #[error("{path} holds a previous run; pass --resume to continue it or choose another folder")]
+    PreviousRun { path: std::path::PathBuf },
+    /// A folder to resume whose records disagree with each other.
+    #[error("{path}: {detail}: the folder is inconsistent and cannot be resumed")]
+    Inconsistent {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    /// A filter folder holding a run with other settings (each difference named).
+    #[error(
+        "{path} holds a filter run with other settings ({differences}); resuming would mix their \
+         outputs. Rerun with the same settings, choose another output folder, or pass --restart \
+         to discard the earlier outputs"
+    )]
+    SettingsChanged {
+        path: std::path::PathBuf,
+        differences: String,
+    },
+    #[error(
+        "{path} holds committed units but no run.json (an older actprm or a damaged folder): \
+         their settings cannot be checked. Pass --restart to discard them"
+    )]
+    UnitsWithoutRecord { path: std::path::PathBuf },
+    /// Another process holds this shard's lock in the same folder.
+    #[error("{path}: another actprm filter is running shard {index}/{count} in this folder")]
+    ShardBusy {
+        path: std::path::PathBuf,
+        index: u64,
+        count: u64,
+    },
+    /// Pool mode labels from the data, which has no label column.
+    #[error(
+        "pool mode needs a label column (label, ratings, hard_labels or labels); without one, \
+         label by a judge"
+    )]
+    PoolWithoutLabels,
+    #[error("no record could be converted ({rejected} rejected)")]
+    NothingConverted { rejected: usize },
+    /// A batch of a file the run did not plan reached the sink: a bug, never bad input.
+    #[error("{0}: rows of a file that was not planned reached the sink")]
+    NotPlanned(std::path::PathBuf),
     /// A stage asked the run to stop early and cleanly (the active loop's `stop_after_rows`):
     /// control flow, not a failure; the caller that asked for it turns it into success.
     #[error("stopped on request")]

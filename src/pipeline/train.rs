@@ -77,18 +77,19 @@ pub fn run_train(
     a: &TrainSettings,
     mut progress: impl FnMut(&StepReport),
 ) -> Result<TrainReport, PipelineError> {
-    let stage = |e: String| PipelineError::Stage(e);
     crate::limits::at_least("epochs", a.epochs, 1)?;
     let device = torch_device(a.device)?;
     let mut rows = Vec::new();
     let mut dim = None;
     for path in features {
-        let (d, r) = read_features(path).map_err(stage)?;
+        let (d, r) = read_features(path)?;
         if let Some(prev) = dim.filter(|&p| p != d) {
-            return Err(stage(format!(
-                "{}: features have dimension {d}, earlier files {prev}",
-                path.display()
-            )));
+            return Err(PipelineError::FeatureDimension {
+                path: path.clone(),
+                found: d,
+                expected: prev,
+                against: "earlier files",
+            });
         }
         dim = Some(d);
         rows.extend(r);
@@ -129,11 +130,12 @@ pub fn run_train(
         (None, None) => Trainer::from_model(&base, config, device)?,
     };
     if let Some(d) = dim.filter(|&d| d != trainer.heads.dim) {
-        return Err(stage(format!(
-            "{}: features have dimension {d}, the heads take {}",
-            features[0].display(),
-            trainer.heads.dim
-        )));
+        return Err(PipelineError::FeatureDimension {
+            path: features[0].clone(),
+            found: d,
+            expected: trainer.heads.dim,
+            against: "the heads take",
+        });
     }
     let started = std::time::Instant::now();
     let first = trainer.step();
@@ -145,10 +147,7 @@ pub fn run_train(
     let seconds = started.elapsed().as_secs_f64();
     let steps = trainer.step() - first;
     let tau_rows = match &a.tau_from {
-        Some(dev) => Some((
-            read_features(dev).map_err(stage)?.1,
-            dev.display().to_string(),
-        )),
+        Some(dev) => Some((read_features(dev)?.1, dev.display().to_string())),
         None if !holdout.is_empty() => Some((
             holdout,
             format!(

@@ -17,13 +17,7 @@ use super::prompt::Prompt;
 use super::wire::{ChatMessage, ChatRequest, ChatResponse};
 use super::{JudgeConfig, JudgeError, JudgeOutcome, JudgeStatus};
 use crate::label::LabelRequest;
-
-/// Where log lines go (stderr by default; tests collect them to prove the key never shows).
-pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
-
-pub fn stderr_logger() -> Logger {
-    Arc::new(|line: &str| eprintln!("actprm: judge: {line}"))
-}
+use crate::report::Log;
 
 /// The API key. Its `Debug` never shows the value, and every message leaving the client passes
 /// through [`ApiKey::redact`] in case a server echoes it back.
@@ -92,7 +86,7 @@ pub struct JudgeClient {
     /// One lock per key being fetched, so two rows with the same prompt pay once.
     fetching: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     fatal: OnceLock<String>,
-    log: Logger,
+    log: Log,
 }
 
 impl std::fmt::Debug for JudgeClient {
@@ -110,7 +104,7 @@ impl JudgeClient {
     /// header, as a local vLLM server expects) and opens the cache.
     pub fn new(
         config: &JudgeConfig,
-        log: Logger,
+        log: Log,
     ) -> Result<(Self, Option<CacheOpenReport>), JudgeError> {
         config.validate()?;
         let key = std::env::var(&config.api_key_env)
@@ -118,8 +112,8 @@ impl JudgeClient {
             .filter(|k| !k.trim().is_empty())
             .map(|k| ApiKey(k.trim().to_string()));
         if key.is_none() {
-            log(&format!(
-                "no API key in ${}; sending requests without an Authorization header",
+            log.line(&format!(
+                "judge: no API key in ${}; sending requests without an Authorization header",
                 config.api_key_env
             ));
         }
@@ -151,8 +145,8 @@ impl JudgeClient {
             Some(dir) => {
                 let (c, r) = AnswerCache::open(dir)?;
                 if r.corrupt_lines > 0 || r.torn_bytes > 0 {
-                    log(&format!(
-                        "cache {}: skipped {} corrupt lines, cut a torn tail of {} bytes",
+                    log.line(&format!(
+                        "judge: cache {}: skipped {} corrupt lines, cut a torn tail of {} bytes",
                         dir.display(),
                         r.corrupt_lines,
                         r.torn_bytes
@@ -418,7 +412,9 @@ impl JudgeClient {
     }
 
     fn log(&self, line: String) {
-        (self.log)(&ApiKey::redact(&self.key, line));
+        // every line passes the redaction: tests collect them to prove the key never shows
+        self.log
+            .line(&format!("judge: {}", ApiKey::redact(&self.key, line)));
     }
 
     fn redact(&self, text: String) -> String {

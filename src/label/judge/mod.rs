@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use accounting::Accounting;
 pub use cache::{AnswerCache, CacheOpenReport};
-pub use client::{stderr_logger, JudgeClient, Logger};
+pub use client::JudgeClient;
 pub use prompt::{Prompt, PromptFormat};
 
 use super::{LabelOutcome, LabelRequest, Labeller};
@@ -266,7 +266,7 @@ pub struct JudgeLabeller {
 }
 
 impl JudgeLabeller {
-    pub fn new(config: &JudgeConfig, log: Logger) -> Result<Self, JudgeError> {
+    pub fn new(config: &JudgeConfig, log: crate::report::Log) -> Result<Self, JudgeError> {
         let (client, _) = JudgeClient::new(config, log)?;
         let runtime = crate::runtime::start("actprm-judge", Some(2))
             .map_err(|e| JudgeError::Config(format!("starting the judge runtime: {e}")))?;

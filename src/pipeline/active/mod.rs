@@ -31,7 +31,7 @@ use super::PipelineError;
 use crate::eval::model::samples_from_probs;
 use crate::eval::processbench;
 use crate::formats::features::{read_features, FeatureRow};
-use crate::label::judge::{stderr_logger, JudgeLabeller};
+use crate::label::judge::JudgeLabeller;
 use crate::label::{first_error_labels, LabelColumn, LabelRequest, Labeller, PoolLabeller};
 use crate::model::manifest::model_version;
 use crate::model::{HeadsWeights, LoadedModel};
@@ -152,12 +152,15 @@ fn trajectory_texts(job: &ActiveJob, out: &RecordBatch) -> Result<Vec<Trajectory
         .columns
         .resolve(&out.schema(), here)
         .map_err(PipelineError::from)?;
+    let unreadable = |column: &str, message: String| crate::source::SourceError::Column {
+        file: here.to_path_buf(),
+        column: column.to_string(),
+        message,
+    };
     extract(out.columns(), &columns)
-        .map_err(PipelineError::Stage)?
+        .map_err(|message| unreadable(&columns.steps.1, message))?
         .into_iter()
-        .map(|row| {
-            row.map_err(|r| PipelineError::Stage(format!("scored row, {}: {}", r.column, r.reason)))
-        })
+        .map(|row| row.map_err(|r| unreadable(&r.column, r.reason).into()))
         .collect()
 }
 
@@ -271,14 +274,9 @@ impl LoopCtx {
         let (texts, pool_labels) = if job.judge.is_some() {
             (trajectory_texts(job, out)?, vec![None; n])
         } else {
-            let column = LabelColumn::detect(&out.schema()).ok_or_else(|| {
-                PipelineError::Stage(
-                    "pool mode needs a label column (label, ratings, hard_labels or labels); \
-                     without one, label by a judge"
-                        .into(),
-                )
-            })?;
-            let labels = first_error_labels(out, &column, &steps).map_err(PipelineError::Stage)?;
+            let column =
+                LabelColumn::detect(&out.schema()).ok_or(PipelineError::PoolWithoutLabels)?;
+            let labels = first_error_labels(out, &column, &steps)?;
             (Vec::new(), labels)
         };
         let chosen: Vec<bool> = match job.selection {
@@ -457,14 +455,15 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         let ckpt = out.join(&state.checkpoint);
         let trainer = Trainer::resume(&ckpt, device)?;
         if trainer.step() != state.steps {
-            return Err(PipelineError::Stage(format!(
-                "{}: state.json says step {}, its checkpoint {} holds step {}: the folder is \
-                 inconsistent and cannot be resumed",
-                out.display(),
-                state.steps,
-                ckpt.display(),
-                trainer.step()
-            )));
+            return Err(PipelineError::Inconsistent {
+                path: out.clone(),
+                detail: format!(
+                    "state.json says step {}, its checkpoint {} holds step {}",
+                    state.steps,
+                    ckpt.display(),
+                    trainer.step()
+                ),
+            });
         }
         let base = LoadedModel::from_dir(&ckpt)?;
         let heads = std::fs::read(ckpt.join(SCORER_HEADS)).map_err(PipelineError::io(&ckpt))?;
@@ -473,13 +472,15 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             bytes: Arc::new(heads),
         };
         if published.version != state.scorer_version {
-            return Err(PipelineError::Stage(format!(
-                "{}: the scorer's heads in {} are {}, state.json says {}",
-                out.display(),
-                ckpt.display(),
-                published.version,
-                state.scorer_version
-            )));
+            return Err(PipelineError::Inconsistent {
+                path: out.clone(),
+                detail: format!(
+                    "the scorer's heads in {} are {}, state.json says {}",
+                    ckpt.display(),
+                    published.version,
+                    state.scorer_version
+                ),
+            });
         }
         remove_uncommitted(out, state.decision_parts);
         remove_other_checkpoints(out, &state.checkpoint);
@@ -487,10 +488,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         (state, trainer, base, published)
     } else {
         if state_path.exists() {
-            return Err(PipelineError::Stage(format!(
-                "{} holds a previous run; pass --resume to continue it or choose another folder",
-                out.display()
-            )));
+            return Err(PipelineError::PreviousRun { path: out.clone() });
         }
         // leftovers of a run killed before its first commit
         remove_uncommitted(out, 0);
@@ -511,7 +509,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     };
     let mut dev = Vec::new();
     for path in &job.dev {
-        let (_, rows) = read_features(path).map_err(PipelineError::Stage)?;
+        let (_, rows) = read_features(path)?;
         dev.push((crate::source::jsonl::subset_name(path), rows));
     }
     let tau = base.manifest.tau;
@@ -522,10 +520,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         pending: pending.clone(),
         published,
         labeller: match &job.judge {
-            Some(config) => Box::new(
-                JudgeLabeller::new(config, stderr_logger())
-                    .map_err(|e| PipelineError::Stage(format!("judge: {e}")))?,
-            ),
+            Some(config) => Box::new(JudgeLabeller::new(config, job.score.log.clone())?),
             None => Box::new(PoolLabeller::default()),
         },
         next_eval: (state.labels_used / job.eval_every.max(1) + 1) * job.eval_every.max(1),

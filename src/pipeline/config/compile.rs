@@ -10,7 +10,6 @@ use super::outputs::write_ipc;
 use super::parse::Spans;
 use super::problem::Problem;
 use super::*;
-use crate::label::judge::stderr_logger;
 use crate::model::ModelOptions;
 use crate::pipeline::active::{run_active, ActiveJob};
 use crate::pipeline::filter::{run_filter, FilterJob};
@@ -410,7 +409,7 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
                 inputs,
                 sink.clone(),
                 judge.clone().with_cache(Some(sink.join("judge-cache"))),
-                stderr_logger(),
+                crate::report::Log::default(),
             );
             labelling.columns = columns;
             labelling.overwrite = true;

@@ -117,9 +117,9 @@ struct FilterSink {
 
 impl FilterSink {
     fn source(&self, path: &Path) -> Result<&UnitSource, PipelineError> {
-        self.sources.get(path).ok_or_else(|| {
-            PipelineError::Stage(format!("{} was not planned as a unit", path.display()))
-        })
+        self.sources
+            .get(path)
+            .ok_or_else(|| PipelineError::NotPlanned(path.to_path_buf()))
     }
 
     fn commit(
@@ -370,21 +370,16 @@ fn start_run(job: &FilterJob, settings: &RunSettings) -> Result<(), PipelineErro
         Ok(text) => {
             let differences = settings.differences(&text);
             if !differences.is_empty() {
-                return Err(PipelineError::Stage(format!(
-                    "{} holds a filter run with other settings ({}); resuming would mix their \
-                     outputs. Rerun with the same settings, choose another output folder, or pass \
-                     --restart to discard the earlier outputs",
-                    out.display(),
-                    differences.join("; ")
-                )));
+                return Err(PipelineError::SettingsChanged {
+                    path: out.clone(),
+                    differences: differences.join("; "),
+                });
             }
             Ok(())
         }
-        Err(_) if !committed_units(out)?.is_empty() => Err(PipelineError::Stage(format!(
-            "{} holds committed units but no run.json (an older actprm or a damaged folder): \
-             their settings cannot be checked. Pass --restart to discard them",
-            out.display()
-        ))),
+        Err(_) if !committed_units(out)?.is_empty() => {
+            Err(PipelineError::UnitsWithoutRecord { path: out.clone() })
+        }
         Err(_) => Ok(write_atomic_tagged(
             &record,
             &serde_json::to_vec_pretty(settings).expect("settings serialise"),
@@ -402,13 +397,10 @@ fn shard_tag((i, n): (u64, u64)) -> String {
 fn lock_shard(out: &Path, shard: (u64, u64)) -> Result<File, PipelineError> {
     let path = out.join(format!(".lock-{}", shard_tag(shard)));
     let file = File::create(&path).map_err(PipelineError::io(&path))?;
-    file.try_lock().map_err(|_| {
-        PipelineError::Stage(format!(
-            "{}: another actprm filter is running shard {}/{} in this folder",
-            out.display(),
-            shard.0,
-            shard.1
-        ))
+    file.try_lock().map_err(|_| PipelineError::ShardBusy {
+        path: out.to_path_buf(),
+        index: shard.0,
+        count: shard.1,
     })?;
     Ok(file)
 }

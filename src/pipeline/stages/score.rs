@@ -1,0 +1,175 @@
+//! The score stage: every step of every tokenised row through the backbone and the heads. New
+//! heads (from an in-process trainer or a watched model folder) are taken between batches only,
+//! so one batch is always scored by one version; in lockstep it waits for the sink to have seen
+//! each batch before scoring the next (ActPRM's Algorithm 1 exactly, reproducible run to run).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, RecordBatch};
+
+use super::tokenise::{Tokenised, TokenisedBatch};
+use crate::formats::features::FeatureRow;
+use crate::label::LabelColumn;
+use crate::pipeline::refresh::HeadsReceiver;
+use crate::pipeline::stage::{Inlet, Outlet, Stage};
+use crate::pipeline::PipelineError;
+use crate::score::output::scored_batch;
+use crate::score::{RowScore, StepScorer};
+use crate::source::flow::Flow;
+use crate::source::RowReject;
+
+pub struct ScoredBatch {
+    pub path: Arc<PathBuf>,
+    pub first_row: u64,
+    pub input: RecordBatch,
+    /// The usable input rows plus the score columns.
+    pub output: RecordBatch,
+    pub rejected: Vec<(usize, RowReject)>,
+    pub scores: Vec<RowScore>,
+    /// The heads version that scored this batch.
+    pub version: String,
+    /// Per-step backbone features (when asked for).
+    pub features: Vec<FeatureRow>,
+}
+
+pub type Scored = Flow<ScoredBatch>;
+
+pub struct ScoreSteps {
+    pub scorer: StepScorer,
+    pub refresh: Option<HeadsReceiver>,
+    /// Per-step features in each batch (a feature file, or a trainer's hook).
+    pub features: bool,
+    /// Each head's probability as an output column.
+    pub head_probs: bool,
+    pub log: crate::report::Log,
+    /// In lockstep: one message from the sink per batch it has seen.
+    pub acks: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Stage for ScoreSteps {
+    type In = Tokenised;
+    type Out = Scored;
+
+    fn name(&self) -> &'static str {
+        "score"
+    }
+
+    fn run(mut self, input: Inlet<Tokenised>, output: Outlet<Scored>) -> Result<(), PipelineError> {
+        for item in input {
+            let out = match item {
+                Flow::Unreadable(u) => Flow::Unreadable(u),
+                Flow::GroupEnd(g) => Flow::GroupEnd(g),
+                Flow::Batch(b) => {
+                    self.take_new_heads();
+                    Flow::Batch(self.score(b)?)
+                }
+            };
+            let is_batch = matches!(out, Flow::Batch(_));
+            if !output.send(out) {
+                break;
+            }
+            if let (Some(acks), true) = (&self.acks, is_batch) {
+                if acks.recv().is_err() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ScoreSteps {
+    /// Between batches only: one batch is always scored by one version.
+    fn take_new_heads(&mut self) {
+        let Some(rx) = self.refresh.as_mut() else {
+            return;
+        };
+        if !rx.has_changed().unwrap_or(false) {
+            return;
+        }
+        if let Some(update) = rx.borrow_and_update().clone() {
+            let heads = &mut self.scorer.heads;
+            if let Err(e) = heads.replace(&update.bytes, update.version.clone()) {
+                self.log.line(&format!(
+                    "keeping model {}: refreshed heads {} were refused: {e}",
+                    heads.version(),
+                    update.version
+                ));
+            }
+        }
+    }
+
+    fn score(&mut self, b: TokenisedBatch) -> Result<ScoredBatch, PipelineError> {
+        let (scores, features) = self.scorer.score(&b.tokenised)?;
+        let mask = BooleanArray::from(
+            (0..b.batch.num_rows())
+                .map(|i| b.valid.binary_search(&i).is_ok())
+                .collect::<Vec<_>>(),
+        );
+        let input = arrow::compute::filter_record_batch(&b.batch, &mask)?;
+        let heads = &self.scorer.heads;
+        let version = heads.version().to_string();
+        let versions = vec![version.clone(); scores.len()];
+        let output = scored_batch(
+            &input,
+            &scores,
+            &versions,
+            heads.ensemble_size(),
+            self.head_probs,
+        );
+        let features = if self.features {
+            feature_rows(
+                &b,
+                &input,
+                &scores,
+                &features,
+                self.scorer.backbone.hidden_size(),
+            )?
+        } else {
+            Vec::new()
+        };
+        Ok(ScoredBatch {
+            path: b.path,
+            first_row: b.first_row,
+            input: b.batch,
+            output,
+            rejected: b.rejected,
+            scores,
+            version,
+            features,
+        })
+    }
+}
+
+fn feature_rows(
+    b: &TokenisedBatch,
+    input: &RecordBatch,
+    scores: &[RowScore],
+    features: &[f32],
+    dim: usize,
+) -> Result<Vec<FeatureRow>, PipelineError> {
+    let steps: Vec<usize> = b.tokenised.iter().map(|t| t.steps).collect();
+    let labels = match LabelColumn::detect(&input.schema()) {
+        Some(col) => crate::label::first_error_labels(input, &col, &steps)?,
+        None => vec![None; steps.len()],
+    };
+    let mut cursor = 0;
+    Ok(scores
+        .iter()
+        .zip(&b.valid)
+        .zip(labels)
+        .map(|((s, &row), label)| {
+            let n = s.mean.len();
+            let f = features[cursor * dim..(cursor + n) * dim].to_vec();
+            cursor += n;
+            FeatureRow {
+                source_file: b.path.display().to_string(),
+                source_row: b.first_row + row as u64,
+                label,
+                features: f,
+                steps: n,
+            }
+        })
+        .collect())
+}
