@@ -3,7 +3,9 @@
 //! - ORT alone: the same windows, in the same length-bucketed batches, through the backbone only;
 //! - the ratio (pipeline efficiency: how much of ORT's speed the whole pipeline keeps).
 //!
-//! `cargo bench --bench pipeline` (needs ./setup.sh). Optional: ACTPRM_BENCH_INPUT=path.parquet.
+//! `cargo bench --bench pipeline` (needs ./setup.sh). Optional: ACTPRM_BENCH_INPUT=path.parquet,
+//! ACTPRM_BENCH_MODEL=model-dir (e.g. an `actprm import`ed PRM; default: the embedded model),
+//! ACTPRM_BENCH_DEVICE=cuda.
 
 use std::time::Instant;
 
@@ -23,21 +25,31 @@ fn main() {
         )
         .to_string()
     });
+    let model_dir = std::env::var_os("ACTPRM_BENCH_MODEL").map(std::path::PathBuf::from);
+    let runtime = RuntimeOptions {
+        device: std::env::var("ACTPRM_BENCH_DEVICE")
+            .unwrap_or_else(|_| "cpu".into())
+            .parse()
+            .expect("ACTPRM_BENCH_DEVICE: cpu, cuda or cuda:N"),
+        ..RuntimeOptions::default()
+    };
     let out = tempfile::tempdir().expect("tempdir");
     let options = ScoreOptions::default();
 
     // end to end
     let mut job = ScoreJob::new(vec![input.clone()], out.path().join("scored"));
     job.score = options;
+    job.model = model_dir.clone();
+    job.runtime = runtime;
     let started = Instant::now();
     let summary = run_score(&job, Default::default()).expect("scoring");
     let e2e = started.elapsed().as_secs_f64();
     let e2e_tps = summary.tokens as f64 / e2e;
 
     // ORT alone on the same windows and batches
-    let model = LoadedModel::embedded().expect("model");
+    let model = LoadedModel::open(model_dir.as_deref()).expect("model");
     let tokeniser = Tokeniser::for_model(&model).expect("tokenizer");
-    let mut backbone = Backbone::open(&model, &RuntimeOptions::default()).expect("backbone");
+    let mut backbone = Backbone::open(&model, &runtime).expect("backbone");
     let planned = plan(&[input.clone().into()], &ColumnMapping::default()).expect("plan");
     let mut windows = Vec::new();
     read_file(&planned[0], 64, &mut |item| {
@@ -70,8 +82,8 @@ fn main() {
     let ort_tps = tokens as f64 / ort;
 
     println!(
-        "input: {input} ({} rows, {} tokens)",
-        summary.rows_scored, summary.tokens
+        "input: {input} ({} rows, {} tokens), model {}, {:?}",
+        summary.rows_scored, summary.tokens, summary.model_version, runtime.device
     );
     println!(
         "end to end : {:>8.0} tokens/s  {:>6.1} rows/s  ({e2e:.1} s)",

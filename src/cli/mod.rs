@@ -123,6 +123,21 @@ pub enum Command {
         #[arg(long, default_value = "minilm-actprm")]
         name: String,
     },
+    /// Import a Hugging Face PRM checkpoint folder (Qwen2.5-Math-PRM, ActPRM, Skywork-PRM,
+    /// Math-Shepherd, RLHFlow) as a model directory every command runs (see docs/models.md).
+    Import {
+        /// The checkpoint folder: config.json, *.safetensors (or shards + index), tokenizer.json.
+        #[arg(long)]
+        from: PathBuf,
+        /// The model directory to write (replaced whole, or left as it was on failure).
+        #[arg(long, short)]
+        output: PathBuf,
+        /// The PRM family; `auto` reads `architectures` and the head's tensor names.
+        #[arg(long, value_enum, default_value_t = actprm::model::import::Family::Auto)]
+        format: actprm::model::import::Family,
+        #[command(flatten)]
+        io: Output,
+    },
     /// Check a pipeline file, then run it (see docs/pipelines.md).
     Run {
         /// Pipeline YAML file.
@@ -550,6 +565,15 @@ pub fn run(cli: Cli) -> Result {
                 eprintln!("actprm: {}:{}: {} (rejected)", r.file, r.line, r.reason);
             }
             print!("{}", actprm::report::Report::table(&report));
+        }
+        Command::Import {
+            from,
+            output,
+            format,
+            io,
+        } => {
+            let report = actprm::model::import::import(&from, &output, format)?;
+            render(&report, &io, None)?;
         }
         Command::TinyModel { output, dim, heads } => {
             let version = actprm::model::create::tiny_model(&output, dim, heads)?;

@@ -26,6 +26,49 @@ pub struct SeparatorSpec {
     pub eos: Option<String>,
 }
 
+/// The input format of a model trained on a prompt (imported PRMs): the template with the
+/// problem in it, then each step's text. Written by `actprm import` from the checkpoint's chat
+/// template or the family's reference code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSpec {
+    /// Text before the first step; `{problem}` marks where the problem goes (or `first_step` holds it).
+    pub template: String,
+    /// Each step's text: `{step}` is the step, `{index}` its number from 1. In `whole` encoding it
+    /// ends with the step marker's text; in `pieces` encoding the marker token is appended.
+    #[serde(default = "step_placeholder")]
+    pub step: String,
+    /// The first step's text when it differs (a chat turn holding the problem too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_step: Option<String>,
+    /// Prefixed to a step (`{index}` = its number) unless it already starts with "step".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_label: Option<String>,
+    /// Trim the problem's start and each step, as chat templates that `trim` contents do.
+    #[serde(default)]
+    pub trim: bool,
+    #[serde(default)]
+    pub encoding: PromptEncoding,
+    /// Let the tokenizer add its special tokens (a BOS) to the whole text.
+    #[serde(default)]
+    pub add_special_tokens: bool,
+}
+
+fn step_placeholder() -> String {
+    "{step}".into()
+}
+
+/// How the reference turns the text into ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptEncoding {
+    /// The whole text at once; each step's score is read at the token that ends its text.
+    #[default]
+    Whole,
+    /// The template and each step on their own, the marker token appended after each step.
+    Pieces,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -49,6 +92,9 @@ pub struct Manifest {
     /// Longest problem prefix kept in a window, so steps always have room.
     pub max_problem_tokens: usize,
     pub separator: SeparatorSpec,
+    /// The prompt around the steps (imported PRMs); `None`: `separator.bos`, problem, ... only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<PromptSpec>,
     /// Threshold for the predicted first error, chosen on a development set when trained.
     #[serde(default = "default_tau")]
     pub tau: f32,

@@ -6,6 +6,7 @@ pub mod create;
 pub mod ensemble;
 pub mod execution;
 pub mod heads;
+pub mod import;
 pub mod init;
 pub mod manifest;
 pub mod onnx_proto;

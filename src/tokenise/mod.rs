@@ -7,6 +7,9 @@ use std::path::Path;
 
 use tokenizers::Tokenizer;
 
+use crate::model::manifest::PromptSpec;
+
+mod prompt;
 use crate::model::{LoadedModel, ModelError};
 
 /// Token ids of the structural tokens.
@@ -115,13 +118,14 @@ pub struct Tokeniser {
     tokenizer: Tokenizer,
     special: SpecialTokens,
     limits: WindowLimits,
+    prompt: Option<PromptSpec>,
 }
 
 impl Tokeniser {
     pub fn for_model(model: &LoadedModel) -> Result<Self, ModelError> {
         model.check_files()?;
         let m = &model.manifest;
-        Self::from_file(
+        let mut tokeniser = Self::from_file(
             &model.tokenizer_path,
             &m.separator.bos,
             &m.separator.problem_end,
@@ -131,7 +135,15 @@ impl Tokeniser {
                 max_length: m.max_length,
                 max_problem_tokens: m.max_problem_tokens,
             },
-        )
+        )?;
+        if let Some(prompt) = &m.prompt {
+            prompt::check(prompt).map_err(|message| ModelError::Manifest {
+                path: model.dir.clone().unwrap_or_default().join("manifest.json"),
+                message,
+            })?;
+        }
+        tokeniser.prompt = m.prompt.clone();
+        Ok(tokeniser)
     }
 
     pub fn from_file(
@@ -172,6 +184,7 @@ impl Tokeniser {
             tokenizer,
             special,
             limits,
+            prompt: None,
         })
     }
 
@@ -184,6 +197,15 @@ impl Tokeniser {
         &self,
         trajectories: &[(&str, &[String])],
     ) -> Result<Vec<TokenisedTrajectory>, String> {
+        if let Some(prompt) = &self.prompt {
+            return prompt::encode(
+                &self.tokenizer,
+                prompt,
+                self.special,
+                self.limits,
+                trajectories,
+            );
+        }
         let mut texts: Vec<&str> = Vec::new();
         for (problem, steps) in trajectories {
             texts.push(problem);

@@ -1,0 +1,269 @@
+//! The decoder backbone of Qwen2 / Llama / Mistral checkpoints as an ONNX graph of standard
+//! operators (opset 17, so every execution provider runs it): embeddings, per layer RMSNorm ->
+//! grouped-query attention with RoPE and a causal + padding mask -> RMSNorm -> SwiGLU MLP, a final
+//! RMSNorm, and optionally the first layer of the family's head. Output: `last_hidden_state`
+//! `[batch, seq, width]`, the backbone contract of `model/backbone.rs`.
+
+use std::path::Path;
+
+use super::checkpoint::Checkpoint;
+use super::config::HfConfig;
+use super::graph::{Attr, Graph};
+use super::ImportError;
+use crate::model::backbone::{ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE};
+
+/// A `ReLU(W x + b)` layer applied to the final hidden state inside the graph (Qwen2.5-Math-PRM's
+/// `score.0`): the features the heads read are then this layer's output.
+pub struct FeatureLayer {
+    /// `[out, in]` as stored (nn.Linear).
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub out: usize,
+}
+
+/// Writes `backbone.onnx` (+ `backbone.onnx.data`) into `dir`; returns the feature width.
+pub fn write_backbone(
+    config: &HfConfig,
+    weights: &Checkpoint,
+    prefix: &str,
+    feature_layer: Option<FeatureLayer>,
+    dir: &Path,
+) -> Result<usize, ImportError> {
+    let h = config.hidden_size;
+    let (nh, nkv, hd) = (
+        config.num_attention_heads,
+        config.kv_heads(),
+        config.head_dim(),
+    );
+    if nh % nkv != 0 {
+        return Err(ImportError::Unsupported(format!(
+            "{nh} attention heads do not group over {nkv} key-value heads"
+        )));
+    }
+    let group = nh / nkv;
+    let inter = config.intermediate_size;
+    let mut g = Graph::new(Some(&dir.join("backbone.onnx.data")))?;
+    // shape plumbing
+    let zero = g.ints("c_zero", &[], &[0]);
+    let one = g.ints("c_one", &[], &[1]);
+    let axis0 = g.ints("c_axis0", &[1], &[0]);
+    let axis1 = g.ints("c_axis1", &[1], &[1]);
+    let axis2 = g.ints("c_axis2", &[1], &[2]);
+    let axes12 = g.ints("c_axes12", &[2], &[1, 2]);
+    let shape = g.op("Shape", &[INPUT_IDS], &[]);
+    let seq = g.op("Gather", &[&shape, &one], &[("axis", Attr::Int(0))]);
+    let positions = g.op("Range", &[&zero, &seq, &one], &[]);
+    let positions = g.op("Cast", &[&positions], &[("to", Attr::Int(1))]);
+    let positions = g.op("Unsqueeze", &[&positions, &axis1], &[]);
+    // RoPE tables [seq, head_dim]
+    let inv_freq = config.inv_freq();
+    let inv_freq = g.floats("rope_inv_freq", &[1, hd / 2], &inv_freq)?;
+    let freqs = g.op("MatMul", &[&positions, &inv_freq], &[]);
+    let emb = g.op("Concat", &[&freqs, &freqs], &[("axis", Attr::Int(-1))]);
+    let cos = g.op("Cos", &[&emb], &[]);
+    let sin = g.op("Sin", &[&emb], &[]);
+    // rotate_half(x) = x @ R: [-x2, x1]
+    let mut rotate = vec![0f32; hd * hd];
+    for i in 0..hd / 2 {
+        rotate[(i + hd / 2) * hd + i] = -1.0; // out[i] = -x[i + hd/2]
+        rotate[i * hd + i + hd / 2] = 1.0; // out[i + hd/2] = x[i]
+    }
+    let rotate = g.floats("rope_rotate_half", &[hd, hd], &rotate)?;
+    // additive mask [batch, 1, 1, seq, seq]: causal and padding (right-padded batches)
+    let f_one = g.floats("c_f_one", &[], &[1.0])?;
+    let f_neg = g.floats("c_f_neg", &[], &[-1e9])?;
+    let seq1 = g.op("Unsqueeze", &[&seq, &axis0], &[]);
+    let square = g.op("Concat", &[&seq1, &seq1], &[("axis", Attr::Int(0))]);
+    let ones = g.op("Expand", &[&f_one, &square], &[]);
+    let causal = g.op("Trilu", &[&ones], &[("upper", Attr::Int(0))]);
+    let pad = g.op("Cast", &[ATTENTION_MASK], &[("to", Attr::Int(1))]);
+    let pad = g.op("Unsqueeze", &[&pad, &axes12], &[]);
+    let pad = g.op("Unsqueeze", &[&pad, &axis1], &[]);
+    let allowed = g.op("Mul", &[&causal, &pad], &[]);
+    let blocked = g.op("Sub", &[&f_one, &allowed], &[]);
+    let mask = g.op("Mul", &[&blocked, &f_neg], &[]);
+    let scale = g.floats("c_attn_scale", &[], &[1.0 / (hd as f32).sqrt()])?;
+    let eps = g.floats("c_rms_eps", &[], &[config.rms_norm_eps as f32])?;
+    let shape_q = g.ints("c_shape_q", &[4], &[0, 0, nh as i64, hd as i64]);
+    let shape_kv = g.ints("c_shape_kv", &[4], &[0, 0, nkv as i64, hd as i64]);
+    let shape_grouped = g.ints(
+        "c_shape_grouped",
+        &[5],
+        &[0, nkv as i64, group as i64, -1, hd as i64],
+    );
+    let shape_heads = g.ints("c_shape_heads", &[4], &[0, nh as i64, -1, hd as i64]);
+    let shape_merged = g.ints("c_shape_merged", &[3], &[0, 0, (nh * hd) as i64]);
+
+    let name = |rest: &str| format!("{prefix}{rest}");
+    let embed = weights.read_shaped(&name("embed_tokens.weight"), &[config.vocab_size, h])?;
+    let embed = g.floats("embed_tokens", &[config.vocab_size, h], &embed)?;
+    let mut x = g.op("Gather", &[&embed, INPUT_IDS], &[("axis", Attr::Int(0))]);
+
+    for layer in 0..config.num_hidden_layers {
+        let p = |rest: &str| name(&format!("layers.{layer}.{rest}"));
+        let normed = rms_norm(&mut g, weights, &x, &p("input_layernorm.weight"), h, &eps)?;
+        let q = linear(&mut g, weights, &normed, &p("self_attn.q_proj"), h, nh * hd)?;
+        let k = linear(
+            &mut g,
+            weights,
+            &normed,
+            &p("self_attn.k_proj"),
+            h,
+            nkv * hd,
+        )?;
+        let v = linear(
+            &mut g,
+            weights,
+            &normed,
+            &p("self_attn.v_proj"),
+            h,
+            nkv * hd,
+        )?;
+        let heads_first = [("perm", Attr::Ints(vec![0, 2, 1, 3]))];
+        let q = g.op("Reshape", &[&q, &shape_q], &[]);
+        let q = g.op("Transpose", &[&q], &heads_first);
+        let k = g.op("Reshape", &[&k, &shape_kv], &[]);
+        let k = g.op("Transpose", &[&k], &heads_first);
+        let v = g.op("Reshape", &[&v, &shape_kv], &[]);
+        let v = g.op("Transpose", &[&v], &heads_first);
+        let q = rope(&mut g, &q, &cos, &sin, &rotate);
+        let k = rope(&mut g, &k, &cos, &sin, &rotate);
+        let q = g.op("Mul", &[&q, &scale], &[]);
+        // grouped-query attention by broadcasting: q [b, kv, group, s, d], k and v [b, kv, 1, s, d]
+        let q = g.op("Reshape", &[&q, &shape_grouped], &[]);
+        let k = g.op("Unsqueeze", &[&k, &axis2], &[]);
+        let k = g.op(
+            "Transpose",
+            &[&k],
+            &[("perm", Attr::Ints(vec![0, 1, 2, 4, 3]))],
+        );
+        let v = g.op("Unsqueeze", &[&v, &axis2], &[]);
+        let scores = g.op("MatMul", &[&q, &k], &[]);
+        let scores = g.op("Add", &[&scores, &mask], &[]);
+        let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+        let attended = g.op("MatMul", &[&probs, &v], &[]);
+        let attended = g.op("Reshape", &[&attended, &shape_heads], &[]);
+        let attended = g.op("Transpose", &[&attended], &heads_first);
+        let attended = g.op("Reshape", &[&attended, &shape_merged], &[]);
+        let out = linear(
+            &mut g,
+            weights,
+            &attended,
+            &p("self_attn.o_proj"),
+            nh * hd,
+            h,
+        )?;
+        x = g.op("Add", &[&x, &out], &[]);
+        let normed = rms_norm(
+            &mut g,
+            weights,
+            &x,
+            &p("post_attention_layernorm.weight"),
+            h,
+            &eps,
+        )?;
+        let gate = linear(&mut g, weights, &normed, &p("mlp.gate_proj"), h, inter)?;
+        let up = linear(&mut g, weights, &normed, &p("mlp.up_proj"), h, inter)?;
+        let sig = g.op("Sigmoid", &[&gate], &[]);
+        let act = g.op("Mul", &[&gate, &sig], &[]);
+        let act = g.op("Mul", &[&act, &up], &[]);
+        let down = linear(&mut g, weights, &act, &p("mlp.down_proj"), inter, h)?;
+        x = g.op("Add", &[&x, &down], &[]);
+    }
+    let normed = rms_norm(&mut g, weights, &x, &name("norm.weight"), h, &eps)?;
+    let width = match feature_layer {
+        None => {
+            g.op_named("Identity", &[&normed], &[], LAST_HIDDEN_STATE);
+            h
+        }
+        Some(layer) => {
+            let w = g.floats(
+                "feature_layer.weight",
+                &[h, layer.out],
+                &transpose(&layer.weight, layer.out, h),
+            )?;
+            let b = g.floats("feature_layer.bias", &[layer.out], &layer.bias)?;
+            let z = g.op("MatMul", &[&normed, &w], &[]);
+            let z = g.op("Add", &[&z, &b], &[]);
+            g.op_named("Relu", &[&z], &[], LAST_HIDDEN_STATE);
+            layer.out
+        }
+    };
+    g.finish(
+        &dir.join("backbone.onnx"),
+        &[INPUT_IDS, ATTENTION_MASK],
+        LAST_HIDDEN_STATE,
+        width,
+        &format!(
+            "actprm import of a {} decoder ({} layers, hidden {h})",
+            config.model_type, config.num_hidden_layers
+        ),
+    )?;
+    Ok(width)
+}
+
+/// `x * w / sqrt(mean(x^2) + eps)` over the last axis, in f32 as transformers computes it.
+fn rms_norm(
+    g: &mut Graph,
+    weights: &Checkpoint,
+    x: &str,
+    weight: &str,
+    h: usize,
+    eps: &str,
+) -> Result<String, ImportError> {
+    let w = weights.read_shaped(weight, &[h])?;
+    let w = g.floats(weight, &[h], &w)?;
+    let sq = g.op("Mul", &[x, x], &[]);
+    let mean = g.op(
+        "ReduceMean",
+        &[&sq],
+        &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))],
+    );
+    let var = g.op("Add", &[&mean, eps], &[]);
+    let rms = g.op("Sqrt", &[&var], &[]);
+    let normed = g.op("Div", &[x, &rms], &[]);
+    Ok(g.op("Mul", &[&normed, &w], &[]))
+}
+
+/// `x @ W^T (+ b)` for an nn.Linear stored as `{name}.weight [out, in]` (and `{name}.bias`).
+fn linear(
+    g: &mut Graph,
+    weights: &Checkpoint,
+    x: &str,
+    name: &str,
+    input: usize,
+    output: usize,
+) -> Result<String, ImportError> {
+    let w = weights.read_shaped(&format!("{name}.weight"), &[output, input])?;
+    let w = g.floats(
+        &format!("{name}.weight"),
+        &[input, output],
+        &transpose(&w, output, input),
+    )?;
+    let y = g.op("MatMul", &[x, &w], &[]);
+    let bias = format!("{name}.bias");
+    if !weights.contains(&bias) {
+        return Ok(y);
+    }
+    let b = weights.read_shaped(&bias, &[output])?;
+    let b = g.floats(&bias, &[output], &b)?;
+    Ok(g.op("Add", &[&y, &b], &[]))
+}
+
+fn rope(g: &mut Graph, x: &str, cos: &str, sin: &str, rotate: &str) -> String {
+    let a = g.op("Mul", &[x, cos], &[]);
+    let rotated = g.op("MatMul", &[x, rotate], &[]);
+    let b = g.op("Mul", &[&rotated, sin], &[]);
+    g.op("Add", &[&a, &b], &[])
+}
+
+/// `[rows, cols]` -> `[cols, rows]`.
+pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = m[r * cols + c];
+        }
+    }
+    out
+}

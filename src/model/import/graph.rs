@@ -1,0 +1,200 @@
+//! A small ONNX graph builder: nodes with fresh output names, constants, and weights that go
+//! into the protobuf or, past a size, into an external data file beside it (protobuf files stop
+//! at 2 GiB; a 7B backbone is 28 GB in f32).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+use super::ImportError;
+use crate::model::onnx_proto::*;
+
+/// Weights at least this large go to the external data file.
+const EXTERNAL_FROM_BYTES: usize = 1 << 10;
+
+pub struct Graph {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    data: Option<(BufWriter<File>, PathBuf, String, u64)>,
+    counter: usize,
+}
+
+pub enum Attr {
+    Int(i64),
+    Ints(Vec<i64>),
+}
+
+impl Graph {
+    /// A graph whose large weights are written to `data_path` (named relative to the model file).
+    pub fn new(data_path: Option<&Path>) -> Result<Self, ImportError> {
+        let data = match data_path {
+            Some(p) => {
+                let file = File::create(p).map_err(ImportError::io(p))?;
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Some((BufWriter::new(file), p.to_path_buf(), name, 0))
+            }
+            None => None,
+        };
+        Ok(Self {
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            data,
+            counter: 0,
+        })
+    }
+
+    /// Adds `op` and returns its (fresh) output name.
+    pub fn op(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
+        self.counter += 1;
+        let output = format!("{}_{}", op.to_lowercase(), self.counter);
+        self.op_named(op, inputs, attrs, &output);
+        output
+    }
+
+    /// Adds `op` writing to `output`.
+    pub fn op_named(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)], output: &str) {
+        let attribute = attrs
+            .iter()
+            .map(|(name, a)| match a {
+                Attr::Int(i) => AttributeProto {
+                    name: name.to_string(),
+                    i: *i,
+                    ints: vec![],
+                    r#type: 2,
+                },
+                Attr::Ints(v) => AttributeProto {
+                    name: name.to_string(),
+                    i: 0,
+                    ints: v.clone(),
+                    r#type: 7,
+                },
+            })
+            .collect();
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.to_string()],
+            name: output.to_string(),
+            op_type: op.to_string(),
+            attribute,
+        });
+    }
+
+    /// An int64 constant (`dims` empty: a scalar).
+    pub fn ints(&mut self, name: &str, dims: &[i64], values: &[i64]) -> String {
+        self.initializers.push(TensorProto {
+            dims: dims.to_vec(),
+            data_type: DTYPE_INT64,
+            name: name.into(),
+            int64_data: values.to_vec(),
+            ..Default::default()
+        });
+        name.into()
+    }
+
+    /// An f32 weight or constant.
+    pub fn floats(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        values: &[f32],
+    ) -> Result<String, ImportError> {
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut tensor = TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: DTYPE_FLOAT,
+            name: name.into(),
+            ..Default::default()
+        };
+        match &mut self.data {
+            Some((writer, path, file_name, offset)) if raw.len() >= EXTERNAL_FROM_BYTES => {
+                writer.write_all(&raw).map_err(ImportError::io(path))?;
+                let entry = |key: &str, value: String| StringStringEntryProto {
+                    key: key.into(),
+                    value,
+                };
+                tensor.external_data = vec![
+                    entry("location", file_name.clone()),
+                    entry("offset", offset.to_string()),
+                    entry("length", raw.len().to_string()),
+                ];
+                tensor.data_location = 1;
+                *offset += raw.len() as u64;
+            }
+            _ => tensor.raw_data = raw,
+        }
+        self.initializers.push(tensor);
+        Ok(name.into())
+    }
+
+    /// Writes the model; `inputs` are int64 `[batch, seq]`, `output` is f32 `[batch, seq, width]`.
+    pub fn finish(
+        mut self,
+        path: &Path,
+        inputs: &[&str],
+        output: &str,
+        width: usize,
+        doc: &str,
+    ) -> Result<(), ImportError> {
+        if let Some((mut writer, data_path, _, _)) = self.data.take() {
+            writer.flush().map_err(ImportError::io(&data_path))?;
+            writer
+                .into_inner()
+                .map_err(|e| ImportError::io(&data_path)(e.into_error()))?
+                .sync_all()
+                .map_err(ImportError::io(&data_path))?;
+        }
+        let sym = |s: &str| Dimension {
+            dim_value: None,
+            dim_param: Some(s.into()),
+        };
+        let value = |name: &str, elem_type: i32, dim: Vec<Dimension>| ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TypeProtoTensor {
+                    elem_type,
+                    shape: Some(TensorShapeProto { dim }),
+                }),
+            }),
+        };
+        let graph = GraphProto {
+            node: self.nodes,
+            name: "actprm_backbone".into(),
+            initializer: self.initializers,
+            input: inputs
+                .iter()
+                .map(|n| value(n, DTYPE_INT64, vec![sym("batch"), sym("seq")]))
+                .collect(),
+            output: vec![value(
+                output,
+                DTYPE_FLOAT,
+                vec![
+                    sym("batch"),
+                    sym("seq"),
+                    Dimension {
+                        dim_value: Some(width as i64),
+                        dim_param: None,
+                    },
+                ],
+            )],
+        };
+        let bytes = ModelProto {
+            ir_version: 8,
+            producer_name: "actprm".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            doc_string: doc.into(),
+            graph: Some(graph),
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            }],
+            metadata_props: vec![],
+        }
+        .encode_to_vec();
+        std::fs::write(path, bytes).map_err(ImportError::io(path))
+    }
+}

@@ -1,0 +1,255 @@
+//! `actprm import`: a Hugging Face PRM checkpoint folder (as `huggingface-cli download` leaves
+//! it) into an actprm model directory that every command runs unchanged. The decoder becomes an
+//! ONNX backbone written here (`decoder.rs`), the family's head becomes actprm heads
+//! (`heads.rs`), and the family's input format becomes the manifest's prompt and step marker.
+
+mod checkpoint;
+mod config;
+mod decoder;
+mod graph;
+mod heads;
+mod prompt;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use checkpoint::Checkpoint;
+pub use config::HfConfig;
+
+use super::manifest::{Manifest, SeparatorSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("tensor {name} {message}")]
+    Tensor { name: String, message: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Model(#[from] super::ModelError),
+}
+
+impl ImportError {
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The PRM families actprm reads, by how they score a step.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum, Default,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// Read `architectures` and the head's tensor names.
+    #[default]
+    Auto,
+    /// Qwen2ForProcessRewardModel (Qwen2.5-Math-PRM-7B/72B, Qwen2.5-Math-7B-PRM800K).
+    QwenPrm,
+    /// Qwen2ForEnsemblePRM (sail/ActPRM, ActPRM-X): E heads, exactly actprm's.
+    Actprm,
+    /// Qwen2ForPrmModel (Skywork-o1-Open-PRM-Qwen-2.5-1.5B / 7B).
+    Skywork,
+    /// A language model read at a step tag (Math-Shepherd, RLHFlow).
+    TokenHead,
+}
+
+impl Family {
+    /// The name users type (`--format`).
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// What `actprm import` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub from: String,
+    pub output: String,
+    pub family: Family,
+    pub architecture: String,
+    pub layers: usize,
+    pub hidden_size: usize,
+    pub feature_size: usize,
+    pub ensemble_size: usize,
+    pub stored_dtypes: Vec<String>,
+    pub step_marker: String,
+    pub max_length: usize,
+    pub seconds: f64,
+}
+
+impl crate::report::Report for ImportReport {
+    fn table(&self) -> String {
+        format!(
+            "imported       {}\n  family       {} ({})\n  backbone     {} layers, hidden {}, weights {}\n  \
+             heads        {} on {} features\n  step marker  {:?}\n  context      {} tokens\nmodel          {}\nseconds        {:.1}\n",
+            self.from,
+            self.family.name(),
+            self.architecture,
+            self.layers,
+            self.hidden_size,
+            self.stored_dtypes.join(", "),
+            self.ensemble_size,
+            self.feature_size,
+            self.step_marker,
+            self.max_length,
+            self.output,
+            self.seconds
+        )
+    }
+}
+
+/// Longest sequence an imported model is given at once; longer trajectories are scored in
+/// windows that repeat the prompt (attention cost grows with its square).
+const MAX_CONTEXT: usize = 4096;
+
+/// Imports `from` into the model directory `output` (written whole or not at all).
+pub fn import(from: &Path, output: &Path, family: Family) -> Result<ImportReport, ImportError> {
+    let started = std::time::Instant::now();
+    let config = HfConfig::read(from)?;
+    let weights = Checkpoint::open(from)?;
+    let family = match family {
+        Family::Auto => detect(&config, &weights)?,
+        f => f,
+    };
+    let tokenizer_path = from.join("tokenizer.json");
+    let tokenizer =
+        tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| ImportError::File {
+            path: tokenizer_path.clone(),
+            message: e.to_string(),
+        })?;
+    let format = prompt::input_format(family, &tokenizer, &config, from)?;
+    let staging = crate::sink::atomic::temp_path(output, &crate::sink::atomic::process_tag());
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(ImportError::io(&staging))?;
+    let written =
+        write_model(from, &staging, family, &config, &weights, &format).and_then(|sizes| {
+            crate::sink::atomic::replace_dir(&staging, output)
+                .map(|_| sizes)
+                .map_err(|e| ImportError::File {
+                    path: output.to_path_buf(),
+                    message: e.to_string(),
+                })
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    let (feature_size, ensemble_size, max_length) = written?;
+    Ok(ImportReport {
+        from: from.display().to_string(),
+        output: output.display().to_string(),
+        family,
+        architecture: config.architectures.join(", "),
+        layers: config.num_hidden_layers,
+        hidden_size: config.hidden_size,
+        feature_size,
+        ensemble_size,
+        stored_dtypes: weights.dtypes.clone(),
+        step_marker: format.marker.clone(),
+        max_length,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Writes the model's files into `staging`; returns (feature size, E, context).
+fn write_model(
+    from: &Path,
+    staging: &Path,
+    family: Family,
+    config: &HfConfig,
+    weights: &Checkpoint,
+    format: &prompt::InputFormat,
+) -> Result<(usize, usize, usize), ImportError> {
+    let tokenizer_path = from.join("tokenizer.json");
+    let (feature_layer, heads, anchors) = heads::build(family, config, weights, format.candidates)?;
+    let feature_size = decoder::write_backbone(config, weights, "model.", feature_layer, staging)?;
+    if heads.dim != feature_size {
+        return Err(ImportError::Unsupported(format!(
+            "the heads take {} features, the backbone gives {feature_size}",
+            heads.dim
+        )));
+    }
+    std::fs::copy(&tokenizer_path, staging.join("tokenizer.json"))
+        .map_err(ImportError::io(&tokenizer_path))?;
+    let name = from
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imported".into());
+    let max_length = config.max_position_embeddings.min(MAX_CONTEXT);
+    let manifest = Manifest {
+        name: name.clone(),
+        backbone: "backbone.onnx".into(),
+        backbone_sha256: None,
+        tokenizer: "tokenizer.json".into(),
+        heads: "heads.onnx".into(),
+        anchors: Some("anchors.onnx".into()),
+        hidden_size: feature_size,
+        ensemble_size: heads.heads,
+        max_length,
+        max_problem_tokens: max_length / 2,
+        separator: SeparatorSpec {
+            bos: None,
+            problem_end: None,
+            step: format.marker.clone(),
+            eos: None,
+        },
+        prompt: Some(format.prompt.clone()),
+        tau: 0.5,
+        seed: 0,
+        provenance: format!(
+            "actprm import of {} ({}, {}), weights {}",
+            from.display(),
+            family.name(),
+            config.architectures.join(", "),
+            weights.dtypes.join(", ")
+        ),
+    };
+    let meta = [("actprm.imported_from", name.clone())];
+    let write = |file: &str, bytes: &[u8]| {
+        let path = staging.join(file);
+        std::fs::write(&path, bytes).map_err(ImportError::io(&path))
+    };
+    write("heads.onnx", &heads.to_onnx(&meta))?;
+    write("anchors.onnx", &anchors.to_onnx(&meta))?;
+    write(
+        super::manifest::MANIFEST_FILE,
+        serde_json::to_string_pretty(&manifest)
+            .expect("manifest serialises")
+            .as_bytes(),
+    )?;
+    Ok((feature_size, heads.heads, max_length))
+}
+
+/// The family from `architectures`, else from the head's tensor names.
+fn detect(config: &HfConfig, weights: &Checkpoint) -> Result<Family, ImportError> {
+    let arch = |a: &str| config.architectures.iter().any(|x| x == a);
+    Ok(
+        if arch("Qwen2ForProcessRewardModel") || weights.contains("score.2.weight") {
+            Family::QwenPrm
+        } else if arch("Qwen2ForEnsemblePRM") || weights.contains("score.model.nn1.weight") {
+            Family::Actprm
+        } else if arch("Qwen2ForPrmModel") || weights.contains("v_head.summary.weight") {
+            Family::Skywork
+        } else if weights.contains("lm_head.weight") {
+            Family::TokenHead
+        } else {
+            return Err(ImportError::Unsupported(format!(
+                "cannot tell the PRM family of architectures {:?}: pass --format qwen-prm, \
+                 actprm, skywork or token-head",
+                config.architectures
+            )));
+        },
+    )
+}

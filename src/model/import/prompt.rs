@@ -1,0 +1,339 @@
+//! Each family's input format as a manifest prompt, derived as its reference code builds the
+//! input: chat families render the checkpoint's own chat template (a real Jinja engine) with
+//! sentinel texts in place of the problem and steps, and the rendering is cut at the sentinels.
+
+use std::path::Path;
+
+use tokenizers::Tokenizer;
+
+use super::config::HfConfig;
+use super::{Family, ImportError};
+use crate::model::manifest::{PromptEncoding, PromptSpec};
+
+/// Qwen2.5-Math's system prompt, as the PRM's model card passes it.
+pub const QWEN_MATH_SYSTEM: &str =
+    "Please reason step by step, and put your final answer within \\boxed{}.";
+
+const PROBLEM: &str = "\u{E000}PROBLEM\u{E000}";
+const ANSWER: &str = "\u{E000}ANSWER\u{E000}";
+
+fn step_sentinel(i: usize) -> String {
+    format!("\u{E000}STEP{i}\u{E000}")
+}
+
+/// What the manifest and the heads need to know about a family's input.
+pub struct InputFormat {
+    pub prompt: PromptSpec,
+    /// The token each step's score is read at.
+    pub marker: String,
+    /// Token heads: the (good, bad) token ids.
+    pub candidates: Option<(u32, u32)>,
+}
+
+pub fn input_format(
+    family: Family,
+    tokenizer: &Tokenizer,
+    config: &HfConfig,
+    from: &Path,
+) -> Result<InputFormat, ImportError> {
+    let tokenizer_config = TokenizerConfig::read(from)?;
+    let last_id = |text: &str| {
+        tokenizer
+            .encode(text, false)
+            .ok()
+            .and_then(|e| e.get_ids().last().copied())
+            .ok_or_else(|| {
+                ImportError::Unsupported(format!(
+                    "{}: the tokenizer encodes {text:?} to nothing",
+                    from.display()
+                ))
+            })
+    };
+    let token = |id: u32| tokenizer.id_to_token(id).unwrap_or_default();
+    match family {
+        Family::QwenPrm | Family::Actprm => {
+            let marker = config
+                .rr_token
+                .clone()
+                .or_else(|| config.rr_token_id.and_then(|id| tokenizer.id_to_token(id)))
+                .unwrap_or_else(|| "<extra_0>".into());
+            if tokenizer.token_to_id(&marker).is_none() {
+                return Err(ImportError::Unsupported(format!(
+                    "{}: the tokenizer has no step token {marker:?}",
+                    from.display()
+                )));
+            }
+            let template = tokenizer_config.chat_template(from)?;
+            let prompt = steps_in_one_turn(&template, &tokenizer_config, &marker)?;
+            Ok(InputFormat {
+                prompt,
+                marker,
+                candidates: None,
+            })
+        }
+        Family::Skywork => {
+            // SkyworkAI/skywork-o1-prm-inference io_utils.prepare_input: no chat template
+            let bos = tokenizer_config.bos_token.clone().unwrap_or_default();
+            Ok(InputFormat {
+                prompt: PromptSpec {
+                    template: format!("{bos}{{problem}}\n"),
+                    step: "{step}".into(),
+                    first_step: None,
+                    step_label: None,
+                    trim: false,
+                    encoding: PromptEncoding::Pieces,
+                    add_special_tokens: false,
+                },
+                marker: token(last_id("\n")?),
+                candidates: None,
+            })
+        }
+        Family::TokenHead => match tokenizer_config.template.as_deref() {
+            // RLHFlow: each step a user turn answered by "+"; read where "+" would come
+            Some(template) => {
+                let (prompt, marker_text) = steps_as_turns(template, &tokenizer_config, "+")?;
+                Ok(InputFormat {
+                    prompt,
+                    marker: token(last_id(&marker_text)?),
+                    candidates: Some((last_id("+")?, last_id("-")?)),
+                })
+            }
+            // Math-Shepherd's model card: "{question} Step 1: ... ки\nStep 2: ... ки"
+            None => {
+                let pair = tokenizer
+                    .encode("+ -", false)
+                    .map_err(|e| ImportError::Unsupported(e.to_string()))?;
+                let ids = pair.get_ids();
+                if ids.len() < 2 {
+                    return Err(ImportError::Unsupported(format!(
+                        "{}: \"+ -\" is not two tokens",
+                        from.display()
+                    )));
+                }
+                Ok(InputFormat {
+                    prompt: PromptSpec {
+                        template: "{problem} ".into(),
+                        step: "\n{step} ки".into(),
+                        first_step: Some("{step} ки".into()),
+                        step_label: Some("Step {index}: ".into()),
+                        trim: false,
+                        encoding: PromptEncoding::Whole,
+                        add_special_tokens: true,
+                    },
+                    marker: token(last_id("ки")?),
+                    candidates: Some((ids[ids.len() - 2], ids[ids.len() - 1])),
+                })
+            }
+        },
+        Family::Auto => Err(ImportError::Unsupported(
+            "the family must be known before its input format".into(),
+        )),
+    }
+}
+
+/// Qwen-style PRMs: system, user = problem, assistant = each step followed by the marker.
+fn steps_in_one_turn(
+    template: &str,
+    config: &TokenizerConfig,
+    marker: &str,
+) -> Result<PromptSpec, ImportError> {
+    let steps: Vec<String> = (1..=3).map(step_sentinel).collect();
+    let answer: String = steps.iter().map(|s| format!("{s}{marker}")).collect();
+    let messages = vec![
+        ("system", QWEN_MATH_SYSTEM.to_string()),
+        ("user", PROBLEM.to_string()),
+        ("assistant", answer),
+    ];
+    let text = config.render(template, &messages)?;
+    let [s1, s2, s3] = [0, 1, 2].map(|i| text.find(&steps[i]));
+    let (Some(s1), Some(s2), Some(s3)) = (s1, s2, s3) else {
+        return Err(unexpected("the steps do not appear in the rendered chat"));
+    };
+    let between = |a: usize, i: usize, b: usize| &text[a + steps[i].len()..b];
+    if between(s1, 0, s2) != marker || between(s2, 1, s3) != marker {
+        return Err(unexpected(
+            "the steps are not separated by the step token alone",
+        ));
+    }
+    Ok(PromptSpec {
+        template: text[..s1].replace(PROBLEM, "{problem}"),
+        step: format!("{{step}}{marker}"),
+        first_step: None,
+        step_label: None,
+        trim: trims(template, config)?,
+        encoding: PromptEncoding::Whole,
+        add_special_tokens: false,
+    })
+}
+
+/// RLHFlow-style PRMs: user = problem + " " + step 1, assistant = `answer`, user = step 2, ...;
+/// the score is read at the token before each answer. Returns the prompt and the text of that
+/// token (the end of the assistant header).
+fn steps_as_turns(
+    template: &str,
+    config: &TokenizerConfig,
+    answer: &str,
+) -> Result<(PromptSpec, String), ImportError> {
+    let steps: Vec<String> = (1..=3).map(step_sentinel).collect();
+    let mut messages = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        let user = if i == 0 {
+            format!("{PROBLEM} {s}")
+        } else {
+            s.clone()
+        };
+        messages.push(("user", user));
+        messages.push(("assistant", ANSWER.to_string()));
+    }
+    let text = config.render(template, &messages)?;
+    let at = |needle: &str, from: usize| {
+        text[from..]
+            .find(needle)
+            .map(|i| i + from)
+            .ok_or_else(|| unexpected("a turn does not appear in the rendered chat"))
+    };
+    let problem = at(PROBLEM, 0)?;
+    let a1 = at(ANSWER, problem)?;
+    let a2 = at(ANSWER, a1 + ANSWER.len())?;
+    let a3 = at(ANSWER, a2 + ANSWER.len())?;
+    let second = text[a1 + ANSWER.len()..a2].replace(&steps[1], "{step}");
+    let third = text[a2 + ANSWER.len()..a3].replace(&steps[2], "{step}");
+    if second != third || !second.contains("{step}") {
+        return Err(unexpected("the user turns do not repeat one form"));
+    }
+    // the header before an answer ends with the text the score is read at: its last line break run
+    let first = text[problem..a1]
+        .replace(PROBLEM, "{problem}")
+        .replace(&steps[0], "{step}");
+    let marker_text: String = first
+        .chars()
+        .rev()
+        .take_while(|c| c.is_whitespace())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if marker_text.is_empty() {
+        return Err(unexpected(
+            "the assistant header does not end with a line break",
+        ));
+    }
+    Ok((
+        PromptSpec {
+            template: text[..problem].to_string(),
+            step: format!("{answer}{second}"),
+            first_step: Some(first),
+            step_label: None,
+            trim: trims(template, config)?,
+            encoding: PromptEncoding::Whole,
+            add_special_tokens: false,
+        },
+        marker_text,
+    ))
+}
+
+/// Whether the template trims message contents (Llama 3's `| trim`), found by rendering one.
+fn trims(template: &str, config: &TokenizerConfig) -> Result<bool, ImportError> {
+    let padded = format!(" {PROBLEM} ");
+    let text = config.render(template, &[("user", padded.clone())])?;
+    Ok(!text.contains(&padded))
+}
+
+fn unexpected(what: &str) -> ImportError {
+    ImportError::Unsupported(format!(
+        "the chat template is not of a known PRM form: {what}; pass --format to choose another family"
+    ))
+}
+
+/// The parts of `tokenizer_config.json` the input formats use.
+struct TokenizerConfig {
+    template: Option<String>,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+}
+
+impl TokenizerConfig {
+    fn read(from: &Path) -> Result<Self, ImportError> {
+        let path = from.join("tokenizer_config.json");
+        if !path.exists() {
+            return Ok(Self {
+                template: None,
+                bos_token: None,
+                eos_token: None,
+            });
+        }
+        let text = std::fs::read_to_string(&path).map_err(ImportError::io(&path))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ImportError::File {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let token = |key: &str| match v.get(key) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(o) => o
+                .get("content")
+                .and_then(|c| c.as_str())
+                .map(str::to_string),
+            None => None,
+        };
+        let template = match v.get("chat_template") {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            // a list of named templates: the default one
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                .and_then(|t| t.get("template"))
+                .and_then(|t| t.as_str())
+                .map(str::to_string),
+            _ => None,
+        };
+        Ok(Self {
+            template,
+            bos_token: token("bos_token"),
+            eos_token: token("eos_token"),
+        })
+    }
+
+    fn chat_template(&self, from: &Path) -> Result<String, ImportError> {
+        self.template.clone().ok_or_else(|| {
+            ImportError::Unsupported(format!(
+                "{}: tokenizer_config.json has no chat_template; this family is read through it",
+                from.display()
+            ))
+        })
+    }
+
+    /// `apply_chat_template(messages, tokenize=False, add_generation_prompt=False)`.
+    fn render(&self, template: &str, messages: &[(&str, String)]) -> Result<String, ImportError> {
+        let mut env = minijinja::Environment::new();
+        env.set_keep_trailing_newline(true);
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    message,
+                ))
+            },
+        );
+        let bad = |e: minijinja::Error| {
+            ImportError::Unsupported(format!("the chat template does not render: {e:#}"))
+        };
+        env.add_template("chat", template).map_err(bad)?;
+        let messages: Vec<minijinja::Value> = messages
+            .iter()
+            .map(|(role, content)| {
+                minijinja::context! { role => *role, content => content.as_str() }
+            })
+            .collect();
+        env.get_template("chat")
+            .and_then(|t| {
+                t.render(minijinja::context! {
+                    messages => messages,
+                    add_generation_prompt => false,
+                    bos_token => self.bos_token.clone().unwrap_or_default(),
+                    eos_token => self.eos_token.clone().unwrap_or_default(),
+                })
+            })
+            .map_err(bad)
+    }
+}

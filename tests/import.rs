@@ -1,0 +1,411 @@
+//! `actprm import` against the families' own Python code: tiny random checkpoints of each PRM
+//! family (`tests/data/hf`, built by `tools/hf-reference/make_fixtures.py` with transformers)
+//! and the token ids and step probabilities the reference code computed for real problems.
+//! Nothing here compares actprm with its own earlier output.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use actprm::model::LoadedModel;
+use actprm::source::jsonl::{to_record_batch, LabelledTrajectory};
+use actprm::tokenise::Tokeniser;
+use arrow::array::AsArray;
+use arrow::datatypes::Float32Type;
+use common::{actprm, read_parquet_dir, stderr, write_parquet};
+
+/// The fixtures `import` reads, by folder.
+const FIXTURES: [&str; 7] = [
+    "qwen-prm",
+    "qwen-prm-sharded",
+    "qwen-prm-bf16",
+    "actprm",
+    "skywork",
+    "math-shepherd",
+    "rlhflow",
+];
+
+fn hf(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/hf")
+        .join(name)
+}
+
+fn golden(fixture: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(hf("golden.json")).expect("golden.json");
+    let all: serde_json::Value = serde_json::from_str(&text).expect("json");
+    all["fixtures"][fixture].clone()
+}
+
+fn examples(fixture: &str) -> Vec<serde_json::Value> {
+    golden(fixture)["examples"]
+        .as_array()
+        .expect("examples")
+        .clone()
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s.as_str().expect("string").to_string())
+        .collect()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
+/// The reference examples as a Parquet file in the standard layout (with their labels).
+fn examples_parquet(dir: &Path, fixture: &str) -> PathBuf {
+    let rows: Vec<LabelledTrajectory> = examples(fixture)
+        .iter()
+        .map(|e| LabelledTrajectory {
+            id: e["id"].as_str().map(str::to_string),
+            problem: e["problem"].as_str().expect("problem").to_string(),
+            steps: strings(&e["steps"]),
+            label: e["label"].as_i64().map(|l| l as i32),
+            error_steps: None,
+        })
+        .collect();
+    let path = dir.join(format!("{fixture}.parquet"));
+    write_parquet(&path, &to_record_batch(&rows));
+    path
+}
+
+fn import(fixture: &str, out: &Path) -> serde_json::Value {
+    let o = actprm(&[
+        "import",
+        "--from",
+        hf(fixture).to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{fixture}: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("import report is JSON")
+}
+
+/// `id -> step_mean` of a score output folder.
+fn step_means(dir: &Path) -> HashMap<String, Vec<f32>> {
+    let mut out = HashMap::new();
+    for batch in read_parquet_dir(dir, "part-") {
+        let ids = batch.column_by_name("id").expect("id").as_string::<i32>();
+        let means = batch
+            .column_by_name("step_mean")
+            .expect("step_mean")
+            .as_list::<i32>();
+        for i in 0..batch.num_rows() {
+            let v = means.value(i);
+            let v = v.as_primitive::<Float32Type>();
+            out.insert(ids.value(i).to_string(), v.values().to_vec());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_family_scores_each_step_as_its_reference_code_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected_family = [
+        ("qwen-prm", "qwen-prm", 1),
+        ("qwen-prm-sharded", "qwen-prm", 1),
+        ("qwen-prm-bf16", "qwen-prm", 1),
+        ("actprm", "actprm", 4),
+        ("skywork", "skywork", 1),
+        ("math-shepherd", "token-head", 1),
+        ("rlhflow", "token-head", 1),
+    ];
+    for (fixture, family, heads) in expected_family {
+        let model = dir.path().join(format!("model-{fixture}"));
+        let report = import(fixture, &model);
+        assert_eq!(report["family"], family, "{fixture}: detected family");
+        assert_eq!(report["ensemble_size"], heads, "{fixture}");
+        let input = examples_parquet(dir.path(), fixture);
+        let scored = dir.path().join(format!("scored-{fixture}"));
+        let o = actprm(&[
+            "score",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            scored.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{fixture}: {}", stderr(&o));
+        let got = step_means(&scored);
+        let reference = examples(fixture);
+        assert_eq!(
+            got.len(),
+            reference.len(),
+            "{fixture}: every example scored"
+        );
+        for e in reference {
+            let id = e["id"].as_str().unwrap();
+            let want = floats(&e["step_probs"]);
+            let have = &got[id];
+            assert_eq!(have.len(), want.len(), "{fixture} {id}: one score per step");
+            for (step, (h, w)) in have.iter().zip(&want).enumerate() {
+                assert!(
+                    (*h as f64 - w).abs() < 1e-4,
+                    "{fixture} {id} step {step}: actprm {h}, reference {w}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn prompts_tokenise_to_the_reference_ids_and_marker_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    for fixture in FIXTURES {
+        let model_dir = dir.path().join(fixture);
+        import(fixture, &model_dir);
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(model_dir.join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let schema: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/model-manifest.schema.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        for key in manifest.as_object().unwrap().keys() {
+            assert!(
+                schema["properties"].get(key).is_some(),
+                "{fixture}: manifest key {key} is not in the schema"
+            );
+        }
+        for key in manifest["prompt"].as_object().unwrap().keys() {
+            assert!(
+                schema["properties"]["prompt"]["properties"]
+                    .get(key)
+                    .is_some(),
+                "{fixture}: prompt key {key} is not in the schema"
+            );
+        }
+        let model = LoadedModel::from_dir(&model_dir).expect("model opens");
+        let tokeniser = Tokeniser::for_model(&model).expect("tokenizer");
+        for e in examples(fixture) {
+            let steps = strings(&e["steps"]);
+            let problem = e["problem"].as_str().unwrap();
+            let t = tokeniser
+                .encode(&[(problem, steps.as_slice())])
+                .expect("encodes")
+                .remove(0);
+            assert_eq!(t.windows.len(), 1, "{fixture}: fits one window");
+            let markers: Vec<usize> = e["marker_positions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_u64().unwrap() as usize)
+                .collect();
+            let ids: Vec<i64> = e["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_i64().unwrap())
+                .collect();
+            // a causal model's step scores depend on the tokens up to the last marker only; the
+            // reference's text may go on (Qwen's closing `<|im_end|>`)
+            let last = *markers.last().unwrap();
+            assert_eq!(
+                t.windows[0].separators, markers,
+                "{fixture}: marker positions"
+            );
+            assert_eq!(t.windows[0].ids, ids[..=last], "{fixture}: token ids");
+        }
+    }
+}
+
+#[test]
+fn imported_actprm_heads_train_on_and_keep_scoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("actprm");
+    import("actprm", &model);
+    let input = examples_parquet(dir.path(), "actprm");
+    let features = dir.path().join("features.arrow");
+    let o = actprm(&[
+        "score",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        dir.path().join("scored").to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trained = dir.path().join("trained");
+    let o = actprm(&[
+        "train",
+        "--features",
+        features.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "-o",
+        trained.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--warmup",
+        "1",
+        "--batch-size",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = std::fs::read(model.join("heads.onnx")).unwrap();
+    let after = std::fs::read(trained.join("heads.onnx")).unwrap();
+    assert_ne!(before, after, "training changed the imported heads");
+    let o = actprm(&[
+        "score",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        dir.path().join("rescored").to_str().unwrap(),
+        "--model",
+        trained.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(step_means(&dir.path().join("rescored")).len(), 4);
+}
+
+#[test]
+fn folders_it_cannot_import_get_errors_that_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model");
+    let run = |from: &Path, format: &str| {
+        actprm(&[
+            "import",
+            "--from",
+            from.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--format",
+            format,
+        ])
+    };
+    // no weights
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::copy(hf("qwen-prm/config.json"), empty.join("config.json")).unwrap();
+    let o = run(&empty, "auto");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("model.safetensors"), "{}", stderr(&o));
+    // the wrong family names the tensor it looked for
+    let o = run(&hf("qwen-prm"), "skywork");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("v_head.summary.weight"),
+        "{}",
+        stderr(&o)
+    );
+    // a truncated shard is refused, never read past its end
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(hf("qwen-prm").join(f), broken.join(f)).unwrap();
+    }
+    let weights = std::fs::read(hf("qwen-prm/model.safetensors")).unwrap();
+    std::fs::write(
+        broken.join("model.safetensors"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
+    let o = run(&broken, "auto");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("outside the file"), "{}", stderr(&o));
+    // architectures it does not build say what they have
+    let gelu = dir.path().join("gelu");
+    std::fs::create_dir_all(&gelu).unwrap();
+    for f in [
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(hf("qwen-prm").join(f), gelu.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(hf("qwen-prm/config.json"))
+        .unwrap()
+        .replace("\"silu\"", "\"gelu\"");
+    std::fs::write(gelu.join("config.json"), config).unwrap();
+    let o = run(&gelu, "auto");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("hidden_act \"gelu\""), "{}", stderr(&o));
+    assert!(!out.exists(), "a failed import leaves no model directory");
+}
+
+#[test]
+fn a_padded_batch_scores_as_one_row_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // rows of different lengths in one backbone call: right padding and the causal mask must
+    // leave every real token as it is alone
+    for fixture in ["qwen-prm", "rlhflow"] {
+        let model = dir.path().join(fixture);
+        import(fixture, &model);
+        let input = examples_parquet(dir.path(), fixture);
+        let run = |name: &str, max_batch: &str| {
+            let out = dir.path().join(format!("{fixture}-{name}"));
+            let o = actprm(&[
+                "score",
+                "-i",
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--model",
+                model.to_str().unwrap(),
+                "--token-budget",
+                "100000",
+                "--max-batch",
+                max_batch,
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            step_means(&out)
+        };
+        let together = run("batch", "32");
+        let alone = run("alone", "1");
+        assert_eq!(together.len(), 4);
+        for (id, a) in &alone {
+            for (x, y) in a.iter().zip(&together[id]) {
+                assert!(
+                    (x - y).abs() < 1e-5,
+                    "{fixture} {id}: alone {x}, in a batch {y}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn eval_reads_processbench_files_with_an_imported_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("skywork");
+    import("skywork", &model);
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pb_subset.json");
+    let o = actprm(&[
+        "eval",
+        file.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(
+        report["subsets"]["pb_subset"]["n"],
+        records.len(),
+        "every record evaluated: {report}"
+    );
+    assert!(report["model_version"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("skywork@")));
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One-command check of imported PRMs on a GPU machine (run by hand, or by the device tool):
+# builds actprm, imports every tiny fixture of tests/data/hf, scores their reference examples on
+# CUDA and on the CPU, and compares both with the Python reference (golden.json); then prints the
+# scorer's tokens/s on CUDA for the imported Qwen fixture. Needs ./setup.sh run with ACTPRM_GPU=1
+# (onnxruntime-gpu) on that machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+bin=target/release/actprm
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+python3 - "$work" <<'PY'
+import json, sys
+g = json.load(open("tests/data/hf/golden.json"))["fixtures"]["qwen-prm"]["examples"]
+with open(sys.argv[1] + "/examples.jsonl", "w") as f:
+    for e in g:
+        f.write(json.dumps({"id": e["id"], "problem": e["problem"], "steps": e["steps"]}) + "\n")
+PY
+"$bin" convert "$work/examples.jsonl" -o "$work/examples.parquet" >/dev/null
+for fixture in qwen-prm qwen-prm-sharded qwen-prm-bf16 actprm skywork math-shepherd rlhflow; do
+  "$bin" import --from "tests/data/hf/$fixture" -o "$work/$fixture" >/dev/null
+  for device in cpu cuda; do
+    "$bin" score -i "$work/examples.parquet" -o "$work/$fixture-$device" --model "$work/$fixture" \
+      --device "$device" >/dev/null
+    "$bin" sql --table s="$work/$fixture-$device" --format json \
+      "select id, step_mean from s" >"$work/$fixture-$device.json"
+  done
+done
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+golden = json.load(open("tests/data/hf/golden.json"))["fixtures"]
+failed = False
+for fixture, spec in golden.items():
+    ref = {e["id"]: e["step_probs"] for e in spec["examples"]}
+    for device in ("cpu", "cuda"):
+        got = {}
+        for line in open(f"{work}/{fixture}-{device}.json"):
+            row = json.loads(line)
+            got[row["id"]] = row["step_mean"]
+        diff = max(abs(a - b) for i in ref for a, b in zip(got[i], ref[i]))
+        ok = diff < 1e-3 if device == "cuda" else diff < 1e-4
+        failed |= not ok
+        print(f"{fixture:18} {device:5} max |p - reference| = {diff:.1e} {'ok' if ok else 'FAILED'}")
+sys.exit(1 if failed else 0)
+PY
+ACTPRM_BENCH_MODEL="$work/qwen-prm" ACTPRM_BENCH_DEVICE=cuda cargo bench --bench pipeline 2>/dev/null | tail -4
