@@ -323,3 +323,103 @@ fn to_standard_batch() -> RecordBatch {
     rows.truncate(2);
     actprm::source::jsonl::to_record_batch(&rows)
 }
+
+/// A data set folder as `huggingface-cli download --repo-type dataset` leaves it, read by split:
+/// `data/{split}-0000i-of-0000n.parquet` and the Hub's Parquet export `{config}/{split}/0000.parquet`.
+#[test]
+fn hub_dataset_folders_are_read_by_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = records("prm800k_test_sample.jsonl");
+    assert!(rows.len() >= 5);
+    let ds = dir.path().join("ds");
+    std::fs::create_dir_all(ds.join("data")).unwrap();
+    let write = |path: &Path, part: &[actprm::source::jsonl::LabelledTrajectory]| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        write_parquet(path, &actprm::source::jsonl::to_record_batch(part));
+    };
+    write(&ds.join("data/train-00000-of-00002.parquet"), &rows[0..2]);
+    write(&ds.join("data/train-00001-of-00002.parquet"), &rows[2..4]);
+    write(&ds.join("data/test-00000-of-00001.parquet"), &rows[4..5]);
+    let rows_scored = |args: &[&str], out: &Path| {
+        let mut all = vec!["score", "-o", s(out)];
+        all.extend_from_slice(args);
+        let o = actprm(&all);
+        assert!(o.status.success(), "{}", stderr(&o));
+        summary(out)["rows_scored"].as_u64().unwrap()
+    };
+    // all splits at once would mix train and test: refused, naming them
+    let o = actprm(&["score", "-i", s(&ds), "-o", s(&dir.path().join("mixed"))]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("train, test") || stderr(&o).contains("test, train"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("--split"), "{}", stderr(&o));
+    assert_eq!(
+        rows_scored(
+            &["-i", s(&ds), "--split", "train"],
+            &dir.path().join("train")
+        ),
+        4
+    );
+    assert_eq!(
+        rows_scored(&["-i", s(&ds), "--split", "test"], &dir.path().join("test")),
+        1
+    );
+    let o = actprm(&[
+        "score",
+        "-i",
+        s(&ds),
+        "--split",
+        "validation",
+        "-o",
+        s(&dir.path().join("none")),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no such split"), "{}", stderr(&o));
+    // the Hub's Parquet export
+    let export = dir.path().join("export");
+    write(&export.join("default/test/0000.parquet"), &rows[0..3]);
+    write(&export.join("default/train/0000.parquet"), &rows[3..5]);
+    assert_eq!(
+        rows_scored(
+            &["-i", s(&export), "--split", "test"],
+            &dir.path().join("export-test")
+        ),
+        3
+    );
+    // filter and the active loop read splits the same way
+    let o = actprm(&[
+        "filter",
+        "-i",
+        s(&ds),
+        "--split",
+        "train",
+        "-o",
+        s(&dir.path().join("filtered")),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["rows_in"], 4, "{report}");
+    let o = actprm(&[
+        "active",
+        "-i",
+        s(&ds),
+        "--split",
+        "train",
+        "-o",
+        s(&dir.path().join("active")),
+        "--cold-start",
+        "2",
+        "--keep-rate",
+        "1",
+        "--batch-rows",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["state"]["rows_done"], 4, "{report}");
+}

@@ -129,7 +129,7 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     job.validate()?;
     crate::sink::prepare_output(&job.output, job.overwrite)?;
     let started = Instant::now();
-    let files = discover_inputs(&job.inputs, "parquet")?;
+    let files = discover_inputs(&job.inputs, "parquet", job.columns.split.as_deref())?;
     let planned = plan(&files, &job.columns)?;
     let (client, cache_report) = JudgeClient::new(&job.judge, job.log.clone())?;
     let client = Arc::new(client);

@@ -28,6 +28,10 @@ pub struct ColumnMapping {
     #[arg(id = "steps_column", long = "steps-column", value_name = "COLUMN")]
     #[serde(rename = "steps_column")]
     pub steps: Option<String>,
+    /// In a Hugging Face data set folder (`data/train-00000-of-00003.parquet`,
+    /// `default/test/0000.parquet`), read only this split.
+    #[arg(long, value_name = "NAME")]
+    pub split: Option<String>,
 }
 
 /// The resolved column indices of one file's schema.

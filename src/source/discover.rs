@@ -6,8 +6,15 @@ use super::SourceError;
 
 /// Files, globs (`data/*.parquet`) and folders (searched recursively for `extension`), in a stable
 /// order without duplicates. A pattern that matches nothing is an error, never silently empty.
-pub fn discover_inputs(patterns: &[String], extension: &str) -> Result<Vec<PathBuf>, SourceError> {
-    Ok(discover_named(patterns, extension)?
+/// In a Hugging Face data set folder, only the files of `split` (see [`hub_split`]); a pattern
+/// that holds several splits and no `split` is an error, since reading them all would mix train
+/// and test.
+pub fn discover_inputs(
+    patterns: &[String],
+    extension: &str,
+    split: Option<&str>,
+) -> Result<Vec<PathBuf>, SourceError> {
+    Ok(discover_named(patterns, extension, split)?
         .into_iter()
         .map(|f| f.path)
         .collect())
@@ -23,7 +30,11 @@ pub struct InputFile {
     pub name: String,
 }
 
-pub fn discover_named(patterns: &[String], extension: &str) -> Result<Vec<InputFile>, SourceError> {
+pub fn discover_named(
+    patterns: &[String],
+    extension: &str,
+    split: Option<&str>,
+) -> Result<Vec<InputFile>, SourceError> {
     let mut found: Vec<InputFile> = Vec::new();
     for pattern in patterns {
         let before = found.len();
@@ -37,7 +48,7 @@ pub fn discover_named(patterns: &[String], extension: &str) -> Result<Vec<InputF
         } else {
             glob_root(pattern)
         };
-        for path in discover_pattern(pattern, extension)? {
+        for path in select_split(pattern, discover_pattern(pattern, extension)?, split)? {
             let name = path
                 .strip_prefix(&root)
                 .unwrap_or(&path)
@@ -55,6 +66,65 @@ pub fn discover_named(patterns: &[String], extension: &str) -> Result<Vec<InputF
     let mut seen = std::collections::HashSet::new();
     found.retain(|f| seen.insert(f.path.clone()));
     Ok(found)
+}
+
+/// The split of a file laid out as `huggingface-cli download --repo-type dataset` leaves a data
+/// set: `data/train-00000-of-00003.parquet` (train), or the Hub's Parquet export
+/// `default/test/0000.parquet` (test). `None` for any other name.
+pub fn hub_split(path: &Path) -> Option<String> {
+    let stem = path.file_stem()?.to_str()?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some((left, total)) = stem.rsplit_once("-of-") {
+        if let Some((split, index)) = left.rsplit_once('-') {
+            if digits(index) && digits(total) && !split.is_empty() {
+                return Some(split.to_string());
+            }
+        }
+    }
+    if digits(stem) {
+        return path.parent()?.file_name()?.to_str().map(str::to_string);
+    }
+    None
+}
+
+/// The files of `split`; without one, the files as they are unless they span several splits.
+fn select_split(
+    pattern: &str,
+    files: Vec<PathBuf>,
+    split: Option<&str>,
+) -> Result<Vec<PathBuf>, SourceError> {
+    let mut splits: Vec<String> = files.iter().filter_map(|f| hub_split(f)).collect();
+    splits.sort();
+    splits.dedup();
+    let err = |message: String| SourceError::Input {
+        pattern: pattern.to_string(),
+        message,
+    };
+    match split {
+        None if splits.len() > 1 => Err(err(format!(
+            "holds the splits {} of a Hugging Face data set: pass --split NAME (reading them \
+             all would mix them)",
+            splits.join(", ")
+        ))),
+        None => Ok(files),
+        Some(name) => {
+            let kept: Vec<PathBuf> = files
+                .into_iter()
+                .filter(|f| hub_split(f).as_deref() == Some(name))
+                .collect();
+            if kept.is_empty() {
+                return Err(err(if splits.is_empty() {
+                    format!("--split {name}: no file is named like a Hugging Face data set split (data/{name}-00000-of-00001.parquet or CONFIG/{name}/0000.parquet)")
+                } else {
+                    format!(
+                        "--split {name}: no such split (found {})",
+                        splits.join(", ")
+                    )
+                }));
+            }
+            Ok(kept)
+        }
+    }
 }
 
 /// The folder part of a glob before its first wildcard component.
@@ -128,7 +198,7 @@ mod tests {
         std::fs::write(corpus.join("a.parquet"), b"x").unwrap();
         std::fs::write(corpus.join("sub/b.parquet"), b"x").unwrap();
         let names = |pattern: String| -> Vec<String> {
-            discover_named(&[pattern], "parquet")
+            discover_named(&[pattern], "parquet", None)
                 .unwrap()
                 .into_iter()
                 .map(|f| f.name)
@@ -146,5 +216,24 @@ mod tests {
             names(corpus.join("sub/b.parquet").display().to_string()),
             vec!["b.parquet"]
         );
+    }
+
+    #[test]
+    fn hub_layouts_name_their_splits() {
+        let split = |p: &str| hub_split(Path::new(p));
+        assert_eq!(
+            split("d/data/train-00000-of-00003.parquet").as_deref(),
+            Some("train")
+        );
+        assert_eq!(
+            split("d/data/my-split-00001-of-00002.parquet").as_deref(),
+            Some("my-split")
+        );
+        assert_eq!(
+            split("d/default/test/0000.parquet").as_deref(),
+            Some("test")
+        );
+        assert_eq!(split("d/corpus/part-00000.parquet"), None);
+        assert_eq!(split("d/train.parquet"), None);
     }
 }

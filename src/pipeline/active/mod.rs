@@ -554,7 +554,8 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     score.output = out.clone();
     score.features_to_hooks = true;
     score.skip_rows = ctx.state.rows_done;
-    let files = crate::source::discover_inputs(&score.inputs, "parquet")?;
+    let files =
+        crate::source::discover_inputs(&score.inputs, "parquet", score.columns.split.as_deref())?;
     let planned = crate::source::parquet::plan(&files, &score.columns)?;
     let sink = PendingSink {
         pending,

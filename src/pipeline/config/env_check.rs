@@ -37,7 +37,7 @@ pub fn check(
     for (name, source) in &file.sources {
         match source {
             SourceStage::Parquet(p) => {
-                let files = match discover_inputs(&p.paths, "parquet") {
+                let files = match discover_inputs(&p.paths, "parquet", p.columns.split.as_deref()) {
                     Ok(f) => f,
                     Err(e) => {
                         problems.push(Problem::at(

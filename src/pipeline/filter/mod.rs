@@ -298,7 +298,7 @@ fn plan_sources(
     inputs: &[String],
     columns: &crate::source::ColumnMapping,
 ) -> Result<(Vec<PlannedFile>, Vec<UnitSource>), PipelineError> {
-    let files = discover_named(inputs, "parquet")?;
+    let files = discover_named(inputs, "parquet", columns.split.as_deref())?;
     let sources: Vec<UnitSource> = files.iter().map(UnitSource::new).collect();
     let paths: Vec<PathBuf> = files.into_iter().map(|f| f.path).collect();
     Ok((plan(&paths, columns)?, sources))

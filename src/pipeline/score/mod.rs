@@ -57,7 +57,7 @@ pub struct ScoreHooks<'a> {
 pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, PipelineError> {
     job.validate()?;
     crate::sink::prepare_output(&job.output, job.overwrite)?;
-    let files = discover_inputs(&job.inputs, "parquet")?;
+    let files = discover_inputs(&job.inputs, "parquet", job.columns.split.as_deref())?;
     let planned = plan(&files, &job.columns)?;
     let sink = PartsSink {
         output: job.output.clone(),
