@@ -35,6 +35,7 @@ fn job(input: &std::path::Path, out: &std::path::Path) -> ActiveJob {
         resume: false,
         stop_after_rows: None,
         judge: None,
+        label_format: Default::default(),
     }
 }
 

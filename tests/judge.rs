@@ -799,6 +799,8 @@ fn the_active_loop_trains_on_judge_labels_when_the_pool_has_none() {
         resume: false,
         stop_after_rows: None,
         judge: Some(config(&server, Some(out.join("judge-cache")))),
+        // the records also carry TRL's prompt / completions / labels
+        label_format: actprm::label::LabelFormat::Trl,
     };
     let summary = run_active(&job).expect("active run with a judge");
     assert_eq!(summary.rows_scored, records.len() as u64);
@@ -838,16 +840,141 @@ fn the_active_loop_trains_on_judge_labels_when_the_pool_has_none() {
                 .unwrap()
                 .as_primitive::<arrow::datatypes::UInt64Type>()
                 .clone();
+            let prompt = b
+                .column_by_name("prompt")
+                .expect("TRL prompt column")
+                .as_string::<i32>()
+                .clone();
+            let completions = b
+                .column_by_name("completions")
+                .expect("TRL completions column")
+                .as_list::<i32>()
+                .clone();
+            let step_labels = b
+                .column_by_name("labels")
+                .expect("TRL labels column")
+                .as_list::<i32>()
+                .clone();
             for i in 0..b.num_rows() {
+                let record = &records[row.value(i) as usize];
+                assert_eq!(prompt.value(i), record.problem);
                 if label.is_null(i) {
+                    assert!(step_labels.is_null(i), "no label, no step labels");
                     continue;
                 }
                 judged += 1;
                 assert_eq!(note.value(i), "labelled by judge:qwq-test");
-                let id = records[row.value(i) as usize].id.as_deref().unwrap();
+                let id = record.id.as_deref().unwrap();
                 assert_eq!(label.value(i), by_id[id]);
+                // TRL's layout: the steps up to the first error, true before it, false at it
+                let first = label.value(i);
+                let kept = if first < 0 {
+                    record.steps.len()
+                } else {
+                    first as usize + 1
+                };
+                let steps = completions.value(i);
+                let steps: Vec<&str> = steps
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|s| s.unwrap())
+                    .collect();
+                assert_eq!(
+                    steps,
+                    record.steps[..kept]
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                );
+                let bools: Vec<bool> = step_labels
+                    .value(i)
+                    .as_boolean()
+                    .iter()
+                    .map(|v| v.unwrap())
+                    .collect();
+                let expected: Vec<bool> =
+                    (0..kept).map(|s| first < 0 || s < first as usize).collect();
+                assert_eq!(bools, expected);
             }
         }
     }
     assert_eq!(judged, summary.labels_used);
+}
+
+#[test]
+fn judge_labels_can_be_written_in_trls_layout() {
+    let records = records();
+    let t = truth(&records, PromptFormat::Critique);
+    let server = JudgeServer::start(Arc::new(move |s: &Seen| answer_truth(&t, s)));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &records, None);
+    let out = dir.path().join("out");
+    let mut job = LabelJob::new(
+        vec![input.display().to_string()],
+        out.clone(),
+        config(&server, None),
+        collecting_logger().0,
+    );
+    job.label_format = actprm::label::LabelFormat::Trl;
+    let summary = run_label(&job).unwrap();
+    assert_eq!(summary.rows_out, records.len() as u64);
+    let mut seen = 0;
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    parts.sort();
+    let batches = parts.iter().flat_map(|part| {
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(part).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+    });
+    for b in batches {
+        let prompt = b.column_by_name("prompt").unwrap().as_string::<i32>();
+        let completions = b.column_by_name("completions").unwrap().as_list::<i32>();
+        let labels = b.column_by_name("labels").unwrap().as_list::<i32>();
+        let judged = b
+            .column_by_name("judge_label")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        for i in 0..b.num_rows() {
+            let r = &records[seen];
+            seen += 1;
+            assert_eq!(prompt.value(i), r.problem);
+            let first = judged.value(i);
+            assert_eq!(Some(first), r.label, "the judge answered the truth");
+            let kept = if first < 0 {
+                r.steps.len()
+            } else {
+                first as usize + 1
+            };
+            let steps = completions.value(i);
+            let steps: Vec<&str> = steps
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap())
+                .collect();
+            assert_eq!(
+                steps,
+                r.steps[..kept]
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+            );
+            let bools: Vec<bool> = labels
+                .value(i)
+                .as_boolean()
+                .iter()
+                .map(|v| v.unwrap())
+                .collect();
+            let expected: Vec<bool> = (0..kept).map(|s| first < 0 || s < first as usize).collect();
+            assert_eq!(bools, expected, "row {i}");
+        }
+    }
+    assert_eq!(seen, records.len());
 }

@@ -224,6 +224,8 @@ pub struct ActiveArgs {
     #[command(flatten)]
     pub budget: LabelBudget,
     #[command(flatten)]
+    pub labels: actprm::label::LabelOutput,
+    #[command(flatten)]
     pub active: ActiveSettings,
     /// Label by an LLM judge instead of the pool's label column when --judge-url is given
     /// (answers cached in OUTPUT/judge-cache, so --resume pays only for new ones).
@@ -250,6 +252,8 @@ pub struct LabelArgs {
     /// Rows per batch read from Parquet.
     #[arg(long, default_value_t = LabelJob::DEFAULT_BATCH_ROWS)]
     pub batch_rows: usize,
+    #[command(flatten)]
+    pub labels: actprm::label::LabelOutput,
     /// Replace an earlier run's parts, rejects and summary in OUTPUT (else they are refused).
     #[arg(long)]
     pub overwrite: bool,
@@ -414,7 +418,8 @@ pub fn run(cli: Cli) -> Result {
                 a.budget,
                 &a.active,
                 judge,
-            );
+            )
+            .with_label_format(a.labels.label_format);
             render(&run_active(&job)?, &a.output, Some(&a.io.output))?;
         }
         Command::Label(a) => {
@@ -432,6 +437,7 @@ pub fn run(cli: Cli) -> Result {
             job.columns = a.columns;
             job.batch_rows = a.batch_rows;
             job.overwrite = a.overwrite;
+            job.label_format = a.labels.label_format;
             job.progress = progress();
             render(&run_label(&job)?, &a.output, Some(&a.io.output))?;
         }

@@ -3,8 +3,11 @@
 //! `actprm label` do not care where labels come from. Every label form reduces to the first-error
 //! index (-1 = all steps correct).
 
+pub mod format;
 pub mod judge;
 pub mod pool;
+
+pub use format::{LabelFormat, LabelOutput};
 
 pub use pool::{
     first_error_from_steps, first_error_labels, step_targets, LabelColumn, LabelColumnError,

@@ -15,7 +15,9 @@ use super::runner;
 use super::stage::Inlet;
 use super::stages::{JudgeRows, Judged, JudgedBatch, ReadFiles};
 use super::PipelineError;
+use crate::label::format::{trl_columns, TrlRow, TRL_COLUMNS};
 use crate::label::judge::{Accounting, JudgeClient, JudgeConfig, JudgeOutcome};
+use crate::label::LabelFormat;
 use crate::report::Log;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::flow::{Flow, Unreadable};
@@ -48,6 +50,8 @@ pub struct LabelJob {
     /// Send every row, ignoring a `selected` column (a filter's kept rows were chosen by it,
     /// whatever the threshold rule said).
     pub every_row: bool,
+    /// Also write the labels in TRL's layout.
+    pub label_format: LabelFormat,
 }
 
 impl LabelJob {
@@ -65,6 +69,7 @@ impl LabelJob {
             log,
             overwrite: false,
             every_row: false,
+            label_format: LabelFormat::default(),
         }
     }
 }
@@ -206,8 +211,16 @@ fn sink(
                 rejects.unreadable(&path, first_row, rows, &reason);
                 bar.inc(rows);
             }
-            Flow::Batch(JudgedBatch { batch, outcomes }) => {
+            Flow::Batch(JudgedBatch {
+                batch,
+                outcomes,
+                texts,
+            }) => {
                 let out = labelled_batch(&batch, &outcomes)?;
+                let out = match job.label_format {
+                    LabelFormat::Actprm => out,
+                    LabelFormat::Trl => with_trl_columns(&out, &outcomes, &texts)?,
+                };
                 parts.write(&out)?;
                 summary.rows_in += batch.num_rows() as u64;
                 summary.rows_out += out.num_rows() as u64;
@@ -286,6 +299,40 @@ pub fn labelled_batch(
     }
     // the input's schema metadata (e.g. the `huggingface` features of a Hub data set) carries over
     let schema = Schema::new(fields).with_metadata(batch.schema().metadata().clone());
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
+/// `batch` with TRL's `prompt`, `completions` and `labels` (replacing any it had).
+fn with_trl_columns(
+    batch: &RecordBatch,
+    outcomes: &[JudgeOutcome],
+    texts: &[Option<(String, Vec<String>)>],
+) -> Result<RecordBatch, PipelineError> {
+    let rows: Vec<Option<TrlRow<'_>>> = texts
+        .iter()
+        .zip(outcomes)
+        .map(|(t, o)| {
+            t.as_ref().map(|(problem, steps)| TrlRow {
+                problem,
+                steps,
+                label: o.label,
+            })
+        })
+        .collect();
+    let schema = batch.schema();
+    let mut fields: Vec<Arc<Field>> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        if !TRL_COLUMNS.contains(&f.name().as_str()) {
+            fields.push(f.clone());
+            columns.push(c.clone());
+        }
+    }
+    for (name, array) in trl_columns(&rows) {
+        fields.push(Arc::new(Field::new(name, array.data_type().clone(), true)));
+        columns.push(array);
+    }
+    let schema = Schema::new(fields).with_metadata(schema.metadata().clone());
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }
 

@@ -8,6 +8,9 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema};
 
+use crate::label::format::{trl_columns, TrlRow};
+use crate::label::LabelFormat;
+
 fn decision_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("source_file", DataType::Utf8, false),
@@ -36,11 +39,29 @@ pub(super) struct DecisionBuffer {
     pub(super) used: Vec<bool>,
     pub(super) note: Vec<String>,
     pub(super) step: Vec<u64>,
+    /// Each row's problem and steps, kept only for the TRL label format.
+    pub(super) texts: Vec<Option<(String, Vec<String>)>>,
 }
 
 impl DecisionBuffer {
-    pub(super) fn batch(&mut self) -> RecordBatch {
+    /// The buffered decisions, with TRL's `prompt`, `completions`, `labels` for `LabelFormat::Trl`.
+    pub(super) fn batch(&mut self, format: LabelFormat) -> RecordBatch {
         let b = std::mem::take(self);
+        let trl = (format == LabelFormat::Trl).then(|| {
+            let rows: Vec<Option<TrlRow<'_>>> = b
+                .texts
+                .iter()
+                .zip(&b.label)
+                .map(|(t, label)| {
+                    t.as_ref().map(|(problem, steps)| TrlRow {
+                        problem,
+                        steps,
+                        label: *label,
+                    })
+                })
+                .collect();
+            trl_columns(&rows)
+        });
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(b.file)),
             Arc::new(UInt64Array::from(b.row)),
@@ -53,6 +74,17 @@ impl DecisionBuffer {
             Arc::new(StringArray::from(b.note)),
             Arc::new(UInt64Array::from(b.step)),
         ];
-        RecordBatch::try_new(decision_schema(), columns).expect("decision columns match")
+        let mut schema = decision_schema().as_ref().clone();
+        let mut columns = columns;
+        if let Some(extra) = trl {
+            let mut fields: Vec<Field> =
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            for (name, array) in extra {
+                fields.push(Field::new(name, array.data_type().clone(), true));
+                columns.push(array);
+            }
+            schema = Schema::new(fields);
+        }
+        RecordBatch::try_new(Arc::new(schema), columns).expect("decision columns match")
     }
 }

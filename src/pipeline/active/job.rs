@@ -33,6 +33,9 @@ pub struct ActiveJob {
     /// Label by this judge instead of the pool's label column (its answer cache makes a resumed
     /// run pay only for trajectories not answered before).
     pub judge: Option<crate::label::judge::JudgeConfig>,
+    /// Also write each labelled row's problem, steps and step labels in TRL's layout in the
+    /// decision records.
+    pub label_format: crate::label::LabelFormat,
 }
 
 /// How the loop trains, checkpoints and evaluates: `actprm active`'s flags and the keys of a
@@ -114,7 +117,13 @@ impl ActiveJob {
             resume: settings.resume,
             stop_after_rows: settings.stop_after_rows,
             judge,
+            label_format: crate::label::LabelFormat::default(),
         }
+    }
+
+    pub fn with_label_format(mut self, format: crate::label::LabelFormat) -> Self {
+        self.label_format = format;
+        self
     }
 
     pub fn validate(&self) -> Result<(), PipelineError> {

@@ -32,7 +32,9 @@ use crate::eval::model::samples_from_probs;
 use crate::eval::processbench;
 use crate::formats::features::{read_features, FeatureRow};
 use crate::label::judge::JudgeLabeller;
-use crate::label::{first_error_labels, LabelColumn, LabelRequest, Labeller, PoolLabeller};
+use crate::label::{
+    first_error_labels, LabelColumn, LabelFormat, LabelRequest, Labeller, PoolLabeller,
+};
 use crate::model::manifest::model_version;
 use crate::model::{HeadsWeights, LoadedModel};
 use crate::score::RowScore;
@@ -189,7 +191,7 @@ impl LoopCtx {
         }
         write_atomic(&dir.join(SCORER_HEADS), &self.published.bytes)?;
         let pending = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
-        let decisions = self.buffer.batch();
+        let decisions = self.buffer.batch(job.label_format);
         write_part(&out.join("decisions"), "decisions", k, &[decisions])?;
         write_part(&out.join("scored"), "part", k, &pending.scored)?;
         write_part(&out.join("rejects"), "rejects", k, &pending.rejects)?;
@@ -277,7 +279,12 @@ impl LoopCtx {
             let column =
                 LabelColumn::detect(&out.schema()).ok_or(PipelineError::PoolWithoutLabels)?;
             let labels = first_error_labels(out, &column, &steps)?;
-            (Vec::new(), labels)
+            // TRL records carry the text of every row, labelled or not
+            let texts = match job.label_format {
+                LabelFormat::Trl => trajectory_texts(job, out)?,
+                LabelFormat::Actprm => Vec::new(),
+            };
+            (texts, labels)
         };
         let chosen: Vec<bool> = match job.selection {
             Keep::Rule => view.scores.iter().map(|s| s.decision.selected).collect(),
@@ -334,6 +341,11 @@ impl LoopCtx {
             self.buffer.used.push(labels[i].is_some());
             self.buffer.note.push(notes[i].clone());
             self.buffer.step.push(step_before);
+            if job.label_format == LabelFormat::Trl {
+                self.buffer
+                    .texts
+                    .push(texts.get(i).map(|t| (t.problem.clone(), t.steps.clone())));
+            }
         }
         self.summary.rows_scored += n as u64;
         self.summary.rows_selected += chosen.iter().filter(|&&c| c).count() as u64;

@@ -414,6 +414,7 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
             labelling.columns = columns;
             labelling.overwrite = true;
             labelling.every_row = every_row;
+            labelling.label_format = label.output.label_format;
             labelling.progress = std::io::stderr().is_terminal();
             let summary = run_label(&labelling)?;
             RunOutcome::of("label", &summary, Some(sink), &tables)
@@ -478,7 +479,8 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
                 label.budget,
                 &train.settings,
                 judge,
-            );
+            )
+            .with_label_format(label.output.label_format);
             let s = run_active(&active)?;
             RunOutcome::of("active", &s, Some(train.output.clone()), &tables)
         }

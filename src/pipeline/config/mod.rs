@@ -143,6 +143,8 @@ pub struct LabelStage {
     pub judge: Option<String>,
     #[serde(flatten)]
     pub budget: LabelBudget,
+    #[serde(flatten)]
+    pub output: crate::label::LabelOutput,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -15,10 +15,11 @@ use crate::pipeline::stage::{Inlet, Outlet, Stage};
 use crate::pipeline::PipelineError;
 use crate::source::flow::{Flow, SourceBatch, SourceItem};
 
-/// A judged batch: its rows and one outcome per row.
+/// A judged batch: its rows, one outcome per row, and each usable row's problem and steps.
 pub struct JudgedBatch {
     pub batch: RecordBatch,
     pub outcomes: Vec<JudgeOutcome>,
+    pub texts: Vec<Option<(String, Vec<String>)>>,
 }
 
 pub type Judged = Flow<JudgedBatch>;
@@ -96,6 +97,7 @@ async fn judge_item(
         },
     };
     let mut outcomes: Vec<JudgeOutcome> = Vec::with_capacity(rows.len());
+    let mut texts = Vec::with_capacity(rows.len());
     let mut requests = Vec::new();
     for (i, row) in rows.into_iter().enumerate() {
         let chosen = selected
@@ -109,6 +111,11 @@ async fn judge_item(
             raw: None,
             votes: Vec::new(),
         });
+        texts.push(
+            row.as_ref()
+                .ok()
+                .map(|t| (t.problem.clone(), t.steps.clone())),
+        );
         match row {
             _ if !chosen => {}
             Err(reject) => {
@@ -131,5 +138,9 @@ async fn judge_item(
     for ((i, _), outcome) in requests.iter().zip(judged) {
         outcomes[*i] = outcome;
     }
-    Ok(Flow::Batch(JudgedBatch { batch, outcomes }))
+    Ok(Flow::Batch(JudgedBatch {
+        batch,
+        outcomes,
+        texts,
+    }))
 }
