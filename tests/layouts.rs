@@ -423,3 +423,38 @@ fn hub_dataset_folders_are_read_by_split() {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["state"]["rows_done"], 4, "{report}");
 }
+
+/// `actprm eval` on a data set folder: one subset per split, with the same numbers as each
+/// split's file evaluated alone (ProcessBench on the Hub has the splits gsm8k, math, ...).
+#[test]
+fn eval_reads_a_hub_folder_as_one_subset_per_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = records("prm800k_test_sample.jsonl");
+    let ds = dir.path().join("processbench");
+    std::fs::create_dir_all(ds.join("data")).unwrap();
+    let gsm8k = ds.join("data/gsm8k-00000-of-00001.parquet");
+    let math = ds.join("data/math-00000-of-00001.parquet");
+    write_parquet(&gsm8k, &actprm::source::jsonl::to_record_batch(&rows[..5]));
+    write_parquet(&math, &actprm::source::jsonl::to_record_batch(&rows[5..12]));
+    let eval = |inputs: &[&Path]| -> serde_json::Value {
+        let mut args = vec!["eval"];
+        args.extend(inputs.iter().map(|p| s(p)));
+        args.extend(["--tau", "0.5", "--json"]);
+        let o = actprm(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let folder = eval(&[&ds]);
+    let files = eval(&[&gsm8k, &math]);
+    assert_eq!(folder["subsets"]["gsm8k"]["n"], 5, "{folder}");
+    assert_eq!(folder["subsets"]["math"]["n"], 7, "{folder}");
+    // a file alone is named by its stem
+    assert_eq!(
+        folder["subsets"]["gsm8k"],
+        files["subsets"]["gsm8k-00000-of-00001"]
+    );
+    assert_eq!(
+        folder["subsets"]["math"],
+        files["subsets"]["math-00000-of-00001"]
+    );
+}

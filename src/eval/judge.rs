@@ -118,15 +118,15 @@ pub fn run_judge_eval(
     let runtime = crate::runtime::start("actprm-judge", Some(2))
         .map_err(|e| EvalError::Other(format!("starting the runtime: {e}")))?;
     let mut subsets = Vec::new();
-    for path in files {
-        let requests: Vec<(LabelRequest, i32)> = super::labelled::read(path)?
+    for subset in super::labelled::subsets(files)? {
+        let requests: Vec<(LabelRequest, i32)> = super::labelled::read_subset(&subset)?
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
                 let label = super::labelled::first_error(&r);
                 (
                     LabelRequest {
-                        key: format!("{}:{i}", path.display()),
+                        key: format!("{}:{i}", subset.name),
                         problem: r.problem,
                         steps: r.steps,
                         pool_label: Some(label),
@@ -144,11 +144,7 @@ pub fn run_judge_eval(
             .map(|(o, (_, l))| (o.label, *l))
             .collect();
         let statuses: Vec<JudgeStatus> = outcomes.iter().map(|o| o.status).collect();
-        subsets.push(JudgeSubsetScore::new(
-            crate::source::jsonl::subset_name(path),
-            &pairs,
-            &statuses,
-        ));
+        subsets.push(JudgeSubsetScore::new(subset.name, &pairs, &statuses));
     }
     Ok(JudgeEvalReport::new(
         format!("judge:{}", config.model),

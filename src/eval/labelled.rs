@@ -3,14 +3,87 @@
 //! be read, or has no label, is an error naming the file and row: a metric over silently fewer
 //! rows would mislead.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::EvalError;
 use crate::label::{first_error_labels, LabelColumn};
+use crate::source::discover::hub_split;
 use crate::source::flow::{Flow, SourceBatch};
 use crate::source::jsonl::{read_labelled, LabelledTrajectory};
 use crate::source::parquet::{plan, read_file};
-use crate::source::{ColumnMapping, SourceError};
+use crate::source::{discover_inputs, ColumnMapping, SourceError};
+
+/// One subset to evaluate: its name and the files holding its records.
+pub struct Subset {
+    pub name: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// The subsets of the inputs: a file is one subset (named by its stem); a folder holding a
+/// Hugging Face data set (`data/gsm8k-00000-of-00001.parquet`, ...) is one subset per split,
+/// named by the split (ProcessBench's gsm8k, math, olympiadbench, omnimath), in name order; any
+/// other folder is one subset of all its Parquet files.
+pub fn subsets(paths: &[PathBuf]) -> Result<Vec<Subset>, EvalError> {
+    let mut out: Vec<Subset> = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            out.push(Subset {
+                name: crate::source::jsonl::subset_name(path),
+                files: vec![path.clone()],
+            });
+            continue;
+        }
+        let folder = vec![path.display().to_string()];
+        let splits = split_names(path)?;
+        if splits.is_empty() {
+            out.push(Subset {
+                name: crate::source::jsonl::subset_name(path),
+                files: discover_inputs(&folder, "parquet", None)?,
+            });
+        }
+        for split in splits {
+            out.push(Subset {
+                files: discover_inputs(&folder, "parquet", Some(&split))?,
+                name: split,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The splits the files under `folder` belong to.
+fn split_names(folder: &Path) -> Result<Vec<String>, SourceError> {
+    let mut names = Vec::new();
+    let mut stack = vec![folder.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| SourceError::Input {
+            pattern: folder.display().to_string(),
+            message: e.to_string(),
+        })?;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "parquet") {
+                let Some(split) = hub_split(&p) else { continue };
+                if !names.contains(&split) {
+                    names.push(split);
+                }
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Every record of a subset's files, in order.
+pub fn read_subset(subset: &Subset) -> Result<Vec<LabelledTrajectory>, EvalError> {
+    let mut records = Vec::new();
+    for file in &subset.files {
+        records.extend(read(file)?);
+    }
+    Ok(records)
+}
 
 /// Every record of `path`, each with a label (or PRMBench's error steps).
 pub fn read(path: &Path) -> Result<Vec<LabelledTrajectory>, EvalError> {

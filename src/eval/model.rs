@@ -13,7 +13,6 @@ use crate::formats::features::{read_features, FeatureRow};
 use crate::model::{Backbone, HeadsRunner, LoadedModel, RuntimeOptions};
 use crate::score::{ScoreOptions, StepScorer};
 use crate::select::step_stats;
-use crate::source::jsonl::subset_name;
 use crate::tokenise::Tokeniser;
 
 /// How tau is set.
@@ -115,10 +114,11 @@ pub fn evaluate_files(
     let mut heads = HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?;
     let mut scorer: Option<(Tokeniser, StepScorer)> = None;
     let mut subsets = Vec::new();
-    for path in files {
-        let name = subset_name(path);
+    for subset in super::labelled::subsets(files)? {
+        let name = subset.name.clone();
+        let path = &subset.files[0];
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if ext == "arrow" {
+        if ext == "arrow" && subset.files.len() == 1 {
             let (_, rows) = read_features(path)?;
             let features: Vec<f32> = rows
                 .iter()
@@ -133,7 +133,7 @@ pub fn evaluate_files(
             });
             continue;
         }
-        let records = super::labelled::read(path)?;
+        let records = super::labelled::read_subset(&subset)?;
         if scorer.is_none() {
             let tokeniser = Tokeniser::for_model(model)?;
             let backbone = Backbone::open(model, runtime)?;
