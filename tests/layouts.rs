@@ -458,3 +458,47 @@ fn eval_reads_a_hub_folder_as_one_subset_per_split() {
         files["subsets"]["math-00000-of-00001"]
     );
 }
+
+/// ActPRM's `hard_labels` layout evaluates like the same rows in TRL's layout and in today's.
+#[test]
+fn actprm_hard_labels_evaluate_like_the_same_rows_in_other_layouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected: Vec<i32> = jsonl("actprm_hard_labels.jsonl")
+        .iter()
+        .map(|r| r["expected_label"].as_i64().unwrap() as i32)
+        .collect();
+    let read: Vec<i32> = actprm::source::jsonl::read_labelled(&data("actprm_hard_labels.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|r| r.label.unwrap())
+        .collect();
+    assert_eq!(read, expected);
+    let converted_file = dir.path().join("hard.parquet");
+    let o = actprm(&[
+        "convert",
+        s(&data("actprm_hard_labels.jsonl")),
+        "-o",
+        s(&converted_file),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        converted(&converted_file)
+            .iter()
+            .map(|r| r.3)
+            .collect::<Vec<_>>(),
+        expected
+    );
+    let numbers = |file: &Path| {
+        let o = actprm(&["eval", s(file), "--tau", "0.5", "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        // the one subset's counts and metrics (its name is the file's stem)
+        let subsets = v["subsets"].as_object().unwrap().clone();
+        assert_eq!(subsets.len(), 1);
+        subsets.into_iter().next().unwrap().1
+    };
+    assert_eq!(
+        numbers(&data("actprm_hard_labels.jsonl")),
+        numbers(&data("trl_stepwise.jsonl"))
+    );
+}
