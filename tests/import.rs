@@ -409,3 +409,104 @@ fn eval_reads_processbench_files_with_an_imported_model() {
         .as_str()
         .is_some_and(|v| v.starts_with("skywork@")));
 }
+
+/// The default backbone written by actprm from its fp32 weights (`setup.sh` fetches them) against
+/// transformers' BertModel (`tests/data/hf/minilm_golden.json`): f32 to 1e-4, and the int8 graph
+/// (per-channel s8 weights) close in direction; the three windows also as one padded batch.
+#[test]
+fn the_default_backbone_written_from_fp32_weights_matches_transformers() {
+    let weights = actprm::model::deps_dir().join("models/minilm-fp32");
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf("minilm_golden.json")).unwrap()).unwrap();
+    let windows = golden["windows"].as_array().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, tolerance) in [("f32", 1e-4f32), ("int8", 0.0)] {
+        let model_dir = dir.path().join(dtype);
+        let o = actprm(&[
+            "import",
+            "--from",
+            weights.to_str().unwrap(),
+            "-o",
+            model_dir.to_str().unwrap(),
+            "--dtype",
+            dtype,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let model = LoadedModel::from_dir(&model_dir).unwrap();
+        let mut backbone =
+            actprm::model::Backbone::open(&model, &Default::default()).expect("backbone opens");
+        let ids: Vec<Vec<i64>> = windows
+            .iter()
+            .map(|w| {
+                w["input_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_i64().unwrap())
+                    .collect()
+            })
+            .collect();
+        // positions 0..4 and the last of each window
+        let positions: Vec<Vec<usize>> =
+            ids.iter().map(|w| vec![0, 1, 2, 3, w.len() - 1]).collect();
+        let expected: Vec<Vec<f32>> = windows
+            .iter()
+            .map(|w| {
+                let mut rows: Vec<f32> = Vec::new();
+                for r in w["hidden"]["first4"].as_array().unwrap() {
+                    rows.extend(floats(r).iter().map(|&v| v as f32));
+                }
+                rows.extend(floats(&w["hidden"]["last"]).iter().map(|&v| v as f32));
+                rows
+            })
+            .collect();
+        let alone: Vec<Vec<f32>> = ids
+            .iter()
+            .zip(&positions)
+            .map(|(w, p)| backbone.separator_features(&[(w, p)]).unwrap())
+            .collect();
+        let inputs: Vec<(&[i64], &[usize])> = ids
+            .iter()
+            .zip(&positions)
+            .map(|(w, p)| (w.as_slice(), p.as_slice()))
+            .collect();
+        let batched = backbone.separator_features(&inputs).unwrap();
+        let flat: Vec<f32> = alone.concat();
+        let cosine = |g: &[f32], e: &[f32]| {
+            let dot: f32 = g.iter().zip(e).map(|(a, b)| a * b).sum();
+            let norm = |x: &[f32]| x.iter().map(|a| a * a).sum::<f32>().sqrt();
+            dot / (norm(g) * norm(e))
+        };
+        let max_diff = |g: &[f32], e: &[f32]| {
+            g.iter()
+                .zip(e)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max)
+        };
+        for (a, b) in flat.chunks(384).zip(batched.chunks(384)) {
+            if dtype == "f32" {
+                let diff = max_diff(a, b);
+                assert!(
+                    diff < 1e-4,
+                    "f32: a padded batch differs from alone by {diff}"
+                );
+            } else {
+                // dynamic quantisation takes one activation scale per call, so the rows of a
+                // batch change each other's quantisation (measured: cosine 0.977 at worst)
+                let c = cosine(a, b);
+                assert!(c > 0.97, "int8: batch vs alone cosine {c}");
+            }
+        }
+        for (w, (got, want)) in alone.iter().zip(&expected).enumerate() {
+            for (v, (g, e)) in got.chunks(384).zip(want.chunks(384)).enumerate() {
+                if dtype == "f32" {
+                    let diff = max_diff(g, e);
+                    assert!(diff < tolerance, "window {w} vector {v}: max diff {diff}");
+                } else {
+                    let c = cosine(g, e);
+                    assert!(c > 0.97, "window {w} vector {v}: cosine {c}");
+                }
+            }
+        }
+    }
+}

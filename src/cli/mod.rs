@@ -135,6 +135,10 @@ pub enum Command {
         /// The PRM family; `auto` reads `architectures` and the head's tensor names.
         #[arg(long, value_enum, default_value_t = actprm::model::import::Family::Auto)]
         format: actprm::model::import::Family,
+        /// Weights of the written backbone: f32, or int8 (per-channel s8 weights, u8 activations
+        /// quantised per call: BERT encoders only in this version).
+        #[arg(long, value_enum, default_value_t = Default::default())]
+        dtype: actprm::model::import::encoder::Precision,
         #[command(flatten)]
         io: Output,
     },
@@ -576,9 +580,10 @@ pub fn run(cli: Cli) -> Result {
             from,
             output,
             format,
+            dtype,
             io,
         } => {
-            let report = actprm::model::import::import(&from, &output, format)?;
+            let report = actprm::model::import::import(&from, &output, format, dtype)?;
             render(&report, &io, None)?;
         }
         Command::TinyModel { output, dim, heads } => {

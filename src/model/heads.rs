@@ -166,9 +166,9 @@ impl HeadsWeights {
         let mut transpose = node("Transpose", &["z"], OUTPUT_LOGITS);
         transpose.attribute.push(AttributeProto {
             name: "perm".into(),
-            i: 0,
             ints: vec![1, 0],
             r#type: 7,
+            ..Default::default()
         });
         let nodes = vec![
             node("MatMul", &[INPUT_FEATURES, "w1"], "a1"),

@@ -67,17 +67,21 @@ pub struct NodeProto {
 pub struct AttributeProto {
     #[prost(string, tag = "1")]
     pub name: String,
+    #[prost(float, tag = "2")]
+    pub f: f32,
     #[prost(int64, tag = "3")]
     pub i: i64,
     #[prost(int64, repeated, tag = "8")]
     pub ints: Vec<i64>,
-    /// AttributeType: 2 = INT, 7 = INTS.
+    /// AttributeType: 1 = FLOAT, 2 = INT, 7 = INTS.
     #[prost(int32, tag = "20")]
     pub r#type: i32,
 }
 
 /// TensorProto.DataType values used here.
 pub const DTYPE_FLOAT: i32 = 1;
+pub const DTYPE_UINT8: i32 = 2;
+pub const DTYPE_INT8: i32 = 3;
 pub const DTYPE_INT64: i32 = 7;
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -50,8 +50,8 @@ pub fn tiny_backbone(vocab: usize, dim: usize, seed: u64) -> Vec<u8> {
     let to_float = AttributeProto {
         name: "to".into(),
         i: DTYPE_FLOAT as i64,
-        ints: vec![],
         r#type: 2,
+        ..Default::default()
     };
     let nodes = vec![
         node("Gather", &["embedding", "input_ids"], "tokens", vec![]),

@@ -24,6 +24,7 @@ pub struct Graph {
 pub enum Attr {
     Int(i64),
     Ints(Vec<i64>),
+    Float(f32),
 }
 
 impl Graph {
@@ -64,14 +65,20 @@ impl Graph {
                 Attr::Int(i) => AttributeProto {
                     name: name.to_string(),
                     i: *i,
-                    ints: vec![],
                     r#type: 2,
+                    ..Default::default()
                 },
                 Attr::Ints(v) => AttributeProto {
                     name: name.to_string(),
-                    i: 0,
                     ints: v.clone(),
                     r#type: 7,
+                    ..Default::default()
+                },
+                Attr::Float(f) => AttributeProto {
+                    name: name.to_string(),
+                    f: *f,
+                    r#type: 1,
+                    ..Default::default()
                 },
             })
             .collect();
@@ -82,6 +89,13 @@ impl Graph {
             op_type: op.to_string(),
             attribute,
         });
+    }
+
+    /// Renames the outputs of the last node added (for operators with several outputs).
+    pub fn outputs_of_last(&mut self, outputs: &[&str]) {
+        if let Some(node) = self.nodes.last_mut() {
+            node.output = outputs.iter().map(|s| s.to_string()).collect();
+        }
     }
 
     /// An int64 constant (`dims` empty: a scalar).
@@ -96,6 +110,25 @@ impl Graph {
         name.into()
     }
 
+    /// A tensor of any element type from its little-endian bytes (`data_type`: ONNX's enum).
+    pub fn raw(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        data_type: i32,
+        raw: Vec<u8>,
+    ) -> Result<String, ImportError> {
+        let mut tensor = TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type,
+            name: name.into(),
+            ..Default::default()
+        };
+        self.place(&mut tensor, raw)?;
+        self.initializers.push(tensor);
+        Ok(name.into())
+    }
+
     /// An f32 weight or constant.
     pub fn floats(
         &mut self,
@@ -104,12 +137,11 @@ impl Graph {
         values: &[f32],
     ) -> Result<String, ImportError> {
         let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let mut tensor = TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: DTYPE_FLOAT,
-            name: name.into(),
-            ..Default::default()
-        };
+        self.raw(name, dims, DTYPE_FLOAT, raw)
+    }
+
+    /// Puts `raw` in the tensor, or in the external data file when it is large.
+    fn place(&mut self, tensor: &mut TensorProto, raw: Vec<u8>) -> Result<(), ImportError> {
         match &mut self.data {
             Some((writer, path, file_name, offset)) if raw.len() >= EXTERNAL_FROM_BYTES => {
                 writer.write_all(&raw).map_err(ImportError::io(path))?;
@@ -127,8 +159,7 @@ impl Graph {
             }
             _ => tensor.raw_data = raw,
         }
-        self.initializers.push(tensor);
-        Ok(name.into())
+        Ok(())
     }
 
     /// Writes the model; `inputs` are int64 `[batch, seq]`, `output` is f32 `[batch, seq, width]`.

@@ -82,7 +82,7 @@ pub fn build(
             let heads = linear_logit(&u, c);
             Ok((None, heads.clone(), heads))
         }
-        Family::Auto => Err(ImportError::Unsupported(
+        Family::Auto | Family::BertEncoder => Err(ImportError::Unsupported(
             "the family must be known before the heads are built".into(),
         )),
     }

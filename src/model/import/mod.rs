@@ -6,6 +6,7 @@
 mod checkpoint;
 mod config;
 mod decoder;
+pub mod encoder;
 mod graph;
 mod heads;
 mod prompt;
@@ -62,6 +63,8 @@ pub enum Family {
     Skywork,
     /// A language model read at a step tag (Math-Shepherd, RLHFlow).
     TokenHead,
+    /// A BERT sentence encoder (all-MiniLM-L6-v2) as the backbone of the embedded default heads.
+    BertEncoder,
 }
 
 impl Family {
@@ -116,8 +119,24 @@ impl crate::report::Report for ImportReport {
 const MAX_CONTEXT: usize = 4096;
 
 /// Imports `from` into the model directory `output` (written whole or not at all).
-pub fn import(from: &Path, output: &Path, family: Family) -> Result<ImportReport, ImportError> {
+pub fn import(
+    from: &Path,
+    output: &Path,
+    family: Family,
+    dtype: encoder::Precision,
+) -> Result<ImportReport, ImportError> {
     let started = std::time::Instant::now();
+    let bert = family == Family::BertEncoder
+        || (family == Family::Auto && architectures(from)?.iter().any(|a| a == "BertModel"));
+    if bert {
+        return import_encoder(from, output, dtype, started);
+    }
+    if dtype != encoder::Precision::F32 {
+        return Err(ImportError::Unsupported(
+            "--dtype int8 is written for BERT encoders only in this version; decoders are f32"
+                .into(),
+        ));
+    }
     let config = HfConfig::read(from)?;
     let weights = Checkpoint::open(from)?;
     let family = match family {
@@ -230,6 +249,113 @@ fn write_model(
             .as_bytes(),
     )?;
     Ok((feature_size, heads.heads, max_length))
+}
+
+/// `architectures` of `config.json`.
+fn architectures(from: &Path) -> Result<Vec<String>, ImportError> {
+    let path = from.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(ImportError::io(&path))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ImportError::File {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(v.get("architectures")
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// A BERT encoder folder as the backbone of the embedded default's heads (same tokenizer
+/// conventions: `[CLS]` problem `[SEP]` step `[SEP]` ...).
+fn import_encoder(
+    from: &Path,
+    output: &Path,
+    dtype: encoder::Precision,
+    started: std::time::Instant,
+) -> Result<ImportReport, ImportError> {
+    let config = encoder::read_config(from)?;
+    let weights = Checkpoint::open(from)?;
+    let default = super::LoadedModel::embedded()?;
+    if default.manifest.hidden_size != config.hidden_size {
+        return Err(ImportError::Unsupported(format!(
+            "the encoder's hidden size is {}, the default heads take {}",
+            config.hidden_size, default.manifest.hidden_size
+        )));
+    }
+    let staging = crate::sink::atomic::temp_path(output, &crate::sink::atomic::process_tag());
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(ImportError::io(&staging))?;
+    let written = (|| {
+        encoder::write_encoder(&config, &weights, dtype, &staging, "backbone.onnx")?;
+        let tokenizer = from.join("tokenizer.json");
+        std::fs::copy(&tokenizer, staging.join("tokenizer.json"))
+            .map_err(ImportError::io(&tokenizer))?;
+        let mut manifest = default.manifest.clone();
+        manifest.name = format!("{}-{}", default.manifest.name, dtype_name(dtype));
+        manifest.backbone = "backbone.onnx".into();
+        manifest.backbone_sha256 = None;
+        manifest.tokenizer = "tokenizer.json".into();
+        manifest.provenance = format!(
+            "backbone: {} written by actprm import from {} ({dtype:?} dense weights); heads: the \
+             embedded default's ({})",
+            config_name(from),
+            from.display(),
+            default.manifest.name
+        );
+        let write = |file: &str, bytes: &[u8]| {
+            let path = staging.join(file);
+            std::fs::write(&path, bytes).map_err(ImportError::io(&path))
+        };
+        write("heads.onnx", &default.heads_bytes)?;
+        if let Some(anchors) = &default.anchors_bytes {
+            write("anchors.onnx", anchors)?;
+        }
+        write(
+            super::manifest::MANIFEST_FILE,
+            serde_json::to_string_pretty(&manifest)
+                .expect("manifest serialises")
+                .as_bytes(),
+        )?;
+        crate::sink::atomic::replace_dir(&staging, output).map_err(|e| ImportError::File {
+            path: output.to_path_buf(),
+            message: e.to_string(),
+        })
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    written?;
+    Ok(ImportReport {
+        from: from.display().to_string(),
+        output: output.display().to_string(),
+        family: Family::BertEncoder,
+        architecture: "BertModel".into(),
+        layers: config.num_hidden_layers,
+        hidden_size: config.hidden_size,
+        feature_size: config.hidden_size,
+        ensemble_size: default.manifest.ensemble_size,
+        stored_dtypes: weights.dtypes.clone(),
+        step_marker: default.manifest.separator.step.clone(),
+        max_length: default.manifest.max_length,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn dtype_name(dtype: encoder::Precision) -> &'static str {
+    match dtype {
+        encoder::Precision::F32 => "f32",
+        encoder::Precision::Int8 => "int8",
+    }
+}
+
+fn config_name(from: &Path) -> String {
+    from.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The family from `architectures`, else from the head's tensor names.

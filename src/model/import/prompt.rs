@@ -125,7 +125,7 @@ pub fn input_format(
                 })
             }
         },
-        Family::Auto => Err(ImportError::Unsupported(
+        Family::Auto | Family::BertEncoder => Err(ImportError::Unsupported(
             "the family must be known before its input format".into(),
         )),
     }
