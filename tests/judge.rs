@@ -866,35 +866,7 @@ fn the_active_loop_trains_on_judge_labels_when_the_pool_has_none() {
                 assert_eq!(note.value(i), "labelled by judge:qwq-test");
                 let id = record.id.as_deref().unwrap();
                 assert_eq!(label.value(i), by_id[id]);
-                // TRL's layout: the steps up to the first error, true before it, false at it
-                let first = label.value(i);
-                let kept = if first < 0 {
-                    record.steps.len()
-                } else {
-                    first as usize + 1
-                };
-                let steps = completions.value(i);
-                let steps: Vec<&str> = steps
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|s| s.unwrap())
-                    .collect();
-                assert_eq!(
-                    steps,
-                    record.steps[..kept]
-                        .iter()
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                );
-                let bools: Vec<bool> = step_labels
-                    .value(i)
-                    .as_boolean()
-                    .iter()
-                    .map(|v| v.unwrap())
-                    .collect();
-                let expected: Vec<bool> =
-                    (0..kept).map(|s| first < 0 || s < first as usize).collect();
-                assert_eq!(bools, expected);
+                assert_trl_row(&completions, &step_labels, i, &record.steps, label.value(i));
             }
         }
     }
@@ -948,33 +920,40 @@ fn judge_labels_can_be_written_in_trls_layout() {
             assert_eq!(prompt.value(i), r.problem);
             let first = judged.value(i);
             assert_eq!(Some(first), r.label, "the judge answered the truth");
-            let kept = if first < 0 {
-                r.steps.len()
-            } else {
-                first as usize + 1
-            };
-            let steps = completions.value(i);
-            let steps: Vec<&str> = steps
-                .as_string::<i32>()
-                .iter()
-                .map(|s| s.unwrap())
-                .collect();
-            assert_eq!(
-                steps,
-                r.steps[..kept]
-                    .iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-            );
-            let bools: Vec<bool> = labels
-                .value(i)
-                .as_boolean()
-                .iter()
-                .map(|v| v.unwrap())
-                .collect();
-            let expected: Vec<bool> = (0..kept).map(|s| first < 0 || s < first as usize).collect();
-            assert_eq!(bools, expected, "row {i}");
+            assert_trl_row(completions, labels, i, &r.steps, first);
         }
     }
     assert_eq!(seen, records.len());
+}
+
+/// Row `i` of TRL's columns for a trajectory with `steps` and first error `first`: the steps up
+/// to the first error, labelled true before it and false at it (all true when -1).
+fn assert_trl_row(
+    completions: &arrow::array::ListArray,
+    labels: &arrow::array::ListArray,
+    i: usize,
+    steps: &[String],
+    first: i32,
+) {
+    let kept = if first < 0 {
+        steps.len()
+    } else {
+        first as usize + 1
+    };
+    let written = completions.value(i);
+    let written: Vec<&str> = written
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.unwrap())
+        .collect();
+    let expected: Vec<&str> = steps[..kept].iter().map(String::as_str).collect();
+    assert_eq!(written, expected, "row {i}: completions");
+    let bools: Vec<bool> = labels
+        .value(i)
+        .as_boolean()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect();
+    let expected: Vec<bool> = (0..kept).map(|s| first < 0 || s < first as usize).collect();
+    assert_eq!(bools, expected, "row {i}: labels");
 }

@@ -119,6 +119,10 @@ pub struct LoadedModel {
 }
 
 const EMBEDDED_MANIFEST: &str = include_str!("default/manifest.json");
+/// The embedded default's backbone, which actprm writes itself from the fp32 weights in
+/// [`DEFAULT_BACKBONE_WEIGHTS`] (both under the setup cache).
+const DEFAULT_BACKBONE: &str = "deps:models/minilm-fp32/backbone-f32.onnx";
+const DEFAULT_BACKBONE_WEIGHTS: &str = "models/minilm-fp32";
 const EMBEDDED_HEADS: &[u8] = include_bytes!("default/heads.onnx");
 const EMBEDDED_ANCHORS: &[u8] = include_bytes!("default/anchors.onnx");
 
@@ -189,8 +193,23 @@ impl LoadedModel {
     }
 
     /// Checks that the backbone and tokenizer exist (and the backbone's pinned hash), with an
-    /// install hint when the setup cache is missing.
+    /// install hint when the setup cache is missing. The default backbone is built here on first
+    /// use from the fp32 weights `setup.sh` fetched (a few seconds, once per cache).
     pub fn check_files(&self) -> Result<(), ModelError> {
+        let default_backbone = resolve(None, DEFAULT_BACKBONE);
+        if !self.backbone_path.exists() && self.backbone_path == default_backbone {
+            let weights = super::deps_dir().join(DEFAULT_BACKBONE_WEIGHTS);
+            if weights.join("model.safetensors").exists() {
+                super::import::encoder::build_default_backbone(&weights, &default_backbone)
+                    .map_err(|e| ModelError::File {
+                        path: default_backbone.clone(),
+                        message: format!(
+                            "building the default backbone from {}: {e}",
+                            weights.display()
+                        ),
+                    })?;
+            }
+        }
         for path in [&self.backbone_path, &self.tokenizer_path] {
             if !path.exists() {
                 return Err(ModelError::File {

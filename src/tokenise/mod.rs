@@ -211,22 +211,36 @@ impl Tokeniser {
             texts.push(problem);
             texts.extend(steps.iter().map(String::as_str));
         }
-        let encodings = self
-            .tokenizer
-            .encode_batch_fast(texts, false)
-            .map_err(|e| e.to_string())?;
-        let mut pieces = encodings.into_iter().map(|e| e.get_ids().to_vec());
-        Ok(trajectories
-            .iter()
-            .map(|(_, steps)| {
-                let problem = pieces.next().unwrap_or_default();
-                let step_ids: Vec<Vec<u32>> = (0..steps.len())
-                    .map(|_| pieces.next().unwrap_or_default())
-                    .collect();
-                build_windows(&problem, &step_ids, self.special, self.limits)
-            })
-            .collect())
+        let counts: Vec<usize> = trajectories.iter().map(|(_, s)| s.len()).collect();
+        encode_pieces(&self.tokenizer, texts, &counts, self.special, self.limits)
     }
+}
+
+/// Encodes each trajectory's texts on their own (its head, then `counts[i]` steps, flattened in
+/// `texts`) and packs them into windows with the structural tokens between them.
+fn encode_pieces<'t>(
+    tokenizer: &Tokenizer,
+    texts: Vec<impl Into<tokenizers::InputSequence<'t>> + Send>,
+    counts: &[usize],
+    special: SpecialTokens,
+    limits: WindowLimits,
+) -> Result<Vec<TokenisedTrajectory>, String> {
+    let texts: Vec<tokenizers::EncodeInput<'t>> = texts
+        .into_iter()
+        .map(|t| tokenizers::EncodeInput::Single(t.into()))
+        .collect();
+    let encodings = tokenizer
+        .encode_batch_fast(texts, false)
+        .map_err(|e| e.to_string())?;
+    let mut pieces = encodings.into_iter().map(|e| e.get_ids().to_vec());
+    Ok(counts
+        .iter()
+        .map(|&n| {
+            let head = pieces.next().unwrap_or_default();
+            let steps: Vec<Vec<u32>> = (0..n).map(|_| pieces.next().unwrap_or_default()).collect();
+            build_windows(&head, &steps, special, limits)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -151,20 +151,8 @@ fn pieces(
         texts.push(text[..first].to_string());
         texts.extend(ranges.iter().map(|&(a, b)| text[a..b].to_string()));
     }
-    let encodings = tokenizer
-        .encode_batch_fast(texts, false)
-        .map_err(|e| e.to_string())?;
-    let mut pieces = encodings.into_iter().map(|e| e.get_ids().to_vec());
-    Ok(trajectories
-        .iter()
-        .map(|(_, steps)| {
-            let prefix = pieces.next().unwrap_or_default();
-            let step_ids: Vec<Vec<u32>> = (0..steps.len())
-                .map(|_| pieces.next().unwrap_or_default())
-                .collect();
-            build_windows(&prefix, &step_ids, special, limits)
-        })
-        .collect())
+    let counts: Vec<usize> = trajectories.iter().map(|(_, s)| s.len()).collect();
+    super::encode_pieces(tokenizer, texts, &counts, special, limits)
 }
 
 #[cfg(test)]

@@ -138,10 +138,7 @@ pub fn write_backbone(
             &[("perm", Attr::Ints(vec![0, 1, 2, 4, 3]))],
         );
         let v = g.op("Unsqueeze", &[&v, &axis2], &[]);
-        let scores = g.op("MatMul", &[&q, &k], &[]);
-        let scores = g.op("Add", &[&scores, &mask], &[]);
-        let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
-        let attended = g.op("MatMul", &[&probs, &v], &[]);
+        let attended = g.attention(&q, &k, &v, &mask);
         let attended = g.op("Reshape", &[&attended, &shape_heads], &[]);
         let attended = g.op("Transpose", &[&attended], &heads_first);
         let attended = g.op("Reshape", &[&attended, &shape_merged], &[]);

@@ -45,14 +45,16 @@ pub enum Precision {
     Int8,
 }
 
-/// Writes `file_name` (+ its `.data`) in `dir`: `input_ids, attention_mask, token_type_ids ->
-/// last_hidden_state [batch, seq, hidden]`.
+/// Writes `file_name` in `dir` (its weights in `file_name.data` beside it when `external`):
+/// `input_ids, attention_mask, token_type_ids -> last_hidden_state [batch, seq, hidden]`. The
+/// bytes depend only on the weights and the precision, so a written graph can be pinned by hash.
 pub fn write_encoder(
     config: &BertConfig,
     weights: &Checkpoint,
     precision: Precision,
     dir: &Path,
     file_name: &str,
+    external: bool,
 ) -> Result<(), ImportError> {
     if config.hidden_act != "gelu" {
         return Err(ImportError::Unsupported(format!(
@@ -63,7 +65,8 @@ pub fn write_encoder(
     let h = config.hidden_size;
     let heads = config.num_attention_heads;
     let hd = h / heads;
-    let mut g = Graph::new(Some(&dir.join(format!("{file_name}.data"))))?;
+    let data = dir.join(format!("{file_name}.data"));
+    let mut g = Graph::new(external.then_some(data.as_path()))?;
     let one = g.ints("c_one", &[], &[1]);
     let zero = g.ints("c_zero", &[], &[0]);
     let axes12 = g.ints("c_axes12", &[2], &[1, 2]);
@@ -157,10 +160,7 @@ pub fn write_encoder(
             &[("perm", Attr::Ints(vec![0, 2, 3, 1]))],
         );
         let v = split(&mut g, &v);
-        let scores = g.op("MatMul", &[&q, &k], &[]);
-        let scores = g.op("Add", &[&scores, &mask], &[]);
-        let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
-        let ctx = g.op("MatMul", &[&probs, &v], &[]);
+        let ctx = g.attention(&q, &k, &v, &mask);
         let ctx = g.op("Transpose", &[&ctx], &heads_first);
         let ctx = g.op("Reshape", &[&ctx, &shape_merged], &[]);
         let out = dense(
@@ -309,6 +309,28 @@ fn quantise_per_column(w: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f32
         .map(|(i, &v)| (v / scales[i % cols]).round().clamp(-127.0, 127.0) as i8)
         .collect();
     (q, scales)
+}
+
+/// Builds the embedded default's backbone (f32, one file) from the fp32 weights in `weights_dir`
+/// into `target`, written under a temporary name and renamed, so concurrent first uses are safe.
+pub fn build_default_backbone(weights_dir: &Path, target: &Path) -> Result<(), ImportError> {
+    let config = read_config(weights_dir)?;
+    let weights = Checkpoint::open(weights_dir)?;
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let tag = crate::sink::atomic::process_tag();
+    let temp_name = format!(
+        ".{}.{tag}.tmp",
+        target
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    write_encoder(&config, &weights, Precision::F32, dir, &temp_name, false)?;
+    let temp = dir.join(&temp_name);
+    crate::sink::atomic::commit(&temp, target).map_err(|e| ImportError::File {
+        path: target.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// Reads `config.json` of a BERT checkpoint folder.

@@ -91,6 +91,15 @@ impl Graph {
         });
     }
 
+    /// `softmax(q . k_t + mask) . v` over the last axis (`q` already scaled, `k_t` the keys
+    /// transposed, `mask` additive): the attention core every writer shares.
+    pub fn attention(&mut self, q: &str, k_t: &str, v: &str, mask: &str) -> String {
+        let scores = self.op("MatMul", &[q, k_t], &[]);
+        let scores = self.op("Add", &[&scores, mask], &[]);
+        let probs = self.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+        self.op("MatMul", &[&probs, v], &[])
+    }
+
     /// Renames the outputs of the last node added (for operators with several outputs).
     pub fn outputs_of_last(&mut self, outputs: &[&str]) {
         if let Some(node) = self.nodes.last_mut() {

@@ -290,7 +290,7 @@ fn import_encoder(
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(ImportError::io(&staging))?;
     let written = (|| {
-        encoder::write_encoder(&config, &weights, dtype, &staging, "backbone.onnx")?;
+        encoder::write_encoder(&config, &weights, dtype, &staging, "backbone.onnx", true)?;
         let tokenizer = from.join("tokenizer.json");
         std::fs::copy(&tokenizer, staging.join("tokenizer.json"))
             .map_err(ImportError::io(&tokenizer))?;
