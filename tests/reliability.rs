@@ -928,7 +928,23 @@ fn watch_model_swaps_in_heads_exported_mid_run() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // swap the heads once the first scored rows are on disk (the first part is being written),
+    // so rows of the old version exist whatever the machine's load
+    let started = std::time::Instant::now();
+    let first_part_open = || {
+        std::fs::read_dir(&out).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().contains("part-00000"))
+        })
+    };
+    while !first_part_open() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "no scored rows within two minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let fresh = actprm::model::HeadsWeights::init(loaded.manifest.ensemble_size, 32, 99);
     let bytes = fresh.to_onnx(&[]);
     loaded
