@@ -420,7 +420,7 @@ fn the_default_backbone_written_from_fp32_weights_matches_transformers() {
         serde_json::from_str(&std::fs::read_to_string(hf("minilm_golden.json")).unwrap()).unwrap();
     let windows = golden["windows"].as_array().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for (dtype, tolerance) in [("f32", 1e-4f32), ("int8", 0.0)] {
+    for dtype in ["f32", "int8", "int8-rows"] {
         let model_dir = dir.path().join(dtype);
         let o = actprm(&[
             "import",
@@ -484,27 +484,31 @@ fn the_default_backbone_written_from_fp32_weights_matches_transformers() {
                 .fold(0f32, f32::max)
         };
         for (a, b) in flat.chunks(384).zip(batched.chunks(384)) {
-            if dtype == "f32" {
+            if dtype == "int8" {
+                // one activation scale per call: the rows of a batch change each other's
+                // quantisation (measured: cosine 0.977 at worst)
+                let c = cosine(a, b);
+                assert!(c > 0.97, "int8: batch vs alone cosine {c}");
+            } else {
                 let diff = max_diff(a, b);
                 assert!(
                     diff < 1e-4,
-                    "f32: a padded batch differs from alone by {diff}"
+                    "{dtype}: a padded batch differs from alone by {diff}"
                 );
-            } else {
-                // dynamic quantisation takes one activation scale per call, so the rows of a
-                // batch change each other's quantisation (measured: cosine 0.977 at worst)
-                let c = cosine(a, b);
-                assert!(c > 0.97, "int8: batch vs alone cosine {c}");
             }
         }
         for (w, (got, want)) in alone.iter().zip(&expected).enumerate() {
             for (v, (g, e)) in got.chunks(384).zip(want.chunks(384)).enumerate() {
-                if dtype == "f32" {
-                    let diff = max_diff(g, e);
-                    assert!(diff < tolerance, "window {w} vector {v}: max diff {diff}");
-                } else {
-                    let c = cosine(g, e);
-                    assert!(c > 0.97, "window {w} vector {v}: cosine {c}");
+                match dtype {
+                    "f32" => {
+                        let diff = max_diff(g, e);
+                        assert!(diff < 1e-4, "window {w} vector {v}: max diff {diff}");
+                    }
+                    _ => {
+                        let floor = if dtype == "int8" { 0.97 } else { 0.99 };
+                        let c = cosine(g, e);
+                        assert!(c > floor, "{dtype}: window {w} vector {v}: cosine {c}");
+                    }
                 }
             }
         }

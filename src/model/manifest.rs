@@ -200,14 +200,18 @@ impl LoadedModel {
         if !self.backbone_path.exists() && self.backbone_path == default_backbone {
             let weights = super::deps_dir().join(DEFAULT_BACKBONE_WEIGHTS);
             if weights.join("model.safetensors").exists() {
-                super::import::encoder::build_default_backbone(&weights, &default_backbone)
-                    .map_err(|e| ModelError::File {
-                        path: default_backbone.clone(),
-                        message: format!(
-                            "building the default backbone from {}: {e}",
-                            weights.display()
-                        ),
-                    })?;
+                super::import::encoder::build_default_backbone(
+                    &weights,
+                    &default_backbone,
+                    super::import::encoder::Precision::F32,
+                )
+                .map_err(|e| ModelError::File {
+                    path: default_backbone.clone(),
+                    message: format!(
+                        "building the default backbone from {}: {e}",
+                        weights.display()
+                    ),
+                })?;
             }
         }
         for path in [&self.backbone_path, &self.tokenizer_path] {

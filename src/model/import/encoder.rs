@@ -14,7 +14,7 @@ use super::decoder::transpose;
 use super::graph::{Attr, Graph};
 use super::ImportError;
 use crate::model::backbone::{ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, TOKEN_TYPE_IDS};
-use crate::model::onnx_proto::DTYPE_INT8;
+use crate::model::onnx_proto::{DTYPE_INT8, DTYPE_UINT8};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct BertConfig {
@@ -43,6 +43,9 @@ pub enum Precision {
     F32,
     /// s8 weights per output channel, u8 activations quantised per call (BERT encoders).
     Int8,
+    /// s8 weights per output channel, u8 activations quantised per token (its own scale), so a
+    /// row's features do not depend on the rest of its batch (BERT encoders).
+    Int8Rows,
 }
 
 /// Writes `file_name` in `dir` (its weights in `file_name.data` beside it when `external`):
@@ -260,7 +263,7 @@ fn dense(
             let w = g.floats(&format!("{name}.weight"), &[input, output], &w)?;
             g.op("MatMul", &[x, &w], &[])
         }
-        Precision::Int8 => {
+        Precision::Int8 | Precision::Int8Rows => {
             let (q, scales) = quantise_per_column(&w, input, output);
             let wq = g.raw(
                 &format!("{name}.weight_s8"),
@@ -275,6 +278,10 @@ fn dense(
                 vec![0u8; output],
             )?;
             let w_scale = g.floats(&format!("{name}.weight_scale"), &[output], &scales)?;
+            if precision == Precision::Int8Rows {
+                let y = int8_rows(g, x, &wq, &w_zero, &w_scale, input, output)?;
+                return Ok(g.op("Add", &[&y, &b], &[]));
+            }
             let quantised = g.op("DynamicQuantizeLinear", &[x], &[]);
             // DynamicQuantizeLinear has three outputs: name them after the first
             let (xq, xs, xz) = (
@@ -290,6 +297,56 @@ fn dense(
         }
     };
     Ok(g.op("Add", &[&y, &b], &[]))
+}
+
+/// `x @ W` with `x` quantised row by row: symmetric u8 around 128 with each token's own scale
+/// (`max |x| / 127`), exact integer products, then both scales applied.
+fn int8_rows(
+    g: &mut Graph,
+    x: &str,
+    wq: &str,
+    w_zero: &str,
+    w_scale: &str,
+    input: usize,
+    output: usize,
+) -> Result<String, ImportError> {
+    let rows_shape = g.ints(&format!("c_rows_{input}"), &[2], &[-1, input as i64]);
+    let x2 = g.op("Reshape", &[x, &rows_shape], &[]);
+    let abs = g.op("Abs", &[&x2], &[]);
+    let max = g.op(
+        "ReduceMax",
+        &[&abs],
+        &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(0))],
+    );
+    let tiny = g.floats("c_rows_tiny", &[], &[1e-12])?;
+    let levels = g.floats("c_rows_levels", &[], &[127.0])?;
+    let max = g.op("Max", &[&max, &tiny], &[]);
+    let scale = g.op("Div", &[&max, &levels], &[]);
+    let zero_f = g.floats("c_rows_zero", &[], &[0.0])?;
+    let mid = g.floats("c_rows_mid", &[], &[128.0])?;
+    let zp = g.op("Mul", &[&scale, &zero_f], &[]);
+    let zp = g.op("Add", &[&zp, &mid], &[]);
+    let zp = g.op("Cast", &[&zp], &[("to", Attr::Int(DTYPE_UINT8 as i64))]);
+    let xq = g.op(
+        "QuantizeLinear",
+        &[&x2, &scale, &zp],
+        &[("axis", Attr::Int(0))],
+    );
+    let a_zero = g.raw("c_rows_a_zero", &[], DTYPE_UINT8, vec![128])?;
+    let acc = g.op("MatMulInteger", &[&xq, wq, &a_zero, w_zero], &[]);
+    let acc = g.op("Cast", &[&acc], &[("to", Attr::Int(1))]);
+    let axis1 = g.ints("c_rows_axis1", &[1], &[1]);
+    let row_scale = g.op("Unsqueeze", &[&scale, &axis1], &[]);
+    let y = g.op("Mul", &[&acc, &row_scale], &[]);
+    let y = g.op("Mul", &[&y, w_scale], &[]);
+    // back to [batch, seq, out]
+    let shape = g.op("Shape", &[x], &[]);
+    let start = g.ints("c_rows_start", &[1], &[0]);
+    let end = g.ints("c_rows_end", &[1], &[-1]);
+    let lead = g.op("Slice", &[&shape, &start, &end], &[]);
+    let out = g.ints(&format!("c_rows_out_{output}"), &[1], &[output as i64]);
+    let target = g.op("Concat", &[&lead, &out], &[("axis", Attr::Int(0))]);
+    Ok(g.op("Reshape", &[&y, &target], &[]))
 }
 
 /// Symmetric s8 per output column: `w[i][j] ~ q[i][j] * scale[j]`.
@@ -311,9 +368,13 @@ fn quantise_per_column(w: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f32
     (q, scales)
 }
 
-/// Builds the embedded default's backbone (f32, one file) from the fp32 weights in `weights_dir`
-/// into `target`, written under a temporary name and renamed, so concurrent first uses are safe.
-pub fn build_default_backbone(weights_dir: &Path, target: &Path) -> Result<(), ImportError> {
+/// Builds the embedded default's backbone (one file) from the fp32 weights in `weights_dir` into
+/// `target`, written under a temporary name and renamed, so concurrent first uses are safe.
+pub fn build_default_backbone(
+    weights_dir: &Path,
+    target: &Path,
+    precision: Precision,
+) -> Result<(), ImportError> {
     let config = read_config(weights_dir)?;
     let weights = Checkpoint::open(weights_dir)?;
     let dir = target.parent().unwrap_or(Path::new("."));
@@ -325,7 +386,7 @@ pub fn build_default_backbone(weights_dir: &Path, target: &Path) -> Result<(), I
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     );
-    write_encoder(&config, &weights, Precision::F32, dir, &temp_name, false)?;
+    write_encoder(&config, &weights, precision, dir, &temp_name, false)?;
     let temp = dir.join(&temp_name);
     crate::sink::atomic::commit(&temp, target).map_err(|e| ImportError::File {
         path: target.to_path_buf(),

@@ -19,6 +19,8 @@ pub struct Graph {
     initializers: Vec<TensorProto>,
     data: Option<(BufWriter<File>, PathBuf, String, u64)>,
     counter: usize,
+    /// Initializer names: a constant asked for again by name is the one already there.
+    defined: std::collections::HashSet<String>,
 }
 
 pub enum Attr {
@@ -46,6 +48,7 @@ impl Graph {
             initializers: Vec::new(),
             data,
             counter: 0,
+            defined: Default::default(),
         })
     }
 
@@ -109,6 +112,9 @@ impl Graph {
 
     /// An int64 constant (`dims` empty: a scalar).
     pub fn ints(&mut self, name: &str, dims: &[i64], values: &[i64]) -> String {
+        if !self.defined.insert(name.to_string()) {
+            return name.into();
+        }
         self.initializers.push(TensorProto {
             dims: dims.to_vec(),
             data_type: DTYPE_INT64,
@@ -127,6 +133,9 @@ impl Graph {
         data_type: i32,
         raw: Vec<u8>,
     ) -> Result<String, ImportError> {
+        if !self.defined.insert(name.to_string()) {
+            return Ok(name.into());
+        }
         let mut tensor = TensorProto {
             dims: dims.iter().map(|&d| d as i64).collect(),
             data_type,

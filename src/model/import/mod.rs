@@ -349,6 +349,7 @@ fn dtype_name(dtype: encoder::Precision) -> &'static str {
     match dtype {
         encoder::Precision::F32 => "f32",
         encoder::Precision::Int8 => "int8",
+        encoder::Precision::Int8Rows => "int8-rows",
     }
 }
 
