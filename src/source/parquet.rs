@@ -122,12 +122,20 @@ pub fn planned_rows(file: &PlannedFile) -> u64 {
 /// "Type NONE not supported"), so a panic there is caught and reported as the file's reason.
 pub fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ParquetRecordBatchReaderBuilder::try_new(f)
-    })) {
-        Ok(opened) => opened.map_err(|e| e.to_string()),
+    guarded("damaged footer", || {
+        ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())
+    })
+}
+
+/// Runs a Parquet decoding step, turning a panic in the decoder (parquet 59 panics on some
+/// corrupted column chunk offsets: "column start and length should not be negative") into the
+/// reason the rows are unreadable. Only decoding goes through here, never the caller's callbacks,
+/// so a stage that really crashes still fails the run.
+fn guarded<T>(what: &str, step: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
+        Ok(result) => result,
         Err(panic) => Err(format!(
-            "damaged footer: {}",
+            "{what}: {}",
             panic
                 .downcast_ref::<String>()
                 .map(String::as_str)
@@ -146,18 +154,22 @@ fn read_group(
     group_first_row: u64,
     emit: &mut dyn FnMut(SourceItem) -> bool,
 ) -> Result<bool, (u64, String)> {
-    let (reader, schema) = open_reader(path)
+    let (mut reader, schema) = open_reader(path)
         .and_then(|b| {
             let schema = b.schema().clone();
-            b.with_row_groups(vec![group])
-                .with_batch_size(batch_rows)
-                .build()
-                .map(|r| (r, schema))
-                .map_err(|e| e.to_string())
+            guarded("damaged row group", || {
+                b.with_row_groups(vec![group])
+                    .with_batch_size(batch_rows)
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .map(|r| (r, schema))
         })
         .map_err(|e| (0, e))?;
     let mut done = 0u64;
-    for batch in reader {
+    loop {
+        let next = guarded("damaged row group", || Ok(reader.next())).map_err(|e| (done, e))?;
+        let Some(batch) = next else { break };
         // the reader's batches lack the file's schema metadata (e.g. a Hub data set's
         // `huggingface` features); the builder's schema has it, and outputs keep it
         let batch = batch
