@@ -198,8 +198,12 @@ impl LoadedModel {
     pub fn check_files(&self) -> Result<(), ModelError> {
         let default_backbone = resolve(None, DEFAULT_BACKBONE);
         if !self.backbone_path.exists() && self.backbone_path == default_backbone {
+            // one build per process (threads share the temporary name); other processes write
+            // their own temporary file and the last rename wins with the same bytes
+            static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
             let weights = super::deps_dir().join(DEFAULT_BACKBONE_WEIGHTS);
-            if weights.join("model.safetensors").exists() {
+            if !default_backbone.exists() && weights.join("model.safetensors").exists() {
                 super::import::encoder::build_default_backbone(
                     &weights,
                     &default_backbone,
