@@ -49,9 +49,6 @@ pub struct LabelOutput {
     pub label_format: LabelFormat,
 }
 
-/// The columns TRL's layout adds (an input that has them gets them replaced).
-pub const TRL_COLUMNS: [&str; 3] = ["prompt", "completions", "labels"];
-
 /// A row for the TRL columns: its problem, steps and first-error label, if it could be read.
 pub struct TrlRow<'a> {
     pub problem: &'a str,

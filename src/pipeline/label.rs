@@ -15,7 +15,7 @@ use super::runner;
 use super::stage::Inlet;
 use super::stages::{JudgeRows, Judged, JudgedBatch, ReadFiles};
 use super::PipelineError;
-use crate::label::format::{trl_columns, TrlRow, TRL_COLUMNS};
+use crate::label::format::{trl_columns, TrlRow};
 use crate::label::judge::{Accounting, JudgeClient, JudgeConfig, JudgeOutcome};
 use crate::label::LabelFormat;
 use crate::report::Log;
@@ -23,16 +23,6 @@ use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::flow::{Flow, Unreadable};
 use crate::source::parquet::plan;
 use crate::source::{discover_inputs, ColumnMapping};
-
-/// Columns this stage adds (an input that already has them, e.g. an earlier label run's output,
-/// gets them replaced).
-pub const JUDGE_COLUMNS: [&str; 5] = [
-    "judge_label",
-    "judge_status",
-    "judge_reason",
-    "judge_raw",
-    "judge_votes",
-];
 
 /// Everything `actprm label` needs.
 #[derive(Clone)]
@@ -253,15 +243,6 @@ pub fn labelled_batch(
     batch: &RecordBatch,
     outcomes: &[JudgeOutcome],
 ) -> Result<RecordBatch, PipelineError> {
-    let schema = batch.schema();
-    let mut fields: Vec<Arc<Field>> = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (f, c) in schema.fields().iter().zip(batch.columns()) {
-        if !JUDGE_COLUMNS.contains(&f.name().as_str()) {
-            fields.push(f.clone());
-            columns.push(c.clone());
-        }
-    }
     let mut label = Int32Builder::with_capacity(outcomes.len());
     let mut votes = ListBuilder::new(Int32Builder::new()).with_field(Arc::new(Field::new(
         "item",
@@ -289,16 +270,34 @@ pub fn labelled_batch(
         ("judge_raw", Arc::new(raw), true),
         ("judge_votes", Arc::new(votes.finish()), true),
     ];
+    with_columns(batch, &added)
+}
+
+/// `batch` without any column named in `added`, then the `added` columns (name, array,
+/// nullable); the input's schema metadata (e.g. a Hub data set's `huggingface` features) carries
+/// over, so an earlier run's output gets its columns replaced, not repeated.
+fn with_columns(
+    batch: &RecordBatch,
+    added: &[(&str, ArrayRef, bool)],
+) -> Result<RecordBatch, PipelineError> {
+    let schema = batch.schema();
+    let mut fields: Vec<Arc<Field>> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        if !added.iter().any(|(name, _, _)| name == f.name()) {
+            fields.push(f.clone());
+            columns.push(c.clone());
+        }
+    }
     for (name, array, nullable) in added {
         fields.push(Arc::new(Field::new(
-            name,
+            *name,
             array.data_type().clone(),
-            nullable,
+            *nullable,
         )));
-        columns.push(array);
+        columns.push(array.clone());
     }
-    // the input's schema metadata (e.g. the `huggingface` features of a Hub data set) carries over
-    let schema = Schema::new(fields).with_metadata(batch.schema().metadata().clone());
+    let schema = Schema::new(fields).with_metadata(schema.metadata().clone());
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }
 
@@ -319,21 +318,11 @@ fn with_trl_columns(
             })
         })
         .collect();
-    let schema = batch.schema();
-    let mut fields: Vec<Arc<Field>> = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (f, c) in schema.fields().iter().zip(batch.columns()) {
-        if !TRL_COLUMNS.contains(&f.name().as_str()) {
-            fields.push(f.clone());
-            columns.push(c.clone());
-        }
-    }
-    for (name, array) in trl_columns(&rows) {
-        fields.push(Arc::new(Field::new(name, array.data_type().clone(), true)));
-        columns.push(array);
-    }
-    let schema = Schema::new(fields).with_metadata(schema.metadata().clone());
-    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+    let added: Vec<(&str, ArrayRef, bool)> = trl_columns(&rows)
+        .into_iter()
+        .map(|(name, array)| (name, array, true))
+        .collect();
+    with_columns(batch, &added)
 }
 
 impl crate::report::Report for LabelSummary {
