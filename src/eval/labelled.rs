@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use super::EvalError;
 use crate::label::{first_error_labels, LabelColumn};
-use crate::source::discover::hub_split;
+use crate::source::discover::discover_by_split;
 use crate::source::flow::{Flow, SourceBatch};
 use crate::source::jsonl::{read_labelled, LabelledTrajectory};
 use crate::source::parquet::{plan, read_file};
-use crate::source::{discover_inputs, ColumnMapping, SourceError};
+use crate::source::{ColumnMapping, SourceError};
 
 /// One subset to evaluate: its name and the files holding its records.
 pub struct Subset {
@@ -33,47 +33,14 @@ pub fn subsets(paths: &[PathBuf]) -> Result<Vec<Subset>, EvalError> {
             });
             continue;
         }
-        let folder = vec![path.display().to_string()];
-        let splits = split_names(path)?;
-        if splits.is_empty() {
+        for (split, files) in discover_by_split(&path.display().to_string(), "parquet")? {
             out.push(Subset {
-                name: crate::source::jsonl::subset_name(path),
-                files: discover_inputs(&folder, "parquet", None)?,
-            });
-        }
-        for split in splits {
-            out.push(Subset {
-                files: discover_inputs(&folder, "parquet", Some(&split))?,
-                name: split,
+                name: split.unwrap_or_else(|| crate::source::jsonl::subset_name(path)),
+                files,
             });
         }
     }
     Ok(out)
-}
-
-/// The splits the files under `folder` belong to.
-fn split_names(folder: &Path) -> Result<Vec<String>, SourceError> {
-    let mut names = Vec::new();
-    let mut stack = vec![folder.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| SourceError::Input {
-            pattern: folder.display().to_string(),
-            message: e.to_string(),
-        })?;
-        for entry in entries.flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "parquet") {
-                let Some(split) = hub_split(&p) else { continue };
-                if !names.contains(&split) {
-                    names.push(split);
-                }
-            }
-        }
-    }
-    names.sort();
-    Ok(names)
 }
 
 /// Every record of a subset's files, in order.

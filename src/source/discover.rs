@@ -87,6 +87,26 @@ pub fn hub_split(path: &Path) -> Option<String> {
     None
 }
 
+/// A split's name (`None`: a folder that is not a Hugging Face data set) and its files.
+pub type SplitFiles = (Option<String>, Vec<PathBuf>);
+
+/// The files of one folder (or pattern) grouped by their Hugging Face split, in split-name order:
+/// one group per split when any file is named like one (files that are not are left out), else
+/// one group (`None`) of every file.
+pub fn discover_by_split(pattern: &str, extension: &str) -> Result<Vec<SplitFiles>, SourceError> {
+    let files = discover_pattern(&pattern.to_string(), extension)?;
+    let mut groups: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
+    for file in &files {
+        if let Some(split) = hub_split(file) {
+            groups.entry(split).or_default().push(file.clone());
+        }
+    }
+    if groups.is_empty() {
+        return Ok(vec![(None, files)]);
+    }
+    Ok(groups.into_iter().map(|(s, f)| (Some(s), f)).collect())
+}
+
 /// The files of `split`; without one, the files as they are unless they span several splits.
 fn select_split(
     pattern: &str,
