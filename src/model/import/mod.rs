@@ -150,22 +150,9 @@ pub fn import(
             message: e.to_string(),
         })?;
     let format = prompt::input_format(family, &tokenizer, &config, from)?;
-    let staging = crate::sink::atomic::temp_path(output, &crate::sink::atomic::process_tag());
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(ImportError::io(&staging))?;
-    let written =
-        write_model(from, &staging, family, &config, &weights, &format).and_then(|sizes| {
-            crate::sink::atomic::replace_dir(&staging, output)
-                .map(|_| sizes)
-                .map_err(|e| ImportError::File {
-                    path: output.to_path_buf(),
-                    message: e.to_string(),
-                })
-        });
-    if written.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    let (feature_size, ensemble_size, max_length) = written?;
+    let (feature_size, ensemble_size, max_length) = staged(output, |staging| {
+        write_model(from, staging, family, &config, &weights, &format)
+    })?;
     Ok(ImportReport {
         from: from.display().to_string(),
         output: output.display().to_string(),
@@ -180,6 +167,29 @@ pub fn import(
         max_length,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Runs `write` on a fresh staging folder beside `output`, then swaps it in as `output` whole;
+/// on any failure the staging folder is removed and `output` is left as it was.
+fn staged<R>(
+    output: &Path,
+    write: impl FnOnce(&Path) -> Result<R, ImportError>,
+) -> Result<R, ImportError> {
+    let staging = crate::sink::atomic::temp_path(output, &crate::sink::atomic::process_tag());
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(ImportError::io(&staging))?;
+    let written = write(&staging).and_then(|result| {
+        crate::sink::atomic::replace_dir(&staging, output)
+            .map(|_| result)
+            .map_err(|e| ImportError::File {
+                path: output.to_path_buf(),
+                message: e.to_string(),
+            })
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    written
 }
 
 /// Writes the model's files into `staging`; returns (feature size, E, context).
@@ -286,11 +296,8 @@ fn import_encoder(
             config.hidden_size, default.manifest.hidden_size
         )));
     }
-    let staging = crate::sink::atomic::temp_path(output, &crate::sink::atomic::process_tag());
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(ImportError::io(&staging))?;
-    let written = (|| {
-        encoder::write_encoder(&config, &weights, dtype, &staging, "backbone.onnx", true)?;
+    staged(output, |staging| {
+        encoder::write_encoder(&config, &weights, dtype, staging, "backbone.onnx", true)?;
         let tokenizer = from.join("tokenizer.json");
         std::fs::copy(&tokenizer, staging.join("tokenizer.json"))
             .map_err(ImportError::io(&tokenizer))?;
@@ -319,16 +326,8 @@ fn import_encoder(
             serde_json::to_string_pretty(&manifest)
                 .expect("manifest serialises")
                 .as_bytes(),
-        )?;
-        crate::sink::atomic::replace_dir(&staging, output).map_err(|e| ImportError::File {
-            path: output.to_path_buf(),
-            message: e.to_string(),
-        })
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    written?;
+        )
+    })?;
     Ok(ImportReport {
         from: from.display().to_string(),
         output: output.display().to_string(),
