@@ -5,6 +5,8 @@
 #   .deps/torch/                     libtorch for tch (PyPI torch 2.13.0 + the two CUDA libs it links on CPU)
 #   .deps/models/minilm-fp32/        the default backbone's fp32 weights (safetensors) and tokenizer;
 #                                    actprm writes backbone-f32.onnx there on first use
+#   .deps/ray/                       only with `./setup.sh ray` or ACTPRM_RAY=1: a Python environment
+#                                    with the pinned Ray, for `actprm filter --ray`
 set -euo pipefail
 cd "$(dirname "$0")"
 DEPS="${ACTPRM_DEPS:-$PWD/.deps}"
@@ -66,4 +68,17 @@ fi
 check_sha "$FP32/model.safetensors" 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 check_sha "$FP32/tokenizer.json" be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
 check_sha "$FP32/config.json" 953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41
+# Ray, for `actprm filter --ray` (and its tests): a virtual environment with the pinned wheels
+if [ "${1:-}" = "ray" ] || [ "${ACTPRM_RAY:-0}" = "1" ]; then
+  RAY_REQ="$PWD/src/pipeline/filter/ray/requirements.txt"
+  RAY_STAMP="$DEPS/ray/.installed-$(sha256sum "$RAY_REQ" | cut -c1-16)"
+  if [ ! -e "$RAY_STAMP" ]; then
+    echo "setup: installing Ray 2.60.0 -> $DEPS/ray"
+    rm -rf "$DEPS/ray"
+    "$PY" -m venv "$DEPS/ray"
+    "$DEPS/ray/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      --require-hashes -r "$RAY_REQ"
+    touch "$RAY_STAMP"
+  fi
+fi
 echo "setup: native parts ready in $DEPS"

@@ -17,6 +17,7 @@ use actprm::label::LabelBudget;
 use actprm::model::ModelOptions;
 use actprm::pipeline::active::{run_active, ActiveJob, ActiveSettings};
 use actprm::pipeline::config::{CheckOptions, ConfigError};
+use actprm::pipeline::filter::ray::{run_on_ray, worker_args, RaySettings};
 use actprm::pipeline::filter::{run_filter, FilterJob, FilterSettings};
 use actprm::pipeline::score::{ScoreExtras, Scorer};
 use actprm::pipeline::train::TrainSettings;
@@ -212,6 +213,8 @@ pub struct FilterArgs {
     #[command(flatten)]
     pub filter: FilterSettings,
     #[command(flatten)]
+    pub ray: RaySettings,
+    #[command(flatten)]
     pub output: Output,
 }
 
@@ -405,7 +408,17 @@ pub fn run(cli: Cli) -> Result {
         Command::Filter(a) => {
             let mut score = ScoreJob::configured(a.io.input, a.io.output.clone(), &a.scorer);
             score.progress = progress();
-            let summary = run_filter(&FilterJob::new(score, &a.filter))?;
+            let mut job = FilterJob::new(score, &a.filter);
+            job.unit = a.ray.ray_unit.clone();
+            let summary = match &a.ray.ray {
+                Some(address) => run_on_ray(
+                    &job,
+                    address,
+                    a.ray.ray_retries,
+                    worker_args(std::env::args().skip(1)),
+                )?,
+                None => run_filter(&job)?,
+            };
             render(&summary, &a.output, None)?;
         }
         Command::Active(a) => {

@@ -125,6 +125,30 @@ pub enum PipelineError {
     /// control flow, not a failure; the caller that asked for it turns it into success.
     #[error("stopped on request")]
     Stopped,
+    /// `--ray` without a Python that has Ray.
+    #[error(
+        "{} not found: install Ray with `ACTPRM_RAY=1 ./setup.sh`, or set ACTPRM_RAY_PYTHON to \
+         a Python with the cluster's Ray version",
+        python.display()
+    )]
+    RayNotInstalled { python: std::path::PathBuf },
+    /// The Ray driver stopped before it reported the end of the run.
+    #[error("the Ray driver {status} before the run ended; its log ({}) ends:\n{tail}", log.display())]
+    RayDriver {
+        status: String,
+        log: std::path::PathBuf,
+        tail: String,
+    },
+    /// Units whose tasks failed on every attempt; the committed ones are kept.
+    #[error(
+        "{failed} of {units} units failed on Ray after their retries (the first: {first}); the \
+         committed units are kept: rerun the same command to do the rest"
+    )]
+    RayUnitsFailed {
+        failed: usize,
+        units: usize,
+        first: String,
+    },
     /// A setting out of its range (the same check for CLI flags and pipeline files).
     #[error(transparent)]
     Setting(#[from] crate::limits::SettingError),

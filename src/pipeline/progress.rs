@@ -15,3 +15,18 @@ pub fn rows_bar(total_rows: u64, enabled: bool) -> ProgressBar {
     );
     bar
 }
+
+/// Units done of a `--ray` run, with the rate and live nodes as the message.
+pub fn units_bar(total_units: u64, enabled: bool) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total_units), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} units (ETA {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}

@@ -12,6 +12,7 @@
 //! processes of one shard apart); `filter-verify` checks that a set of shard outputs covers every
 //! unit exactly once with every file present.
 
+pub mod ray;
 mod settings;
 mod summary;
 pub mod unit;
@@ -35,8 +36,8 @@ use crate::source::discover::discover_named;
 use crate::source::parquet::{plan, PlannedFile};
 pub use unit::{stable_hash, UnitSource};
 
-pub use settings::{FilterJob, FilterSettings, Keep, RunSettings, Shard};
-pub use summary::{peak_rss_mb, summarise, FilterSummary, UnitStats, UNCERTAINTY_BINS};
+pub use settings::{FilterJob, FilterSettings, Keep, RunSettings, Shard, UnitRef};
+pub use summary::{peak_rss_mb, summarise, FilterSummary, RaySummary, UnitStats, UNCERTAINTY_BINS};
 pub use verify::verify;
 
 /// One output stream of the unit in progress (kept, skipped or rejects), written under a
@@ -409,39 +410,13 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
     job.validate()?;
     let out = &job.score.output;
     std::fs::create_dir_all(out).map_err(PipelineError::io(out))?;
-    let _lock = lock_shard(out, job.shard)?;
-    let tag = shard_tag(job.shard);
-    // a killed run of this shard leaves temporary files; other shards' are theirs to clean
-    for sub in ["", "kept", "skipped", "rejects", "units"] {
-        atomic::remove_temps(&out.join(sub), |t| t == tag);
+    if let Some(unit) = &job.unit {
+        return run_one_unit(job, unit);
     }
-    let settings = RunSettings::of(job)?;
-    start_run(job, &settings)?;
+    let (_lock, tag) = start_shard(job)?;
     let started = std::time::Instant::now();
     let (planned, sources, todo) = plan_units(job)?;
-    let sink = FilterSink {
-        out: out.clone(),
-        keep: job.keep,
-        write_skipped: job.write_skipped,
-        group_by: job.group_by.clone(),
-        kept: UnitOutput::new(out.join("kept"), &tag),
-        skipped: UnitOutput::new(out.join("skipped"), &tag),
-        rejects: UnitOutput::new(out.join("rejects"), &tag),
-        tag: tag.clone(),
-        sources: sources.into_iter().map(|s| (s.path.clone(), s)).collect(),
-        stats: UnitStats::default(),
-        committed: 0,
-    };
-    let run = if planned.is_empty() {
-        None
-    } else {
-        Some(run_scoring(
-            &job.score,
-            planned,
-            ScoreHooks::default(),
-            Box::new(sink),
-        )?)
-    };
+    let run = score_units(job, planned, sources, &tag)?;
     let mut summary = summarise(&committed_units(out)?);
     summary.units_this_run = todo;
     summary.seconds = started.elapsed().as_secs_f64();
@@ -450,6 +425,59 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
         summary.rows_per_second = r.rows_in as f64 / summary.seconds.max(1e-9);
         summary.tokens_per_second = r.tokens as f64 / summary.seconds.max(1e-9);
     }
+    write_summary(job, summary)
+}
+
+/// Locks this shard in the output folder, clears its temporary files and checks (or records)
+/// the run's settings; the lock is held while the returned file lives.
+fn start_shard(job: &FilterJob) -> Result<(File, String), PipelineError> {
+    let out = &job.score.output;
+    let lock = lock_shard(out, job.shard)?;
+    let tag = shard_tag(job.shard);
+    // a killed run of this shard leaves temporary files; other shards' are theirs to clean
+    clear_temps(out, &tag);
+    start_run(job, &RunSettings::of(job)?)?;
+    Ok((lock, tag))
+}
+
+fn clear_temps(out: &Path, tag: &str) {
+    for sub in ["", "kept", "skipped", "rejects", "units"] {
+        atomic::remove_temps(&out.join(sub), |t| t == tag);
+    }
+}
+
+/// Scores the planned units into the output folder, committing each (`None`: nothing to do).
+fn score_units(
+    job: &FilterJob,
+    planned: Vec<PlannedFile>,
+    sources: Vec<UnitSource>,
+    tag: &str,
+) -> Result<Option<super::Summary>, PipelineError> {
+    if planned.is_empty() {
+        return Ok(None);
+    }
+    let out = &job.score.output;
+    let sink = FilterSink {
+        out: out.clone(),
+        keep: job.keep,
+        write_skipped: job.write_skipped,
+        group_by: job.group_by.clone(),
+        kept: UnitOutput::new(out.join("kept"), tag),
+        skipped: UnitOutput::new(out.join("skipped"), tag),
+        rejects: UnitOutput::new(out.join("rejects"), tag),
+        tag: tag.to_string(),
+        sources: sources.into_iter().map(|s| (s.path.clone(), s)).collect(),
+        stats: UnitStats::default(),
+        committed: 0,
+    };
+    run_scoring(&job.score, planned, ScoreHooks::default(), Box::new(sink)).map(Some)
+}
+
+/// Finishes a run's summary (peak memory) and writes it beside the outputs, one per shard.
+fn write_summary(
+    job: &FilterJob,
+    mut summary: FilterSummary,
+) -> Result<FilterSummary, PipelineError> {
     summary.peak_rss_mb = peak_rss_mb();
     let name = if job.shard.1 > 1 {
         format!("summary-shard-{}-of-{}.json", job.shard.0, job.shard.1)
@@ -457,9 +485,49 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
         "summary.json".into()
     };
     write_atomic_tagged(
-        &out.join(name),
+        &job.score.output.join(name),
         &serde_json::to_vec_pretty(&summary).expect("summary serialises"),
-        &tag,
+        &shard_tag(job.shard),
     )?;
+    Ok(summary)
+}
+
+/// `--ray-unit`: one unit, as a Ray task runs it. Tasks of one job run side by side in one
+/// folder, and a retried task may meet a straggler of its first attempt: a lock per unit
+/// serialises them, and a unit found committed (with its files whole) is not done again.
+fn run_one_unit(job: &FilterJob, wanted: &UnitRef) -> Result<FilterSummary, PipelineError> {
+    let out = &job.score.output;
+    let file = discover_named(
+        &job.score.inputs,
+        "parquet",
+        job.score.columns.split.as_deref(),
+    )?
+    .into_iter()
+    .find(|f| f.path == wanted.path)
+    .ok_or_else(|| PipelineError::NotPlanned(wanted.path.clone()))?;
+    let source = UnitSource::new(&file);
+    let id = source.unit_id(wanted.group);
+    let lock_path = out.join(format!(".lock-unit-{id}"));
+    let lock = File::create(&lock_path).map_err(PipelineError::io(&lock_path))?;
+    lock.lock().map_err(PipelineError::io(&lock_path))?;
+    let tag = format!("unit-{id}");
+    clear_temps(out, &tag);
+    start_run(job, &RunSettings::of(job)?)?;
+    let record = out.join("units").join(format!("{id}.json"));
+    if let Ok(text) = std::fs::read_to_string(&record) {
+        let stats: UnitStats = serde_json::from_str(&text).map_err(PipelineError::json(&record))?;
+        if unit::check_committed(out, &stats).is_ok() {
+            return Ok(summarise(&[stats]));
+        }
+    }
+    let mut planned = plan(std::slice::from_ref(&file.path), &job.score.columns)?;
+    if let (Some(f), Some(group)) = (planned.first_mut(), wanted.group) {
+        f.groups = Some(vec![group]);
+    }
+    score_units(job, planned, vec![source], &tag)?;
+    let text = std::fs::read_to_string(&record).map_err(PipelineError::io(&record))?;
+    let stats: UnitStats = serde_json::from_str(&text).map_err(PipelineError::json(&record))?;
+    let mut summary = summarise(&[stats]);
+    summary.units_this_run = 1;
     Ok(summary)
 }

@@ -70,6 +70,43 @@ impl schemars::JsonSchema for Shard {
     }
 }
 
+/// One unit as a Ray task names it: `FILE#GROUP`, or `FILE#file` for a file whose footer is
+/// unreadable (it is one unit). FILE is the path the input listing gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitRef {
+    pub path: std::path::PathBuf,
+    pub group: Option<usize>,
+}
+
+impl std::str::FromStr for UnitRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (path, group) = s
+            .rsplit_once('#')
+            .ok_or_else(|| format!("is `{s}`; expected FILE#GROUP or FILE#file"))?;
+        let group = match group {
+            "file" => None,
+            g => Some(
+                g.parse()
+                    .map_err(|_| format!("`{g}` in `{s}` is not a row group number"))?,
+            ),
+        };
+        Ok(Self {
+            path: path.into(),
+            group,
+        })
+    }
+}
+
+impl std::fmt::Display for UnitRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.group {
+            Some(g) => write!(f, "{}#{g}", self.path.display()),
+            None => write!(f, "{}#file", self.path.display()),
+        }
+    }
+}
+
 /// What `filter` keeps and how it splits and resumes: its flags, and the keys of a pipeline
 /// file's filter stage.
 #[derive(
@@ -106,6 +143,8 @@ pub struct FilterJob {
     pub group_by: Option<String>,
     /// Throw away an earlier run's outputs in this folder instead of resuming it.
     pub restart: bool,
+    /// Do this one unit only (a Ray task's share of the job).
+    pub unit: Option<UnitRef>,
 }
 
 impl FilterJob {
@@ -117,6 +156,7 @@ impl FilterJob {
             write_skipped: settings.write_skipped,
             group_by: settings.group_by.clone(),
             restart: settings.restart,
+            unit: None,
         }
     }
 

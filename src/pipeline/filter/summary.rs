@@ -46,6 +46,23 @@ pub struct FilterSummary {
     pub keep_rate_by_group: BTreeMap<String, f64>,
     pub uncertainty_histogram: Vec<(String, u64)>,
     pub peak_rss_mb: f64,
+    /// How a `--ray` run spread over the cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ray: Option<RaySummary>,
+}
+
+/// What a Ray run adds to the summary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RaySummary {
+    pub address: String,
+    /// Nodes that committed at least one unit of this run.
+    pub nodes_used: usize,
+    /// Task attempts (a retried unit counts each attempt).
+    pub attempts: u64,
+    /// Units that needed more than one attempt.
+    pub units_retried: u64,
+    /// Which node did which unit (relative to the output folder).
+    pub manifest: String,
 }
 
 impl FilterSummary {
@@ -75,6 +92,13 @@ impl FilterSummary {
             s.rows_per_second, s.tokens_per_second, s.seconds
         );
         let _ = writeln!(out, "model          {}", s.model_version);
+        if let Some(r) = &s.ray {
+            let _ = writeln!(
+                out,
+                "ray            {} node(s) of {}, {} attempts, {} unit(s) retried ({})",
+                r.nodes_used, r.address, r.attempts, r.units_retried, r.manifest
+            );
+        }
         let _ = writeln!(out, "peak RSS       {:>10.1} MiB", s.peak_rss_mb);
         for (g, r) in &s.keep_rate_by_group {
             let _ = writeln!(out, "keep rate      {:>9.1} %  {g}", 100.0 * r);

@@ -1,0 +1,181 @@
+"""actprm's Ray driver: one Ray task per filter unit, each running `actprm filter --ray-unit`.
+
+`actprm filter --ray ADDRESS` plans the units, writes a plan (JSON) and runs this program with
+the pinned Ray (`ACTPRM_RAY=1 ./setup.sh`). It talks back by lines that start with `@actprm `
+on stdout; everything else it prints is passed on as log lines. The units' outputs and commit
+records are written by the `actprm` children themselves, with the same per-unit commit protocol
+as a local run, so a task retried after a lost worker or node never duplicates rows.
+
+Usage: python driver.py PLAN.json
+"""
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import ray
+
+# Fast failure detection for the loopback clusters this driver starts (`local:N`): a lost node is
+# declared dead after about two seconds instead of Ray's default of about thirty.
+LOCAL_HEALTH = {
+    "health_check_initial_delay_ms": 1000,
+    "health_check_period_ms": 500,
+    "health_check_timeout_ms": 1000,
+    "health_check_failure_threshold": 4,
+}
+
+
+def emit(event, **fields):
+    print("@actprm " + json.dumps({"event": event, **fields}), flush=True)
+
+
+def die_with_parent():
+    """The actprm child is killed with its Ray worker: a lost node leaves no orphan writing."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@ray.remote
+def run_unit(unit, plan):
+    node = ray.get_runtime_context().get_node_id()
+    ip = ray.util.get_node_ip_address()
+    attempts = os.path.join(plan["out"], "ray", "attempts")
+    os.makedirs(attempts, exist_ok=True)
+    marker = f"{unit['id']}.{node[:12]}.{os.getpid()}.{time.time_ns()}"
+    open(os.path.join(attempts, marker), "w").close()
+    env = dict(os.environ)
+    env.update(plan["env"])
+    cwd = plan["cwd"] if os.path.isdir(plan["cwd"]) else None
+    started = time.time()
+    proc = subprocess.run(
+        [plan["actprm"], *plan["args"], "--ray-unit", unit["spec"]],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=die_with_parent,
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-5:]
+        raise RuntimeError(
+            f"actprm exited with {proc.returncode} on {ip}: " + " | ".join(tail)
+        )
+    return {
+        "unit": unit["id"],
+        "node": node,
+        "ip": ip,
+        "seconds": round(time.time() - started, 3),
+    }
+
+
+def alive_nodes():
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
+
+
+def start_local(count, plan):
+    """An N-node cluster on this machine, for trying --ray out and for tests."""
+    from ray.cluster_utils import Cluster
+
+    cpus = max(plan["num_cpus"], (os.cpu_count() or 1) // count, 1)
+    node = {
+        "num_cpus": cpus,
+        "num_gpus": plan["num_gpus"],
+        "object_store_memory": 100 * 1024 * 1024,
+    }
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            **node,
+            "include_dashboard": False,
+            "_system_config": LOCAL_HEALTH,
+        },
+    )
+    for _ in range(count - 1):
+        cluster.add_node(**node)
+    cluster.wait_for_nodes()
+    return cluster
+
+
+def write_atomic(path, value):
+    tmp = path + ".tmp-driver"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def attempts_of(out):
+    counts = {}
+    folder = os.path.join(out, "ray", "attempts")
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        unit = name.split(".", 1)[0]
+        counts[unit] = counts.get(unit, 0) + 1
+    return counts
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        plan = json.load(f)
+    address = plan["address"]
+    cluster = None
+    if address.startswith("local:"):
+        cluster = start_local(int(address.split(":", 1)[1]), plan)
+        address = cluster.address
+    ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    try:
+        run(plan, address)
+    finally:
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+
+
+def run(plan, address):
+    units = plan["units"]
+    emit("start", units=len(units), nodes=alive_nodes(), address=address)
+    options = {
+        "num_cpus": plan["num_cpus"],
+        "num_gpus": plan["num_gpus"],
+        "max_retries": plan["max_retries"],
+        "retry_exceptions": True,
+    }
+    pending = {run_unit.options(**options).remote(u, plan): u for u in units}
+    done, failed = {}, {}
+    last_nodes = -1
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=1.0)
+        for ref in ready:
+            unit = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+                done[unit["id"]] = result
+                emit("unit", **result)
+            except Exception as e:  # the task failed after its retries
+                failed[unit["id"]] = str(e).strip().splitlines()[-1][:2000]
+                emit("failed", unit=unit["id"], error=failed[unit["id"]])
+        nodes = alive_nodes()
+        if nodes != last_nodes:
+            emit("nodes", alive=nodes)
+            last_nodes = nodes
+    attempts = attempts_of(plan["out"])
+    write_atomic(
+        os.path.join(plan["out"], "ray", plan["manifest"]),
+        {
+            "address": address,
+            "units": {
+                unit: {**result, "attempts": attempts.get(unit, 1)}
+                for unit, result in sorted(done.items())
+            },
+            "failed": failed,
+        },
+    )
+    emit("done", units=len(done), failed=len(failed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,385 @@
+//! `actprm filter --ray ADDRESS`: the same filter job, its units run as tasks on a Ray cluster.
+//!
+//! This process plans the units exactly as a local run does (settings check, resume, shard),
+//! then hands the plan to `driver.py`, run with the pinned Ray (`ACTPRM_RAY=1 ./setup.sh`). The
+//! driver starts one Ray task per unit; each runs `actprm filter --ray-unit FILE#GROUP` on its
+//! node with this run's own command line, and that child commits the unit with the local
+//! protocol (files renamed into place, then the commit record). Ray retries a task whose worker
+//! or node is lost; a retry finds the unit committed, or redoes it under a per-unit lock, so no
+//! row is lost or written twice. Ray tells this process about each finished unit on the driver's
+//! stdout (lines starting `@actprm `), which drives the progress bar.
+//!
+//! Every node must see the inputs, the output folder, the model and this binary at the same
+//! paths (shared storage); tasks run in this process's working directory when it exists there.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    committed_units, plan_units, start_shard, summarise, write_summary, FilterJob, FilterSummary,
+    RaySummary, UnitRef, UnitSource,
+};
+use crate::pipeline::PipelineError;
+use crate::sink::atomic::write_atomic_tagged;
+use crate::source::parquet::PlannedFile;
+
+/// The driver program, shipped inside the binary and written beside the outputs for each run.
+const DRIVER: &str = include_str!("driver.py");
+
+/// The Ray flags of `actprm filter` (command line only: each task reruns this command line).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RaySettings {
+    /// Run the units as tasks on a Ray cluster: HOST:PORT or `auto` for a running one, or
+    /// `local:N` to start an N-node cluster on this machine for the run. Every node must see
+    /// the inputs, the output folder, the model and this binary at the same paths.
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "ray_unit")]
+    pub ray: Option<String>,
+    /// With --ray: how often a unit is retried when its task fails or its node is lost.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub ray_retries: u32,
+    /// The one unit a Ray task does, FILE#GROUP (set by the driver, not by hand).
+    #[arg(long, hide = true, value_name = "UNIT")]
+    pub ray_unit: Option<UnitRef>,
+}
+
+/// Where the driver runs: `$ACTPRM_RAY_PYTHON` (a Python with the cluster's Ray version), else
+/// the one `ACTPRM_RAY=1 ./setup.sh` installed.
+pub fn python() -> Result<PathBuf, PipelineError> {
+    let python = std::env::var_os("ACTPRM_RAY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::model::deps_dir().join("ray/bin/python"));
+    if python.exists() {
+        Ok(python)
+    } else {
+        Err(PipelineError::RayNotInstalled { python })
+    }
+}
+
+/// The command line a task runs: this one without the flags that concern only the driver
+/// (`--restart` has been done by then, and must not be done again by every task).
+pub fn worker_args(argv: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut argv = argv.into_iter();
+    while let Some(arg) = argv.next() {
+        match arg.as_str() {
+            "--ray" | "--ray-retries" => {
+                argv.next();
+            }
+            "--restart" => {}
+            a if a.starts_with("--ray=") || a.starts_with("--ray-retries=") => {}
+            _ => args.push(arg),
+        }
+    }
+    args
+}
+
+#[derive(Serialize)]
+struct Plan {
+    address: String,
+    actprm: PathBuf,
+    args: Vec<String>,
+    cwd: PathBuf,
+    env: BTreeMap<String, String>,
+    out: PathBuf,
+    units: Vec<PlanUnit>,
+    num_cpus: usize,
+    num_gpus: u32,
+    max_retries: u32,
+    manifest: String,
+}
+
+#[derive(Serialize)]
+struct PlanUnit {
+    id: String,
+    spec: String,
+}
+
+/// What the driver reports, one `@actprm {json}` line each.
+#[derive(Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+enum Event {
+    Start { units: u64, nodes: u64 },
+    Unit { unit: String },
+    Failed { unit: String, error: String },
+    Nodes { alive: u64 },
+    Done,
+}
+
+/// The manifest the driver writes: which node did which unit, in how many attempts.
+#[derive(Deserialize)]
+struct Manifest {
+    units: BTreeMap<String, ManifestUnit>,
+}
+
+#[derive(Deserialize)]
+struct ManifestUnit {
+    node: String,
+    attempts: u64,
+}
+
+fn check_address(address: &str) -> Result<(), PipelineError> {
+    let refuse = |why: &str| crate::limits::refuse("ray", format!("`{address}`: {why}"));
+    match address.strip_prefix("local:") {
+        Some(n) => match n.parse::<u32>() {
+            Ok(1..=16) => Ok(()),
+            _ => Err(refuse("local:N needs 1 <= N <= 16 nodes").into()),
+        },
+        None if address.trim().is_empty() => {
+            Err(refuse("expected HOST:PORT, auto or local:N").into())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Every unit of the planned files, as the driver hands them out.
+fn units_of(planned: &[PlannedFile], sources: &[UnitSource]) -> Vec<PlanUnit> {
+    let mut units = Vec::new();
+    for (file, source) in planned.iter().zip(sources) {
+        let groups: Vec<Option<usize>> = if file.columns.is_err() {
+            vec![None]
+        } else {
+            match &file.groups {
+                Some(g) => g.iter().copied().map(Some).collect(),
+                None => (0..file.row_groups).map(Some).collect(),
+            }
+        };
+        for group in groups {
+            let unit = UnitRef {
+                path: file.path.as_ref().clone(),
+                group,
+            };
+            units.push(PlanUnit {
+                id: source.unit_id(group),
+                spec: unit.to_string(),
+            });
+        }
+    }
+    units
+}
+
+/// Runs the filter job's units on the Ray cluster at `address`; `args` is the command line each
+/// task reruns (see `worker_args`).
+pub fn run_on_ray(
+    job: &FilterJob,
+    address: &str,
+    retries: u32,
+    args: Vec<String>,
+) -> Result<FilterSummary, PipelineError> {
+    job.validate()?;
+    check_address(address)?;
+    let python = python()?;
+    let out =
+        std::path::absolute(&job.score.output).map_err(PipelineError::io(&job.score.output))?;
+    std::fs::create_dir_all(&out).map_err(PipelineError::io(&out))?;
+    let (_lock, tag) = start_shard(job)?;
+    let started = Instant::now();
+    let (planned, sources, todo) = plan_units(job)?;
+    let units = units_of(&planned, &sources);
+    let manifest = if job.shard.1 > 1 {
+        format!("manifest-{tag}.json")
+    } else {
+        "manifest.json".to_string()
+    };
+    let plan = Plan {
+        address: address.to_string(),
+        actprm: std::env::current_exe().map_err(PipelineError::io(Path::new("actprm")))?,
+        args,
+        cwd: std::env::current_dir().map_err(PipelineError::io(Path::new(".")))?,
+        env: task_env(),
+        out: out.clone(),
+        units,
+        num_cpus: job.score.runtime.intra_threads.max(1),
+        num_gpus: u32::from(job.score.runtime.device != crate::model::Device::Cpu),
+        max_retries: retries,
+        manifest: manifest.clone(),
+    };
+    let done = if plan.units.is_empty() {
+        BTreeSet::new()
+    } else {
+        drive(job, &python, &plan, &tag)?
+    };
+    let all = committed_units(&out)?;
+    let this_run: Vec<_> = all.iter().filter(|u| done.contains(&u.unit)).collect();
+    let mut summary = summarise(&all);
+    summary.units_this_run = todo;
+    summary.seconds = started.elapsed().as_secs_f64();
+    let rows: u64 = this_run.iter().map(|u| u.rows_in).sum();
+    let tokens: u64 = this_run.iter().map(|u| u.tokens).sum();
+    summary.rows_per_second = rows as f64 / summary.seconds.max(1e-9);
+    summary.tokens_per_second = tokens as f64 / summary.seconds.max(1e-9);
+    summary.model_version = super::RunSettings::of(job)?.model_version;
+    summary.ray = Some(ray_summary(&out, address, &manifest)?);
+    write_summary(job, summary)
+}
+
+/// The variables a task's `actprm` needs as this process has them: every `ACTPRM_*` (the
+/// native parts' folder among them, so workers use the same ONNX Runtime).
+fn task_env() -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("ACTPRM_"))
+        .collect();
+    env.insert(
+        "ACTPRM_DEPS".into(),
+        crate::model::deps_dir().display().to_string(),
+    );
+    env
+}
+
+/// Runs the driver over the plan, following its events; returns the units it finished.
+fn drive(
+    job: &FilterJob,
+    python: &Path,
+    plan: &Plan,
+    tag: &str,
+) -> Result<BTreeSet<String>, PipelineError> {
+    let dir = plan.out.join("ray");
+    let driver = dir.join("driver.py");
+    write_atomic_tagged(&driver, DRIVER.as_bytes(), tag)?;
+    let plan_path = dir.join(format!("plan-{tag}.json"));
+    let plan_json = serde_json::to_vec_pretty(plan).expect("plan serialises");
+    write_atomic_tagged(&plan_path, &plan_json, tag)?;
+    let log_path = dir.join(format!("driver-{tag}.log"));
+    let open_log = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(PipelineError::io(&log_path))
+    };
+    std::fs::write(&log_path, b"").map_err(PipelineError::io(&log_path))?;
+    let (log, mut ray_lines) = (open_log()?, open_log()?);
+    let mut child = Command::new(python)
+        .arg(&driver)
+        .arg(&plan_path)
+        .env("RAY_USAGE_STATS_ENABLED", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map_err(PipelineError::io(python))?;
+    let bar = crate::pipeline::progress::units_bar(plan.units.len() as u64, job.score.progress);
+    let (mut done, mut failed) = (BTreeSet::new(), Vec::new());
+    let (mut finished, mut rows, mut nodes) = (false, 0u64, 0u64);
+    let started = Instant::now();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(PipelineError::io(&driver))?;
+        // Ray's own messages (raylet logs, warnings) go to the driver's log
+        let Some(event) = line.strip_prefix("@actprm ") else {
+            let _ = writeln!(ray_lines, "{line}");
+            continue;
+        };
+        match serde_json::from_str::<Event>(event) {
+            Ok(Event::Start { units, nodes: n }) => {
+                bar.set_length(units);
+                nodes = n;
+            }
+            Ok(Event::Unit { unit }) => {
+                rows += unit_rows(&plan.out, &unit);
+                done.insert(unit);
+                bar.inc(1);
+            }
+            Ok(Event::Failed { unit, error }) => {
+                job.score
+                    .log
+                    .line(&format!("ray: unit {unit} failed: {error}"));
+                failed.push(format!("{unit}: {error}"));
+                bar.inc(1);
+            }
+            Ok(Event::Nodes { alive }) => {
+                if alive < nodes {
+                    job.score.log.line(&format!(
+                        "ray: {} node(s) lost, {alive} alive: their units run again elsewhere",
+                        nodes - alive
+                    ));
+                }
+                nodes = alive;
+            }
+            Ok(Event::Done) => finished = true,
+            Err(e) => job
+                .score
+                .log
+                .line(&format!("ray: unreadable event {event}: {e}")),
+        }
+        let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{rate:.0} rows/s, {nodes} node(s) alive"));
+    }
+    let status = child.wait().map_err(PipelineError::io(python))?;
+    bar.finish_and_clear();
+    if !failed.is_empty() {
+        return Err(PipelineError::RayUnitsFailed {
+            failed: failed.len(),
+            units: plan.units.len(),
+            first: failed.swap_remove(0),
+        });
+    }
+    if !status.success() || !finished {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        return Err(PipelineError::RayDriver {
+            status: status.to_string(),
+            log: log_path,
+            tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    Ok(done)
+}
+
+/// Rows a committed unit read (0 when its record is not readable yet: progress only).
+fn unit_rows(out: &Path, unit: &str) -> u64 {
+    std::fs::read_to_string(out.join("units").join(format!("{unit}.json")))
+        .ok()
+        .and_then(|t| serde_json::from_str::<super::UnitStats>(&t).ok())
+        .map_or(0, |u| u.rows_in)
+}
+
+fn ray_summary(out: &Path, address: &str, manifest: &str) -> Result<RaySummary, PipelineError> {
+    let path = out.join("ray").join(manifest);
+    let mut summary = RaySummary {
+        address: address.to_string(),
+        manifest: format!("ray/{manifest}"),
+        ..RaySummary::default()
+    };
+    // nothing was left to do: no driver ran, no manifest was written
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(summary);
+    };
+    let manifest: Manifest = serde_json::from_str(&text).map_err(PipelineError::json(&path))?;
+    let nodes: BTreeSet<&str> = manifest.units.values().map(|u| u.node.as_str()).collect();
+    summary.nodes_used = nodes.len();
+    summary.attempts = manifest.units.values().map(|u| u.attempts).sum();
+    summary.units_retried = manifest.units.values().filter(|u| u.attempts > 1).count() as u64;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_rerun_the_command_line_without_the_driver_flags() {
+        let argv = "filter -i c -o out --ray local:2 --restart --ray-retries=5 --keep-rate 0.5"
+            .split(' ')
+            .map(String::from);
+        assert_eq!(
+            worker_args(argv).join(" "),
+            "filter -i c -o out --keep-rate 0.5"
+        );
+    }
+
+    #[test]
+    fn a_unit_reads_back_as_written() {
+        for text in ["/data/a#b.parquet#3", "/data/x.parquet#file"] {
+            let unit: UnitRef = text.parse().unwrap();
+            assert_eq!(unit.to_string(), text);
+        }
+        assert!("/data/x.parquet#three".parse::<UnitRef>().is_err());
+        assert!(check_address("local:0").is_err());
+        assert!(check_address("local:2").is_ok());
+    }
+}
