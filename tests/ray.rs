@@ -190,9 +190,16 @@ impl Job {
     }
 
     /// `actprm filter --ray ADDRESS` into `out`, each unit's commit delayed by `pause_ms`.
-    fn spawn(&self, out: &Path, address: &str, pause_ms: u64) -> std::process::Child {
+    fn spawn(
+        &self,
+        out: &Path,
+        address: &str,
+        pause_ms: u64,
+        extra: &[&str],
+    ) -> std::process::Child {
         let mut args = filter_args(&self.model, &self.corpus, out.to_str().unwrap());
         args.extend(["--ray", address]);
+        args.extend(extra);
         Command::new(env!("CARGO_BIN_EXE_actprm"))
             .args(&args)
             .env(
@@ -241,7 +248,7 @@ fn a_local_two_node_cluster_keeps_what_one_machine_keeps() {
     ray_dir();
     let job = job(8);
     let out = job.out("ray");
-    let summary = job.check(job.spawn(&out, "local:2", 0), &out);
+    let summary = job.check(job.spawn(&out, "local:2", 0, &[]), &out);
     let ray = &summary["ray"];
     assert_eq!(summary["units_this_run"], 8);
     assert_eq!(ray["nodes_used"], 2, "both nodes did units: {summary}");
@@ -254,7 +261,7 @@ fn a_local_two_node_cluster_keeps_what_one_machine_keeps() {
         "no task left behind"
     );
     // a rerun finds every unit committed and starts no cluster
-    let again = job.check(job.spawn(&out, "local:2", 0), &out);
+    let again = job.check(job.spawn(&out, "local:2", 0, &[]), &out);
     assert_eq!(again["units_this_run"], 0);
     assert_eq!(again["units"], 8);
 }
@@ -270,7 +277,7 @@ fn a_killed_worker_node_loses_no_unit() {
     let out = job.out("ray");
     // each node has one CPU: the first two attempts are one per node, and each stays a few
     // seconds in its unit, longer than a worker takes to notice that its raylet is gone
-    let run = job.spawn(&out, &cluster.address(), 4000);
+    let run = job.spawn(&out, &cluster.address(), 4000, &[]);
     let attempts = out.join("ray/attempts");
     wait_for("both nodes to start a unit", || files_in(&attempts) >= 2);
     kill(cluster.worker_raylet());
@@ -290,14 +297,17 @@ fn a_killed_task_is_retried() {
     ray_dir();
     let job = job(4);
     let out = job.out("ray");
-    let run = job.spawn(&out, "local:2", 1500);
+    // two units per task: the killed process's task redoes both (or skips one it committed)
+    let run = job.spawn(&out, "local:2", 1500, &["--ray-units-per-task", "2"]);
     let marker = format!("--ray-unit {}", job.corpus);
     wait_for("a task's actprm", || !processes_with(&marker).is_empty());
     let (pid, victim) = processes_with(&marker).remove(0);
+    assert_eq!(victim.matches("--ray-unit").count(), 2, "{victim}");
     kill(pid);
     let summary = job.check(run, &out);
-    assert!(
-        summary["ray"]["units_retried"].as_u64().unwrap() >= 1,
+    assert_eq!(
+        summary["ray"]["units_retried"].as_u64().unwrap(),
+        2,
         "{victim} ran again: {summary}"
     );
 }

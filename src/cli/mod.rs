@@ -409,14 +409,11 @@ pub fn run(cli: Cli) -> Result {
             let mut score = ScoreJob::configured(a.io.input, a.io.output.clone(), &a.scorer);
             score.progress = progress();
             let mut job = FilterJob::new(score, &a.filter);
-            job.unit = a.ray.ray_unit.clone();
+            job.units = a.ray.ray_unit.clone();
             let summary = match &a.ray.ray {
-                Some(address) => run_on_ray(
-                    &job,
-                    address,
-                    a.ray.ray_retries,
-                    worker_args(std::env::args().skip(1)),
-                )?,
+                Some(address) => {
+                    run_on_ray(&job, address, &a.ray, worker_args(std::env::args().skip(1)))?
+                }
                 None => run_filter(&job)?,
             };
             render(&summary, &a.output, None)?;

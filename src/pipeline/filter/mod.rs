@@ -410,8 +410,8 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
     job.validate()?;
     let out = &job.score.output;
     std::fs::create_dir_all(out).map_err(PipelineError::io(out))?;
-    if let Some(unit) = &job.unit {
-        return run_one_unit(job, unit);
+    if !job.units.is_empty() {
+        return run_given_units(job, &job.units);
     }
     let (_lock, tag) = start_shard(job)?;
     let started = std::time::Instant::now();
@@ -492,42 +492,78 @@ fn write_summary(
     Ok(summary)
 }
 
-/// `--ray-unit`: one unit, as a Ray task runs it. Tasks of one job run side by side in one
-/// folder, and a retried task may meet a straggler of its first attempt: a lock per unit
-/// serialises them, and a unit found committed (with its files whole) is not done again.
-fn run_one_unit(job: &FilterJob, wanted: &UnitRef) -> Result<FilterSummary, PipelineError> {
+/// `--ray-unit`: the units of one Ray task, scored in one pass (the model is opened once). Tasks
+/// of one job run side by side in one folder, and a retried task may meet a straggler of its
+/// earlier attempt: each unit's lock (taken in id order) serialises them, and a unit found
+/// committed, with its files whole, is not done again.
+fn run_given_units(job: &FilterJob, wanted: &[UnitRef]) -> Result<FilterSummary, PipelineError> {
+    ray::exit_with_ray_worker();
     let out = &job.score.output;
-    let file = discover_named(
+    let files = discover_named(
         &job.score.inputs,
         "parquet",
         job.score.columns.split.as_deref(),
-    )?
-    .into_iter()
-    .find(|f| f.path == wanted.path)
-    .ok_or_else(|| PipelineError::NotPlanned(wanted.path.clone()))?;
-    let source = UnitSource::new(&file);
-    let id = source.unit_id(wanted.group);
-    let lock_path = out.join(format!(".lock-unit-{id}"));
-    let lock = File::create(&lock_path).map_err(PipelineError::io(&lock_path))?;
-    lock.lock().map_err(PipelineError::io(&lock_path))?;
-    let tag = format!("unit-{id}");
+    )?;
+    let mut units = Vec::new();
+    for unit in wanted {
+        let file = files
+            .iter()
+            .find(|f| f.path == unit.path)
+            .ok_or_else(|| PipelineError::NotPlanned(unit.path.clone()))?;
+        let source = UnitSource::new(file);
+        units.push((source.unit_id(unit.group), unit.group, source));
+    }
+    units.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut locks = Vec::new();
+    for (id, _, _) in &units {
+        let path = out.join(format!(".lock-unit-{id}"));
+        let lock = File::create(&path).map_err(PipelineError::io(&path))?;
+        lock.lock().map_err(PipelineError::io(&path))?;
+        locks.push(lock);
+    }
+    let tag = format!("unit-{}", units[0].0);
     clear_temps(out, &tag);
     start_run(job, &RunSettings::of(job)?)?;
-    let record = out.join("units").join(format!("{id}.json"));
-    if let Ok(text) = std::fs::read_to_string(&record) {
-        let stats: UnitStats = serde_json::from_str(&text).map_err(PipelineError::json(&record))?;
-        if unit::check_committed(out, &stats).is_ok() {
-            return Ok(summarise(&[stats]));
+    let record = |id: &str| -> Result<Option<UnitStats>, PipelineError> {
+        let path = out.join("units").join(format!("{id}.json"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(
+                serde_json::from_str(&text).map_err(PipelineError::json(&path))?,
+            )),
+            Err(_) => Ok(None),
+        }
+    };
+    // the units still to do, grouped by file in the order the input listing gives
+    let mut todo: Vec<(UnitSource, Vec<Option<usize>>)> = Vec::new();
+    let mut done_now = 0;
+    for (id, group, source) in units {
+        if record(&id)?.is_some_and(|u| unit::check_committed(out, &u).is_ok()) {
+            continue;
+        }
+        done_now += 1;
+        match todo.iter_mut().find(|(s, _)| s.path == source.path) {
+            Some((_, groups)) => groups.push(group),
+            None => todo.push((source, vec![group])),
         }
     }
-    let mut planned = plan(std::slice::from_ref(&file.path), &job.score.columns)?;
-    if let (Some(f), Some(group)) = (planned.first_mut(), wanted.group) {
-        f.groups = Some(vec![group]);
+    let paths: Vec<PathBuf> = todo.iter().map(|(s, _)| s.path.clone()).collect();
+    let mut planned = plan(&paths, &job.score.columns)?;
+    for (f, (_, groups)) in planned.iter_mut().zip(&todo) {
+        // a file whose footer is unreadable is one unit, reported whole
+        if f.columns.is_ok() {
+            let mut groups: Vec<usize> = groups.iter().flatten().copied().collect();
+            groups.sort_unstable();
+            f.groups = Some(groups);
+        }
     }
-    score_units(job, planned, vec![source], &tag)?;
-    let text = std::fs::read_to_string(&record).map_err(PipelineError::io(&record))?;
-    let stats: UnitStats = serde_json::from_str(&text).map_err(PipelineError::json(&record))?;
-    let mut summary = summarise(&[stats]);
-    summary.units_this_run = 1;
+    score_units(job, planned, todo.into_iter().map(|t| t.0).collect(), &tag)?;
+    let mut stats = Vec::new();
+    for unit in wanted {
+        let source = files.iter().find(|f| f.path == unit.path);
+        let id = source.map(|f| UnitSource::new(f).unit_id(unit.group));
+        stats.extend(id.map(|id| record(&id)).transpose()?.flatten());
+    }
+    let mut summary = summarise(&stats);
+    summary.units_this_run = done_now;
     Ok(summary)
 }

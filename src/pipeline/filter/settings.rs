@@ -143,8 +143,8 @@ pub struct FilterJob {
     pub group_by: Option<String>,
     /// Throw away an earlier run's outputs in this folder instead of resuming it.
     pub restart: bool,
-    /// Do this one unit only (a Ray task's share of the job).
-    pub unit: Option<UnitRef>,
+    /// Do these units only (a Ray task's share of the job); empty: every unit of the shard.
+    pub units: Vec<UnitRef>,
 }
 
 impl FilterJob {
@@ -156,7 +156,7 @@ impl FilterJob {
             write_skipped: settings.write_skipped,
             group_by: settings.group_by.clone(),
             restart: settings.restart,
-            unit: None,
+            units: Vec::new(),
         }
     }
 

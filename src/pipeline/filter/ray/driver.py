@@ -9,10 +9,8 @@ as a local run, so a task retried after a lost worker or node never duplicates r
 Usage: python driver.py PLAN.json
 """
 
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,43 +31,42 @@ def emit(event, **fields):
     print("@actprm " + json.dumps({"event": event, **fields}), flush=True)
 
 
-def die_with_parent():
-    """The actprm child is killed with its Ray worker: a lost node leaves no orphan writing."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 @ray.remote
-def run_unit(unit, plan):
+def run_units(units, plan):
+    """One task: `actprm filter --ray-unit ...` over a few units (the model is opened once)."""
     node = ray.get_runtime_context().get_node_id()
     ip = ray.util.get_node_ip_address()
     attempts = os.path.join(plan["out"], "ray", "attempts")
     os.makedirs(attempts, exist_ok=True)
-    marker = f"{unit['id']}.{node[:12]}.{os.getpid()}.{time.time_ns()}"
-    open(os.path.join(attempts, marker), "w").close()
+    for unit in units:
+        marker = f"{unit['id']}.{node[:12]}.{os.getpid()}.{time.time_ns()}"
+        open(os.path.join(attempts, marker), "w").close()
     env = dict(os.environ)
     env.update(plan["env"])
+    # the child exits when this worker is gone (a lost node leaves no process writing)
+    env["ACTPRM_RAY_WORKER_PID"] = str(os.getpid())
     cwd = plan["cwd"] if os.path.isdir(plan["cwd"]) else None
+    command = [plan["actprm"], *plan["args"]]
+    for unit in units:
+        command += ["--ray-unit", unit["spec"]]
     started = time.time()
     proc = subprocess.run(
-        [plan["actprm"], *plan["args"], "--ray-unit", unit["spec"]],
+        command,
         cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        preexec_fn=die_with_parent,
     )
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-5:]
         raise RuntimeError(
             f"actprm exited with {proc.returncode} on {ip}: " + " | ".join(tail)
         )
-    return {
-        "unit": unit["id"],
-        "node": node,
-        "ip": ip,
-        "seconds": round(time.time() - started, 3),
-    }
+    seconds = round(time.time() - started, 3)
+    return [
+        {"unit": u["id"], "node": node, "ip": ip, "seconds": seconds, "task_units": len(units)}
+        for u in units
+    ]
 
 
 def alive_nodes():
@@ -144,20 +141,24 @@ def run(plan, address):
         "max_retries": plan["max_retries"],
         "retry_exceptions": True,
     }
-    pending = {run_unit.options(**options).remote(u, plan): u for u in units}
+    size = plan["units_per_task"]
+    tasks = [units[i : i + size] for i in range(0, len(units), size)]
+    pending = {run_units.options(**options).remote(t, plan): t for t in tasks}
     done, failed = {}, {}
     last_nodes = -1
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=1.0)
         for ref in ready:
-            unit = pending.pop(ref)
+            task = pending.pop(ref)
             try:
-                result = ray.get(ref)
-                done[unit["id"]] = result
-                emit("unit", **result)
+                for result in ray.get(ref):
+                    done[result["unit"]] = result
+                    emit("unit", **result)
             except Exception as e:  # the task failed after its retries
-                failed[unit["id"]] = str(e).strip().splitlines()[-1][:2000]
-                emit("failed", unit=unit["id"], error=failed[unit["id"]])
+                error = str(e).strip().splitlines()[-1][:2000]
+                for unit in task:
+                    failed[unit["id"]] = error
+                    emit("failed", unit=unit["id"], error=error)
         nodes = alive_nodes()
         if nodes != last_nodes:
             emit("nodes", alive=nodes)

@@ -42,9 +42,13 @@ pub struct RaySettings {
     /// With --ray: how often a unit is retried when its task fails or its node is lost.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub ray_retries: u32,
-    /// The one unit a Ray task does, FILE#GROUP (set by the driver, not by hand).
-    #[arg(long, hide = true, value_name = "UNIT")]
-    pub ray_unit: Option<UnitRef>,
+    /// With --ray: units per task. Each task starts `actprm` and opens the model once, so a
+    /// model that takes long to load wants several units per task; a lost task redoes them all.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub ray_units_per_task: usize,
+    /// The units a Ray task does, FILE#GROUP each (set by the driver, not by hand).
+    #[arg(long, hide = true, value_name = "UNIT", num_args = 1)]
+    pub ray_unit: Vec<UnitRef>,
 }
 
 /// Where the driver runs: `$ACTPRM_RAY_PYTHON` (a Python with the cluster's Ray version), else
@@ -60,6 +64,28 @@ pub fn python() -> Result<PathBuf, PipelineError> {
     }
 }
 
+/// A task's `actprm` must not outlive the Ray worker that started it, so that a lost node
+/// leaves no process writing: the driver names that worker in `ACTPRM_RAY_WORKER_PID`, and this
+/// process exits (status 75, temporary failure) as soon as the worker is no longer its parent.
+pub(super) fn exit_with_ray_worker() {
+    let Some(worker) = std::env::var("ACTPRM_RAY_WORKER_PID")
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok())
+    else {
+        return;
+    };
+    let gone = move || std::os::unix::process::parent_id() != worker;
+    if gone() {
+        std::process::exit(75);
+    }
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if gone() {
+            std::process::exit(75);
+        }
+    });
+}
+
 /// The command line a task runs: this one without the flags that concern only the driver
 /// (`--restart` has been done by then, and must not be done again by every task).
 pub fn worker_args(argv: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -67,11 +93,13 @@ pub fn worker_args(argv: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut argv = argv.into_iter();
     while let Some(arg) = argv.next() {
         match arg.as_str() {
-            "--ray" | "--ray-retries" => {
+            "--ray" | "--ray-retries" | "--ray-units-per-task" => {
                 argv.next();
             }
             "--restart" => {}
-            a if a.starts_with("--ray=") || a.starts_with("--ray-retries=") => {}
+            a if ["--ray=", "--ray-retries=", "--ray-units-per-task="]
+                .iter()
+                .any(|flag| a.starts_with(flag)) => {}
             _ => args.push(arg),
         }
     }
@@ -90,6 +118,7 @@ struct Plan {
     num_cpus: usize,
     num_gpus: u32,
     max_retries: u32,
+    units_per_task: usize,
     manifest: String,
 }
 
@@ -167,11 +196,16 @@ fn units_of(planned: &[PlannedFile], sources: &[UnitSource]) -> Vec<PlanUnit> {
 pub fn run_on_ray(
     job: &FilterJob,
     address: &str,
-    retries: u32,
+    settings: &RaySettings,
     args: Vec<String>,
 ) -> Result<FilterSummary, PipelineError> {
     job.validate()?;
     check_address(address)?;
+    if settings.ray_units_per_task == 0 {
+        return Err(
+            crate::limits::refuse("ray_units_per_task", "must be at least 1".into()).into(),
+        );
+    }
     let python = python()?;
     let out =
         std::path::absolute(&job.score.output).map_err(PipelineError::io(&job.score.output))?;
@@ -195,7 +229,8 @@ pub fn run_on_ray(
         units,
         num_cpus: job.score.runtime.intra_threads.max(1),
         num_gpus: u32::from(job.score.runtime.device != crate::model::Device::Cpu),
-        max_retries: retries,
+        max_retries: settings.ray_retries,
+        units_per_task: settings.ray_units_per_task,
         manifest: manifest.clone(),
     };
     let done = if plan.units.is_empty() {
@@ -363,7 +398,8 @@ mod tests {
 
     #[test]
     fn tasks_rerun_the_command_line_without_the_driver_flags() {
-        let argv = "filter -i c -o out --ray local:2 --restart --ray-retries=5 --keep-rate 0.5"
+        let argv = "filter -i c -o out --ray local:2 --restart --ray-retries=5 --keep-rate 0.5 \
+                    --ray-units-per-task 4"
             .split(' ')
             .map(String::from);
         assert_eq!(
