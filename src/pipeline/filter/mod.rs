@@ -10,7 +10,8 @@
 //! `--shard i/n` assigns units by a stable hash, so n machines split one job without talking to
 //! each other (even into one shared folder: temporary files carry the shard, and a lock keeps two
 //! processes of one shard apart); `filter-verify` checks that a set of shard outputs covers every
-//! unit exactly once with every file present.
+//! unit exactly once with every file present. `--ray` runs the units as Ray tasks (`ray/`), each
+//! a `--ray-unit` run of this same code.
 
 pub mod ray;
 mod settings;
@@ -515,8 +516,10 @@ fn run_given_units(job: &FilterJob, wanted: &[UnitRef]) -> Result<FilterSummary,
     }
     units.sort_by(|a, b| a.0.cmp(&b.0));
     let mut locks = Vec::new();
+    let lock_dir = out.join("ray/locks");
+    std::fs::create_dir_all(&lock_dir).map_err(PipelineError::io(&lock_dir))?;
     for (id, _, _) in &units {
-        let path = out.join(format!(".lock-unit-{id}"));
+        let path = lock_dir.join(id);
         let lock = File::create(&path).map_err(PipelineError::io(&path))?;
         lock.lock().map_err(PipelineError::io(&path))?;
         locks.push(lock);

@@ -28,7 +28,8 @@ LOCAL_HEALTH = {
 
 
 def emit(event, **fields):
-    print("@actprm " + json.dumps({"event": event, **fields}), flush=True)
+    fields = {"event": event, "t": round(time.time(), 3), **fields}
+    print("@actprm " + json.dumps(fields), flush=True)
 
 
 @ray.remote

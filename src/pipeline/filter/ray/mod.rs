@@ -227,8 +227,8 @@ pub fn run_on_ray(
         env: task_env(),
         out: out.clone(),
         units,
-        num_cpus: job.score.runtime.intra_threads.max(1),
-        num_gpus: u32::from(job.score.runtime.device != crate::model::Device::Cpu),
+        num_cpus: task_resources(job).0,
+        num_gpus: task_resources(job).1,
         max_retries: settings.ray_retries,
         units_per_task: settings.ray_units_per_task,
         manifest: manifest.clone(),
@@ -250,6 +250,17 @@ pub fn run_on_ray(
     summary.model_version = super::RunSettings::of(job)?.model_version;
     summary.ray = Some(ray_summary(&out, address, &manifest)?);
     write_summary(job, summary)
+}
+
+/// What each task asks Ray for: `--threads` CPUs (1 for 0, one per core: the node's cores are
+/// shared by its tasks), and one GPU with `--device cuda` (Ray sets `CUDA_VISIBLE_DEVICES`, so
+/// `cuda` or `cuda:0` is the task's own GPU).
+fn task_resources(job: &FilterJob) -> (usize, u32) {
+    let runtime = &job.score.runtime;
+    (
+        runtime.intra_threads.max(1),
+        u32::from(runtime.device != crate::model::Device::Cpu),
+    )
 }
 
 /// The variables a task's `actprm` needs as this process has them: every `ACTPRM_*` (the
@@ -304,9 +315,10 @@ fn drive(
     let stdout = child.stdout.take().expect("stdout is piped");
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(PipelineError::io(&driver))?;
-        // Ray's own messages (raylet logs, warnings) go to the driver's log
+        // the log keeps everything (events carry their time); Ray's own messages (raylet
+        // logs, warnings) go only there
+        let _ = writeln!(ray_lines, "{line}");
         let Some(event) = line.strip_prefix("@actprm ") else {
-            let _ = writeln!(ray_lines, "{line}");
             continue;
         };
         match serde_json::from_str::<Event>(event) {
@@ -406,6 +418,16 @@ mod tests {
             worker_args(argv).join(" "),
             "filter -i c -o out --keep-rate 0.5"
         );
+    }
+
+    #[test]
+    fn a_task_asks_for_the_threads_and_the_gpu_it_runs_with() {
+        let score = crate::pipeline::score::ScoreJob::new(vec!["c".into()], "out".into());
+        let mut job = FilterJob::new(score, &Default::default());
+        assert_eq!(task_resources(&job), (1, 0));
+        job.score.runtime.intra_threads = 4;
+        job.score.runtime.device = "cuda".parse().unwrap();
+        assert_eq!(task_resources(&job), (4, 1));
     }
 
     #[test]

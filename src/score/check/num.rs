@@ -1,0 +1,166 @@
+//! A value that is exact (a rational) or approximate (after an irrational square root).
+
+use super::dd::Dd;
+use super::rat::Rat;
+use std::cmp::Ordering;
+
+/// The value of an operand. Arithmetic stays exact until an irrational root forces an
+/// approximation; from then on the result is a double-double.
+#[derive(Clone, Copy, Debug)]
+pub enum Num {
+    Exact(Rat),
+    Approx(Dd),
+}
+
+impl Num {
+    pub fn int(n: i128) -> Option<Num> {
+        Rat::int(n).map(Num::Exact)
+    }
+
+    pub fn exact(self) -> Option<Rat> {
+        match self {
+            Num::Exact(r) => Some(r),
+            Num::Approx(_) => None,
+        }
+    }
+
+    pub fn dd(self) -> Dd {
+        match self {
+            Num::Exact(r) => Dd::from_i128(r.num()).div(Dd::from_i128(r.den())),
+            Num::Approx(d) => d,
+        }
+    }
+
+    /// Wraps an approximate result; an overflow to infinity means "cannot evaluate".
+    fn approx(d: Dd) -> Option<Num> {
+        d.is_finite().then_some(Num::Approx(d))
+    }
+
+    /// Applies an exact operation when both sides are exact, else the double-double one.
+    fn combine(
+        self,
+        o: Num,
+        exact: fn(Rat, Rat) -> Option<Rat>,
+        approx: fn(Dd, Dd) -> Dd,
+    ) -> Option<Num> {
+        match (self, o) {
+            (Num::Exact(a), Num::Exact(b)) => exact(a, b).map(Num::Exact),
+            _ => Num::approx(approx(self.dd(), o.dd())),
+        }
+    }
+
+    pub fn add(self, o: Num) -> Option<Num> {
+        self.combine(o, Rat::add, Dd::add)
+    }
+
+    pub fn sub(self, o: Num) -> Option<Num> {
+        self.combine(o, Rat::sub, Dd::sub)
+    }
+
+    pub fn mul(self, o: Num) -> Option<Num> {
+        // 0 times an approximation is still exactly 0 (as with Python's Fractions).
+        if self.is_exact_zero() || o.is_exact_zero() {
+            return Some(Num::Exact(Rat::ZERO));
+        }
+        self.combine(o, Rat::mul, Dd::mul)
+    }
+
+    /// Division; `None` for a zero divisor.
+    pub fn div(self, o: Num) -> Option<Num> {
+        if o.is_zero() {
+            return None;
+        }
+        if self.is_exact_zero() {
+            return Some(Num::Exact(Rat::ZERO));
+        }
+        self.combine(o, Rat::div, Dd::div)
+    }
+
+    pub fn neg(self) -> Num {
+        match self {
+            Num::Exact(r) => Num::Exact(r.neg()),
+            Num::Approx(d) => Num::Approx(d.neg()),
+        }
+    }
+
+    pub fn abs(self) -> Num {
+        match self {
+            Num::Exact(r) => Num::Exact(r.abs()),
+            Num::Approx(d) => Num::Approx(d.abs()),
+        }
+    }
+
+    fn is_exact_zero(self) -> bool {
+        matches!(self, Num::Exact(r) if r.is_zero())
+    }
+
+    pub fn is_zero(self) -> bool {
+        match self {
+            Num::Exact(r) => r.is_zero(),
+            Num::Approx(d) => d.hi == 0.0,
+        }
+    }
+
+    pub fn is_negative(self) -> bool {
+        match self {
+            Num::Exact(r) => r.is_negative(),
+            Num::Approx(d) => d.hi < 0.0,
+        }
+    }
+
+    /// Order of two values: exact when both are exact, else by double-double.
+    pub fn cmp(self, o: Num) -> Ordering {
+        match (self, o) {
+            (Num::Exact(a), Num::Exact(b)) => a.cmp_exact(b),
+            _ => self.dd().cmp(o.dd()),
+        }
+    }
+
+    pub fn same(self, o: Num) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+
+    /// The power `self ^ e` with Python's rules: integer exponents (bounded), rational
+    /// exponents only when the root is exact; approximate bases only to integer powers.
+    pub fn pow(self, e: Num) -> Option<Num> {
+        let e = e.exact()?;
+        match self {
+            Num::Exact(a) if e.is_int() => a.powi(e.num()).map(Num::Exact),
+            Num::Exact(a) => {
+                let q = u32::try_from(e.den()).ok().filter(|q| *q <= 12)?;
+                a.exact_root(q)?.powi(e.num()).map(Num::Exact)
+            }
+            // Python's size limit (about 16k bits) on a 40-digit approximation.
+            Num::Approx(d) if e.is_int() && e.num().unsigned_abs() <= 120 => {
+                if d.hi == 0.0 && e.is_negative() {
+                    return None;
+                }
+                Num::approx(d.powi(e.num()))
+            }
+            Num::Approx(_) => None,
+        }
+    }
+
+    /// Square root: exact when the radicand is a perfect square of rationals, else an
+    /// approximation (the flag says so). `None` for a negative radicand.
+    pub fn sqrt(self) -> Option<(Num, bool)> {
+        if self.is_negative() {
+            return None;
+        }
+        if let Num::Exact(r) = self {
+            if let Some(root) = r.exact_root(2) {
+                return Some((Num::Exact(root), false));
+            }
+        }
+        Num::approx(self.dd().sqrt()).map(|v| (v, true))
+    }
+
+    /// Short text of the value: "41", "41/3" or "~1.414213562" for an approximation.
+    pub fn show(self) -> String {
+        match self {
+            Num::Exact(r) if r.is_int() => r.num().to_string(),
+            Num::Exact(r) => format!("{}/{}", r.num(), r.den()),
+            Num::Approx(d) => format!("~{:.10}", d.hi),
+        }
+    }
+}
