@@ -311,3 +311,34 @@ fn a_killed_task_is_retried() {
         "{victim} ran again: {summary}"
     );
 }
+
+#[test]
+fn a_unit_failing_on_every_node_fails_the_run_and_stops_it() {
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let python = ray_dir().join("bin/python");
+    let job = job(8);
+    let out = job.out("ray");
+    // the nodes' actprm finds none of the native parts: every attempt of every unit fails alike
+    let mut args = filter_args(&job.model, &job.corpus, out.to_str().unwrap());
+    args.extend(["--ray", "local:1", "--ray-retries", "1"]);
+    let o = Command::new(env!("CARGO_BIN_EXE_actprm"))
+        .args(&args)
+        .env("ACTPRM_RAY_PYTHON", &python)
+        .env("ACTPRM_DEPS", job.out("no-deps"))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("of 8 units failed on Ray after their retries"),
+        "{err}"
+    );
+    assert!(err.contains("not started"), "{err}");
+    assert!(
+        err.contains("no-deps/"),
+        "the task's own error is shown: {err}"
+    );
+    assert_eq!(files_in(&out.join("units")), 0, "nothing committed");
+}

@@ -139,13 +139,16 @@ pub enum PipelineError {
         log: std::path::PathBuf,
         tail: String,
     },
-    /// Units whose tasks failed on every attempt; the committed ones are kept.
+    /// Units whose tasks failed on every attempt (the rest were then not started); the
+    /// committed ones are kept.
     #[error(
-        "{failed} of {units} units failed on Ray after their retries (the first: {first}); the \
-         committed units are kept: rerun the same command to do the rest"
+        "{failed} of {units} units failed on Ray after their retries and {not_run} were not \
+         started (the first error: {first}); the committed units are kept: rerun the same \
+         command to do the rest"
     )]
     RayUnitsFailed {
         failed: usize,
+        not_run: usize,
         units: usize,
         first: String,
     },

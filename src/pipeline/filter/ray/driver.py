@@ -147,7 +147,7 @@ def run(plan, address):
     pending = {run_units.options(**options).remote(t, plan): t for t in tasks}
     done, failed = {}, {}
     last_nodes = -1
-    while pending:
+    while pending and not failed:
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=1.0)
         for ref in ready:
             task = pending.pop(ref)
@@ -164,6 +164,11 @@ def run(plan, address):
         if nodes != last_nodes:
             emit("nodes", alive=nodes)
             last_nodes = nodes
+    # a unit that failed every retry fails the job: what failed once everywhere (a missing
+    # binary or library on the nodes) would fail every unit, so the rest is not started
+    for ref in pending:
+        ray.cancel(ref, force=True)
+    not_run = sum(len(task) for task in pending.values())
     attempts = attempts_of(plan["out"])
     write_atomic(
         os.path.join(plan["out"], "ray", plan["manifest"]),
@@ -176,7 +181,7 @@ def run(plan, address):
             "failed": failed,
         },
     )
-    emit("done", units=len(done), failed=len(failed))
+    emit("done", units=len(done), failed=len(failed), not_run=not_run)
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ enum Event {
     Unit { unit: String },
     Failed { unit: String, error: String },
     Nodes { alive: u64 },
-    Done,
+    Done { not_run: usize },
 }
 
 /// The manifest the driver writes: which node did which unit, in how many attempts.
@@ -310,7 +310,7 @@ fn drive(
         .map_err(PipelineError::io(python))?;
     let bar = crate::pipeline::progress::units_bar(plan.units.len() as u64, job.score.progress);
     let (mut done, mut failed) = (BTreeSet::new(), Vec::new());
-    let (mut finished, mut rows, mut nodes) = (false, 0u64, 0u64);
+    let (mut finished, mut not_run, mut rows, mut nodes) = (false, 0, 0u64, 0u64);
     let started = Instant::now();
     let stdout = child.stdout.take().expect("stdout is piped");
     for line in BufReader::new(stdout).lines() {
@@ -347,7 +347,10 @@ fn drive(
                 }
                 nodes = alive;
             }
-            Ok(Event::Done) => finished = true,
+            Ok(Event::Done { not_run: n }) => {
+                finished = true;
+                not_run = n;
+            }
             Err(e) => job
                 .score
                 .log
@@ -361,6 +364,7 @@ fn drive(
     if !failed.is_empty() {
         return Err(PipelineError::RayUnitsFailed {
             failed: failed.len(),
+            not_run,
             units: plan.units.len(),
             first: failed.swap_remove(0),
         });
