@@ -107,3 +107,64 @@ fn a_malformed_line_names_file_and_line() {
         stderr(&o)
     );
 }
+
+/// The Rust arithmetic check against its Python prototype (`tools/arith_check/check.py`, run by
+/// `tools/arith_check/reference_fixture.py` over the three real sample files): the same steps
+/// checked and the same steps flagged as stating a false equality.
+#[test]
+fn the_arithmetic_check_agrees_with_its_python_reference() {
+    use actprm::score::check::{check_step, StepCheck};
+    let text = std::fs::read_to_string(data("arith_check_reference.jsonl")).unwrap();
+    let (mut steps_seen, mut flagged) = (0, 0);
+    for line in text.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let indices = |key: &str| -> Vec<u64> {
+            record[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect()
+        };
+        let (checked, flags) = (indices("checked"), indices("flags"));
+        for (i, step) in record["steps"].as_array().unwrap().iter().enumerate() {
+            let step = step.as_str().unwrap();
+            let verdict = check_step(step);
+            let place = format!("{} row {} step {i}: {step}", record["file"], record["row"]);
+            let i = i as u64;
+            assert_eq!(
+                matches!(verdict, StepCheck::False { .. }),
+                flags.contains(&i),
+                "flag of {place}: {verdict:?}"
+            );
+            assert_eq!(
+                verdict != StepCheck::NotChecked,
+                checked.contains(&i),
+                "checked {place}: {verdict:?}"
+            );
+            steps_seen += 1;
+            flagged += usize::from(flags.contains(&i));
+        }
+    }
+    assert!(
+        steps_seen > 200 && flagged >= 10,
+        "{steps_seen} steps, {flagged} flagged"
+    );
+}
+
+/// `eval --check min` predicts the earlier of the model's first error and the first false
+/// equality: on BIG-Bench-Mistake's arithmetic it finds errors the default model misses.
+#[test]
+fn the_arithmetic_check_finds_errors_the_model_misses() {
+    let bbm = data("bigbench_mistake_sample.jsonl");
+    let acc_error = |check: &str| -> f64 {
+        let o = actprm(&["eval", "--json", "--check", check, bbm.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        report["subsets"]["bigbench_mistake_sample"]["acc_error"]
+            .as_f64()
+            .unwrap()
+    };
+    let (off, min) = (acc_error("off"), acc_error("min"));
+    assert!(min > off, "acc_error with the check {min}, without {off}");
+}

@@ -22,6 +22,7 @@ use actprm::pipeline::filter::{run_filter, FilterJob, FilterSettings};
 use actprm::pipeline::score::{ScoreExtras, Scorer};
 use actprm::pipeline::train::TrainSettings;
 use actprm::pipeline::{run_label, run_score, LabelJob, ScoreJob};
+use actprm::score::check::CheckRule;
 use actprm::score::ScoreOptions;
 use actprm::select::KeepRate;
 use actprm::source::ColumnMapping;
@@ -293,6 +294,10 @@ pub struct EvalArgs {
     /// Choose tau on the first subset and reuse it on the others.
     #[arg(long)]
     pub tau_from_first: bool,
+    /// Join the exact arithmetic check to the model: `min` predicts the earlier of the model's
+    /// first error and the first step that states a false equality.
+    #[arg(long, value_enum, default_value_t = CheckRule::Off)]
+    pub check: CheckRule,
     #[command(flatten)]
     pub output: Output,
 }
@@ -478,7 +483,7 @@ pub fn run(cli: Cli) -> Result {
             } else {
                 TauRule::Fixed(a.tau.unwrap_or(loaded.manifest.tau))
             };
-            let report = evaluate_files(&a.files, &loaded, &a.model.runtime(), rule)?;
+            let report = evaluate_files(&a.files, &loaded, &a.model.runtime(), rule, a.check)?;
             render(&report, &a.output, None)?;
         }
         Command::Train(a) => {

@@ -12,6 +12,9 @@ pub struct Sample {
     pub mean: Vec<f32>,
     /// 0-based first wrong step, -1 = all correct.
     pub label: i32,
+    /// The first step with a false equality, when the arithmetic check is on
+    /// (`score::check::CheckRule`): the prediction is then the earlier of it and the model's.
+    pub check: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,7 +34,13 @@ pub struct SubsetScore {
 pub fn processbench(samples: &[Sample], tau: f32) -> SubsetScore {
     let pairs: Vec<(Option<i32>, i32)> = samples
         .iter()
-        .map(|s| (Some(first_error(&s.mean, tau)), s.label))
+        .map(|s| {
+            let model = first_error(&s.mean, tau);
+            (
+                Some(crate::score::check::earliest_error(model, s.check)),
+                s.label,
+            )
+        })
         .collect();
     processbench_predictions(&pairs)
 }
@@ -140,6 +149,7 @@ mod tests {
         Sample {
             mean: mean.to_vec(),
             label,
+            check: None,
         }
     }
 

@@ -11,6 +11,7 @@ use super::EvalError;
 use crate::eval::{choose_tau, prmbench, processbench, PrmBenchScore, Sample, SubsetScore};
 use crate::formats::features::{read_features, FeatureRow};
 use crate::model::{Backbone, HeadsRunner, LoadedModel, RuntimeOptions};
+use crate::score::check::CheckRule;
 use crate::score::{ScoreOptions, StepScorer};
 use crate::select::step_stats;
 use crate::tokenise::Tokeniser;
@@ -99,17 +100,21 @@ pub fn samples_from_probs(rows: &[FeatureRow], probs: &[f32], heads: usize) -> V
             Sample {
                 mean: step_stats(p, heads).0,
                 label: r.label.unwrap_or(-1),
+                // a feature store keeps no step text to check
+                check: None,
             }
         })
         .collect()
 }
 
-/// Scores every input file as one subset.
+/// Scores every input file as one subset; `check` adds the arithmetic check's verdict to the
+/// model's where the records carry step text.
 pub fn evaluate_files(
     files: &[PathBuf],
     model: &LoadedModel,
     runtime: &RuntimeOptions,
     rule: TauRule,
+    check: CheckRule,
 ) -> Result<EvalReport, EvalError> {
     let mut heads = HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?;
     let mut scorer: Option<(Tokeniser, StepScorer)> = None;
@@ -157,6 +162,7 @@ pub fn evaluate_files(
             samples.extend(scores.into_iter().zip(chunk).map(|(s, r)| Sample {
                 mean: s.mean,
                 label: super::labelled::first_error(r),
+                check: check.first_false(&r.steps),
             }));
         }
         subsets.push(ScoredSubset {

@@ -2,6 +2,7 @@
 //! first predicted error and ActPRM's decision.
 
 pub mod batching;
+pub mod check;
 pub mod output;
 
 use crate::model::{Backbone, HeadsRunner, LoadedModel, ModelError, RuntimeOptions};

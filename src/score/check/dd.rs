@@ -58,7 +58,10 @@ impl Dd {
     }
 
     pub fn neg(self) -> Dd {
-        Dd { hi: -self.hi, lo: -self.lo }
+        Dd {
+            hi: -self.hi,
+            lo: -self.lo,
+        }
     }
 
     pub fn abs(self) -> Dd {
@@ -128,7 +131,7 @@ impl Dd {
         if !self.is_finite() || self.hi.abs() >= 1e36 || self.floor() != self {
             return None;
         }
-        Some((self.hi as i128).checked_add(self.lo as i128)?)
+        (self.hi as i128).checked_add(self.lo as i128)
     }
 
     pub fn cmp(self, o: Dd) -> Ordering {
@@ -153,7 +156,11 @@ impl Dd {
 
     /// Integer power by repeated squaring.
     pub fn powi(self, e: i128) -> Dd {
-        let base = if e < 0 { Dd::from_f64(1.0).div(self) } else { self };
+        let base = if e < 0 {
+            Dd::from_f64(1.0).div(self)
+        } else {
+            self
+        };
         let mut k = e.unsigned_abs();
         let (mut acc, mut sq) = (Dd::from_f64(1.0), base);
         while k > 0 {
@@ -179,7 +186,10 @@ mod tests {
         let third = Dd::from_f64(1.0).div(Dd::from_f64(3.0));
         let back = third.mul(Dd::from_f64(3.0)).sub(Dd::from_f64(1.0)).abs();
         assert!(back.hi < 1e-31);
-        assert_eq!(Dd::from_i128(i128::MAX).cmp(Dd::from_f64(1.7e38)), Ordering::Less);
+        assert_eq!(
+            Dd::from_i128(i128::MAX).cmp(Dd::from_f64(1.8e38)),
+            Ordering::Less
+        );
         assert_eq!(Dd::from_f64(-2.5).floor().to_i128(), Some(-3));
     }
 }

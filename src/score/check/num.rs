@@ -1,6 +1,7 @@
 //! A value that is exact (a rational) or approximate (after an irrational square root).
 
 use super::dd::Dd;
+use super::lex::Skip;
 use super::rat::Rat;
 use std::cmp::Ordering;
 
@@ -83,13 +84,6 @@ impl Num {
         }
     }
 
-    pub fn abs(self) -> Num {
-        match self {
-            Num::Exact(r) => Num::Exact(r.abs()),
-            Num::Approx(d) => Num::Approx(d.abs()),
-        }
-    }
-
     fn is_exact_zero(self) -> bool {
         matches!(self, Num::Exact(r) if r.is_zero())
     }
@@ -120,39 +114,55 @@ impl Num {
         self.cmp(o) == Ordering::Equal
     }
 
-    /// The power `self ^ e` with Python's rules: integer exponents (bounded), rational
-    /// exponents only when the root is exact; approximate bases only to integer powers.
-    pub fn pow(self, e: Num) -> Option<Num> {
-        let e = e.exact()?;
+    /// The power `self ^ e` with Python's rules: integer exponents (|e| <= 10000, results
+    /// up to about 16k bits), rational exponents only when the root is exact (`8^{1/3}`),
+    /// approximate bases only to small integer powers.
+    pub fn pow(self, e: Num) -> Result<Num, Skip> {
+        let e = e.exact().ok_or(Skip("irrational exponent"))?;
         match self {
-            Num::Exact(a) if e.is_int() => a.powi(e.num()).map(Num::Exact),
+            Num::Exact(a) if e.is_int() => {
+                if a.is_zero() && e.is_negative() {
+                    return Err(Skip("0 to a negative power"));
+                }
+                if e.num().unsigned_abs() > 10_000
+                    || u128::from(a.bits()) * e.num().unsigned_abs() > 16_000
+                {
+                    return Err(Skip("huge power"));
+                }
+                a.powi(e.num()).map(Num::Exact).ok_or(Skip::OVERFLOW)
+            }
             Num::Exact(a) => {
-                let q = u32::try_from(e.den()).ok().filter(|q| *q <= 12)?;
-                a.exact_root(q)?.powi(e.num()).map(Num::Exact)
+                let q = u32::try_from(e.den()).ok().filter(|q| *q <= 12);
+                let root = q
+                    .and_then(|q| a.exact_root(q))
+                    .ok_or(Skip("irrational root"))?;
+                Num::Exact(root).pow(Num::Exact(Rat::int(e.num()).ok_or(Skip::OVERFLOW)?))
             }
             // Python's size limit (about 16k bits) on a 40-digit approximation.
             Num::Approx(d) if e.is_int() && e.num().unsigned_abs() <= 120 => {
                 if d.hi == 0.0 && e.is_negative() {
-                    return None;
+                    return Err(Skip("0 to a negative power"));
                 }
-                Num::approx(d.powi(e.num()))
+                Num::approx(d.powi(e.num())).ok_or(Skip::OVERFLOW)
             }
-            Num::Approx(_) => None,
+            Num::Approx(_) => Err(Skip("power of an approximation")),
         }
     }
 
     /// Square root: exact when the radicand is a perfect square of rationals, else an
-    /// approximation (the flag says so). `None` for a negative radicand.
-    pub fn sqrt(self) -> Option<(Num, bool)> {
+    /// approximation (the flag says so).
+    pub fn sqrt(self) -> Result<(Num, bool), Skip> {
         if self.is_negative() {
-            return None;
+            return Err(Skip("sqrt of negative"));
         }
         if let Num::Exact(r) = self {
             if let Some(root) = r.exact_root(2) {
-                return Some((Num::Exact(root), false));
+                return Ok((Num::Exact(root), false));
             }
         }
-        Num::approx(self.dd().sqrt()).map(|v| (v, true))
+        Num::approx(self.dd().sqrt())
+            .map(|v| (v, true))
+            .ok_or(Skip::OVERFLOW)
     }
 
     /// Short text of the value: "41", "41/3" or "~1.414213562" for an approximation.
