@@ -474,3 +474,64 @@ fn heads_graph_under_onnx_runtime_matches_the_reference_forward() {
         }
     }
 }
+
+/// `score --check min`: `check_first_false` is the first step the Python prototype of the check
+/// flags (tests/data/arith_check_reference.jsonl), and `first_error` is the earlier of it and
+/// the heads' own first error (the same rows scored with `--check off`).
+#[test]
+fn score_joins_the_arithmetic_check_to_the_first_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bbm.parquet");
+    let records = records("bigbench_mistake_sample.jsonl");
+    write_parquet(&input, &actprm::source::jsonl::to_record_batch(&records));
+    let column = |check: &str, name: &str| -> Vec<i32> {
+        let out = dir.path().join(check);
+        let o = actprm(&[
+            "score",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--check",
+            check,
+            "--overwrite",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        read_parquet_dir(&out, "part-")
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name(name)
+                    .unwrap()
+                    .as_primitive::<Int32Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    };
+    let reference: Vec<i32> = std::fs::read_to_string(data("arith_check_reference.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["file"] == "bigbench_mistake_sample.jsonl")
+        .map(|r| {
+            r["flags"]
+                .as_array()
+                .unwrap()
+                .first()
+                .map_or(-1, |v| v.as_i64().unwrap() as i32)
+        })
+        .collect();
+    assert_eq!(reference.len(), records.len());
+    assert!(
+        reference.iter().any(|&f| f >= 0),
+        "the sample has false equalities"
+    );
+    assert_eq!(column("min", "check_first_false"), reference);
+    assert_eq!(column("off", "check_first_false"), vec![-1; records.len()]);
+    let heads = column("off", "first_error");
+    let joined = column("min", "first_error");
+    for ((h, c), j) in heads.iter().zip(&reference).zip(&joined) {
+        let expected = if *c >= 0 && (*h < 0 || c < h) { *c } else { *h };
+        assert_eq!(*j, expected, "heads {h}, check {c}");
+    }
+}

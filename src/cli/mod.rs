@@ -107,7 +107,7 @@ pub enum Command {
         heads: usize,
     },
     /// The streaming active loop: score -> select -> label (pool column or judge) -> train -> refresh.
-    Active(ActiveArgs),
+    Active(Box<ActiveArgs>),
     /// The pool-based experiment: ActPRM vs random vs full data at equal label budgets.
     Experiment(ExperimentArgs),
     /// SQL over Parquet files and scored outputs: run QUERY, or open a shell without it.
@@ -295,9 +295,9 @@ pub struct EvalArgs {
     #[arg(long)]
     pub tau_from_first: bool,
     /// Join the exact arithmetic check to the model: `min` predicts the earlier of the model's
-    /// first error and the first step that states a false equality.
-    #[arg(long, value_enum, default_value_t = CheckRule::Off)]
-    pub check: CheckRule,
+    /// first error and the first step that states a false equality; default: the model's rule.
+    #[arg(long, value_enum)]
+    pub check: Option<CheckRule>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -424,6 +424,7 @@ pub fn run(cli: Cli) -> Result {
             render(&summary, &a.output, None)?;
         }
         Command::Active(a) => {
+            let a = *a;
             let mut score = ScoreJob::configured(a.io.input, a.io.output.clone(), &a.scorer);
             score.progress = progress();
             let judge = a
@@ -483,7 +484,8 @@ pub fn run(cli: Cli) -> Result {
             } else {
                 TauRule::Fixed(a.tau.unwrap_or(loaded.manifest.tau))
             };
-            let report = evaluate_files(&a.files, &loaded, &a.model.runtime(), rule, a.check)?;
+            let check = a.check.unwrap_or(loaded.manifest.check);
+            let report = evaluate_files(&a.files, &loaded, &a.model.runtime(), rule, check)?;
             render(&report, &a.output, None)?;
         }
         Command::Train(a) => {

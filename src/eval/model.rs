@@ -162,7 +162,7 @@ pub fn evaluate_files(
             samples.extend(scores.into_iter().zip(chunk).map(|(s, r)| Sample {
                 mean: s.mean,
                 label: super::labelled::first_error(r),
-                check: check.first_false(&r.steps),
+                check: crate::score::check::first_false_under(check, &r.steps),
             }));
         }
         subsets.push(ScoredSubset {

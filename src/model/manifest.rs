@@ -58,6 +58,35 @@ fn step_placeholder() -> String {
     "{step}".into()
 }
 
+/// Whether the exact arithmetic check (`score::check`) joins the heads' verdict: a setting of
+/// the model (`check` in its manifest) that `--check` overrides.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckRule {
+    /// The model alone.
+    #[default]
+    Off,
+    /// The earlier of the model's first error and the first step with a false equality.
+    Min,
+}
+
+impl CheckRule {
+    pub fn is_off(&self) -> bool {
+        *self == Self::Off
+    }
+}
+
 /// How the reference turns the text into ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,6 +127,9 @@ pub struct Manifest {
     /// Threshold for the predicted first error, chosen on a development set when trained.
     #[serde(default = "default_tau")]
     pub tau: f32,
+    /// Whether the exact arithmetic check joins the heads' first error (`min`: the earlier).
+    #[serde(default, skip_serializing_if = "CheckRule::is_off")]
+    pub check: CheckRule,
     pub seed: u64,
     pub provenance: String,
 }

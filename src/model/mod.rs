@@ -17,7 +17,7 @@ pub use backbone::Backbone;
 pub use ensemble::HeadsRunner;
 pub use execution::{Device, RuntimeOptions};
 pub use heads::HeadsWeights;
-pub use manifest::{LoadedModel, Manifest};
+pub use manifest::{CheckRule, LoadedModel, Manifest};
 pub use options::ModelOptions;
 
 use std::path::PathBuf;

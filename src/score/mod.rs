@@ -44,6 +44,10 @@ pub struct ScoreOptions {
     /// Windows per backbone call at most.
     #[arg(long, default_value_t = ScoreOptions::default().max_batch)]
     pub max_batch: usize,
+    /// Join the exact arithmetic check to the heads: `min` predicts the earlier of their first
+    /// error and the first step that states a false equality; default: the model's own rule.
+    #[arg(long, value_enum)]
+    pub check: Option<check::CheckRule>,
 }
 
 impl Default for ScoreOptions {
@@ -53,6 +57,7 @@ impl Default for ScoreOptions {
             rule: SelectionRule::default(),
             token_budget: DEFAULT_TOKEN_BUDGET,
             max_batch: 32,
+            check: None,
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct RowScore {
     /// `[steps, E]`, row-major.
     pub head_probs: Vec<f32>,
     pub first_error: i32,
+    /// The first step with a false equality, when the arithmetic check is on.
+    pub check: Option<usize>,
     pub decision: Decision,
     pub windows: usize,
     pub truncated: bool,
@@ -185,7 +192,8 @@ pub fn score_row(
 ) -> RowScore {
     let (mean, std) = step_stats(&head_probs, heads);
     RowScore {
-        first_error: first_error(&mean, tau),
+        first_error: check::earliest_error(first_error(&mean, tau), t.check),
+        check: t.check,
         decision: decide(&mean, &std, rule),
         mean,
         std,

@@ -16,6 +16,7 @@ pub const SCORE_COLUMNS: &[&str] = &[
     "step_std",
     "step_head_probs",
     "first_error",
+    "check_first_false",
     "selected",
     "uncertain_aleatoric",
     "uncertain_epistemic",
@@ -95,6 +96,13 @@ pub fn scored_batch(
         Arc::new(Int32Array::from_iter_values(
             scores.iter().map(|s| s.first_error),
         )),
+    );
+    // -1: no false equality found, or the check is off
+    push(
+        "check_first_false",
+        Arc::new(Int32Array::from_iter_values(scores.iter().map(|s| {
+            s.check.and_then(|c| i32::try_from(c).ok()).unwrap_or(-1)
+        }))),
     );
     let bools = |f: &dyn Fn(&RowScore) -> bool| -> ArrayRef {
         Arc::new(BooleanArray::from(scores.iter().map(f).collect::<Vec<_>>()))

@@ -44,6 +44,9 @@ pub struct TokenisedTrajectory {
     pub truncated: bool,
     /// Tokens sent to the backbone (all windows).
     pub tokens: usize,
+    /// The first step that states a false equality, when the arithmetic check is on (set by
+    /// the tokenise stage, which has the text).
+    pub check: Option<usize>,
 }
 
 impl TokenisedTrajectory {
@@ -109,6 +112,7 @@ pub fn build_windows(
         steps: steps.len(),
         truncated,
         tokens,
+        check: None,
     }
 }
 

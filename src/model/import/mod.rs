@@ -218,6 +218,7 @@ fn write_model(
         .unwrap_or_else(|| "imported".into());
     let max_length = config.max_position_embeddings.min(MAX_CONTEXT);
     let manifest = Manifest {
+        check: Default::default(),
         name: name.clone(),
         backbone: "backbone.onnx".into(),
         backbone_sha256: None,

@@ -192,6 +192,9 @@ pub struct RunSettings {
     pub write_skipped: bool,
     pub head_probs: bool,
     pub group_by: Option<String>,
+    /// The arithmetic check changes `first_error` (absent in runs before it existed: off).
+    #[serde(default)]
+    pub check: crate::score::check::CheckRule,
 }
 
 const RUN_FORMAT: u32 = 2;
@@ -217,6 +220,7 @@ impl RunSettings {
             write_skipped: job.write_skipped,
             head_probs: job.score.with_head_probs,
             group_by: job.group_by.clone(),
+            check: job.score.score.check.unwrap_or(model.manifest.check),
         })
     }
 

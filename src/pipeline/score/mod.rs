@@ -122,7 +122,8 @@ pub fn run_scoring(
             skip_rows: job.skip_rows,
         };
         let rows = run.source(read, 4);
-        let tokenised = run.stage(rows, Tokenise { tokeniser }, 4);
+        let check = job.score.check.unwrap_or(model.manifest.check);
+        let tokenised = run.stage(rows, Tokenise { tokeniser, check }, 4);
         let score = ScoreSteps {
             scorer,
             refresh,

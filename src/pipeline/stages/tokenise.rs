@@ -26,6 +26,8 @@ pub type Tokenised = Flow<TokenisedBatch>;
 
 pub struct Tokenise {
     pub tokeniser: Tokeniser,
+    /// Whether each row's steps go through the exact arithmetic check.
+    pub check: crate::score::check::CheckRule,
 }
 
 impl Stage for Tokenise {
@@ -77,14 +79,19 @@ impl Tokenise {
             .map(|t| (t.problem.as_str(), t.steps.as_slice()))
             .collect();
         match self.tokeniser.encode(&refs) {
-            Ok(tokenised) => Flow::Batch(TokenisedBatch {
-                path,
-                first_row,
-                batch,
-                valid,
-                rejected,
-                tokenised,
-            }),
+            Ok(mut tokenised) => {
+                for (t, trajectory) in tokenised.iter_mut().zip(&trajectories) {
+                    t.check = crate::score::check::first_false_under(self.check, &trajectory.steps);
+                }
+                Flow::Batch(TokenisedBatch {
+                    path,
+                    first_row,
+                    batch,
+                    valid,
+                    rejected,
+                    tokenised,
+                })
+            }
             Err(reason) => Flow::Unreadable(Unreadable {
                 path,
                 first_row: Some(first_row),

@@ -11,6 +11,8 @@
 //! `tools/arith_check/RESULTS.md` for its rules and measurements and
 //! `tools/arith_check/RUST_PORT.md` for how the port was checked against it.
 
+pub use crate::model::CheckRule;
+
 mod agree;
 mod dd;
 mod expr;
@@ -64,23 +66,11 @@ pub fn first_false(steps: &[&str]) -> Option<usize> {
         .position(|s| matches!(check_step(s), StepCheck::False { .. }))
 }
 
-/// Whether the check joins the model's verdict (`actprm eval --check`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum CheckRule {
-    /// The model alone.
-    #[default]
-    Off,
-    /// The earlier of the model's first error and the first step with a false equality.
-    Min,
-}
-
-impl CheckRule {
-    /// The first step whose arithmetic is false, when the rule uses the check.
-    pub fn first_false(self, steps: &[String]) -> Option<usize> {
-        match self {
-            Self::Off => None,
-            Self::Min => first_false(&steps.iter().map(String::as_str).collect::<Vec<_>>()),
-        }
+/// The first step whose arithmetic is false, when `rule` uses the check.
+pub fn first_false_under(rule: CheckRule, steps: &[String]) -> Option<usize> {
+    match rule {
+        CheckRule::Off => None,
+        CheckRule::Min => first_false(&steps.iter().map(String::as_str).collect::<Vec<_>>()),
     }
 }
 
