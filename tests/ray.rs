@@ -264,6 +264,7 @@ fn a_local_two_node_cluster_keeps_what_one_machine_keeps() {
     let again = job.check(job.spawn(&out, "local:2", 0, &[]), &out);
     assert_eq!(again["units_this_run"], 0);
     assert_eq!(again["units"], 8);
+    assert_eq!(again["ray"]["attempts"], 0, "no task ran: {again}");
 }
 
 #[test]
@@ -278,7 +279,7 @@ fn a_killed_worker_node_loses_no_unit() {
     // each node has one CPU: the first two attempts are one per node, and each stays a few
     // seconds in its unit, longer than a worker takes to notice that its raylet is gone
     let run = job.spawn(&out, &cluster.address(), 4000, &[]);
-    let attempts = out.join("ray/attempts");
+    let attempts = out.join("ray/attempts-shard-0-of-1");
     wait_for("both nodes to start a unit", || files_in(&attempts) >= 2);
     kill(cluster.worker_raylet());
     let summary = job.check(run, &out);

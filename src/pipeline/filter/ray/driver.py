@@ -37,7 +37,7 @@ def run_units(units, plan):
     """One task: `actprm filter --ray-unit ...` over a few units (the model is opened once)."""
     node = ray.get_runtime_context().get_node_id()
     ip = ray.util.get_node_ip_address()
-    attempts = os.path.join(plan["out"], "ray", "attempts")
+    attempts = os.path.join(plan["out"], "ray", plan["attempts"])
     os.makedirs(attempts, exist_ok=True)
     for unit in units:
         marker = f"{unit['id']}.{node[:12]}.{os.getpid()}.{time.time_ns()}"
@@ -107,9 +107,9 @@ def write_atomic(path, value):
     os.replace(tmp, path)
 
 
-def attempts_of(out):
+def attempts_of(plan):
     counts = {}
-    folder = os.path.join(out, "ray", "attempts")
+    folder = os.path.join(plan["out"], "ray", plan["attempts"])
     for name in os.listdir(folder) if os.path.isdir(folder) else []:
         unit = name.split(".", 1)[0]
         counts[unit] = counts.get(unit, 0) + 1
@@ -169,7 +169,7 @@ def run(plan, address):
     for ref in pending:
         ray.cancel(ref, force=True)
     not_run = sum(len(task) for task in pending.values())
-    attempts = attempts_of(plan["out"])
+    attempts = attempts_of(plan)
     write_atomic(
         os.path.join(plan["out"], "ray", plan["manifest"]),
         {

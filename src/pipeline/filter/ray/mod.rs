@@ -120,6 +120,8 @@ struct Plan {
     max_retries: u32,
     units_per_task: usize,
     manifest: String,
+    /// Folder under `ray/` where each task attempt leaves a marker (this run's only).
+    attempts: String,
 }
 
 #[derive(Serialize)]
@@ -232,6 +234,7 @@ pub fn run_on_ray(
         max_retries: settings.ray_retries,
         units_per_task: settings.ray_units_per_task,
         manifest: manifest.clone(),
+        attempts: format!("attempts-{tag}"),
     };
     let done = if plan.units.is_empty() {
         BTreeSet::new()
@@ -248,7 +251,7 @@ pub fn run_on_ray(
     summary.rows_per_second = rows as f64 / summary.seconds.max(1e-9);
     summary.tokens_per_second = tokens as f64 / summary.seconds.max(1e-9);
     summary.model_version = super::RunSettings::of(job)?.model_version;
-    summary.ray = Some(ray_summary(&out, address, &manifest)?);
+    summary.ray = Some(ray_summary(&out, address, &manifest, !done.is_empty())?);
     write_summary(job, summary)
 }
 
@@ -284,6 +287,11 @@ fn drive(
     tag: &str,
 ) -> Result<BTreeSet<String>, PipelineError> {
     let dir = plan.out.join("ray");
+    // an earlier run's markers would count as attempts of this one
+    let attempts = dir.join(&plan.attempts);
+    if attempts.exists() {
+        std::fs::remove_dir_all(&attempts).map_err(PipelineError::io(&attempts))?;
+    }
     let driver = dir.join("driver.py");
     write_atomic_tagged(&driver, DRIVER.as_bytes(), tag)?;
     let plan_path = dir.join(format!("plan-{tag}.json"));
@@ -389,17 +397,24 @@ fn unit_rows(out: &Path, unit: &str) -> u64 {
         .map_or(0, |u| u.rows_in)
 }
 
-fn ray_summary(out: &Path, address: &str, manifest: &str) -> Result<RaySummary, PipelineError> {
+/// What the driver's manifest says of this run (`ran`: a driver ran; else nothing was left to
+/// do, and the manifest on disk is an earlier run's).
+fn ray_summary(
+    out: &Path,
+    address: &str,
+    manifest: &str,
+    ran: bool,
+) -> Result<RaySummary, PipelineError> {
     let path = out.join("ray").join(manifest);
     let mut summary = RaySummary {
         address: address.to_string(),
         manifest: format!("ray/{manifest}"),
         ..RaySummary::default()
     };
-    // nothing was left to do: no driver ran, no manifest was written
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    if !ran {
         return Ok(summary);
-    };
+    }
+    let text = std::fs::read_to_string(&path).map_err(PipelineError::io(&path))?;
     let manifest: Manifest = serde_json::from_str(&text).map_err(PipelineError::json(&path))?;
     let nodes: BTreeSet<&str> = manifest.units.values().map(|u| u.node.as_str()).collect();
     summary.nodes_used = nodes.len();
