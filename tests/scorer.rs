@@ -484,7 +484,8 @@ fn score_joins_the_arithmetic_check_to_the_first_error() {
     let input = dir.path().join("bbm.parquet");
     let records = records("bigbench_mistake_sample.jsonl");
     write_parquet(&input, &actprm::source::jsonl::to_record_batch(&records));
-    let column = |check: &str, name: &str| -> Vec<i32> {
+    // each run's (first_error, check_first_false) columns
+    let scored = |check: &str| -> (Vec<i32>, Vec<i32>) {
         let out = dir.path().join(check);
         let o = actprm(&[
             "score",
@@ -494,19 +495,22 @@ fn score_joins_the_arithmetic_check_to_the_first_error() {
             out.to_str().unwrap(),
             "--check",
             check,
-            "--overwrite",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        read_parquet_dir(&out, "part-")
-            .iter()
-            .flat_map(|b| {
-                b.column_by_name(name)
-                    .unwrap()
-                    .as_primitive::<Int32Type>()
-                    .values()
-                    .to_vec()
-            })
-            .collect()
+        let parts = read_parquet_dir(&out, "part-");
+        let column = |name: &str| -> Vec<i32> {
+            parts
+                .iter()
+                .flat_map(|b| {
+                    b.column_by_name(name)
+                        .unwrap()
+                        .as_primitive::<Int32Type>()
+                        .values()
+                        .to_vec()
+                })
+                .collect()
+        };
+        (column("first_error"), column("check_first_false"))
     };
     let reference: Vec<i32> = std::fs::read_to_string(data("arith_check_reference.jsonl"))
         .unwrap()
@@ -526,10 +530,10 @@ fn score_joins_the_arithmetic_check_to_the_first_error() {
         reference.iter().any(|&f| f >= 0),
         "the sample has false equalities"
     );
-    assert_eq!(column("min", "check_first_false"), reference);
-    assert_eq!(column("off", "check_first_false"), vec![-1; records.len()]);
-    let heads = column("off", "first_error");
-    let joined = column("min", "first_error");
+    let (joined, checked) = scored("min");
+    let (heads, unchecked) = scored("off");
+    assert_eq!(checked, reference);
+    assert_eq!(unchecked, vec![-1; records.len()]);
     for ((h, c), j) in heads.iter().zip(&reference).zip(&joined) {
         let expected = if *c >= 0 && (*h < 0 || c < h) { *c } else { *h };
         assert_eq!(*j, expected, "heads {h}, check {c}");

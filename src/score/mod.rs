@@ -63,6 +63,11 @@ impl Default for ScoreOptions {
 }
 
 impl ScoreOptions {
+    /// Whether the arithmetic check joins the heads: the `--check` setting, else the model's.
+    pub fn check_rule(&self, model: &crate::model::Manifest) -> check::CheckRule {
+        self.check.unwrap_or(model.check)
+    }
+
     /// Range checks, for every command and pipeline stage that scores.
     pub fn validate(&self) -> Result<(), crate::limits::SettingError> {
         use crate::limits::{at_least, fraction};

@@ -150,7 +150,7 @@ impl FilterSink {
         stats.outputs = outputs;
         crate::failpoint::hit("filter-commit");
         write_atomic_tagged(
-            &self.out.join("units").join(format!("{unit}.json")),
+            &record_path(&self.out, &unit),
             &serde_json::to_vec(&stats).expect("stats serialise"),
             &self.tag,
         )?;
@@ -275,6 +275,22 @@ impl ScoredSink for FilterSink {
     }
 }
 
+/// Where a unit's commit record lives.
+fn record_path(out: &Path, unit: &str) -> PathBuf {
+    out.join("units").join(format!("{unit}.json"))
+}
+
+/// A unit's commit record, if it has one.
+fn commit_record(out: &Path, unit: &str) -> Result<Option<UnitStats>, PipelineError> {
+    let path = record_path(out, unit);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).map_err(PipelineError::json(&path))?,
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Reads every commit record in an output folder.
 pub fn committed_units(out: &Path) -> Result<Vec<UnitStats>, PipelineError> {
     let dir = out.join("units");
@@ -322,7 +338,7 @@ fn plan_units(job: &FilterJob) -> Result<Planned, PipelineError> {
             }
             Err(problem) => {
                 job.score.log.line(&format!("{problem}: redoing the unit"));
-                let record = out.join("units").join(format!("{}.json", u.unit));
+                let record = record_path(out, &u.unit);
                 std::fs::remove_file(&record).map_err(PipelineError::io(&record))?;
                 atomic::sync_parent(&record)?;
             }
@@ -414,10 +430,10 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
     if !job.units.is_empty() {
         return run_given_units(job, &job.units);
     }
-    let (_lock, tag) = start_shard(job)?;
+    let shard = start_shard(job)?;
     let started = std::time::Instant::now();
     let (planned, sources, todo) = plan_units(job)?;
-    let run = score_units(job, planned, sources, &tag)?;
+    let run = score_units(job, planned, sources, &shard.tag)?;
     let mut summary = summarise(&committed_units(out)?);
     summary.units_this_run = todo;
     summary.seconds = started.elapsed().as_secs_f64();
@@ -429,16 +445,39 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
     write_summary(job, summary)
 }
 
+/// A shard's run in its output folder: the lock held while it lives, the tag of its temporary
+/// files, and the settings `run.json` was checked against.
+struct ShardRun {
+    _lock: File,
+    tag: String,
+    settings: RunSettings,
+}
+
 /// Locks this shard in the output folder, clears its temporary files and checks (or records)
-/// the run's settings; the lock is held while the returned file lives.
-fn start_shard(job: &FilterJob) -> Result<(File, String), PipelineError> {
+/// the run's settings.
+fn start_shard(job: &FilterJob) -> Result<ShardRun, PipelineError> {
     let out = &job.score.output;
     let lock = lock_shard(out, job.shard)?;
     let tag = shard_tag(job.shard);
     // a killed run of this shard leaves temporary files; other shards' are theirs to clean
     clear_temps(out, &tag);
-    start_run(job, &RunSettings::of(job)?)?;
-    Ok((lock, tag))
+    let settings = RunSettings::of(job)?;
+    start_run(job, &settings)?;
+    Ok(ShardRun {
+        _lock: lock,
+        tag,
+        settings,
+    })
+}
+
+/// A file a shard writes beside the outputs: `STEM.json`, or `STEM-shard-i-of-n.json` when the
+/// job is split, so shards sharing one folder never write the same one.
+fn shard_file((i, n): (u64, u64), stem: &str) -> String {
+    if n > 1 {
+        format!("{stem}-{}.json", shard_tag((i, n)))
+    } else {
+        format!("{stem}.json")
+    }
 }
 
 fn clear_temps(out: &Path, tag: &str) {
@@ -480,13 +519,8 @@ fn write_summary(
     mut summary: FilterSummary,
 ) -> Result<FilterSummary, PipelineError> {
     summary.peak_rss_mb = peak_rss_mb();
-    let name = if job.shard.1 > 1 {
-        format!("summary-shard-{}-of-{}.json", job.shard.0, job.shard.1)
-    } else {
-        "summary.json".into()
-    };
     write_atomic_tagged(
-        &job.score.output.join(name),
+        &job.score.output.join(shard_file(job.shard, "summary")),
         &serde_json::to_vec_pretty(&summary).expect("summary serialises"),
         &shard_tag(job.shard),
     )?;
@@ -527,20 +561,12 @@ fn run_given_units(job: &FilterJob, wanted: &[UnitRef]) -> Result<FilterSummary,
     let tag = format!("unit-{}", units[0].0);
     clear_temps(out, &tag);
     start_run(job, &RunSettings::of(job)?)?;
-    let record = |id: &str| -> Result<Option<UnitStats>, PipelineError> {
-        let path = out.join("units").join(format!("{id}.json"));
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(
-                serde_json::from_str(&text).map_err(PipelineError::json(&path))?,
-            )),
-            Err(_) => Ok(None),
-        }
-    };
+    let ids: Vec<String> = units.iter().map(|(id, _, _)| id.clone()).collect();
     // the units still to do, grouped by file in the order the input listing gives
     let mut todo: Vec<(UnitSource, Vec<Option<usize>>)> = Vec::new();
     let mut done_now = 0;
     for (id, group, source) in units {
-        if record(&id)?.is_some_and(|u| unit::check_committed(out, &u).is_ok()) {
+        if commit_record(out, &id)?.is_some_and(|u| unit::check_committed(out, &u).is_ok()) {
             continue;
         }
         done_now += 1;
@@ -561,10 +587,8 @@ fn run_given_units(job: &FilterJob, wanted: &[UnitRef]) -> Result<FilterSummary,
     }
     score_units(job, planned, todo.into_iter().map(|t| t.0).collect(), &tag)?;
     let mut stats = Vec::new();
-    for unit in wanted {
-        let source = files.iter().find(|f| f.path == unit.path);
-        let id = source.map(|f| UnitSource::new(f).unit_id(unit.group));
-        stats.extend(id.map(|id| record(&id)).transpose()?.flatten());
+    for id in &ids {
+        stats.extend(commit_record(out, id)?);
     }
     let mut summary = summarise(&stats);
     summary.units_this_run = done_now;

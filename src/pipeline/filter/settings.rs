@@ -220,7 +220,7 @@ impl RunSettings {
             write_skipped: job.write_skipped,
             head_probs: job.score.with_head_probs,
             group_by: job.group_by.clone(),
-            check: job.score.score.check.unwrap_or(model.manifest.check),
+            check: job.score.score.check_rule(&model.manifest),
         })
     }
 

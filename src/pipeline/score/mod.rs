@@ -122,7 +122,7 @@ pub fn run_scoring(
             skip_rows: job.skip_rows,
         };
         let rows = run.source(read, 4);
-        let check = job.score.check.unwrap_or(model.manifest.check);
+        let check = job.score.check_rule(&model.manifest);
         let tokenised = run.stage(rows, Tokenise { tokeniser, check }, 4);
         let score = ScoreSteps {
             scorer,

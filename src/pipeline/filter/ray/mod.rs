@@ -21,8 +21,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    committed_units, plan_units, start_shard, summarise, write_summary, FilterJob, FilterSummary,
-    RaySummary, UnitRef, UnitSource,
+    commit_record, committed_units, plan_units, shard_file, start_shard, summarise, write_summary,
+    FilterJob, FilterSummary, RaySummary, UnitRef, UnitSource,
 };
 use crate::pipeline::PipelineError;
 use crate::sink::atomic::write_atomic_tagged;
@@ -212,15 +212,13 @@ pub fn run_on_ray(
     let out =
         std::path::absolute(&job.score.output).map_err(PipelineError::io(&job.score.output))?;
     std::fs::create_dir_all(&out).map_err(PipelineError::io(&out))?;
-    let (_lock, tag) = start_shard(job)?;
+    let shard = start_shard(job)?;
+    let tag = &shard.tag;
     let started = Instant::now();
     let (planned, sources, todo) = plan_units(job)?;
     let units = units_of(&planned, &sources);
-    let manifest = if job.shard.1 > 1 {
-        format!("manifest-{tag}.json")
-    } else {
-        "manifest.json".to_string()
-    };
+    let manifest = shard_file(job.shard, "manifest");
+    let (num_cpus, num_gpus) = task_resources(job);
     let plan = Plan {
         address: address.to_string(),
         actprm: std::env::current_exe().map_err(PipelineError::io(Path::new("actprm")))?,
@@ -229,8 +227,8 @@ pub fn run_on_ray(
         env: task_env(),
         out: out.clone(),
         units,
-        num_cpus: task_resources(job).0,
-        num_gpus: task_resources(job).1,
+        num_cpus,
+        num_gpus,
         max_retries: settings.ray_retries,
         units_per_task: settings.ray_units_per_task,
         manifest: manifest.clone(),
@@ -239,7 +237,7 @@ pub fn run_on_ray(
     let done = if plan.units.is_empty() {
         BTreeSet::new()
     } else {
-        drive(job, &python, &plan, &tag)?
+        drive(job, &python, &plan, tag)?
     };
     let all = committed_units(&out)?;
     let this_run: Vec<_> = all.iter().filter(|u| done.contains(&u.unit)).collect();
@@ -250,7 +248,7 @@ pub fn run_on_ray(
     let tokens: u64 = this_run.iter().map(|u| u.tokens).sum();
     summary.rows_per_second = rows as f64 / summary.seconds.max(1e-9);
     summary.tokens_per_second = tokens as f64 / summary.seconds.max(1e-9);
-    summary.model_version = super::RunSettings::of(job)?.model_version;
+    summary.model_version = shard.settings.model_version.clone();
     summary.ray = Some(ray_summary(&out, address, &manifest, !done.is_empty())?);
     write_summary(job, summary)
 }
@@ -391,9 +389,9 @@ fn drive(
 
 /// Rows a committed unit read (0 when its record is not readable yet: progress only).
 fn unit_rows(out: &Path, unit: &str) -> u64 {
-    std::fs::read_to_string(out.join("units").join(format!("{unit}.json")))
+    commit_record(out, unit)
         .ok()
-        .and_then(|t| serde_json::from_str::<super::UnitStats>(&t).ok())
+        .flatten()
         .map_or(0, |u| u.rows_in)
 }
 
