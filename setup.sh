@@ -4,7 +4,8 @@
 #   .deps/ort/libonnxruntime.so      ONNX Runtime (PyPI onnxruntime, CPU; ACTPRM_GPU=1 for onnxruntime-gpu)
 #   .deps/torch/                     libtorch for tch (PyPI torch 2.13.0 + the two CUDA libs it links on CPU)
 #   .deps/models/minilm-fp32/        the default backbone's fp32 weights (safetensors) and tokenizer;
-#                                    actprm writes backbone-f32.onnx there on first use
+#                                    actprm writes its graphs there on first use
+#                                    (backbone-v2-int8-rows.onnx on CPU, backbone-v2-f32.onnx on CUDA)
 #   .deps/ray/                       only with `./setup.sh ray` or ACTPRM_RAY=1: a Python environment
 #                                    with the pinned Ray, for `actprm filter --ray`
 set -euo pipefail

@@ -53,7 +53,11 @@ def main():
           "end": tok.token_to_id(sep["problem_end"]) if sep.get("problem_end") else None,
           "step": tok.token_to_id(sep["step"])}
     so = ort.SessionOptions(); so.intra_op_num_threads = a.threads
-    backbone = ort.InferenceSession(resolve(a.model, m["backbone"]), so, providers=["CPUExecutionProvider"])
+    # a backbone actprm builds from fp32 weights names its precision: auto is int8-rows on CPU
+    # (actprm writes the file on first use, so run actprm on the model once before this)
+    precision = m.get("backbone_precision", "auto")
+    backbone_ref = m["backbone"].replace("{precision}", "int8-rows" if precision == "auto" else precision)
+    backbone = ort.InferenceSession(resolve(a.model, backbone_ref), so, providers=["CPUExecutionProvider"])
     heads = ort.InferenceSession(os.path.join(a.model, m["heads"]), so, providers=["CPUExecutionProvider"])
     names = {i.name for i in backbone.get_inputs()}
     os.makedirs(a.out, exist_ok=True)

@@ -65,12 +65,7 @@ fn batch(rng: &mut ChaCha8Rng, first: usize, rows: usize) -> RecordBatch {
         Arc::new(BooleanArray::from(selected)),
         Arc::new(Float32Array::from(uncertainty)),
         Arc::new(StringArray::from_iter_values((first..first + rows).map(
-            |i| {
-                format!(
-                    "minilm-f32-actprm-e8@{:012x}",
-                    i * 3 / (first + rows).max(1)
-                )
-            },
+            |i| format!("minilm-actprm-e8@{:012x}", i * 3 / (first + rows).max(1)),
         ))),
     ];
     RecordBatch::try_new(schema(), columns).expect("columns match the schema")

@@ -756,15 +756,22 @@ fn item_11c_a_changed_backbone_is_refused_by_its_pinned_hash() {
     let manifest_path = model.join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
-    let original = actprm::model::LoadedModel::from_dir(&model)
-        .unwrap()
-        .backbone_path;
+    // the graph a CPU run opens (built on first use), copied with one byte changed into a
+    // folder the manifest's templated path now names; the build's pin stays in the manifest
+    let loaded = actprm::model::LoadedModel::from_dir(&model).unwrap();
+    let original = loaded
+        .check_files(actprm::model::Device::Cpu)
+        .expect("the default backbone builds");
     let mut bytes = std::fs::read(&original).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
-    let copy = dir.path().join("backbone.onnx");
-    std::fs::write(&copy, &bytes).unwrap();
-    manifest["backbone"] = serde_json::json!(copy.display().to_string());
+    let copies = dir.path().join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    let name = original.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::write(copies.join(&name), &bytes).unwrap();
+    let template = name.replace("int8-rows", "{precision}");
+    assert!(template.contains("{precision}"), "{name}");
+    manifest["backbone"] = serde_json::json!(copies.join(template).display().to_string());
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
     let input = prm800k_parquet(dir.path());
     let o = actprm(&[

@@ -43,7 +43,7 @@ fn scores_real_records_and_reconciles() {
     assert_eq!(s["rows_rejected"], 0);
     assert!(s["tokens"].as_u64().unwrap() > 2000);
     let version = s["model_version"].as_str().unwrap().to_string();
-    assert!(version.starts_with("minilm-f32-actprm-e8@"));
+    assert!(version.starts_with("minilm-actprm-e8@"));
 
     let records = records("prm800k_test_sample.jsonl");
     let batches = read_parquet_dir(&out, "part-");

@@ -2,7 +2,8 @@
 # One-command check of imported PRMs on a GPU machine (run by hand, or by the device tool):
 # builds actprm, imports every tiny fixture of tests/data/hf, scores their reference examples on
 # CUDA and on the CPU, and compares both with the Python reference (golden.json); then prints the
-# scorer's tokens/s on CUDA for the imported Qwen fixture. Needs ./setup.sh run with ACTPRM_GPU=1
+# scorer's tokens/s on CUDA for the imported Qwen fixture. Also the embedded default on CUDA (its
+# f32 graph with ONNX Runtime's fused kernels) against the same graph on the CPU. Needs ./setup.sh run with ACTPRM_GPU=1
 # (onnxruntime-gpu) on that machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,27 @@ for fixture in qwen-prm qwen-prm-sharded qwen-prm-bf16 actprm skywork math-sheph
       "select id, step_mean from s" >"$work/$fixture-$device.json"
   done
 done
+# the embedded default: CUDA runs its f32 graph (fused attention, skip-LayerNorm and BiasGelu
+# kernels); the same graph on the CPU (a copy of the default pinned to f32) must agree with it
+mkdir "$work/default-f32"
+cp src/model/default/heads.onnx src/model/default/anchors.onnx "$work/default-f32/"
+python3 -c 'import json,sys; m=json.load(open("src/model/default/manifest.json")); m["backbone_precision"]="f32"; json.dump(m, open(sys.argv[1], "w"))' \
+  "$work/default-f32/manifest.json"
+"$bin" score -i tests/data/prm800k_phase1_test.parquet -o "$work/default-cuda" --device cuda >/dev/null
+"$bin" score -i tests/data/prm800k_phase1_test.parquet -o "$work/default-f32-cpu" --model "$work/default-f32" >/dev/null
+for run in default-cuda default-f32-cpu; do
+  "$bin" sql --table s="$work/$run" --format json "select id, step_mean from s" >"$work/$run.json"
+done
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+def means(run):
+    return {r["id"]: r["step_mean"] for r in map(json.loads, open(f"{work}/{run}.json"))}
+cuda, cpu = means("default-cuda"), means("default-f32-cpu")
+diff = max(abs(a - b) for i in cpu for a, b in zip(cuda[i], cpu[i]))
+print(f"{'default (f32)':18} cuda  max |p - cpu| = {diff:.1e} {'ok' if diff < 1e-3 else 'FAILED'}")
+sys.exit(0 if diff < 1e-3 else 1)
+PY
 python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]

@@ -21,8 +21,7 @@ pub struct Backbone {
 
 impl Backbone {
     pub fn open(model: &LoadedModel, options: &RuntimeOptions) -> Result<Self, ModelError> {
-        model.check_files()?;
-        let path = &model.backbone_path;
+        let path = &model.check_files(options.device)?;
         let session = open_session(GraphSource::File(path), "the backbone", options)?;
         let contract = |message: String| ModelError::Contract {
             path: path.clone(),

@@ -43,6 +43,8 @@ pub fn tiny_model(output: &Path, dim: usize, heads: usize) -> Result<String, Mod
     // relative: resolved inside the new directory, where the file is written
     model.backbone_path = PathBuf::from("backbone.onnx");
     model.manifest.backbone_sha256 = None;
+    model.manifest.backbone_precision = None;
+    model.manifest.backbone_builds.clear();
     model.manifest.tau = 0.5;
     model.manifest.provenance = "tiny test backbone (embedding + running mean), random heads: for scale and crash tests only".into();
     model.write_dir(

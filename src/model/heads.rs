@@ -162,6 +162,7 @@ impl HeadsWeights {
             name: output.to_string(),
             op_type: op.to_string(),
             attribute: vec![],
+            domain: String::new(),
         };
         let mut transpose = node("Transpose", &["z"], OUTPUT_LOGITS);
         transpose.attribute.push(AttributeProto {

@@ -1,12 +1,14 @@
 //! The model directory: `manifest.json` naming the backbone, tokenizer and heads, plus the
 //! embedded default model compiled into the binary.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::ModelError;
+use super::import::encoder::{build_backbone, Precision};
+use super::{Device, ModelError};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -87,6 +89,42 @@ impl CheckRule {
     }
 }
 
+/// The precision of a backbone actprm writes itself from fp32 weights (`{precision}` in the
+/// manifest's `backbone`): the graph is built on first use, once per precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackbonePrecision {
+    /// int8-rows on a CPU (measured fastest there at equal quality), f32 on CUDA.
+    #[default]
+    Auto,
+    F32,
+    Int8,
+    Int8Rows,
+}
+
+impl BackbonePrecision {
+    /// The graph a run on `device` uses.
+    pub fn on(self, device: Device) -> Precision {
+        match (self, device) {
+            (Self::Auto, Device::Cpu) | (Self::Int8Rows, _) => Precision::Int8Rows,
+            (Self::Auto, Device::Cuda(_)) | (Self::F32, _) => Precision::F32,
+            (Self::Int8, _) => Precision::Int8,
+        }
+    }
+}
+
+/// The backbone file a run opens, with the hash it must have.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackboneFile {
+    pub path: PathBuf,
+    pub sha256: Option<String>,
+    /// Set when actprm writes this file itself from the fp32 weights beside it.
+    pub build: Option<Precision>,
+}
+
+/// Where a templated backbone path names its precision.
+const PRECISION_SLOT: &str = "{precision}";
+
 /// How the reference turns the text into ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -106,6 +144,13 @@ pub struct Manifest {
     /// Backbone ONNX. Relative to the model directory, or `deps:` + a path in the setup cache.
     pub backbone: String,
     pub backbone_sha256: Option<String>,
+    /// With `{precision}` in `backbone`: the graph is written by actprm from the fp32 weights in
+    /// that folder, in this precision (`auto`: int8-rows on CPU, f32 on CUDA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone_precision: Option<BackbonePrecision>,
+    /// The sha256 each precision's build must have (the build is deterministic).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backbone_builds: BTreeMap<String, String>,
     /// Hugging Face `tokenizer.json`, same path rules. Its own truncation and padding are ignored.
     pub tokenizer: String,
     /// Heads ONNX graph written by actprm.
@@ -151,10 +196,6 @@ pub struct LoadedModel {
 }
 
 const EMBEDDED_MANIFEST: &str = include_str!("default/manifest.json");
-/// The embedded default's backbone, which actprm writes itself from the fp32 weights in
-/// [`DEFAULT_BACKBONE_WEIGHTS`] (both under the setup cache).
-const DEFAULT_BACKBONE: &str = "deps:models/minilm-fp32/backbone-f32.onnx";
-const DEFAULT_BACKBONE_WEIGHTS: &str = "models/minilm-fp32";
 const EMBEDDED_HEADS: &[u8] = include_bytes!("default/heads.onnx");
 const EMBEDDED_ANCHORS: &[u8] = include_bytes!("default/anchors.onnx");
 
@@ -224,55 +265,72 @@ impl LoadedModel {
         model_version(&self.manifest.name, &self.heads_bytes)
     }
 
-    /// Checks that the backbone and tokenizer exist (and the backbone's pinned hash), with an
-    /// install hint when the setup cache is missing. The default backbone is built here on first
-    /// use from the fp32 weights `setup.sh` fetched (a few seconds, once per cache).
-    pub fn check_files(&self) -> Result<(), ModelError> {
-        let default_backbone = resolve(None, DEFAULT_BACKBONE);
-        if !self.backbone_path.exists() && self.backbone_path == default_backbone {
+    /// The backbone file a run on `device` opens: for a templated backbone, the build in the
+    /// precision the manifest asks for, with that build's pinned hash.
+    pub fn backbone_file(&self, device: Device) -> BackboneFile {
+        let template = self.backbone_path.to_string_lossy();
+        if !template.contains(PRECISION_SLOT) {
+            return BackboneFile {
+                path: self.backbone_path.clone(),
+                sha256: self.manifest.backbone_sha256.clone(),
+                build: None,
+            };
+        }
+        let precision = self
+            .manifest
+            .backbone_precision
+            .unwrap_or_default()
+            .on(device);
+        BackboneFile {
+            path: PathBuf::from(template.replace(PRECISION_SLOT, precision.name())),
+            sha256: self.manifest.backbone_builds.get(precision.name()).cloned(),
+            build: Some(precision),
+        }
+    }
+
+    /// Checks that the tokenizer exists, with an install hint when the setup cache is missing.
+    pub fn check_tokenizer(&self) -> Result<(), ModelError> {
+        check_exists(&self.tokenizer_path)
+    }
+
+    /// Checks the tokenizer and the backbone a run on `device` opens (and its pinned hash), and
+    /// returns the backbone's path. A templated backbone is built here on first use from the
+    /// fp32 weights `setup.sh` fetched into its folder (a few seconds, once per cache).
+    pub fn check_files(&self, device: Device) -> Result<PathBuf, ModelError> {
+        let file = self.backbone_file(device);
+        if let (Some(precision), false) = (file.build, file.path.exists()) {
             // one build per process (threads share the temporary name); other processes write
             // their own temporary file and the last rename wins with the same bytes
             static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
             let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-            let weights = super::deps_dir().join(DEFAULT_BACKBONE_WEIGHTS);
-            if !default_backbone.exists() && weights.join("model.safetensors").exists() {
-                super::import::encoder::build_default_backbone(
-                    &weights,
-                    &default_backbone,
-                    super::import::encoder::Precision::F32,
-                )
-                .map_err(|e| ModelError::File {
-                    path: default_backbone.clone(),
-                    message: format!(
-                        "building the default backbone from {}: {e}",
-                        weights.display()
-                    ),
+            let weights = file.path.parent().unwrap_or(Path::new("."));
+            if !file.path.exists() && weights.join("model.safetensors").exists() {
+                build_backbone(weights, &file.path, precision).map_err(|e| ModelError::File {
+                    path: file.path.clone(),
+                    message: format!("building the backbone from {}: {e}", weights.display()),
                 })?;
             }
         }
-        for path in [&self.backbone_path, &self.tokenizer_path] {
-            if !path.exists() {
-                return Err(ModelError::File {
-                    path: path.clone(),
-                    message: "missing. The default model's backbone and tokenizer are fetched by ./setup.sh \
-                              (or set ACTPRM_DEPS to the folder it filled)"
-                        .into(),
-                });
-            }
-        }
-        if let Some(pinned) = &self.manifest.backbone_sha256 {
-            let got = file_sha256(&self.backbone_path)?;
+        check_exists(&file.path)?;
+        self.check_tokenizer()?;
+        if let Some(pinned) = &file.sha256 {
+            let got = file_sha256(&file.path)?;
             if !got.eq_ignore_ascii_case(pinned) {
+                let remedy = if file.build.is_some() {
+                    "delete it and actprm writes it again from the fp32 weights beside it"
+                } else {
+                    "the default model's files are restored by ./setup.sh"
+                };
                 return Err(ModelError::File {
-                    path: self.backbone_path.clone(),
+                    path: file.path,
                     message: format!(
                         "has sha256 {got}, but the manifest pins {pinned}: the file was changed or \
-                         damaged (the default model's files are restored by ./setup.sh)"
+                         damaged ({remedy})"
                     ),
                 });
             }
         }
-        Ok(())
+        Ok(file.path)
     }
 
     /// Writes this model as a directory (manifest, heads, anchors) whose backbone and tokenizer
@@ -321,6 +379,18 @@ impl LoadedModel {
         })?;
         Ok(())
     }
+}
+
+fn check_exists(path: &Path) -> Result<(), ModelError> {
+    if path.exists() {
+        return Ok(());
+    }
+    Err(ModelError::File {
+        path: path.to_path_buf(),
+        message: "missing. The default model's backbone and tokenizer are fetched by ./setup.sh \
+                  (or set ACTPRM_DEPS to the folder it filled)"
+            .into(),
+    })
 }
 
 /// `deps:` references stay symbolic (portable across machines); others become absolute.

@@ -61,6 +61,9 @@ pub struct NodeProto {
     pub op_type: String,
     #[prost(message, repeated, tag = "5")]
     pub attribute: Vec<AttributeProto>,
+    /// Empty for the standard operators; `com.microsoft` for ONNX Runtime's contrib operators.
+    #[prost(string, tag = "7")]
+    pub domain: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -82,6 +85,7 @@ pub struct AttributeProto {
 pub const DTYPE_FLOAT: i32 = 1;
 pub const DTYPE_UINT8: i32 = 2;
 pub const DTYPE_INT8: i32 = 3;
+pub const DTYPE_INT32: i32 = 6;
 pub const DTYPE_INT64: i32 = 7;
 
 #[derive(Clone, PartialEq, prost::Message)]

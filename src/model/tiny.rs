@@ -46,6 +46,7 @@ pub fn tiny_backbone(vocab: usize, dim: usize, seed: u64) -> Vec<u8> {
             name: output.into(),
             op_type: op.into(),
             attribute,
+            domain: String::new(),
         };
     let to_float = AttributeProto {
         name: "to".into(),

@@ -127,7 +127,7 @@ pub struct Tokeniser {
 
 impl Tokeniser {
     pub fn for_model(model: &LoadedModel) -> Result<Self, ModelError> {
-        model.check_files()?;
+        model.check_tokenizer()?;
         let m = &model.manifest;
         let mut tokeniser = Self::from_file(
             &model.tokenizer_path,

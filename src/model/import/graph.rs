@@ -21,7 +21,12 @@ pub struct Graph {
     counter: usize,
     /// Initializer names: a constant asked for again by name is the one already there.
     defined: std::collections::HashSet<String>,
+    /// Whether a node uses ONNX Runtime's `com.microsoft` operators (the opset is then imported).
+    uses_contrib: bool,
 }
+
+/// ONNX Runtime's contrib operator domain (fused kernels on CPU and CUDA).
+const CONTRIB: &str = "com.microsoft";
 
 pub enum Attr {
     Int(i64),
@@ -49,6 +54,7 @@ impl Graph {
             data,
             counter: 0,
             defined: Default::default(),
+            uses_contrib: false,
         })
     }
 
@@ -57,6 +63,16 @@ impl Graph {
         self.counter += 1;
         let output = format!("{}_{}", op.to_lowercase(), self.counter);
         self.op_named(op, inputs, attrs, &output);
+        output
+    }
+
+    /// Adds ONNX Runtime's contrib operator `op` (domain `com.microsoft`), returns its output.
+    pub fn contrib_op(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
+        let output = self.op(op, inputs, attrs);
+        if let Some(node) = self.nodes.last_mut() {
+            node.domain = CONTRIB.into();
+        }
+        self.uses_contrib = true;
         output
     }
 
@@ -91,6 +107,7 @@ impl Graph {
             name: output.to_string(),
             op_type: op.to_string(),
             attribute,
+            domain: String::new(),
         });
     }
 
@@ -237,10 +254,15 @@ impl Graph {
             producer_version: env!("CARGO_PKG_VERSION").into(),
             doc_string: doc.into(),
             graph: Some(graph),
-            opset_import: vec![OperatorSetIdProto {
+            opset_import: std::iter::once(OperatorSetIdProto {
                 domain: String::new(),
                 version: 17,
-            }],
+            })
+            .chain(self.uses_contrib.then(|| OperatorSetIdProto {
+                domain: CONTRIB.into(),
+                version: 1,
+            }))
+            .collect(),
             metadata_props: vec![],
         }
         .encode_to_vec();

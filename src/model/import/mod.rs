@@ -222,6 +222,8 @@ fn write_model(
         name: name.clone(),
         backbone: "backbone.onnx".into(),
         backbone_sha256: None,
+        backbone_precision: None,
+        backbone_builds: Default::default(),
         tokenizer: "tokenizer.json".into(),
         heads: "heads.onnx".into(),
         anchors: Some("anchors.onnx".into()),
@@ -303,9 +305,11 @@ fn import_encoder(
         std::fs::copy(&tokenizer, staging.join("tokenizer.json"))
             .map_err(ImportError::io(&tokenizer))?;
         let mut manifest = default.manifest.clone();
-        manifest.name = format!("{}-{}", default.manifest.name, dtype_name(dtype));
+        manifest.name = format!("{}-{}", default.manifest.name, dtype.name());
         manifest.backbone = "backbone.onnx".into();
         manifest.backbone_sha256 = None;
+        manifest.backbone_precision = None;
+        manifest.backbone_builds.clear();
         manifest.tokenizer = "tokenizer.json".into();
         manifest.provenance = format!(
             "backbone: {} written by actprm import from {} ({dtype:?} dense weights); heads: the \
@@ -343,14 +347,6 @@ fn import_encoder(
         max_length: default.manifest.max_length,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-fn dtype_name(dtype: encoder::Precision) -> &'static str {
-    match dtype {
-        encoder::Precision::F32 => "f32",
-        encoder::Precision::Int8 => "int8",
-        encoder::Precision::Int8Rows => "int8-rows",
-    }
 }
 
 fn config_name(from: &Path) -> String {

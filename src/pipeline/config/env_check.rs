@@ -200,7 +200,7 @@ fn check_model(decl: &ModelDecl) -> Result<(), String> {
         }
     }
     let model = decl.open().map_err(|e| e.to_string())?;
-    model.check_files().map_err(|e| e.to_string())?;
+    model.check_files(decl.device).map_err(|e| e.to_string())?;
     let runtime = RuntimeOptions {
         device: decl.device,
         intra_threads: 1,

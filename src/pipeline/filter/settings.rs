@@ -205,11 +205,11 @@ impl RunSettings {
         Ok(Self {
             format: RUN_FORMAT,
             model_version: model.version(),
-            backbone: model
-                .manifest
-                .backbone_sha256
-                .clone()
-                .unwrap_or_else(|| model.manifest.backbone.clone()),
+            backbone: {
+                let file = model.backbone_file(job.score.runtime.device);
+                file.sha256
+                    .unwrap_or_else(|| file.path.display().to_string())
+            },
             keep: job.keep,
             tau: job.score.score.tau.unwrap_or(model.manifest.tau),
             delta_pred: job.score.score.rule.delta_pred,
