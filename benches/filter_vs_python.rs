@@ -11,6 +11,9 @@
 //! - the Python side needs `pip install pyarrow tokenizers onnxruntime numpy` (the bench installs
 //!   them into .deps/pybench when missing).
 
+mod python;
+use python::python_env;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -21,23 +24,6 @@ fn actprm(args: &[&str]) -> serde_json::Value {
         .expect("actprm runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-fn python_env(root: &Path) -> Option<std::path::PathBuf> {
-    let site = root.join(".deps/pybench");
-    if !site.join("pyarrow").exists() {
-        let ok = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--target"])
-            .arg(&site)
-            .args(["pyarrow", "tokenizers", "onnxruntime==1.31.1", "numpy"])
-            .status()
-            .ok()?
-            .success();
-        if !ok {
-            return None;
-        }
-    }
-    Some(site)
 }
 
 /// Generates `rows` rows, then runs the Rust filter and the Python baseline on them with the
