@@ -514,3 +514,22 @@ fn the_default_backbone_written_from_fp32_weights_matches_transformers() {
         }
     }
 }
+
+/// Decoders are imported in f32 only: `--dtype int8-rows` is refused with the reason (per-token
+/// int8 moved the reference fixtures' step probabilities by up to 0.5 when it was tried).
+#[test]
+fn int8_decoders_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = actprm(&[
+        "import",
+        "--from",
+        hf("qwen-prm").to_str().unwrap(),
+        "-o",
+        dir.path().join("m").to_str().unwrap(),
+        "--dtype",
+        "int8-rows",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("decoders are f32"), "{}", stderr(&o));
+    assert!(!dir.path().join("m").exists(), "nothing written");
+}

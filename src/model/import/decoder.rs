@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::checkpoint::Checkpoint;
 use super::config::HfConfig;
+use super::dense::{product, Precision};
 use super::graph::{Attr, Graph};
 use super::ImportError;
 use crate::model::backbone::{ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE};
@@ -27,6 +28,7 @@ pub fn write_backbone(
     weights: &Checkpoint,
     prefix: &str,
     feature_layer: Option<FeatureLayer>,
+    precision: Precision,
     dir: &Path,
 ) -> Result<usize, ImportError> {
     let h = config.hidden_size;
@@ -102,22 +104,29 @@ pub fn write_backbone(
     for layer in 0..config.num_hidden_layers {
         let p = |rest: &str| name(&format!("layers.{layer}.{rest}"));
         let normed = rms_norm(&mut g, weights, &x, &p("input_layernorm.weight"), h, &eps)?;
-        let q = linear(&mut g, weights, &normed, &p("self_attn.q_proj"), h, nh * hd)?;
+        let q = linear(
+            &mut g,
+            weights,
+            &normed,
+            &p("self_attn.q_proj"),
+            [h, nh * hd],
+            precision,
+        )?;
         let k = linear(
             &mut g,
             weights,
             &normed,
             &p("self_attn.k_proj"),
-            h,
-            nkv * hd,
+            [h, nkv * hd],
+            precision,
         )?;
         let v = linear(
             &mut g,
             weights,
             &normed,
             &p("self_attn.v_proj"),
-            h,
-            nkv * hd,
+            [h, nkv * hd],
+            precision,
         )?;
         let heads_first = [("perm", Attr::Ints(vec![0, 2, 1, 3]))];
         let q = g.op("Reshape", &[&q, &shape_q], &[]);
@@ -147,8 +156,8 @@ pub fn write_backbone(
             weights,
             &attended,
             &p("self_attn.o_proj"),
-            nh * hd,
-            h,
+            [nh * hd, h],
+            precision,
         )?;
         x = g.op("Add", &[&x, &out], &[]);
         let normed = rms_norm(
@@ -159,12 +168,33 @@ pub fn write_backbone(
             h,
             &eps,
         )?;
-        let gate = linear(&mut g, weights, &normed, &p("mlp.gate_proj"), h, inter)?;
-        let up = linear(&mut g, weights, &normed, &p("mlp.up_proj"), h, inter)?;
+        let gate = linear(
+            &mut g,
+            weights,
+            &normed,
+            &p("mlp.gate_proj"),
+            [h, inter],
+            precision,
+        )?;
+        let up = linear(
+            &mut g,
+            weights,
+            &normed,
+            &p("mlp.up_proj"),
+            [h, inter],
+            precision,
+        )?;
         let sig = g.op("Sigmoid", &[&gate], &[]);
         let act = g.op("Mul", &[&gate, &sig], &[]);
         let act = g.op("Mul", &[&act, &up], &[]);
-        let down = linear(&mut g, weights, &act, &p("mlp.down_proj"), inter, h)?;
+        let down = linear(
+            &mut g,
+            weights,
+            &act,
+            &p("mlp.down_proj"),
+            [inter, h],
+            precision,
+        )?;
         x = g.op("Add", &[&x, &down], &[]);
     }
     let normed = rms_norm(&mut g, weights, &x, &name("norm.weight"), h, &eps)?;
@@ -228,16 +258,10 @@ fn linear(
     weights: &Checkpoint,
     x: &str,
     name: &str,
-    input: usize,
-    output: usize,
+    [input, output]: [usize; 2],
+    precision: Precision,
 ) -> Result<String, ImportError> {
-    let w = weights.read_shaped(&format!("{name}.weight"), &[output, input])?;
-    let w = g.floats(
-        &format!("{name}.weight"),
-        &[input, output],
-        &transpose(&w, output, input),
-    )?;
-    let y = g.op("MatMul", &[x, &w], &[]);
+    let y = product(g, weights, x, name, input, output, precision)?;
     let bias = format!("{name}.bias");
     if !weights.contains(&bias) {
         return Ok(y);

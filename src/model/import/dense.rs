@@ -1,0 +1,143 @@
+//! The dense layers of every backbone actprm writes (BERT encoders and Llama-family decoders):
+//! `x @ W^T` in f32, or in int8 with s8 weights per output channel and u8 activations.
+
+use super::checkpoint::Checkpoint;
+use super::decoder::transpose;
+use super::graph::{Attr, Graph};
+use super::ImportError;
+use crate::model::onnx_proto::{DTYPE_INT8, DTYPE_UINT8};
+
+/// How the dense layers' weights are stored and multiplied (`--dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// s8 weights per output channel, u8 activations quantised with one scale per call
+    /// (so a row's features depend on its batch).
+    Int8,
+    /// s8 weights per output channel, u8 activations quantised per token (its own scale), so a
+    /// row's features do not depend on the rest of its batch.
+    Int8Rows,
+}
+
+impl Precision {
+    /// The name in `--dtype`, in manifests and in built file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Int8 => "int8",
+            Self::Int8Rows => "int8-rows",
+        }
+    }
+}
+
+/// `x @ W^T` (no bias: the caller adds it, often inside a fused kernel) for an nn.Linear
+/// `{name}.weight [out, in]`, in f32 or int8.
+pub fn product(
+    g: &mut Graph,
+    weights: &Checkpoint,
+    x: &str,
+    name: &str,
+    input: usize,
+    output: usize,
+    precision: Precision,
+) -> Result<String, ImportError> {
+    let w = weights.read_shaped(&format!("{name}.weight"), &[output, input])?;
+    let w = transpose(&w, output, input); // [in, out]
+    if precision == Precision::F32 {
+        let w = g.floats(&format!("{name}.weight"), &[input, output], &w)?;
+        return Ok(g.op("MatMul", &[x, &w], &[]));
+    }
+    let (q, scales) = quantise_per_column(&w, input, output);
+    let wq = g.raw(
+        &format!("{name}.weight_s8"),
+        &[input, output],
+        DTYPE_INT8,
+        q.iter().map(|&v| v as u8).collect(),
+    )?;
+    let w_scale = g.floats(&format!("{name}.weight_scale"), &[output], &scales)?;
+    if precision == Precision::Int8Rows {
+        return int8_rows(g, x, &wq, &w_scale, input, output);
+    }
+    let quantised = g.op("DynamicQuantizeLinear", &[x], &[]);
+    // DynamicQuantizeLinear has three outputs: name them after the first
+    let (xq, xs, xz) = (
+        quantised.clone(),
+        format!("{quantised}_scale"),
+        format!("{quantised}_zero"),
+    );
+    g.outputs_of_last(&[&xq, &xs, &xz]);
+    Ok(g.contrib_op("MatMulIntegerToFloat", &[&xq, &wq, &xs, &w_scale, &xz], &[]))
+}
+
+/// `x @ W` with `x` quantised row by row: symmetric u8 around 128 with each token's own scale
+/// (`max |x| / 127`), exact integer products scaled per weight column in one kernel, then by
+/// each row's scale.
+fn int8_rows(
+    g: &mut Graph,
+    x: &str,
+    wq: &str,
+    w_scale: &str,
+    input: usize,
+    output: usize,
+) -> Result<String, ImportError> {
+    let rows_shape = g.ints(&format!("c_rows_{input}"), &[2], &[-1, input as i64]);
+    let x2 = g.op("Reshape", &[x, &rows_shape], &[]);
+    // max |x| per row as max(max x, -min x): two read-only reductions, no |x| copy (6 % faster)
+    let per_row = [("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(0))];
+    let high = g.op("ReduceMax", &[&x2], &per_row);
+    let low = g.op("ReduceMin", &[&x2], &per_row);
+    let low = g.op("Neg", &[&low], &[]);
+    let tiny = g.floats("c_rows_tiny", &[], &[1e-12])?;
+    let levels = g.floats("c_rows_levels", &[], &[127.0])?;
+    let max = g.op("Max", &[&high, &low, &tiny], &[]);
+    let scale = g.op("Div", &[&max, &levels], &[]);
+    let zero_f = g.floats("c_rows_zero", &[], &[0.0])?;
+    let mid = g.floats("c_rows_mid", &[], &[128.0])?;
+    let zp = g.op("Mul", &[&scale, &zero_f], &[]);
+    let zp = g.op("Add", &[&zp, &mid], &[]);
+    let zp = g.op("Cast", &[&zp], &[("to", Attr::Int(DTYPE_UINT8 as i64))]);
+    let xq = g.op(
+        "QuantizeLinear",
+        &[&x2, &scale, &zp],
+        &[("axis", Attr::Int(0))],
+    );
+    let a_zero = g.raw("c_rows_a_zero", &[], DTYPE_UINT8, vec![128])?;
+    let unit = g.floats("c_rows_unit", &[], &[1.0])?;
+    let y = g.contrib_op(
+        "MatMulIntegerToFloat",
+        &[&xq, wq, &unit, w_scale, &a_zero],
+        &[],
+    );
+    let axis1 = g.ints("c_rows_axis1", &[1], &[1]);
+    let row_scale = g.op("Unsqueeze", &[&scale, &axis1], &[]);
+    let y = g.op("Mul", &[&y, &row_scale], &[]);
+    // back to [batch, seq, out]
+    let shape = g.op("Shape", &[x], &[]);
+    let start = g.ints("c_rows_start", &[1], &[0]);
+    let end = g.ints("c_rows_end", &[1], &[-1]);
+    let lead = g.op("Slice", &[&shape, &start, &end], &[]);
+    let out = g.ints(&format!("c_rows_out_{output}"), &[1], &[output as i64]);
+    let target = g.op("Concat", &[&lead, &out], &[("axis", Attr::Int(0))]);
+    Ok(g.op("Reshape", &[&y, &target], &[]))
+}
+
+/// Symmetric s8 per output column: `w[i][j] ~ q[i][j] * scale[j]`.
+fn quantise_per_column(w: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut scales = vec![0f32; cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            scales[c] = scales[c].max(w[r * cols + c].abs());
+        }
+    }
+    for s in &mut scales {
+        *s = if *s > 0.0 { *s / 127.0 } else { 1.0 };
+    }
+    let q = w
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v / scales[i % cols]).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, scales)
+}
