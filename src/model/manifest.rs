@@ -459,3 +459,33 @@ fn file_sha256(path: &Path) -> Result<String, ModelError> {
     }
     Ok(hex)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded default names one graph per device, each with its own pin; a manifest can
+    /// pin a precision for every device, and a plain path is left as it is.
+    #[test]
+    fn the_backbone_file_follows_the_device_and_the_manifest() {
+        let model = LoadedModel::embedded().unwrap();
+        let cpu = model.backbone_file(Device::Cpu);
+        let cuda = model.backbone_file(Device::Cuda(0));
+        assert!(cpu.path.ends_with("backbone-v2-int8-rows.onnx"), "{cpu:?}");
+        assert!(cuda.path.ends_with("backbone-v2-f32.onnx"), "{cuda:?}");
+        assert_eq!(cpu.build, Some(Precision::Int8Rows));
+        assert_eq!(cuda.build, Some(Precision::F32));
+        assert!(cpu.sha256.is_some() && cuda.sha256.is_some() && cpu.sha256 != cuda.sha256);
+
+        let mut pinned = model.clone();
+        pinned.manifest.backbone_precision = Some(BackbonePrecision::F32);
+        assert_eq!(pinned.backbone_file(Device::Cpu), cuda);
+
+        let mut plain = model;
+        plain.backbone_path = PathBuf::from("/models/backbone.onnx");
+        plain.manifest.backbone_sha256 = Some("ab".into());
+        let file = plain.backbone_file(Device::Cuda(0));
+        assert_eq!(file.path, PathBuf::from("/models/backbone.onnx"));
+        assert_eq!((file.sha256.as_deref(), file.build), (Some("ab"), None));
+    }
+}
