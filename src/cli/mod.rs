@@ -140,7 +140,7 @@ pub enum Command {
         /// Weights of the written backbone: f32, or int8 (per-channel s8 weights, u8 activations
         /// quantised per call: BERT encoders only in this version).
         #[arg(long, value_enum, default_value_t = Default::default())]
-        dtype: actprm::model::import::encoder::Precision,
+        dtype: actprm::model::import::dense::Precision,
         #[command(flatten)]
         io: Output,
     },

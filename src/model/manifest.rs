@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::import::encoder::{build_backbone, Precision};
+use super::import::dense::Precision;
+use super::import::encoder::build_backbone;
 use super::{Device, ModelError};
 
 pub const MANIFEST_FILE: &str = "manifest.json";

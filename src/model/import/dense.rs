@@ -8,8 +8,7 @@ use super::ImportError;
 use crate::model::onnx_proto::{DTYPE_INT8, DTYPE_UINT8};
 
 /// How the dense layers' weights are stored and multiplied (`--dtype`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Precision {
     #[default]
     F32,

@@ -11,8 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::checkpoint::Checkpoint;
-use super::dense::product;
-pub use super::dense::Precision;
+use super::dense::{product, Precision};
 use super::graph::{Attr, Graph};
 use super::ImportError;
 use crate::model::backbone::{ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, TOKEN_TYPE_IDS};
@@ -133,7 +132,7 @@ pub fn write_encoder(
         )?;
         let inter = config.intermediate_size;
         let up = project(&mut g, &attended, "intermediate.dense", h, inter)?;
-        let up_bias = bias(&mut g, weights, &p("intermediate.dense.bias"), inter)?;
+        let up_bias = g.weight(weights, &p("intermediate.dense.bias"), &[inter])?;
         // exact (erf) GELU, as BERT's "gelu"
         let gelu = g.contrib_op("BiasGelu", &[&up, &up_bias], &[]);
         let down = project(&mut g, &gelu, "output.dense", inter, h)?;
@@ -168,25 +167,13 @@ fn layer_norm(
     h: usize,
     eps: f32,
 ) -> Result<String, ImportError> {
-    let w = weights.read_shaped(&format!("{name}.weight"), &[h])?;
-    let b = weights.read_shaped(&format!("{name}.bias"), &[h])?;
-    let w = g.floats(&format!("{name}.weight"), &[h], &w)?;
-    let b = g.floats(&format!("{name}.bias"), &[h], &b)?;
+    let w = g.weight(weights, &format!("{name}.weight"), &[h])?;
+    let b = g.weight(weights, &format!("{name}.bias"), &[h])?;
     Ok(g.op(
         "LayerNormalization",
         &[x, &w, &b],
         &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(eps))],
     ))
-}
-
-fn bias(
-    g: &mut Graph,
-    weights: &Checkpoint,
-    name: &str,
-    size: usize,
-) -> Result<String, ImportError> {
-    let b = weights.read_shaped(name, &[size])?;
-    g.floats(name, &[size], &b)
 }
 
 /// `input + skip + bias`, then LayerNorm `{norm}.weight/.bias` (one fused kernel).
@@ -199,9 +186,9 @@ fn skip_layer_norm(
     h: usize,
     eps: f32,
 ) -> Result<String, ImportError> {
-    let gamma = bias(g, weights, &format!("{norm}.weight"), h)?;
-    let beta = bias(g, weights, &format!("{norm}.bias"), h)?;
-    let b = bias(g, weights, bias_name, h)?;
+    let gamma = g.weight(weights, &format!("{norm}.weight"), &[h])?;
+    let beta = g.weight(weights, &format!("{norm}.bias"), &[h])?;
+    let b = g.weight(weights, bias_name, &[h])?;
     Ok(g.contrib_op(
         "SkipLayerNormalization",
         &[input, skip, &gamma, &beta, &b],

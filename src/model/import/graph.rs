@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
+use super::checkpoint::Checkpoint;
 use super::ImportError;
 use crate::model::onnx_proto::*;
 
@@ -162,6 +163,17 @@ impl Graph {
         self.place(&mut tensor, raw)?;
         self.initializers.push(tensor);
         Ok(name.into())
+    }
+
+    /// The checkpoint's tensor `name` (checked to have `dims`), as an f32 weight of that name.
+    pub fn weight(
+        &mut self,
+        weights: &Checkpoint,
+        name: &str,
+        dims: &[usize],
+    ) -> Result<String, ImportError> {
+        let values = weights.read_shaped(name, dims)?;
+        self.floats(name, dims, &values)
     }
 
     /// An f32 weight or constant.

@@ -124,7 +124,7 @@ pub fn import(
     from: &Path,
     output: &Path,
     family: Family,
-    dtype: encoder::Precision,
+    dtype: dense::Precision,
 ) -> Result<ImportReport, ImportError> {
     let started = std::time::Instant::now();
     let bert = family == Family::BertEncoder
@@ -132,7 +132,7 @@ pub fn import(
     if bert {
         return import_encoder(from, output, dtype, started);
     }
-    if dtype != encoder::Precision::F32 {
+    if dtype != dense::Precision::F32 {
         // measured on the tiny reference fixtures: per-token int8 dense layers moved decoder step
         // probabilities by up to 0.5 (decoder activations carry outlier channels that one scale
         // per token does not resolve), so only the encoders get int8
@@ -156,7 +156,7 @@ pub fn import(
         })?;
     let format = prompt::input_format(family, &tokenizer, &config, from)?;
     let (feature_size, ensemble_size, max_length) = staged(output, |staging| {
-        write_model(from, staging, family, &config, &weights, &format, dtype)
+        write_model(from, staging, family, &config, &weights, &format)
     })?;
     Ok(ImportReport {
         from: from.display().to_string(),
@@ -205,12 +205,10 @@ fn write_model(
     config: &HfConfig,
     weights: &Checkpoint,
     format: &prompt::InputFormat,
-    dtype: encoder::Precision,
 ) -> Result<(usize, usize, usize), ImportError> {
     let tokenizer_path = from.join("tokenizer.json");
     let (feature_layer, heads, anchors) = heads::build(family, config, weights, format.candidates)?;
-    let feature_size =
-        decoder::write_backbone(config, weights, "model.", feature_layer, dtype, staging)?;
+    let feature_size = decoder::write_backbone(config, weights, "model.", feature_layer, staging)?;
     if heads.dim != feature_size {
         return Err(ImportError::Unsupported(format!(
             "the heads take {} features, the backbone gives {feature_size}",
@@ -294,7 +292,7 @@ fn architectures(from: &Path) -> Result<Vec<String>, ImportError> {
 fn import_encoder(
     from: &Path,
     output: &Path,
-    dtype: encoder::Precision,
+    dtype: dense::Precision,
     started: std::time::Instant,
 ) -> Result<ImportReport, ImportError> {
     let config = encoder::read_config(from)?;
