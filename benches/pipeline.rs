@@ -7,14 +7,15 @@
 //! ACTPRM_BENCH_MODEL=model-dir (e.g. an `actprm import`ed PRM; default: the embedded model),
 //! ACTPRM_BENCH_DEVICE=cuda.
 
+mod windows;
+use windows::windows;
+
+use std::path::Path;
 use std::time::Instant;
 
 use actprm::model::{Backbone, LoadedModel, RuntimeOptions};
 use actprm::pipeline::{run_score, ScoreJob};
 use actprm::score::{plan_batches, ScoreOptions};
-use actprm::source::flow::{Flow, SourceBatch};
-use actprm::source::parquet::{plan, read_file};
-use actprm::source::ColumnMapping;
 use actprm::tokenise::Tokeniser;
 
 fn main() {
@@ -50,21 +51,7 @@ fn main() {
     let model = LoadedModel::open(model_dir.as_deref()).expect("model");
     let tokeniser = Tokeniser::for_model(&model).expect("tokenizer");
     let mut backbone = Backbone::open(&model, &runtime).expect("backbone");
-    let planned = plan(&[input.clone().into()], &ColumnMapping::default()).expect("plan");
-    let mut windows = Vec::new();
-    read_file(&planned[0], 64, &mut |item| {
-        if let Flow::Batch(SourceBatch { rows, .. }) = item {
-            let ok: Vec<_> = rows.into_iter().flatten().collect();
-            let refs: Vec<(&str, &[String])> = ok
-                .iter()
-                .map(|t| (t.problem.as_str(), t.steps.as_slice()))
-                .collect();
-            for t in tokeniser.encode(&refs).expect("encode") {
-                windows.extend(t.windows);
-            }
-        }
-        true
-    });
+    let windows = windows(Path::new(&input), &tokeniser);
     let tokens: usize = windows.iter().map(|w| w.ids.len()).sum();
     // the pipeline buckets per batch of 64 rows; do the same here
     let started = Instant::now();
