@@ -19,6 +19,7 @@ use actprm::pipeline::active::{run_active, ActiveJob, ActiveSettings};
 use actprm::pipeline::config::{CheckOptions, ConfigError};
 use actprm::pipeline::filter::ray::{run_on_ray, worker_args, RaySettings};
 use actprm::pipeline::filter::{run_filter, FilterJob, FilterSettings};
+use actprm::pipeline::finetune::FinetuneSettings;
 use actprm::pipeline::score::{ScoreExtras, Scorer};
 use actprm::pipeline::train::TrainSettings;
 use actprm::pipeline::{run_label, run_score, LabelJob, ScoreJob};
@@ -59,6 +60,9 @@ pub enum Command {
     },
     /// Train the ensemble heads (tch) on stored step features; export a model directory.
     Train(TrainArgs),
+    /// Fine-tune the backbone's top layers with the heads (tch) on labelled trajectories; export a
+    /// model directory whose backbone actprm builds from the fine-tuned fp32 weights.
+    Finetune(FinetuneArgs),
     /// Label Parquet trajectories with a judge model behind an OpenAI-compatible endpoint (only
     /// rows with `selected` = true when that column exists); write Parquet parts and summary.json.
     Label(LabelArgs),
@@ -282,6 +286,18 @@ pub struct TrainArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct FinetuneArgs {
+    /// Labelled trajectories: ProcessBench .json arrays, .jsonl, or .parquet with a label column.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output model directory.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub settings: FinetuneSettings,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
     /// ProcessBench .json arrays, .jsonl, .parquet with a label column, or .arrow step features.
     #[arg(required = true)]
@@ -495,6 +511,19 @@ pub fn run(cli: Cli) -> Result {
                         eprintln!(
                             "step {:>6}  loss {:.4}  bce {:.4}  anchor {:.2e}  |g| {:.3}",
                             r.step, r.loss, r.bce, r.anchor, r.grad_norm
+                        );
+                    }
+                })?;
+            print!("{}", actprm::report::Report::table(&report));
+        }
+        Command::Finetune(a) => {
+            let report =
+                actprm::pipeline::finetune::run_finetune(&a.files, &a.output, &a.settings, |p| {
+                    let r = p.report;
+                    if r.step % 10 == 0 || r.step == p.total_steps {
+                        eprintln!(
+                            "step {:>5}/{}  loss {:.4}  bce {:.4}  |g| {:.3}  {:.0} tokens/s",
+                            r.step, p.total_steps, r.loss, r.bce, r.grad_norm, p.tokens_per_s
                         );
                     }
                 })?;

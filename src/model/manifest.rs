@@ -344,6 +344,29 @@ impl LoadedModel {
         anchors_bytes: Option<&[u8]>,
         extra: &[(&str, &[u8])],
     ) -> Result<(), ModelError> {
+        self.write_dir_inner(out, heads_bytes, anchors_bytes, extra, false)
+    }
+
+    /// As `write_dir`, but the backbone is among the `extra` files (a fine-tuned backbone): the
+    /// manifest's `backbone` stays as it is, relative to the new directory.
+    pub fn write_dir_with_own_backbone(
+        &self,
+        out: &Path,
+        heads_bytes: &[u8],
+        anchors_bytes: Option<&[u8]>,
+        extra: &[(&str, &[u8])],
+    ) -> Result<(), ModelError> {
+        self.write_dir_inner(out, heads_bytes, anchors_bytes, extra, true)
+    }
+
+    fn write_dir_inner(
+        &self,
+        out: &Path,
+        heads_bytes: &[u8],
+        anchors_bytes: Option<&[u8]>,
+        extra: &[(&str, &[u8])],
+        own_backbone: bool,
+    ) -> Result<(), ModelError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |e: std::io::Error| ModelError::File {
@@ -352,7 +375,9 @@ impl LoadedModel {
             }
         };
         let mut manifest = self.manifest.clone();
-        manifest.backbone = absolute_reference(&self.manifest.backbone, &self.backbone_path);
+        if !own_backbone {
+            manifest.backbone = absolute_reference(&self.manifest.backbone, &self.backbone_path);
+        }
         manifest.tokenizer = absolute_reference(&self.manifest.tokenizer, &self.tokenizer_path);
         manifest.heads = "heads.onnx".into();
         manifest.anchors = anchors_bytes.map(|_| "anchors.onnx".into());

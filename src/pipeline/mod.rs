@@ -4,6 +4,7 @@ pub mod active;
 pub mod config;
 pub mod convert;
 pub mod filter;
+pub mod finetune;
 pub mod label;
 pub mod progress;
 pub mod refresh;
@@ -155,6 +156,24 @@ pub enum PipelineError {
     /// A setting out of its range (the same check for CLI flags and pipeline files).
     #[error(transparent)]
     Setting(#[from] crate::limits::SettingError),
+    /// `finetune` on a model whose backbone is a fixed ONNX file, with no weights to train.
+    #[error(
+        "fine-tuning needs a backbone actprm writes from fp32 weights (a `backbone` path with \
+         {{precision}} and model.safetensors beside it, as the default model has after \
+         ./setup.sh); this model's backbone is {}",
+        backbone.display()
+    )]
+    BackboneNotTrainable { backbone: std::path::PathBuf },
+    /// The tokenizer failed on a batch whose records each tokenise alone.
+    #[error("tokenising: {0}")]
+    Tokenise(String),
+    /// A labelled record the fine-tuner cannot use (named by file and row).
+    #[error("{path} record {row}: {message}")]
+    Record {
+        path: std::path::PathBuf,
+        row: usize,
+        message: String,
+    },
 }
 
 impl PipelineError {

@@ -6,6 +6,8 @@ pub mod algorithm;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod encoder;
+pub mod finetune;
 pub mod heads;
 pub mod loss;
 pub mod optim;
@@ -13,6 +15,7 @@ pub mod trainer;
 
 pub use batch::LabelledBatch;
 pub use config::TrainConfig;
+pub use finetune::{Finetuner, TokenisedExample};
 pub use heads::TchHeads;
 pub use trainer::{StepReport, Trainer};
 

@@ -30,6 +30,11 @@ pub struct BertConfig {
     pub layer_norm_eps: f64,
     #[serde(default)]
     pub hidden_act: String,
+    /// Dropout while fine-tuning (the graph, for inference, has none).
+    #[serde(default)]
+    pub hidden_dropout_prob: f64,
+    #[serde(default)]
+    pub attention_probs_dropout_prob: f64,
 }
 
 fn default_eps() -> f64 {

@@ -1,0 +1,293 @@
+//! `actprm finetune`: train the backbone's top layers together with the heads on labelled
+//! trajectories, choose tau on held-out ones, and export a model directory whose backbone actprm
+//! builds from the fine-tuned fp32 weights. Needs a backbone actprm writes itself (the default).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::PipelineError;
+use crate::model::{Device, LoadedModel};
+use crate::tokenise::Tokeniser;
+use crate::train::{torch_device, Finetuner, StepReport, TokenisedExample, TrainConfig};
+
+/// The fine-tuning recipe: `actprm finetune`'s flags.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct FinetuneSettings {
+    /// Start from this model (default: the embedded default model); its backbone must be one
+    /// actprm writes from fp32 weights.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Encoder layers that learn, counted from the top (6 for MiniLM: every layer and the
+    /// embeddings; 0: the heads alone, on the same data and steps, as a control).
+    #[arg(long, default_value_t = 2)]
+    pub backbone_layers: usize,
+    /// Peak learning rate of the encoder.
+    #[arg(long, default_value_t = 2e-5)]
+    pub backbone_lr: f64,
+    /// Peak learning rate of the heads.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: u64,
+    /// Trajectories per optimiser step.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Anchor weight lambda (heads).
+    #[arg(long, default_value_t = 0.5)]
+    pub lambda: f64,
+    #[arg(long, default_value_t = 20)]
+    pub warmup: u64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Loss weight of wrong steps relative to correct ones.
+    #[arg(long, default_value_t = 1.0)]
+    pub wrong_weight: f64,
+    /// Train on at most this many trajectories (a seeded sample), to bound the time on a CPU.
+    #[arg(long)]
+    pub max_trajectories: Option<usize>,
+    /// Hold out every N-th labelled trajectory from training and choose tau on them.
+    #[arg(long)]
+    pub tau_holdout_every: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// libtorch threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = Device::Cpu)]
+    pub device: Device,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FinetuneReport {
+    pub steps: u64,
+    pub trajectories: usize,
+    pub held_out: usize,
+    pub tokens_per_s: f64,
+    pub final_loss: Option<f64>,
+    pub tau: Option<f32>,
+    pub output: PathBuf,
+    pub version: String,
+}
+
+/// Progress of a fine-tuning run, one per optimiser step.
+pub struct FinetuneProgress<'a> {
+    pub report: &'a StepReport,
+    pub total_steps: u64,
+    pub tokens_per_s: f64,
+}
+
+/// Fine-tunes on the labelled `files` (what `actprm eval` reads) and writes the model to `output`.
+pub fn run_finetune(
+    files: &[PathBuf],
+    output: &Path,
+    a: &FinetuneSettings,
+    mut progress: impl FnMut(&FinetuneProgress),
+) -> Result<FinetuneReport, PipelineError> {
+    crate::limits::at_least("epochs", a.epochs, 1)?;
+    let device = torch_device(a.device)?;
+    let base = LoadedModel::open(a.model.as_deref())?;
+    let backbone = base.backbone_file(a.device);
+    let weights_dir = backbone
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    if backbone.build.is_none() || !weights_dir.join("model.safetensors").exists() {
+        return Err(PipelineError::BackboneNotTrainable {
+            backbone: backbone.path,
+        });
+    }
+    // (file, 1-based row, record) for every labelled record, so errors name where it came from
+    let mut records = Vec::new();
+    for file in files {
+        let read = crate::eval::labelled::read(file)?;
+        records.extend(read.into_iter().enumerate().map(|(i, r)| (file, i + 1, r)));
+    }
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    shuffle(&mut order, a.seed);
+    if let Some(n) = a.max_trajectories {
+        order.truncate(n);
+    }
+    let tokeniser = Tokeniser::for_model(&base)?;
+    let mut examples = Vec::with_capacity(order.len());
+    for chunk in order.chunks(64) {
+        let refs: Vec<(&str, &[String])> = chunk
+            .iter()
+            .map(|&i| (records[i].2.problem.as_str(), records[i].2.steps.as_slice()))
+            .collect();
+        let tokenised = match tokeniser.encode(&refs) {
+            Ok(t) => t,
+            // find the record that fails, to name it
+            Err(batch_message) => {
+                for &i in chunk {
+                    let (path, row, r) = &records[i];
+                    if let Err(message) = tokeniser.encode(&[(r.problem.as_str(), &r.steps)]) {
+                        return Err(PipelineError::Record {
+                            path: path.to_path_buf(),
+                            row: *row,
+                            message: format!("cannot be tokenised: {message}"),
+                        });
+                    }
+                }
+                return Err(PipelineError::Tokenise(batch_message));
+            }
+        };
+        for (trajectory, &i) in tokenised.into_iter().zip(chunk) {
+            let (path, row, record) = &records[i];
+            let label = crate::eval::labelled::first_error(record);
+            if label >= trajectory.steps as i32 {
+                return Err(PipelineError::Record {
+                    path: path.to_path_buf(),
+                    row: *row,
+                    message: format!(
+                        "first-error label {label} is out of range for {} steps",
+                        trajectory.steps
+                    ),
+                });
+            }
+            examples.push(TokenisedExample { trajectory, label });
+        }
+    }
+    let mut held_out = Vec::new();
+    let mut train = Vec::new();
+    for (i, e) in examples.iter().enumerate() {
+        match a.tau_holdout_every.filter(|&n| n >= 2) {
+            Some(n) if i % n == 0 => held_out.push(e),
+            _ => train.push(e),
+        }
+    }
+    if train.is_empty() {
+        return Err(crate::train::TrainError::Labels(
+            "no labelled trajectories to fine-tune on (all were held out or the inputs are empty)"
+                .into(),
+        )
+        .into());
+    }
+    let per_epoch = train.len().div_ceil(a.batch_size.max(1)) as u64;
+    let config = TrainConfig {
+        lambda: a.lambda,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        warmup_steps: a.warmup,
+        total_steps: a.epochs * per_epoch,
+        batch_size: a.batch_size,
+        max_grad_norm: 1.0,
+        p_learn: 1.0,
+        seed: a.seed,
+        pos_weight_wrong: a.wrong_weight,
+        threads: a.threads,
+    };
+    let mut tuner = Finetuner::new(
+        &base,
+        &weights_dir,
+        a.backbone_layers,
+        config,
+        a.backbone_lr,
+        device,
+    )?;
+    let started = std::time::Instant::now();
+    let mut tokens = 0usize;
+    let mut last = None;
+    for epoch in 0..a.epochs {
+        let mut visit: Vec<usize> = (0..train.len()).collect();
+        shuffle(&mut visit, a.seed.wrapping_add(epoch + 1));
+        for chunk in visit.chunks(a.batch_size.max(1)) {
+            let batch: Vec<&TokenisedExample> = chunk.iter().map(|&i| train[i]).collect();
+            let report = tuner.train_step(&batch)?;
+            tokens += batch.iter().map(|e| e.trajectory.tokens).sum::<usize>();
+            progress(&FinetuneProgress {
+                report: &report,
+                total_steps: config.total_steps,
+                tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            });
+            last = Some(report);
+        }
+    }
+    let tokens_per_s = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let tau = if held_out.is_empty() {
+        None
+    } else {
+        let mut samples = Vec::with_capacity(held_out.len());
+        for chunk in held_out.chunks(16) {
+            let probs = tuner.probabilities(chunk)?;
+            let mut cursor = 0;
+            for e in chunk {
+                let steps = e.trajectory.steps;
+                let p = &probs[cursor * tuner.heads.heads..(cursor + steps) * tuner.heads.heads];
+                cursor += steps;
+                samples.push(crate::eval::Sample {
+                    mean: crate::select::step_stats(p, tuner.heads.heads).0,
+                    label: e.label,
+                    check: None,
+                });
+            }
+        }
+        Some(crate::eval::choose_tau(&samples))
+    };
+    let provenance =
+        format!(
+        "fine-tuned by `actprm finetune` from {} ({}): the top {} encoder layers at lr {:e} and \
+         the heads at lr {:e}, {} epoch(s), batches of {}, seed {}, on {} labelled trajectories \
+         of {}{}",
+        base.version(),
+        base.manifest.name,
+        tuner.encoder.trainable_layers(),
+        a.backbone_lr,
+        a.lr,
+        a.epochs,
+        a.batch_size,
+        a.seed,
+        train.len(),
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        match tau {
+            Some(t) => format!("; tau {t:.2} chosen on {} held-out trajectories", held_out.len()),
+            None => String::new(),
+        }
+    );
+    let version = tuner.export(&base, output, tau, &provenance)?;
+    Ok(FinetuneReport {
+        steps: tuner.step(),
+        trajectories: train.len(),
+        held_out: held_out.len(),
+        tokens_per_s,
+        final_loss: last.map(|r| r.loss),
+        tau,
+        output: output.to_path_buf(),
+        version,
+    })
+}
+
+/// A seeded Fisher-Yates shuffle (the same order for the same seed on every machine).
+fn shuffle(order: &mut [usize], seed: u64) {
+    let mut rng = crate::model::init::NormalRng::new(seed ^ 0x5EED_F1E7);
+    for i in (1..order.len()).rev() {
+        let j = ((rng.next_unit() * (i + 1) as f64) as usize).min(i);
+        order.swap(i, j);
+    }
+}
+
+impl crate::report::Report for FinetuneReport {
+    fn table(&self) -> String {
+        let mut out = format!(
+            "fine-tuned {} steps on {} labelled trajectories ({:.0} tokens/s), final loss {:.4}\n",
+            self.steps,
+            self.trajectories,
+            self.tokens_per_s,
+            self.final_loss.unwrap_or(f64::NAN)
+        );
+        if let Some(tau) = self.tau {
+            out += &format!(
+                "tau {tau:.2} chosen on {} held-out trajectories\n",
+                self.held_out
+            );
+        }
+        out += &format!("wrote {} ({})\n", self.output.display(), self.version);
+        out
+    }
+}
