@@ -92,15 +92,30 @@ pub fn report(subsets: &[ScoredSubset], rule: TauRule, model_version: String) ->
 
 /// Samples from stored features and `[steps, E]` probabilities for them (all rows, in order).
 pub fn samples_from_probs(rows: &[FeatureRow], probs: &[f32], heads: usize) -> Vec<Sample> {
+    // a feature store keeps no step text to check
+    samples_of(
+        rows.iter().map(|r| (r.steps, r.label.unwrap_or(-1))),
+        probs,
+        heads,
+    )
+}
+
+/// Samples from `(steps, first-error label)` per trajectory and their `[steps, E]` probabilities,
+/// in order.
+pub fn samples_of(
+    trajectories: impl IntoIterator<Item = (usize, i32)>,
+    probs: &[f32],
+    heads: usize,
+) -> Vec<Sample> {
     let mut cursor = 0;
-    rows.iter()
-        .map(|r| {
-            let p = &probs[cursor * heads..(cursor + r.steps) * heads];
-            cursor += r.steps;
+    trajectories
+        .into_iter()
+        .map(|(steps, label)| {
+            let p = &probs[cursor * heads..(cursor + steps) * heads];
+            cursor += steps;
             Sample {
                 mean: step_stats(p, heads).0,
-                label: r.label.unwrap_or(-1),
-                // a feature store keeps no step text to check
+                label,
                 check: None,
             }
         })

@@ -9,7 +9,12 @@ use serde::Serialize;
 use super::PipelineError;
 use crate::model::{Device, LoadedModel};
 use crate::tokenise::Tokeniser;
+use crate::train::trainer::epoch_order;
 use crate::train::{torch_device, Finetuner, StepReport, TokenisedExample, TrainConfig};
+
+/// Mixed into the seed of the sample and of each epoch's order (the measured runs in
+/// docs/models.md drew theirs with it).
+const ORDER_SALT: u64 = 0x5EED_F1E7;
 
 /// The fine-tuning recipe: `actprm finetune`'s flags.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -105,8 +110,7 @@ pub fn run_finetune(
         let read = crate::eval::labelled::read(file)?;
         records.extend(read.into_iter().enumerate().map(|(i, r)| (file, i + 1, r)));
     }
-    let mut order: Vec<usize> = (0..records.len()).collect();
-    shuffle(&mut order, a.seed);
+    let mut order = epoch_order(a.seed ^ ORDER_SALT, records.len(), 0);
     if let Some(n) = a.max_trajectories {
         order.truncate(n);
     }
@@ -191,8 +195,7 @@ pub fn run_finetune(
     let mut tokens = 0usize;
     let mut last = None;
     for epoch in 0..a.epochs {
-        let mut visit: Vec<usize> = (0..train.len()).collect();
-        shuffle(&mut visit, a.seed.wrapping_add(epoch + 1));
+        let visit = epoch_order(a.seed.wrapping_add(epoch + 1) ^ ORDER_SALT, train.len(), 0);
         for chunk in visit.chunks(a.batch_size.max(1)) {
             let batch: Vec<&TokenisedExample> = chunk.iter().map(|&i| train[i]).collect();
             let report = tuner.train_step(&batch)?;
@@ -212,17 +215,11 @@ pub fn run_finetune(
         let mut samples = Vec::with_capacity(held_out.len());
         for chunk in held_out.chunks(16) {
             let probs = tuner.probabilities(chunk)?;
-            let mut cursor = 0;
-            for e in chunk {
-                let steps = e.trajectory.steps;
-                let p = &probs[cursor * tuner.heads.heads..(cursor + steps) * tuner.heads.heads];
-                cursor += steps;
-                samples.push(crate::eval::Sample {
-                    mean: crate::select::step_stats(p, tuner.heads.heads).0,
-                    label: e.label,
-                    check: None,
-                });
-            }
+            samples.extend(crate::eval::model::samples_of(
+                chunk.iter().map(|e| (e.trajectory.steps, e.label)),
+                &probs,
+                tuner.heads.heads,
+            ));
         }
         Some(crate::eval::choose_tau(&samples))
     };
@@ -261,15 +258,6 @@ pub fn run_finetune(
         output: output.to_path_buf(),
         version,
     })
-}
-
-/// A seeded Fisher-Yates shuffle (the same order for the same seed on every machine).
-fn shuffle(order: &mut [usize], seed: u64) {
-    let mut rng = crate::model::init::NormalRng::new(seed ^ 0x5EED_F1E7);
-    for i in (1..order.len()).rev() {
-        let j = ((rng.next_unit() * (i + 1) as f64) as usize).min(i);
-        order.swap(i, j);
-    }
 }
 
 impl crate::report::Report for FinetuneReport {

@@ -189,17 +189,7 @@ impl Trainer {
 
     /// The order rows are visited in epoch `epoch`: a seeded shuffle, so a resumed run replays it.
     pub fn epoch_order(&self, rows: usize, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..rows).collect();
-        let mut rng = NormalRng::new(
-            self.config
-                .seed
-                .wrapping_add(epoch.wrapping_mul(0x9E37_79B9)),
-        );
-        for i in (1..rows).rev() {
-            let j = ((rng.next_unit() * (i + 1) as f64) as usize).min(i);
-            order.swap(i, j);
-        }
-        order
+        epoch_order(self.config.seed, rows, epoch)
     }
 
     /// Trains over labelled rows for `epochs`, continuing from the current step (so a resumed
@@ -311,4 +301,15 @@ impl Trainer {
             &heads,
         ))
     }
+}
+
+/// `0..rows` shuffled (Fisher-Yates) from `(seed, epoch)`: the same order on every machine.
+pub fn epoch_order(seed: u64, rows: usize, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..rows).collect();
+    let mut rng = NormalRng::new(seed.wrapping_add(epoch.wrapping_mul(0x9E37_79B9)));
+    for i in (1..rows).rev() {
+        let j = ((rng.next_unit() * (i + 1) as f64) as usize).min(i);
+        order.swap(i, j);
+    }
+    order
 }
