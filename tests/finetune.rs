@@ -252,3 +252,92 @@ fn the_finetune_command_writes_a_model_that_scores_and_refuses_fixed_backbones()
     );
     assert!(!dir.path().join("never").exists());
 }
+
+#[test]
+fn an_interrupted_finetune_resumes_to_the_weights_of_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = data("prm800k_test_sample.jsonl");
+    // 24 records in batches of 4, two epochs: 12 steps
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "finetune",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--backbone-layers",
+            "1",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "2",
+            "--checkpoint-every",
+            "4",
+        ];
+        args.extend(extra);
+        actprm(&args)
+    };
+    let whole = dir.path().join("whole");
+    let o = run(&whole, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!dir.path().join("whole.checkpoint").exists());
+
+    let resumed = dir.path().join("resumed");
+    let checkpoint = dir.path().join("resumed.checkpoint");
+    let o = run(&resumed, &["--stop-after", "6"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("stopped after 6 steps"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(!resumed.exists() && checkpoint.exists());
+    // a fresh start would silently throw the checkpoint away; other settings would mix runs
+    let o = run(&resumed, &[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("holds a previous run"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&resumed, &["--resume", "--lr", "0.002"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("checkpoint of a fine-tuning run with other inputs or settings"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&resumed, &["--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(resumed.exists() && !checkpoint.exists());
+
+    let heads = |d: &std::path::Path| {
+        actprm::model::HeadsWeights::from_onnx(&std::fs::read(d.join("heads.onnx")).unwrap())
+            .unwrap()
+    };
+    let (a, b) = (heads(&whole), heads(&resumed));
+    for (x, y) in a.tensors().iter().zip(b.tensors()) {
+        assert!(max_diff(x, y) <= 1e-6, "heads differ by {}", max_diff(x, y));
+    }
+    let weights = |d: &std::path::Path| -> std::collections::BTreeMap<String, Tensor> {
+        Tensor::read_safetensors(d.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    let (tensors_whole, tensors_resumed) = (weights(&whole), weights(&resumed));
+    assert_eq!(tensors_whole.len(), tensors_resumed.len());
+    let changed = tensors_whole
+        .iter()
+        .filter(|(n, x)| {
+            x.is_floating_point() && !x.allclose(&tensors_resumed[*n], 0.0, 1e-6, false)
+        })
+        .map(|(n, _)| n)
+        .collect::<Vec<_>>();
+    assert!(changed.is_empty(), "encoder tensors differ: {changed:?}");
+    let o = run(&resumed, &["--resume"]);
+    assert!(
+        stderr(&o).contains("no checkpoint to resume"),
+        "{}",
+        stderr(&o)
+    );
+}

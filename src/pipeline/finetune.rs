@@ -28,7 +28,7 @@ pub struct FinetuneSettings {
     #[arg(long, default_value_t = 2)]
     pub backbone_layers: usize,
     /// Peak learning rate of the encoder.
-    #[arg(long, default_value_t = 2e-5)]
+    #[arg(long, default_value_t = 5e-5)]
     pub backbone_lr: f64,
     /// Peak learning rate of the heads.
     #[arg(long, default_value_t = 1e-3)]
@@ -56,6 +56,17 @@ pub struct FinetuneSettings {
     pub tau_holdout_every: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Save a checkpoint every N optimiser steps (beside the output, as OUTPUT.checkpoint), so an
+    /// interrupted run continues with --resume; 0: never.
+    #[arg(long, default_value_t = 20)]
+    pub checkpoint_every: u64,
+    /// Continue the interrupted run whose checkpoint is beside the output (same inputs and
+    /// settings).
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many optimiser steps in total, with a checkpoint (continue with --resume).
+    #[arg(long)]
+    pub stop_after: Option<u64>,
     /// libtorch threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -67,6 +78,9 @@ pub struct FinetuneSettings {
 #[derive(Debug, Clone, Serialize)]
 pub struct FinetuneReport {
     pub steps: u64,
+    /// Stopped early (`--stop-after`): the checkpoint is written, no model yet.
+    pub stopped: bool,
+    pub checkpoint: PathBuf,
     pub trajectories: usize,
     pub held_out: usize,
     pub tokens_per_s: f64,
@@ -104,6 +118,41 @@ pub fn run_finetune(
             backbone: backbone.path,
         });
     }
+    let checkpoint = checkpoint_dir(output);
+    let record = RunRecord {
+        files: files.to_vec(),
+        settings: format!(
+            "{:?}",
+            FinetuneSettings {
+                resume: false,
+                stop_after: None,
+                checkpoint_every: 0,
+                threads: 0,
+                ..a.clone()
+            }
+        ),
+        base: base.version(),
+    };
+    if checkpoint.exists() && !a.resume {
+        return Err(PipelineError::PreviousRun { path: checkpoint });
+    }
+    if a.resume && !checkpoint.exists() {
+        return Err(PipelineError::NoCheckpoint { path: checkpoint });
+    }
+    let resume_from = if a.resume {
+        let path = checkpoint.join(RUN_RECORD);
+        let text = std::fs::read_to_string(&path).map_err(PipelineError::io(&path))?;
+        let earlier: RunRecord = serde_json::from_str(&text).map_err(PipelineError::json(&path))?;
+        if earlier != record {
+            return Err(PipelineError::CheckpointOfOtherRun {
+                path: checkpoint,
+                differences: record.differences(&earlier),
+            });
+        }
+        Some(checkpoint.clone())
+    } else {
+        None
+    };
     // (file, 1-based row, record) for every labelled record, so errors name where it came from
     let mut records = Vec::new();
     for file in files {
@@ -191,14 +240,45 @@ pub fn run_finetune(
         a.backbone_lr,
         device,
     )?;
+    let done = match &resume_from {
+        Some(dir) => tuner.restore(dir)?,
+        None => 0,
+    };
+    let record_bytes = serde_json::to_vec_pretty(&record).expect("the run record serialises");
+    let save = |tuner: &Finetuner| {
+        tuner.save_checkpoint(&checkpoint, &[(RUN_RECORD, record_bytes.as_slice())])
+    };
     let started = std::time::Instant::now();
     let mut tokens = 0usize;
     let mut last = None;
+    let mut step = 0u64;
     for epoch in 0..a.epochs {
         let visit = epoch_order(a.seed.wrapping_add(epoch + 1) ^ ORDER_SALT, train.len(), 0);
         for chunk in visit.chunks(a.batch_size.max(1)) {
+            step += 1;
+            if step <= done {
+                continue; // done before the interruption
+            }
+            if a.stop_after.is_some_and(|s| step > s) {
+                save(&tuner)?;
+                return Ok(FinetuneReport {
+                    steps: tuner.step(),
+                    stopped: true,
+                    checkpoint,
+                    trajectories: train.len(),
+                    held_out: held_out.len(),
+                    tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                    final_loss: last.map(|r: StepReport| r.loss),
+                    tau: None,
+                    output: output.to_path_buf(),
+                    version: String::new(),
+                });
+            }
             let batch: Vec<&TokenisedExample> = chunk.iter().map(|&i| train[i]).collect();
             let report = tuner.train_step(&batch)?;
+            if a.checkpoint_every > 0 && step.is_multiple_of(a.checkpoint_every) {
+                save(&tuner)?;
+            }
             tokens += batch.iter().map(|e| e.trajectory.tokens).sum::<usize>();
             progress(&FinetuneProgress {
                 report: &report,
@@ -248,8 +328,14 @@ pub fn run_finetune(
         }
     );
     let version = tuner.export(&base, output, tau, &provenance)?;
+    // the model is complete: the checkpoint has done its job
+    if checkpoint.exists() {
+        std::fs::remove_dir_all(&checkpoint).map_err(PipelineError::io(&checkpoint))?;
+    }
     Ok(FinetuneReport {
         steps: tuner.step(),
+        stopped: false,
+        checkpoint,
         trajectories: train.len(),
         held_out: held_out.len(),
         tokens_per_s,
@@ -260,8 +346,52 @@ pub fn run_finetune(
     })
 }
 
+/// The checkpoint of a fine-tuning run writing `output`: a folder beside it.
+pub fn checkpoint_dir(output: &Path) -> PathBuf {
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".checkpoint");
+    output.with_file_name(name)
+}
+
+/// What a checkpoint was made from; a resumed run must match it.
+const RUN_RECORD: &str = "run.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+struct RunRecord {
+    files: Vec<PathBuf>,
+    settings: String,
+    /// The version of the model it started from.
+    base: String,
+}
+
+impl RunRecord {
+    fn differences(&self, earlier: &RunRecord) -> String {
+        let mut out = Vec::new();
+        if self.files != earlier.files {
+            out.push(format!("inputs {:?}, now {:?}", earlier.files, self.files));
+        }
+        if self.settings != earlier.settings {
+            out.push(format!(
+                "settings {}, now {}",
+                earlier.settings, self.settings
+            ));
+        }
+        if self.base != earlier.base {
+            out.push(format!("base model {}, now {}", earlier.base, self.base));
+        }
+        out.join("; ")
+    }
+}
+
 impl crate::report::Report for FinetuneReport {
     fn table(&self) -> String {
+        if self.stopped {
+            return format!(
+                "stopped after {} steps as asked; checkpoint in {} (continue with --resume)\n",
+                self.steps,
+                self.checkpoint.display()
+            );
+        }
         let mut out = format!(
             "fine-tuned {} steps on {} labelled trajectories ({:.0} tokens/s), final loss {:.4}\n",
             self.steps,

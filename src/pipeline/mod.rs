@@ -164,6 +164,20 @@ pub enum PipelineError {
         backbone.display()
     )]
     BackboneNotTrainable { backbone: std::path::PathBuf },
+    /// `finetune --resume` with a checkpoint of other inputs or settings.
+    #[error(
+        "{path} is the checkpoint of a fine-tuning run with other inputs or settings \
+         ({differences}); rerun with those to continue it, or delete it to start over"
+    )]
+    CheckpointOfOtherRun {
+        path: std::path::PathBuf,
+        differences: String,
+    },
+    /// `--resume` where there is nothing to resume.
+    #[error(
+        "{path}: no checkpoint to resume (the run finished, or never started with this output)"
+    )]
+    NoCheckpoint { path: std::path::PathBuf },
     /// The tokenizer failed on a batch whose records each tokenise alone.
     #[error("tokenising: {0}")]
     Tokenise(String),

@@ -94,12 +94,13 @@ impl TchEncoder {
         self.trainable_layers
     }
 
-    /// The tensors that take gradients, in name order.
-    pub fn trainable(&self) -> Vec<Tensor> {
+    /// The tensors that take gradients with their names, in name order (they share storage
+    /// with the encoder's own: updating them updates it).
+    pub fn trainable(&self) -> Vec<(String, Tensor)> {
         self.params
-            .values()
-            .filter(|t| t.requires_grad())
-            .map(Tensor::shallow_clone)
+            .iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
             .collect()
     }
 

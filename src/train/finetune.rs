@@ -24,6 +24,9 @@ use crate::tokenise::TokenisedTrajectory;
 /// The backbone file of a fine-tuned model directory, built per precision from the weights beside it.
 pub const FINETUNED_BACKBONE: &str = "backbone-{precision}.onnx";
 
+/// The file of a fine-tuning checkpoint (libtorch's format, as the heads trainer's).
+pub const FINETUNE_CHECKPOINT: &str = "finetune.ot";
+
 /// The precisions built (and pinned) at export: the CPU and the CUDA default.
 const EXPORTED_PRECISIONS: [Precision; 2] = [Precision::Int8Rows, Precision::F32];
 
@@ -40,6 +43,8 @@ pub struct Finetuner {
     heads_optim: AdamW,
     encoder_optim: AdamW,
     encoder_params: Vec<Tensor>,
+    /// The names of `encoder_params`, for checkpoints.
+    encoder_names: Vec<String>,
     /// The heads' rate, schedule, anchor weight and class weight.
     pub config: TrainConfig,
     /// Peak rate of the encoder (full fine-tuning's usual 1e-5 order).
@@ -74,11 +79,13 @@ impl Finetuner {
             });
         }
         let heads = TchHeads::new(&weights, &anchors, device)?;
-        let encoder_params = encoder.trainable();
+        let (encoder_names, encoder_params): (Vec<String>, Vec<Tensor>) =
+            encoder.trainable().into_iter().unzip();
         Ok(Self {
             heads_optim: AdamW::new(&heads.params),
             encoder_optim: AdamW::new(&encoder_params),
             encoder_params,
+            encoder_names,
             encoder,
             heads,
             config,
@@ -116,6 +123,8 @@ impl Finetuner {
             targets.extend(t);
             mask.extend(m);
         }
+        // dropout draws from (seed, step), so a resumed run draws what the uninterrupted one did
+        tch::manual_seed(self.config.seed.wrapping_add(self.step()) as i64);
         let x = self.features(batch, true);
         let n = targets.len() as i64;
         let use_pair = Tensor::ones([n, self.heads.heads as i64], (Kind::Float, device));
@@ -154,6 +163,84 @@ impl Finetuner {
             trajectories: batch.len(),
             labelled_steps: mask.iter().filter(|&&m| m > 0.0).count(),
         })
+    }
+
+    /// Writes what resuming needs (the learning tensors, both optimisers' moments, the step) as
+    /// `finetune.ot` in `dir`, with the `extra` files (the run's record), replacing `dir` whole.
+    pub fn save_checkpoint(&self, dir: &Path, extra: &[(&str, &[u8])]) -> Result<(), TrainError> {
+        let mut named: Vec<(String, &Tensor)> = Vec::new();
+        for (i, t) in self.heads.params.iter().enumerate() {
+            named.push((format!("heads.{i}"), t));
+            named.push((format!("heads.m.{i}"), &self.heads_optim.m[i]));
+            named.push((format!("heads.v.{i}"), &self.heads_optim.v[i]));
+        }
+        for (i, (name, t)) in self
+            .encoder_names
+            .iter()
+            .zip(&self.encoder_params)
+            .enumerate()
+        {
+            named.push((format!("encoder.{name}"), t));
+            named.push((format!("encoder.m.{name}"), &self.encoder_optim.m[i]));
+            named.push((format!("encoder.v.{name}"), &self.encoder_optim.v[i]));
+        }
+        let step = Tensor::from_slice(&[self.step() as i64]);
+        named.push(("step".into(), &step));
+        let bytes = super::checkpoint::tensors_to_bytes(&named)?;
+        let io = |e: crate::sink::SinkError| TrainError::Checkpoint {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        };
+        let staging = crate::sink::atomic::temp_path(dir, &crate::sink::atomic::process_tag());
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging)
+            .and_then(|()| std::fs::write(staging.join(FINETUNE_CHECKPOINT), &bytes))
+            .and_then(|()| {
+                extra
+                    .iter()
+                    .try_for_each(|(name, b)| std::fs::write(staging.join(name), b))
+            })
+            .map_err(|e| TrainError::Checkpoint {
+                path: staging.clone(),
+                message: e.to_string(),
+            })?;
+        crate::sink::atomic::replace_dir(&staging, dir).map_err(io)
+    }
+
+    /// Continues from a checkpoint `save_checkpoint` wrote; returns its step.
+    pub fn restore(&mut self, dir: &Path) -> Result<u64, TrainError> {
+        let path = dir.join(FINETUNE_CHECKPOINT);
+        let tensors: BTreeMap<String, Tensor> =
+            Tensor::load_multi_with_device(&path, self.heads.device)
+                .map_err(|e| TrainError::Checkpoint {
+                    path: path.clone(),
+                    message: format!("unreadable: {e}"),
+                })?
+                .into_iter()
+                .collect();
+        let get = |name: String| {
+            tensors.get(&name).ok_or_else(|| TrainError::Checkpoint {
+                path: path.clone(),
+                message: format!("has no tensor {name} (a checkpoint of other settings?)"),
+            })
+        };
+        tch::no_grad(|| -> Result<(), TrainError> {
+            for i in 0..self.heads.params.len() {
+                self.heads.params[i].copy_(get(format!("heads.{i}"))?);
+                self.heads_optim.m[i] = get(format!("heads.m.{i}"))?.shallow_clone();
+                self.heads_optim.v[i] = get(format!("heads.v.{i}"))?.shallow_clone();
+            }
+            for (i, name) in self.encoder_names.iter().enumerate() {
+                self.encoder_params[i].copy_(get(format!("encoder.{name}"))?);
+                self.encoder_optim.m[i] = get(format!("encoder.m.{name}"))?.shallow_clone();
+                self.encoder_optim.v[i] = get(format!("encoder.v.{name}"))?.shallow_clone();
+            }
+            Ok(())
+        })?;
+        let step = get("step".into())?.int64_value(&[0]) as u64;
+        self.heads_optim.step = step;
+        self.encoder_optim.step = step;
+        Ok(step)
     }
 
     /// Step probabilities `[steps, E]` of the examples, without dropout or gradients.
