@@ -153,56 +153,7 @@ pub fn run_finetune(
     } else {
         None
     };
-    // (file, 1-based row, record) for every labelled record, so errors name where it came from
-    let mut records = Vec::new();
-    for file in files {
-        let read = crate::eval::labelled::read(file)?;
-        records.extend(read.into_iter().enumerate().map(|(i, r)| (file, i + 1, r)));
-    }
-    let mut order = epoch_order(a.seed ^ ORDER_SALT, records.len(), 0);
-    if let Some(n) = a.max_trajectories {
-        order.truncate(n);
-    }
-    let tokeniser = Tokeniser::for_model(&base)?;
-    let mut examples = Vec::with_capacity(order.len());
-    for chunk in order.chunks(64) {
-        let refs: Vec<(&str, &[String])> = chunk
-            .iter()
-            .map(|&i| (records[i].2.problem.as_str(), records[i].2.steps.as_slice()))
-            .collect();
-        let tokenised = match tokeniser.encode(&refs) {
-            Ok(t) => t,
-            // find the record that fails, to name it
-            Err(batch_message) => {
-                for &i in chunk {
-                    let (path, row, r) = &records[i];
-                    if let Err(message) = tokeniser.encode(&[(r.problem.as_str(), &r.steps)]) {
-                        return Err(PipelineError::Record {
-                            path: path.to_path_buf(),
-                            row: *row,
-                            message: format!("cannot be tokenised: {message}"),
-                        });
-                    }
-                }
-                return Err(PipelineError::Tokenise(batch_message));
-            }
-        };
-        for (trajectory, &i) in tokenised.into_iter().zip(chunk) {
-            let (path, row, record) = &records[i];
-            let label = crate::eval::labelled::first_error(record);
-            if label >= trajectory.steps as i32 {
-                return Err(PipelineError::Record {
-                    path: path.to_path_buf(),
-                    row: *row,
-                    message: format!(
-                        "first-error label {label} is out of range for {} steps",
-                        trajectory.steps
-                    ),
-                });
-            }
-            examples.push(TokenisedExample { trajectory, label });
-        }
-    }
+    let examples = read_examples(files, &base, a)?;
     let mut held_out = Vec::new();
     let mut train = Vec::new();
     for (i, e) in examples.iter().enumerate() {
@@ -289,43 +240,29 @@ pub fn run_finetune(
         }
     }
     let tokens_per_s = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    let tau = if held_out.is_empty() {
-        None
-    } else {
-        let mut samples = Vec::with_capacity(held_out.len());
-        for chunk in held_out.chunks(16) {
-            let probs = tuner.probabilities(chunk)?;
-            samples.extend(crate::eval::model::samples_of(
-                chunk.iter().map(|e| (e.trajectory.steps, e.label)),
-                &probs,
-                tuner.heads.heads,
-            ));
-        }
-        Some(crate::eval::choose_tau(&samples))
-    };
-    let provenance =
+    let tau = held_out_tau(&tuner, &held_out)?;
+    let inputs: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let tau_note = tau.map_or(String::new(), |t| {
         format!(
+            "; tau {t:.2} chosen on {} held-out trajectories",
+            held_out.len()
+        )
+    });
+    let provenance = format!(
         "fine-tuned by `actprm finetune` from {} ({}): the top {} encoder layers at lr {:e} and \
-         the heads at lr {:e}, {} epoch(s), batches of {}, seed {}, on {} labelled trajectories \
-         of {}{}",
+         the heads at lr {:e}, wrong-step weight {}, {} epoch(s), batches of {}, seed {}, on {} \
+         labelled trajectories of {}{tau_note}",
         base.version(),
         base.manifest.name,
         tuner.encoder.trainable_layers(),
         a.backbone_lr,
         a.lr,
+        a.wrong_weight,
         a.epochs,
         a.batch_size,
         a.seed,
         train.len(),
-        files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        match tau {
-            Some(t) => format!("; tau {t:.2} chosen on {} held-out trajectories", held_out.len()),
-            None => String::new(),
-        }
+        inputs.join(", "),
     );
     let version = tuner.export(&base, output, tau, &provenance)?;
     // the model is complete: the checkpoint has done its job
@@ -344,6 +281,87 @@ pub fn run_finetune(
         output: output.to_path_buf(),
         version,
     })
+}
+
+/// The labelled records of `files` (a seeded sample of `max_trajectories` when set), tokenised as
+/// the model's scorer does, each with its first-error label; a record that cannot be used is an
+/// error naming its file and row.
+fn read_examples(
+    files: &[PathBuf],
+    base: &LoadedModel,
+    a: &FinetuneSettings,
+) -> Result<Vec<TokenisedExample>, PipelineError> {
+    // (file, 1-based row, record) for every labelled record, so errors name where it came from
+    let mut records = Vec::new();
+    for file in files {
+        let read = crate::eval::labelled::read(file)?;
+        records.extend(read.into_iter().enumerate().map(|(i, r)| (file, i + 1, r)));
+    }
+    let mut order = epoch_order(a.seed ^ ORDER_SALT, records.len(), 0);
+    if let Some(n) = a.max_trajectories {
+        order.truncate(n);
+    }
+    let tokeniser = Tokeniser::for_model(base)?;
+    let mut examples = Vec::with_capacity(order.len());
+    for chunk in order.chunks(64) {
+        let refs: Vec<(&str, &[String])> = chunk
+            .iter()
+            .map(|&i| (records[i].2.problem.as_str(), records[i].2.steps.as_slice()))
+            .collect();
+        let tokenised = match tokeniser.encode(&refs) {
+            Ok(t) => t,
+            // find the record that fails, to name it
+            Err(batch_message) => {
+                for &i in chunk {
+                    let (path, row, r) = &records[i];
+                    if let Err(message) = tokeniser.encode(&[(r.problem.as_str(), &r.steps)]) {
+                        return Err(PipelineError::Record {
+                            path: path.to_path_buf(),
+                            row: *row,
+                            message: format!("cannot be tokenised: {message}"),
+                        });
+                    }
+                }
+                return Err(PipelineError::Tokenise(batch_message));
+            }
+        };
+        for (trajectory, &i) in tokenised.into_iter().zip(chunk) {
+            let (path, row, record) = &records[i];
+            let label = crate::eval::labelled::first_error(record);
+            if label >= trajectory.steps as i32 {
+                return Err(PipelineError::Record {
+                    path: path.to_path_buf(),
+                    row: *row,
+                    message: format!(
+                        "first-error label {label} is out of range for {} steps",
+                        trajectory.steps
+                    ),
+                });
+            }
+            examples.push(TokenisedExample { trajectory, label });
+        }
+    }
+    Ok(examples)
+}
+
+/// tau chosen on the held-out trajectories with the tuned encoder and heads (none held out: none).
+fn held_out_tau(
+    tuner: &Finetuner,
+    held_out: &[&TokenisedExample],
+) -> Result<Option<f32>, PipelineError> {
+    if held_out.is_empty() {
+        return Ok(None);
+    }
+    let mut samples = Vec::with_capacity(held_out.len());
+    for chunk in held_out.chunks(16) {
+        let probs = tuner.probabilities(chunk)?;
+        samples.extend(crate::eval::model::samples_of(
+            chunk.iter().map(|e| (e.trajectory.steps, e.label)),
+            &probs,
+            tuner.heads.heads,
+        ));
+    }
+    Ok(Some(crate::eval::choose_tau(&samples)))
 }
 
 /// The checkpoint of a fine-tuning run writing `output`: a folder beside it.

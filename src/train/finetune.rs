@@ -268,16 +268,7 @@ impl Finetuner {
         tau: Option<f32>,
         provenance: &str,
     ) -> Result<String, TrainError> {
-        let weights = self.heads.weights()?;
-        if weights
-            .tensors()
-            .iter()
-            .any(|t| t.iter().any(|v| !v.is_finite()))
-        {
-            return Err(TrainError::Torch(
-                "refusing to export non-finite weights".into(),
-            ));
-        }
+        let weights = self.heads.finite_weights()?;
         let scratch = crate::sink::atomic::temp_path(
             &out.with_extension("weights"),
             &crate::sink::atomic::process_tag(),

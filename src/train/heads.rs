@@ -74,6 +74,21 @@ impl TchHeads {
         Ok(HeadsWeights::from_tensors(self.heads, self.dim, arr)?)
     }
 
+    /// The weights, refused when any is NaN or infinite (a diverged run must not be exported).
+    pub fn finite_weights(&self) -> Result<HeadsWeights, TrainError> {
+        let weights = self.weights()?;
+        if weights
+            .tensors()
+            .iter()
+            .any(|t| t.iter().any(|v| !v.is_finite()))
+        {
+            return Err(TrainError::Torch(
+                "refusing to export non-finite weights".into(),
+            ));
+        }
+        Ok(weights)
+    }
+
     pub fn anchor_weights(&self) -> Result<HeadsWeights, TrainError> {
         let t: Vec<Vec<f32>> = self.anchors.iter().map(to_vec).collect::<Result<_, _>>()?;
         let arr: [Vec<f32>; 6] = t

@@ -272,16 +272,7 @@ impl Trainer {
         out: &Path,
         tau: Option<f32>,
     ) -> Result<String, TrainError> {
-        let weights = self.heads.weights()?;
-        if weights
-            .tensors()
-            .iter()
-            .any(|t| t.iter().any(|v| !v.is_finite()))
-        {
-            return Err(TrainError::Torch(
-                "refusing to export non-finite weights".into(),
-            ));
-        }
+        let weights = self.heads.finite_weights()?;
         let heads = weights.to_onnx(&[("actprm.step", self.optim.step.to_string())]);
         let anchors = self.heads.anchor_weights()?.to_onnx(&[]);
         let (tensors, meta) = self.checkpoint_bytes()?;
