@@ -80,14 +80,12 @@ impl Backbone {
         &mut self,
         windows: &[(&[i64], &[usize])],
     ) -> Result<Vec<f32>, ModelError> {
-        let batch = windows.len();
-        let seq = windows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
-        let mut ids = vec![0i64; batch * seq];
-        let mut mask = vec![0i64; batch * seq];
-        for (b, (w, _)) in windows.iter().enumerate() {
-            ids[b * seq..b * seq + w.len()].copy_from_slice(w);
-            mask[b * seq..b * seq + w.len()].fill(1);
-        }
+        let Padded {
+            batch,
+            seq,
+            ids,
+            mask,
+        } = pad(windows);
         let types = vec![
             0i64;
             if self.with_token_types {
@@ -133,5 +131,33 @@ impl Backbone {
             }
         }
         Ok(features)
+    }
+}
+
+/// Windows as one batch, padded with id 0 to the longest: `[batch, seq]` row-major.
+pub struct Padded {
+    pub batch: usize,
+    pub seq: usize,
+    pub ids: Vec<i64>,
+    /// 1 for a token, 0 for padding.
+    pub mask: Vec<i64>,
+}
+
+/// Pads `windows` (ids, separator positions) into one batch; the ONNX backbone and the trainable
+/// encoder feed the same layout.
+pub fn pad(windows: &[(&[i64], &[usize])]) -> Padded {
+    let batch = windows.len();
+    let seq = windows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+    let mut ids = vec![0i64; batch * seq];
+    let mut mask = vec![0i64; batch * seq];
+    for (b, (w, _)) in windows.iter().enumerate() {
+        ids[b * seq..b * seq + w.len()].copy_from_slice(w);
+        mask[b * seq..b * seq + w.len()].fill(1);
+    }
+    Padded {
+        batch,
+        seq,
+        ids,
+        mask,
     }
 }

@@ -444,7 +444,7 @@ fn resolve(dir: Option<&Path>, reference: &str) -> PathBuf {
 
 /// sha256 of a file, hex; computed once per (path, size, modification time) in a process, since
 /// every scorer, SQL session and pipeline check opens the backbone.
-fn file_sha256(path: &Path) -> Result<String, ModelError> {
+pub fn file_sha256(path: &Path) -> Result<String, ModelError> {
     use std::collections::HashMap;
     use std::io::Read;
     use std::sync::{Mutex, OnceLock};

@@ -328,7 +328,7 @@ fn read_examples(
         for (trajectory, &i) in tokenised.into_iter().zip(chunk) {
             let (path, row, record) = &records[i];
             let label = crate::eval::labelled::first_error(record);
-            if label >= trajectory.steps as i32 {
+            if label < -1 || label >= trajectory.steps as i32 {
                 return Err(PipelineError::Record {
                     path: path.to_path_buf(),
                     row: *row,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 use super::TrainError;
+use crate::model::backbone::pad;
 use crate::model::import::encoder::{read_config, BertConfig};
 
 /// Added to the attention scores of padding keys (softmax then gives them no weight).
@@ -136,21 +137,20 @@ impl TchEncoder {
     /// The hidden state at every separator of `windows` (window by window), `[separators, H]`.
     /// `train` switches dropout on; frozen layers always run without gradients or dropout.
     pub fn separator_features(&self, windows: &[(&[i64], &[usize])], train: bool) -> Tensor {
-        let batch = windows.len() as i64;
-        let seq = windows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0) as i64;
-        let mut ids = vec![0i64; (batch * seq) as usize];
-        let mut mask = vec![0f32; (batch * seq) as usize];
-        let mut positions = Vec::new();
-        for (b, (w, separators)) in windows.iter().enumerate() {
-            let row = b * seq as usize;
-            ids[row..row + w.len()].copy_from_slice(w);
-            mask[row..row + w.len()].fill(1.0);
-            positions.extend(separators.iter().map(|&p| (row + p) as i64));
-        }
-        let ids = Tensor::from_slice(&ids)
+        let padded = pad(windows);
+        let (batch, seq) = (padded.batch as i64, padded.seq as i64);
+        let positions: Vec<i64> = windows
+            .iter()
+            .enumerate()
+            .flat_map(|(b, (_, separators))| {
+                separators.iter().map(move |&p| b as i64 * seq + p as i64)
+            })
+            .collect();
+        let ids = Tensor::from_slice(&padded.ids)
             .reshape([batch, seq])
             .to_device(self.device);
-        let mask = Tensor::from_slice(&mask)
+        let mask = Tensor::from_slice(&padded.mask)
+            .to_kind(Kind::Float)
             .reshape([batch, 1, 1, seq])
             .to_device(self.device);
         let hidden = self.hidden_states(&ids, &mask, train);

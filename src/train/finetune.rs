@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 use super::config::TrainConfig;
@@ -18,6 +17,7 @@ use super::{StepReport, TrainError};
 use crate::label::step_targets;
 use crate::model::import::dense::Precision;
 use crate::model::import::encoder::build_backbone;
+use crate::model::manifest::file_sha256;
 use crate::model::{HeadsWeights, LoadedModel};
 use crate::tokenise::TokenisedTrajectory;
 
@@ -63,7 +63,6 @@ impl Finetuner {
     ) -> Result<Self, TrainError> {
         config.validate()?;
         crate::limits::positive("backbone_lr", encoder_lr)?;
-        tch::manual_seed(config.seed as i64);
         tch::set_num_threads(config.threads.max(1) as i32);
         let encoder = TchEncoder::open(weights_dir, trainable_layers, device)?;
         let weights = HeadsWeights::from_onnx(&base.heads_bytes)?;
@@ -304,13 +303,8 @@ impl Finetuner {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-            let bytes = read(&path)?;
-            let digest: String = Sha256::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            builds.insert(precision.name().to_string(), digest);
-            files.push((name, bytes));
+            builds.insert(precision.name().to_string(), file_sha256(&path)?);
+            files.push((name, read(&path)?));
         }
         for name in ["model.safetensors", "config.json"] {
             files.push((name.to_string(), read(&scratch.join(name))?));

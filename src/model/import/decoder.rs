@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::checkpoint::Checkpoint;
 use super::config::HfConfig;
-use super::dense::{product, Precision};
+use super::dense::{product, transpose, Precision};
 use super::graph::{Attr, Graph};
 use super::ImportError;
 use crate::model::backbone::{ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE};
@@ -248,15 +248,4 @@ fn rope(g: &mut Graph, x: &str, cos: &str, sin: &str, rotate: &str) -> String {
     let rotated = g.op("MatMul", &[x, rotate], &[]);
     let b = g.op("Mul", &[&rotated, sin], &[]);
     g.op("Add", &[&a, &b], &[])
-}
-
-/// `[rows, cols]` -> `[cols, rows]`.
-pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; m.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = m[r * cols + c];
-        }
-    }
-    out
 }

@@ -2,7 +2,6 @@
 //! `x @ W^T` in f32, or in int8 with s8 weights per output channel and u8 activations.
 
 use super::checkpoint::Checkpoint;
-use super::decoder::transpose;
 use super::graph::{Attr, Graph};
 use super::ImportError;
 use crate::model::onnx_proto::{DTYPE_INT8, DTYPE_UINT8};
@@ -139,4 +138,15 @@ fn quantise_per_column(w: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f32
         .map(|(i, &v)| (v / scales[i % cols]).round().clamp(-127.0, 127.0) as i8)
         .collect();
     (q, scales)
+}
+
+/// `[rows, cols]` -> `[cols, rows]`.
+pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = m[r * cols + c];
+        }
+    }
+    out
 }
