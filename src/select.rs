@@ -84,20 +84,26 @@ impl Decision {
     }
 }
 
-/// Mean and unbiased standard deviation over heads for each step; `probs` is `[steps, heads]`.
 /// The `round(n * rate)` most uncertain rows (ties go to the earlier row), as a mask: the
-/// keep-rate rule `filter`, the active loop and the experiment all apply to a scored batch.
+/// keep-rate rule `filter` and the active loop apply to a scored batch.
 pub fn most_uncertain(uncertainty: &[f32], rate: f64) -> Vec<bool> {
     let n = uncertainty.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| uncertainty[b].total_cmp(&uncertainty[a]).then(a.cmp(&b)));
     let mut mask = vec![false; n];
-    for &i in &order[..((n as f64 * rate).round() as usize).min(n)] {
+    for i in top_uncertain(uncertainty, (n as f64 * rate).round() as usize) {
         mask[i] = true;
     }
     mask
 }
 
+/// Indices of the `k` most uncertain rows, most uncertain first (ties go to the earlier row).
+pub fn top_uncertain(uncertainty: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..uncertainty.len()).collect();
+    order.sort_by(|&a, &b| uncertainty[b].total_cmp(&uncertainty[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
+}
+
+/// Mean and unbiased standard deviation over heads for each step; `probs` is `[steps, heads]`.
 pub fn step_stats(probs: &[f32], heads: usize) -> (Vec<f32>, Vec<f32>) {
     probs
         .chunks_exact(heads)

@@ -461,7 +461,7 @@ fn the_experiment_runs_the_loops_algorithm() {
         "-o",
         path_str(&out),
         "--strategies",
-        "actprm@50%,full",
+        "actprm@50%,full,random@25%,warm@25%,diverse@25%",
         "--seeds",
         "0",
         "--heads",
@@ -470,6 +470,10 @@ fn the_experiment_runs_the_loops_algorithm() {
         "4",
         "--export-every",
         "3",
+        "--retrain-steps",
+        "7",
+        "--warm-start",
+        "0.5",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value =
@@ -489,16 +493,37 @@ fn the_experiment_runs_the_loops_algorithm() {
     let full = last("full");
     assert_eq!(full["labels"], streamed, "{full}");
     assert_eq!(full["steps"], streamed.div_ceil(4), "{full}");
-    // actprm@50% labels round(n / 2) of each batch
-    let batches: Vec<u64> = (0..streamed)
-        .step_by(4)
-        .map(|start| (streamed - start).min(4))
-        .collect();
-    let half: u64 = batches
-        .iter()
-        .map(|&n| (n as f64 * 0.5).round() as u64)
-        .sum();
-    let actprm = last("actprm@50%");
-    assert_eq!(actprm["labels"], half, "{actprm}");
-    assert!(out.join("curve.svg").is_file() && out.join("table.md").is_file());
+    // a rate strategy labels round(rate * n) of the stream, spread over its batches
+    for (strategy, rate) in [
+        ("actprm@50%", 0.5),
+        ("random@25%", 0.25),
+        ("warm@25%", 0.25),
+        ("diverse@25%", 0.25),
+    ] {
+        let point = last(strategy);
+        let due = (streamed as f64 * rate).round() as u64;
+        assert_eq!(point["labels"], due, "{strategy}: {point}");
+    }
+    // equal training: every labelled set trains fresh heads for the same 7 steps
+    for curve in report["curves"].as_array().unwrap() {
+        let retrained = &curve["retrained"];
+        assert_eq!(retrained["steps"], 7, "{curve}");
+        assert_eq!(
+            retrained["labels"],
+            curve["points"].as_array().unwrap().last().unwrap()["labels"]
+        );
+    }
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    for wanted in [
+        "equal training",
+        "| warm |",
+        "| diverse |",
+        "reaches 95 % of full",
+    ] {
+        assert!(table.contains(wanted), "{wanted}: {table}");
+    }
+    for file in ["curve.svg", "budget.svg"] {
+        let svg = std::fs::read_to_string(out.join(file)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{file}");
+    }
 }

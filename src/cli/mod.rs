@@ -326,7 +326,7 @@ pub struct ExperimentArgs {
     /// Development feature stores; the file stem names the subset.
     #[arg(long, required = true, num_args = 1..)]
     pub dev: Vec<PathBuf>,
-    /// Output folder: results.json, table.md, curve.svg.
+    /// Output folder: results.json, table.md, curve.svg, budget.svg.
     #[arg(long, short)]
     pub output: PathBuf,
     #[command(flatten)]
@@ -537,15 +537,18 @@ pub fn run(cli: Cli) -> Result {
                 &a.settings,
                 |c| {
                     if let Some(p) = c.points.last() {
+                        let retrained = c.retrained.as_ref().map_or(String::new(), |r| {
+                            format!("  retrained {:.3} (tau {:.2})", r.mean_f1, r.tau)
+                        });
                         eprintln!(
-                            "{:<14} seed {}  labels {:>5}  steps {:>4}  dev F1 {:.3}  (tau {:.2})",
+                            "{:<16} seed {}  labels {:>5}  steps {:>4}  dev F1 {:.3}  (tau {:.2}){retrained}",
                             c.strategy, c.seed, p.labels, p.steps, p.mean_f1, p.tau
                         );
                     }
                 },
             )?;
             println!(
-                "{}({:.0} s; results.json, table.md, curve.svg in {})",
+                "{}({:.0} s; results.json, table.md, curve.svg, budget.svg in {})",
                 run.table,
                 run.seconds,
                 run.output.display()

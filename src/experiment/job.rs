@@ -1,10 +1,10 @@
 //! `actprm experiment` as a job: read the feature stores, run every strategy and seed, and write
-//! results.json, table.md and curve.svg into the output folder.
+//! results.json, table.md, curve.svg and budget.svg into the output folder.
 
 use std::path::{Path, PathBuf};
 
-use super::plot::learning_curve_svg;
-use super::{run_experiment, Curve, ExperimentConfig, ExperimentReport, Strategy};
+use super::plot::{budget_curve_svg, learning_curve_svg};
+use super::{run_experiment, Curve, ExperimentConfig, ExperimentReport, Strategy, View};
 use crate::formats::features::read_features;
 use crate::pipeline::PipelineError;
 use crate::select::SelectionRule;
@@ -13,7 +13,9 @@ use crate::train::TrainConfig;
 /// `actprm experiment`'s settings.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct ExperimentSettings {
-    /// Comma-separated: actprm, actprm@RATE, random@RATE, full.
+    /// Comma-separated: actprm (the threshold rule), full, and with a share of the stream to
+    /// label, e.g. @5%: actprm (most uncertain), random, warm (random over the warm start, then
+    /// most uncertain), diverse (uncertain rows spread over feature clusters), warm-diverse.
     #[arg(
         long,
         default_value = "actprm@50%,random@50%,full",
@@ -48,6 +50,16 @@ pub struct ExperimentSettings {
     /// Loss weight of wrong steps relative to correct ones.
     #[arg(long, default_value_t = 1.0)]
     pub wrong_weight: f64,
+    /// Warm strategies choose at random over this share of the first pass.
+    #[arg(long, default_value_t = 0.2)]
+    pub warm_start: f64,
+    /// Equal training: each run's labelled set also trains fresh heads for this many steps of
+    /// 64 trajectories (0: off); the default is the embedded model's recipe (5 epochs of the
+    /// full pool).
+    #[arg(long, default_value_t = 360)]
+    pub retrain_steps: u64,
+    #[arg(long, default_value_t = 1e-3)]
+    pub retrain_lr: f64,
 }
 
 /// What an experiment run wrote.
@@ -60,7 +72,9 @@ pub struct ExperimentRun {
     pub seconds: f64,
 }
 
-/// Runs the experiment on `pool` with `dev` sets (the file stem names each) into `output`.
+/// Runs the experiment on `pool` with `dev` sets (the file stem names each) into `output`:
+/// results.json, table.md (the learning curves, and per budget both views), curve.svg and, when
+/// strategies have rates, budget.svg.
 pub fn run_experiment_files(
     pool: &Path,
     dev: &[PathBuf],
@@ -91,6 +105,9 @@ pub fn run_experiment_files(
         eval_every: a.eval_every,
         holdout_every: a.holdout_every,
         export_every: a.export_every,
+        warm_start: a.warm_start,
+        retrain_steps: a.retrain_steps,
+        retrain_lr: a.retrain_lr,
     };
     let started = std::time::Instant::now();
     let report = run_experiment(&pool_rows, &dev_sets, &cfg, progress)?;
@@ -107,6 +124,14 @@ pub fn run_experiment_files(
             None => format!("{s} does not reach the full-data F1 within its labels.\n"),
         };
     }
+    if !report.families().is_empty() {
+        for view in [View::OnePass, View::Retrained] {
+            if view == View::Retrained && a.retrain_steps == 0 {
+                continue;
+            }
+            table += &format!("\n{}", report.budget_table(view));
+        }
+    }
     let results = output.join("results.json");
     let json = serde_json::to_vec_pretty(&report).map_err(PipelineError::json(&results))?;
     crate::sink::write_atomic(&results, &json)?;
@@ -120,6 +145,12 @@ pub fn run_experiment_files(
         &output.join("curve.svg"),
         learning_curve_svg(&report, &title).as_bytes(),
     )?;
+    if !report.families().is_empty() {
+        crate::sink::write_atomic(
+            &output.join("budget.svg"),
+            budget_curve_svg(&report, &title).as_bytes(),
+        )?;
+    }
     Ok(ExperimentRun {
         report,
         table,

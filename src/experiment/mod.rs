@@ -4,11 +4,14 @@
 //! once (`actprm score --features`) and reused by every strategy and seed, so a full comparison
 //! runs in minutes.
 
+pub mod budget;
+pub mod diversity;
 pub mod job;
 pub mod plot;
 pub mod run;
 pub mod strategy;
 
+pub use budget::View;
 pub use job::{run_experiment_files, ExperimentRun, ExperimentSettings};
 pub use run::{run_experiment, Curve, CurvePoint, ExperimentConfig, ExperimentReport};
 pub use strategy::Strategy;

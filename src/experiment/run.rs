@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use super::strategy::Strategy;
+use super::budget::mean_std;
+use super::diversity::trajectory_embedding;
+use super::strategy::{BatchView, Quota, Strategy};
 use crate::eval::model::samples_from_probs;
 use crate::eval::{choose_tau, processbench, Sample};
 use crate::formats::features::FeatureRow;
@@ -34,6 +36,14 @@ pub struct ExperimentConfig {
     /// The scorer's heads are the trainer's as of the last export, every this many optimiser steps,
     /// as in `actprm active` (1: always the trainer's current heads).
     pub export_every: u64,
+    /// Warm strategies choose at random over this share of the first pass.
+    pub warm_start: f64,
+    /// The equal-training view: after its pass, each run's labelled set trains fresh heads (the
+    /// run's seed) for this many steps of `train.batch_size` at `retrain_lr`, so strategies
+    /// are compared by the labels they chose, not by the optimiser steps their rate allowed.
+    /// 0: off.
+    pub retrain_steps: u64,
+    pub retrain_lr: f64,
 }
 
 impl ExperimentConfig {
@@ -46,6 +56,10 @@ impl ExperimentConfig {
         at_least("eval_every", self.eval_every, 1)?;
         at_least("holdout_every", self.holdout_every, 2)?;
         at_least("export_every", self.export_every, 1)?;
+        fraction("warm_start", self.warm_start, false)?;
+        if self.retrain_steps > 0 && !(self.retrain_lr > 0.0 && self.retrain_lr.is_finite()) {
+            return Err(refuse("retrain_lr", "must be a positive number".into()));
+        }
         fraction("delta_pred", self.rule.delta_pred, false)?;
         fraction("delta_std", self.rule.delta_std, false)?;
         if self.seeds.is_empty() || self.strategies.is_empty() {
@@ -72,8 +86,13 @@ pub struct CurvePoint {
 #[derive(Debug, Clone, Serialize)]
 pub struct Curve {
     pub strategy: String,
+    /// The strategy without its rate, and its rate: a point of the family's budget curve.
+    pub family: String,
+    pub rate: Option<f64>,
     pub seed: u64,
     pub points: Vec<CurvePoint>,
+    /// The labelled set of the pass, retrained for `retrain_steps` (the equal-training view).
+    pub retrained: Option<CurvePoint>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +154,29 @@ fn evaluate(
     })
 }
 
+/// Fresh heads (the run's seed) trained on `rows` for `retrain_steps`: the same training for
+/// every labelled set, however many steps the set's pass took.
+fn retrain(
+    rows: &[FeatureRow],
+    dim: usize,
+    seed: u64,
+    cfg: &ExperimentConfig,
+) -> Result<Trainer, TrainError> {
+    let w = HeadsWeights::init(cfg.heads, dim, seed);
+    let steps = cfg.retrain_steps;
+    let train = TrainConfig {
+        seed,
+        lr: cfg.retrain_lr,
+        total_steps: steps,
+        warmup_steps: steps / 10,
+        ..cfg.train
+    };
+    let mut trainer = Trainer::new(&w, &w, train, tch::Device::Cpu)?;
+    let per_epoch = rows.len().div_ceil(train.batch_size.max(1)) as u64;
+    trainer.fit(rows, steps.div_ceil(per_epoch.max(1)), Some(steps), |_| {})?;
+    Ok(trainer)
+}
+
 /// Runs every strategy with every seed. `pool` rows must carry labels (pool mode).
 pub fn run_experiment(
     pool: &[FeatureRow],
@@ -160,6 +202,15 @@ pub fn run_experiment(
         .filter(|(i, r)| i % every != 0 && r.label.is_some())
         .map(|(_, r)| r)
         .collect();
+    let embeddings: Vec<Vec<f32>> = if cfg.strategies.iter().any(Strategy::needs_embeddings) {
+        stream
+            .iter()
+            .map(|r| trajectory_embedding(&r.features, r.steps))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let warm_rows = (cfg.warm_start * stream.len() as f64).round() as usize;
     let mut curves = Vec::new();
     for &seed in &cfg.seeds {
         for strategy in &cfg.strategies {
@@ -173,12 +224,14 @@ pub fn run_experiment(
                 order.swap(i, j);
             }
             let mut labelled: HashSet<usize> = HashSet::new();
+            let mut labelled_rows: Vec<FeatureRow> = Vec::new();
             let mut next_eval = cfg.eval_every.max(1);
             let mut seen = 0;
             let mut points = vec![evaluate(&trainer, &holdout, dev, 0, 0)?];
             // the heads the stream is scored with: the last export, as the streaming loop does
             let mut scorer = snapshot(&trainer)?;
             let mut labeller = PoolLabeller::default();
+            let mut quota = Quota::new(strategy.rate().unwrap_or(1.0));
             for _ in 0..cfg.passes.max(1) {
                 for chunk in order.chunks(cfg.stream_batch.max(1)) {
                     let rows: Vec<FeatureRow> = chunk.iter().map(|&i| stream[i].clone()).collect();
@@ -195,8 +248,19 @@ pub fn run_experiment(
                             decide(&mean, &std, cfg.rule)
                         })
                         .collect();
+                    let batch_embeddings: Vec<Vec<f32>> = if strategy.needs_embeddings() {
+                        chunk.iter().map(|&i| embeddings[i].clone()).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let view = BatchView {
+                        decisions: &decisions,
+                        embeddings: &batch_embeddings,
+                        warm_start: seen < warm_rows,
+                        quota: quota.next(rows.len()),
+                    };
                     let mut chosen = vec![false; rows.len()];
-                    for c in strategy.choose(&decisions, &mut rng) {
+                    for c in strategy.choose(&view, &mut rng) {
                         chosen[c] = true;
                     }
                     seen += rows.len();
@@ -215,8 +279,11 @@ pub fn run_experiment(
                         },
                     )?;
                     for (i, label) in batch.labels.iter().enumerate() {
-                        if label.is_some() {
-                            labelled.insert(chunk[i]);
+                        if label.is_some() && labelled.insert(chunk[i]) {
+                            labelled_rows.push(FeatureRow {
+                                label: *label,
+                                ..rows[i].clone()
+                            });
                         }
                     }
                     if trainer.step() > step_before
@@ -236,10 +303,19 @@ pub fn run_experiment(
             {
                 points.push(evaluate(&trainer, &holdout, dev, labelled.len(), seen)?);
             }
+            let retrained = if cfg.retrain_steps > 0 && !labelled_rows.is_empty() {
+                let heads = retrain(&labelled_rows, dim, seed, cfg)?;
+                Some(evaluate(&heads, &holdout, dev, labelled.len(), seen)?)
+            } else {
+                None
+            };
             let curve = Curve {
                 strategy: strategy.to_string(),
+                family: strategy.family().to_string(),
+                rate: strategy.rate(),
                 seed,
                 points,
+                retrained,
             };
             progress(&curve);
             curves.push(curve);
@@ -363,17 +439,4 @@ impl ExperimentReport {
         }
         out + "\n"
     }
-}
-
-fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
-    if values.is_empty() {
-        return None;
-    }
-    let m = values.iter().sum::<f64>() / values.len() as f64;
-    let var = if values.len() > 1 {
-        values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (values.len() - 1) as f64
-    } else {
-        0.0
-    };
-    Some((m, var.sqrt()))
 }

@@ -2,16 +2,26 @@
 
 use std::fmt;
 
+use super::budget::percent;
+use super::diversity::diverse_picks;
 use crate::model::init::NormalRng;
-use crate::select::Decision;
+use crate::select::{top_uncertain, Decision};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
     /// ActPRM's threshold rule: label every uncertain trajectory.
     ActPrm,
-    /// ActPRM ranked: label the `rate` most uncertain fraction of each batch.
-    ActPrmRate(f64),
-    /// Label a random `rate` fraction of each batch (the baseline at equal budget).
+    /// Label the most uncertain `rate` of the stream, batch by batch (`actprm@RATE`). `warm`
+    /// (`warm@RATE`): the first part of the stream is chosen at random, so the heads have learned
+    /// something before their disagreement decides (cold heads sit at p = 0.5 and their
+    /// uncertainty is uniform). `diverse` (`diverse@RATE`): the picks of a batch are spread over
+    /// feature clusters of its most uncertain rows instead of being its top outliers.
+    Uncertain {
+        rate: f64,
+        warm: bool,
+        diverse: bool,
+    },
+    /// Label a random `rate` of the stream (the baseline at equal budget).
     Random(f64),
     /// Label everything.
     Full,
@@ -19,11 +29,9 @@ pub enum Strategy {
 
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Strategy::ActPrm => write!(f, "actprm"),
-            Strategy::ActPrmRate(r) => write!(f, "actprm@{:.0}%", r * 100.0),
-            Strategy::Random(r) => write!(f, "random@{:.0}%", r * 100.0),
-            Strategy::Full => write!(f, "full"),
+        match self.rate() {
+            Some(r) => write!(f, "{}@{}%", self.family(), percent(r)),
+            None => write!(f, "{}", self.family()),
         }
     }
 }
@@ -43,45 +51,128 @@ impl std::str::FromStr for Strategy {
                 Err(format!("rate in {s:?} is outside 0..1"))
             }
         };
+        let uncertain = |r: &str, warm: bool, diverse: bool| -> Result<Self, String> {
+            Ok(Strategy::Uncertain {
+                rate: rate(r)?,
+                warm,
+                diverse,
+            })
+        };
         match s.split_once('@') {
             None if s == "actprm" => Ok(Strategy::ActPrm),
             None if s == "full" => Ok(Strategy::Full),
-            Some(("actprm", r)) => Ok(Strategy::ActPrmRate(rate(r)?)),
+            Some(("actprm", r)) => uncertain(r, false, false),
+            Some(("warm", r)) => uncertain(r, true, false),
+            Some(("diverse", r)) => uncertain(r, false, true),
+            Some(("warm-diverse", r)) => uncertain(r, true, true),
             Some(("random", r)) => Ok(Strategy::Random(rate(r)?)),
             _ => Err(format!(
-                "unknown strategy {s:?}: expected actprm, actprm@RATE, random@RATE or full"
+                "unknown strategy {s:?}: expected actprm, full, or actprm, warm, diverse, \
+                 warm-diverse or random with @RATE"
             )),
         }
     }
 }
 
+/// A batch as a strategy sees it.
+pub struct BatchView<'a> {
+    pub decisions: &'a [Decision],
+    /// One embedding per row (the mean of its step features); only diverse strategies read it.
+    pub embeddings: &'a [Vec<f32>],
+    /// Still in the warm start: warm strategies choose at random.
+    pub warm_start: bool,
+    /// How many rows the budget allows from this batch (rate strategies).
+    pub quota: usize,
+}
+
 impl Strategy {
-    /// Indices of the batch to label.
-    pub fn choose(&self, decisions: &[Decision], rng: &mut NormalRng) -> Vec<usize> {
-        let n = decisions.len();
-        let take = |rate: f64| ((n as f64 * rate).round() as usize).min(n);
-        match *self {
-            Strategy::Full => (0..n).collect(),
-            Strategy::ActPrm => (0..n).filter(|&i| decisions[i].selected).collect(),
-            Strategy::ActPrmRate(rate) => {
-                let uncertainty: Vec<f32> = decisions.iter().map(|d| d.uncertainty).collect();
-                crate::select::most_uncertain(&uncertainty, rate)
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, &chosen)| chosen.then_some(i))
-                    .collect()
-            }
-            Strategy::Random(rate) => {
-                let mut order: Vec<usize> = (0..n).collect();
-                for i in (1..n).rev() {
-                    let j = ((rng.next_unit() * (i + 1) as f64) as usize).min(i);
-                    order.swap(i, j);
-                }
-                let mut chosen = order[..take(rate)].to_vec();
-                chosen.sort();
-                chosen
-            }
+    /// The strategy without its rate: the name of its budget curve.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Strategy::ActPrm => "actprm-threshold",
+            Strategy::Full => "full",
+            Strategy::Random(_) => "random",
+            Strategy::Uncertain { warm, diverse, .. } => match (warm, diverse) {
+                (false, false) => "actprm",
+                (true, false) => "warm",
+                (false, true) => "diverse",
+                (true, true) => "warm-diverse",
+            },
         }
+    }
+
+    /// The share of the stream it labels, for strategies with a budget.
+    pub fn rate(&self) -> Option<f64> {
+        match *self {
+            Strategy::Uncertain { rate, .. } | Strategy::Random(rate) => Some(rate),
+            Strategy::ActPrm | Strategy::Full => None,
+        }
+    }
+
+    pub fn needs_embeddings(&self) -> bool {
+        matches!(self, Strategy::Uncertain { diverse: true, .. })
+    }
+
+    /// Indices of the batch to label, ascending.
+    pub fn choose(&self, batch: &BatchView, rng: &mut NormalRng) -> Vec<usize> {
+        let n = batch.decisions.len();
+        let quota = batch.quota.min(n);
+        let mut chosen = match *self {
+            Strategy::Full => (0..n).collect(),
+            Strategy::ActPrm => (0..n).filter(|&i| batch.decisions[i].selected).collect(),
+            Strategy::Random(_) => random_picks(n, quota, rng),
+            Strategy::Uncertain { warm: true, .. } if batch.warm_start => {
+                random_picks(n, quota, rng)
+            }
+            Strategy::Uncertain { diverse, .. } => {
+                let uncertainty: Vec<f32> = batch.decisions.iter().map(|d| d.uncertainty).collect();
+                if diverse {
+                    diverse_picks(&uncertainty, batch.embeddings, quota, rng)
+                } else {
+                    top_uncertain(&uncertainty, quota)
+                }
+            }
+        };
+        chosen.sort_unstable();
+        chosen
+    }
+}
+
+fn random_picks(n: usize, k: usize, rng: &mut NormalRng) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = ((rng.next_unit() * (i + 1) as f64) as usize).min(i);
+        order.swap(i, j);
+    }
+    order.truncate(k);
+    order
+}
+
+/// A budget of `rate` of the stream, spent batch by batch: after `offered` rows, `round(rate *
+/// offered)` have been granted, so small rates are not rounded away in every small batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    rate: f64,
+    offered: usize,
+    granted: usize,
+}
+
+impl Quota {
+    pub fn new(rate: f64) -> Self {
+        Self {
+            rate,
+            offered: 0,
+            granted: 0,
+        }
+    }
+
+    /// Rows the budget grants from the next batch of `n`.
+    pub fn next(&mut self, n: usize) -> usize {
+        self.offered += n;
+        let due = ((self.offered as f64 * self.rate).round() as usize).min(self.offered);
+        let k = due.saturating_sub(self.granted).min(n);
+        self.granted += k;
+        k
     }
 }
 
@@ -104,26 +195,65 @@ mod tests {
         }
     }
 
+    fn view(ds: &[Decision], quota: usize, warm_start: bool) -> BatchView<'_> {
+        BatchView {
+            decisions: ds,
+            embeddings: &[],
+            warm_start,
+            quota,
+        }
+    }
+
     #[test]
     fn strategies_pick_what_they_promise() {
         let ds = [d(0.5, false), d(3.0, true), d(1.5, true), d(0.9, false)];
         let mut rng = NormalRng::new(1);
-        assert_eq!(Strategy::ActPrm.choose(&ds, &mut rng), vec![1, 2]);
-        assert_eq!(Strategy::ActPrmRate(0.25).choose(&ds, &mut rng), vec![1]);
         assert_eq!(
-            Strategy::ActPrmRate(0.75).choose(&ds, &mut rng),
-            vec![1, 2, 3]
+            Strategy::ActPrm.choose(&view(&ds, 0, false), &mut rng),
+            vec![1, 2]
         );
-        assert_eq!(Strategy::Full.choose(&ds, &mut rng).len(), 4);
-        assert_eq!(Strategy::Random(0.5).choose(&ds, &mut rng).len(), 2);
+        let ranked: Strategy = "actprm@25%".parse().unwrap();
+        assert_eq!(ranked.choose(&view(&ds, 1, false), &mut rng), vec![1]);
+        assert_eq!(ranked.choose(&view(&ds, 3, false), &mut rng), vec![1, 2, 3]);
+        assert_eq!(
+            Strategy::Full.choose(&view(&ds, 0, false), &mut rng).len(),
+            4
+        );
+        assert_eq!(
+            Strategy::Random(0.5)
+                .choose(&view(&ds, 2, false), &mut rng)
+                .len(),
+            2
+        );
+        // a warm strategy is random during the warm start, ranked after it
+        let warm: Strategy = "warm@25%".parse().unwrap();
+        assert_eq!(warm.choose(&view(&ds, 1, false), &mut rng), vec![1]);
+        let draws: std::collections::HashSet<Vec<usize>> = (0..40)
+            .map(|_| warm.choose(&view(&ds, 1, true), &mut rng))
+            .collect();
+        assert!(draws.len() > 1, "{draws:?}");
         assert_eq!(
             "random@50%".parse::<Strategy>().unwrap(),
             Strategy::Random(0.5)
         );
         assert_eq!(
-            "actprm@0.3".parse::<Strategy>().unwrap(),
-            Strategy::ActPrmRate(0.3)
+            "diverse@2.5%".parse::<Strategy>().unwrap().to_string(),
+            "diverse@2.5%"
+        );
+        assert_eq!(
+            "warm-diverse@0.05".parse::<Strategy>().unwrap().to_string(),
+            "warm-diverse@5%"
         );
         assert!("greedy".parse::<Strategy>().is_err());
+        assert!("warm@120%".parse::<Strategy>().is_err());
+    }
+
+    #[test]
+    fn a_small_rate_is_spent_over_the_stream_not_rounded_away_per_batch() {
+        let mut q = Quota::new(0.02);
+        let granted: usize = (0..70).map(|_| q.next(64)).sum();
+        assert_eq!(granted, (70.0 * 64.0 * 0.02f64).round() as usize);
+        let mut q = Quota::new(1.0);
+        assert_eq!((q.next(5), q.next(3)), (5, 3));
     }
 }
