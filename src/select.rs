@@ -46,8 +46,9 @@ pub enum Keep {
 )]
 #[serde(default)]
 pub struct KeepRate {
-    /// Keep (label, in the active loop) this fraction of each batch, most uncertain first,
-    /// instead of ActPRM's threshold rule.
+    /// Keep (label, in the active loop) this fraction of the rows, the most uncertain of each
+    /// batch, instead of ActPRM's threshold rule. The fraction holds over the run (over each
+    /// unit in `filter`), so small rates are not rounded away in small batches.
     #[arg(long)]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub keep_rate: Option<f64>,
@@ -84,15 +85,35 @@ impl Decision {
     }
 }
 
-/// The `round(n * rate)` most uncertain rows (ties go to the earlier row), as a mask: the
-/// keep-rate rule `filter` and the active loop apply to a scored batch.
-pub fn most_uncertain(uncertainty: &[f32], rate: f64) -> Vec<bool> {
-    let n = uncertainty.len();
-    let mut mask = vec![false; n];
-    for i in top_uncertain(uncertainty, (n as f64 * rate).round() as usize) {
-        mask[i] = true;
+/// A keep rate spent over a stream instead of rounded in every batch: after `offered` rows,
+/// `round(rate * offered)` have been granted. Rounded per batch, a rate of 0.5 % keeps nothing of
+/// batches of 64 rows, and 2 % keeps 1.6 %. `filter` spends one per unit, the active loop one per
+/// run (kept in its state, so a resumed run grants what an uninterrupted one would).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RateQuota {
+    pub offered: u64,
+    pub granted: u64,
+}
+
+impl RateQuota {
+    /// Rows the rate grants from the next batch of `n`.
+    pub fn grant(&mut self, rate: f64, n: usize) -> usize {
+        self.offered += n as u64;
+        let due = ((self.offered as f64 * rate).round() as u64).min(self.offered);
+        let k = due.saturating_sub(self.granted).min(n as u64);
+        self.granted += k;
+        k as usize
     }
-    mask
+
+    /// The batch's most uncertain rows the rate grants, as a mask (the keep-rate rule of
+    /// `filter` and the active loop).
+    pub fn most_uncertain(&mut self, rate: f64, uncertainty: &[f32]) -> Vec<bool> {
+        let mut mask = vec![false; uncertainty.len()];
+        for i in top_uncertain(uncertainty, self.grant(rate, uncertainty.len())) {
+            mask[i] = true;
+        }
+        mask
+    }
 }
 
 /// Indices of the `k` most uncertain rows, most uncertain first (ties go to the earlier row).
@@ -155,6 +176,24 @@ pub fn decide(mean: &[f32], std: &[f32], rule: SelectionRule) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_rate_is_spent_over_the_stream_not_rounded_away_per_batch() {
+        let mut q = RateQuota::default();
+        let granted: usize = (0..70).map(|_| q.grant(0.02, 64)).sum();
+        assert_eq!(granted, (70.0 * 64.0 * 0.02f64).round() as usize);
+        // per batch, 0.5 % of 64 rounds to 0; over the stream it keeps 0.5 %
+        let mut q = RateQuota::default();
+        let granted: usize = (0..100).map(|_| q.grant(0.005, 64)).sum();
+        assert_eq!(granted, 32);
+        let mut q = RateQuota::default();
+        assert_eq!((q.grant(1.0, 5), q.grant(1.0, 3)), (5, 3));
+        let mut q = RateQuota::default();
+        assert_eq!(
+            q.most_uncertain(0.5, &[0.1, 0.9, 0.5, 0.7]),
+            [false, true, false, true]
+        );
+    }
 
     #[test]
     fn stats_use_the_unbiased_std() {

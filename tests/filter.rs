@@ -127,3 +127,24 @@ fn shards_split_the_work_and_verify_proves_completeness() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing: "), "{}", stderr(&o));
 }
+
+/// A keep rate holds over each unit: 1 % of batches of 25 rows rounds to nothing per batch, but
+/// keeps round(0.01 * 250) = 3 rows of every 250-row unit.
+#[test]
+fn a_small_keep_rate_is_not_rounded_away_in_small_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path()).display().to_string();
+    let corpus = corpus(dir.path(), 500, 1, 250).display().to_string();
+    let out = dir.path().join("kept-1pc");
+    let mut args = filter_args(&model, &corpus, out.to_str().unwrap());
+    let rate = args.iter().position(|a| *a == "--keep-rate").unwrap() + 1;
+    args[rate] = "0.01";
+    let batch = args.iter().position(|a| *a == "--batch-rows").unwrap() + 1;
+    args[batch] = "25";
+    let o = actprm(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["units"], 2, "{summary}");
+    assert_eq!(summary["rows_kept"], 6, "{summary}");
+    assert_eq!(kept_ids(&out).len(), 6);
+}

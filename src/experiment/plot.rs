@@ -132,7 +132,8 @@ pub fn budget_curve_svg(report: &ExperimentReport, title: &str) -> String {
         })
         .fold(0.05, f64::max)
         * 1.1;
-    let (lo, hi) = ((min_rate * 100.0).log10(), 2.0);
+    // a margin either side so the end points sit off the axes
+    let (lo, hi) = ((min_rate * 100.0).log10() - 0.15, 2.1);
     let span = (hi - lo).max(1e-6);
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
@@ -179,9 +180,9 @@ pub fn budget_curve_svg(report: &ExperimentReport, title: &str) -> String {
             let target = 0.95 * full.mean;
             svg += &format!(
                 "<line x1=\"{x0}\" y1=\"{t}\" x2=\"{}\" y2=\"{t}\" stroke=\"black\" stroke-dasharray=\"5,4\"/>\n\
-                 <text x=\"{}\" y=\"{}\" text-anchor=\"end\">95 % of full</text>\n",
+                 <text x=\"{}\" y=\"{}\">95 % of full</text>\n",
                 x0 + panel_w,
-                x0 + panel_w - 4.0,
+                x0 + 6.0,
                 y(target) - 5.0,
                 t = y(target)
             );

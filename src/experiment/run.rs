@@ -7,14 +7,14 @@ use serde::Serialize;
 
 use super::budget::mean_std;
 use super::diversity::trajectory_embedding;
-use super::strategy::{BatchView, Quota, Strategy};
+use super::strategy::{BatchView, Strategy};
 use crate::eval::model::samples_from_probs;
 use crate::eval::{choose_tau, processbench, Sample};
 use crate::formats::features::FeatureRow;
 use crate::label::{LabelRequest, PoolLabeller};
 use crate::model::init::NormalRng;
 use crate::model::HeadsWeights;
-use crate::select::{decide, step_stats, SelectionRule};
+use crate::select::{decide, step_stats, RateQuota, SelectionRule};
 use crate::train::algorithm::label_and_train;
 use crate::train::{TrainConfig, TrainError, Trainer};
 
@@ -231,7 +231,7 @@ pub fn run_experiment(
             // the heads the stream is scored with: the last export, as the streaming loop does
             let mut scorer = snapshot(&trainer)?;
             let mut labeller = PoolLabeller::default();
-            let mut quota = Quota::new(strategy.rate().unwrap_or(1.0));
+            let mut quota = RateQuota::default();
             for _ in 0..cfg.passes.max(1) {
                 for chunk in order.chunks(cfg.stream_batch.max(1)) {
                     let rows: Vec<FeatureRow> = chunk.iter().map(|&i| stream[i].clone()).collect();
@@ -257,7 +257,7 @@ pub fn run_experiment(
                         decisions: &decisions,
                         embeddings: &batch_embeddings,
                         warm_start: seen < warm_rows,
-                        quota: quota.next(rows.len()),
+                        quota: quota.grant(strategy.rate().unwrap_or(1.0), rows.len()),
                     };
                     let mut chosen = vec![false; rows.len()];
                     for c in strategy.choose(&view, &mut rng) {

@@ -148,34 +148,6 @@ fn random_picks(n: usize, k: usize, rng: &mut NormalRng) -> Vec<usize> {
     order
 }
 
-/// A budget of `rate` of the stream, spent batch by batch: after `offered` rows, `round(rate *
-/// offered)` have been granted, so small rates are not rounded away in every small batch.
-#[derive(Debug, Clone, Copy)]
-pub struct Quota {
-    rate: f64,
-    offered: usize,
-    granted: usize,
-}
-
-impl Quota {
-    pub fn new(rate: f64) -> Self {
-        Self {
-            rate,
-            offered: 0,
-            granted: 0,
-        }
-    }
-
-    /// Rows the budget grants from the next batch of `n`.
-    pub fn next(&mut self, n: usize) -> usize {
-        self.offered += n;
-        let due = ((self.offered as f64 * self.rate).round() as usize).min(self.offered);
-        let k = due.saturating_sub(self.granted).min(n);
-        self.granted += k;
-        k
-    }
-}
-
 impl serde::Serialize for Strategy {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_string())
@@ -246,14 +218,5 @@ mod tests {
         );
         assert!("greedy".parse::<Strategy>().is_err());
         assert!("warm@120%".parse::<Strategy>().is_err());
-    }
-
-    #[test]
-    fn a_small_rate_is_spent_over_the_stream_not_rounded_away_per_batch() {
-        let mut q = Quota::new(0.02);
-        let granted: usize = (0..70).map(|_| q.next(64)).sum();
-        assert_eq!(granted, (70.0 * 64.0 * 0.02f64).round() as usize);
-        let mut q = Quota::new(1.0);
-        assert_eq!((q.next(5), q.next(3)), (5, 3));
     }
 }

@@ -38,7 +38,7 @@ use crate::label::{
 use crate::model::manifest::model_version;
 use crate::model::{HeadsWeights, LoadedModel};
 use crate::score::RowScore;
-use crate::select::Keep;
+use crate::select::{Keep, RateQuota};
 use crate::sink::rejects::RejectedRow;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::columns::{extract, Trajectory};
@@ -53,6 +53,9 @@ pub struct LoopState {
     /// Pool rows done: scored, rejected and unreadable, in input order.
     pub rows_done: u64,
     pub labels_used: u64,
+    /// `--keep-rate`, spent over the run so far.
+    #[serde(default)]
+    pub keep_quota: RateQuota,
     /// The trainer's optimiser step in `checkpoint` (checked on resume).
     pub steps: u64,
     /// Parts 0..decision_parts of decisions/, scored/ and rejects/ are committed.
@@ -291,7 +294,7 @@ impl LoopCtx {
             Keep::Rate(rate) => {
                 let uncertainty: Vec<f32> =
                     view.scores.iter().map(|s| s.decision.uncertainty).collect();
-                crate::select::most_uncertain(&uncertainty, rate)
+                self.state.keep_quota.most_uncertain(rate, &uncertainty)
             }
         };
         let budget_left = job

@@ -31,6 +31,7 @@ use parquet::file::properties::WriterProperties;
 use super::score::{run_scoring, ScoreHooks, ScoredSink};
 use super::PipelineError;
 use crate::score::RowScore;
+use crate::select::RateQuota;
 use crate::sink::atomic::{self, write_atomic_tagged};
 use crate::sink::rejects::RejectedRow;
 use crate::source::discover::discover_named;
@@ -114,6 +115,8 @@ struct FilterSink {
     skipped: UnitOutput,
     rejects: UnitOutput,
     stats: UnitStats,
+    /// The keep rate spent over the current unit (a redone unit starts it afresh).
+    quota: RateQuota,
     committed: u64,
 }
 
@@ -142,6 +145,7 @@ impl FilterSink {
                 outputs.insert(name.clone(), rows);
             }
         }
+        self.quota = RateQuota::default();
         let mut stats = std::mem::take(&mut self.stats);
         stats.unit = unit.clone();
         stats.file = file.display().to_string();
@@ -158,12 +162,12 @@ impl FilterSink {
         Ok(())
     }
 
-    fn keep_mask(&self, scores: &[RowScore]) -> Vec<bool> {
+    fn keep_mask(&mut self, scores: &[RowScore]) -> Vec<bool> {
         match self.keep {
             Keep::Rule => scores.iter().map(|s| s.decision.selected).collect(),
             Keep::Rate(rate) => {
                 let uncertainty: Vec<f32> = scores.iter().map(|s| s.decision.uncertainty).collect();
-                crate::select::most_uncertain(&uncertainty, rate)
+                self.quota.most_uncertain(rate, &uncertainty)
             }
         }
     }
@@ -508,6 +512,7 @@ fn score_units(
         tag: tag.to_string(),
         sources: sources.into_iter().map(|s| (s.path.clone(), s)).collect(),
         stats: UnitStats::default(),
+        quota: RateQuota::default(),
         committed: 0,
     };
     run_scoring(&job.score, planned, ScoreHooks::default(), Box::new(sink)).map(Some)
