@@ -10,6 +10,7 @@ pub mod limits;
 pub mod model;
 pub mod pipeline;
 pub mod report;
+pub mod rng;
 pub mod runtime;
 pub mod score;
 pub mod select;

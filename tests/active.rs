@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use actprm::pipeline::active::{run_active, ActiveJob};
 use actprm::pipeline::ScoreJob;
-use actprm::select::Keep;
+use actprm::select::{Keep, RatePicks};
 use actprm::train::TrainConfig;
 use arrow::array::AsArray;
 use arrow::datatypes::UInt64Type;
@@ -28,6 +28,7 @@ fn job(input: &std::path::Path, out: &std::path::Path) -> ActiveJob {
             ..TrainConfig::default()
         },
         selection: Keep::Rate(0.5),
+        picks: RatePicks::Diverse,
         label_budget: Some(10),
         export_every: 1,
         dev: vec![],
@@ -125,4 +126,65 @@ fn a_small_pool_runs_end_to_end_and_resumes_exactly() {
     let a = actprm::model::LoadedModel::from_dir(&straight.join("model")).unwrap();
     let b = actprm::model::LoadedModel::from_dir(&split.join("model")).unwrap();
     assert_eq!(a.version(), b.version(), "same final heads");
+}
+
+/// source_row -> (selected, uncertainty)
+fn selections(out: &std::path::Path) -> BTreeMap<u64, (bool, f32)> {
+    let mut map = BTreeMap::new();
+    for b in read_parquet_dir(&out.join("decisions"), "decisions-") {
+        let rows = b
+            .column_by_name("source_row")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let selected = b.column_by_name("selected").unwrap().as_boolean();
+        let uncertainty = b
+            .column_by_name("uncertainty")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float32Type>();
+        for i in 0..b.num_rows() {
+            map.insert(rows.value(i), (selected.value(i), uncertainty.value(i)));
+        }
+    }
+    map
+}
+
+/// `--picks most-uncertain` takes the top of each batch; `diverse` (the default) takes as many,
+/// not always the top.
+#[test]
+fn a_keep_rate_picks_the_most_uncertain_or_spreads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = prm800k_parquet(dir.path());
+    for picks in [RatePicks::MostUncertain, RatePicks::Diverse] {
+        let out = dir.path().join(format!("{picks:?}"));
+        let mut j = job(&input, &out);
+        j.picks = picks;
+        j.selection = Keep::Rate(1.0 / 3.0);
+        j.label_budget = None;
+        let summary = run_active(&j).unwrap();
+        assert_eq!(summary.rows_selected, 8, "a third of 24 rows");
+        let rows = selections(&out);
+        assert_eq!(rows.len(), 24);
+        // batches of 6 rows in source order
+        let batches: Vec<Vec<(bool, f32)>> = rows
+            .values()
+            .copied()
+            .collect::<Vec<_>>()
+            .chunks(6)
+            .map(<[_]>::to_vec)
+            .collect();
+        let top_of_each = batches.iter().all(|b| {
+            let lowest_picked = b
+                .iter()
+                .filter(|r| r.0)
+                .map(|r| r.1)
+                .fold(f32::MAX, f32::min);
+            b.iter().filter(|r| !r.0).all(|r| r.1 <= lowest_picked)
+        });
+        // diverse picks from the whole batch here (6 rows < 10 candidates per pick)
+        assert_eq!(
+            top_of_each,
+            picks == RatePicks::MostUncertain,
+            "{picks:?}: {batches:?}"
+        );
+    }
 }

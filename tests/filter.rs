@@ -44,7 +44,7 @@ fn killed_runs_resume_to_exactly_the_uninterrupted_rows() {
     // kill -9 at varying moments until a run gets to the end
     let crashed = dir.path().join("crashed");
     let mut kills = 0;
-    let mut rng = actprm::model::init::NormalRng::new(42);
+    let mut rng = actprm::rng::NormalRng::new(42);
     loop {
         let mut child = Command::new(env!("CARGO_BIN_EXE_actprm"))
             .args(filter_args(&model, &corpus, crashed.to_str().unwrap()))

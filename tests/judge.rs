@@ -792,6 +792,7 @@ fn the_active_loop_trains_on_judge_labels_when_the_pool_has_none() {
             ..TrainConfig::default()
         },
         selection: Keep::Rate(0.5),
+        picks: Default::default(),
         label_budget: None,
         export_every: 1,
         dev: vec![],

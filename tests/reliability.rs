@@ -592,7 +592,7 @@ fn item_09_active_loop_resumes_exactly_after_crashes_at_its_commit_and_kill_9() 
 
     // kill -9 at random moments
     let killed = dir.path().join("killed");
-    let mut rng = actprm::model::init::NormalRng::new(9);
+    let mut rng = actprm::rng::NormalRng::new(9);
     let mut kills = 0;
     loop {
         let mut args = active_args(pool, s(&killed), model);

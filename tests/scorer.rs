@@ -460,7 +460,7 @@ fn heads_graph_under_onnx_runtime_matches_the_reference_forward() {
     let bytes = weights.to_onnx(&[]);
     let mut runner =
         actprm::model::HeadsRunner::open(&bytes, "t".into(), &Default::default()).unwrap();
-    let mut rng = actprm::model::init::NormalRng::new(3);
+    let mut rng = actprm::rng::NormalRng::new(3);
     let features: Vec<f32> = (0..5 * 384).map(|_| rng.next_normal() as f32).collect();
     let probs = runner.probabilities(&features).unwrap();
     for (i, x) in features.chunks(384).enumerate() {

@@ -5,7 +5,6 @@
 //! runs in minutes.
 
 pub mod budget;
-pub mod diversity;
 pub mod job;
 pub mod plot;
 pub mod run;

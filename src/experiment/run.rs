@@ -6,15 +6,14 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use super::budget::mean_std;
-use super::diversity::trajectory_embedding;
 use super::strategy::{BatchView, Strategy};
 use crate::eval::model::samples_from_probs;
 use crate::eval::{choose_tau, processbench, Sample};
 use crate::formats::features::FeatureRow;
 use crate::label::{LabelRequest, PoolLabeller};
-use crate::model::init::NormalRng;
 use crate::model::HeadsWeights;
-use crate::select::{decide, step_stats, RateQuota, SelectionRule};
+use crate::rng::NormalRng;
+use crate::select::{decide, step_stats, trajectory_embedding, RateQuota, SelectionRule};
 use crate::train::algorithm::label_and_train;
 use crate::train::{TrainConfig, TrainError, Trainer};
 

@@ -3,9 +3,8 @@
 use std::fmt;
 
 use super::budget::percent;
-use super::diversity::diverse_picks;
-use crate::model::init::NormalRng;
-use crate::select::{top_uncertain, Decision};
+use crate::rng::NormalRng;
+use crate::select::{Decision, RatePicks};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
@@ -126,11 +125,12 @@ impl Strategy {
             }
             Strategy::Uncertain { diverse, .. } => {
                 let uncertainty: Vec<f32> = batch.decisions.iter().map(|d| d.uncertainty).collect();
-                if diverse {
-                    diverse_picks(&uncertainty, batch.embeddings, quota, rng)
+                let picks = if diverse {
+                    RatePicks::Diverse
                 } else {
-                    top_uncertain(&uncertainty, quota)
-                }
+                    RatePicks::MostUncertain
+                };
+                picks.pick(&uncertainty, batch.embeddings, quota, rng)
             }
         };
         chosen.sort_unstable();

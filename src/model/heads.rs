@@ -51,7 +51,7 @@ impl HeadsWeights {
     /// ActPRM's init: every weight of every head an independent draw from
     /// `N(0, (1 / (2 sqrt(fan_in)))^2)`, biases zero. Deterministic for a seed on every platform.
     pub fn init(heads: usize, dim: usize, seed: u64) -> Self {
-        let mut rng = super::init::NormalRng::new(seed);
+        let mut rng = crate::rng::NormalRng::new(seed);
         let mut draw = |count: usize, fan_in: usize| {
             let std = 1.0 / (2.0 * (fan_in as f64).sqrt());
             (0..count)

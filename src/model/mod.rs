@@ -7,7 +7,6 @@ pub mod ensemble;
 pub mod execution;
 pub mod heads;
 pub mod import;
-pub mod init;
 pub mod manifest;
 pub mod onnx_proto;
 pub mod options;

@@ -8,7 +8,7 @@ use super::onnx_proto::*;
 
 /// The ONNX bytes of a tiny backbone: `input_ids, attention_mask -> last_hidden_state [B, S, dim]`.
 pub fn tiny_backbone(vocab: usize, dim: usize, seed: u64) -> Vec<u8> {
-    let mut rng = super::init::NormalRng::new(seed);
+    let mut rng = crate::rng::NormalRng::new(seed);
     let emb: Vec<u8> = (0..vocab * dim)
         .flat_map(|_| (rng.next_normal() as f32).to_le_bytes())
         .collect();

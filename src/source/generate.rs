@@ -11,7 +11,7 @@ use parquet::arrow::ArrowWriter;
 
 use super::jsonl::LabelledTrajectory;
 use super::SourceError;
-use crate::model::init::NormalRng;
+use crate::rng::NormalRng;
 
 pub struct GenerateSpec {
     pub rows: u64,

@@ -13,8 +13,8 @@ use super::loss::ensemble_loss;
 use super::optim::AdamW;
 use super::TrainError;
 use crate::formats::features::FeatureRow;
-use crate::model::init::NormalRng;
 use crate::model::{HeadsWeights, LoadedModel};
+use crate::rng::NormalRng;
 
 pub struct Trainer {
     pub heads: TchHeads,

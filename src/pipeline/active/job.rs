@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::LoopState;
 use crate::pipeline::score::ScoreJob;
 use crate::pipeline::PipelineError;
-use crate::select::Keep;
+use crate::select::{Keep, RatePicks};
 use crate::train::TrainConfig;
 
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct ActiveJob {
     pub cold_start: Option<(usize, u64)>,
     pub train: TrainConfig,
     pub selection: Keep,
+    /// Which rows a keep rate takes from a batch.
+    pub picks: RatePicks,
     /// Stop asking for labels after this many (rows keep flowing, recorded as over budget).
     pub label_budget: Option<u64>,
     /// Export, refresh the scorer and checkpoint every this many optimiser steps.
@@ -48,6 +50,10 @@ pub struct ActiveSettings {
     pub cold_start: Option<usize>,
     #[arg(long, default_value_t = ActiveSettings::default().seed)]
     pub seed: u64,
+    /// With --keep-rate: diverse (uncertain rows spread over feature clusters) or
+    /// most-uncertain (the paper's ranking).
+    #[arg(long, value_enum, default_value_t = ActiveSettings::default().picks)]
+    pub picks: RatePicks,
     #[arg(long, default_value_t = ActiveSettings::default().lr)]
     pub lr: f64,
     /// Anchor weight lambda.
@@ -76,6 +82,7 @@ impl Default for ActiveSettings {
         Self {
             cold_start: None,
             seed: 0,
+            picks: RatePicks::default(),
             lr: 2e-3,
             lambda: 0.5,
             warmup: 10,
@@ -110,6 +117,7 @@ impl ActiveJob {
                 ..TrainConfig::default()
             },
             selection: keep,
+            picks: settings.picks,
             label_budget: budget.label_budget,
             export_every: settings.export_every,
             dev: settings.dev.clone(),

@@ -37,8 +37,9 @@ use crate::label::{
 };
 use crate::model::manifest::model_version;
 use crate::model::{HeadsWeights, LoadedModel};
+use crate::rng::NormalRng;
 use crate::score::RowScore;
-use crate::select::{Keep, RateQuota};
+use crate::select::{trajectory_embedding, Keep, RatePicks, RateQuota};
 use crate::sink::rejects::RejectedRow;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::columns::{extract, Trajectory};
@@ -294,7 +295,22 @@ impl LoopCtx {
             Keep::Rate(rate) => {
                 let uncertainty: Vec<f32> =
                     view.scores.iter().map(|s| s.decision.uncertainty).collect();
-                self.state.keep_quota.most_uncertain(rate, &uncertainty)
+                let embeddings: Vec<Vec<f32>> = match job.picks {
+                    RatePicks::Diverse => view
+                        .features
+                        .iter()
+                        .map(|f| trajectory_embedding(&f.features, f.steps))
+                        .collect(),
+                    RatePicks::MostUncertain => Vec::new(),
+                };
+                // seeded by the rows offered so far: a resumed run picks as an uninterrupted one
+                let mut rng = NormalRng::new(job.train.seed ^ self.state.keep_quota.offered);
+                let k = self.state.keep_quota.grant(rate, n);
+                let mut mask = vec![false; n];
+                for i in job.picks.pick(&uncertainty, &embeddings, k, &mut rng) {
+                    mask[i] = true;
+                }
+                mask
             }
         };
         let budget_left = job

@@ -1,6 +1,11 @@
 //! ActPRM's uncertainty and selection rule, per trajectory (ACTPRM.md, "Uncertainty and selection").
 
+pub mod diversity;
+
 use serde::{Deserialize, Serialize};
+
+use crate::rng::NormalRng;
+pub use diversity::{diverse_picks, trajectory_embedding};
 
 /// The probability below which a step counts as the first predicted error when deciding which
 /// steps matter for selection (fixed by the method; the *reported* first error uses `tau`).
@@ -57,6 +62,48 @@ pub struct KeepRate {
 impl KeepRate {
     pub fn keep(&self) -> Keep {
         self.keep_rate.map_or(Keep::Rule, Keep::Rate)
+    }
+}
+
+/// Which rows a keep rate takes from a batch (`--picks`; `picks` in a pipeline file's train stage).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum RatePicks {
+    /// Uncertain rows spread over feature clusters (`diversity.rs`): in the pool experiment
+    /// (README), never worse than the most uncertain rows and best of all strategies once the
+    /// labelled set is retrained.
+    #[default]
+    Diverse,
+    /// The batch's most uncertain rows (the paper's ranking).
+    MostUncertain,
+}
+
+impl RatePicks {
+    /// `k` rows of a batch, ascending. `embeddings`: one per row (`trajectory_embedding`).
+    pub fn pick(
+        self,
+        uncertainty: &[f32],
+        embeddings: &[Vec<f32>],
+        k: usize,
+        rng: &mut NormalRng,
+    ) -> Vec<usize> {
+        let mut picks = match self {
+            RatePicks::Diverse => diverse_picks(uncertainty, embeddings, k, rng),
+            RatePicks::MostUncertain => top_uncertain(uncertainty, k),
+        };
+        picks.sort_unstable();
+        picks
     }
 }
 

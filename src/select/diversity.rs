@@ -4,8 +4,8 @@
 //! k-means weighted by uncertainty, and label the row closest to each centre: uncertain, spread
 //! over feature clusters, and typical of its cluster rather than its outlier.
 
-use crate::model::init::NormalRng;
-use crate::select::top_uncertain;
+use super::top_uncertain;
+use crate::rng::NormalRng;
 
 /// Candidates per pick (Zhdanov's beta).
 const BETA: usize = 10;
