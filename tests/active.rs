@@ -29,6 +29,8 @@ fn job(input: &std::path::Path, out: &std::path::Path) -> ActiveJob {
         },
         selection: Keep::Rate(0.5),
         picks: RatePicks::Diverse,
+        retrain_steps: 0,
+        retrain_lr: 1e-3,
         label_budget: Some(10),
         export_every: 1,
         dev: vec![],
@@ -187,4 +189,62 @@ fn a_keep_rate_picks_the_most_uncertain_or_spreads_them() {
             "{picks:?}: {batches:?}"
         );
     }
+}
+
+/// `--retrain-steps`: the final heads are trained afresh on every label of the run, also when the
+/// run was stopped and resumed in between (the labels of each commit are kept beside it).
+#[test]
+fn the_final_heads_retrain_on_every_label_across_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = prm800k_parquet(dir.path());
+    let with_retrain = |out: &std::path::Path| {
+        let mut j = job(&input, out);
+        j.retrain_steps = 9;
+        j.label_budget = None;
+        j
+    };
+    let straight = dir.path().join("straight");
+    let summary = run_active(&with_retrain(&straight)).unwrap();
+    assert_eq!(summary.labels_used, 12);
+    assert_eq!(summary.retrained_on, Some(12), "{summary:?}");
+    let one_pass = actprm::model::LoadedModel::from_dir(&straight.join("model-one-pass")).unwrap();
+    let model = actprm::model::LoadedModel::from_dir(&straight.join("model")).unwrap();
+    assert_ne!(one_pass.version(), model.version());
+    let trainer =
+        actprm::train::Trainer::resume(&straight.join("model"), tch::Device::Cpu).unwrap();
+    assert_eq!(
+        trainer.step(),
+        9,
+        "the final heads took the retraining steps"
+    );
+    let labelled = read_features_dir(&straight.join("labelled"));
+    assert_eq!(labelled, 12, "every label kept with its features");
+
+    let split = dir.path().join("split");
+    let mut first = with_retrain(&split);
+    first.stop_after_rows = Some(12);
+    run_active(&first).unwrap();
+    let mut second = with_retrain(&split);
+    second.resume = true;
+    let resumed = run_active(&second).unwrap();
+    assert_eq!(resumed.retrained_on, Some(12));
+    let again = actprm::model::LoadedModel::from_dir(&split.join("model")).unwrap();
+    assert_eq!(
+        again.version(),
+        model.version(),
+        "same retrained heads after a resume"
+    );
+}
+
+fn read_features_dir(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            actprm::formats::features::read_features(&e.path())
+                .unwrap()
+                .1
+                .len()
+        })
+        .sum()
 }

@@ -793,6 +793,8 @@ fn the_active_loop_trains_on_judge_labels_when_the_pool_has_none() {
         },
         selection: Keep::Rate(0.5),
         picks: Default::default(),
+        retrain_steps: 0,
+        retrain_lr: 1e-3,
         label_budget: None,
         export_every: 1,
         dev: vec![],

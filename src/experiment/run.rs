@@ -14,7 +14,7 @@ use crate::label::{LabelRequest, PoolLabeller};
 use crate::model::HeadsWeights;
 use crate::rng::NormalRng;
 use crate::select::{decide, step_stats, trajectory_embedding, RateQuota, SelectionRule};
-use crate::train::algorithm::label_and_train;
+use crate::train::algorithm::{label_and_train, retrain};
 use crate::train::{TrainConfig, TrainError, Trainer};
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,29 +153,6 @@ fn evaluate(
     })
 }
 
-/// Fresh heads (the run's seed) trained on `rows` for `retrain_steps`: the same training for
-/// every labelled set, however many steps the set's pass took.
-fn retrain(
-    rows: &[FeatureRow],
-    dim: usize,
-    seed: u64,
-    cfg: &ExperimentConfig,
-) -> Result<Trainer, TrainError> {
-    let w = HeadsWeights::init(cfg.heads, dim, seed);
-    let steps = cfg.retrain_steps;
-    let train = TrainConfig {
-        seed,
-        lr: cfg.retrain_lr,
-        total_steps: steps,
-        warmup_steps: steps / 10,
-        ..cfg.train
-    };
-    let mut trainer = Trainer::new(&w, &w, train, tch::Device::Cpu)?;
-    let per_epoch = rows.len().div_ceil(train.batch_size.max(1)) as u64;
-    trainer.fit(rows, steps.div_ceil(per_epoch.max(1)), Some(steps), |_| {})?;
-    Ok(trainer)
-}
-
 /// Runs every strategy with every seed. `pool` rows must carry labels (pool mode).
 pub fn run_experiment(
     pool: &[FeatureRow],
@@ -303,7 +280,13 @@ pub fn run_experiment(
                 points.push(evaluate(&trainer, &holdout, dev, labelled.len(), seen)?);
             }
             let retrained = if cfg.retrain_steps > 0 && !labelled_rows.is_empty() {
-                let heads = retrain(&labelled_rows, dim, seed, cfg)?;
+                let start = HeadsWeights::init(cfg.heads, dim, seed);
+                let train = TrainConfig {
+                    seed,
+                    lr: cfg.retrain_lr,
+                    ..cfg.train
+                };
+                let heads = retrain(&labelled_rows, &start, train, cfg.retrain_steps)?;
                 Some(evaluate(&heads, &holdout, dev, labelled.len(), seen)?)
             } else {
                 None

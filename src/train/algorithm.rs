@@ -85,3 +85,25 @@ pub fn label_and_train(
     }
     Ok(out)
 }
+
+/// Fresh heads from `start` (anchored to it) trained on every row of `rows` for `steps` steps of
+/// `train.batch_size`, warm-up a tenth, then linear decay: the same training for any labelled
+/// set, however many steps collecting it took. The pool experiment's equal-training view and
+/// `actprm active --retrain-steps` both end this way.
+pub fn retrain(
+    rows: &[FeatureRow],
+    start: &crate::model::HeadsWeights,
+    train: super::TrainConfig,
+    steps: u64,
+) -> Result<Trainer, TrainError> {
+    let train = super::TrainConfig {
+        total_steps: steps,
+        warmup_steps: steps / 10,
+        ..train
+    };
+    let mut trainer = Trainer::new(start, start, train, tch::Device::Cpu)?;
+    let labelled = rows.iter().filter(|r| r.label.is_some()).count();
+    let per_epoch = labelled.div_ceil(train.batch_size.max(1)).max(1) as u64;
+    trainer.fit(rows, steps.div_ceil(per_epoch), Some(steps), |_| {})?;
+    Ok(trainer)
+}

@@ -18,6 +18,9 @@
 
 mod decisions;
 mod job;
+mod labelled;
+mod parts;
+use parts::{remove_other_checkpoints, remove_uncommitted, trim_eval_log, write_part};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -41,7 +44,7 @@ use crate::rng::NormalRng;
 use crate::score::RowScore;
 use crate::select::{trajectory_embedding, Keep, RatePicks, RateQuota};
 use crate::sink::rejects::RejectedRow;
-use crate::sink::{write_atomic, PartWriter, RejectSink};
+use crate::sink::{write_atomic, RejectSink};
 use crate::source::columns::{extract, Trajectory};
 use crate::train::algorithm::label_and_train;
 use crate::train::{TrainConfig, Trainer};
@@ -147,6 +150,10 @@ struct LoopCtx {
     next_eval: u64,
     summary: ActiveSummary,
     tau: f32,
+    /// Rows labelled since the last commit (kept only with `retrain_steps`).
+    labelled: Vec<FeatureRow>,
+    /// The trainer is the end-of-run retraining (marked in eval.jsonl).
+    retrained: bool,
 }
 
 /// The problem and steps of every scored row, for the judge's prompt. Scored rows passed the
@@ -205,6 +212,9 @@ impl LoopCtx {
                 (pending.unreadable.join("\n") + "\n").as_bytes(),
             )?;
         }
+        if job.retrain_steps > 0 {
+            labelled::write_part(out, k, &std::mem::take(&mut self.labelled))?;
+        }
         crate::failpoint::hit("active-commit");
         self.state.rows_done += pending.rows;
         self.state.steps = self.trainer.step();
@@ -233,6 +243,9 @@ impl LoopCtx {
         }
         let mut f1s = Vec::new();
         let mut line = serde_json::json!({"labels": self.state.labels_used, "steps": self.trainer.step(), "tau": self.tau});
+        if self.retrained {
+            line["retrained"] = serde_json::json!(true);
+        }
         for (name, rows) in &self.dev {
             let x: Vec<f32> = rows
                 .iter()
@@ -335,6 +348,16 @@ impl LoopCtx {
                 pool_label: pool_labels[i],
             },
         )?;
+        if job.retrain_steps > 0 {
+            for (i, label) in batch.labels.iter().enumerate() {
+                if label.is_some() {
+                    self.labelled.push(FeatureRow {
+                        label: *label,
+                        ..view.features[i].clone()
+                    });
+                }
+            }
+        }
         self.summary.over_budget += batch.over_budget;
         self.summary.unlabelled += batch.unlabelled;
         self.state.labels_used += batch.labelled();
@@ -391,82 +414,6 @@ impl LoopCtx {
             return Err(PipelineError::Stopped);
         }
         Ok(())
-    }
-}
-
-/// Writes `batches` as `DIR/PREFIX-K.parquet` (nothing when they hold no row).
-fn write_part(
-    dir: &Path,
-    prefix: &str,
-    k: usize,
-    batches: &[RecordBatch],
-) -> Result<(), PipelineError> {
-    if batches.iter().all(|b| b.num_rows() == 0) {
-        return Ok(());
-    }
-    let mut w = PartWriter::new(dir, prefix, usize::MAX)?.with_first_index(k);
-    for b in batches {
-        w.write(b)?;
-    }
-    w.finish()?;
-    Ok(())
-}
-
-/// The part index in `PREFIX-K.parquet` / `unreadable-K.jsonl`.
-fn part_index(name: &str) -> Option<usize> {
-    let stem = name.split('.').next()?;
-    stem.rsplit_once('-')?.1.parse().ok()
-}
-
-/// Removes what no commit names: parts numbered `committed` or more, and temporary files.
-fn remove_uncommitted(out: &Path, committed: usize) {
-    for sub in ["decisions", "scored", "rejects"] {
-        let dir = out.join(sub);
-        crate::sink::atomic::remove_temps(&dir, |_| true);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if part_index(&name).is_none_or(|i| i >= committed) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-    crate::sink::atomic::remove_temps(out, |_| true);
-    crate::sink::atomic::remove_temps(&out.join("checkpoints"), |_| true);
-}
-
-/// Drops development evaluations made after the last commit (the resumed run makes them again).
-fn trim_eval_log(path: &Path, labels_committed: u64) -> Result<(), PipelineError> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let kept: String = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["labels"].as_u64())
-                .is_some_and(|labels| labels <= labels_committed)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    if kept != text {
-        write_atomic(path, kept.as_bytes())?;
-    }
-    Ok(())
-}
-
-/// Removes every checkpoint but `keep` (relative to `out`).
-fn remove_other_checkpoints(out: &Path, keep: &str) {
-    let Ok(entries) = std::fs::read_dir(out.join("checkpoints")) else {
-        return;
-    };
-    for e in entries.flatten() {
-        if out.join(keep) != e.path() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
     }
 }
 
@@ -568,9 +515,13 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             exports: 0,
             model_versions: vec![],
             final_dev_f1: None,
+            one_pass_dev_f1: None,
+            retrained_on: None,
             state: LoopState::default(),
         },
         tau,
+        labelled: Vec::new(),
+        retrained: false,
     };
     ctx.summary.labels_used = ctx.state.labels_used;
     let (sender, receiver) = channel();
@@ -624,8 +575,11 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         ctx.checkpoint(job, None)?;
         ctx.evaluate(job)?;
     }
-    ctx.trainer.export(&ctx.base, &out.join("model"), None)?;
     ctx.summary.steps = ctx.trainer.step();
+    if !stopped && job.retrain_steps > 0 {
+        labelled::retrain_at_the_end(&mut ctx, job)?;
+    }
+    ctx.trainer.export(&ctx.base, &out.join("model"), None)?;
     ctx.summary.state = ctx.state.clone();
     if !stopped {
         write_atomic(
