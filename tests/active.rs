@@ -210,6 +210,11 @@ fn the_final_heads_retrain_on_every_label_across_a_resume() {
     let one_pass = actprm::model::LoadedModel::from_dir(&straight.join("model-one-pass")).unwrap();
     let model = actprm::model::LoadedModel::from_dir(&straight.join("model")).unwrap();
     assert_ne!(one_pass.version(), model.version());
+    assert_eq!(
+        summary.final_model,
+        model.version(),
+        "the summary names model/"
+    );
     let trainer =
         actprm::train::Trainer::resume(&straight.join("model"), tch::Device::Cpu).unwrap();
     assert_eq!(

@@ -180,6 +180,8 @@ pub struct ActiveSummary {
     pub steps: u64,
     pub exports: u64,
     pub model_versions: Vec<String>,
+    /// The version of the heads in `model/` (after `retrain_steps`, the retrained ones).
+    pub final_model: String,
     pub final_dev_f1: Option<f64>,
     /// With `retrain_steps`: the dev F1 of the pass's own heads (`final_dev_f1` is the
     /// retrained heads').
@@ -204,7 +206,7 @@ impl crate::report::Report for ActiveSummary {
         if let Some(f1) = self.final_dev_f1 {
             out += &format!("final dev F1   {f1:>10.3}\n");
         }
-        out += &format!("model          {}\n", self.state.model_version);
+        out += &format!("model          {}\n", self.final_model);
         out
     }
 }

@@ -154,6 +154,9 @@ struct LoopCtx {
     labelled: Vec<FeatureRow>,
     /// The trainer is the end-of-run retraining (marked in eval.jsonl).
     retrained: bool,
+    /// (labels, step, retrained) of the last evaluation, so the end of a run whose last batch
+    /// crossed `eval_every` does not log the same evaluation twice.
+    last_eval: Option<(u64, u64, bool)>,
 }
 
 /// The problem and steps of every scored row, for the judge's prompt. Scored rows passed the
@@ -238,9 +241,11 @@ impl LoopCtx {
     }
 
     fn evaluate(&mut self, job: &ActiveJob) -> Result<(), PipelineError> {
-        if self.dev.is_empty() {
+        let key = (self.state.labels_used, self.trainer.step(), self.retrained);
+        if self.dev.is_empty() || self.last_eval == Some(key) {
             return Ok(());
         }
+        self.last_eval = Some(key);
         let mut f1s = Vec::new();
         let mut line = serde_json::json!({"labels": self.state.labels_used, "steps": self.trainer.step(), "tau": self.tau});
         if self.retrained {
@@ -514,6 +519,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             steps: 0,
             exports: 0,
             model_versions: vec![],
+            final_model: String::new(),
             final_dev_f1: None,
             one_pass_dev_f1: None,
             retrained_on: None,
@@ -522,6 +528,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         tau,
         labelled: Vec::new(),
         retrained: false,
+        last_eval: None,
     };
     ctx.summary.labels_used = ctx.state.labels_used;
     let (sender, receiver) = channel();
@@ -579,7 +586,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     if !stopped && job.retrain_steps > 0 {
         labelled::retrain_at_the_end(&mut ctx, job)?;
     }
-    ctx.trainer.export(&ctx.base, &out.join("model"), None)?;
+    ctx.summary.final_model = ctx.trainer.export(&ctx.base, &out.join("model"), None)?;
     ctx.summary.state = ctx.state.clone();
     if !stopped {
         write_atomic(
