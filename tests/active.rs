@@ -42,8 +42,10 @@ fn job(input: &std::path::Path, out: &std::path::Path) -> ActiveJob {
     }
 }
 
-/// source_row -> (selected, label_used, model_version, note)
-fn decisions(out: &std::path::Path) -> BTreeMap<u64, (bool, bool, String, String)> {
+type Decision = (bool, bool, String, String, f32);
+
+/// source_row -> (selected, label_used, model_version, note, uncertainty)
+fn decisions(out: &std::path::Path) -> BTreeMap<u64, Decision> {
     let mut map = BTreeMap::new();
     for b in read_parquet_dir(&out.join("decisions"), "decisions-") {
         let rows = b
@@ -57,6 +59,10 @@ fn decisions(out: &std::path::Path) -> BTreeMap<u64, (bool, bool, String, String
             .unwrap()
             .as_string::<i32>();
         let note = b.column_by_name("label_note").unwrap().as_string::<i32>();
+        let uncertainty = b
+            .column_by_name("uncertainty")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float32Type>();
         for i in 0..b.num_rows() {
             let old = map.insert(
                 rows.value(i),
@@ -65,6 +71,7 @@ fn decisions(out: &std::path::Path) -> BTreeMap<u64, (bool, bool, String, String
                     used.value(i),
                     version.value(i).to_string(),
                     note.value(i).to_string(),
+                    uncertainty.value(i),
                 ),
             );
             assert!(old.is_none(), "row {} recorded twice", rows.value(i));
@@ -119,7 +126,7 @@ fn a_small_pool_runs_end_to_end_and_resumes_exactly() {
     assert_eq!(s2.state.rows_done, 24);
     assert_eq!(s2.state.labels_used, 10);
     let resumed = decisions(&split);
-    let strip = |m: &BTreeMap<u64, (bool, bool, String, String)>| {
+    let strip = |m: &BTreeMap<u64, Decision>| {
         m.iter()
             .map(|(k, v)| (*k, v.0, v.1, v.2.clone()))
             .collect::<Vec<_>>()
@@ -132,22 +139,10 @@ fn a_small_pool_runs_end_to_end_and_resumes_exactly() {
 
 /// source_row -> (selected, uncertainty)
 fn selections(out: &std::path::Path) -> BTreeMap<u64, (bool, f32)> {
-    let mut map = BTreeMap::new();
-    for b in read_parquet_dir(&out.join("decisions"), "decisions-") {
-        let rows = b
-            .column_by_name("source_row")
-            .unwrap()
-            .as_primitive::<UInt64Type>();
-        let selected = b.column_by_name("selected").unwrap().as_boolean();
-        let uncertainty = b
-            .column_by_name("uncertainty")
-            .unwrap()
-            .as_primitive::<arrow::datatypes::Float32Type>();
-        for i in 0..b.num_rows() {
-            map.insert(rows.value(i), (selected.value(i), uncertainty.value(i)));
-        }
-    }
-    map
+    decisions(out)
+        .into_iter()
+        .map(|(row, d)| (row, (d.0, d.4)))
+        .collect()
 }
 
 /// `--picks most-uncertain` takes the top of each batch; `diverse` (the default) takes as many,
