@@ -18,7 +18,7 @@ pub struct ExperimentSettings {
     /// most uncertain), diverse (uncertain rows spread over feature clusters), warm-diverse.
     #[arg(
         long,
-        default_value = "actprm@50%,random@50%,full",
+        default_value = "actprm@10%,diverse@10%,random@10%,full",
         value_delimiter = ','
     )]
     pub strategies: Vec<Strategy>,
