@@ -41,7 +41,8 @@ impl Default for SelectionRule {
 pub enum Keep {
     /// ActPRM's threshold rule (`delta_pred` / `delta_std`).
     Rule,
-    /// This fraction of each scored batch, most uncertain first.
+    /// This fraction of the stream (`RateQuota`), taken from each batch by uncertainty (in the
+    /// active loop, as `RatePicks` says).
     Rate(f64),
 }
 
@@ -52,8 +53,9 @@ pub enum Keep {
 #[serde(default)]
 pub struct KeepRate {
     /// Keep (label, in the active loop) this fraction of the rows, the most uncertain of each
-    /// batch, instead of ActPRM's threshold rule. The fraction holds over the run (over each
-    /// unit in `filter`), so small rates are not rounded away in small batches.
+    /// batch (in the active loop, as --picks says), instead of ActPRM's threshold rule. The
+    /// fraction holds over the run (over each unit in `filter`), so small rates are not rounded
+    /// away in small batches.
     #[arg(long)]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub keep_rate: Option<f64>,
