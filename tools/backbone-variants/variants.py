@@ -33,6 +33,20 @@ def feed(b):
 real = sum(len(s) for s in seqs)
 
 
+def save_with_nodes(m, nodes, path_out):
+    """Replaces the graph's nodes, drops initializers no node reads, declares the com.microsoft
+    opset once, and saves."""
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    used = {i for n in m.graph.node for i in n.input}
+    keep_i = [i for i in m.graph.initializer if i.name in used]
+    del m.graph.initializer[:]; m.graph.initializer.extend(keep_i)
+    if not any(o.domain == 'com.microsoft' for o in m.opset_import):
+        m.opset_import.append(helper.make_opsetid('com.microsoft', 1))
+    onnx.save(m, path_out)
+    return path_out
+
+
 def nbits(path_out, block, acc, keep=()):
     m = onnx.load(F32)
     inits = {i.name: i for i in m.graph.initializer}
@@ -53,15 +67,7 @@ def nbits(path_out, block, acc, keep=()):
                                           accuracy_level=acc, name=n.name + '_nbits'))
         else:
             nodes.append(n)
-    del m.graph.node[:]
-    m.graph.node.extend(nodes)
-    used = {i for n in m.graph.node for i in n.input}
-    keep_i = [i for i in m.graph.initializer if i.name in used]
-    del m.graph.initializer[:]; m.graph.initializer.extend(keep_i)
-    if not any(o.domain == 'com.microsoft' for o in m.opset_import):
-        m.opset_import.append(helper.make_opsetid('com.microsoft', 1))
-    onnx.save(m, path_out)
-    return path_out
+    return save_with_nodes(m, nodes, path_out)
 
 
 def rows(path_out, fused, share=False, wbits=127):
@@ -125,15 +131,7 @@ def rows(path_out, fused, share=False, wbits=127):
                           helper.make_node('Split', [p+'y3', p+'split'], [x.output[0] for x in g], axis=-1)]
         else:
             nodes.append(n)
-    del m.graph.node[:]
-    m.graph.node.extend(nodes)
-    used = {i for n in m.graph.node for i in n.input}
-    keep_i = [i for i in m.graph.initializer if i.name in used]
-    del m.graph.initializer[:]; m.graph.initializer.extend(keep_i)
-    if not any(o.domain == 'com.microsoft' for o in m.opset_import):
-        m.opset_import.append(helper.make_opsetid('com.microsoft', 1))
-    onnx.save(m, path_out)
-    return path_out
+    return save_with_nodes(m, nodes, path_out)
 
 def calib_ranges(pct):
     import json
@@ -198,14 +196,7 @@ def static(path_out, pct, sym):
                       helper.make_node('MatMulIntegerToFloat', ins, out, domain='com.microsoft')]
         else:
             nodes.append(n)
-    del m.graph.node[:]
-    m.graph.node.extend(nodes)
-    used = {i for n in m.graph.node for i in n.input}
-    keep_i = [i for i in m.graph.initializer if i.name in used]
-    del m.graph.initializer[:]; m.graph.initializer.extend(keep_i)
-    m.opset_import.append(helper.make_opsetid('com.microsoft', 1))
-    onnx.save(m, path_out)
-    return path_out
+    return save_with_nodes(m, nodes, path_out)
 
 
 def session(p, threads=2, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL, inter=None):
