@@ -40,11 +40,7 @@ pub fn learning_curve_svg(report: &ExperimentReport, title: &str) -> String {
     );
     for i in 0..=5 {
         let f = max_f1 * i as f64 / 5.0;
-        svg += &format!(
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{f:.2}</text>\n",
-            left - 6.0,
-            y(f) + 4.0
-        );
+        svg += &f1_tick(left, y(f), f);
         let l = max_labels * i as f64 / 5.0;
         svg += &format!(
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{l:.0}</text>\n",
@@ -97,12 +93,11 @@ pub fn learning_curve_svg(report: &ExperimentReport, title: &str) -> String {
             "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>\n",
             line.join(" ")
         );
-        let ly = top + 18.0 * k as f64 + 10.0;
-        svg += &format!("<line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"3\"/>\n", w - right + 12.0, w - right + 36.0);
-        svg += &format!(
-            "<text x=\"{}\" y=\"{}\">{strategy}</text>\n",
-            w - right + 42.0,
-            ly + 4.0
+        svg += &legend_entry(
+            w - right + 12.0,
+            top + 18.0 * k as f64 + 10.0,
+            color,
+            strategy,
         );
     }
     svg + "</svg>\n"
@@ -155,11 +150,7 @@ pub fn budget_curve_svg(report: &ExperimentReport, title: &str) -> String {
         );
         for i in 0..=5 {
             let f = max_f1 * i as f64 / 5.0;
-            svg += &format!(
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{f:.2}</text>\n",
-                x0 - 6.0,
-                y(f) + 4.0
-            );
+            svg += &f1_tick(x0, y(f), f);
         }
         let mut ticks = report.rates();
         ticks.push(1.0);
@@ -227,13 +218,7 @@ pub fn budget_curve_svg(report: &ExperimentReport, title: &str) -> String {
         } else {
             COLORS[f % COLORS.len()]
         };
-        let ly = top + 18.0 * f as f64 + 10.0;
-        svg += &format!("<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"3\"/>\n", lx + 24.0);
-        svg += &format!(
-            "<text x=\"{}\" y=\"{}\">{family}</text>\n",
-            lx + 30.0,
-            ly + 4.0
-        );
+        svg += &legend_entry(lx, top + 18.0 * f as f64 + 10.0, color, family);
     }
     svg + "</svg>\n"
 }
@@ -243,5 +228,25 @@ fn marker(x: f64, y: f64, upper: f64, lower: f64, color: &str) -> String {
     format!(
         "<line x1=\"{x:.1}\" y1=\"{upper:.1}\" x2=\"{x:.1}\" y2=\"{lower:.1}\" stroke=\"{color}\"/>\n\
          <circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{color}\"/>\n"
+    )
+}
+
+/// An F1 label left of the vertical axis at `axis_x`, level with `y`.
+fn f1_tick(axis_x: f64, y: f64, f1: f64) -> String {
+    format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{f1:.2}</text>\n",
+        axis_x - 6.0,
+        y + 4.0
+    )
+}
+
+/// A legend row: a short line in `color` from `x`, then `label`.
+fn legend_entry(x: f64, y: f64, color: &str, label: &str) -> String {
+    format!(
+        "<line x1=\"{x}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{color}\" stroke-width=\"3\"/>\n\
+         <text x=\"{}\" y=\"{}\">{label}</text>\n",
+        x + 24.0,
+        x + 30.0,
+        y + 4.0
     )
 }
