@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use super::parts::part_index;
 use super::{ActiveJob, LoopCtx};
 use crate::formats::features::{read_features, FeatureRow, FeatureWriter};
 use crate::pipeline::PipelineError;
@@ -35,12 +36,8 @@ pub fn read_all(out: &Path) -> Result<Vec<FeatureRow>, PipelineError> {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().to_string();
-                let k = name
-                    .strip_prefix(&format!("{DIR}-"))?
-                    .strip_suffix(".arrow")?
-                    .parse()
-                    .ok()?;
-                Some((k, e.path()))
+                let ours = name.starts_with(&format!("{DIR}-")) && name.ends_with(".arrow");
+                Some((ours.then(|| part_index(&name))??, e.path()))
             })
             .collect(),
         Err(_) => Vec::new(),

@@ -28,7 +28,7 @@ pub(super) fn write_part(
 }
 
 /// The part index in `PREFIX-K.parquet` / `unreadable-K.jsonl`.
-fn part_index(name: &str) -> Option<usize> {
+pub(super) fn part_index(name: &str) -> Option<usize> {
     let stem = name.split('.').next()?;
     stem.rsplit_once('-')?.1.parse().ok()
 }
