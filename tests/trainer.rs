@@ -380,6 +380,7 @@ fn rows(labels: &[i32], dim: usize) -> Vec<FeatureRow> {
                 .map(|k| ((i * 7 + k) % 11) as f32 / 11.0)
                 .collect(),
             steps: 3,
+            check: None,
         })
         .collect()
 }

@@ -20,6 +20,19 @@ pub enum EvalError {
     Judge(#[from] crate::label::judge::JudgeError),
     #[error(transparent)]
     FeatureFile(#[from] crate::formats::features::FeatureFileError),
+    /// The model's rule joins the arithmetic check, but a feature store has no verdicts for it.
+    #[error(
+        "{path}: row {row} ({source_file} row {source_row}) has no arithmetic-check verdict (the \
+         store was scored with --check off or by an older actprm), and this model's rule is \
+         `check: min`; rescore it with `actprm score --features`, or evaluate the heads alone \
+         with --check off"
+    )]
+    NoCheckVerdict {
+        path: std::path::PathBuf,
+        row: usize,
+        source_file: String,
+        source_row: u64,
+    },
     #[error("{0}")]
     Other(String),
 }

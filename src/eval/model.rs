@@ -90,14 +90,47 @@ pub fn report(subsets: &[ScoredSubset], rule: TauRule, model_version: String) ->
     }
 }
 
-/// Samples from stored features and `[steps, E]` probabilities for them (all rows, in order).
-pub fn samples_from_probs(rows: &[FeatureRow], probs: &[f32], heads: usize) -> Vec<Sample> {
-    // a feature store keeps no step text to check
-    samples_of(
+/// Samples from stored features and `[steps, E]` probabilities for them (all rows, in order);
+/// with `CheckRule::Min`, each joined with the check's verdict stored beside the features (a row
+/// without one counts as unchecked: see [`require_check_verdicts`]).
+pub fn samples_from_probs(
+    rows: &[FeatureRow],
+    probs: &[f32],
+    heads: usize,
+    check: CheckRule,
+) -> Vec<Sample> {
+    let mut samples = samples_of(
         rows.iter().map(|r| (r.steps, r.label.unwrap_or(-1))),
         probs,
         heads,
-    )
+    );
+    if !check.is_off() {
+        for (s, r) in samples.iter_mut().zip(rows) {
+            s.check = r.check.and_then(|c| usize::try_from(c).ok());
+        }
+    }
+    samples
+}
+
+/// Errors when `check` joins the arithmetic check but a row of the store at `path` was scored
+/// without it: its F1 would silently be the heads' alone.
+pub fn require_check_verdicts(
+    rows: &[FeatureRow],
+    check: CheckRule,
+    path: &std::path::Path,
+) -> Result<(), EvalError> {
+    if check.is_off() {
+        return Ok(());
+    }
+    match rows.iter().position(|r| r.check.is_none()) {
+        None => Ok(()),
+        Some(row) => Err(EvalError::NoCheckVerdict {
+            path: path.to_path_buf(),
+            row,
+            source_file: rows[row].source_file.clone(),
+            source_row: rows[row].source_row,
+        }),
+    }
 }
 
 /// Samples from `(steps, first-error label)` per trajectory and their `[steps, E]` probabilities,
@@ -140,12 +173,13 @@ pub fn evaluate_files(
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         if ext == "arrow" && subset.files.len() == 1 {
             let (_, rows) = read_features(path)?;
+            require_check_verdicts(&rows, check, path)?;
             let features: Vec<f32> = rows
                 .iter()
                 .flat_map(|r| r.features.iter().copied())
                 .collect();
             let probs = heads.probabilities(&features)?;
-            let samples = samples_from_probs(&rows, &probs, heads.ensemble_size());
+            let samples = samples_from_probs(&rows, &probs, heads.ensemble_size(), check);
             subsets.push(ScoredSubset {
                 name,
                 error_steps: vec![None; samples.len()],

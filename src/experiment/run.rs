@@ -13,6 +13,7 @@ use crate::formats::features::FeatureRow;
 use crate::label::{LabelRequest, PoolLabeller};
 use crate::model::HeadsWeights;
 use crate::rng::NormalRng;
+use crate::score::check::CheckRule;
 use crate::select::{decide, step_stats, trajectory_embedding, RateQuota, SelectionRule};
 use crate::train::algorithm::{label_and_train, retrain};
 use crate::train::{TrainConfig, TrainError, Trainer};
@@ -118,7 +119,13 @@ fn snapshot(trainer: &Trainer) -> Result<Trainer, TrainError> {
 fn samples(trainer: &Trainer, rows: &[FeatureRow]) -> Result<Vec<Sample>, TrainError> {
     let refs: Vec<&FeatureRow> = rows.iter().collect();
     let probs = trainer.probabilities(&flat(&refs))?;
-    Ok(samples_from_probs(rows, &probs, trainer.heads.heads))
+    // the heads alone: the check's verdicts do not depend on which rows were labelled
+    Ok(samples_from_probs(
+        rows,
+        &probs,
+        trainer.heads.heads,
+        CheckRule::Off,
+    ))
 }
 
 fn evaluate(

@@ -1,6 +1,7 @@
 //! The step-feature store (score -> train): one Arrow IPC file, one row per trajectory, holding
 //! the backbone's hidden vector at each step separator and the first-error label when the input
-//! had one. Training reads it, so the backbone runs once however many times the heads are trained.
+//! had one, and the arithmetic check's first false step when the check ran. Training reads it, so
+//! the backbone runs once however many times the heads are trained.
 //! Schema: `schemas/step-features.schema.json`.
 
 use std::fs::File;
@@ -31,8 +32,14 @@ pub fn schema(dim: usize) -> SchemaRef {
         Field::new("source_row", DataType::UInt64, false),
         Field::new("label", DataType::Int32, true),
         Field::new("step_features", DataType::List(Arc::new(vector)), false),
+        Field::new(CHECK_COLUMN, DataType::Int32, true),
     ]))
 }
+
+/// The arithmetic check's verdict per trajectory: the first step stating a false equality, -1
+/// for none, null where the check did not run. Optional on read: stores written before it have
+/// no verdicts.
+pub const CHECK_COLUMN: &str = "check_first_false";
 
 /// One trajectory's features in memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +50,8 @@ pub struct FeatureRow {
     /// `[steps, D]` row-major.
     pub features: Vec<f32>,
     pub steps: usize,
+    /// The check's first false step (-1: none); `None`: the check did not run.
+    pub check: Option<i32>,
 }
 
 pub struct FeatureWriter {
@@ -118,6 +127,9 @@ impl FeatureWriter {
                     rows.iter().map(|r| r.label).collect::<Vec<_>>(),
                 )),
                 Arc::new(lists.finish()),
+                Arc::new(Int32Array::from(
+                    rows.iter().map(|r| r.check).collect::<Vec<_>>(),
+                )),
             ],
         )
         .map_err(|e| SinkError::at(&self.tmp)(e.to_string()))?;
@@ -201,6 +213,9 @@ pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), FeatureFil
     // a foreign Arrow file gets a clear error, never a panic in a downcast below
     let expected = schema(dim);
     for field in expected.fields() {
+        if field.name() == CHECK_COLUMN && reader.schema().field_with_name(CHECK_COLUMN).is_err() {
+            continue;
+        }
         let found = reader.schema().field_with_name(field.name()).ok().cloned();
         if found.as_ref().map(|f| f.data_type()) != Some(field.data_type()) {
             return Err(not_features(format!(
@@ -219,6 +234,9 @@ pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), FeatureFil
         let source_rows = column("source_row").as_primitive::<UInt64Type>();
         let labels = column("label").as_primitive::<Int32Type>();
         let lists = column("step_features").as_list::<i32>();
+        let checks = batch
+            .column_by_name(CHECK_COLUMN)
+            .map(|c| c.as_primitive::<Int32Type>());
         for i in 0..batch.num_rows() {
             let steps = lists.value(i);
             let steps = steps.as_fixed_size_list();
@@ -241,6 +259,7 @@ pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), FeatureFil
                 label: (!labels.is_null(i)).then(|| labels.value(i)),
                 steps: steps.len(),
                 features,
+                check: checks.and_then(|c| (!c.is_null(i)).then(|| c.value(i))),
             });
         }
     }

@@ -164,8 +164,12 @@ pub fn run_train(
                 .flat_map(|r| r.features.iter().copied())
                 .collect();
             let probs = trainer.probabilities(&features)?;
-            let samples =
-                crate::eval::model::samples_from_probs(&dev_rows, &probs, trainer.heads.heads);
+            let samples = crate::eval::model::samples_from_probs(
+                &dev_rows,
+                &probs,
+                trainer.heads.heads,
+                crate::score::check::CheckRule::Off,
+            );
             Some((crate::eval::choose_tau(&samples), source))
         }
         None => None,

@@ -41,6 +41,7 @@ use crate::label::{
 use crate::model::manifest::model_version;
 use crate::model::{HeadsWeights, LoadedModel};
 use crate::rng::NormalRng;
+use crate::score::check::CheckRule;
 use crate::score::RowScore;
 use crate::select::{trajectory_embedding, Keep, RatePicks, RateQuota};
 use crate::sink::rejects::RejectedRow;
@@ -260,8 +261,9 @@ impl LoopCtx {
                 .trainer
                 .probabilities(&x)
                 .map_err(PipelineError::from)?;
+            // the heads' own F1: the check's verdicts do not change with the labels bought
             let score = processbench(
-                &samples_from_probs(rows, &probs, self.trainer.heads.heads),
+                &samples_from_probs(rows, &probs, self.trainer.heads.heads, CheckRule::Off),
                 self.tau,
             );
             if let Some(f) = score.f1 {

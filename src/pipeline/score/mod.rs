@@ -128,6 +128,7 @@ pub fn run_scoring(
             scorer,
             refresh,
             features: job.features.is_some() || job.features_to_hooks,
+            checked: !check.is_off(),
             head_probs: job.with_head_probs,
             log: job.log.clone(),
             acks: ack_rx,

@@ -40,6 +40,8 @@ pub struct ScoreSteps {
     pub refresh: Option<HeadsReceiver>,
     /// Per-step features in each batch (a feature file, or a trainer's hook).
     pub features: bool,
+    /// Whether the tokenise stage ran the arithmetic check, so the features carry its verdicts.
+    pub checked: bool,
     /// Each head's probability as an output column.
     pub head_probs: bool,
     pub log: crate::report::Log,
@@ -125,6 +127,7 @@ impl ScoreSteps {
                 &scores,
                 &features,
                 self.scorer.backbone.hidden_size(),
+                self.checked,
             )?
         } else {
             Vec::new()
@@ -148,6 +151,7 @@ fn feature_rows(
     scores: &[RowScore],
     features: &[f32],
     dim: usize,
+    checked: bool,
 ) -> Result<Vec<FeatureRow>, PipelineError> {
     let steps: Vec<usize> = b.tokenised.iter().map(|t| t.steps).collect();
     let labels = match LabelColumn::detect(&input.schema()) {
@@ -169,6 +173,7 @@ fn feature_rows(
                 label,
                 features: f,
                 steps: n,
+                check: checked.then(|| s.check.map_or(-1, |c| c as i32)),
             }
         })
         .collect())
