@@ -8,7 +8,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float32Array, Float64Array, Int32Array, ListArray,
     StringBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int32Type};
 use datafusion::common::{exec_err, plan_err, Result};
 use datafusion::logical_expr::{
     ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
@@ -18,6 +18,7 @@ use datafusion::prelude::SessionContext;
 
 use super::prm_score::PrmScore;
 use super::SqlConfig;
+use crate::score::check::earliest_error;
 use crate::select::{decide, first_error, SelectionRule};
 
 const SECTION: DocSection = DocSection {
@@ -145,11 +146,17 @@ impl FirstError {
 static FIRST_ERROR_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     doc(
         "0-based index of the first step whose score is below `tau`, or -1 when every step passes \
-         (ProcessBench's predicted error; the same code as `actprm score`). NULL when the list, tau or \
-         any step score is NULL; -1 for an empty list.",
-        "prm_first_error(step_scores, tau)",
-        "```sql\n> SELECT prm_first_error([0.9, 0.6, 0.3], 0.5);\n2\n> SELECT prm_first_error(step_mean, 0.7) FROM 'scored/part-00000.parquet';\n```",
-        &[("step_scores", "List of per-step probabilities, e.g. `step_mean`."), ("tau", "Threshold; a step with score < tau is an error.")],
+         (ProcessBench's predicted error; the same code as `actprm score`). With a third argument, \
+         the arithmetic check's first false step (`check_first_false`), the earlier of the two, as \
+         `first_error` under `check: min`. NULL when the list, tau, the check or any step score is \
+         NULL; -1 for an empty list.",
+        "prm_first_error(step_scores, tau[, check_first_false])",
+        "```sql\n> SELECT prm_first_error([0.9, 0.6, 0.3], 0.5);\n2\n> SELECT prm_first_error([0.9, 0.6, 0.3], 0.5, 1);\n1\n> SELECT prm_first_error(step_mean, 0.7, check_first_false) FROM 'scored/part-00000.parquet';\n```",
+        &[
+            ("step_scores", "List of per-step probabilities, e.g. `step_mean`."),
+            ("tau", "Threshold; a step with score < tau is an error."),
+            ("check_first_false", "Optional: the first step stating a false equality, -1 for none (the `check_first_false` column)."),
+        ],
     )
 });
 
@@ -161,11 +168,22 @@ impl ScalarUDFImpl for FirstError {
         &self.signature
     }
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
-        check_arity(self.name(), &["step_scores", "tau"], args)?;
-        Ok(vec![
+        let names = ["step_scores", "tau", "check_first_false"];
+        // the check is optional: two arguments are the heads alone
+        check_arity(self.name(), &names[..args.len().clamp(2, 3)], args)?;
+        let mut types = vec![
             coerce_list(self.name(), "step_scores", &args[0], DataType::Float32)?,
             coerce_number(self.name(), "tau", &args[1])?,
-        ])
+        ];
+        if let Some(check) = args.get(2) {
+            if !(check.is_integer() || check == &DataType::Null) {
+                return plan_err!(
+                    "prm_first_error: argument check_first_false must be an integer step index, got {check}"
+                );
+            }
+            types.push(DataType::Int32);
+        }
+        Ok(types)
     }
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
         Ok(DataType::Int32)
@@ -176,8 +194,16 @@ impl ScalarUDFImpl for FirstError {
             arrays[0].as_list::<i32>(),
             arrays[1].as_primitive::<Float32Type>(),
         );
+        let checks = arrays.get(2).map(|c| c.as_primitive::<Int32Type>());
         let out: Int32Array = (0..args.number_rows)
-            .map(|i| Some(first_error(f32_row(scores, i)?, f32_arg(tau, i)?)))
+            .map(|i| {
+                let model = first_error(f32_row(scores, i)?, f32_arg(tau, i)?);
+                let Some(checks) = checks else {
+                    return Some(model);
+                };
+                let check = checks.is_valid(i).then(|| checks.value(i))?;
+                Some(earliest_error(model, usize::try_from(check).ok()))
+            })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }

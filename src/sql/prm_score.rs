@@ -17,6 +17,7 @@ use datafusion::logical_expr::{
 use super::functions::{check_arity, doc, list_of};
 use super::SqlConfig;
 use crate::model::LoadedModel;
+use crate::score::check::{first_false_under, CheckRule};
 use crate::score::StepScorer;
 use crate::tokenise::Tokeniser;
 
@@ -26,7 +27,8 @@ static SCORE_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     doc(
         "Scores every step of each row with the session's model (`--model DIR`, else the embedded \
          default), batch by batch like `actprm score`. Returns a struct with the scored output's \
-         columns: step_mean, step_std, first_error, selected, select_reason, uncertainty, \
+         columns: step_mean, step_std, first_error (joined with the arithmetic check under the \
+         model's `check` rule), selected, select_reason, uncertainty, \
          model_version (thresholds from --tau/--delta-pred/--delta-std). NULL for rows `actprm score` \
          would reject: NULL or blank problem, NULL or empty steps, a NULL or blank step.",
         "prm_score(problem, steps)",
@@ -38,6 +40,8 @@ static SCORE_DOC: LazyLock<Documentation> = LazyLock::new(|| {
 struct Loaded {
     tokeniser: Tokeniser,
     scorer: StepScorer,
+    /// The model's arithmetic-check rule (or `--check`), as `actprm score` applies it.
+    check: CheckRule,
 }
 
 pub(super) struct PrmScore {
@@ -82,7 +86,11 @@ impl PrmScore {
         let tokeniser = Tokeniser::for_model(&model).map_err(|e| e.to_string())?;
         let scorer = StepScorer::open(&model, &self.config.runtime, self.config.score)
             .map_err(|e| e.to_string())?;
-        Ok(Loaded { tokeniser, scorer })
+        Ok(Loaded {
+            tokeniser,
+            check: self.config.score.check_rule(&model.manifest),
+            scorer,
+        })
     }
 }
 
@@ -182,10 +190,13 @@ impl ScalarUDFImpl for PrmScore {
             let loaded = guard.as_mut().expect("loaded above");
             let inputs: Vec<(&str, &[String])> =
                 rows.iter().map(|(_, p, s)| (*p, s.as_slice())).collect();
-            let tokenised = match loaded.tokeniser.encode(&inputs) {
+            let mut tokenised = match loaded.tokeniser.encode(&inputs) {
                 Ok(t) => t,
                 Err(e) => return exec_err!("prm_score: tokenizer failed: {e}"),
             };
+            for (t, (_, _, steps)) in tokenised.iter_mut().zip(&rows) {
+                t.check = first_false_under(loaded.check, steps);
+            }
             scores = match loaded.scorer.score(&tokenised) {
                 Ok((s, _features)) => s,
                 Err(e) => return exec_err!("prm_score: scoring failed: {e}"),
