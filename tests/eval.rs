@@ -153,18 +153,83 @@ fn the_arithmetic_check_agrees_with_its_python_reference() {
 }
 
 /// `eval --check min` predicts the earlier of the model's first error and the first false
-/// equality: on BIG-Bench-Mistake's arithmetic it finds errors the default model misses.
+/// equality: on BIG-Bench-Mistake's arithmetic it finds errors the default model misses. The
+/// embedded default's manifest joins the check, so plain `eval` is `--check min`; a feature store
+/// carries the verdicts and evaluates the same, and one scored without them is refused.
 #[test]
 fn the_arithmetic_check_finds_errors_the_model_misses() {
+    let dir = tempfile::tempdir().unwrap();
     let bbm = data("bigbench_mistake_sample.jsonl");
-    let acc_error = |check: &str| -> f64 {
-        let o = actprm(&["eval", "--json", "--check", check, bbm.to_str().unwrap()]);
+    let eval = |extra: &[&str], file: &std::path::Path| -> serde_json::Value {
+        let mut args = vec!["eval", "--json"];
+        args.extend(extra);
+        args.push(file.to_str().unwrap());
+        let o = actprm(&args);
         assert!(o.status.success(), "{}", stderr(&o));
-        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        report["subsets"]["bigbench_mistake_sample"]["acc_error"]
-            .as_f64()
-            .unwrap()
+        serde_json::from_slice(&o.stdout).unwrap()
     };
-    let (off, min) = (acc_error("off"), acc_error("min"));
-    assert!(min > off, "acc_error with the check {min}, without {off}");
+    let subset = |r: &serde_json::Value| r["subsets"]["bigbench_mistake_sample"].clone();
+    let (off, min) = (
+        subset(&eval(&["--check", "off"], &bbm)),
+        subset(&eval(&["--check", "min"], &bbm)),
+    );
+    let acc = |r: &serde_json::Value| r["acc_error"].as_f64().unwrap();
+    assert!(
+        acc(&min) > acc(&off),
+        "acc_error with the check {min}, without {off}"
+    );
+    assert_eq!(
+        subset(&eval(&[], &bbm)),
+        min,
+        "the default model joins the check"
+    );
+
+    let recs = actprm::source::jsonl::read_labelled(&bbm).unwrap();
+    let parquet = dir.path().join("bbm.parquet");
+    write_parquet(&parquet, &actprm::source::jsonl::to_record_batch(&recs));
+    let store = |name: &str, check: &str| {
+        let features = dir.path().join(format!("{name}.arrow"));
+        let o = actprm(&[
+            "score",
+            "-i",
+            parquet.to_str().unwrap(),
+            "-o",
+            dir.path().join(name).to_str().unwrap(),
+            "--check",
+            check,
+            "--features",
+            features.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        features
+    };
+    let checked = store("bigbench_mistake_sample", "min");
+    let features = eval(&[], &checked);
+    assert_eq!(
+        subset(&features)["acc_error"],
+        min["acc_error"],
+        "{features}"
+    );
+    assert_eq!(subset(&features)["f1"], min["f1"], "{features}");
+    assert_eq!(
+        subset(&eval(&["--check", "off"], &checked))["f1"],
+        off["f1"]
+    );
+
+    let unchecked = store("unchecked", "off");
+    let o = actprm(&["eval", "--json", unchecked.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("unchecked.arrow: row 0") && err.contains("no arithmetic-check verdict"),
+        "{err}"
+    );
+    let o = actprm(&[
+        "eval",
+        "--json",
+        "--check",
+        "off",
+        unchecked.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
