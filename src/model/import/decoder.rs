@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::checkpoint::Checkpoint;
 use super::config::HfConfig;
-use super::dense::{product, transpose, Precision};
+use super::dense::{product, product_weights_8bit, transpose, Precision};
 use super::graph::{Attr, Graph};
 use super::ImportError;
 use crate::model::backbone::{ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE};
@@ -28,6 +28,7 @@ pub fn write_backbone(
     weights: &Checkpoint,
     prefix: &str,
     feature_layer: Option<FeatureLayer>,
+    precision: Precision,
     dir: &Path,
 ) -> Result<usize, ImportError> {
     let h = config.hidden_size;
@@ -103,27 +104,12 @@ pub fn write_backbone(
     for layer in 0..config.num_hidden_layers {
         let p = |rest: &str| name(&format!("layers.{layer}.{rest}"));
         let normed = rms_norm(&mut g, weights, &x, &p("input_layernorm.weight"), h, &eps)?;
-        let q = linear(
-            &mut g,
-            weights,
-            &normed,
-            &p("self_attn.q_proj"),
-            [h, nh * hd],
-        )?;
-        let k = linear(
-            &mut g,
-            weights,
-            &normed,
-            &p("self_attn.k_proj"),
-            [h, nkv * hd],
-        )?;
-        let v = linear(
-            &mut g,
-            weights,
-            &normed,
-            &p("self_attn.v_proj"),
-            [h, nkv * hd],
-        )?;
+        let dense = |g: &mut Graph, x: &str, name: &str, shape: [usize; 2]| {
+            linear(g, weights, x, &p(name), shape, precision)
+        };
+        let q = dense(&mut g, &normed, "self_attn.q_proj", [h, nh * hd])?;
+        let k = dense(&mut g, &normed, "self_attn.k_proj", [h, nkv * hd])?;
+        let v = dense(&mut g, &normed, "self_attn.v_proj", [h, nkv * hd])?;
         let heads_first = [("perm", Attr::Ints(vec![0, 2, 1, 3]))];
         let q = g.op("Reshape", &[&q, &shape_q], &[]);
         let q = g.op("Transpose", &[&q], &heads_first);
@@ -147,13 +133,7 @@ pub fn write_backbone(
         let attended = g.op("Reshape", &[&attended, &shape_heads], &[]);
         let attended = g.op("Transpose", &[&attended], &heads_first);
         let attended = g.op("Reshape", &[&attended, &shape_merged], &[]);
-        let out = linear(
-            &mut g,
-            weights,
-            &attended,
-            &p("self_attn.o_proj"),
-            [nh * hd, h],
-        )?;
+        let out = dense(&mut g, &attended, "self_attn.o_proj", [nh * hd, h])?;
         x = g.op("Add", &[&x, &out], &[]);
         let normed = rms_norm(
             &mut g,
@@ -163,12 +143,12 @@ pub fn write_backbone(
             h,
             &eps,
         )?;
-        let gate = linear(&mut g, weights, &normed, &p("mlp.gate_proj"), [h, inter])?;
-        let up = linear(&mut g, weights, &normed, &p("mlp.up_proj"), [h, inter])?;
+        let gate = dense(&mut g, &normed, "mlp.gate_proj", [h, inter])?;
+        let up = dense(&mut g, &normed, "mlp.up_proj", [h, inter])?;
         let sig = g.op("Sigmoid", &[&gate], &[]);
         let act = g.op("Mul", &[&gate, &sig], &[]);
         let act = g.op("Mul", &[&act, &up], &[]);
-        let down = linear(&mut g, weights, &act, &p("mlp.down_proj"), [inter, h])?;
+        let down = dense(&mut g, &act, "mlp.down_proj", [inter, h])?;
         x = g.op("Add", &[&x, &down], &[]);
     }
     let normed = rms_norm(&mut g, weights, &x, &name("norm.weight"), h, &eps)?;
@@ -225,16 +205,21 @@ fn rms_norm(
     Ok(g.op("Mul", &[&normed, &w], &[]))
 }
 
-/// `x @ W^T (+ b)` for an nn.Linear stored as `{name}.weight [out, in]` (and `{name}.bias`).
+/// `x @ W^T (+ b)` for an nn.Linear stored as `{name}.weight [out, in]` (and `{name}.bias`), in
+/// f32 or with 8-bit weights (`Precision::Int8`; activations stay f32: per-token int8 activations
+/// moved the reference fixtures' step probabilities by up to 0.5).
 fn linear(
     g: &mut Graph,
     weights: &Checkpoint,
     x: &str,
     name: &str,
     [input, output]: [usize; 2],
+    precision: Precision,
 ) -> Result<String, ImportError> {
-    // f32 only: per-token int8 moved the reference fixtures' step probabilities by up to 0.5
-    let y = product(g, weights, x, name, input, output, Precision::F32)?;
+    let y = match precision {
+        Precision::Int8 => product_weights_8bit(g, weights, x, name, input, output)?,
+        _ => product(g, weights, x, name, input, output, Precision::F32)?,
+    };
     let bias = format!("{name}.bias");
     if !weights.contains(&bias) {
         return Ok(y);

@@ -1,5 +1,6 @@
 //! The dense layers of every backbone actprm writes (BERT encoders and Llama-family decoders):
-//! `x @ W^T` in f32, or in int8 with s8 weights per output channel and u8 activations.
+//! `x @ W^T` in f32; in int8 with s8 weights per output channel and u8 activations (encoders); or
+//! with 8-bit weights and f32 activations (decoders, whose activations int8 cannot carry).
 
 use super::checkpoint::Checkpoint;
 use super::graph::{Attr, Graph};
@@ -11,13 +12,17 @@ use crate::model::onnx_proto::{DTYPE_INT8, DTYPE_UINT8};
 pub enum Precision {
     #[default]
     F32,
-    /// s8 weights per output channel, u8 activations quantised with one scale per call
-    /// (so a row's features depend on its batch).
+    /// Encoders: s8 weights per output channel, u8 activations quantised with one scale per call
+    /// (so a row's features depend on its batch). Decoders: 8-bit weights in blocks of 32 with
+    /// f32 activations (`product_weights_8bit`).
     Int8,
     /// s8 weights per output channel, u8 activations quantised per token (its own scale), so a
     /// row's features do not depend on the rest of its batch.
     Int8Rows,
 }
+
+/// Weights per scale in the 8-bit weight-only layers (MatMulNBits' `block_size`).
+const WEIGHT_BLOCK: usize = 32;
 
 impl Precision {
     /// The name in `--dtype`, in manifests and in built file names.
@@ -67,6 +72,65 @@ pub fn product(
     );
     g.outputs_of_last(&[&xq, &xs, &xz]);
     Ok(g.contrib_op("MatMulIntegerToFloat", &[&xq, &wq, &xs, &w_scale, &xz], &[]))
+}
+
+/// `x @ W^T` for an nn.Linear `{name}.weight [out, in]` with 8-bit weights and f32 activations
+/// (ONNX Runtime's `MatMulNBits`, on CPU and CUDA): symmetric around 128 with one f32 scale per
+/// block of 32 inputs of each output, so the weights take a quarter of f32's memory while the
+/// activations, whose outlier channels one int8 scale cannot carry, stay exact.
+pub fn product_weights_8bit(
+    g: &mut Graph,
+    weights: &Checkpoint,
+    x: &str,
+    name: &str,
+    input: usize,
+    output: usize,
+) -> Result<String, ImportError> {
+    let w = weights.read_shaped(&format!("{name}.weight"), &[output, input])?;
+    let (q, scales, blocks) = quantise_blocks(&w, output, input);
+    let wq = g.raw(
+        &format!("{name}.weight_q8"),
+        &[output, blocks, WEIGHT_BLOCK],
+        DTYPE_UINT8,
+        q,
+    )?;
+    let scales = g.floats(
+        &format!("{name}.weight_scales"),
+        &[output * blocks],
+        &scales,
+    )?;
+    Ok(g.contrib_op(
+        "MatMulNBits",
+        &[x, &wq, &scales],
+        &[
+            ("K", Attr::Int(input as i64)),
+            ("N", Attr::Int(output as i64)),
+            ("bits", Attr::Int(8)),
+            ("block_size", Attr::Int(WEIGHT_BLOCK as i64)),
+        ],
+    ))
+}
+
+/// `w [rows, cols]` row by row in blocks of [`WEIGHT_BLOCK`] columns (the last zero-padded):
+/// `w ~ (q - 128) * scale` with `scale = max |w| / 127` per block. Returns `q` as
+/// `[rows, blocks, WEIGHT_BLOCK]`, the scales as `[rows, blocks]` and the block count.
+fn quantise_blocks(w: &[f32], rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>, usize) {
+    let blocks = cols.div_ceil(WEIGHT_BLOCK);
+    let mut q = vec![128u8; rows * blocks * WEIGHT_BLOCK];
+    let mut scales = vec![1f32; rows * blocks];
+    for r in 0..rows {
+        let row = &w[r * cols..(r + 1) * cols];
+        for (b, chunk) in row.chunks(WEIGHT_BLOCK).enumerate() {
+            let max = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            scales[r * blocks + b] = scale;
+            let out = &mut q[(r * blocks + b) * WEIGHT_BLOCK..];
+            for (o, v) in out.iter_mut().zip(chunk) {
+                *o = ((v / scale).round().clamp(-127.0, 127.0) + 128.0) as u8;
+            }
+        }
+    }
+    (q, scales, blocks)
 }
 
 /// `x @ W` with `x` quantised row by row: symmetric u8 around 128 with each token's own scale
@@ -149,4 +213,33 @@ pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_blocks_round_within_half_a_step_and_pad_with_zeros() {
+        // 2 rows of 40 columns: one full block of 32 and one of 8 padded to 32
+        let w: Vec<f32> = (0..80)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let (q, scales, blocks) = quantise_blocks(&w, 2, 40);
+        assert_eq!(blocks, 2);
+        assert_eq!(q.len(), 2 * 2 * WEIGHT_BLOCK);
+        for r in 0..2 {
+            for c in 0..40 {
+                let (b, j) = (c / WEIGHT_BLOCK, c % WEIGHT_BLOCK);
+                let scale = scales[r * blocks + b];
+                let back = (q[(r * blocks + b) * WEIGHT_BLOCK + j] as f32 - 128.0) * scale;
+                assert!((back - w[r * 40 + c]).abs() <= scale / 2.0 + 1e-6);
+            }
+            // the padding dequantises to 0
+            let pad = &q[(r * blocks + 1) * WEIGHT_BLOCK + 8..(r * blocks + 2) * WEIGHT_BLOCK];
+            assert!(pad.iter().all(|&v| v == 128));
+        }
+        // each block's largest weight takes the full range
+        assert!(q.contains(&1) || q.contains(&255));
+    }
 }

@@ -89,6 +89,8 @@ pub struct ImportReport {
     pub feature_size: usize,
     pub ensemble_size: usize,
     pub stored_dtypes: Vec<String>,
+    /// `--dtype`: how the backbone's dense layers were written.
+    pub dense: String,
     pub step_marker: String,
     pub max_length: usize,
     pub seconds: f64,
@@ -97,7 +99,7 @@ pub struct ImportReport {
 impl crate::report::Report for ImportReport {
     fn table(&self) -> String {
         format!(
-            "imported       {}\n  family       {} ({})\n  backbone     {} layers, hidden {}, weights {}\n  \
+            "imported       {}\n  family       {} ({})\n  backbone     {} layers, hidden {}, weights {}, dense {}\n  \
              heads        {} on {} features\n  step marker  {:?}\n  context      {} tokens\nmodel          {}\nseconds        {:.1}\n",
             self.from,
             self.family.name(),
@@ -105,6 +107,7 @@ impl crate::report::Report for ImportReport {
             self.layers,
             self.hidden_size,
             self.stored_dtypes.join(", "),
+            self.dense,
             self.ensemble_size,
             self.feature_size,
             self.step_marker,
@@ -132,15 +135,16 @@ pub fn import(
     if bert {
         return import_encoder(from, output, dtype, started);
     }
-    if dtype != dense::Precision::F32 {
-        // measured on the tiny reference fixtures: per-token int8 dense layers moved decoder step
+    if dtype == dense::Precision::Int8Rows {
+        // measured on the tiny reference fixtures: per-token int8 activations moved decoder step
         // probabilities by up to 0.5 (decoder activations carry outlier channels that one scale
-        // per token does not resolve), so only the encoders get int8
-        return Err(ImportError::Unsupported(format!(
-            "--dtype {} is written for BERT encoders only; decoders are f32 (per-token int8 moved \
-             step probabilities of the reference fixtures by up to 0.5)",
-            dtype.name()
-        )));
+        // per token does not resolve); decoders get 8-bit weights with f32 activations instead
+        return Err(ImportError::Unsupported(
+            "--dtype int8-rows quantises activations, which decoders cannot carry (step \
+             probabilities of the reference fixtures moved by up to 0.5); use --dtype int8 (8-bit \
+             weights, f32 activations) or f32"
+                .into(),
+        ));
     }
     let config = HfConfig::read(from)?;
     let weights = Checkpoint::open(from)?;
@@ -156,7 +160,7 @@ pub fn import(
         })?;
     let format = prompt::input_format(family, &tokenizer, &config, from)?;
     let (feature_size, ensemble_size, max_length) = staged(output, |staging| {
-        write_model(from, staging, family, &config, &weights, &format)
+        write_model(from, staging, family, &config, &weights, &format, dtype)
     })?;
     Ok(ImportReport {
         from: from.display().to_string(),
@@ -168,6 +172,7 @@ pub fn import(
         feature_size,
         ensemble_size,
         stored_dtypes: weights.dtypes.clone(),
+        dense: dtype.name().into(),
         step_marker: format.marker.clone(),
         max_length,
         seconds: started.elapsed().as_secs_f64(),
@@ -205,10 +210,12 @@ fn write_model(
     config: &HfConfig,
     weights: &Checkpoint,
     format: &prompt::InputFormat,
+    dtype: dense::Precision,
 ) -> Result<(usize, usize, usize), ImportError> {
     let tokenizer_path = from.join("tokenizer.json");
     let (feature_layer, heads, anchors) = heads::build(family, config, weights, format.candidates)?;
-    let feature_size = decoder::write_backbone(config, weights, "model.", feature_layer, staging)?;
+    let feature_size =
+        decoder::write_backbone(config, weights, "model.", feature_layer, dtype, staging)?;
     if heads.dim != feature_size {
         return Err(ImportError::Unsupported(format!(
             "the heads take {} features, the backbone gives {feature_size}",
@@ -246,11 +253,12 @@ fn write_model(
         tau: 0.5,
         seed: 0,
         provenance: format!(
-            "actprm import of {} ({}, {}), weights {}",
+            "actprm import of {} ({}, {}), weights {}, dense layers {}",
             from.display(),
             family.name(),
             config.architectures.join(", "),
-            weights.dtypes.join(", ")
+            weights.dtypes.join(", "),
+            dtype.name()
         ),
     };
     let meta = [("actprm.imported_from", name.clone())];
@@ -348,6 +356,7 @@ fn import_encoder(
         feature_size: config.hidden_size,
         ensemble_size: default.manifest.ensemble_size,
         stored_dtypes: weights.dtypes.clone(),
+        dense: dtype.name().into(),
         step_marker: default.manifest.separator.step.clone(),
         max_length: default.manifest.max_length,
         seconds: started.elapsed().as_secs_f64(),
