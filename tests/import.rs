@@ -109,6 +109,24 @@ fn step_means(dir: &Path) -> HashMap<String, Vec<f32>> {
     out
 }
 
+/// `actprm score` of `fixture`'s reference examples with `model`: `id -> step_mean`.
+fn score_examples(dir: &Path, fixture: &str, model: &Path) -> HashMap<String, Vec<f32>> {
+    let input = examples_parquet(dir, fixture);
+    let name = model.file_name().unwrap().to_string_lossy();
+    let scored = dir.join(format!("scored-{name}"));
+    let o = actprm(&[
+        "score",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        scored.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{fixture}: {}", stderr(&o));
+    step_means(&scored)
+}
+
 #[test]
 fn every_family_scores_each_step_as_its_reference_code_does() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,19 +144,7 @@ fn every_family_scores_each_step_as_its_reference_code_does() {
         let report = import(fixture, &model);
         assert_eq!(report["family"], family, "{fixture}: detected family");
         assert_eq!(report["ensemble_size"], heads, "{fixture}");
-        let input = examples_parquet(dir.path(), fixture);
-        let scored = dir.path().join(format!("scored-{fixture}"));
-        let o = actprm(&[
-            "score",
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            scored.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{fixture}: {}", stderr(&o));
-        let got = step_means(&scored);
+        let got = score_examples(dir.path(), fixture, &model);
         let reference = examples(fixture);
         assert_eq!(
             got.len(),
@@ -553,19 +559,7 @@ fn decoders_take_8_bit_weights_and_refuse_int8_activations() {
             size(&model),
             size(&f32_model)
         );
-        let input = examples_parquet(dir.path(), fixture);
-        let scored = dir.path().join(format!("scored-{fixture}-int8"));
-        let o = actprm(&[
-            "score",
-            "-i",
-            input.to_str().unwrap(),
-            "-o",
-            scored.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{fixture}: {}", stderr(&o));
-        let got = step_means(&scored);
+        let got = score_examples(dir.path(), fixture, &model);
         let mut worst = 0f64;
         for e in examples(fixture) {
             let want = floats(&e["step_probs"]);
