@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::{Curve, ExperimentReport};
+use crate::select::strategy::percent;
 
 /// Which F1 of a run a budget point reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,15 +203,6 @@ impl ExperimentReport {
 }
 
 /// `0.05` -> `5`, `0.025` -> `2.5`.
-pub fn percent(rate: f64) -> String {
-    let p = rate * 100.0;
-    if (p - p.round()).abs() < 1e-9 {
-        format!("{p:.0}")
-    } else {
-        format!("{p}")
-    }
-}
-
 pub(super) fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
     if values.is_empty() {
         return None;

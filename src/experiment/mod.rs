@@ -8,9 +8,8 @@ pub mod budget;
 pub mod job;
 pub mod plot;
 pub mod run;
-pub mod strategy;
 
+pub use crate::select::strategy::Strategy;
 pub use budget::View;
 pub use job::{run_experiment_files, ExperimentRun, ExperimentSettings};
 pub use run::{run_experiment, Curve, CurvePoint, ExperimentConfig, ExperimentReport};
-pub use strategy::Strategy;

@@ -159,7 +159,7 @@ pub fn budget_curve_svg(report: &ExperimentReport, title: &str) -> String {
                 "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
                 x(r),
                 h - bottom + 18.0,
-                super::budget::percent(r)
+                crate::select::strategy::percent(r)
             );
         }
         svg += &format!(

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use super::budget::mean_std;
-use super::strategy::{BatchView, Strategy};
 use crate::eval::model::samples_from_probs;
 use crate::eval::{choose_tau, processbench, Sample};
 use crate::formats::features::FeatureRow;
@@ -14,8 +13,10 @@ use crate::label::{LabelRequest, PoolLabeller};
 use crate::model::HeadsWeights;
 use crate::rng::NormalRng;
 use crate::score::check::CheckRule;
-use crate::select::{decide, step_stats, trajectory_embedding, RateQuota, SelectionRule};
-use crate::train::algorithm::{label_and_train, retrain};
+use crate::select::{
+    decide, step_stats, trajectory_embedding, Candidates, RateQuota, SelectionRule, Strategy,
+};
+use crate::train::algorithm::{export_due, label_and_train, retrain};
 use crate::train::{TrainConfig, TrainError, Trainer};
 
 #[derive(Debug, Clone, Serialize)]
@@ -236,11 +237,11 @@ pub fn run_experiment(
                     } else {
                         Vec::new()
                     };
-                    let view = BatchView {
+                    let view = Candidates {
                         decisions: &decisions,
                         embeddings: &batch_embeddings,
                         warm_start: seen < warm_rows,
-                        quota: quota.grant(strategy.rate().unwrap_or(1.0), rows.len()),
+                        quota: strategy.quota(&mut quota, rows.len()),
                     };
                     let mut chosen = vec![false; rows.len()];
                     for c in strategy.choose(&view, &mut rng) {
@@ -269,9 +270,7 @@ pub fn run_experiment(
                             });
                         }
                     }
-                    if trainer.step() > step_before
-                        && trainer.step().is_multiple_of(cfg.export_every.max(1))
-                    {
+                    if export_due(step_before, trainer.step(), cfg.export_every) {
                         scorer = snapshot(&trainer)?;
                     }
                     while labelled.len() >= next_eval {

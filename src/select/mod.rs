@@ -1,11 +1,13 @@
 //! ActPRM's uncertainty and selection rule, per trajectory (ACTPRM.md, "Uncertainty and selection").
 
 pub mod diversity;
+pub mod strategy;
 
 use serde::{Deserialize, Serialize};
 
 use crate::rng::NormalRng;
 pub use diversity::{diverse_picks, trajectory_embedding};
+pub use strategy::{Candidates, Strategy};
 
 /// The probability below which a step counts as the first predicted error when deciding which
 /// steps matter for selection (fixed by the method; the *reported* first error uses `tau`).

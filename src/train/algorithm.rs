@@ -27,6 +27,13 @@ impl BatchLabels {
     }
 }
 
+/// Whether the scorer takes the trainer's heads after a batch moved it from `before` to `after`
+/// optimiser steps: every `every` steps (ActPRM refreshes the scoring heads periodically, not per
+/// batch), and never after a batch that trained nothing.
+pub fn export_due(before: u64, after: u64, every: u64) -> bool {
+    after > before && after.is_multiple_of(every.max(1))
+}
+
 /// Labels the `chosen` rows of `rows` (at most `budget_left` requests, in row order) through
 /// `labeller`, then trains `trainer` one step on the labelled ones. `request(i)` builds row i's
 /// request (the judge needs its text; the pool labeller its stored label).

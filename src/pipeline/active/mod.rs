@@ -43,11 +43,11 @@ use crate::model::{HeadsWeights, LoadedModel};
 use crate::rng::NormalRng;
 use crate::score::check::CheckRule;
 use crate::score::RowScore;
-use crate::select::{trajectory_embedding, Keep, RatePicks, RateQuota};
+use crate::select::{trajectory_embedding, Candidates, Decision, RateQuota, Strategy};
 use crate::sink::rejects::RejectedRow;
 use crate::sink::{write_atomic, RejectSink};
 use crate::source::columns::{extract, Trajectory};
-use crate::train::algorithm::label_and_train;
+use crate::train::algorithm::{export_due, label_and_train};
 use crate::train::{TrainConfig, Trainer};
 use decisions::DecisionBuffer;
 pub use job::{ActiveJob, ActiveSettings, ActiveSummary};
@@ -310,29 +310,29 @@ impl LoopCtx {
             };
             (texts, labels)
         };
-        let chosen: Vec<bool> = match job.selection {
-            Keep::Rule => view.scores.iter().map(|s| s.decision.selected).collect(),
-            Keep::Rate(rate) => {
-                let uncertainty: Vec<f32> =
-                    view.scores.iter().map(|s| s.decision.uncertainty).collect();
-                let embeddings: Vec<Vec<f32>> = match job.picks {
-                    RatePicks::Diverse => view
-                        .features
-                        .iter()
-                        .map(|f| trajectory_embedding(&f.features, f.steps))
-                        .collect(),
-                    RatePicks::MostUncertain => Vec::new(),
-                };
-                // seeded by the rows offered so far: a resumed run picks as an uninterrupted one
-                let mut rng = NormalRng::new(job.train.seed ^ self.state.keep_quota.offered);
-                let k = self.state.keep_quota.grant(rate, n);
-                let mut mask = vec![false; n];
-                for i in job.picks.pick(&uncertainty, &embeddings, k, &mut rng) {
-                    mask[i] = true;
-                }
-                mask
-            }
+        // Algorithm 1's choice, by the same strategy code the pool experiment measures
+        let strategy = Strategy::of_loop(job.selection, job.picks);
+        let decisions: Vec<Decision> = view.scores.iter().map(|s| s.decision).collect();
+        let embeddings: Vec<Vec<f32>> = if strategy.needs_embeddings() {
+            view.features
+                .iter()
+                .map(|f| trajectory_embedding(&f.features, f.steps))
+                .collect()
+        } else {
+            Vec::new()
         };
+        // seeded by the rows offered so far: a resumed run picks as an uninterrupted one
+        let mut rng = NormalRng::new(job.train.seed ^ self.state.keep_quota.offered);
+        let candidates = Candidates {
+            decisions: &decisions,
+            embeddings: &embeddings,
+            warm_start: false,
+            quota: strategy.quota(&mut self.state.keep_quota, n),
+        };
+        let mut chosen = vec![false; n];
+        for i in strategy.choose(&candidates, &mut rng) {
+            chosen[i] = true;
+        }
         let budget_left = job
             .label_budget
             .map_or(u64::MAX, |b| b.saturating_sub(self.state.labels_used));
@@ -399,9 +399,7 @@ impl LoopCtx {
         self.summary.rows_scored += n as u64;
         self.summary.rows_selected += chosen.iter().filter(|&&c| c).count() as u64;
         let pending_batches = self.pending.lock().expect("pending lock").batches;
-        if self.trainer.step() > step_before
-            && self.trainer.step().is_multiple_of(job.export_every.max(1))
-        {
+        if export_due(step_before, self.trainer.step(), job.export_every) {
             self.checkpoint(job, Some(sender))?;
         } else if pending_batches >= MAX_PENDING_BATCHES {
             self.checkpoint(job, None)?;

@@ -1,10 +1,21 @@
-//! Which trajectories of a streamed batch get labelled.
+//! Which trajectories of a streamed batch get labelled: Algorithm 1's choice, one function for
+//! `actprm active` (its `--keep-rate` / `--picks` name a strategy) and for `actprm experiment`,
+//! which adds the baselines (random, warm starts, full) beside the loop's own rules.
 
 use std::fmt;
 
-use super::budget::percent;
+use super::{Decision, Keep, RatePicks, RateQuota};
 use crate::rng::NormalRng;
-use crate::select::{Decision, RatePicks};
+
+/// A rate as a percentage without trailing zeros (`0.1` -> `10`, `0.025` -> `2.5`).
+pub fn percent(rate: f64) -> String {
+    let p = rate * 100.0;
+    if (p - p.round()).abs() < 1e-9 {
+        format!("{p:.0}")
+    } else {
+        format!("{p}")
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
@@ -74,7 +85,7 @@ impl std::str::FromStr for Strategy {
 }
 
 /// A batch as a strategy sees it.
-pub struct BatchView<'a> {
+pub struct Candidates<'a> {
     pub decisions: &'a [Decision],
     /// One embedding per row (the mean of its step features); only diverse strategies read it.
     pub embeddings: &'a [Vec<f32>],
@@ -85,6 +96,18 @@ pub struct BatchView<'a> {
 }
 
 impl Strategy {
+    /// What `actprm active` runs: ActPRM's threshold rule, or a keep rate taken by `picks`.
+    pub fn of_loop(keep: Keep, picks: RatePicks) -> Self {
+        match keep {
+            Keep::Rule => Strategy::ActPrm,
+            Keep::Rate(rate) => Strategy::Uncertain {
+                rate,
+                warm: false,
+                diverse: picks == RatePicks::Diverse,
+            },
+        }
+    }
+
     /// The strategy without its rate: the name of its budget curve.
     pub fn family(&self) -> &'static str {
         match self {
@@ -108,12 +131,21 @@ impl Strategy {
         }
     }
 
+    /// How many of a batch's `rows` it may take: a rate strategy's grant from `quota` (the rate
+    /// holds over the stream), else every row (`quota` is left as it was).
+    pub fn quota(&self, quota: &mut RateQuota, rows: usize) -> usize {
+        match self.rate() {
+            Some(rate) => quota.grant(rate, rows),
+            None => rows,
+        }
+    }
+
     pub fn needs_embeddings(&self) -> bool {
         matches!(self, Strategy::Uncertain { diverse: true, .. })
     }
 
     /// Indices of the batch to label, ascending.
-    pub fn choose(&self, batch: &BatchView, rng: &mut NormalRng) -> Vec<usize> {
+    pub fn choose(&self, batch: &Candidates, rng: &mut NormalRng) -> Vec<usize> {
         let n = batch.decisions.len();
         let quota = batch.quota.min(n);
         let mut chosen = match *self {
@@ -167,8 +199,8 @@ mod tests {
         }
     }
 
-    fn view(ds: &[Decision], quota: usize, warm_start: bool) -> BatchView<'_> {
-        BatchView {
+    fn view(ds: &[Decision], quota: usize, warm_start: bool) -> Candidates<'_> {
+        Candidates {
             decisions: ds,
             embeddings: &[],
             warm_start,
