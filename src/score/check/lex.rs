@@ -4,7 +4,11 @@
 //! its regular expressions. Every token remembers the byte range it came from in the original
 //! step, so that a flagged equality can be quoted exactly as written.
 
+use super::commands::{classify_command, FRAC_CMDS, SPACE_CMDS, TEXT_CMDS};
+use super::num::parse_decimal;
 use super::rat::Rat;
+pub use super::text::{is_space, is_word_char, Text};
+use super::text::{preprocess, uses_latex_dollars};
 
 /// The expression cannot be read exactly and unambiguously; the reason is for debugging.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,140 +88,6 @@ impl Tok {
     }
 }
 
-/// Text as characters, each with the byte range in the original step it stands for, so that
-/// replacements and removals keep positions traceable.
-#[derive(Clone, Debug, Default)]
-pub struct Text {
-    pub chars: Vec<char>,
-    pub spans: Vec<(usize, usize)>,
-}
-
-impl Text {
-    pub fn new(s: &str) -> Text {
-        let mut t = Text::default();
-        for (i, c) in s.char_indices() {
-            t.push(c, (i, i + c.len_utf8()));
-        }
-        t
-    }
-
-    pub fn push(&mut self, c: char, span: (usize, usize)) {
-        self.chars.push(c);
-        self.spans.push(span);
-    }
-
-    pub fn len(&self) -> usize {
-        self.chars.len()
-    }
-
-    /// Characters `a..b` as a new text (the bounds are clamped).
-    pub fn slice(&self, a: usize, b: usize) -> Text {
-        let b = b.min(self.len());
-        let a = a.min(b);
-        Text {
-            chars: self.chars[a..b].to_vec(),
-            spans: self.spans[a..b].to_vec(),
-        }
-    }
-
-    /// The original byte range covered by characters `a..b` (`b > a`).
-    fn span(&self, a: usize, b: usize) -> (usize, usize) {
-        let first = self.spans.get(a).copied().unwrap_or_default();
-        let last = self
-            .spans
-            .get(b.saturating_sub(1))
-            .copied()
-            .unwrap_or(first);
-        (first.0, last.1.max(first.0))
-    }
-
-    fn starts_with(&self, i: usize, pat: &str) -> bool {
-        (i..)
-            .zip(pat.chars())
-            .all(|(k, p)| self.chars.get(k) == Some(&p))
-    }
-}
-
-/// Python's `str.isspace` (Unicode White_Space plus the information separators).
-pub fn is_space(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
-}
-
-/// Python's regex `\w` for Unicode text.
-pub fn is_word_char(c: char) -> bool {
-    c == '_' || c.is_alphanumeric()
-}
-
-/// `$` is a LaTeX math delimiter (not currency) when some `$` (other than `\$`) is not
-/// followed by a digit: a closing `$` is followed by space, punctuation or the end, while a
-/// currency sign always precedes its amount.
-pub fn uses_latex_dollars(t: &Text) -> bool {
-    let c = &t.chars;
-    (0..c.len()).any(|i| {
-        c[i] == '$'
-            && (i == 0 || c[i - 1] != '\\')
-            && !c.get(i + 1).is_some_and(char::is_ascii_digit)
-    })
-}
-
-/// Length of a degree sign `^\circ`, `^{\circ}` (with optional spaces) at `i`, or of `°`.
-fn degree_len(t: &Text, i: usize) -> Option<usize> {
-    let c = &t.chars;
-    if c.get(i) == Some(&'°') {
-        return Some(1);
-    }
-    if c.get(i) != Some(&'^') {
-        return None;
-    }
-    let skip_ws = |mut k: usize| {
-        while c.get(k).is_some_and(|&ch| is_space(ch)) {
-            k += 1;
-        }
-        k
-    };
-    let mut k = skip_ws(i + 1);
-    if c.get(k) == Some(&'{') {
-        k = skip_ws(k + 1);
-    }
-    if !t.starts_with(k, "\\circ") {
-        return None;
-    }
-    k = skip_ws(k + 5);
-    if c.get(k) == Some(&'}') {
-        k += 1;
-    }
-    Some(k - i)
-}
-
-/// Replaces each match of `find` (a length at a position) by `with` (possibly nothing), left
-/// to right without rescanning, like Python's `re.sub` / `str.replace`.
-fn replace(t: &Text, find: impl Fn(&Text, usize) -> Option<usize>, with: Option<char>) -> Text {
-    let mut out = Text::default();
-    let mut i = 0;
-    while i < t.len() {
-        match find(t, i) {
-            Some(n) if n > 0 => {
-                if let Some(w) = with {
-                    out.push(w, t.span(i, i + n));
-                }
-                i += n;
-            }
-            _ => {
-                out.push(t.chars[i], t.spans[i]);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-/// Degree signs become spaces; LaTeX thousands separators `1{,}000` and `1,\!000` become `,`.
-fn preprocess(t: &Text) -> Text {
-    let t = replace(t, degree_len, Some(' '));
-    let t = replace(&t, |t, i| t.starts_with(i, "{,}").then_some(3), Some(','));
-    replace(&t, |t, i| t.starts_with(i, "\\!").then_some(2), None)
-}
-
 /// Tokenises one segment of a step.
 pub fn tokenize(seg: &Text) -> Result<Vec<Tok>, Skip> {
     let latex_dollars = uses_latex_dollars(seg);
@@ -237,94 +107,6 @@ pub fn tokenize(seg: &Text) -> Result<Vec<Tok>, Skip> {
     }
     Ok(lx.toks)
 }
-
-const OP_CMDS: &[(&str, &str)] = &[("times", "*"), ("cdot", "*"), ("ast", "*"), ("div", "/")];
-const APPROX_CMDS: &[&str] = &["approx", "simeq", "thickapprox", "doteq"];
-const REL_CMDS: &[&str] = &[
-    "neq",
-    "ne",
-    "le",
-    "leq",
-    "ge",
-    "geq",
-    "lt",
-    "gt",
-    "equiv",
-    "sim",
-    "cong",
-    "propto",
-    "Rightarrow",
-    "rightarrow",
-    "implies",
-    "to",
-    "Leftrightarrow",
-    "iff",
-    "mapsto",
-    "leqslant",
-    "geqslant",
-    "ll",
-    "gg",
-    "not",
-    "in",
-    "notin",
-    "subset",
-    "mid",
-    "nmid",
-    "pmod",
-    "bmod",
-    "mod",
-    "pm",
-    "mp",
-];
-const SPACE_CMDS: &[&str] = &[
-    ",",
-    ";",
-    ":",
-    " ",
-    "quad",
-    "qquad",
-    "!",
-    "displaystyle",
-    "textstyle",
-    "left",
-    "right",
-    "big",
-    "Big",
-    "bigg",
-    "Bigg",
-    "bigl",
-    "bigr",
-    "Bigl",
-    "Bigr",
-    "biggl",
-    "biggr",
-    "limits",
-    "nolimits",
-    "$",
-    "enspace",
-    "thinspace",
-    "negthinspace",
-    "hspace",
-    "vspace",
-    "phantom",
-];
-const TEXT_CMDS: &[&str] = &[
-    "text",
-    "textbf",
-    "textit",
-    "mathrm",
-    "mbox",
-    "textrm",
-    "mathbf",
-    "operatorname",
-    "textnormal",
-    "emph",
-    "mathit",
-    "textsf",
-    "texttt",
-];
-const FRAC_CMDS: &[&str] = &["frac", "dfrac", "tfrac", "cfrac"];
-const DOTS_CMDS: &[&str] = &["ldots", "cdots", "dots", "dotsb", "dotsc", "vdots"];
 
 /// A digit run `lo..hi` with an optional fractional part, as read by the number scanner.
 struct NumLit {
@@ -776,39 +558,6 @@ impl Lexer<'_> {
         self.push(kind, &text, s, i, i + 1);
         i + 1
     }
-}
-
-/// The kind and text of a command without arguments.
-fn classify_command(name: &str) -> (Kind, &str) {
-    if let Some((_, op)) = OP_CMDS.iter().find(|(n, _)| *n == name) {
-        return (Kind::Op, op);
-    }
-    if APPROX_CMDS.contains(&name) {
-        return (Kind::Approx, "~");
-    }
-    if REL_CMDS.contains(&name) {
-        return (Kind::Rel, name);
-    }
-    if DOTS_CMDS.contains(&name) {
-        return (Kind::Bad, "...");
-    }
-    // Unknown command: \pi, \sin, \log, \overline, \angle, ...
-    (Kind::Cmd, name)
-}
-
-/// The exact value of `int.frac` (ASCII digits), or `None` if it does not fit.
-fn parse_decimal(int_digits: &str, frac_digits: &str) -> Option<Rat> {
-    // Trailing zeros of the fraction do not change the value; dropping them lets
-    // "1.50000000000000000000000000000000000000000" fit.
-    let frac = frac_digits.trim_end_matches('0');
-    let mut n: i128 = 0;
-    for d in int_digits.chars().chain(frac.chars()) {
-        n = n
-            .checked_mul(10)?
-            .checked_add(i128::from(d.to_digit(10)?))?;
-    }
-    let den = Rat::pow10(u32::try_from(frac.len()).ok()?)?;
-    Rat::new(n, den)
 }
 
 #[cfg(test)]

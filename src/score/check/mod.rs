@@ -14,12 +14,14 @@
 pub use crate::model::CheckRule;
 
 mod agree;
+mod commands;
 mod dd;
 mod expr;
 mod find;
 mod lex;
 mod num;
 mod rat;
+mod text;
 mod words;
 
 use expr::{evaluate, literal_info};

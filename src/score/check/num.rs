@@ -174,3 +174,17 @@ impl Num {
         }
     }
 }
+/// The exact value of `int.frac` (ASCII digits), or `None` if it does not fit.
+pub fn parse_decimal(int_digits: &str, frac_digits: &str) -> Option<Rat> {
+    // Trailing zeros of the fraction do not change the value; dropping them lets
+    // "1.50000000000000000000000000000000000000000" fit.
+    let frac = frac_digits.trim_end_matches('0');
+    let mut n: i128 = 0;
+    for d in int_digits.chars().chain(frac.chars()) {
+        n = n
+            .checked_mul(10)?
+            .checked_add(i128::from(d.to_digit(10)?))?;
+    }
+    let den = Rat::pow10(u32::try_from(frac.len()).ok()?)?;
+    Rat::new(n, den)
+}
