@@ -133,7 +133,8 @@ pub enum Command {
         /// The PRM family; `auto` reads `architectures` and the head's tensor names.
         #[arg(long, value_enum, default_value_t = actprm::model::import::Family::Auto)]
         format: actprm::model::import::Family,
-        /// Dense layers of the written backbone: f32; int8 (decoders: 8-bit weights in blocks of
+        /// Dense layers of the written backbone: f32; f16 (decoders: weights and activations in
+        /// f16, norms and softmax in f32: half the memory); int8 (decoders: 8-bit weights in blocks of
         /// 32, f32 activations, a quarter of f32's weight memory; BERT encoders: per-channel s8
         /// weights, u8 activations quantised per call); int8-rows (encoders only).
         #[arg(long, value_enum, default_value_t = Default::default())]

@@ -87,6 +87,7 @@ pub const DTYPE_UINT8: i32 = 2;
 pub const DTYPE_INT8: i32 = 3;
 pub const DTYPE_INT32: i32 = 6;
 pub const DTYPE_INT64: i32 = 7;
+pub const DTYPE_FLOAT16: i32 = 10;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TensorProto {

@@ -43,6 +43,9 @@ pub fn write_backbone(
         )));
     }
     let group = nh / nkv;
+    // f16: the residual stream, dense layers and attention products in f16; norms, softmax and
+    // the output in f32
+    let half = precision == Precision::F16;
     let inter = config.intermediate_size;
     let mut g = Graph::new(Some(&dir.join("backbone.onnx.data")))?;
     // shape plumbing
@@ -63,14 +66,16 @@ pub fn write_backbone(
     let freqs = g.op("MatMul", &[&positions, &inv_freq], &[]);
     let emb = g.op("Concat", &[&freqs, &freqs], &[("axis", Attr::Int(-1))]);
     let cos = g.op("Cos", &[&emb], &[]);
+    let cos = g.narrow(&cos, half);
     let sin = g.op("Sin", &[&emb], &[]);
+    let sin = g.narrow(&sin, half);
     // rotate_half(x) = x @ R: [-x2, x1]
     let mut rotate = vec![0f32; hd * hd];
     for i in 0..hd / 2 {
         rotate[(i + hd / 2) * hd + i] = -1.0; // out[i] = -x[i + hd/2]
         rotate[i * hd + i + hd / 2] = 1.0; // out[i + hd/2] = x[i]
     }
-    let rotate = g.floats("rope_rotate_half", &[hd, hd], &rotate)?;
+    let rotate = g.floats_in(half, "rope_rotate_half", &[hd, hd], &rotate)?;
     // additive mask [batch, 1, 1, seq, seq]: causal and padding (right-padded batches)
     let f_one = g.floats("c_f_one", &[], &[1.0])?;
     let f_neg = g.floats("c_f_neg", &[], &[-1e9])?;
@@ -84,7 +89,7 @@ pub fn write_backbone(
     let allowed = g.op("Mul", &[&causal, &pad], &[]);
     let blocked = g.op("Sub", &[&f_one, &allowed], &[]);
     let mask = g.op("Mul", &[&blocked, &f_neg], &[]);
-    let scale = g.floats("c_attn_scale", &[], &[1.0 / (hd as f32).sqrt()])?;
+    let scale = g.floats_in(half, "c_attn_scale", &[], &[1.0 / (hd as f32).sqrt()])?;
     let eps = g.floats("c_rms_eps", &[], &[config.rms_norm_eps as f32])?;
     let shape_q = g.ints("c_shape_q", &[4], &[0, 0, nh as i64, hd as i64]);
     let shape_kv = g.ints("c_shape_kv", &[4], &[0, 0, nkv as i64, hd as i64]);
@@ -98,12 +103,13 @@ pub fn write_backbone(
 
     let name = |rest: &str| format!("{prefix}{rest}");
     let embed = weights.read_shaped(&name("embed_tokens.weight"), &[config.vocab_size, h])?;
-    let embed = g.floats("embed_tokens", &[config.vocab_size, h], &embed)?;
+    let embed = g.floats_in(half, "embed_tokens", &[config.vocab_size, h], &embed)?;
     let mut x = g.op("Gather", &[&embed, INPUT_IDS], &[("axis", Attr::Int(0))]);
 
     for layer in 0..config.num_hidden_layers {
         let p = |rest: &str| name(&format!("layers.{layer}.{rest}"));
-        let normed = rms_norm(&mut g, weights, &x, &p("input_layernorm.weight"), h, &eps)?;
+        let norm = RmsNorm { h, eps: &eps, half };
+        let normed = norm.write(&mut g, weights, &x, &p("input_layernorm.weight"))?;
         let dense = |g: &mut Graph, x: &str, name: &str, shape: [usize; 2]| {
             linear(g, weights, x, &p(name), shape, precision)
         };
@@ -129,20 +135,13 @@ pub fn write_backbone(
             &[("perm", Attr::Ints(vec![0, 1, 2, 4, 3]))],
         );
         let v = g.op("Unsqueeze", &[&v, &axis2], &[]);
-        let attended = g.attention(&q, &k, &v, &mask);
+        let attended = g.attention_in(&q, &k, &v, &mask, half);
         let attended = g.op("Reshape", &[&attended, &shape_heads], &[]);
         let attended = g.op("Transpose", &[&attended], &heads_first);
         let attended = g.op("Reshape", &[&attended, &shape_merged], &[]);
         let out = dense(&mut g, &attended, "self_attn.o_proj", [nh * hd, h])?;
         x = g.op("Add", &[&x, &out], &[]);
-        let normed = rms_norm(
-            &mut g,
-            weights,
-            &x,
-            &p("post_attention_layernorm.weight"),
-            h,
-            &eps,
-        )?;
+        let normed = norm.write(&mut g, weights, &x, &p("post_attention_layernorm.weight"))?;
         let gate = dense(&mut g, &normed, "mlp.gate_proj", [h, inter])?;
         let up = dense(&mut g, &normed, "mlp.up_proj", [h, inter])?;
         let sig = g.op("Sigmoid", &[&gate], &[]);
@@ -151,7 +150,9 @@ pub fn write_backbone(
         let down = dense(&mut g, &act, "mlp.down_proj", [inter, h])?;
         x = g.op("Add", &[&x, &down], &[]);
     }
-    let normed = rms_norm(&mut g, weights, &x, &name("norm.weight"), h, &eps)?;
+    let norm = RmsNorm { h, eps: &eps, half };
+    let normed = norm.write(&mut g, weights, &x, &name("norm.weight"))?;
+    let normed = g.widen(&normed, half);
     let width = match feature_layer {
         None => {
             g.op_named("Identity", &[&normed], &[], LAST_HIDDEN_STATE);
@@ -183,16 +184,33 @@ pub fn write_backbone(
     Ok(width)
 }
 
-/// `x * w / sqrt(mean(x^2) + eps)` over the last axis, in f32 as transformers computes it.
-fn rms_norm(
-    g: &mut Graph,
-    weights: &Checkpoint,
-    x: &str,
-    weight: &str,
+/// `x * w / sqrt(mean(x^2) + eps)` over the last axis of width `h`, computed in f32 as
+/// transformers does (an f16 `x` is widened first, the result narrowed before the weight).
+struct RmsNorm<'a> {
     h: usize,
-    eps: &str,
-) -> Result<String, ImportError> {
-    let w = g.weight(weights, weight, &[h])?;
+    eps: &'a str,
+    half: bool,
+}
+
+impl RmsNorm<'_> {
+    fn write(
+        &self,
+        g: &mut Graph,
+        weights: &Checkpoint,
+        x: &str,
+        weight: &str,
+    ) -> Result<String, ImportError> {
+        let values = weights.read_shaped(weight, &[self.h])?;
+        let w = g.floats_in(self.half, weight, &[self.h], &values)?;
+        let x = g.widen(x, self.half);
+        let normed = rms(g, &x, self.eps);
+        let normed = g.narrow(&normed, self.half);
+        Ok(g.op("Mul", &[&normed, &w], &[]))
+    }
+}
+
+/// `x / sqrt(mean(x^2) + eps)` over the last axis.
+fn rms(g: &mut Graph, x: &str, eps: &str) -> String {
     let sq = g.op("Mul", &[x, x], &[]);
     let mean = g.op(
         "ReduceMean",
@@ -201,13 +219,12 @@ fn rms_norm(
     );
     let var = g.op("Add", &[&mean, eps], &[]);
     let rms = g.op("Sqrt", &[&var], &[]);
-    let normed = g.op("Div", &[x, &rms], &[]);
-    Ok(g.op("Mul", &[&normed, &w], &[]))
+    g.op("Div", &[x, &rms], &[])
 }
 
 /// `x @ W^T (+ b)` for an nn.Linear stored as `{name}.weight [out, in]` (and `{name}.bias`), in
-/// f32 or with 8-bit weights (`Precision::Int8`; activations stay f32: per-token int8 activations
-/// moved the reference fixtures' step probabilities by up to 0.5).
+/// f32, in f16, or with 8-bit weights (`Precision::Int8`; activations stay f32: per-token int8
+/// activations moved the reference fixtures' step probabilities by up to 0.5).
 fn linear(
     g: &mut Graph,
     weights: &Checkpoint,
@@ -218,13 +235,15 @@ fn linear(
 ) -> Result<String, ImportError> {
     let y = match precision {
         Precision::Int8 => product_weights_8bit(g, weights, x, name, input, output)?,
+        Precision::F16 => product(g, weights, x, name, input, output, Precision::F16)?,
         _ => product(g, weights, x, name, input, output, Precision::F32)?,
     };
     let bias = format!("{name}.bias");
     if !weights.contains(&bias) {
         return Ok(y);
     }
-    let b = g.weight(weights, &bias, &[output])?;
+    let values = weights.read_shaped(&bias, &[output])?;
+    let b = g.floats_in(precision == Precision::F16, &bias, &[output], &values)?;
     Ok(g.op("Add", &[&y, &b], &[]))
 }
 

@@ -19,6 +19,10 @@ pub enum Precision {
     /// s8 weights per output channel, u8 activations quantised per token (its own scale), so a
     /// row's features do not depend on the rest of its batch.
     Int8Rows,
+    /// Decoders: f16 weights and activations (norms, softmax and the output in f32), as
+    /// transformers runs a half-precision model: half of f32's memory, and tensor cores on CUDA
+    /// (on CPU, ONNX Runtime widens what it has no f16 kernel for).
+    F16,
 }
 
 /// Weights per scale in the 8-bit weight-only layers (MatMulNBits' `block_size`).
@@ -31,12 +35,13 @@ impl Precision {
             Self::F32 => "f32",
             Self::Int8 => "int8",
             Self::Int8Rows => "int8-rows",
+            Self::F16 => "f16",
         }
     }
 }
 
 /// `x @ W^T` (no bias: the caller adds it, often inside a fused kernel) for an nn.Linear
-/// `{name}.weight [out, in]`, in f32 or int8.
+/// `{name}.weight [out, in]`, in f32, f16 or int8.
 pub fn product(
     g: &mut Graph,
     weights: &Checkpoint,
@@ -48,8 +53,9 @@ pub fn product(
 ) -> Result<String, ImportError> {
     let w = weights.read_shaped(&format!("{name}.weight"), &[output, input])?;
     let w = transpose(&w, output, input); // [in, out]
-    if precision == Precision::F32 {
-        let w = g.floats(&format!("{name}.weight"), &[input, output], &w)?;
+    if matches!(precision, Precision::F32 | Precision::F16) {
+        let half = precision == Precision::F16;
+        let w = g.floats_in(half, &format!("{name}.weight"), &[input, output], &w)?;
         return Ok(g.op("MatMul", &[x, &w], &[]));
     }
     let (q, scales) = quantise_per_column(&w, input, output);

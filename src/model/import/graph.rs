@@ -115,9 +115,18 @@ impl Graph {
     /// `softmax(q . k_t + mask) . v` over the last axis (`q` already scaled, `k_t` the keys
     /// transposed, `mask` additive): the attention core every writer shares.
     pub fn attention(&mut self, q: &str, k_t: &str, v: &str, mask: &str) -> String {
+        self.attention_in(q, k_t, v, mask, false)
+    }
+
+    /// The same core with `q`, `k_t` and `v` in f16 when `half`: the products stay in f16, the
+    /// scores are widened to f32 for the mask (whose -1e9 has no f16 value) and the softmax, as
+    /// transformers computes half-precision attention.
+    pub fn attention_in(&mut self, q: &str, k_t: &str, v: &str, mask: &str, half: bool) -> String {
         let scores = self.op("MatMul", &[q, k_t], &[]);
+        let scores = self.widen(&scores, half);
         let scores = self.op("Add", &[&scores, mask], &[]);
         let probs = self.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+        let probs = self.narrow(&probs, half);
         self.op("MatMul", &[&probs, v], &[])
     }
 
@@ -174,6 +183,53 @@ impl Graph {
     ) -> Result<String, ImportError> {
         let values = weights.read_shaped(name, dims)?;
         self.floats(name, dims, &values)
+    }
+
+    /// An f16 weight or constant (each value rounded to the nearest f16).
+    pub fn halves(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        values: &[f32],
+    ) -> Result<String, ImportError> {
+        let raw: Vec<u8> = values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+        self.raw(name, dims, DTYPE_FLOAT16, raw)
+    }
+
+    /// A weight or constant in f16 when `half`, else in f32.
+    pub fn floats_in(
+        &mut self,
+        half: bool,
+        name: &str,
+        dims: &[usize],
+        values: &[f32],
+    ) -> Result<String, ImportError> {
+        if half {
+            self.halves(name, dims, values)
+        } else {
+            self.floats(name, dims, values)
+        }
+    }
+
+    /// `x` as f16 when `half` (a Cast), else `x` itself.
+    pub fn narrow(&mut self, x: &str, half: bool) -> String {
+        if half {
+            self.op("Cast", &[x], &[("to", Attr::Int(DTYPE_FLOAT16 as i64))])
+        } else {
+            x.to_string()
+        }
+    }
+
+    /// `x` as f32 when `half` (a Cast from f16), else `x` itself.
+    pub fn widen(&mut self, x: &str, half: bool) -> String {
+        if half {
+            self.op("Cast", &[x], &[("to", Attr::Int(DTYPE_FLOAT as i64))])
+        } else {
+            x.to_string()
+        }
     }
 
     /// An f32 weight or constant.

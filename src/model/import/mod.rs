@@ -133,6 +133,12 @@ pub fn import(
     let bert = family == Family::BertEncoder
         || (family == Family::Auto && architectures(from)?.iter().any(|a| a == "BertModel"));
     if bert {
+        if dtype == dense::Precision::F16 {
+            return Err(ImportError::Unsupported(
+                "--dtype f16 is written for decoders; BERT encoders take f32, int8 or int8-rows"
+                    .into(),
+            ));
+        }
         return import_encoder(from, output, dtype, started);
     }
     if dtype == dense::Precision::Int8Rows {
