@@ -50,6 +50,7 @@ fn scores_real_records_and_reconciles() {
     let rule = SelectionRule::default();
     let tau = s["tau"].as_f64().unwrap() as f32;
     let mut row_index = 0;
+    let mut flagged = 0u64;
     for b in &batches {
         // every input column is kept unchanged
         let ids = b.column_by_name("id").unwrap().as_string::<i32>();
@@ -81,7 +82,20 @@ fn scores_real_records_and_reconciles() {
                 .unwrap()
                 .as_primitive::<Int32Type>()
                 .value(r);
-            assert_eq!(fe, first_error(&mean, tau));
+            // the default model's rule joins the arithmetic check
+            let check = b
+                .column_by_name("check_first_false")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .value(r);
+            flagged += u64::from(check >= 0);
+            assert_eq!(
+                fe,
+                actprm::score::check::earliest_error(
+                    first_error(&mean, tau),
+                    usize::try_from(check).ok()
+                )
+            );
             let d = decide(&mean, &std, rule);
             assert_eq!(
                 b.column_by_name("selected").unwrap().as_boolean().value(r),
@@ -105,6 +119,8 @@ fn scores_real_records_and_reconciles() {
         }
     }
     assert_eq!(row_index, 24);
+    assert_eq!(s["check"], "min");
+    assert_eq!(s["rows_check_flagged"], flagged);
 }
 
 #[test]

@@ -25,6 +25,10 @@ pub struct Summary {
     pub reject_reasons: BTreeMap<String, u64>,
     pub ensemble_size: usize,
     pub tau: f32,
+    /// The arithmetic-check rule `first_error` was computed under (the model's, or `--check`).
+    pub check: crate::score::check::CheckRule,
+    /// Rows in which the check found a false equality (0 when it is off).
+    pub rows_check_flagged: u64,
     pub delta_pred: f32,
     pub delta_std: f32,
     pub parts: Vec<String>,
@@ -60,9 +64,17 @@ impl Summary {
             self.windowed_rows, self.truncated_rows
         );
         let _ = writeln!(out, "seconds        {:>10.1}", self.seconds);
+        let check = if self.check.is_off() {
+            "heads alone".to_string()
+        } else {
+            format!(
+                "with the arithmetic check: {} rows state a false equality",
+                self.rows_check_flagged
+            )
+        };
         let _ = writeln!(
             out,
-            "model          {}  (E = {}, tau = {})",
+            "model          {}  (E = {}, tau = {}; first error {check})",
             self.model_version, self.ensemble_size, self.tau
         );
         for (reason, n) in &self.reject_reasons {

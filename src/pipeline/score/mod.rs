@@ -100,6 +100,7 @@ pub fn run_scoring(
         files: planned.len() as u64,
         ensemble_size: scorer.heads.ensemble_size(),
         tau,
+        check: job.score.check_rule(&model.manifest),
         delta_pred: job.score.rule.delta_pred,
         delta_std: job.score.rule.delta_std,
         model_version: model.version(),
@@ -236,6 +237,8 @@ fn sink_stage(
                 summary.rows_scored += scores.len() as u64;
                 summary.rows_selected +=
                     scores.iter().filter(|s| s.decision.selected).count() as u64;
+                summary.rows_check_flagged +=
+                    scores.iter().filter(|s| s.check.is_some()).count() as u64;
                 summary.steps += scores.iter().map(|s| s.mean.len() as u64).sum::<u64>();
                 summary.tokens += scores.iter().map(|s| s.tokens as u64).sum::<u64>();
                 summary.windowed_rows += scores.iter().filter(|s| s.windows > 1).count() as u64;
