@@ -426,6 +426,22 @@ fn the_default_backbone_written_from_fp32_weights_matches_transformers() {
         serde_json::from_str(&std::fs::read_to_string(hf("minilm_golden.json")).unwrap()).unwrap();
     let windows = golden["windows"].as_array().unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // f16 is written for decoders only
+    let o = actprm(&[
+        "import",
+        "--from",
+        weights.to_str().unwrap(),
+        "-o",
+        dir.path().join("f16").to_str().unwrap(),
+        "--dtype",
+        "f16",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("f16 is written for decoders"),
+        "{}",
+        stderr(&o)
+    );
     for dtype in ["f32", "int8", "int8-rows"] {
         let model_dir = dir.path().join(dtype);
         let o = actprm(&[
