@@ -105,10 +105,10 @@ pub fn write_backbone(
     let embed = weights.read_shaped(&name("embed_tokens.weight"), &[config.vocab_size, h])?;
     let embed = g.floats_in(half, "embed_tokens", &[config.vocab_size, h], &embed)?;
     let mut x = g.op("Gather", &[&embed, INPUT_IDS], &[("axis", Attr::Int(0))]);
+    let norm = RmsNorm { h, eps: &eps, half };
 
     for layer in 0..config.num_hidden_layers {
         let p = |rest: &str| name(&format!("layers.{layer}.{rest}"));
-        let norm = RmsNorm { h, eps: &eps, half };
         let normed = norm.write(&mut g, weights, &x, &p("input_layernorm.weight"))?;
         let dense = |g: &mut Graph, x: &str, name: &str, shape: [usize; 2]| {
             linear(g, weights, x, &p(name), shape, precision)
@@ -150,7 +150,6 @@ pub fn write_backbone(
         let down = dense(&mut g, &act, "mlp.down_proj", [inter, h])?;
         x = g.op("Add", &[&x, &down], &[]);
     }
-    let norm = RmsNorm { h, eps: &eps, half };
     let normed = norm.write(&mut g, weights, &x, &name("norm.weight"))?;
     let normed = g.widen(&normed, half);
     let width = match feature_layer {
