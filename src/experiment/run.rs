@@ -262,12 +262,11 @@ pub fn run_experiment(
                             pool_label: rows[i].label,
                         },
                     )?;
-                    for (i, label) in batch.labels.iter().enumerate() {
-                        if label.is_some() && labelled.insert(chunk[i]) {
-                            labelled_rows.push(FeatureRow {
-                                label: *label,
-                                ..rows[i].clone()
-                            });
+                    let labelled_at = (0..rows.len()).filter(|&i| batch.labels[i].is_some());
+                    for (i, row) in labelled_at.zip(batch.rows) {
+                        // a later pass labels a row again: the labelled set holds it once
+                        if labelled.insert(chunk[i]) {
+                            labelled_rows.push(row);
                         }
                     }
                     if export_due(step_before, trainer.step(), cfg.export_every) {

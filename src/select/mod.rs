@@ -156,8 +156,8 @@ impl RateQuota {
         k as usize
     }
 
-    /// The batch's most uncertain rows the rate grants, as a mask (the keep-rate rule of
-    /// `filter` and the active loop).
+    /// The batch's most uncertain rows the rate grants, as a mask (`filter`'s keep-rate rule;
+    /// the active loop chooses through `Strategy`).
     pub fn most_uncertain(&mut self, rate: f64, uncertainty: &[f32]) -> Vec<bool> {
         let mut mask = vec![false; uncertainty.len()];
         for i in top_uncertain(uncertainty, self.grant(rate, uncertainty.len())) {

@@ -19,6 +19,9 @@ pub struct BatchLabels {
     pub unlabelled: u64,
     /// The optimiser step, when any row was labelled.
     pub step: Option<StepReport>,
+    /// The rows that came back labelled, with their labels, in row order: what the step trained
+    /// on (the loops keep them for `retrain`).
+    pub rows: Vec<FeatureRow>,
 }
 
 impl BatchLabels {
@@ -79,15 +82,15 @@ pub fn label_and_train(
             }
         }
     }
-    let labelled: Vec<FeatureRow> = (0..n)
+    out.rows = (0..n)
         .filter(|&i| out.labels[i].is_some())
         .map(|i| FeatureRow {
             label: out.labels[i],
             ..rows[i].clone()
         })
         .collect();
-    if !labelled.is_empty() {
-        let batch = LabelledBatch::from_rows(&labelled, trainer.heads.dim)?;
+    if !out.rows.is_empty() {
+        let batch = LabelledBatch::from_rows(&out.rows, trainer.heads.dim)?;
         out.step = Some(trainer.train_step(&batch)?);
     }
     Ok(out)

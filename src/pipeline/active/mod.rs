@@ -337,7 +337,7 @@ impl LoopCtx {
             .label_budget
             .map_or(u64::MAX, |b| b.saturating_sub(self.state.labels_used));
         let step_before = self.trainer.step();
-        let batch = label_and_train(
+        let mut batch = label_and_train(
             &mut self.trainer,
             self.labeller.as_mut(),
             view.features,
@@ -356,14 +356,7 @@ impl LoopCtx {
             },
         )?;
         if job.retrain_steps > 0 {
-            for (i, label) in batch.labels.iter().enumerate() {
-                if label.is_some() {
-                    self.labelled.push(FeatureRow {
-                        label: *label,
-                        ..view.features[i].clone()
-                    });
-                }
-            }
+            self.labelled.append(&mut batch.rows);
         }
         self.summary.over_budget += batch.over_budget;
         self.summary.unlabelled += batch.unlabelled;
