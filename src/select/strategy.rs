@@ -24,12 +24,12 @@ pub enum Strategy {
     /// Label the most uncertain `rate` of the stream, batch by batch (`actprm@RATE`). `warm`
     /// (`warm@RATE`): the first part of the stream is chosen at random, so the heads have learned
     /// something before their disagreement decides (cold heads sit at p = 0.5 and their
-    /// uncertainty is uniform). `diverse` (`diverse@RATE`): the picks of a batch are spread over
-    /// feature clusters of its most uncertain rows instead of being its top outliers.
+    /// uncertainty is uniform). `RatePicks::Diverse` (`diverse@RATE`): the picks of a batch are
+    /// spread over feature clusters of its most uncertain rows instead of being its top outliers.
     Uncertain {
         rate: f64,
         warm: bool,
-        diverse: bool,
+        picks: RatePicks,
     },
     /// Label a random `rate` of the stream (the baseline at equal budget).
     Random(f64),
@@ -61,20 +61,21 @@ impl std::str::FromStr for Strategy {
                 Err(format!("rate in {s:?} is outside 0..1"))
             }
         };
-        let uncertain = |r: &str, warm: bool, diverse: bool| -> Result<Self, String> {
+        let uncertain = |r: &str, warm: bool, picks: RatePicks| -> Result<Self, String> {
             Ok(Strategy::Uncertain {
                 rate: rate(r)?,
                 warm,
-                diverse,
+                picks,
             })
         };
+        let (ranked, diverse) = (RatePicks::MostUncertain, RatePicks::Diverse);
         match s.split_once('@') {
             None if s == "actprm" => Ok(Strategy::ActPrm),
             None if s == "full" => Ok(Strategy::Full),
-            Some(("actprm", r)) => uncertain(r, false, false),
-            Some(("warm", r)) => uncertain(r, true, false),
-            Some(("diverse", r)) => uncertain(r, false, true),
-            Some(("warm-diverse", r)) => uncertain(r, true, true),
+            Some(("actprm", r)) => uncertain(r, false, ranked),
+            Some(("warm", r)) => uncertain(r, true, ranked),
+            Some(("diverse", r)) => uncertain(r, false, diverse),
+            Some(("warm-diverse", r)) => uncertain(r, true, diverse),
             Some(("random", r)) => Ok(Strategy::Random(rate(r)?)),
             _ => Err(format!(
                 "unknown strategy {s:?}: expected actprm, full, or actprm, warm, diverse, \
@@ -103,7 +104,7 @@ impl Strategy {
             Keep::Rate(rate) => Strategy::Uncertain {
                 rate,
                 warm: false,
-                diverse: picks == RatePicks::Diverse,
+                picks,
             },
         }
     }
@@ -114,11 +115,11 @@ impl Strategy {
             Strategy::ActPrm => "actprm-threshold",
             Strategy::Full => "full",
             Strategy::Random(_) => "random",
-            Strategy::Uncertain { warm, diverse, .. } => match (warm, diverse) {
-                (false, false) => "actprm",
-                (true, false) => "warm",
-                (false, true) => "diverse",
-                (true, true) => "warm-diverse",
+            Strategy::Uncertain { warm, picks, .. } => match (warm, picks) {
+                (false, RatePicks::MostUncertain) => "actprm",
+                (true, RatePicks::MostUncertain) => "warm",
+                (false, RatePicks::Diverse) => "diverse",
+                (true, RatePicks::Diverse) => "warm-diverse",
             },
         }
     }
@@ -141,7 +142,13 @@ impl Strategy {
     }
 
     pub fn needs_embeddings(&self) -> bool {
-        matches!(self, Strategy::Uncertain { diverse: true, .. })
+        matches!(
+            self,
+            Strategy::Uncertain {
+                picks: RatePicks::Diverse,
+                ..
+            }
+        )
     }
 
     /// Indices of the batch to label, ascending.
@@ -155,13 +162,8 @@ impl Strategy {
             Strategy::Uncertain { warm: true, .. } if batch.warm_start => {
                 random_picks(n, quota, rng)
             }
-            Strategy::Uncertain { diverse, .. } => {
+            Strategy::Uncertain { picks, .. } => {
                 let uncertainty: Vec<f32> = batch.decisions.iter().map(|d| d.uncertainty).collect();
-                let picks = if diverse {
-                    RatePicks::Diverse
-                } else {
-                    RatePicks::MostUncertain
-                };
                 picks.pick(&uncertainty, batch.embeddings, quota, rng)
             }
         };
