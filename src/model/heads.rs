@@ -184,23 +184,8 @@ impl HeadsWeights {
             transpose,
             node("Sigmoid", &[OUTPUT_LOGITS], OUTPUT_PROBS),
         ];
-        let value = |name: &str, dims: Vec<Dimension>| ValueInfoProto {
-            name: name.into(),
-            r#type: Some(TypeProto {
-                tensor_type: Some(TypeProtoTensor {
-                    elem_type: DTYPE_FLOAT,
-                    shape: Some(TensorShapeProto { dim: dims }),
-                }),
-            }),
-        };
-        let sym = |s: &str| Dimension {
-            dim_value: None,
-            dim_param: Some(s.into()),
-        };
-        let fixed = |v: usize| Dimension {
-            dim_value: Some(v as i64),
-            dim_param: None,
-        };
+        let value = |name: &str, dims| ValueInfoProto::tensor(name, DTYPE_FLOAT, dims);
+        let (sym, fixed) = (Dimension::named, Dimension::fixed);
         let graph = GraphProto {
             node: nodes,
             name: "actprm_heads".into(),

@@ -146,3 +146,35 @@ pub struct Dimension {
     #[prost(string, optional, tag = "2")]
     pub dim_param: Option<String>,
 }
+
+impl Dimension {
+    /// A dimension known only at run time, by name (`batch`, `seq`).
+    pub fn named(name: &str) -> Self {
+        Self {
+            dim_value: None,
+            dim_param: Some(name.into()),
+        }
+    }
+
+    pub fn fixed(size: usize) -> Self {
+        Self {
+            dim_value: Some(size as i64),
+            dim_param: None,
+        }
+    }
+}
+
+impl ValueInfoProto {
+    /// A graph input or output: a tensor of `elem_type` (`DTYPE_*`) and shape `dims`.
+    pub fn tensor(name: &str, elem_type: i32, dims: Vec<Dimension>) -> Self {
+        Self {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TypeProtoTensor {
+                    elem_type,
+                    shape: Some(TensorShapeProto { dim: dims }),
+                }),
+            }),
+        }
+    }
+}

@@ -65,23 +65,7 @@ pub fn tiny_backbone(vocab: usize, dim: usize, seed: u64) -> Vec<u8> {
         node("Div", &["running_sum", "count"], "running_mean", vec![]),
         node("Tanh", &["running_mean"], "last_hidden_state", vec![]),
     ];
-    let sym = |s: &str| Dimension {
-        dim_value: None,
-        dim_param: Some(s.into()),
-    };
-    let fixed = |v: usize| Dimension {
-        dim_value: Some(v as i64),
-        dim_param: None,
-    };
-    let value = |name: &str, elem: i32, dims: Vec<Dimension>| ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor {
-                elem_type: elem,
-                shape: Some(TensorShapeProto { dim: dims }),
-            }),
-        }),
-    };
+    let (sym, fixed, value) = (Dimension::named, Dimension::fixed, ValueInfoProto::tensor);
     ModelProto {
         ir_version: 8,
         producer_name: "actprm".into(),

@@ -20,7 +20,7 @@ use crate::label::judge::{Accounting, JudgeClient, JudgeConfig, JudgeOutcome};
 use crate::label::LabelFormat;
 use crate::report::Log;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
-use crate::source::flow::{Flow, Unreadable};
+use crate::source::flow::Flow;
 use crate::source::parquet::plan;
 use crate::source::{discover_inputs, ColumnMapping};
 
@@ -186,20 +186,12 @@ fn sink(
     for item in judged {
         match item {
             Flow::GroupEnd(_) => {}
-            Flow::Unreadable(Unreadable {
-                path,
-                first_row,
-                rows,
-                reason,
-            }) => {
-                summary.rows_unreadable += rows;
-                summary.files_unreadable += u64::from(first_row.is_none());
-                job.log.line(&format!(
-                    "{}: {reason} ({rows} rows unreadable)",
-                    path.display()
-                ));
-                rejects.unreadable(&path, first_row, rows, &reason);
-                bar.inc(rows);
+            Flow::Unreadable(unreadable) => {
+                summary.rows_unreadable += unreadable.rows;
+                summary.files_unreadable += u64::from(unreadable.first_row.is_none());
+                job.log.line(&unreadable.notice("unreadable"));
+                rejects.unreadable(unreadable.record());
+                bar.inc(unreadable.rows);
             }
             Flow::Batch(JudgedBatch {
                 batch,

@@ -95,9 +95,9 @@ impl RejectSink {
             .map_err(|e| SinkError::at(&self.dir)(e.to_string()))
     }
 
-    pub fn unreadable(&mut self, file: &Path, first_row: Option<u64>, rows: u64, reason: &str) {
-        self.unreadable
-            .push(unreadable_record(file, first_row, rows, reason));
+    /// Lists an unreadable file or row group (its `Unreadable::record`).
+    pub fn unreadable(&mut self, record: serde_json::Value) {
+        self.unreadable.push(record);
     }
 
     pub fn finish(self) -> Result<(), SinkError> {
@@ -114,17 +114,4 @@ impl RejectSink {
         }
         Ok(())
     }
-}
-
-/// The record of an unreadable file (`first_row` None) or row group, one line of
-/// `unreadable.jsonl`.
-pub fn unreadable_record(
-    file: &Path,
-    first_row: Option<u64>,
-    rows: u64,
-    reason: &str,
-) -> serde_json::Value {
-    serde_json::json!({
-        "file": file.display().to_string(), "first_row": first_row, "rows": rows, "reason": reason,
-    })
 }

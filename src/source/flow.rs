@@ -26,6 +26,26 @@ pub struct Unreadable {
     pub reason: String,
 }
 
+impl Unreadable {
+    /// Its line in `rejects/unreadable.jsonl`.
+    pub fn record(&self) -> serde_json::Value {
+        serde_json::json!({
+            "file": self.path.display().to_string(), "first_row": self.first_row,
+            "rows": self.rows, "reason": self.reason,
+        })
+    }
+
+    /// Its notice on stderr: what it was, and what became of its rows (`rejected`, `unreadable`).
+    pub fn notice(&self, rows_are: &str) -> String {
+        format!(
+            "{}: {} ({} rows {rows_are})",
+            self.path.display(),
+            self.reason,
+            self.rows
+        )
+    }
+}
+
 /// Every row of this row group has been emitted (as batches or as unreadable).
 #[derive(Debug, Clone)]
 pub struct GroupEnd {

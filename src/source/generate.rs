@@ -25,11 +25,7 @@ fn schema() -> Arc<Schema> {
         Field::new("id", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
         Field::new("problem", DataType::Utf8, false),
-        Field::new(
-            "steps",
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            false,
-        ),
+        super::steps_field(),
         Field::new("label", DataType::Int32, true),
     ]))
 }
@@ -86,8 +82,7 @@ pub fn generate(
                 StringBuilder::new(),
                 Int32Builder::new(),
             );
-            let mut steps = ListBuilder::new(StringBuilder::new())
-                .with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
+            let mut steps = ListBuilder::new(StringBuilder::new()).with_field(super::step_item());
             for _ in 0..n {
                 let pick = |rng: &mut NormalRng| {
                     &records

@@ -167,11 +167,7 @@ pub fn read_labelled(path: &Path) -> Result<Vec<LabelledTrajectory>, SourceError
 pub fn to_record_batch(records: &[LabelledTrajectory]) -> RecordBatch {
     let mut id = StringBuilder::new();
     let mut problem = StringBuilder::new();
-    let mut steps = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Utf8,
-        true,
-    )));
+    let mut steps = ListBuilder::new(StringBuilder::new()).with_field(super::step_item());
     let mut label = Int32Builder::new();
     for r in records {
         id.append_option(r.id.as_deref());
@@ -185,11 +181,7 @@ pub fn to_record_batch(records: &[LabelledTrajectory]) -> RecordBatch {
     let schema = Schema::new(vec![
         Field::new("id", DataType::Utf8, true),
         Field::new("problem", DataType::Utf8, false),
-        Field::new(
-            "steps",
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            false,
-        ),
+        super::steps_field(),
         Field::new("label", DataType::Int32, true),
     ]);
     let columns: Vec<ArrayRef> = vec![

@@ -12,6 +12,19 @@ pub use columns::{ColumnMapping, RowReject, Trajectory};
 pub use discover::discover_inputs;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field};
+
+/// One element of the `steps` list, as the files actprm writes (`convert`, `generate`) have it.
+pub fn step_item() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Utf8, true))
+}
+
+/// The `steps` column of the trajectory files actprm writes: a list of step texts.
+pub fn steps_field() -> Field {
+    Field::new("steps", DataType::List(step_item()), false)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

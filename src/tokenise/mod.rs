@@ -202,13 +202,7 @@ impl Tokeniser {
         trajectories: &[(&str, &[String])],
     ) -> Result<Vec<TokenisedTrajectory>, String> {
         if let Some(prompt) = &self.prompt {
-            return prompt::encode(
-                &self.tokenizer,
-                prompt,
-                self.special,
-                self.limits,
-                trajectories,
-            );
+            return prompt::encode(self, prompt, trajectories);
         }
         let mut texts: Vec<&str> = Vec::new();
         for (problem, steps) in trajectories {

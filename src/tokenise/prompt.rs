@@ -7,9 +7,7 @@
 //! than the context is windowed as for the default model; within one window the ids are exactly
 //! the reference's.
 
-use tokenizers::Tokenizer;
-
-use super::{build_windows, SpecialTokens, TokenisedTrajectory, WindowLimits};
+use super::{build_windows, TokenisedTrajectory, Tokeniser};
 use crate::model::manifest::{PromptEncoding, PromptSpec};
 
 /// A manifest's prompt that cannot work, and why.
@@ -71,26 +69,25 @@ fn render(prompt: &PromptSpec, problem: &str, steps: &[String]) -> (String, Vec<
     (text, ranges)
 }
 
+/// Tokenises trajectories as `prompt` says (`tokeniser`: its tokenizer, special ids and window
+/// limits).
 pub fn encode(
-    tokenizer: &Tokenizer,
+    tokeniser: &Tokeniser,
     prompt: &PromptSpec,
-    special: SpecialTokens,
-    limits: WindowLimits,
     trajectories: &[(&str, &[String])],
 ) -> Result<Vec<TokenisedTrajectory>, String> {
     match prompt.encoding {
-        PromptEncoding::Whole => whole(tokenizer, prompt, special, limits, trajectories),
-        PromptEncoding::Pieces => pieces(tokenizer, prompt, special, limits, trajectories),
+        PromptEncoding::Whole => whole(tokeniser, prompt, trajectories),
+        PromptEncoding::Pieces => pieces(tokeniser, prompt, trajectories),
     }
 }
 
 fn whole(
-    tokenizer: &Tokenizer,
+    tokeniser: &Tokeniser,
     prompt: &PromptSpec,
-    special: SpecialTokens,
-    limits: WindowLimits,
     trajectories: &[(&str, &[String])],
 ) -> Result<Vec<TokenisedTrajectory>, String> {
+    let (tokenizer, special, limits) = (&tokeniser.tokenizer, tokeniser.special, tokeniser.limits);
     let rendered: Vec<(String, Vec<(usize, usize)>)> = trajectories
         .iter()
         .map(|(problem, steps)| render(prompt, problem, steps))
@@ -138,10 +135,8 @@ fn whole(
 }
 
 fn pieces(
-    tokenizer: &Tokenizer,
+    tokeniser: &Tokeniser,
     prompt: &PromptSpec,
-    special: SpecialTokens,
-    limits: WindowLimits,
     trajectories: &[(&str, &[String])],
 ) -> Result<Vec<TokenisedTrajectory>, String> {
     let mut texts: Vec<String> = Vec::new();
@@ -152,7 +147,13 @@ fn pieces(
         texts.extend(ranges.iter().map(|&(a, b)| text[a..b].to_string()));
     }
     let counts: Vec<usize> = trajectories.iter().map(|(_, s)| s.len()).collect();
-    super::encode_pieces(tokenizer, texts, &counts, special, limits)
+    super::encode_pieces(
+        &tokeniser.tokenizer,
+        texts,
+        &counts,
+        tokeniser.special,
+        tokeniser.limits,
+    )
 }
 
 #[cfg(test)]

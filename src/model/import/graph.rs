@@ -282,19 +282,7 @@ impl Graph {
                 .sync_all()
                 .map_err(ImportError::io(&data_path))?;
         }
-        let sym = |s: &str| Dimension {
-            dim_value: None,
-            dim_param: Some(s.into()),
-        };
-        let value = |name: &str, elem_type: i32, dim: Vec<Dimension>| ValueInfoProto {
-            name: name.into(),
-            r#type: Some(TypeProto {
-                tensor_type: Some(TypeProtoTensor {
-                    elem_type,
-                    shape: Some(TensorShapeProto { dim }),
-                }),
-            }),
-        };
+        let (sym, value) = (Dimension::named, ValueInfoProto::tensor);
         let graph = GraphProto {
             node: self.nodes,
             name: "actprm_backbone".into(),

@@ -29,7 +29,7 @@ use arrow::array::{Array, RecordBatch, StringArray};
 use serde::{Deserialize, Serialize};
 
 use super::refresh::{channel, HeadsUpdate};
-use super::score::{run_scoring, BatchView, ScoreHooks, ScoredSink};
+use super::score::{run_scoring, BatchView, ScoreHooks, ScoredSink, SinkBatch};
 use super::PipelineError;
 use crate::eval::model::samples_from_probs;
 use crate::eval::processbench;
@@ -42,11 +42,10 @@ use crate::model::manifest::model_version;
 use crate::model::{HeadsWeights, LoadedModel};
 use crate::rng::NormalRng;
 use crate::score::check::CheckRule;
-use crate::score::RowScore;
 use crate::select::{trajectory_embedding, Candidates, Decision, RateQuota, Strategy};
-use crate::sink::rejects::RejectedRow;
 use crate::sink::{write_atomic, RejectSink};
 use crate::source::columns::{extract, Trajectory};
+use crate::source::flow::Unreadable;
 use crate::train::algorithm::{export_due, label_and_train};
 use crate::train::{TrainConfig, Trainer};
 use decisions::DecisionBuffer;
@@ -97,15 +96,14 @@ struct PendingSink {
 }
 
 impl ScoredSink for PendingSink {
-    fn scored(
-        &mut self,
-        path: &Path,
-        _first_row: u64,
-        input: &RecordBatch,
-        output: &RecordBatch,
-        rejected: &[RejectedRow],
-        _scores: &[RowScore],
-    ) -> Result<(), PipelineError> {
+    fn scored(&mut self, batch: &SinkBatch<'_>) -> Result<(), PipelineError> {
+        let SinkBatch {
+            path,
+            input,
+            output,
+            rejected,
+            ..
+        } = *batch;
         let rejects = if rejected.is_empty() {
             None
         } else {
@@ -119,17 +117,10 @@ impl ScoredSink for PendingSink {
         Ok(())
     }
 
-    fn unreadable(
-        &mut self,
-        path: &Path,
-        first_row: Option<u64>,
-        rows: u64,
-        reason: &str,
-    ) -> Result<(), PipelineError> {
-        let line = crate::sink::rejects::unreadable_record(path, first_row, rows, reason);
+    fn unreadable(&mut self, unreadable: &Unreadable) -> Result<(), PipelineError> {
         let mut p = self.pending.lock().expect("pending lock");
-        p.unreadable.push(line.to_string());
-        p.rows += rows;
+        p.unreadable.push(unreadable.record().to_string());
+        p.rows += unreadable.rows;
         Ok(())
     }
 

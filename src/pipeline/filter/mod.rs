@@ -28,13 +28,13 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::score::{run_scoring, ScoreHooks, ScoredSink};
+use super::score::{run_scoring, ScoreHooks, ScoredSink, SinkBatch};
 use super::PipelineError;
 use crate::score::RowScore;
 use crate::select::RateQuota;
 use crate::sink::atomic::{self, write_atomic_tagged};
-use crate::sink::rejects::RejectedRow;
 use crate::source::discover::discover_named;
+use crate::source::flow::Unreadable;
 use crate::source::parquet::{plan, PlannedFile};
 pub use unit::{stable_hash, UnitSource};
 
@@ -174,15 +174,14 @@ impl FilterSink {
 }
 
 impl ScoredSink for FilterSink {
-    fn scored(
-        &mut self,
-        path: &Path,
-        _first_row: u64,
-        input: &RecordBatch,
-        output: &RecordBatch,
-        rejected: &[RejectedRow],
-        scores: &[RowScore],
-    ) -> Result<(), PipelineError> {
+    fn scored(&mut self, batch: &SinkBatch<'_>) -> Result<(), PipelineError> {
+        let SinkBatch {
+            path,
+            input,
+            output,
+            rejected,
+            scores,
+        } = *batch;
         let mask = self.keep_mask(scores);
         let keep = BooleanArray::from(mask.clone());
         let kept =
@@ -238,16 +237,16 @@ impl ScoredSink for FilterSink {
         Ok(())
     }
 
-    fn unreadable(
-        &mut self,
-        path: &Path,
-        first_row: Option<u64>,
-        rows: u64,
-        reason: &str,
-    ) -> Result<(), PipelineError> {
+    fn unreadable(&mut self, unreadable: &Unreadable) -> Result<(), PipelineError> {
+        let Unreadable {
+            path,
+            first_row,
+            rows,
+            ..
+        } = unreadable;
         self.stats.rows_in += rows;
         self.stats.rows_rejected += rows;
-        let line = crate::sink::rejects::unreadable_record(path, first_row, rows, reason);
+        let line = unreadable.record();
         let dir = self.out.join("rejects");
         let whole_file = self.source(path)?.unit_id(None);
         if first_row.is_none() {

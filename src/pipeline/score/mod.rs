@@ -25,8 +25,8 @@ use crate::source::flow::{Flow, GroupEnd, Unreadable};
 use crate::source::parquet::{plan, planned_rows, PlannedFile};
 use crate::tokenise::Tokeniser;
 pub use job::{ScoreExtras, ScoreJob, ScoreSettings, Scorer};
-pub use sink::ScoredSink;
 use sink::{short_reason, PartsSink};
+pub use sink::{ScoredSink, SinkBatch};
 
 /// What the sink shows a hook after writing each scored batch.
 pub struct BatchView<'a> {
@@ -180,26 +180,17 @@ fn sink_stage(
     while let Some(item) = rx.recv() {
         match item {
             Flow::GroupEnd(GroupEnd { path, group }) => sink.group_end(&path, group)?,
-            Flow::Unreadable(Unreadable {
-                path,
-                first_row,
-                rows,
-                reason,
-            }) => {
+            Flow::Unreadable(unreadable) => {
+                let rows = unreadable.rows;
                 summary.rows_in += rows;
                 summary.rows_rejected += rows;
-                if first_row.is_none() {
-                    summary.files_unreadable += 1;
-                }
+                summary.files_unreadable += u64::from(unreadable.first_row.is_none());
                 *summary
                     .reject_reasons
-                    .entry(short_reason(&reason))
+                    .entry(short_reason(&unreadable.reason))
                     .or_default() += rows.max(1);
-                log.line(&format!(
-                    "{}: {reason} ({rows} rows rejected)",
-                    path.display()
-                ));
-                sink.unreadable(&path, first_row, rows, &reason)?;
+                log.line(&unreadable.notice("rejected"));
+                sink.unreadable(&unreadable)?;
                 bar.inc(rows);
             }
             Flow::Batch(ScoredBatch {
@@ -221,7 +212,13 @@ fn sink_stage(
                         reason: r.reason.clone(),
                     })
                     .collect();
-                sink.scored(&path, first_row, &input, &output, &reject_rows, &scores)?;
+                sink.scored(&SinkBatch {
+                    path: &path,
+                    input: &input,
+                    output: &output,
+                    rejected: &reject_rows,
+                    scores: &scores,
+                })?;
                 for r in &rejected {
                     *summary
                         .reject_reasons

@@ -3,25 +3,23 @@
 
 use super::*;
 
+/// One scored batch as a sink sees it.
+#[derive(Clone, Copy)]
+pub struct SinkBatch<'a> {
+    pub path: &'a Path,
+    /// The batch as read (rejects are written from it).
+    pub input: &'a RecordBatch,
+    /// The usable rows plus the score columns, in `scores`' order.
+    pub output: &'a RecordBatch,
+    pub rejected: &'a [RejectedRow],
+    pub scores: &'a [RowScore],
+}
+
 /// Where scored rows go. `actprm score` writes part files; `actprm filter` writes one committed
 /// file per (input file, row group) so an interrupted run resumes exactly.
 pub trait ScoredSink: Send {
-    fn scored(
-        &mut self,
-        path: &Path,
-        first_row: u64,
-        input: &RecordBatch,
-        output: &RecordBatch,
-        rejected: &[RejectedRow],
-        scores: &[RowScore],
-    ) -> Result<(), PipelineError>;
-    fn unreadable(
-        &mut self,
-        path: &Path,
-        first_row: Option<u64>,
-        rows: u64,
-        reason: &str,
-    ) -> Result<(), PipelineError>;
+    fn scored(&mut self, batch: &SinkBatch<'_>) -> Result<(), PipelineError>;
+    fn unreadable(&mut self, unreadable: &Unreadable) -> Result<(), PipelineError>;
     /// Every row of this row group has been passed to `scored` or `unreadable`.
     fn group_end(&mut self, _path: &Path, _group: usize) -> Result<(), PipelineError> {
         Ok(())
@@ -38,28 +36,21 @@ pub(super) struct PartsSink {
 }
 
 impl ScoredSink for PartsSink {
-    fn scored(
-        &mut self,
-        path: &Path,
-        _first_row: u64,
-        input: &RecordBatch,
-        output: &RecordBatch,
-        rejected: &[RejectedRow],
-        _scores: &[RowScore],
-    ) -> Result<(), PipelineError> {
+    fn scored(&mut self, batch: &SinkBatch<'_>) -> Result<(), PipelineError> {
+        let SinkBatch {
+            path,
+            input,
+            output,
+            rejected,
+            ..
+        } = *batch;
         self.parts.write(output)?;
         self.rejects.rows(path, input, rejected)?;
         Ok(())
     }
 
-    fn unreadable(
-        &mut self,
-        path: &Path,
-        first_row: Option<u64>,
-        rows: u64,
-        reason: &str,
-    ) -> Result<(), PipelineError> {
-        self.rejects.unreadable(path, first_row, rows, reason);
+    fn unreadable(&mut self, unreadable: &Unreadable) -> Result<(), PipelineError> {
+        self.rejects.unreadable(unreadable.record());
         Ok(())
     }
 

@@ -11,37 +11,27 @@ use super::num::Num;
 use super::rat::Rat;
 use std::cmp::Ordering;
 
-/// What is known about the comparison so far.
-#[derive(Default)]
-struct Verdict {
-    agree: bool,
-    unknown: bool,
-}
-
-impl Verdict {
-    fn note(&mut self, r: Option<bool>) {
-        match r {
-            Some(true) => self.agree = true,
+/// `Some(true)` at the first test that holds (the rest are never computed), else `None` if a
+/// test could not be computed, else `Some(false)`.
+fn first_agreement(tests: impl IntoIterator<Item = Option<bool>>) -> Option<bool> {
+    let mut unknown = false;
+    for test in tests {
+        match test {
+            Some(true) => return Some(true),
             Some(false) => {}
-            None => self.unknown = true,
+            None => unknown = true,
         }
+    }
+    if unknown {
+        None
+    } else {
+        Some(false)
     }
 }
 
 /// `Some(true)` if any of the tests holds, `None` if none holds but one was unknown.
 fn any(tests: &[&dyn Fn() -> Option<bool>]) -> Option<bool> {
-    let mut v = Verdict::default();
-    for t in tests {
-        v.note(t());
-        if v.agree {
-            return Some(true);
-        }
-    }
-    if v.unknown {
-        None
-    } else {
-        Some(false)
-    }
+    first_agreement(tests.iter().map(|t| t()))
 }
 
 /// `|a - b| <= tol * m` exactly, where `tol = 1 / tol_den`.
@@ -185,30 +175,18 @@ pub fn values_agree(
     approx: bool,
     inexact: bool,
 ) -> Option<bool> {
-    let mut v = Verdict::default();
-    for &a in left {
-        for &b in right {
-            v.note(pair_agrees(a, b, approx, inexact));
-            if v.agree {
-                return Some(true);
-            }
-        }
-    }
-    for (lits, other) in [(lit_right, left), (lit_left, right)] {
-        for &lit in lits {
-            for &x in other {
-                v.note(literal_agrees(x, lit, approx));
-                if v.agree {
-                    return Some(true);
-                }
-            }
-        }
-    }
-    if v.unknown {
-        None
-    } else {
-        Some(false)
-    }
+    let pairs = left.iter().flat_map(|&a| {
+        right
+            .iter()
+            .map(move |&b| pair_agrees(a, b, approx, inexact))
+    });
+    let literals = [(lit_right, left), (lit_left, right)]
+        .into_iter()
+        .flat_map(|(lits, other)| {
+            lits.iter()
+                .flat_map(move |&lit| other.iter().map(move |&x| literal_agrees(x, lit, approx)))
+        });
+    first_agreement(pairs.chain(literals))
 }
 
 #[cfg(test)]
@@ -228,57 +206,28 @@ mod tests {
 
     #[test]
     fn rounding_rules() {
-        // 1/3 = 0.33 (rounded), but not 0.34
-        assert_eq!(
-            values_agree(
-                &[ex(1, 3)],
-                &[ex(33, 100)],
+        // (left, right literal as n/d at its scale, approximately, expected)
+        let cases = [
+            // 1/3 = 0.33 (rounded), but not 0.34
+            ((1, 3), (33, 100, 2), false, true),
+            ((1, 3), (34, 100, 2), false, false),
+            // 10/3 = 4 (ceiling of a whole-number literal), but 3 = 4 is false
+            ((10, 3), (4, 1, 0), false, true),
+            ((3, 1), (4, 1, 0), false, false),
+            // approximately: 100 vs 102 is within 1% plus one unit
+            ((100, 1), (102, 1, 0), true, true),
+        ];
+        for ((ln, ld), (rn, rd, scale), approx, expected) in cases {
+            let agree = values_agree(
+                &[ex(ln, ld)],
+                &[ex(rn, rd)],
                 &[],
-                &[lit(33, 100, 2)],
+                &[lit(rn, rd, scale)],
+                approx,
                 false,
-                false
-            ),
-            Some(true)
-        );
-        assert_eq!(
-            values_agree(
-                &[ex(1, 3)],
-                &[ex(34, 100)],
-                &[],
-                &[lit(34, 100, 2)],
-                false,
-                false
-            ),
-            Some(false)
-        );
-        // 10/3 = 4 (ceiling of a whole-number literal), but 3 = 4 is false
-        assert_eq!(
-            values_agree(
-                &[ex(10, 3)],
-                &[ex(4, 1)],
-                &[],
-                &[lit(4, 1, 0)],
-                false,
-                false
-            ),
-            Some(true)
-        );
-        assert_eq!(
-            values_agree(&[ex(3, 1)], &[ex(4, 1)], &[], &[lit(4, 1, 0)], false, false),
-            Some(false)
-        );
-        // approximately: 100 vs 102 is within 1% plus one unit
-        assert_eq!(
-            values_agree(
-                &[ex(100, 1)],
-                &[ex(102, 1)],
-                &[],
-                &[lit(102, 1, 0)],
-                true,
-                false
-            ),
-            Some(true)
-        );
+            );
+            assert_eq!(agree, Some(expected), "{ln}/{ld} vs {rn}/{rd}");
+        }
     }
 
     #[test]

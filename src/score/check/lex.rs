@@ -261,7 +261,7 @@ impl Lexer<'_> {
                 *sp = true;
                 return Ok(j);
             }
-            "binom" => return self.binom(i, j, hi, depth, sp),
+            "binom" => return self.two_arguments(true, (i, j, hi), depth, sp),
             _ if SPACE_CMDS.contains(&name) => {
                 if !(name.starts_with("left")
                     || name.starts_with("right")
@@ -327,7 +327,7 @@ impl Lexer<'_> {
             return Ok(Some(next));
         }
         if FRAC_CMDS.contains(&name) {
-            return self.frac(i, j, hi, depth, sp).map(Some);
+            return self.two_arguments(false, (i, j, hi), depth, sp).map(Some);
         }
         if name == "sqrt" {
             if self.ch(j, hi) == Some('[') {
@@ -366,44 +366,32 @@ impl Lexer<'_> {
         }
     }
 
-    /// `\binom{a}{b}` as FUNC binom followed by two parenthesised arguments.
-    fn binom(
+    /// A command of two arguments at `i` (its name ends at `j`): `\binom{a}{b}` as FUNC binom
+    /// followed by two parenthesised arguments, `\frac{a}{b}` as `((a)/(b))`, whose outer
+    /// parenthesis is marked for the mixed-number reading of `3\frac{1}{2}`.
+    fn two_arguments(
         &mut self,
-        i: usize,
-        j: usize,
-        hi: usize,
+        binom: bool,
+        (i, j, hi): (usize, usize, usize),
         depth: usize,
         sp: &mut bool,
     ) -> Result<usize, Skip> {
         let (a1, b1, j) = self.read_arg(j, hi)?;
         let (a2, b2, j) = self.read_arg(j, hi)?;
-        self.push(Kind::Func, "binom", *sp, i, i + 1);
-        self.wrapped((a1, b1), i, j, depth)?;
-        self.wrapped((a2, b2), i, j, depth)?;
-        *sp = false;
-        Ok(j)
-    }
-
-    /// `\frac{a}{b}` as `((a)/(b))`; the outer parenthesis is marked for the mixed-number
-    /// reading of `3\frac{1}{2}`.
-    fn frac(
-        &mut self,
-        i: usize,
-        j: usize,
-        hi: usize,
-        depth: usize,
-        sp: &mut bool,
-    ) -> Result<usize, Skip> {
-        let (a1, b1, j) = self.read_arg(j, hi)?;
-        let (a2, b2, j) = self.read_arg(j, hi)?;
-        self.push(Kind::Lp, "(", *sp, i, i + 1);
-        if let Some(t) = self.toks.last_mut() {
-            t.frac = true;
+        if binom {
+            self.push(Kind::Func, "binom", *sp, i, i + 1);
+            self.wrapped((a1, b1), i, j, depth)?;
+            self.wrapped((a2, b2), i, j, depth)?;
+        } else {
+            self.push(Kind::Lp, "(", *sp, i, i + 1);
+            if let Some(t) = self.toks.last_mut() {
+                t.frac = true;
+            }
+            self.wrapped((a1, b1), i, j, depth)?;
+            self.push(Kind::Op, "/", false, i, i + 1);
+            self.wrapped((a2, b2), i, j, depth)?;
+            self.push(Kind::Rp, ")", false, i, j);
         }
-        self.wrapped((a1, b1), i, j, depth)?;
-        self.push(Kind::Op, "/", false, i, i + 1);
-        self.wrapped((a2, b2), i, j, depth)?;
-        self.push(Kind::Rp, ")", false, i, j);
         *sp = false;
         Ok(j)
     }
