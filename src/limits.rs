@@ -8,6 +8,8 @@ use std::fmt::Display;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{name} {message}")]
 pub struct SettingError {
+    /// The pipeline-file key (`batch_rows`), where a file's problem is located.
+    pub key: String,
     pub name: String,
     pub message: String,
 }
@@ -15,8 +17,38 @@ pub struct SettingError {
 /// `name` is the file spelling (`batch_rows`); the flag is derived (`--batch-rows`).
 pub fn refuse(name: &str, message: String) -> SettingError {
     SettingError {
+        key: name.to_string(),
         name: format!("{name} (--{})", name.replace('_', "-")),
         message,
+    }
+}
+
+/// As [`refuse`], for a setting whose flag is not its key spelled with dashes (`url`:
+/// `--judge-url`).
+pub fn refuse_flag(key: &str, flag: &str, message: String) -> SettingError {
+    SettingError {
+        key: key.to_string(),
+        name: format!("{key} (--{flag})"),
+        message,
+    }
+}
+
+/// Every range problem of one settings type: a pipeline file reports them all, located at
+/// their keys; a command stops at the first (`first`). The settings types fill it
+/// (`problems(&self, &mut Problems)`), so a flag and a file key are checked by one rule.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<SettingError>);
+
+impl Problems {
+    pub fn check(&mut self, result: Result<(), SettingError>) {
+        if let Err(e) = result {
+            self.0.push(e);
+        }
+    }
+
+    /// The first problem, as a command reports it.
+    pub fn first(self) -> Result<(), SettingError> {
+        self.0.into_iter().next().map_or(Ok(()), Err)
     }
 }
 

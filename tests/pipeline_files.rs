@@ -758,3 +758,31 @@ fn labels_from_the_pool_need_a_train_stage() {
         "{report}"
     );
 }
+
+#[test]
+fn active_ranges_are_the_commands_rules_located_at_the_keys() {
+    // the flags' rules (ActiveSettings, KeepRate): a keep rate of 0 labels nothing, and a
+    // retraining learning rate must be positive when retraining is asked for
+    let yaml = std::fs::read_to_string("pipelines/pool-active-learning.yaml")
+        .unwrap()
+        .replace(
+            "    inputs: [scored]\n",
+            "    inputs: [scored]\n    keep_rate: 0\n",
+        )
+        .replace(
+            "    export_every: 5\n",
+            "    export_every: 5\n    retrain_steps: 10\n    retrain_lr: 0\n",
+        );
+    let report = problems(&yaml, &[]);
+    assert!(
+        report.contains("`keep_rate` in transform `uncertain` (filter) must be in (0, 1], got 0"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "`retrain_lr` in transform `trained` (train) must be a number above 0, got 0"
+        ),
+        "{report}"
+    );
+    assert!(report.ends_with("2 problems in FILE\n"), "{report}");
+}

@@ -294,7 +294,7 @@ fn item_06_zero_and_out_of_range_sizes_are_refused_before_any_work() {
         ),
         (
             &["filter", "--keep-rate", "7"],
-            "keep_rate (--keep-rate) must be in [0, 1], got 7",
+            "keep_rate (--keep-rate) must be in (0, 1], got 7",
         ),
         (
             &["active", "--export-every", "0"],

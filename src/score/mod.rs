@@ -70,15 +70,20 @@ impl ScoreOptions {
 
     /// Range checks, for every command and pipeline stage that scores.
     pub fn validate(&self) -> Result<(), crate::limits::SettingError> {
+        let mut problems = crate::limits::Problems::default();
+        self.problems(&mut problems);
+        problems.first()
+    }
+
+    pub fn problems(&self, problems: &mut crate::limits::Problems) {
         use crate::limits::{at_least, fraction};
-        at_least("token_budget", self.token_budget, 1)?;
-        at_least("max_batch", self.max_batch, 1)?;
         if let Some(tau) = self.tau {
-            fraction("tau", tau, false)?;
+            problems.check(fraction("tau", tau, false));
         }
-        fraction("delta_pred", self.rule.delta_pred, false)?;
-        fraction("delta_std", self.rule.delta_std, false)?;
-        Ok(())
+        problems.check(fraction("delta_pred", self.rule.delta_pred, false));
+        problems.check(fraction("delta_std", self.rule.delta_std, false));
+        problems.check(at_least("token_budget", self.token_budget, 1));
+        problems.check(at_least("max_batch", self.max_batch, 1));
     }
 }
 

@@ -48,6 +48,16 @@ pub enum Keep {
     Rate(f64),
 }
 
+impl Keep {
+    /// A keep rate takes a fraction in (0, 1]: a rate of 0 would keep (or label) nothing.
+    pub fn validate(&self) -> Result<(), crate::limits::SettingError> {
+        match *self {
+            Keep::Rule => Ok(()),
+            Keep::Rate(rate) => crate::limits::fraction("keep_rate", rate, true),
+        }
+    }
+}
+
 /// `--keep-rate`, and the `keep_rate` key of a pipeline file's filter stage.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema,
@@ -66,6 +76,10 @@ pub struct KeepRate {
 impl KeepRate {
     pub fn keep(&self) -> Keep {
         self.keep_rate.map_or(Keep::Rule, Keep::Rate)
+    }
+
+    pub fn problems(&self, problems: &mut crate::limits::Problems) {
+        problems.check(self.keep().validate());
     }
 }
 

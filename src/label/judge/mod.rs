@@ -149,39 +149,50 @@ impl JudgeConfig {
         self
     }
 
+    /// The first of [`JudgeConfig::problems`], as a command reports it.
     pub fn validate(&self) -> Result<(), JudgeError> {
-        let bad = |m: String| Err(JudgeError::Config(m));
-        if self.url.is_empty() || self.model.is_empty() {
-            return bad(
-                "a judge needs an endpoint and a model: --judge-url and --judge-model (`url` and `model` in a pipeline file)"
-                    .into(),
-            );
-        }
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return bad(format!(
-                "url {:?} must start with http:// or https://",
-                self.url
+        let mut problems = crate::limits::Problems::default();
+        self.problems(&mut problems);
+        problems
+            .first()
+            .map_err(|e| JudgeError::Config(e.to_string()))
+    }
+
+    /// Range and format problems, for the judge flags and a pipeline file's `judges` alike
+    /// (each named by its file key and its flag).
+    pub fn problems(&self, problems: &mut crate::limits::Problems) {
+        use crate::limits::{at_least, fraction, non_negative, positive, refuse_flag};
+        if self.url.is_empty() {
+            problems.0.push(refuse_flag(
+                "url",
+                "judge-url",
+                "is required: the endpoint's base URL, e.g. http://127.0.0.1:8000/v1".into(),
+            ));
+        } else if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            problems.0.push(refuse_flag(
+                "url",
+                "judge-url",
+                format!("is `{}`; expected an http:// or https:// URL", self.url),
             ));
         }
         if self.model.trim().is_empty() {
-            return bad("no model name".into());
+            problems.0.push(refuse_flag(
+                "model",
+                "judge-model",
+                "is required: the model name the endpoint serves".into(),
+            ));
         }
-        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return bad(format!("temperature {} must be >= 0", self.temperature));
+        problems.check(non_negative("temperature", f64::from(self.temperature)));
+        problems.check(fraction("top_p", self.top_p, true));
+        problems.check(positive("timeout", self.timeout_secs));
+        problems.check(non_negative("max_retry_after", self.max_retry_after_secs));
+        for (key, value) in [
+            ("max_tokens", self.max_tokens as usize),
+            ("concurrency", self.concurrency),
+            ("votes", self.votes as usize),
+        ] {
+            problems.check(at_least(key, value, 1));
         }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return bad(format!("top_p {} must be in (0, 1]", self.top_p));
-        }
-        if self.max_tokens == 0 || self.concurrency == 0 || self.votes == 0 {
-            return bad("max_tokens, concurrency and votes must be at least 1".into());
-        }
-        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0)
-            || self.max_retry_after_secs.is_nan()
-            || self.max_retry_after_secs < 0.0
-        {
-            return bad("timeout_secs must be > 0 and max_retry_after_secs >= 0".into());
-        }
-        Ok(())
     }
 
     /// The chat completions URL.

@@ -108,6 +108,38 @@ impl Default for ActiveSettings {
     }
 }
 
+impl ActiveSettings {
+    pub fn problems(&self, problems: &mut crate::limits::Problems) {
+        use crate::limits::{non_negative, positive};
+        problems.check(positive("lr", self.lr));
+        problems.check(non_negative("lambda", self.lambda));
+        loop_problems(
+            problems,
+            (self.export_every, self.eval_every),
+            self.cold_start,
+            (self.retrain_steps, self.retrain_lr),
+        );
+    }
+}
+
+/// The loop's range rules, for its settings (flags, file keys) and a job built in code alike.
+fn loop_problems(
+    problems: &mut crate::limits::Problems,
+    (export_every, eval_every): (u64, u64),
+    cold_start: Option<usize>,
+    (retrain_steps, retrain_lr): (u64, f64),
+) {
+    use crate::limits::{at_least, positive};
+    problems.check(at_least("export_every", export_every, 1));
+    problems.check(at_least("eval_every", eval_every, 1));
+    if let Some(heads) = cold_start {
+        problems.check(at_least("cold_start", heads, 1));
+    }
+    if retrain_steps > 0 {
+        problems.check(positive("retrain_lr", retrain_lr));
+    }
+}
+
 impl ActiveJob {
     /// The loop over `score`'s pool into `output`, as the user configured it.
     pub fn configured(
@@ -149,24 +181,20 @@ impl ActiveJob {
         self
     }
 
+    /// The job's own range checks: its parts' (score, train, keep rate) and the loop's, by the
+    /// rules `ActiveSettings::problems` states for flags and pipeline files.
     pub fn validate(&self) -> Result<(), PipelineError> {
-        use crate::limits::{at_least, fraction};
         self.score.validate()?;
         self.train.validate()?;
-        at_least("export_every", self.export_every, 1)?;
-        at_least("eval_every", self.eval_every, 1)?;
-        if let Keep::Rate(rate) = self.selection {
-            fraction("keep_rate", rate, true)?;
-        }
-        if let Some((heads, _)) = self.cold_start {
-            at_least("cold_start", heads, 1)?;
-        }
-        if self.retrain_steps > 0 && !(self.retrain_lr > 0.0 && self.retrain_lr.is_finite()) {
-            return Err(
-                crate::limits::refuse("retrain_lr", "must be a positive number".into()).into(),
-            );
-        }
-        Ok(())
+        self.selection.validate()?;
+        let mut problems = crate::limits::Problems::default();
+        loop_problems(
+            &mut problems,
+            (self.export_every, self.eval_every),
+            self.cold_start.map(|(heads, _)| heads),
+            (self.retrain_steps, self.retrain_lr),
+        );
+        Ok(problems.first()?)
     }
 }
 

@@ -487,7 +487,7 @@ impl Walker<'_> {
         if let Some(v) = &value {
             for (field, message) in v.check_values() {
                 self.problems.push(Problem::at(
-                    &self.spans.field(id, field),
+                    &self.spans.field(id, &field),
                     format!("`{field}` in {what} {message}"),
                 ));
             }

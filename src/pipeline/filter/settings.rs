@@ -162,9 +162,7 @@ impl FilterJob {
 
     pub fn validate(&self) -> Result<(), PipelineError> {
         self.score.validate()?;
-        if let Keep::Rate(rate) = self.keep {
-            crate::limits::fraction("keep_rate", rate, false)?;
-        }
+        self.keep.validate()?;
         let (i, n) = self.shard;
         if n == 0 || i >= n {
             return Err(crate::limits::refuse("shard", format!("{i}/{n} needs 0 <= i < n")).into());

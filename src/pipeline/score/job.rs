@@ -36,6 +36,13 @@ impl Default for ScoreSettings {
     }
 }
 
+impl ScoreSettings {
+    pub fn problems(&self, problems: &mut crate::limits::Problems) {
+        self.options.problems(problems);
+        problems.check(crate::limits::at_least("batch_rows", self.batch_rows, 1));
+    }
+}
+
 /// What only `actprm score` (a score stage whose rows go to sinks) can also do.
 #[derive(
     Debug,
