@@ -13,11 +13,9 @@ use clap::Parser;
 
 use actprm::eval::judge::run_judge_eval;
 use actprm::eval::model::{evaluate_files, TauRule};
-use actprm::pipeline::active::{run_active, ActiveJob};
 use actprm::pipeline::config::{CheckOptions, ConfigError};
 use actprm::pipeline::filter::ray::{run_on_ray, worker_args};
-use actprm::pipeline::filter::{run_filter, FilterJob};
-use actprm::pipeline::{run_label, run_score, LabelJob, ScoreJob};
+use actprm::pipeline::stage_list::{Job, LabelStep, Outcome, StageList};
 use actprm::sql::SqlConfig;
 use render::render;
 
@@ -77,48 +75,44 @@ pub fn run(cli: Cli) -> Result {
             );
         }
         Command::Score(a) => {
-            let mut job = ScoreJob::configured(a.io.input, a.io.output.clone(), &a.scorer);
-            job.features = a.extras.features;
-            job.watch_model = a.extras.watch_model;
-            job.overwrite = a.overwrite;
-            job.progress = progress();
-            render(
-                &run_score(&job, Default::default())?,
-                &a.output,
-                Some(&a.io.output),
-            )?;
+            let stages = StageList::score(a.io.input, a.io.output.clone(), a.scorer, a.extras);
+            let job = stages.with_run(a.overwrite, progress()).job()?;
+            render(&job.run()?, &a.output, Some(&a.io.output))?;
         }
         Command::Filter(a) => {
-            let mut score = ScoreJob::configured(a.io.input, a.io.output.clone(), &a.scorer);
-            score.progress = progress();
-            let mut job = FilterJob::new(score, &a.filter);
-            job.units = a.ray.ray_unit.clone();
-            let summary = match &a.ray.ray {
-                Some(address) => {
-                    run_on_ray(&job, address, &a.ray, worker_args(std::env::args().skip(1)))?
+            let stages = StageList::filter(a.io.input, a.io.output, a.scorer, a.filter);
+            let mut job = stages.with_run(false, progress()).job()?;
+            if let Job::Filter(filter) = &mut job {
+                // a Ray task runs the units its driver gave it
+                filter.units = a.ray.ray_unit.clone();
+            }
+            let outcome = match (&job, &a.ray.ray) {
+                (Job::Filter(filter), Some(address)) => {
+                    let args = worker_args(std::env::args().skip(1));
+                    Outcome::Filter(run_on_ray(filter, address, &a.ray, args)?)
                 }
-                None => run_filter(&job)?,
+                _ => job.run()?,
             };
-            render(&summary, &a.output, None)?;
+            render(&outcome, &a.output, None)?;
         }
         Command::Active(a) => {
             let a = *a;
-            let mut score = ScoreJob::configured(a.io.input, a.io.output.clone(), &a.scorer);
-            score.progress = progress();
-            let judge = a
-                .judge
-                .is_given()
-                .then(|| a.judge.with_cache(Some(a.io.output.join("judge-cache"))));
-            let job = ActiveJob::configured(
-                score,
+            let label = LabelStep {
+                judge: a.judge.is_given().then_some(a.judge),
+                budget: a.budget,
+                format: a.labels.label_format,
+                ..LabelStep::judge(Default::default(), Some(a.io.output.join("judge-cache")))
+            };
+            let stages = StageList::active(
+                a.io.input,
                 a.io.output.clone(),
-                a.keep.keep(),
-                a.budget,
-                &a.active,
-                judge,
-            )
-            .with_label_format(a.labels.label_format);
-            render(&run_active(&job)?, &a.output, Some(&a.io.output))?;
+                a.scorer,
+                a.keep,
+                label,
+                a.active,
+            );
+            let job = stages.with_run(false, progress()).job()?;
+            render(&job.run()?, &a.output, Some(&a.io.output))?;
         }
         Command::Label(a) => {
             let cache = (!a.no_cache).then(|| {
@@ -126,18 +120,14 @@ pub fn run(cli: Cli) -> Result {
                     .clone()
                     .unwrap_or_else(|| a.io.output.join("judge-cache"))
             });
-            let mut job = LabelJob::new(
-                a.io.input,
-                a.io.output.clone(),
-                a.judge.with_cache(cache),
-                actprm::report::Log::default(),
-            );
-            job.columns = a.columns;
-            job.batch_rows = a.batch_rows;
-            job.overwrite = a.overwrite;
-            job.label_format = a.labels.label_format;
-            job.progress = progress();
-            render(&run_label(&job)?, &a.output, Some(&a.io.output))?;
+            let label = LabelStep {
+                batch_rows: a.batch_rows,
+                format: a.labels.label_format,
+                ..LabelStep::judge(a.judge, cache)
+            };
+            let stages = StageList::label(a.io.input, a.io.output.clone(), a.columns, label);
+            let job = stages.with_run(a.overwrite, progress()).job()?;
+            render(&job.run()?, &a.output, Some(&a.io.output))?;
         }
         Command::Judge {
             command:

@@ -11,6 +11,7 @@ pub mod refresh;
 pub mod runner;
 pub mod score;
 pub mod stage;
+pub mod stage_list;
 pub mod stages;
 pub mod summary;
 pub mod train;
@@ -178,6 +179,9 @@ pub enum PipelineError {
         "{path}: no checkpoint to resume (the run finished, or never started with this output)"
     )]
     NoCheckpoint { path: std::path::PathBuf },
+    /// Stages that no job runs (`StageList::job`).
+    #[error("these stages do not make a runnable pipeline: {0}")]
+    Unrunnable(&'static str),
     /// The tokenizer failed on a batch whose records each tokenise alone.
     #[error("tokenising: {0}")]
     Tokenise(String),

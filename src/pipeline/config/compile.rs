@@ -1,6 +1,6 @@
-//! Turns a checked graph into the jobs the CLI runs: source -> score (+ sinks) is `ScoreJob`,
-//! source -> score -> filter -> parquet sink is `FilterJob`, and source -> score -> filter ->
-//! label(pool) -> train is `ActiveJob`. Any other shape is a located problem naming these.
+//! Turns a checked graph into the [`StageList`] every command runs: source [-> sql] -> score
+//! [-> filter] [-> label [-> train]], or source -> judge label. Any other shape is a located
+//! problem naming these.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -11,10 +11,9 @@ use super::parse::Spans;
 use super::problem::Problem;
 use super::*;
 use crate::model::ModelOptions;
-use crate::pipeline::active::{run_active, ActiveJob};
-use crate::pipeline::filter::{run_filter, FilterJob};
-use crate::pipeline::score::Scorer;
-use crate::pipeline::{run_label, run_score, LabelJob, ScoreJob};
+use crate::pipeline::stage_list::{Job, LabelStep, Outcome, ScoreStep, StageList};
+use crate::pipeline::LabelJob;
+use crate::report::Report;
 use crate::source::ColumnMapping;
 
 const SHAPES: &str = "supported shapes: source -> score; source -> score -> filter; \
@@ -282,23 +281,6 @@ pub struct RunOutcome {
     pub table_sinks: Vec<bool>,
 }
 
-impl RunOutcome {
-    fn of(
-        job: &'static str,
-        report: &impl crate::report::Report,
-        output: Option<PathBuf>,
-        tables: &[&TableSink],
-    ) -> Self {
-        Self {
-            job,
-            summary: serde_json::to_value(report).unwrap_or_default(),
-            table: report.table(),
-            output,
-            table_sinks: tables.iter().map(|t| t.json).collect(),
-        }
-    }
-}
-
 /// Checks a pipeline file (environment included) and runs it.
 pub fn run_file(path: &Path) -> Result<RunOutcome, ConfigError> {
     execute(&check_file(path, CheckOptions::default())?)
@@ -311,181 +293,128 @@ pub(super) fn stage_error(context: &str, e: impl std::fmt::Display) -> ConfigErr
     }
 }
 
-/// Runs a checked pipeline.
+/// Runs a checked pipeline: its file-only parts (a JSON Lines source converted, an `sql`
+/// transform, an Arrow IPC sink, table sinks) here, its stages as the [`StageList`] every
+/// command runs.
 pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
     let (file, plan) = (&checked.file, &checked.plan);
     let scratch = Scratch::new()?;
     let inputs = source_inputs(&file.sources[&plan.source], &scratch)?;
-    // a label job may have no score stage: it labels the source's rows as they are
-    let unscored = ScoreStage {
-        inputs: Vec::new(),
-        model: None,
-        settings: Default::default(),
-        extras: Default::default(),
+    let sink_path = |kind: &str| {
+        plan.sinks.iter().find_map(|s| match &file.sinks[s] {
+            SinkStage::Parquet(p) if kind == "parquet" => Some(p.path.clone()),
+            SinkStage::ArrowIpc(p) if kind == "arrow_ipc" => Some(p.path.clone()),
+            _ => None,
+        })
     };
-    let score = match file.transforms.get(&plan.score) {
-        Some(TransformStage::Score(score)) => score,
-        _ if plan.job() == "label" => &unscored,
-        _ => return Err(stage_error(&plan.score, "not a score stage")),
+    let mut stages = compile(file, plan, inputs, &scratch)?;
+    if let Some(name) = &plan.sql {
+        let score = stages.score.clone().unwrap_or_default();
+        stages.inputs = vec![sql_stage(
+            name,
+            file,
+            &score,
+            &stages.inputs,
+            &stages.output,
+        )?];
+    }
+    let job = stages.job()?;
+    let outcome = job.run()?;
+    if let (Outcome::Score(summary), Some(ipc)) = (&outcome, sink_path("arrow_ipc")) {
+        write_ipc(job.output(), &summary.parts, &ipc)?;
+    }
+    let tables: Vec<bool> = plan
+        .sinks
+        .iter()
+        .filter_map(|s| match &file.sinks[s] {
+            SinkStage::Table(t) => Some(t.json),
+            _ => None,
+        })
+        .collect();
+    let output = match &job {
+        Job::Score(_) => sink_path("parquet"),
+        other => Some(other.output().to_path_buf()),
     };
+    Ok(RunOutcome {
+        job: job.name(),
+        summary: serde_json::to_value(&outcome).unwrap_or_default(),
+        table: outcome.table(),
+        output,
+        table_sinks: tables,
+    })
+}
+
+/// The stage list a checked plan runs as: each stage's settings as the file gives them, the
+/// models and judges it names resolved, outputs where its sinks and train stage say.
+fn compile(
+    file: &PipelineFile,
+    plan: &Plan,
+    inputs: Vec<String>,
+    scratch: &Scratch,
+) -> Result<StageList, ConfigError> {
     let columns = match &file.sources[&plan.source] {
         SourceStage::Parquet(p) => p.columns.clone(),
         _ => ColumnMapping::default(),
     };
-    let sink_of = |kind: &str| {
-        plan.sinks
-            .iter()
-            .find(|s| file.sinks[*s].kind() == kind)
-            .map(|s| &file.sinks[s])
-    };
-    let path_of = |kind: &str| match sink_of(kind) {
-        Some(SinkStage::Parquet(p) | SinkStage::ArrowIpc(p)) => Some(p.path.clone()),
+    let transform = |name: &Option<String>| name.as_ref().and_then(|n| file.transforms.get(n));
+    let parquet_sink = plan.sinks.iter().find_map(|s| match &file.sinks[s] {
+        SinkStage::Parquet(p) => Some(p.path.clone()),
+        _ => None,
+    });
+    let train = match transform(&plan.train) {
+        Some(TransformStage::Train(train)) => Some(train),
         _ => None,
     };
-    let output = match (plan.job(), path_of("parquet")) {
-        // a label job's sink holds the labelled rows; what it labels is scored beside them
-        ("label", Some(out)) if plan.filter.is_some() => out.join("filter"),
-        ("label", Some(out)) => out.join("scored"),
-        (_, Some(out)) => out,
-        (_, None) => scratch.dir.join("scored"),
+    // the loop writes into its train stage's folder; a score with only table sinks, into the
+    // run's scratch folder
+    let output = match (train, parquet_sink) {
+        (Some(train), _) => train.output.clone(),
+        (None, Some(path)) => path,
+        (None, None) => scratch.dir.join("scored"),
     };
-    let inputs = match &plan.sql {
-        Some(name) => vec![sql_stage(file, name, score, &inputs, &output)?],
-        None => inputs,
-    };
-    let model = model_of(file, score);
-    let scorer = Scorer {
-        model,
-        columns: columns.clone(),
-        settings: score.settings.clone(),
-    };
-    let mut job = ScoreJob::configured(inputs, output.clone(), &scorer);
-    // a pipeline file's rerun replaces its earlier score outputs (declared, reproducible)
-    job.overwrite = true;
-    job.features = score.extras.features.clone();
-    job.watch_model = score.extras.watch_model.clone();
-    job.progress = std::io::stderr().is_terminal();
-    let tables: Vec<&TableSink> = plan
-        .sinks
-        .iter()
-        .filter_map(|s| match &file.sinks[s] {
-            SinkStage::Table(t) => Some(t),
-            _ => None,
-        })
-        .collect();
-    let outcome = match plan.job() {
-        "label" => {
-            let sink = path_of("parquet").unwrap_or_default();
-            let name = plan.label.clone().unwrap_or_default();
-            let Some(TransformStage::Label(label)) = file.transforms.get(&name) else {
-                return Err(stage_error(&name, "not a label stage"));
-            };
-            let judge = label
-                .judge
-                .as_ref()
-                .and_then(|j| file.judges.get(j))
-                .ok_or_else(|| stage_error(&name, "names no declared judge"))?;
-            let (inputs, every_row) = match &plan.filter {
-                Some(filter_name) if !plan.score.is_empty() => {
-                    let Some(TransformStage::Filter(stage)) = file.transforms.get(filter_name)
-                    else {
-                        return Err(stage_error(filter_name, "not a filter stage"));
-                    };
-                    run_filter(&FilterJob::new(job, &stage.settings))?;
-                    // the kept rows, whatever their `selected` says (a keep rate chose them)
-                    (vec![output.join("kept").display().to_string()], true)
-                }
-                _ if !plan.score.is_empty() => {
-                    run_score(&job, Default::default())?;
-                    // the scored parts; the judge gets the rows the threshold rule selected
-                    (
-                        vec![output.join("part-*.parquet").display().to_string()],
-                        false,
-                    )
-                }
-                _ => (job.inputs, false),
-            };
-            let mut labelling = LabelJob::new(
-                inputs,
-                sink.clone(),
-                judge.clone().with_cache(Some(sink.join("judge-cache"))),
-                crate::report::Log::default(),
-            );
-            labelling.columns = columns;
-            labelling.overwrite = true;
-            labelling.every_row = every_row;
-            labelling.label_format = label.output.label_format;
-            labelling.progress = std::io::stderr().is_terminal();
-            let summary = run_label(&labelling)?;
-            RunOutcome::of("label", &summary, Some(sink), &tables)
-        }
-        "score" => {
-            let summary = run_score(&job, Default::default())?;
-            if let Some(ipc) = path_of("arrow_ipc") {
-                write_ipc(&output, &summary.parts, &ipc)?;
-            }
-            RunOutcome::of("score", &summary, path_of("parquet"), &tables)
-        }
-        "filter" => {
-            let filter_name = plan.filter.clone().unwrap_or_default();
-            let Some(TransformStage::Filter(stage)) = file.transforms.get(&filter_name) else {
-                return Err(stage_error(&filter_name, "not a filter stage"));
-            };
-            let filter = FilterJob::new(job, &stage.settings);
-            let s = run_filter(&filter)?;
-            RunOutcome::of("filter", &s, Some(output.clone()), &tables)
-        }
-        _ => {
-            let names = (
-                plan.filter.clone().unwrap_or_default(),
-                plan.label.clone().unwrap_or_default(),
-                plan.train.clone().unwrap_or_default(),
-            );
-            let (
-                Some(TransformStage::Filter(filter)),
-                Some(TransformStage::Label(label)),
-                Some(TransformStage::Train(train)),
-            ) = (
-                file.transforms.get(&names.0),
-                file.transforms.get(&names.1),
-                file.transforms.get(&names.2),
-            )
-            else {
-                return Err(stage_error(
-                    &names.2,
-                    "not a filter -> label -> train chain",
-                ));
-            };
-            let judge = match label.mode {
-                LabelMode::Pool => None,
-                LabelMode::Judge => {
-                    let decl = label
-                        .judge
-                        .as_ref()
-                        .and_then(|j| file.judges.get(j))
-                        .ok_or_else(|| stage_error(&names.1, "names no declared judge"))?;
-                    // answers cached in OUTPUT/judge-cache (as `actprm active` does), so a
-                    // resumed run pays only for new ones
-                    Some(
-                        decl.clone()
-                            .with_cache(Some(train.output.join("judge-cache"))),
-                    )
-                }
-            };
-            let active = ActiveJob::configured(
-                job,
-                train.output.clone(),
-                filter.settings.keep.keep(),
-                label.budget,
-                &train.settings,
-                judge,
-            )
-            .with_label_format(label.output.label_format);
-            let s = run_active(&active)?;
-            RunOutcome::of("active", &s, Some(train.output.clone()), &tables)
-        }
-    };
-    Ok(outcome)
+    let mut stages = StageList::source(inputs, columns, output.clone());
+    // a pipeline file's rerun replaces its earlier outputs (declared, reproducible)
+    stages.overwrite = true;
+    stages.progress = std::io::stderr().is_terminal();
+    if let Some(TransformStage::Score(score)) = file.transforms.get(&plan.score) {
+        stages.score = Some(ScoreStep {
+            model: model_of(file, score),
+            settings: score.settings.clone(),
+            extras: score.extras.clone(),
+        });
+    }
+    if let Some(TransformStage::Filter(filter)) = transform(&plan.filter) {
+        stages.filter = Some(filter.settings.clone());
+    }
+    if let Some(TransformStage::Label(label)) = transform(&plan.label) {
+        let judge = match label.mode {
+            LabelMode::Pool => None,
+            LabelMode::Judge => Some(
+                label
+                    .judge
+                    .as_ref()
+                    .and_then(|j| file.judges.get(j))
+                    .cloned()
+                    .ok_or_else(|| {
+                        stage_error(
+                            plan.label.as_deref().unwrap_or_default(),
+                            "names no declared judge",
+                        )
+                    })?,
+            ),
+        };
+        stages.label = Some(LabelStep {
+            judge,
+            // answers cached beside the output (as `actprm label` and `actprm active` do), so a
+            // rerun pays only for new ones
+            cache: Some(output.join("judge-cache")),
+            batch_rows: LabelJob::DEFAULT_BATCH_ROWS,
+            budget: label.budget,
+            format: label.output.label_format,
+        });
+    }
+    stages.train = train.map(|t| t.settings.clone());
+    Ok(stages)
 }
 
 /// The model a score stage names under `models` (absent: the embedded model on the CPU).
@@ -502,9 +431,9 @@ fn model_of(file: &PipelineFile, score: &ScoreStage) -> ModelOptions {
 /// scorer then reads. A finished result whose record (`NAME.json`: query and inputs) matches is
 /// reused, so a resumed filter sees the same file, row groups and units as the interrupted run.
 fn sql_stage(
-    file: &PipelineFile,
     name: &str,
-    score: &ScoreStage,
+    file: &PipelineFile,
+    score: &ScoreStep,
     inputs: &[String],
     output: &Path,
 ) -> Result<String, ConfigError> {
@@ -521,10 +450,10 @@ fn sql_stage(
         && target.is_file();
     if !done {
         // prm_score in the query scores as the score stage does
-        let model = model_of(file, score);
+        let model = &score.model;
         let config = crate::sql::SqlConfig {
             runtime: model.runtime(),
-            model: model.model,
+            model: model.model.clone(),
             score: score.settings.options,
             ..crate::sql::SqlConfig::default()
         };

@@ -1,0 +1,336 @@
+//! Every dataflow as one fixed list of stages, source -> [score -> [filter]] -> [label ->
+//! [train]] -> sink. The commands are presets of this list (`StageList::score`, `filter`,
+//! `label`, `active`), a pipeline file compiles to it (`config::compile`), and
+//! [`StageList::job`] is the one place that turns stages into the job that runs them, so a
+//! command and the pipeline file that spells it out run the same code.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::active::{run_active, ActiveJob, ActiveSettings, ActiveSummary};
+use super::filter::{run_filter, FilterJob, FilterSettings, FilterSummary};
+use super::score::{ScoreExtras, ScoreSettings, Scorer};
+use super::{run_label, run_score, LabelJob, LabelSummary, PipelineError, ScoreJob, Summary};
+use crate::label::judge::JudgeConfig;
+use crate::label::{LabelBudget, LabelFormat};
+use crate::model::ModelOptions;
+use crate::report::{Log, Report};
+use crate::select::KeepRate;
+use crate::source::ColumnMapping;
+
+/// The stages of one run, in dataflow order; absent stages are skipped.
+#[derive(Debug, Clone)]
+pub struct StageList {
+    /// The source: Parquet files, globs or folders.
+    pub inputs: Vec<String>,
+    pub columns: ColumnMapping,
+    /// Absent: a judge labels the source's rows as they are.
+    pub score: Option<ScoreStep>,
+    pub filter: Option<FilterSettings>,
+    pub label: Option<LabelStep>,
+    /// The active loop (`type: train` in a file), after score, filter and label.
+    pub train: Option<ActiveSettings>,
+    /// Where the last stage writes: scored parts, kept rows, labelled rows, or the loop's folder.
+    pub output: PathBuf,
+    /// Replace an earlier run's outputs in `output` (else they are refused).
+    pub overwrite: bool,
+    /// Progress bars on the terminal.
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ScoreStep {
+    pub model: ModelOptions,
+    pub settings: ScoreSettings,
+    pub extras: ScoreExtras,
+}
+
+#[derive(Debug, Clone)]
+pub struct LabelStep {
+    /// `None`: the pool's own label column (only for the active loop).
+    pub judge: Option<JudgeConfig>,
+    /// Where the judge's answers are cached, so a rerun pays only for new ones (`None`: not cached).
+    pub cache: Option<PathBuf>,
+    /// Rows per batch sent to the judge (a label run without a score stage).
+    pub batch_rows: usize,
+    pub budget: LabelBudget,
+    pub format: LabelFormat,
+}
+
+impl LabelStep {
+    /// A judge, cached in `cache`, with the defaults of `actprm label`.
+    pub fn judge(judge: JudgeConfig, cache: Option<PathBuf>) -> Self {
+        Self {
+            judge: Some(judge),
+            cache,
+            batch_rows: LabelJob::DEFAULT_BATCH_ROWS,
+            budget: LabelBudget::default(),
+            format: LabelFormat::default(),
+        }
+    }
+}
+
+/// The job a stage list runs as.
+pub enum Job {
+    Score(ScoreJob),
+    Filter(FilterJob),
+    /// Labelling, after the score or filter job (if any) that writes the rows it labels.
+    Label {
+        first: Option<Box<Job>>,
+        label: LabelJob,
+    },
+    Active(Box<ActiveJob>),
+}
+
+/// What a run did: the report of the job it ran.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Score(Summary),
+    Filter(FilterSummary),
+    Label(LabelSummary),
+    Active(ActiveSummary),
+}
+
+impl StageList {
+    /// A source with no stages yet.
+    pub fn source(inputs: Vec<String>, columns: ColumnMapping, output: PathBuf) -> Self {
+        Self {
+            inputs,
+            columns,
+            score: None,
+            filter: None,
+            label: None,
+            train: None,
+            output,
+            overwrite: false,
+            progress: false,
+        }
+    }
+
+    /// `actprm score`: source -> score -> Parquet parts.
+    pub fn score(
+        inputs: Vec<String>,
+        output: PathBuf,
+        scorer: Scorer,
+        extras: ScoreExtras,
+    ) -> Self {
+        let (columns, step) = split(scorer, extras);
+        Self {
+            score: Some(step),
+            ..Self::source(inputs, columns, output)
+        }
+    }
+
+    /// `actprm filter`: source -> score -> filter -> the kept rows.
+    pub fn filter(
+        inputs: Vec<String>,
+        output: PathBuf,
+        scorer: Scorer,
+        settings: FilterSettings,
+    ) -> Self {
+        Self {
+            filter: Some(settings),
+            ..Self::score(inputs, output, scorer, ScoreExtras::default())
+        }
+    }
+
+    /// `actprm label`: source -> judge label -> the labelled rows.
+    pub fn label(
+        inputs: Vec<String>,
+        output: PathBuf,
+        columns: ColumnMapping,
+        label: LabelStep,
+    ) -> Self {
+        Self {
+            label: Some(label),
+            ..Self::source(inputs, columns, output)
+        }
+    }
+
+    /// `actprm active`: source -> score -> keep rate or rule -> label (pool column, or the
+    /// judge in `label`) -> train, into the loop's folder.
+    pub fn active(
+        inputs: Vec<String>,
+        output: PathBuf,
+        scorer: Scorer,
+        keep: KeepRate,
+        label: LabelStep,
+        settings: ActiveSettings,
+    ) -> Self {
+        Self {
+            filter: Some(FilterSettings {
+                keep,
+                ..FilterSettings::default()
+            }),
+            label: Some(label),
+            train: Some(settings),
+            ..Self::score(inputs, output, scorer, ScoreExtras::default())
+        }
+    }
+
+    pub fn with_run(mut self, overwrite: bool, progress: bool) -> Self {
+        self.overwrite = overwrite;
+        self.progress = progress;
+        self
+    }
+
+    /// The job that runs these stages. A list no job runs (a filter with no score, a pool
+    /// label without train, train without filter and label) is refused; pipeline files report
+    /// those shapes at their lines before they get here.
+    pub fn job(self) -> Result<Job, PipelineError> {
+        let StageList {
+            inputs,
+            columns,
+            score,
+            filter,
+            label,
+            train,
+            output,
+            overwrite,
+            progress,
+        } = self;
+        let scoring = |step: ScoreStep, output: PathBuf| {
+            let scorer = Scorer {
+                model: step.model,
+                columns: columns.clone(),
+                settings: step.settings,
+            };
+            let mut job = ScoreJob::configured(inputs.clone(), output, &scorer);
+            job.features = step.extras.features;
+            job.watch_model = step.extras.watch_model;
+            job.overwrite = overwrite;
+            job.progress = progress;
+            job
+        };
+        let shape = PipelineError::Unrunnable;
+        match (score, filter, label, train) {
+            (Some(score), None, None, None) => Ok(Job::Score(scoring(score, output))),
+            (Some(score), Some(filter), None, None) => {
+                Ok(Job::Filter(FilterJob::new(scoring(score, output), &filter)))
+            }
+            (Some(score), Some(filter), Some(label), Some(train)) => {
+                let judge = label.judge.map(|j| j.with_cache(label.cache));
+                let job = ActiveJob::configured(
+                    scoring(score, output.clone()),
+                    output,
+                    filter.keep.keep(),
+                    label.budget,
+                    &train,
+                    judge,
+                );
+                Ok(Job::Active(Box::new(job.with_label_format(label.format))))
+            }
+            (score, filter, Some(label), None) => {
+                let Some(judge) = label.judge else {
+                    return Err(shape(
+                        "a pool label (the pool's own label column) only feeds the active loop",
+                    ));
+                };
+                // what the judge reads: the kept rows of a filter (every one, whatever the
+                // rule said: a keep rate chose them), the rows a score selected, or the source
+                let (first, rows, every_row) = match (score, filter) {
+                    (Some(score), Some(filter)) => {
+                        let dir = output.join("filter");
+                        let job = FilterJob::new(scoring(score, dir.clone()), &filter);
+                        (Some(Job::Filter(job)), vec![dir.join("kept")], true)
+                    }
+                    (Some(score), None) => {
+                        let dir = output.join("scored");
+                        let job = Job::Score(scoring(score, dir.clone()));
+                        (Some(job), vec![dir.join("part-*.parquet")], false)
+                    }
+                    (None, None) => (None, Vec::new(), false),
+                    (None, Some(_)) => return Err(shape("a filter needs a score stage before it")),
+                };
+                let rows = if rows.is_empty() {
+                    inputs
+                } else {
+                    rows.iter().map(|p| p.display().to_string()).collect()
+                };
+                let mut job =
+                    LabelJob::new(rows, output, judge.with_cache(label.cache), Log::default());
+                job.columns = columns;
+                job.batch_rows = label.batch_rows;
+                job.overwrite = overwrite;
+                job.every_row = every_row;
+                job.label_format = label.format;
+                job.progress = progress;
+                Ok(Job::Label {
+                    first: first.map(Box::new),
+                    label: job,
+                })
+            }
+            _ => Err(shape(
+                "runnable stage lists: score; score -> filter; [score [-> filter]] -> judge \
+                 label; score -> filter -> label -> train",
+            )),
+        }
+    }
+}
+
+/// A scorer's columns belong to the source; its model and settings to the score stage.
+fn split(scorer: Scorer, extras: ScoreExtras) -> (ColumnMapping, ScoreStep) {
+    let Scorer {
+        model,
+        columns,
+        settings,
+    } = scorer;
+    (
+        columns,
+        ScoreStep {
+            model,
+            settings,
+            extras,
+        },
+    )
+}
+
+impl Job {
+    /// Runs the job to completion.
+    pub fn run(&self) -> Result<Outcome, PipelineError> {
+        Ok(match self {
+            Job::Score(job) => Outcome::Score(run_score(job, Default::default())?),
+            Job::Filter(job) => Outcome::Filter(run_filter(job)?),
+            Job::Label { first, label } => {
+                if let Some(first) = first {
+                    first.run()?;
+                }
+                Outcome::Label(run_label(label)?)
+            }
+            Job::Active(job) => Outcome::Active(run_active(job)?),
+        })
+    }
+
+    /// The command this job is (`score`, `filter`, `label`, `active`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Job::Score(_) => "score",
+            Job::Filter(_) => "filter",
+            Job::Label { .. } => "label",
+            Job::Active(_) => "active",
+        }
+    }
+
+    /// Where the job writes.
+    pub fn output(&self) -> &std::path::Path {
+        match self {
+            Job::Score(job) => &job.output,
+            Job::Filter(job) => &job.score.output,
+            Job::Label { label, .. } => &label.output,
+            Job::Active(job) => &job.output,
+        }
+    }
+}
+
+impl Report for Outcome {
+    fn table(&self) -> String {
+        match self {
+            Outcome::Score(s) => s.table(),
+            Outcome::Filter(s) => s.table(),
+            Outcome::Label(s) => s.table(),
+            Outcome::Active(s) => s.table(),
+        }
+    }
+}
