@@ -97,22 +97,18 @@ struct PendingSink {
 
 impl ScoredSink for PendingSink {
     fn scored(&mut self, batch: &SinkBatch<'_>) -> Result<(), PipelineError> {
-        let SinkBatch {
-            path,
-            input,
-            output,
-            rejected,
-            ..
-        } = *batch;
-        let rejects = if rejected.is_empty() {
+        let rejects = if batch.rejected.is_empty() {
             None
         } else {
-            Some(self.rejects.batch(path, input, rejected)?)
+            Some(
+                self.rejects
+                    .batch(batch.path, batch.input, batch.rejected)?,
+            )
         };
         let mut p = self.pending.lock().expect("pending lock");
-        p.scored.push(output.clone());
+        p.scored.push(batch.output.clone());
         p.rejects.extend(rejects);
-        p.rows += input.num_rows() as u64;
+        p.rows += batch.input.num_rows() as u64;
         p.batches += 1;
         Ok(())
     }

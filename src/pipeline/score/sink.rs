@@ -37,15 +37,8 @@ pub(super) struct PartsSink {
 
 impl ScoredSink for PartsSink {
     fn scored(&mut self, batch: &SinkBatch<'_>) -> Result<(), PipelineError> {
-        let SinkBatch {
-            path,
-            input,
-            output,
-            rejected,
-            ..
-        } = *batch;
-        self.parts.write(output)?;
-        self.rejects.rows(path, input, rejected)?;
+        self.parts.write(batch.output)?;
+        self.rejects.rows(batch.path, batch.input, batch.rejected)?;
         Ok(())
     }
 
