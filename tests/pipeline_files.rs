@@ -746,6 +746,129 @@ fn a_source_can_go_straight_to_the_judge() {
     }
 }
 
+/// (id, selected, judge_status, judge_label) of every row of a labelled output.
+fn judged_rows(dir: &Path) -> Vec<(String, Option<bool>, String, Option<i32>)> {
+    use arrow::array::{Array, AsArray, Int32Array};
+    let mut rows = Vec::new();
+    for batch in common::read_parquet_dir(dir, "part-") {
+        let column = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let (ids, selected, status, label) = (
+            column("id"),
+            column("selected"),
+            column("judge_status"),
+            column("judge_label"),
+        );
+        let (ids, selected, status) = (
+            ids.as_string::<i32>(),
+            selected.as_boolean(),
+            status.as_string::<i32>(),
+        );
+        let label = label.as_any().downcast_ref::<Int32Array>().unwrap();
+        for i in 0..batch.num_rows() {
+            rows.push((
+                ids.value(i).to_string(),
+                selected.is_valid(i).then(|| selected.value(i)),
+                status.value(i).to_string(),
+                label.is_valid(i).then(|| label.value(i)),
+            ));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+#[test]
+fn score_then_judge_label_is_one_stream() {
+    let server = second_step_judge();
+    let dir = tempfile::tempdir().unwrap();
+    // one row the scorer rejects (its problem is blank)
+    let mut records = common::records("prm800k_test_sample.jsonl");
+    records[3].problem = "  ".into();
+    let unusable = records[3].id.clone().unwrap();
+    let input = dir.path().join("rows.parquet");
+    common::write_parquet(&input, &actprm::source::jsonl::to_record_batch(&records));
+    let out_dir = dir.path().join("judged");
+    let yaml = format!(
+        "judges:\n  j:\n    url: {}\n    model: m\nsources:\n  rows:\n    type: parquet\n    paths: [{}]\ntransforms:\n  scored:\n    type: score\n    inputs: [rows]\n    batch_rows: 5\n  judged:\n    type: label\n    inputs: [scored]\n    mode: judge\n    judge: j\nsinks:\n  out:\n    type: parquet\n    inputs: [judged]\n    path: {}\n",
+        server.url(),
+        input.display(),
+        out_dir.display()
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = actprm(&["run", file.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // one stream: no scored copy is written first
+    assert!(!out_dir.join("scored").exists());
+    // the rows `actprm score` selects, scored independently
+    let scored_dir = dir.path().join("scored");
+    let score = actprm(
+        &[
+            "score",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            scored_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(score.status.success(), "{}", text(&score.stderr));
+    let mut selected_by_score = Vec::new();
+    for batch in common::read_parquet_dir(&scored_dir, "part-") {
+        use arrow::array::AsArray;
+        let ids = batch
+            .column_by_name("id")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let selected = batch
+            .column_by_name("selected")
+            .unwrap()
+            .as_boolean()
+            .clone();
+        for i in 0..batch.num_rows() {
+            if selected.value(i) {
+                selected_by_score.push(ids.value(i).to_string());
+            }
+        }
+    }
+    selected_by_score.sort();
+    // every row comes out once, with its scores; exactly the selected ones went to the judge,
+    // and the row the scorer rejected failed without a request
+    let rows = judged_rows(&out_dir);
+    assert_eq!(rows.len(), records.len());
+    let failed: Vec<&String> = rows
+        .iter()
+        .filter(|(_, _, status, _)| status == "failed")
+        .map(|(id, ..)| id)
+        .collect();
+    assert_eq!(failed, vec![&unusable]);
+    let judged: Vec<String> = rows
+        .iter()
+        .filter(|(_, _, status, _)| status != "not_selected" && status != "failed")
+        .map(|(id, ..)| id.clone())
+        .collect();
+    assert!(!judged.is_empty() && judged.len() < rows.len(), "{rows:?}");
+    assert_eq!(judged, selected_by_score);
+    assert_eq!(server.requests() as usize, judged.len());
+    for (id, selected, status, label) in &rows {
+        let record = records
+            .iter()
+            .find(|r| r.id.as_deref() == Some(id))
+            .unwrap();
+        if status == "failed" {
+            // not scored: no selection, no label
+            assert_eq!((*selected, *label), (None, None), "{id}");
+        } else if status == "not_selected" {
+            assert_eq!((*selected, *label), (Some(false), None), "{id}");
+        } else {
+            // the scripted judge: the second step is wrong wherever there is one
+            let expected = if record.steps.len() > 1 { 1 } else { -1 };
+            assert_eq!((*selected, *label), (Some(true), Some(expected)), "{id}");
+        }
+    }
+}
+
 #[test]
 fn labels_from_the_pool_need_a_train_stage() {
     let yaml = GOOD.replace(

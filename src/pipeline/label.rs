@@ -42,6 +42,10 @@ pub struct LabelJob {
     pub every_row: bool,
     /// Also write the labels in TRL's layout.
     pub label_format: LabelFormat,
+    /// Score the rows first, in the same stream: the judge gets the rows the model selected,
+    /// and the output holds every row with its scores (the job's inputs, columns and batch
+    /// size are this job's; its output is unused).
+    pub score: Option<Box<super::ScoreJob>>,
 }
 
 impl LabelJob {
@@ -60,6 +64,7 @@ impl LabelJob {
             overwrite: false,
             every_row: false,
             label_format: LabelFormat::default(),
+            score: None,
         }
     }
 }
@@ -141,25 +146,44 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     };
     let total_rows: u64 = planned.iter().map(|p| p.rows).sum();
     let bar = super::progress::rows_bar(total_rows, job.progress);
-    let batch_rows = job.batch_rows.max(1);
+    // a score in front reads batches of its own size (the score stage's `batch_rows`)
+    let batch_rows = job
+        .score
+        .as_ref()
+        .map_or(job.batch_rows, |s| s.batch_rows)
+        .max(1);
     // enough batches in flight to keep every request slot busy across batch boundaries
     let depth = (2 * job.judge.concurrency * job.judge.votes as usize)
         .div_ceil(batch_rows)
         .clamp(2, 64);
+    let scoring = job
+        .score
+        .as_ref()
+        .map(|score| super::score::scoring_stages(score))
+        .transpose()?;
     let result = runner::run("label", |run| {
         let read = ReadFiles {
             planned,
             batch_rows,
             skip_rows: 0,
         };
-        let rows = run.source(read, depth);
-        let judge = JudgeRows {
-            client: client.clone(),
-            runtime: run.runtime()?,
-            depth,
-            every_row: job.every_row,
+        let (runtime, columns) = (run.runtime()?, job.columns.clone());
+        let judged = match scoring {
+            // read -> tokenise -> score -> judge: scored batches wait for the judge, so the
+            // scorer runs at most `depth` batches ahead
+            Some((_, tokenise, score)) => {
+                let rows = run.source(read, 4);
+                let tokenised = run.stage(rows, tokenise, 4);
+                let scored = run.stage(tokenised, score, depth);
+                let judge = JudgeRows::new(client.clone(), runtime, depth, job.every_row, columns);
+                run.stage(scored, judge, 2)
+            }
+            None => {
+                let rows = run.source(read, depth);
+                let judge = JudgeRows::new(client.clone(), runtime, depth, job.every_row, columns);
+                run.stage(rows, judge, 2)
+            }
         };
-        let judged = run.stage(rows, judge, 2);
         sink(job, judged, &mut summary, &bar)
     });
     bar.finish_and_clear();

@@ -229,19 +229,22 @@ impl StageList {
                     ));
                 };
                 // what the judge reads: the kept rows of a filter (every one, whatever the
-                // rule said: a keep rate chose them), the rows a score selected, or the source
-                let (first, rows, every_row) = match (score, filter) {
+                // rule said: a keep rate chose them; the filter commits them first, so it
+                // resumes by its units), the source scored in the same stream (the rows the
+                // rule selected go to the judge), or the source as it is
+                let (first, rows, every_row, front) = match (score, filter) {
                     (Some(score), Some(filter)) => {
                         let dir = output.join("filter");
                         let job = FilterJob::new(scoring(score, dir.clone()), &filter);
-                        (Some(Job::Filter(job)), vec![dir.join("kept")], true)
+                        (Some(Job::Filter(job)), vec![dir.join("kept")], true, None)
                     }
-                    (Some(score), None) => {
-                        let dir = output.join("scored");
-                        let job = Job::Score(scoring(score, dir.clone()));
-                        (Some(job), vec![dir.join("part-*.parquet")], false)
-                    }
-                    (None, None) => (None, Vec::new(), false),
+                    (Some(score), None) => (
+                        None,
+                        Vec::new(),
+                        false,
+                        Some(scoring(score, output.clone())),
+                    ),
+                    (None, None) => (None, Vec::new(), false, None),
                     (None, Some(_)) => return Err(shape("a filter needs a score stage before it")),
                 };
                 let rows = if rows.is_empty() {
@@ -257,6 +260,7 @@ impl StageList {
                 job.every_row = every_row;
                 job.label_format = label.format;
                 job.progress = progress;
+                job.score = front.map(Box::new);
                 Ok(Job::Label {
                     first: first.map(Box::new),
                     label: job,

@@ -64,6 +64,37 @@ fn head_matrix(scores: &[RowScore], heads: usize) -> ArrayRef {
 
 /// Appends the score columns to `input` (whose rows are exactly the scored ones, in order).
 /// `versions[i]` is the model version that scored row i.
+/// The scored rows of a batch spread back over every row as read: the input's columns for every
+/// row, the score columns null on the rows the scorer rejected (`valid`: the scored rows'
+/// positions in `input`, ascending), so a stage after the scorer sees each row once, in order.
+pub fn over_every_row(
+    input: &RecordBatch,
+    scored: &RecordBatch,
+    valid: &[usize],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut at = vec![None; input.num_rows()];
+    for (k, &row) in valid.iter().enumerate() {
+        at[row] = Some(k as u32);
+    }
+    let take = arrow::array::UInt32Array::from(at);
+    let mut fields: Vec<Arc<Field>> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, c) in input.schema().fields().iter().zip(input.columns()) {
+        if !SCORE_COLUMNS.contains(&f.name().as_str()) {
+            fields.push(f.clone());
+            columns.push(c.clone());
+        }
+    }
+    for (f, c) in scored.schema().fields().iter().zip(scored.columns()) {
+        if SCORE_COLUMNS.contains(&f.name().as_str()) {
+            fields.push(Arc::new(f.as_ref().clone().with_nullable(true)));
+            columns.push(arrow::compute::take(c, &take, None)?);
+        }
+    }
+    let schema = Schema::new_with_metadata(fields, scored.schema().metadata().clone());
+    RecordBatch::try_new(Arc::new(schema), columns)
+}
+
 pub fn scored_batch(
     input: &RecordBatch,
     scores: &[RowScore],

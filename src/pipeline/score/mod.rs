@@ -87,9 +87,8 @@ pub fn run_scoring(
     let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
     let ack_rx = lockstep.then_some(ack_rx);
     let started = Instant::now();
-    let model = LoadedModel::open(job.model.as_deref())?;
-    let tokeniser = Tokeniser::for_model(&model)?;
-    let scorer = StepScorer::open(&model, &job.runtime, job.score)?;
+    let (model, tokenise, mut score) = scoring_stages(job)?;
+    let scorer = &score.scorer;
     let tau = scorer.tau;
     // D comes from the backbone, not from the first batch (which may have no scored row)
     let features = match &job.features {
@@ -111,7 +110,8 @@ pub fn run_scoring(
         .watch_model
         .clone()
         .map(|dir| ModelWatcher::spawn(dir, watch_tx, model.version(), Duration::from_millis(200)));
-    let refresh = refresh.or(job.watch_model.as_ref().map(|_| watch_rx));
+    score.refresh = refresh.or(job.watch_model.as_ref().map(|_| watch_rx));
+    score.acks = ack_rx;
 
     let total_rows: u64 = planned.iter().map(planned_rows).sum();
     let expected_rows = total_rows.saturating_sub(job.skip_rows);
@@ -123,17 +123,7 @@ pub fn run_scoring(
             skip_rows: job.skip_rows,
         };
         let rows = run.source(read, 4);
-        let check = job.score.check_rule(&model.manifest);
-        let tokenised = run.stage(rows, Tokenise { tokeniser, check }, 4);
-        let score = ScoreSteps {
-            scorer,
-            refresh,
-            features: job.features.is_some() || job.features_to_hooks,
-            checked: !check.is_off(),
-            head_probs: job.with_head_probs,
-            log: job.log.clone(),
-            acks: ack_rx,
-        };
+        let tokenised = run.stage(rows, tokenise, 4);
         let mut scored = run.stage(tokenised, score, 2);
         // moved in, so a sink that stops also releases a score stage waiting in lockstep
         let ack_tx = ack_tx;
@@ -159,6 +149,28 @@ pub fn run_scoring(
     summary.rows_per_second = summary.rows_scored as f64 / summary.seconds.max(1e-9);
     summary.tokens_per_second = summary.tokens as f64 / summary.seconds.max(1e-9);
     Ok(summary)
+}
+
+/// The tokenise and score stages of `job`, its model opened: what every scoring dataflow runs
+/// after its reader. Without hooks (heads refresh, lockstep): a caller that wants them sets
+/// `refresh` and `acks` on the score stage.
+pub fn scoring_stages(
+    job: &ScoreJob,
+) -> Result<(LoadedModel, Tokenise, ScoreSteps), PipelineError> {
+    let model = LoadedModel::open(job.model.as_deref())?;
+    let tokeniser = Tokeniser::for_model(&model)?;
+    let scorer = StepScorer::open(&model, &job.runtime, job.score)?;
+    let check = job.score.check_rule(&model.manifest);
+    let score = ScoreSteps {
+        scorer,
+        refresh: None,
+        features: job.features.is_some() || job.features_to_hooks,
+        checked: !check.is_off(),
+        head_probs: job.with_head_probs,
+        log: job.log.clone(),
+        acks: None,
+    };
+    Ok((model, Tokenise { tokeniser, check }, score))
 }
 
 /// The sink stage's progress bar and notices.

@@ -1,7 +1,9 @@
 //! The judge stage (`actprm label`, and pipeline files with a `label` transform in judge mode):
 //! the usable, selected rows of each batch go to the judge, several batches at a time so every
 //! request slot stays busy across batch boundaries, and come out in input order with one
-//! outcome per row.
+//! outcome per row. It reads rows as read (`SourceItem`), or straight from a score stage
+//! (`Scored`: every row with its scores, the scorer's rejects failed with their reason), so
+//! source -> score -> judge is one stream.
 
 use std::sync::Arc;
 
@@ -9,11 +11,14 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use futures::StreamExt;
 use tokio::runtime::Handle;
 
+use super::score::Scored;
 use crate::label::judge::{JudgeClient, JudgeOutcome, JudgeStatus};
 use crate::label::LabelRequest;
 use crate::pipeline::stage::{Inlet, Outlet, Stage};
 use crate::pipeline::PipelineError;
+use crate::score::output::over_every_row;
 use crate::source::flow::{Flow, SourceBatch, SourceItem};
+use crate::source::{ColumnMapping, RowReject};
 
 /// A judged batch: its rows, one outcome per row, and each usable row's problem and steps.
 pub struct JudgedBatch {
@@ -24,7 +29,7 @@ pub struct JudgedBatch {
 
 pub type Judged = Flow<JudgedBatch>;
 
-pub struct JudgeRows {
+pub struct JudgeRows<T> {
     pub client: Arc<JudgeClient>,
     /// The run's runtime, which drives the requests.
     pub runtime: Handle,
@@ -32,27 +37,131 @@ pub struct JudgeRows {
     pub depth: usize,
     /// Send every row, ignoring a `selected` column.
     pub every_row: bool,
+    /// Which columns hold problem and steps (to read scored rows' texts).
+    pub columns: ColumnMapping,
+    input: std::marker::PhantomData<fn(T)>,
 }
 
-impl Stage for JudgeRows {
-    type In = SourceItem;
+impl<T> JudgeRows<T> {
+    pub fn new(
+        client: Arc<JudgeClient>,
+        runtime: Handle,
+        depth: usize,
+        every_row: bool,
+        columns: ColumnMapping,
+    ) -> Self {
+        Self {
+            client,
+            runtime,
+            depth,
+            every_row,
+            columns,
+            input: std::marker::PhantomData,
+        }
+    }
+}
+
+/// What the judge stage reads: rows, and which of them may go to the judge (`None`: as the
+/// `selected` column says).
+pub struct ToJudge {
+    pub rows: SourceBatch,
+    pub chosen: Option<Vec<bool>>,
+}
+
+/// An item the judge stage can read.
+pub trait JudgeInput: Send + Sized + 'static {
+    fn to_judge(self, columns: &ColumnMapping) -> Result<Flow<ToJudge>, PipelineError>;
+}
+
+impl JudgeInput for SourceItem {
+    fn to_judge(self, _: &ColumnMapping) -> Result<Flow<ToJudge>, PipelineError> {
+        Ok(match self {
+            Flow::Batch(rows) => Flow::Batch(ToJudge { rows, chosen: None }),
+            Flow::Unreadable(u) => Flow::Unreadable(u),
+            Flow::GroupEnd(g) => Flow::GroupEnd(g),
+        })
+    }
+}
+
+impl JudgeInput for Scored {
+    /// Every row as read with its scores; the selected ones go to the judge, and the rows the
+    /// scorer rejected fail with its reason.
+    fn to_judge(self, columns: &ColumnMapping) -> Result<Flow<ToJudge>, PipelineError> {
+        let b = match self {
+            Flow::Batch(b) => b,
+            Flow::Unreadable(u) => return Ok(Flow::Unreadable(u)),
+            Flow::GroupEnd(g) => return Ok(Flow::GroupEnd(g)),
+        };
+        let n = b.input.num_rows();
+        let mut rejected: Vec<Option<RowReject>> = (0..n).map(|_| None).collect();
+        for (i, reject) in b.rejected {
+            rejected[i] = Some(reject);
+        }
+        let valid: Vec<usize> = (0..n).filter(|&i| rejected[i].is_none()).collect();
+        let batch = over_every_row(&b.input, &b.output, &valid)?;
+        let resolved = columns.resolve(&b.input.schema(), &b.path)?;
+        let texts =
+            crate::source::columns::extract(b.input.columns(), &resolved).map_err(|message| {
+                crate::source::SourceError::File {
+                    file: b.path.to_path_buf(),
+                    message,
+                }
+            })?;
+        let selected: std::collections::HashSet<usize> = valid
+            .iter()
+            .zip(&b.scores)
+            .filter(|(_, s)| s.decision.selected)
+            .map(|(&i, _)| i)
+            .collect();
+        let mut chosen = Vec::with_capacity(n);
+        let rows = texts
+            .into_iter()
+            .zip(rejected)
+            .enumerate()
+            .map(|(i, (text, reject))| {
+                chosen.push(reject.is_some() || selected.contains(&i));
+                match reject {
+                    Some(reject) => Err(reject),
+                    None => text,
+                }
+            })
+            .collect();
+        Ok(Flow::Batch(ToJudge {
+            rows: SourceBatch {
+                path: b.path,
+                first_row: b.first_row,
+                batch,
+                rows,
+            },
+            chosen: Some(chosen),
+        }))
+    }
+}
+
+impl<T: JudgeInput> Stage for JudgeRows<T> {
+    type In = T;
     type Out = Judged;
 
     fn name(&self) -> &'static str {
         "judge"
     }
 
-    fn run(self, input: Inlet<SourceItem>, output: Outlet<Judged>) -> Result<(), PipelineError> {
+    fn run(self, input: Inlet<T>, output: Outlet<Judged>) -> Result<(), PipelineError> {
         let JudgeRows {
             client,
             runtime,
             depth,
             every_row,
+            columns,
+            ..
         } = self;
         runtime.block_on(async {
             let mut judged = std::pin::pin!(input
                 .into_stream()
-                .map(|item| judge_item(client.clone(), item, every_row))
+                .map(|item| {
+                    let (client, item) = (client.clone(), item.to_judge(&columns));
+                    async move { judge_item(client, item?, every_row).await }
+                })
                 .buffered(depth.max(1)));
             while let Some(item) = judged.next().await {
                 if !output.send_async(item?).await {
@@ -68,21 +177,25 @@ impl Stage for JudgeRows {
 /// exists); the others get their outcome here.
 async fn judge_item(
     client: Arc<JudgeClient>,
-    item: SourceItem,
+    item: Flow<ToJudge>,
     every_row: bool,
 ) -> Result<Judged, PipelineError> {
-    let SourceBatch {
-        path,
-        first_row,
-        batch,
-        rows,
+    let ToJudge {
+        rows:
+            SourceBatch {
+                path,
+                first_row,
+                batch,
+                rows,
+            },
+        chosen,
     } = match item {
         Flow::Batch(b) => b,
         Flow::Unreadable(u) => return Ok(Flow::Unreadable(u)),
         Flow::GroupEnd(g) => return Ok(Flow::GroupEnd(g)),
     };
     let selected = match batch.column_by_name("selected") {
-        _ if every_row => None,
+        _ if every_row || chosen.is_some() => None,
         None => None,
         Some(c) => match c.as_boolean_opt() {
             Some(b) => Some(b.clone()),
@@ -100,9 +213,12 @@ async fn judge_item(
     let mut texts = Vec::with_capacity(rows.len());
     let mut requests = Vec::new();
     for (i, row) in rows.into_iter().enumerate() {
-        let chosen = selected
-            .as_ref()
-            .is_none_or(|s| s.is_valid(i) && s.value(i));
+        let chosen = match &chosen {
+            Some(chosen) => chosen[i],
+            None => selected
+                .as_ref()
+                .is_none_or(|s| s.is_valid(i) && s.value(i)),
+        };
         // a placeholder, replaced by the judge's outcome below
         outcomes.push(JudgeOutcome {
             status: JudgeStatus::NotSelected,
