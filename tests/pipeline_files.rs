@@ -652,30 +652,10 @@ fn second_step_judge() -> judge_server::JudgeServer {
 }
 
 fn labelled_ids(dir: &Path) -> Vec<(String, Option<i32>)> {
-    use arrow::array::{Array, AsArray, Int32Array};
-    let mut rows = Vec::new();
-    for batch in common::read_parquet_dir(dir, "part-") {
-        let ids = batch
-            .column_by_name("id")
-            .unwrap()
-            .as_string::<i32>()
-            .clone();
-        let labels = batch
-            .column_by_name("judge_label")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .unwrap()
-            .clone();
-        for i in 0..batch.num_rows() {
-            rows.push((
-                ids.value(i).to_string(),
-                labels.is_valid(i).then(|| labels.value(i)),
-            ));
-        }
-    }
-    rows.sort();
-    rows
+    judged_rows(dir)
+        .into_iter()
+        .map(|(id, _, _, label)| (id, label))
+        .collect()
 }
 
 #[test]
@@ -746,28 +726,25 @@ fn a_source_can_go_straight_to_the_judge() {
     }
 }
 
-/// (id, selected, judge_status, judge_label) of every row of a labelled output.
+/// (id, selected, judge_status, judge_label) of every row of a labelled output, by id.
 fn judged_rows(dir: &Path) -> Vec<(String, Option<bool>, String, Option<i32>)> {
     use arrow::array::{Array, AsArray, Int32Array};
     let mut rows = Vec::new();
     for batch in common::read_parquet_dir(dir, "part-") {
         let column = |name: &str| batch.column_by_name(name).unwrap().clone();
-        let (ids, selected, status, label) = (
-            column("id"),
-            column("selected"),
-            column("judge_status"),
-            column("judge_label"),
-        );
-        let (ids, selected, status) = (
-            ids.as_string::<i32>(),
-            selected.as_boolean(),
-            status.as_string::<i32>(),
-        );
+        let (ids, status, label) = (column("id"), column("judge_status"), column("judge_label"));
+        let (ids, status) = (ids.as_string::<i32>(), status.as_string::<i32>());
+        // a label run without a score stage has no `selected` column
+        let selected = batch
+            .column_by_name("selected")
+            .map(|c| c.as_boolean().clone());
         let label = label.as_any().downcast_ref::<Int32Array>().unwrap();
         for i in 0..batch.num_rows() {
             rows.push((
                 ids.value(i).to_string(),
-                selected.is_valid(i).then(|| selected.value(i)),
+                selected
+                    .as_ref()
+                    .and_then(|s| s.is_valid(i).then(|| s.value(i))),
                 status.value(i).to_string(),
                 label.is_valid(i).then(|| label.value(i)),
             ));

@@ -64,6 +64,18 @@ fn head_matrix(scores: &[RowScore], heads: usize) -> ArrayRef {
 
 /// Appends the score columns to `input` (whose rows are exactly the scored ones, in order).
 /// `versions[i]` is the model version that scored row i.
+/// The input's columns, less any score column of an earlier scoring (replaced, not repeated).
+fn input_columns(input: &RecordBatch) -> (Vec<Arc<Field>>, Vec<ArrayRef>) {
+    input
+        .schema()
+        .fields()
+        .iter()
+        .zip(input.columns())
+        .filter(|(f, _)| !SCORE_COLUMNS.contains(&f.name().as_str()))
+        .map(|(f, c)| (f.clone(), c.clone()))
+        .unzip()
+}
+
 /// The scored rows of a batch spread back over every row as read: the input's columns for every
 /// row, the score columns null on the rows the scorer rejected (`valid`: the scored rows'
 /// positions in `input`, ascending), so a stage after the scorer sees each row once, in order.
@@ -77,14 +89,7 @@ pub fn over_every_row(
         at[row] = Some(k as u32);
     }
     let take = arrow::array::UInt32Array::from(at);
-    let mut fields: Vec<Arc<Field>> = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (f, c) in input.schema().fields().iter().zip(input.columns()) {
-        if !SCORE_COLUMNS.contains(&f.name().as_str()) {
-            fields.push(f.clone());
-            columns.push(c.clone());
-        }
-    }
+    let (mut fields, mut columns) = input_columns(input);
     for (f, c) in scored.schema().fields().iter().zip(scored.columns()) {
         if SCORE_COLUMNS.contains(&f.name().as_str()) {
             fields.push(Arc::new(f.as_ref().clone().with_nullable(true)));
@@ -102,14 +107,7 @@ pub fn scored_batch(
     heads: usize,
     with_head_probs: bool,
 ) -> RecordBatch {
-    let mut fields: Vec<Arc<Field>> = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (f, c) in input.schema().fields().iter().zip(input.columns()) {
-        if !SCORE_COLUMNS.contains(&f.name().as_str()) {
-            fields.push(f.clone());
-            columns.push(c.clone());
-        }
-    }
+    let (mut fields, mut columns) = input_columns(input);
     let mut push = |name: &str, array: ArrayRef| {
         fields.push(Arc::new(Field::new(name, array.data_type().clone(), false)));
         columns.push(array);
