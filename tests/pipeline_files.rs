@@ -700,16 +700,9 @@ fn a_source_can_go_straight_to_the_judge() {
     let dir = tempfile::tempdir().unwrap();
     let input = common::prm800k_parquet(dir.path());
     let out_dir = dir.path().join("judged");
-    let yaml = format!(
-        "judges:\n  j:\n    url: {}\n    model: m\nsources:\n  rows:\n    type: parquet\n    paths: [{}]\ntransforms:\n  judged:\n    type: label\n    inputs: [rows]\n    mode: judge\n    judge: j\nsinks:\n  out:\n    type: parquet\n    inputs: [judged]\n    path: {}\n",
-        server.url(),
-        input.display(),
-        out_dir.display()
-    );
-    let file = dir.path().join("p.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = actprm(&["run", file.to_str().unwrap()], &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let transforms =
+        "  judged:\n    type: label\n    inputs: [rows]\n    mode: judge\n    judge: j\n";
+    run_judged(dir.path(), &server.url(), &input, transforms, &out_dir);
     let records = common::records("prm800k_test_sample.jsonl");
     let labelled = labelled_ids(&out_dir);
     assert_eq!(labelled.len(), records.len());
@@ -724,6 +717,20 @@ fn a_source_can_go_straight_to_the_judge() {
             .1;
         assert_eq!(got, Some(expected), "{:?}", r.id);
     }
+}
+
+/// Runs a pipeline file that judges `input` through `transforms` (YAML; the last one is named
+/// `judged`) into the Parquet folder `out`, with the judge at `url`.
+fn run_judged(dir: &Path, url: &str, input: &Path, transforms: &str, out: &Path) {
+    let yaml = format!(
+        "judges:\n  j:\n    url: {url}\n    model: m\nsources:\n  rows:\n    type: parquet\n    paths: [{}]\ntransforms:\n{transforms}sinks:\n  out:\n    type: parquet\n    inputs: [judged]\n    path: {}\n",
+        input.display(),
+        out.display()
+    );
+    let file = dir.join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let run = actprm(&["run", file.to_str().unwrap()], &[]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
 }
 
 /// (id, selected, judge_status, judge_label) of every row of a labelled output, by id.
@@ -765,16 +772,8 @@ fn score_then_judge_label_is_one_stream() {
     let input = dir.path().join("rows.parquet");
     common::write_parquet(&input, &actprm::source::jsonl::to_record_batch(&records));
     let out_dir = dir.path().join("judged");
-    let yaml = format!(
-        "judges:\n  j:\n    url: {}\n    model: m\nsources:\n  rows:\n    type: parquet\n    paths: [{}]\ntransforms:\n  scored:\n    type: score\n    inputs: [rows]\n    batch_rows: 5\n  judged:\n    type: label\n    inputs: [scored]\n    mode: judge\n    judge: j\nsinks:\n  out:\n    type: parquet\n    inputs: [judged]\n    path: {}\n",
-        server.url(),
-        input.display(),
-        out_dir.display()
-    );
-    let file = dir.path().join("p.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = actprm(&["run", file.to_str().unwrap()], &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let transforms = "  scored:\n    type: score\n    inputs: [rows]\n    batch_rows: 5\n  judged:\n    type: label\n    inputs: [scored]\n    mode: judge\n    judge: j\n";
+    run_judged(dir.path(), &server.url(), &input, transforms, &out_dir);
     // one stream: no scored copy is written first
     assert!(!out_dir.join("scored").exists());
     // the rows `actprm score` selects, scored independently
