@@ -846,6 +846,21 @@ fn score_then_judge_label_is_one_stream() {
 }
 
 #[test]
+fn a_score_feeding_the_judge_takes_no_feature_file() {
+    // the judge reads the scorer's batches in the same stream: a feature file would never be
+    // written, so it is refused rather than silently dropped
+    let transforms = "  scored:\n    type: score\n    inputs: [rows]\n    features: f.arrow\n  judged:\n    type: label\n    inputs: [scored]\n    mode: judge\n    judge: j\n";
+    let yaml = format!(
+        "judges:\n  j:\n    url: http://127.0.0.1:9/v1\n    model: m\nsources:\n  rows:\n    type: parquet\n    paths: [tests/data/prm800k_phase1_test.parquet]\ntransforms:\n{transforms}sinks:\n  out:\n    type: parquet\n    inputs: [judged]\n    path: out/x\n"
+    );
+    let report = problems(&yaml, &[]);
+    assert!(
+        report.contains("`features` of transform `scored` is not used when a label stage reads the scores; remove it"),
+        "{report}"
+    );
+}
+
+#[test]
 fn labels_from_the_pool_need_a_train_stage() {
     let yaml = GOOD.replace(
         "sinks:\n  summary:\n    type: table\n    inputs: [scored]\n",

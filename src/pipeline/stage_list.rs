@@ -238,12 +238,17 @@ impl StageList {
                         let job = FilterJob::new(scoring(score, dir.clone()), &filter);
                         (Some(Job::Filter(job)), vec![dir.join("kept")], true, None)
                     }
-                    (Some(score), None) => (
-                        None,
-                        Vec::new(),
-                        false,
-                        Some(scoring(score, output.clone())),
-                    ),
+                    (Some(score), None) => {
+                        let extras = &score.extras;
+                        if extras.features.is_some() || extras.watch_model.is_some() {
+                            return Err(shape(
+                                "a score stage that feeds a judge in the same stream writes no \
+                                 features and watches no model",
+                            ));
+                        }
+                        let job = scoring(score, output.clone());
+                        (None, Vec::new(), false, Some(job))
+                    }
                     (None, None) => (None, Vec::new(), false, None),
                     (None, Some(_)) => return Err(shape("a filter needs a score stage before it")),
                 };

@@ -243,7 +243,16 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         ));
     }
     if let Some(TransformStage::Score(s)) = file.transforms.get(&plan.score) {
-        if plan.train.is_some() {
+        // the loop, and a judge reading the scores in the same stream, take the scorer's
+        // batches themselves: no feature file, no watched heads
+        let unused = if plan.train.is_some() {
+            Some("when training")
+        } else if plan.label.is_some() && plan.filter.is_none() {
+            Some("when a label stage reads the scores")
+        } else {
+            None
+        };
+        if let Some(when) = unused {
             for (set, field) in [
                 (s.extras.features.is_some(), "features"),
                 (s.extras.watch_model.is_some(), "watch_model"),
@@ -252,7 +261,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
                     problems.push(Problem::at(
                         &spans.field(&plan.score, field),
                         format!(
-                            "`{field}` of transform `{}` is not used when training; remove it",
+                            "`{field}` of transform `{}` is not used {when}; remove it",
                             plan.score
                         ),
                     ));
