@@ -774,8 +774,16 @@ fn score_then_judge_label_is_one_stream() {
     let out_dir = dir.path().join("judged");
     let transforms = "  scored:\n    type: score\n    inputs: [rows]\n    batch_rows: 5\n  judged:\n    type: label\n    inputs: [scored]\n    mode: judge\n    judge: j\n";
     run_judged(dir.path(), &server.url(), &input, transforms, &out_dir);
-    // one stream: no scored copy is written first
+    // one stream: no scored copy is written first; the summary names the scoring model
     assert!(!out_dir.join("scored").exists());
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["scored_by"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("minilm")),
+        "{summary}"
+    );
     // the rows `actprm score` selects, scored independently
     let scored_dir = dir.path().join("scored");
     let score = actprm(

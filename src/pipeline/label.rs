@@ -95,6 +95,9 @@ pub struct LabelSummary {
     pub seconds: f64,
     pub requests_per_second: f64,
     pub parts: Vec<String>,
+    /// The model that scored the rows, when a score stage ran in the same stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scored_by: Option<String>,
 }
 
 impl LabelSummary {
@@ -104,6 +107,9 @@ impl LabelSummary {
         let mut out = String::new();
         let _ = writeln!(out, "rows in        {:>10}", self.rows_in);
         let _ = writeln!(out, "rows out       {:>10}", self.rows_out);
+        if let Some(model) = &self.scored_by {
+            let _ = writeln!(out, "scored by      {model}");
+        }
         for (status, n) in &self.rows_by_status {
             let _ = writeln!(out, "  {status:<12} {n:>10}");
         }
@@ -171,7 +177,8 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
         let judged = match scoring {
             // read -> tokenise -> score -> judge: scored batches wait for the judge, so the
             // scorer runs at most `depth` batches ahead
-            Some((_, tokenise, score)) => {
+            Some((model, tokenise, score)) => {
+                summary.scored_by = Some(model.version());
                 let rows = run.source(read, 4);
                 let tokenised = run.stage(rows, tokenise, 4);
                 let scored = run.stage(tokenised, score, depth);
