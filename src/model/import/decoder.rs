@@ -199,8 +199,7 @@ impl RmsNorm<'_> {
         x: &str,
         weight: &str,
     ) -> Result<String, ImportError> {
-        let values = weights.read_shaped(weight, &[self.h])?;
-        let w = g.floats_in(self.half, weight, &[self.h], &values)?;
+        let w = g.weight_in(self.half, weights, weight, &[self.h])?;
         let x = g.widen(x, self.half);
         let normed = rms(g, &x, self.eps);
         let normed = g.narrow(&normed, self.half);
@@ -241,8 +240,7 @@ fn linear(
     if !weights.contains(&bias) {
         return Ok(y);
     }
-    let values = weights.read_shaped(&bias, &[output])?;
-    let b = g.floats_in(precision == Precision::F16, &bias, &[output], &values)?;
+    let b = g.weight_in(precision == Precision::F16, weights, &bias, &[output])?;
     Ok(g.op("Add", &[&y, &b], &[]))
 }
 

@@ -181,8 +181,19 @@ impl Graph {
         name: &str,
         dims: &[usize],
     ) -> Result<String, ImportError> {
+        self.weight_in(false, weights, name, dims)
+    }
+
+    /// The checkpoint's tensor `name` as a weight in f16 when `half`, else in f32.
+    pub fn weight_in(
+        &mut self,
+        half: bool,
+        weights: &Checkpoint,
+        name: &str,
+        dims: &[usize],
+    ) -> Result<String, ImportError> {
         let values = weights.read_shaped(name, dims)?;
-        self.floats(name, dims, &values)
+        self.floats_in(half, name, dims, &values)
     }
 
     /// An f16 weight or constant (each value rounded to the nearest f16).
