@@ -202,7 +202,7 @@ impl ExperimentReport {
     }
 }
 
-/// `0.05` -> `5`, `0.025` -> `2.5`.
+/// The mean and sample standard deviation (0 for one value); `None` for no values.
 pub(super) fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
     if values.is_empty() {
         return None;

@@ -62,8 +62,6 @@ fn head_matrix(scores: &[RowScore], heads: usize) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-/// Appends the score columns to `input` (whose rows are exactly the scored ones, in order).
-/// `versions[i]` is the model version that scored row i.
 /// The input's columns, less any score column of an earlier scoring (replaced, not repeated).
 fn input_columns(input: &RecordBatch) -> (Vec<Arc<Field>>, Vec<ArrayRef>) {
     input
@@ -100,6 +98,8 @@ pub fn over_every_row(
     RecordBatch::try_new(Arc::new(schema), columns)
 }
 
+/// Appends the score columns to `input` (whose rows are exactly the scored ones, in order).
+/// `versions[i]` is the model version that scored row i.
 pub fn scored_batch(
     input: &RecordBatch,
     scores: &[RowScore],

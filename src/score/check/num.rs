@@ -174,6 +174,7 @@ impl Num {
         }
     }
 }
+
 /// The exact value of `int.frac` (ASCII digits), or `None` if it does not fit.
 pub fn parse_decimal(int_digits: &str, frac_digits: &str) -> Option<Rat> {
     // Trailing zeros of the fraction do not change the value; dropping them lets
