@@ -243,10 +243,7 @@ pub fn run_experiment(
                         warm_start: seen < warm_rows,
                         quota: strategy.quota(&mut quota, rows.len()),
                     };
-                    let mut chosen = vec![false; rows.len()];
-                    for c in strategy.choose(&view, &mut rng) {
-                        chosen[c] = true;
-                    }
+                    let chosen = strategy.choose_mask(&view, &mut rng);
                     seen += rows.len();
                     let step_before = trainer.step();
                     let batch = label_and_train(

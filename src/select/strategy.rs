@@ -170,6 +170,15 @@ impl Strategy {
         chosen.sort_unstable();
         chosen
     }
+
+    /// [`Strategy::choose`] as a mask over the batch's rows (what `label_and_train` takes).
+    pub fn choose_mask(&self, batch: &Candidates, rng: &mut NormalRng) -> Vec<bool> {
+        let mut mask = vec![false; batch.decisions.len()];
+        for i in self.choose(batch, rng) {
+            mask[i] = true;
+        }
+        mask
+    }
 }
 
 fn random_picks(n: usize, k: usize, rng: &mut NormalRng) -> Vec<usize> {

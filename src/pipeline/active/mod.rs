@@ -316,10 +316,7 @@ impl LoopCtx {
             warm_start: false,
             quota: strategy.quota(&mut self.state.keep_quota, n),
         };
-        let mut chosen = vec![false; n];
-        for i in strategy.choose(&candidates, &mut rng) {
-            chosen[i] = true;
-        }
+        let chosen = strategy.choose_mask(&candidates, &mut rng);
         let budget_left = job
             .label_budget
             .map_or(u64::MAX, |b| b.saturating_sub(self.state.labels_used));
