@@ -173,7 +173,7 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
             batch_rows,
             skip_rows: 0,
         };
-        let (runtime, columns) = (run.runtime()?, job.columns.clone());
+        let runtime = run.runtime()?;
         let judged = match scoring {
             // read -> tokenise -> score -> judge: scored batches wait for the judge, so the
             // scorer runs at most `depth` batches ahead
@@ -182,12 +182,12 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
                 let rows = run.source(read, 4);
                 let tokenised = run.stage(rows, tokenise, 4);
                 let scored = run.stage(tokenised, score, depth);
-                let judge = JudgeRows::new(client.clone(), runtime, depth, job.every_row, columns);
+                let judge = JudgeRows::new(client.clone(), runtime, depth, job.every_row);
                 run.stage(scored, judge, 2)
             }
             None => {
                 let rows = run.source(read, depth);
-                let judge = JudgeRows::new(client.clone(), runtime, depth, job.every_row, columns);
+                let judge = JudgeRows::new(client.clone(), runtime, depth, job.every_row);
                 run.stage(rows, judge, 2)
             }
         };

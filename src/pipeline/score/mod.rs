@@ -214,6 +214,7 @@ fn sink_stage(
                 scores,
                 version,
                 features: rows,
+                ..
             }) => {
                 let reject_rows: Vec<RejectedRow> = rejected
                     .iter()

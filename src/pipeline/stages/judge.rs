@@ -18,7 +18,7 @@ use crate::pipeline::stage::{Inlet, Outlet, Stage};
 use crate::pipeline::PipelineError;
 use crate::score::output::over_every_row;
 use crate::source::flow::{Flow, SourceBatch, SourceItem};
-use crate::source::{ColumnMapping, RowReject};
+use crate::source::{RowReject, Trajectory};
 
 /// A judged batch: its rows, one outcome per row, and each usable row's problem and steps.
 pub struct JudgedBatch {
@@ -37,25 +37,16 @@ pub struct JudgeRows<T> {
     pub depth: usize,
     /// Send every row, ignoring a `selected` column.
     pub every_row: bool,
-    /// Which columns hold problem and steps (to read scored rows' texts).
-    pub columns: ColumnMapping,
     input: std::marker::PhantomData<fn(T)>,
 }
 
 impl<T> JudgeRows<T> {
-    pub fn new(
-        client: Arc<JudgeClient>,
-        runtime: Handle,
-        depth: usize,
-        every_row: bool,
-        columns: ColumnMapping,
-    ) -> Self {
+    pub fn new(client: Arc<JudgeClient>, runtime: Handle, depth: usize, every_row: bool) -> Self {
         Self {
             client,
             runtime,
             depth,
             every_row,
-            columns,
             input: std::marker::PhantomData,
         }
     }
@@ -70,11 +61,11 @@ pub struct ToJudge {
 
 /// An item the judge stage can read.
 pub trait JudgeInput: Send + Sized + 'static {
-    fn to_judge(self, columns: &ColumnMapping) -> Result<Flow<ToJudge>, PipelineError>;
+    fn to_judge(self) -> Result<Flow<ToJudge>, PipelineError>;
 }
 
 impl JudgeInput for SourceItem {
-    fn to_judge(self, _: &ColumnMapping) -> Result<Flow<ToJudge>, PipelineError> {
+    fn to_judge(self) -> Result<Flow<ToJudge>, PipelineError> {
         Ok(match self {
             Flow::Batch(rows) => Flow::Batch(ToJudge { rows, chosen: None }),
             Flow::Unreadable(u) => Flow::Unreadable(u),
@@ -86,45 +77,29 @@ impl JudgeInput for SourceItem {
 impl JudgeInput for Scored {
     /// Every row as read with its scores; the selected ones go to the judge, and the rows the
     /// scorer rejected fail with its reason.
-    fn to_judge(self, columns: &ColumnMapping) -> Result<Flow<ToJudge>, PipelineError> {
+    fn to_judge(self) -> Result<Flow<ToJudge>, PipelineError> {
         let b = match self {
             Flow::Batch(b) => b,
             Flow::Unreadable(u) => return Ok(Flow::Unreadable(u)),
             Flow::GroupEnd(g) => return Ok(Flow::GroupEnd(g)),
         };
         let n = b.input.num_rows();
-        let mut rejected: Vec<Option<RowReject>> = (0..n).map(|_| None).collect();
+        let batch = over_every_row(&b.input, &b.output, &b.valid)?;
+        // each row as read: a scored one with its text, chosen if the rule selected it; a
+        // rejected one with the scorer's reason, chosen so the judge stage fails it with that
+        let mut rows: Vec<Option<Result<Trajectory, RowReject>>> = (0..n).map(|_| None).collect();
+        let mut chosen = vec![false; n];
         for (i, reject) in b.rejected {
-            rejected[i] = Some(reject);
+            rows[i] = Some(Err(reject));
+            chosen[i] = true;
         }
-        let valid: Vec<usize> = (0..n).filter(|&i| rejected[i].is_none()).collect();
-        let batch = over_every_row(&b.input, &b.output, &valid)?;
-        let resolved = columns.resolve(&b.input.schema(), &b.path)?;
-        let texts =
-            crate::source::columns::extract(b.input.columns(), &resolved).map_err(|message| {
-                crate::source::SourceError::File {
-                    file: b.path.to_path_buf(),
-                    message,
-                }
-            })?;
-        let selected: std::collections::HashSet<usize> = valid
-            .iter()
-            .zip(&b.scores)
-            .filter(|(_, s)| s.decision.selected)
-            .map(|(&i, _)| i)
-            .collect();
-        let mut chosen = Vec::with_capacity(n);
-        let rows = texts
+        for ((&i, text), score) in b.valid.iter().zip(b.trajectories).zip(&b.scores) {
+            rows[i] = Some(Ok(text));
+            chosen[i] = score.decision.selected;
+        }
+        let rows = rows
             .into_iter()
-            .zip(rejected)
-            .enumerate()
-            .map(|(i, (text, reject))| {
-                chosen.push(reject.is_some() || selected.contains(&i));
-                match reject {
-                    Some(reject) => Err(reject),
-                    None => text,
-                }
-            })
+            .map(|row| row.expect("every row is scored or rejected"))
             .collect();
         Ok(Flow::Batch(ToJudge {
             rows: SourceBatch {
@@ -152,14 +127,13 @@ impl<T: JudgeInput> Stage for JudgeRows<T> {
             runtime,
             depth,
             every_row,
-            columns,
             ..
         } = self;
         runtime.block_on(async {
             let mut judged = std::pin::pin!(input
                 .into_stream()
                 .map(|item| {
-                    let (client, item) = (client.clone(), item.to_judge(&columns));
+                    let (client, item) = (client.clone(), item.to_judge());
                     async move { judge_item(client, item?, every_row).await }
                 })
                 .buffered(depth.max(1)));

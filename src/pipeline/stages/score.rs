@@ -17,7 +17,7 @@ use crate::pipeline::PipelineError;
 use crate::score::output::scored_batch;
 use crate::score::{RowScore, StepScorer};
 use crate::source::flow::Flow;
-use crate::source::RowReject;
+use crate::source::{RowReject, Trajectory};
 
 pub struct ScoredBatch {
     pub path: Arc<PathBuf>,
@@ -26,6 +26,10 @@ pub struct ScoredBatch {
     /// The usable input rows plus the score columns.
     pub output: RecordBatch,
     pub rejected: Vec<(usize, RowReject)>,
+    /// The scored rows' positions in `input` (ascending) and their problem and steps, in the
+    /// order of `output` and `scores`.
+    pub valid: Vec<usize>,
+    pub trajectories: Vec<Trajectory>,
     pub scores: Vec<RowScore>,
     /// The heads version that scored this batch.
     pub version: String,
@@ -138,6 +142,8 @@ impl ScoreSteps {
             input: b.batch,
             output,
             rejected: b.rejected,
+            valid: b.valid,
+            trajectories: b.trajectories,
             scores,
             version,
             features,

@@ -20,6 +20,8 @@ pub struct TokenisedBatch {
     pub valid: Vec<usize>,
     pub rejected: Vec<(usize, RowReject)>,
     pub tokenised: Vec<TokenisedTrajectory>,
+    /// The usable rows' problem and steps, as `tokenised` (a judge after the scorer reads them).
+    pub trajectories: Vec<Trajectory>,
 }
 
 pub type Tokenised = Flow<TokenisedBatch>;
@@ -90,6 +92,7 @@ impl Tokenise {
                     valid,
                     rejected,
                     tokenised,
+                    trajectories,
                 })
             }
             Err(reason) => Flow::Unreadable(Unreadable {
