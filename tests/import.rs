@@ -78,15 +78,22 @@ fn examples_parquet(dir: &Path, fixture: &str) -> PathBuf {
     path
 }
 
-fn import(fixture: &str, out: &Path) -> serde_json::Value {
-    let o = actprm(&[
+/// `actprm import --from FROM -o OUT --dtype DTYPE --json`, as it ended.
+fn run_import(from: &Path, out: &Path, dtype: &str) -> std::process::Output {
+    actprm(&[
         "import",
         "--from",
-        hf(fixture).to_str().unwrap(),
+        from.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
+        "--dtype",
+        dtype,
         "--json",
-    ]);
+    ])
+}
+
+fn import(fixture: &str, out: &Path) -> serde_json::Value {
+    let o = run_import(&hf(fixture), out, "f32");
     assert!(o.status.success(), "{fixture}: {}", stderr(&o));
     serde_json::from_slice(&o.stdout).expect("import report is JSON")
 }
@@ -427,15 +434,7 @@ fn the_default_backbone_written_from_fp32_weights_matches_transformers() {
     let windows = golden["windows"].as_array().unwrap();
     let dir = tempfile::tempdir().unwrap();
     // f16 is written for decoders only
-    let o = actprm(&[
-        "import",
-        "--from",
-        weights.to_str().unwrap(),
-        "-o",
-        dir.path().join("f16").to_str().unwrap(),
-        "--dtype",
-        "f16",
-    ]);
+    let o = run_import(&weights, &dir.path().join("f16"), "f16");
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("f16 is written for decoders"),
@@ -444,15 +443,7 @@ fn the_default_backbone_written_from_fp32_weights_matches_transformers() {
     );
     for dtype in ["f32", "int8", "int8-rows"] {
         let model_dir = dir.path().join(dtype);
-        let o = actprm(&[
-            "import",
-            "--from",
-            weights.to_str().unwrap(),
-            "-o",
-            model_dir.to_str().unwrap(),
-            "--dtype",
-            dtype,
-        ]);
+        let o = run_import(&weights, &model_dir, dtype);
         assert!(o.status.success(), "{}", stderr(&o));
         let model = LoadedModel::from_dir(&model_dir).unwrap();
         let mut backbone =
@@ -560,16 +551,7 @@ fn decoders_take_int8_weights_and_f16_and_refuse_int8_activations() {
         // random tiny weights amplify rounding (measured: int8 0.005-0.022, f16 0.0003-0.003)
         for (dtype, size_share, tolerance) in [("int8", 0.8, 0.05), ("f16", 0.55, 0.01)] {
             let model = dir.path().join(format!("{fixture}-{dtype}"));
-            let o = actprm(&[
-                "import",
-                "--from",
-                hf(fixture).to_str().unwrap(),
-                "-o",
-                model.to_str().unwrap(),
-                "--dtype",
-                dtype,
-                "--json",
-            ]);
+            let o = run_import(&hf(fixture), &model, dtype);
             assert!(o.status.success(), "{fixture} {dtype}: {}", stderr(&o));
             let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
             assert_eq!(report["dense"], dtype);
@@ -595,15 +577,7 @@ fn decoders_take_int8_weights_and_f16_and_refuse_int8_activations() {
             );
         }
     }
-    let o = actprm(&[
-        "import",
-        "--from",
-        hf("qwen-prm").to_str().unwrap(),
-        "-o",
-        dir.path().join("m").to_str().unwrap(),
-        "--dtype",
-        "int8-rows",
-    ]);
+    let o = run_import(&hf("qwen-prm"), &dir.path().join("m"), "int8-rows");
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("int8-rows quantises activations"),
