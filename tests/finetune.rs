@@ -181,6 +181,7 @@ fn finetuning_moves_the_top_layer_and_exports_a_backbone_onnx_runtime_reproduces
     // the CPU default (int8-rows) opens with its pin and stays close in direction
     let mut backbone = Backbone::open(&model, &Default::default()).unwrap();
     let int8 = backbone.separator_features(&windows).unwrap();
+    assert_eq!(int8.len(), after.len(), "int8-rows: as many vectors as tch");
     for (g, e) in int8.chunks(384).zip(after.chunks(384)) {
         let dot: f32 = g.iter().zip(e).map(|(a, b)| a * b).sum();
         let norm = |x: &[f32]| x.iter().map(|a| a * a).sum::<f32>().sqrt();

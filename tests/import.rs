@@ -385,8 +385,19 @@ fn a_padded_batch_scores_as_one_row_at_a_time() {
         let together = run("batch", "32");
         let alone = run("alone", "1");
         assert_eq!(together.len(), 4);
+        assert_eq!(
+            alone.len(),
+            together.len(),
+            "{fixture}: every example scored alone"
+        );
         for (id, a) in &alone {
-            for (x, y) in a.iter().zip(&together[id]) {
+            let t = &together[id];
+            assert_eq!(
+                a.len(),
+                t.len(),
+                "{fixture} {id}: one score per step either way"
+            );
+            for (x, y) in a.iter().zip(t) {
                 assert!(
                     (x - y).abs() < 1e-5,
                     "{fixture} {id}: alone {x}, in a batch {y}"
@@ -486,16 +497,28 @@ fn the_default_backbone_written_from_fp32_weights_matches_transformers() {
         let batched = backbone.separator_features(&inputs).unwrap();
         let flat: Vec<f32> = alone.concat();
         let cosine = |g: &[f32], e: &[f32]| {
+            assert_eq!(g.len(), e.len());
             let dot: f32 = g.iter().zip(e).map(|(a, b)| a * b).sum();
             let norm = |x: &[f32]| x.iter().map(|a| a * a).sum::<f32>().sqrt();
             dot / (norm(g) * norm(e))
         };
         let max_diff = |g: &[f32], e: &[f32]| {
+            assert_eq!(g.len(), e.len());
             g.iter()
                 .zip(e)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max)
         };
+        assert_eq!(
+            flat.len(),
+            5 * 384 * windows.len(),
+            "{dtype}: 5 vectors per window"
+        );
+        assert_eq!(
+            batched.len(),
+            flat.len(),
+            "{dtype}: a batch as many vectors as alone"
+        );
         for (a, b) in flat.chunks(384).zip(batched.chunks(384)) {
             if dtype == "int8" {
                 // one activation scale per call: the rows of a batch change each other's
@@ -510,7 +533,9 @@ fn the_default_backbone_written_from_fp32_weights_matches_transformers() {
                 );
             }
         }
+        assert_eq!(alone.len(), expected.len());
         for (w, (got, want)) in alone.iter().zip(&expected).enumerate() {
+            assert_eq!(got.len(), want.len(), "{dtype}: window {w}: vectors");
             for (v, (g, e)) in got.chunks(384).zip(want.chunks(384)).enumerate() {
                 match dtype {
                     "f32" => {

@@ -960,3 +960,214 @@ fn assert_trl_row(
     let expected: Vec<bool> = (0..kept).map(|s| first < 0 || s < first as usize).collect();
     assert_eq!(bools, expected, "row {i}: labels");
 }
+
+/// `actprm label` of `input` into `out` against `url`, with `extra` flags, and no key in its
+/// environment.
+fn label_cli(input: &Path, out: &Path, url: &str, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_actprm"))
+        .args(["label", "--input"])
+        .arg(input)
+        .arg("--output")
+        .arg(out)
+        .args(["--judge-url", url, "--judge-model", "qwq-test"])
+        .args(["--api-key-env", "ACTPRM_JUDGE_TEST_UNSET_KEY"])
+        .args(extra)
+        .env_remove("ACTPRM_JUDGE_TEST_UNSET_KEY")
+        .output()
+        .expect("running actprm")
+}
+
+/// Issue 29 item 5: judge flags that passed the range check and then panicked (a timeout or a
+/// Retry-After too large for a `Duration`, a semaphore of 2^64 permits, `2 * concurrency *
+/// votes` overflowing) are refused up front, by name, with a non-zero exit and no panic.
+#[test]
+fn judge_flags_too_large_to_use_are_refused_by_name_not_by_a_panic() {
+    let records = records();
+    // every request is rate limited with an absurd Retry-After
+    let server = JudgeServer::start(Arc::new(|_: &Seen| Reply::Status {
+        code: 429,
+        body: "{\"error\":\"slow down\"}".into(),
+        retry_after: Some("1e25".into()),
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &records, None);
+    let cases: [(&[&str], &str); 9] = [
+        (&["--timeout", "1e30"], "--timeout"),
+        (&["--concurrency", "18446744073709551615"], "--concurrency"),
+        (
+            &["--concurrency", "1152921504606846976", "--votes", "8"],
+            "--concurrency",
+        ),
+        (
+            &["--max-retry-after", "1e30", "--retries", "1"],
+            "--max-retry-after",
+        ),
+        (&["--timeout", "86401"], "--timeout"),
+        (&["--max-retry-after", "86401"], "--max-retry-after"),
+        (&["--concurrency", "1025"], "--concurrency"),
+        (
+            &["--backoff-max-ms", "18446744073709551615"],
+            "--backoff-max-ms",
+        ),
+        // last: on a build without the bound this one would start a million samples per row
+        (&["--votes", "1000000"], "--votes"),
+    ];
+    for (i, (flags, named)) in cases.into_iter().enumerate() {
+        let o = label_cli(
+            &input,
+            &dir.path().join(format!("out-{i}")),
+            &server.url(),
+            flags,
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !err.contains("panicked") && o.status.code() != Some(101),
+            "{flags:?} panicked: {err}"
+        );
+        assert!(!o.status.success(), "{flags:?} was accepted: {err}");
+        assert!(
+            err.contains(named) && err.contains("at most"),
+            "{flags:?}: the refusal names {named} and its limit: {err}"
+        );
+    }
+    assert_eq!(
+        server.requests(),
+        0,
+        "every refusal came before any request"
+    );
+    // the largest values allowed still run: a one-day timeout and Retry-After bound
+    let o = label_cli(
+        &input,
+        &dir.path().join("out-max"),
+        &server.url(),
+        &[
+            "--timeout",
+            "86400",
+            "--max-retry-after",
+            "0.01",
+            "--retries",
+            "1",
+            "--concurrency",
+            "1024",
+            "--votes",
+            "3",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(server.requests(), 2 * 3 * records.len() as u64);
+}
+
+/// Issue 29 item 10: a URL's scheme is case-insensitive (`HTTPS://` is https), and a URL with
+/// `user:token@` is never shown with its credentials, refused or not.
+#[test]
+fn judge_urls_take_any_case_of_scheme_and_never_show_their_credentials() {
+    const TOKEN: &str = "tok-5e1f0c-do-not-show";
+    for url in [
+        format!("HTTPS://judge:{TOKEN}@example.com/v1"),
+        "Http://127.0.0.1:8000/v1".to_string(),
+        "hTTp://127.0.0.1:8000/v1".to_string(),
+    ] {
+        let c = JudgeConfig {
+            url: url.clone(),
+            model: "m".into(),
+            ..JudgeConfig::default()
+        };
+        assert!(c.validate().is_ok(), "{url}: {:?}", c.validate());
+    }
+    for url in [
+        format!("ftp://judge:{TOKEN}@example.com/v1"),
+        format!("judge:{TOKEN}@example.com/v1"),
+        format!("HTTPX://judge:{TOKEN}@example.com:8000"),
+    ] {
+        let c = JudgeConfig {
+            url: url.clone(),
+            model: "m".into(),
+            ..JudgeConfig::default()
+        };
+        let message = c.validate().expect_err("not an http(s) URL").to_string();
+        assert!(
+            message.contains("***@example.com") && !message.contains(TOKEN),
+            "{url}: {message}"
+        );
+    }
+    let records = records();
+    let t = truth(&records, PromptFormat::Critique);
+    let server = JudgeServer::start(Arc::new(move |s: &Seen| answer_truth(&t, s)));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &records, None);
+    let url = format!("HTTP://judge:{TOKEN}@{}/v1", server.addr);
+    let refused = label_cli(
+        &input,
+        &dir.path().join("refused"),
+        &url.replace("HTTP", "gopher"),
+        &[],
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(err.contains("***@") && !err.contains(TOKEN), "{err}");
+    let out = dir.path().join("out");
+    let o = label_cli(&input, &out, &url, &["--json"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
+        "{stderr}"
+    );
+    assert_eq!(server.requests(), records.len() as u64);
+    assert!(read_output(&out).iter().all(|r| r.status == "labelled"));
+    let labeller = JudgeLabeller::new(
+        &JudgeConfig {
+            url,
+            ..config(&server, None)
+        },
+        collecting_logger().0,
+    )
+    .unwrap();
+    let shown = format!("{:?}", labeller.client());
+    assert!(shown.contains("***@") && !shown.contains(TOKEN), "{shown}");
+}
+
+/// Issue 29 item 14: a response body is read up to a limit, not whole: a body past it (announced
+/// by its Content-Length, or found out while reading a chunked one) fails that request with the
+/// reason, and the other rows are labelled as usual.
+#[test]
+fn a_judge_body_over_the_size_limit_fails_its_request_with_the_reason() {
+    use actprm::label::judge::client::MAX_BODY_BYTES;
+    let records = records();
+    let t = truth(&records, PromptFormat::Critique);
+    let server = JudgeServer::start(Arc::new(move |s: &Seen| {
+        let (i, label, steps) = t[&s.prompt];
+        match i {
+            // a well-formed answer: without a limit it would be taken
+            0 | 1 => Reply::Huge {
+                content: format!("{}{}", critique(label, steps), " ".repeat(MAX_BODY_BYTES)),
+                chunked: i == 1,
+            },
+            _ => answer_truth(&t, s),
+        }
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &records, None);
+    let out = dir.path().join("out");
+    let summary = label(&input, &out, config(&server, None), collecting_logger().0);
+    let rows = read_output(&out);
+    assert_eq!(rows.len(), records.len());
+    for (i, row) in rows.iter().enumerate().take(2) {
+        assert_eq!(row.status, "failed", "row {i}: {row:?}");
+        let reason = row.reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("16 MiB"), "row {i}: {reason}");
+    }
+    // row 0's size was announced, row 1's found out by reading
+    let reason = |i: usize| rows[i].reason.clone().unwrap_or_default();
+    assert!(reason(0).contains("Content-Length"), "{}", reason(0));
+    assert!(reason(1).contains("stopped reading"), "{}", reason(1));
+    assert!(rows[2..].iter().all(|r| r.status == "labelled"));
+    let a = &summary.judge;
+    assert_eq!(server.requests(), records.len() as u64, "not retried");
+    assert_eq!((a.requests, a.bad_bodies, a.answers), (12, 2, 10), "{a:#?}");
+    assert_reconciles(a, 12);
+}

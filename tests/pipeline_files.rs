@@ -296,11 +296,30 @@ fn sql_stage_chooses_the_rows_the_scorer_sees() {
             &env,
         )
     };
+    // what `sql --output` leaves beside count.csv: its temporary file is `.count.csv.tmp-PID`
+    // (sink::atomic::temp_path), named by a process the test cannot know in advance
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("count.csv") && n != "count.csv")
+            .collect()
+    };
     let failed = sql_to_file("SELECT count(*) AS n FROM parts; SELECT nonexistent FROM parts");
     assert!(!failed.status.success());
-    assert!(!csv.exists() && !dir.path().join("count.csv.tmp").exists());
+    assert!(!csv.exists(), "a failed query wrote its --output");
+    assert_eq!(
+        leftovers(),
+        Vec::<String>::new(),
+        "a failed query left its temporary file"
+    );
     let written = sql_to_file("SELECT count(*) AS n FROM parts");
     assert!(written.status.success(), "{}", text(&written.stderr));
+    assert_eq!(
+        leftovers(),
+        Vec::<String>::new(),
+        "the temporary file was renamed"
+    );
     assert_eq!(
         std::fs::read_to_string(&csv).unwrap(),
         format!("n\n{}\n", ids.len())

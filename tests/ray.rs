@@ -24,6 +24,18 @@ fn ray_dir() -> PathBuf {
     dir
 }
 
+/// Whether the binary under test has failpoints: the kill tests hold each unit open with
+/// `ACTPRM_FAILPOINT=filter-commit:sleep-ms=..` so the kill lands inside one. Failpoints
+/// (src/failpoint.rs) are compiled in debug builds only, and the binary is built with this test's
+/// profile; under `--release` the test says it is skipped rather than racing a run that no longer
+/// waits.
+fn failpoints_or_skip(test: &str) -> bool {
+    if !cfg!(debug_assertions) {
+        eprintln!("SKIPPED {test}: this build has no failpoints (a release build); run it without --release");
+    }
+    cfg!(debug_assertions)
+}
+
 /// Ray's failure detection in seconds rather than half a minute.
 const FAST_HEALTH: [(&str, &str); 4] = [
     ("RAY_health_check_initial_delay_ms", "1000"),
@@ -269,6 +281,9 @@ fn a_local_two_node_cluster_keeps_what_one_machine_keeps() {
 
 #[test]
 fn a_killed_worker_node_loses_no_unit() {
+    if !failpoints_or_skip("a_killed_worker_node_loses_no_unit") {
+        return;
+    }
     let _one = ONE_CLUSTER_AT_A_TIME
         .lock()
         .unwrap_or_else(|e| e.into_inner());
@@ -292,6 +307,9 @@ fn a_killed_worker_node_loses_no_unit() {
 
 #[test]
 fn a_killed_task_is_retried() {
+    if !failpoints_or_skip("a_killed_task_is_retried") {
+        return;
+    }
     let _one = ONE_CLUSTER_AT_A_TIME
         .lock()
         .unwrap_or_else(|e| e.into_inner());

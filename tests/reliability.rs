@@ -136,6 +136,12 @@ fn item_02_features_take_their_dimension_from_the_backbone() {
 
 #[test]
 fn item_03_a_crashed_reader_or_tokeniser_fails_the_run() {
+    // failpoints (src/failpoint.rs) are compiled in debug builds only, and the binary under test
+    // is built with this test's profile: under --release there is nothing to crash
+    if !cfg!(debug_assertions) {
+        eprintln!("SKIPPED item_03: this build has no failpoints (a release build); run it without --release");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let input = prm800k_parquet(dir.path());
     for (point, stage) in [("tokenise:2", "tokenise"), ("read:3", "read")] {
@@ -576,19 +582,25 @@ fn item_09_active_loop_resumes_exactly_after_crashes_at_its_commit_and_kill_9() 
     let scored = ids_in(&straight.join("scored"), "part-");
     assert_eq!(scored.len(), 2400);
 
-    // a crash between writing a checkpoint's parts and its state.json, at the 3rd commit
-    let crashed = dir.path().join("crashed");
-    let o = actprm_env(
-        &active_args(pool, s(&crashed), model),
-        &[("ACTPRM_FAILPOINT", "active-commit:3")],
-    );
-    assert!(!o.status.success());
-    let mut resume = active_args(pool, s(&crashed), model);
-    resume.push("--resume");
-    let o = actprm(&resume);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(active_decisions(&crashed), expected, "failpoint crash");
-    assert_eq!(ids_in(&crashed.join("scored"), "part-"), scored);
+    // a crash between writing a checkpoint's parts and its state.json, at the 3rd commit;
+    // failpoints (src/failpoint.rs) are compiled in debug builds only, and the binary under test
+    // is built with this test's profile
+    if cfg!(debug_assertions) {
+        let crashed = dir.path().join("crashed");
+        let o = actprm_env(
+            &active_args(pool, s(&crashed), model),
+            &[("ACTPRM_FAILPOINT", "active-commit:3")],
+        );
+        assert!(!o.status.success());
+        let mut resume = active_args(pool, s(&crashed), model);
+        resume.push("--resume");
+        let o = actprm(&resume);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(active_decisions(&crashed), expected, "failpoint crash");
+        assert_eq!(ids_in(&crashed.join("scored"), "part-"), scored);
+    } else {
+        eprintln!("SKIPPED item_09's failpoint crash: this build has no failpoints (a release build); the kill -9 part runs");
+    }
 
     // kill -9 at random moments
     let killed = dir.path().join("killed");

@@ -159,7 +159,10 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
         .map_or(job.batch_rows, |s| s.batch_rows)
         .max(1);
     // enough batches in flight to keep every request slot busy across batch boundaries
-    let depth = (2 * job.judge.concurrency * job.judge.votes as usize)
+    // saturating: the judge's range check bounds both, but a product must not be what panics
+    let depth = 2usize
+        .saturating_mul(job.judge.concurrency)
+        .saturating_mul(job.judge.votes as usize)
         .div_ceil(batch_rows)
         .clamp(2, 64);
     let scoring = job

@@ -46,6 +46,9 @@ pub enum Reply {
     Hangup,
     /// Wait, then reply (the client's timeout should fire first).
     Slow(Duration, Box<Reply>),
+    /// A well-formed completion with this (huge) content, sent with its Content-Length or, when
+    /// `chunked`, in 1 MiB chunks without one, so a client only knows its size by reading it.
+    Huge { content: String, chunked: bool },
 }
 
 pub type Script = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
@@ -218,6 +221,18 @@ async fn serve(stream: TcpStream, script: Script, stats: Arc<Stats>, record: boo
                 let _ = write.shutdown().await;
                 false
             }
+            Reply::Huge { content, chunked } => {
+                let body = serde_json::json!({
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+                })
+                .to_string();
+                if chunked {
+                    respond_chunked(&mut write, body.as_bytes()).await
+                } else {
+                    respond(&mut write, 200, &body, None).await
+                }
+            }
             Reply::Hangup => false,
             Reply::Slow(..) => unreachable!("unwrapped above"),
         };
@@ -254,6 +269,25 @@ async fn respond(
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(body.as_bytes());
     write.write_all(&bytes).await.is_ok()
+}
+
+/// 200 with `body` in chunked transfer encoding, 1 MiB a chunk. Stops quietly when the client
+/// hangs up (as one that stops reading a body over its limit does).
+async fn respond_chunked(write: &mut tokio::net::tcp::OwnedWriteHalf, body: &[u8]) -> bool {
+    let head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if write.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    for chunk in body.chunks(1 << 20) {
+        let mut bytes = format!("{:x}\r\n", chunk.len()).into_bytes();
+        bytes.extend_from_slice(chunk);
+        bytes.extend_from_slice(b"\r\n");
+        if write.write_all(&bytes).await.is_err() {
+            return false;
+        }
+    }
+    write.write_all(b"0\r\n\r\n").await.is_ok()
 }
 
 /// A well-formed critique naming `first_error` (0-based, -1 = all correct) for `steps` paragraphs,

@@ -15,7 +15,7 @@ use super::cache::{cache_key, AnswerCache, CacheOpenReport, CachedAnswer};
 use super::parse::{majority, parse_answer};
 use super::prompt::Prompt;
 use super::wire::{ChatMessage, ChatRequest, ChatResponse};
-use super::{JudgeConfig, JudgeError, JudgeOutcome, JudgeStatus};
+use super::{without_credentials, JudgeConfig, JudgeError, JudgeOutcome, JudgeStatus};
 use crate::label::LabelRequest;
 use crate::report::Log;
 
@@ -37,6 +37,11 @@ impl ApiKey {
         }
     }
 }
+
+/// The most bytes of a response body the client reads. An answer of the largest `max_tokens`
+/// in use is far smaller; a body past this is a broken or hostile server, and reading it whole
+/// would hold all of it in memory.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// The first `max` characters of `text`, trimmed (cut on a character boundary).
 fn excerpt(text: &str, max: usize) -> String {
@@ -67,8 +72,12 @@ enum Attempt {
         after: Option<Duration>,
         charge: u64,
     },
-    /// This request will never succeed (e.g. 400: prompt too long).
-    Reject(String),
+    /// This request will never succeed (e.g. 400: prompt too long); `charge`: tokens the
+    /// server may have billed for it.
+    Reject {
+        reason: String,
+        charge: u64,
+    },
     /// No request will succeed (401/403/404: wrong key, URL or model); stop sending.
     Fatal(String),
 }
@@ -92,7 +101,7 @@ pub struct JudgeClient {
 impl std::fmt::Debug for JudgeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JudgeClient")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &without_credentials(&self.endpoint))
             .field("model", &self.config.model)
             .field("key", &self.key)
             .finish()
@@ -129,7 +138,9 @@ impl JudgeClient {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let timeout = Duration::from_secs_f64(config.timeout_secs);
+        // in range after `validate`; checked again, as a panic here would take the run down
+        let timeout = Duration::try_from_secs_f64(config.timeout_secs)
+            .map_err(|e| JudgeError::Config(format!("timeout {}: {e}", config.timeout_secs)))?;
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(timeout)
@@ -383,8 +394,9 @@ impl JudgeClient {
                     last_error = Some(reason);
                     tokio::time::sleep(delay).await;
                 }
-                Attempt::Reject(reason) => {
-                    self.budget.settle(reserve, 0);
+                Attempt::Reject { reason, charge } => {
+                    self.budget.settle(reserve, charge);
+                    add(&self.counters.budget_tokens, charge);
                     add(&self.counters.samples_failed, 1);
                     return SampleResult::Failed(reason);
                 }
@@ -446,9 +458,28 @@ impl JudgeClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(c.max_retry_after_secs)));
-        let bytes = match response.bytes().await {
-            Ok(b) => b,
+            .and_then(|s| Duration::try_from_secs_f64(s.min(c.max_retry_after_secs)).ok());
+        let (bytes, cut) = match read_body(response, MAX_BODY_BYTES).await {
+            Ok(Body::Whole(b)) => (b, false),
+            Ok(Body::OverLimit { announced, .. }) if status.is_success() => {
+                add(&self.counters.bad_bodies, 1);
+                let limit = MAX_BODY_BYTES >> 20;
+                let why = match announced {
+                    Some(n) => format!(
+                        "its Content-Length of {n} bytes is over the {limit} MiB limit of a judge response; not read"
+                    ),
+                    None => format!(
+                        "its body passed the {limit} MiB limit of a judge response; stopped reading"
+                    ),
+                };
+                // not retried: a server that answers this way once will again
+                return Attempt::Reject {
+                    reason: format!("HTTP {}: {why}", status.as_u16()),
+                    charge: full,
+                };
+            }
+            // an error status is read for its excerpt only: its start is enough
+            Ok(Body::OverLimit { start, .. }) => (start, true),
             Err(e) if status.is_success() && !e.is_timeout() => {
                 add(&self.counters.bad_bodies, 1);
                 return Attempt::Retry {
@@ -470,7 +501,13 @@ impl JudgeClient {
             &self.redact(String::from_utf8_lossy(&bytes).to_string()),
             300,
         );
-        let reason = format!("HTTP {}: {excerpt}", status.as_u16());
+        let mut reason = format!("HTTP {}: {excerpt}", status.as_u16());
+        if cut {
+            reason.push_str(&format!(
+                " (a body over {} MiB, not read further)",
+                MAX_BODY_BYTES >> 20
+            ));
+        }
         match status.as_u16() {
             429 => {
                 add(&self.counters.http_429, 1);
@@ -501,7 +538,7 @@ impl JudgeClient {
             }
             _ => {
                 add(&self.counters.http_other, 1);
-                Attempt::Reject(reason)
+                Attempt::Reject { reason, charge: 0 }
             }
         }
     }
@@ -571,6 +608,41 @@ impl JudgeClient {
             charge,
         }
     }
+}
+
+/// A response body, read up to a limit.
+enum Body {
+    Whole(Vec<u8>),
+    /// Longer than the limit: its Content-Length said so (`announced`; then nothing is read), or
+    /// reading passed it (`start`: the bytes up to the limit). The rest is not read.
+    OverLimit {
+        start: Vec<u8>,
+        announced: Option<u64>,
+    },
+}
+
+/// Reads `response`'s body chunk by chunk, stopping as soon as it is known to exceed `limit`
+/// bytes, so a broken or hostile server cannot make the client hold more than that.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Body, reqwest::Error> {
+    if let Some(n) = response.content_length().filter(|&n| n > limit as u64) {
+        return Ok(Body::OverLimit {
+            start: Vec::new(),
+            announced: Some(n),
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok(Body::OverLimit {
+                start: body,
+                announced: None,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Body::Whole(body))
 }
 
 /// The error and its causes on one line (reqwest's own message is often just "error sending request").

@@ -159,7 +159,9 @@ impl JudgeConfig {
     }
 
     /// Range and format problems, for the judge flags and a pipeline file's `judges` alike
-    /// (each named by its file key and its flag).
+    /// (each named by its file key and its flag). Every value is also bounded above, so what
+    /// passes here can be used as it is: a `Duration`, a semaphore's permits, a product of
+    /// `concurrency` and `votes`.
     pub fn problems(&self, problems: &mut crate::limits::Problems) {
         use crate::limits::{at_least, fraction, non_negative, positive, refuse_flag};
         if self.url.is_empty() {
@@ -168,11 +170,14 @@ impl JudgeConfig {
                 "judge-url",
                 "is required: the endpoint's base URL, e.g. http://127.0.0.1:8000/v1".into(),
             ));
-        } else if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+        } else if !is_http_url(&self.url) {
             problems.0.push(refuse_flag(
                 "url",
                 "judge-url",
-                format!("is `{}`; expected an http:// or https:// URL", self.url),
+                format!(
+                    "is `{}`; expected an http:// or https:// URL",
+                    without_credentials(&self.url)
+                ),
             ));
         }
         if self.model.trim().is_empty() {
@@ -184,14 +189,26 @@ impl JudgeConfig {
         }
         problems.check(non_negative("temperature", f64::from(self.temperature)));
         problems.check(fraction("top_p", self.top_p, true));
-        problems.check(positive("timeout", self.timeout_secs));
-        problems.check(non_negative("max_retry_after", self.max_retry_after_secs));
+        let (timeout, retry_after) = (self.timeout_secs, self.max_retry_after_secs);
+        problems.check(
+            positive("timeout", timeout).and_then(|()| at_most("timeout", timeout, MAX_SECONDS)),
+        );
+        problems.check(
+            non_negative("max_retry_after", retry_after)
+                .and_then(|()| at_most("max_retry_after", retry_after, MAX_SECONDS)),
+        );
         for (key, value) in [
-            ("max_tokens", self.max_tokens as usize),
-            ("concurrency", self.concurrency),
-            ("votes", self.votes as usize),
+            ("backoff_base_ms", self.backoff_base_ms),
+            ("backoff_max_ms", self.backoff_max_ms),
         ] {
-            problems.check(at_least(key, value, 1));
+            problems.check(at_most(key, value, MAX_SECONDS as u64 * 1000));
+        }
+        problems.check(at_least("max_tokens", self.max_tokens, 1));
+        for (key, value, max) in [
+            ("concurrency", self.concurrency, MAX_CONCURRENCY),
+            ("votes", self.votes as usize, MAX_VOTES),
+        ] {
+            problems.check(at_least(key, value, 1).and_then(|()| at_most(key, value, max)));
         }
     }
 
@@ -203,6 +220,50 @@ impl JudgeConfig {
         } else {
             format!("{base}/chat/completions")
         }
+    }
+}
+
+/// The longest timeout, Retry-After bound and backoff: one day.
+pub const MAX_SECONDS: f64 = 86_400.0;
+/// The most requests in flight at once.
+pub const MAX_CONCURRENCY: usize = 1024;
+/// The most samples per trajectory.
+pub const MAX_VOTES: usize = 64;
+
+/// `value` no larger than `max`. NaN is left to the other checks of the same setting.
+fn at_most<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    max: T,
+) -> Result<(), crate::limits::SettingError> {
+    if value > max {
+        Err(crate::limits::refuse(
+            name,
+            format!("must be at most {max}, got {value}"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `url` names the http or https scheme, in any case (`HTTPS://` is https).
+fn is_http_url(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+    })
+}
+
+/// `url` safe to print: the `user:token@` of its authority becomes `***@` (with or without a
+/// scheme in front, valid URL or not).
+pub fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let authority = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => url.to_string(),
     }
 }
 
