@@ -9,6 +9,7 @@ mod judge_server;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use actprm::pipeline::{run_score, ScoreJob, Summary};
 use arrow::array::{ArrayRef, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
@@ -136,6 +137,9 @@ proptest! {
     fn damaged_files_fail_loudly_or_report_what_was_lost(cut in 0.0f64..1.0, flips in prop::collection::vec((0.0f64..1.0, any::<u8>()), 0..8)) {
         let dir = tempfile::tempdir().unwrap();
         let good = prm800k_parquet(dir.path());
+        // the sample's rows, as written (not as the run reports them)
+        const WRITTEN_ROWS: u64 = 24;
+        prop_assert_eq!(records("prm800k_test_sample.jsonl").len() as u64, WRITTEN_ROWS);
         let mut bytes = std::fs::read(&good).unwrap();
         if flips.is_empty() {
             bytes.truncate((bytes.len() as f64 * cut) as usize);
@@ -148,22 +152,31 @@ proptest! {
         std::fs::write(&input, &bytes).unwrap();
         let out = dir.path().join("out");
         match score(&input, &out) {
+            Ok(s) if s.files_unreadable == 0 => {
+                // the footer was read: each of the rows the test wrote is scored, quarantined
+                // with its reason or listed as unreadable
+                assert_conserved(&s, &out, WRITTEN_ROWS);
+            }
             Ok(s) => {
-                // what the footer still says (0 when it is gone) is accounted for, row by row
-                let footer_rows = s.rows_in;
-                assert_conserved(&s, &out, footer_rows);
-                if s.files_unreadable == 0 && flips.is_empty() {
-                    prop_assert_eq!(s.rows_in, 24);
-                }
+                // the footer is gone: the file is listed as unreadable as a whole, nothing scored
+                prop_assert_eq!(s.files_unreadable, 1);
+                prop_assert_eq!(s.rows_scored, 0);
+                assert_conserved(&s, &out, 0);
+                let listed = std::fs::read_to_string(out.join("rejects/unreadable.jsonl")).unwrap();
+                let entry: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+                prop_assert!(entry["file"].as_str().unwrap().ends_with("damaged.parquet"), "{}", listed);
+                prop_assert!(entry["first_row"].is_null(), "{}", listed);
             }
             Err(e) => prop_assert!(e.contains("damaged.parquet"), "{}", e),
         }
     }
 
-    /// Random edits of the shipped pipeline files: located problems, never a panic.
+    /// Random edits of the shipped pipeline files, then a key no pipeline file has on the first
+    /// line: always refused (never a panic), every problem at a line and column inside the
+    /// file, and the unknown key exactly at 1:1 whenever the YAML still parses around it.
     #[test]
     fn edited_pipeline_files_get_located_errors(
-        which in 0usize..5,
+        which in 0usize..6,
         edits in prop::collection::vec((0.0f64..1.0, 0usize..12, "[ -~\\n\\t:{}\\[\\]-]{0,6}"), 1..4),
     ) {
         let mut files: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"))
@@ -183,35 +196,148 @@ proptest! {
             }
             text.replace_range(i..end, insert);
         }
+        let text = format!("zz_not_a_key: 1\n{text}");
         let checked = actprm::pipeline::config::check_text(
             "edited.yaml",
             &text,
             &|_| None,
             actprm::pipeline::config::CheckOptions { skip_env: true },
         );
-        if let Err(e) = checked {
-            let message = e.to_string();
-            prop_assert!(message.contains("edited.yaml"), "{}", message);
-        }
-    }
-
-    /// Any judge answer: a label in range or an unparseable reason, never a panic.
-    #[test]
-    fn any_judge_answer_parses_or_is_refused(
-        answer in prop_oneof![
-            any::<String>(),
-            "(<analysis_[0-9]{1,40}>[a-z ]{0,10}){0,3}<conclusion>(Correct|Incorrect|x)</conclusion>",
-            "\\\\boxed\\{-?[0-9]{1,30}\\}",
-            "<think>[a-z]{0,5}(</think>)?\\\\boxed\\{[0-9]\\}",
-        ],
-        steps in 1usize..6,
-    ) {
-        for format in [actprm::label::judge::PromptFormat::Critique, actprm::label::judge::PromptFormat::ProcessBench] {
-            if let Ok(label) = actprm::label::judge::parse::parse_answer(format, &answer, steps) {
-                prop_assert!(label >= -1 && label < steps as i32);
+        let report = match checked {
+            Err(actprm::pipeline::config::ConfigError::Invalid(report)) => report,
+            Err(e) => return Err(TestCaseError::fail(format!("not a located report: {e}"))),
+            Ok(_) => return Err(TestCaseError::fail(format!("accepted:\n{text}"))),
+        };
+        let message = report.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        prop_assert!(!report.problems.is_empty(), "{}", message);
+        for p in &report.problems {
+            // a problem at the end of the file may sit one past the last line
+            let width = lines.get(p.line.wrapping_sub(1)).map_or(0, |l| l.chars().count());
+            prop_assert!(p.line >= 1 && p.line <= lines.len() + 1, "line {} of {}: {}", p.line, lines.len(), message);
+            prop_assert!(p.col >= 1 && p.col <= width + 1, "column {} of {}: {}", p.col, width, message);
+            let located = format!("edited.yaml:{}:{}: {}", p.line, p.col, p.message);
+            prop_assert!(message.contains(&located), "{} not in {}", located, message);
+            if p.message.contains("zz_not_a_key") {
+                prop_assert_eq!((p.line, p.col), (1, 1), "{}", message);
             }
         }
     }
+
+    /// Any judge answer: exactly the label each prompt format reads from it (the critique's
+    /// `<conclusion>` and last `<analysis_N>`, ProcessBench's last `\boxed{}`), or refused when
+    /// it names no step; never a panic.
+    #[test]
+    fn any_judge_answer_parses_or_is_refused(
+        answer in judge_answer(),
+        steps in 1usize..6,
+    ) {
+        use actprm::label::judge::PromptFormat;
+        let JudgeAnswer { text, critique, boxed } = answer;
+        for (format, expected) in [(PromptFormat::Critique, critique), (PromptFormat::ProcessBench, boxed)] {
+            let got = actprm::label::judge::parse::parse_answer(format, &text, steps).ok();
+            let expected = match expected {
+                Expected::Label(n) => Some(n).filter(|&n| n >= -1 && n < steps as i32),
+                Expected::Refused => None,
+                Expected::Unknown => continue,
+            };
+            prop_assert_eq!(got, expected, "{:?} of {:?} with {} steps", format, text, steps);
+        }
+    }
+}
+
+/// What a prompt format must read from a judge answer: a first-error index (refused when out of
+/// range for the row's steps), a refusal, or (arbitrary text holding the format's tags) not known
+/// to the test.
+#[derive(Debug, Clone, Copy)]
+enum Expected {
+    Label(i32),
+    Refused,
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+struct JudgeAnswer {
+    text: String,
+    critique: Expected,
+    boxed: Expected,
+}
+
+/// The index a `<analysis_N>` number names (paragraphs count from 1; past i32 names none).
+fn analysis_label(digits: &str) -> Expected {
+    match digits
+        .parse::<u128>()
+        .ok()
+        .and_then(|n| i32::try_from(n).ok())
+    {
+        Some(n) if n >= 1 => Expected::Label(n - 1),
+        _ => Expected::Refused,
+    }
+}
+
+/// Judge answers built with the label each format must read from them.
+fn judge_answer() -> impl Strategy<Value = JudgeAnswer> {
+    use Expected::*;
+    let critique = (
+        prop::collection::vec(("[0-9]{1,3}|[0-9]{10,40}", "[a-z ]{0,10}"), 0..4),
+        prop_oneof![
+            Just("Correct"),
+            Just(" correct. "),
+            Just("Incorrect"),
+            Just("x")
+        ],
+    )
+        .prop_map(|(analyses, verdict)| {
+            let mut text: String = analyses
+                .iter()
+                .map(|(n, filler)| format!("<analysis_{n}>{filler}"))
+                .collect();
+            text.push_str(&format!("<conclusion>{verdict}</conclusion>"));
+            let critique = if verdict
+                .trim()
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case("correct")
+            {
+                Label(-1)
+            } else {
+                analyses.last().map_or(Refused, |(n, _)| analysis_label(n))
+            };
+            JudgeAnswer {
+                text,
+                critique,
+                boxed: Refused,
+            }
+        });
+    let boxed = ("[a-z ]{0,10}", "-?[0-9]{1,30}", " ?").prop_map(|(lead, value, pad)| {
+        let boxed = value
+            .parse::<i64>()
+            .ok()
+            .and_then(|v| i32::try_from(v).ok())
+            .map_or(Refused, Label);
+        JudgeAnswer {
+            text: format!("{lead}\\boxed{{{pad}{value}{pad}}}"),
+            critique: Refused,
+            boxed,
+        }
+    });
+    let thinking = ("[a-z]{0,5}", any::<bool>(), 0i32..10).prop_map(|(thought, closed, d)| {
+        let close = if closed { "</think>" } else { "" };
+        JudgeAnswer {
+            text: format!("<think>{thought}{close}\\boxed{{{d}}}"),
+            critique: Refused,
+            // an unclosed <think> means the answer was cut off while still reasoning
+            boxed: if closed { Label(d) } else { Refused },
+        }
+    });
+    let arbitrary = any::<String>().prop_map(|text| {
+        let known = |tag: &str| if text.contains(tag) { Unknown } else { Refused };
+        JudgeAnswer {
+            critique: known("<conclusion>"),
+            boxed: known("\\boxed{"),
+            text,
+        }
+    });
+    prop_oneof![arbitrary, critique, boxed, thinking]
 }
 
 /// Mistyped columns: an error naming the file, the column and the expected type, before work.
@@ -235,8 +361,8 @@ fn mistyped_columns_are_named() {
     assert!(e.contains("typed.parquet") && e.contains("problem"), "{e}");
 }
 
-/// Judge bodies that are random bytes, truncated JSON or huge numbers: every row still ends with
-/// a status and a reason.
+/// Judge bodies that are random bytes, truncated JSON, an out-of-range answer with a huge token
+/// count, or no choices: no row gets a label, and every row ends with a status and a reason.
 #[test]
 fn broken_judge_bodies_leave_every_row_with_a_reason() {
     use actprm::label::judge::JudgeConfig;
@@ -278,10 +404,9 @@ fn broken_judge_bodies_leave_every_row_with_a_reason() {
             let labels = b.column_by_name("judge_label").unwrap();
             let reasons = b.column_by_name("judge_reason").unwrap();
             for r in 0..b.num_rows() {
-                assert!(
-                    labels.is_valid(r) || reasons.is_valid(r),
-                    "body {i}: an unlabelled row without a reason"
-                );
+                // none of these bodies holds an answer that names a step
+                assert!(labels.is_null(r), "body {i}: row {r} got a label");
+                assert!(reasons.is_valid(r), "body {i}: row {r} has no reason");
             }
         }
     }
@@ -376,4 +501,603 @@ fn every_write_syntax_is_guarded() {
         0,
         "nothing was written outside"
     );
+}
+
+// ---- hostile checkpoint folders for `actprm import` (issue 29) ----
+
+/// The shipped tiny checkpoint `name` (tests/data/hf).
+fn hf(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/hf")
+        .join(name)
+}
+
+/// A writable copy of the fixture `name` at `to`.
+fn fixture_copy(name: &str, to: &Path) -> PathBuf {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(hf(name)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+    to.to_path_buf()
+}
+
+/// Rewrites `config.json` of `dir` through `edit`.
+fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(v.as_object_mut().unwrap());
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Rewrites the header of the safetensors file `path` through `edit`; the data stays as it was
+/// (offsets count from the end of the header, so a header of another length is fine).
+fn edit_header(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(&mut header);
+    let mut text = serde_json::to_vec(&header).unwrap();
+    while !text.len().is_multiple_of(8) {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(path, out).unwrap();
+}
+
+/// Makes tensor `name` a scalar whose 4 bytes lie where its data began (a consistent header).
+fn scalar_tensor(header: &mut serde_json::Map<String, serde_json::Value>, name: &str) {
+    let t = header[name].as_object_mut().unwrap();
+    let start = t["data_offsets"][0].as_u64().unwrap();
+    t.insert("shape".into(), serde_json::json!([]));
+    t.insert("data_offsets".into(), serde_json::json!([start, start + 4]));
+}
+
+/// `tokenizer_config.json` of `dir` with `template` as its chat template.
+fn set_template(dir: &Path, template: &str) {
+    edit_json(&dir.join("tokenizer_config.json"), |c| {
+        c.insert("chat_template".into(), template.into());
+    });
+}
+
+/// Address space an import child may map (`ulimit -v`, KiB): far above what the tiny fixtures
+/// need, far below this machine's memory, so an unbounded allocation fails in the child.
+const IMPORT_MEMORY_KIB: u64 = 6 << 20;
+
+/// How an `actprm import` child ended.
+struct Ended {
+    /// `None`: killed by a signal (an abort on a failed allocation) or past the deadline.
+    code: Option<i32>,
+    timed_out: bool,
+    stderr: String,
+}
+
+/// `actprm import --from FROM -o OUT` in a child under [`IMPORT_MEMORY_KIB`], killed past
+/// `deadline`.
+fn import_child(from: &Path, out: &Path, env: &[(&str, &str)], deadline: Duration) -> Ended {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {IMPORT_MEMORY_KIB} && exec \"$0\" \"$@\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_actprm"))
+        .args(["import", "--from"])
+        .arg(from)
+        .arg("-o")
+        .arg(out)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bash runs");
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = (&mut pipe).take(1 << 20).read_to_end(&mut text);
+        // drain the rest, so the child never blocks on a full pipe
+        let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let started = Instant::now();
+    let (code, timed_out) = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break (status.code(), false);
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ended {
+        code,
+        timed_out,
+        stderr: reader.join().unwrap(),
+    }
+}
+
+/// Hidden staging folders (`.NAME.tmp-*`) an import of `out` left beside it.
+fn staging_left(out: &Path) -> Vec<String> {
+    let prefix = format!(".{}.tmp-", out.file_name().unwrap().to_str().unwrap());
+    std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+/// What is wrong with how an import ended (empty: a clean refusal); `expect`: what its message
+/// must name.
+fn refusal_problems(ended: &Ended, out: &Path, expect: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if ended.timed_out {
+        problems.push("did not finish before the deadline".to_string());
+    }
+    match ended.code {
+        None if !ended.timed_out => problems.push("was killed by a signal".into()),
+        Some(0) => problems.push("succeeded".into()),
+        Some(101) => problems.push("panicked (exit 101)".into()),
+        _ => {}
+    }
+    if ended.stderr.contains("panicked") || ended.stderr.contains("memory allocation") {
+        problems.push("crashed".into());
+    }
+    for word in expect {
+        if !ended.stderr.contains(word) {
+            problems.push(format!("the message does not name {word:?}"));
+        }
+    }
+    let left = staging_left(out);
+    if !left.is_empty() {
+        problems.push(format!("left staging folders {left:?}"));
+    }
+    if out.exists() && ended.code != Some(0) {
+        problems.push("left a model directory".into());
+    }
+    problems
+}
+
+type Hostile = (
+    &'static str,
+    Box<dyn Fn(&Path) -> PathBuf>,
+    Vec<&'static str>,
+);
+
+/// Checkpoint folders built to crash, exhaust memory or hang the importer, each with the words
+/// its refusal must hold.
+fn hostile_folders() -> Vec<Hostile> {
+    use serde_json::json;
+    let config = |fixture: &'static str, key: &'static str, value: serde_json::Value| {
+        Box::new(move |dir: &Path| {
+            let from = fixture_copy(fixture, dir);
+            edit_json(&from.join("config.json"), |c| {
+                c.insert(key.into(), value.clone());
+            });
+            from
+        }) as Box<dyn Fn(&Path) -> PathBuf>
+    };
+    let header = |fixture: &'static str,
+                  edit: fn(&mut serde_json::Map<String, serde_json::Value>)| {
+        Box::new(move |dir: &Path| {
+            let from = fixture_copy(fixture, dir);
+            edit_header(&from.join("model.safetensors"), edit);
+            from
+        }) as Box<dyn Fn(&Path) -> PathBuf>
+    };
+    let template = |template: &'static str| {
+        Box::new(move |dir: &Path| {
+            let from = fixture_copy("qwen-prm", dir);
+            set_template(&from, template);
+            from
+        }) as Box<dyn Fn(&Path) -> PathBuf>
+    };
+    // `file` of the fixture replaced by a link to `target`
+    let link = |fixture: &'static str, file: &'static str, target: &'static str| {
+        Box::new(move |dir: &Path| {
+            let from = fixture_copy(fixture, dir);
+            std::fs::remove_file(from.join(file)).unwrap();
+            std::os::unix::fs::symlink(target, from.join(file)).unwrap();
+            from
+        }) as Box<dyn Fn(&Path) -> PathBuf>
+    };
+    let fifo = |fixture: &'static str, file: &'static str| {
+        Box::new(move |dir: &Path| {
+            let from = fixture_copy(fixture, dir);
+            std::fs::remove_file(from.join(file)).unwrap();
+            let made = std::process::Command::new("mkfifo")
+                .arg(from.join(file))
+                .status()
+                .unwrap();
+            assert!(made.success());
+            from
+        }) as Box<dyn Fn(&Path) -> PathBuf>
+    };
+    // a shard of the sharded fixture named (or linked) outside the folder
+    let shard = |how: &'static str| {
+        Box::new(move |dir: &Path| {
+            let from = fixture_copy("qwen-prm-sharded", &dir.join("ckpt"));
+            let first = "model-00001-of-00002.safetensors";
+            let outside = dir.join("outside.safetensors");
+            std::fs::rename(from.join(first), &outside).unwrap();
+            let name = match how {
+                "parent" => "../outside.safetensors".to_string(),
+                "absolute" => outside.display().to_string(),
+                _ => {
+                    std::os::unix::fs::symlink(&outside, from.join(first)).unwrap();
+                    first.to_string()
+                }
+            };
+            edit_json(&from.join("model.safetensors.index.json"), |index| {
+                for v in index["weight_map"].as_object_mut().unwrap().values_mut() {
+                    if v == first {
+                        *v = name.clone().into();
+                    }
+                }
+            });
+            from
+        }) as Box<dyn Fn(&Path) -> PathBuf>
+    };
+    let nested = "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in \
+                  range(100000) %}{% endfor %}{% endfor %}{% endfor %}";
+    let flood = "{% for a in range(100000) %}{% for b in range(100000) %}{{ messages }}{% endfor \
+                 %}{% endfor %}";
+    let out_of_order = "{{ messages[1].content }}\u{E000}STEP2\u{E000}<extra_0>\u{E000}STEP1\
+                        \u{E000}<extra_0>\u{E000}STEP3\u{E000}<extra_0>";
+    vec![
+        (
+            "num_key_value_heads 0",
+            config("qwen-prm", "num_key_value_heads", json!(0)),
+            vec!["config.json", "num_key_value_heads is 0"],
+        ),
+        (
+            "num_key_value_heads 3 of 4 heads",
+            config("qwen-prm", "num_key_value_heads", json!(3)),
+            vec!["config.json", "num_key_value_heads is 3"],
+        ),
+        (
+            "num_attention_heads 0",
+            config("qwen-prm", "num_attention_heads", json!(0)),
+            vec!["config.json", "num_attention_heads is 0"],
+        ),
+        (
+            "head_dim 65536",
+            config("qwen-prm", "head_dim", json!(65536)),
+            vec!["config.json", "head_dim is 65536"],
+        ),
+        (
+            "hidden_size 2^40",
+            config("qwen-prm", "hidden_size", json!(1u64 << 40)),
+            vec!["config.json", "hidden_size is 1099511627776"],
+        ),
+        (
+            "max_position_embeddings 0",
+            config("qwen-prm", "max_position_embeddings", json!(0)),
+            vec!["config.json", "max_position_embeddings is 0"],
+        ),
+        (
+            "vocab_size as a string",
+            config("qwen-prm", "vocab_size", json!("704")),
+            vec!["config.json", "vocab_size is \"704\""],
+        ),
+        (
+            "data_offsets past u64",
+            header("qwen-prm", |h| {
+                h["model.norm.weight"]["data_offsets"] = json!([u64::MAX - 7, u64::MAX]);
+            }),
+            vec![
+                "model.safetensors",
+                "model.norm.weight",
+                "18446744073709551608",
+            ],
+        ),
+        (
+            "a shape whose product overflows",
+            header("qwen-prm", |h| {
+                h["score.0.weight"]["shape"] = json!([1u64 << 32, 1u64 << 32, 16]);
+            }),
+            vec![
+                "model.safetensors",
+                "score.0.weight",
+                "[4294967296, 4294967296, 16]",
+            ],
+        ),
+        (
+            "data_offsets too short for the shape",
+            header("qwen-prm", |h| {
+                h["score.2.bias"]["shape"] = json!([1000]);
+            }),
+            vec!["model.safetensors", "score.2.bias", "[1000]"],
+        ),
+        (
+            "a scalar ensemble head",
+            header("actprm", |h| scalar_tensor(h, "score.model.nn1.weight")),
+            vec!["model.safetensors", "score.model.nn1.weight", "shape []"],
+        ),
+        (
+            "a scalar language model head",
+            header("math-shepherd", |h| scalar_tensor(h, "lm_head.weight")),
+            vec!["model.safetensors", "lm_head.weight", "shape []"],
+        ),
+        (
+            "a chat template printing the steps out of order",
+            template(out_of_order),
+            vec!["tokenizer_config.json", "out of order"],
+        ),
+        (
+            "a chat template that never ends",
+            template(nested),
+            vec!["tokenizer_config.json", "did not finish"],
+        ),
+        (
+            "a chat template that writes without end",
+            template(flood),
+            vec!["tokenizer_config.json", "writes more than"],
+        ),
+        (
+            "a shard named ../",
+            shard("parent"),
+            vec!["model.safetensors.index.json", "../outside.safetensors"],
+        ),
+        (
+            "a shard named by an absolute path",
+            shard("absolute"),
+            vec![
+                "model.safetensors.index.json",
+                "outside.safetensors",
+                "absolute",
+            ],
+        ),
+        (
+            "a shard linked outside the folder",
+            shard("link"),
+            vec![
+                "model-00001-of-00002.safetensors",
+                "outside the checkpoint folder",
+            ],
+        ),
+        (
+            "config.json linked to /dev/zero",
+            link("qwen-prm", "config.json", "/dev/zero"),
+            vec!["config.json", "not a regular file"],
+        ),
+        (
+            "tokenizer.json linked to /dev/zero",
+            link("qwen-prm", "tokenizer.json", "/dev/zero"),
+            vec!["tokenizer.json", "not a regular file"],
+        ),
+        (
+            "model.safetensors.index.json linked to /dev/zero",
+            link(
+                "qwen-prm-sharded",
+                "model.safetensors.index.json",
+                "/dev/zero",
+            ),
+            vec!["model.safetensors.index.json", "not a regular file"],
+        ),
+        (
+            "tokenizer_config.json a FIFO",
+            fifo("qwen-prm", "tokenizer_config.json"),
+            vec!["tokenizer_config.json", "a FIFO"],
+        ),
+        (
+            "model.safetensors a FIFO",
+            fifo("qwen-prm", "model.safetensors"),
+            vec!["model.safetensors", "a FIFO"],
+        ),
+        (
+            "config.json of 65 MiB",
+            Box::new(|dir: &Path| {
+                let from = fixture_copy("qwen-prm", dir);
+                let mut text = std::fs::read(from.join("config.json")).unwrap();
+                text.resize(text.len() + (65 << 20), b' ');
+                std::fs::write(from.join("config.json"), text).unwrap();
+                from
+            }),
+            vec!["config.json", "64 MiB"],
+        ),
+    ]
+}
+
+/// Every hostile folder is refused with a message naming the file, the key or tensor and the
+/// value: no panic, no unbounded memory (the child runs under an address-space cap), no hang
+/// (killed past a deadline), and no staging folder left behind.
+#[test]
+fn hostile_checkpoint_folders_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut failed = Vec::new();
+    for (i, (name, build, expect)) in hostile_folders().into_iter().enumerate() {
+        let case = dir.path().join(format!("case{i}"));
+        let from = build(&case.join("from"));
+        let out = case.join("model");
+        let ended = import_child(&from, &out, &[], Duration::from_secs(30));
+        let problems = refusal_problems(&ended, &out, &expect);
+        if !problems.is_empty() {
+            failed.push(format!(
+                "{name}: {}\n    stderr: {}",
+                problems.join("; "),
+                ended.stderr.trim().replace('\n', "\n    ")
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "\n{}", failed.join("\n"));
+}
+
+/// A panic while the model is written (a failpoint) still removes the staging folder.
+#[test]
+fn an_import_that_panics_leaves_no_staging_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model");
+    let ended = import_child(
+        &hf("qwen-prm"),
+        &out,
+        &[("ACTPRM_FAILPOINT", "import-write")],
+        Duration::from_secs(60),
+    );
+    assert_eq!(ended.code, Some(101), "{}", ended.stderr);
+    assert!(
+        ended.stderr.contains("failpoint import-write"),
+        "{}",
+        ended.stderr
+    );
+    assert_eq!(staging_left(&out), Vec::<String>::new());
+    assert!(!out.exists());
+}
+
+/// A Hugging Face cache snapshot (`snapshots/REV/` whose files link into the repository's
+/// `blobs/`, as `huggingface-cli download` leaves it) still imports: its weights resolve outside
+/// the snapshot folder, but inside its repository's blobs.
+#[test]
+fn a_hugging_face_cache_snapshot_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("models--org--prm");
+    let snapshot = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    for entry in std::fs::read_dir(hf("qwen-prm")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        std::fs::copy(&path, repo.join("blobs").join(format!("blob-{name}"))).unwrap();
+        std::os::unix::fs::symlink(format!("../../blobs/blob-{name}"), snapshot.join(&name))
+            .unwrap();
+    }
+    let out = dir.path().join("model");
+    let ended = import_child(&snapshot, &out, &[], Duration::from_secs(60));
+    assert_eq!(ended.code, Some(0), "{}", ended.stderr);
+    assert!(out.join("backbone.onnx").is_file());
+}
+
+/// One random edit of a fixture: a `config.json` key, or a field of one tensor's header entry
+/// (which tensor: a fraction of the sorted names).
+#[derive(Debug, Clone)]
+enum FolderEdit {
+    Config(&'static str, serde_json::Value),
+    Header(f64, &'static str, serde_json::Value),
+}
+
+const EDITED_KEYS: [&str; 15] = [
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "max_position_embeddings",
+    "vocab_size",
+    "rms_norm_eps",
+    "rope_theta",
+    "rope_scaling",
+    "hidden_act",
+    "num_ensemble",
+    "rr_token_id",
+    "architectures",
+];
+
+/// Zero, negative, huge, fractional and wrongly typed values.
+fn hostile_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::json;
+    prop_oneof![
+        Just(json!(0)),
+        Just(json!(-1)),
+        Just(json!(1)),
+        Just(json!(3)),
+        Just(json!(65536)),
+        Just(json!(1u64 << 40)),
+        Just(json!(u64::MAX)),
+        Just(json!(1e300)),
+        Just(json!(0.5)),
+        Just(json!("x")),
+        Just(json!(null)),
+        Just(json!([])),
+        Just(json!({})),
+        Just(json!(true)),
+        (0u64..100_000).prop_map(|n| json!(n)),
+    ]
+}
+
+fn header_field() -> impl Strategy<Value = (&'static str, serde_json::Value)> {
+    use serde_json::json;
+    prop_oneof![
+        hostile_value().prop_map(|v| ("shape", v)),
+        prop_oneof![
+            Just(json!([])),
+            Just(json!([0])),
+            Just(json!([-1])),
+            Just(json!([u64::MAX, u64::MAX])),
+            Just(json!([1u64 << 32, 1u64 << 32, 16])),
+            prop::collection::vec(0u64..5000, 0..4).prop_map(|v| json!(v)),
+        ]
+        .prop_map(|v| ("shape", v)),
+        hostile_value().prop_map(|v| ("data_offsets", v)),
+        prop_oneof![
+            Just(json!([0, u64::MAX])),
+            Just(json!([u64::MAX, u64::MAX])),
+            Just(json!([u64::MAX - 7, u64::MAX])),
+            Just(json!([100, 0])),
+            Just(json!([0])),
+            (0u64..2_000_000, 0u64..2_000_000).prop_map(|(a, b)| json!([a, b])),
+        ]
+        .prop_map(|v| ("data_offsets", v)),
+        prop_oneof![
+            Just(json!("I64")),
+            Just(json!("F64")),
+            Just(json!("U8")),
+            Just(json!("BF16")),
+            Just(json!("F16")),
+            Just(json!("??")),
+            Just(json!(7)),
+        ]
+        .prop_map(|v| ("dtype", v)),
+    ]
+}
+
+fn folder_edit() -> impl Strategy<Value = FolderEdit> {
+    prop_oneof![
+        (0..EDITED_KEYS.len(), hostile_value())
+            .prop_map(|(k, v)| FolderEdit::Config(EDITED_KEYS[k], v)),
+        (0.0f64..1.0, header_field()).prop_map(|(at, (field, v))| FolderEdit::Header(at, field, v)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 16, ..ProptestConfig::default() })]
+
+    /// Random hostile values in `config.json` and in the safetensors header: `import` succeeds
+    /// or refuses, never panics, stays under the memory cap and ends in time.
+    #[test]
+    fn edited_checkpoints_never_crash_import(
+        fixture in 0usize..4,
+        edits in prop::collection::vec(folder_edit(), 1..4),
+    ) {
+        let name = ["qwen-prm", "actprm", "math-shepherd", "rlhflow"][fixture];
+        let dir = tempfile::tempdir().unwrap();
+        let from = fixture_copy(name, &dir.path().join("from"));
+        for edit in &edits {
+            match edit {
+                FolderEdit::Config(key, value) => edit_json(&from.join("config.json"), |c| {
+                    c.insert(key.to_string(), value.clone());
+                }),
+                FolderEdit::Header(at, field, value) => edit_header(&from.join("model.safetensors"), |h| {
+                    let names: Vec<String> = h.keys().filter(|k| *k != "__metadata__").cloned().collect();
+                    let tensor = &names[((names.len() as f64 * at) as usize).min(names.len() - 1)];
+                    h[tensor.as_str()][*field] = value.clone();
+                }),
+            }
+        }
+        let out = dir.path().join("model");
+        let ended = import_child(&from, &out, &[], Duration::from_secs(60));
+        prop_assert!(!ended.timed_out, "did not end in 60 s: {}", ended.stderr);
+        prop_assert!(ended.code.is_some(), "killed by a signal: {}", ended.stderr);
+        prop_assert_ne!(ended.code, Some(101), "{}", ended.stderr);
+        prop_assert!(!ended.stderr.contains("panicked"), "{}", ended.stderr);
+        prop_assert_eq!(staging_left(&out), Vec::<String>::new());
+        if ended.code != Some(0) {
+            prop_assert!(!out.exists(), "a refused import left a model directory");
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::ImportError;
+use super::{files, ImportError};
 
 /// Where one tensor lies.
 #[derive(Debug, Clone)]
@@ -15,6 +15,8 @@ struct Entry {
     file: PathBuf,
     dtype: String,
     shape: Vec<usize>,
+    /// Elements in `shape` (checked not to overflow).
+    count: usize,
     /// Absolute byte range in `file`.
     start: u64,
     len: u64,
@@ -33,12 +35,7 @@ impl Checkpoint {
         let files: Vec<PathBuf> = if single.exists() {
             vec![single]
         } else if index.exists() {
-            let text = std::fs::read_to_string(&index).map_err(ImportError::io(&index))?;
-            let parsed: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| ImportError::File {
-                    path: index.clone(),
-                    message: e.to_string(),
-                })?;
+            let parsed = files::read_json(&index)?;
             let map = parsed
                 .get("weight_map")
                 .and_then(|m| m.as_object())
@@ -46,11 +43,14 @@ impl Checkpoint {
                     path: index.clone(),
                     message: "has no weight_map".into(),
                 })?;
-            let mut shards: Vec<PathBuf> = map
-                .values()
-                .filter_map(|v| v.as_str())
-                .map(|f| dir.join(f))
-                .collect();
+            let mut shards = Vec::new();
+            for (tensor, file) in map {
+                let name = file.as_str().ok_or_else(|| ImportError::File {
+                    path: index.clone(),
+                    message: format!("weight_map puts {tensor} in {file}, which is no file name"),
+                })?;
+                shards.push(files::shard_path(dir, &index, name, tensor)?);
+            }
             shards.sort();
             shards.dedup();
             shards
@@ -65,6 +65,7 @@ impl Checkpoint {
         let mut tensors = BTreeMap::new();
         let mut dtypes = Vec::new();
         for file in &files {
+            files::inside(dir, file)?;
             for (name, entry) in read_header(file)? {
                 if !dtypes.contains(&entry.dtype) {
                     dtypes.push(entry.dtype.clone());
@@ -83,36 +84,45 @@ impl Checkpoint {
         Ok(&self.entry(name)?.shape)
     }
 
+    /// A refusal of tensor `name`, naming the file it lies in.
+    pub fn refuse(&self, name: &str, message: String) -> ImportError {
+        match self.tensors.get(name) {
+            Some(e) => ImportError::File {
+                path: e.file.clone(),
+                message: format!("tensor {name} {message}"),
+            },
+            None => ImportError::Tensor {
+                name: name.into(),
+                message,
+            },
+        }
+    }
+
     /// The tensor as f32, with its shape.
     pub fn read(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), ImportError> {
         let e = self.entry(name)?;
+        let Some(width) = dtype_width(&e.dtype).filter(|_| FLOATS.contains(&e.dtype.as_str()))
+        else {
+            return Err(self.refuse(
+                name,
+                format!("has dtype {}; F32, BF16 and F16 are imported", e.dtype),
+            ));
+        };
+        if (e.count as u64).checked_mul(width as u64) != Some(e.len) {
+            return Err(self.refuse(
+                name,
+                format!(
+                    "holds {} bytes for shape {:?} of {}",
+                    e.len, e.shape, e.dtype
+                ),
+            ));
+        }
+        files::regular(&e.file)?;
         let mut bytes = vec![0u8; e.len as usize];
         let mut f = File::open(&e.file).map_err(ImportError::io(&e.file))?;
         f.seek(SeekFrom::Start(e.start))
             .and_then(|_| f.read_exact(&mut bytes))
             .map_err(ImportError::io(&e.file))?;
-        let count: usize = e.shape.iter().product();
-        let width = match e.dtype.as_str() {
-            "F32" => 4,
-            "BF16" | "F16" => 2,
-            other => {
-                return Err(ImportError::Tensor {
-                    name: name.into(),
-                    message: format!("has dtype {other}; F32, BF16 and F16 are imported"),
-                })
-            }
-        };
-        if bytes.len() != count * width {
-            return Err(ImportError::Tensor {
-                name: name.into(),
-                message: format!(
-                    "holds {} bytes for shape {:?} of {}",
-                    bytes.len(),
-                    e.shape,
-                    e.dtype
-                ),
-            });
-        }
         let values = match e.dtype.as_str() {
             "F32" => bytes
                 .chunks_exact(4)
@@ -132,14 +142,14 @@ impl Checkpoint {
 
     /// The tensor as f32, checked against the shape the architecture expects.
     pub fn read_shaped(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ImportError> {
-        let (found, values) = self.read(name)?;
+        let found = self.shape(name)?;
         if found != shape {
-            return Err(ImportError::Tensor {
-                name: name.into(),
-                message: format!("has shape {found:?}, config.json implies {shape:?}"),
-            });
+            return Err(self.refuse(
+                name,
+                format!("has shape {found:?}, config.json implies {shape:?}"),
+            ));
         }
-        Ok(values)
+        Ok(self.read(name)?.1)
     }
 
     fn entry(&self, name: &str) -> Result<&Entry, ImportError> {
@@ -150,19 +160,34 @@ impl Checkpoint {
     }
 }
 
+/// The dtypes a tensor is read from.
+const FLOATS: [&str; 3] = ["F32", "BF16", "F16"];
+
+/// Bytes per element of a safetensors dtype (`None`: not one the format defines).
+fn dtype_width(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "F64" | "I64" | "U64" => 8,
+        "F32" | "I32" | "U32" => 4,
+        "F16" | "BF16" | "I16" | "U16" => 2,
+        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+        _ => return None,
+    })
+}
+
 fn read_header(file: &Path) -> Result<Vec<(String, Entry)>, ImportError> {
     let bad = |message: String| ImportError::File {
         path: file.to_path_buf(),
         message,
     };
+    let size = files::regular(file)?;
     let mut f = File::open(file).map_err(ImportError::io(file))?;
-    let size = f.metadata().map_err(ImportError::io(file))?.len();
     let mut len = [0u8; 8];
     f.read_exact(&mut len).map_err(ImportError::io(file))?;
     let n = u64::from_le_bytes(len);
     if n > 100 << 20 || 8 + n > size {
         return Err(bad(format!("not a safetensors file (header length {n})")));
     }
+    let data_start = 8 + n;
     let mut header = vec![0u8; n as usize];
     f.read_exact(&mut header).map_err(ImportError::io(file))?;
     let parsed: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
@@ -177,15 +202,46 @@ fn read_header(file: &Path) -> Result<Vec<(String, Entry)>, ImportError> {
                 .cloned()
                 .ok_or_else(|| bad(format!("tensor {name} has no {k}")))
         };
-        let dtype = field("dtype")?.as_str().unwrap_or_default().to_string();
+        let dtype = match field("dtype")? {
+            serde_json::Value::String(s) => s,
+            other => return Err(bad(format!("tensor {name}: dtype {other} is not a string"))),
+        };
         let shape: Vec<usize> = serde_json::from_value(field("shape")?)
             .map_err(|e| bad(format!("tensor {name}: shape: {e}")))?;
         let offsets: [u64; 2] = serde_json::from_value(field("data_offsets")?)
             .map_err(|e| bad(format!("tensor {name}: data_offsets: {e}")))?;
-        let start = 8 + n + offsets[0];
-        let end = 8 + n + offsets[1];
+        let count = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| {
+                bad(format!(
+                    "tensor {name}: shape {shape:?} has more elements than any file holds"
+                ))
+            })?;
+        let start = data_start.checked_add(offsets[0]);
+        let end = data_start.checked_add(offsets[1]);
+        let (Some(start), Some(end)) = (start, end) else {
+            return Err(bad(format!(
+                "tensor {name} lies outside the file: data_offsets {offsets:?} are past any \
+                 file's end"
+            )));
+        };
         if offsets[1] < offsets[0] || end > size {
-            return Err(bad(format!("tensor {name} lies outside the file")));
+            return Err(bad(format!(
+                "tensor {name} lies outside the file: data_offsets {offsets:?} after a {n}-byte \
+                 header, in a file of {size} bytes"
+            )));
+        }
+        let len = end - start;
+        if let Some(width) = dtype_width(&dtype) {
+            let needed = (count as u64).checked_mul(width as u64);
+            if needed != Some(len) {
+                return Err(bad(format!(
+                    "tensor {name}: data_offsets {offsets:?} hold {len} bytes, shape {shape:?} of \
+                     {dtype} needs {}",
+                    needed.map_or("more than 2^64".to_string(), |b| b.to_string())
+                )));
+            }
         }
         out.push((
             name,
@@ -193,8 +249,9 @@ fn read_header(file: &Path) -> Result<Vec<(String, Entry)>, ImportError> {
                 file: file.to_path_buf(),
                 dtype,
                 shape,
+                count,
                 start,
-                len: end - start,
+                len,
             },
         ));
     }

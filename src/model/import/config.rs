@@ -4,7 +4,133 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::ImportError;
+use super::{files, ImportError};
+
+/// The largest sizes imported (about 4x the largest released decoders'), so a hostile
+/// `config.json` cannot make actprm allocate before a tensor is read.
+pub const MAX_HIDDEN: usize = 1 << 16;
+pub const MAX_INTERMEDIATE: usize = 1 << 20;
+pub const MAX_LAYERS: usize = 1024;
+pub const MAX_HEADS: usize = 1024;
+pub const MAX_HEAD_DIM: usize = 1024;
+pub const MAX_VOCAB: usize = 1 << 22;
+pub const MAX_POSITIONS: usize = 1 << 24;
+/// The shortest context a prompt, a problem and steps fit in.
+pub const MIN_POSITIONS: usize = 128;
+/// Heads in an ensemble.
+pub const MAX_ENSEMBLE: usize = 1024;
+
+/// `key` is `value`, refused outside `[min, max]`.
+pub fn within(key: &str, value: usize, min: usize, max: usize) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{key} is {value}; actprm imports {min} to {max}"))
+    }
+}
+
+/// `key` is `value`, refused unless a finite number above 0.
+pub fn positive(key: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} is {value}; it must be a finite number above 0"
+        ))
+    }
+}
+
+/// What a key of a config file holds.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// A whole number >= 0.
+    Count,
+    Number,
+    Text,
+    Flag,
+    Texts,
+    Object,
+}
+
+/// The keys actprm reads from a decoder's `config.json`, and whether `null` stands for absent.
+const DECODER_KEYS: &[(&str, Kind, bool)] = &[
+    ("architectures", Kind::Texts, false),
+    ("model_type", Kind::Text, false),
+    ("hidden_size", Kind::Count, false),
+    ("intermediate_size", Kind::Count, false),
+    ("num_hidden_layers", Kind::Count, false),
+    ("num_attention_heads", Kind::Count, false),
+    ("num_key_value_heads", Kind::Count, true),
+    ("head_dim", Kind::Count, true),
+    ("rms_norm_eps", Kind::Number, false),
+    ("rope_theta", Kind::Number, false),
+    ("rope_scaling", Kind::Object, true),
+    ("max_position_embeddings", Kind::Count, false),
+    ("vocab_size", Kind::Count, false),
+    ("hidden_act", Kind::Text, false),
+    ("tie_word_embeddings", Kind::Flag, false),
+    ("num_ensemble", Kind::Count, true),
+    ("rr_token", Kind::Text, true),
+    ("rr_token_id", Kind::Count, true),
+];
+
+/// The keys of `rope_scaling`.
+const ROPE_KEYS: &[(&str, Kind, bool)] = &[
+    ("rope_type", Kind::Text, false),
+    ("type", Kind::Text, false),
+    ("factor", Kind::Number, false),
+    ("low_freq_factor", Kind::Number, false),
+    ("high_freq_factor", Kind::Number, false),
+    ("original_max_position_embeddings", Kind::Count, false),
+];
+
+/// The first of `keys` whose value in `config` has the wrong type, as a message naming it.
+pub fn check_types(config: &serde_json::Value, keys: &[(&str, Kind, bool)]) -> Result<(), String> {
+    use serde_json::Value;
+    let Some(map) = config.as_object() else {
+        return Err(format!("is {}, not a JSON object", json_kind(config)));
+    };
+    for &(key, kind, nullable) in keys {
+        let Some(v) = map.get(key) else { continue };
+        let ok = match (kind, v) {
+            (_, Value::Null) => nullable,
+            (Kind::Count, v) => v.as_u64().is_some(),
+            (Kind::Number, v) => v.is_number(),
+            (Kind::Text, v) => v.is_string(),
+            (Kind::Flag, v) => v.is_boolean(),
+            (Kind::Texts, Value::Array(a)) => a.iter().all(Value::is_string),
+            (Kind::Texts, _) => false,
+            (Kind::Object, v) => v.is_object(),
+        };
+        if !ok {
+            let expected = match kind {
+                Kind::Count => "a whole number >= 0",
+                Kind::Number => "a number",
+                Kind::Text => "a string",
+                Kind::Flag => "true or false",
+                Kind::Texts => "a list of strings",
+                Kind::Object => "an object",
+            };
+            let mut shown = v.to_string();
+            if shown.len() > 60 {
+                shown = format!("{}...", shown.chars().take(60).collect::<String>());
+            }
+            return Err(format!("{key} is {shown}; expected {expected}"));
+        }
+    }
+    Ok(())
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct HfConfig {
@@ -70,13 +196,19 @@ fn four() -> f64 {
 }
 
 impl HfConfig {
+    /// `config.json` of `dir`, every value checked before anything is built from it.
     pub fn read(dir: &Path) -> Result<Self, ImportError> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(ImportError::io(&path))?;
-        let config: Self = serde_json::from_str(&text).map_err(|e| ImportError::File {
+        let value = files::read_json(&path)?;
+        let bad = |message: String| ImportError::File {
             path: path.clone(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        check_types(&value, DECODER_KEYS).map_err(bad)?;
+        if let Some(scaling) = value.get("rope_scaling").filter(|v| v.is_object()) {
+            check_types(scaling, ROPE_KEYS).map_err(|m| bad(format!("rope_scaling.{m}")))?;
+        }
+        let config: Self = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         if config.hidden_act != "silu" {
             return Err(ImportError::Unsupported(format!(
                 "{}: hidden_act {:?}; decoders with SiLU MLPs are imported",
@@ -93,7 +225,92 @@ impl HfConfig {
                 )));
             }
         }
+        config.check().map_err(bad)?;
         Ok(config)
+    }
+
+    /// The first value a decoder cannot be built from, as a message naming its key.
+    fn check(&self) -> Result<(), String> {
+        within("hidden_size", self.hidden_size, 1, MAX_HIDDEN)?;
+        within(
+            "intermediate_size",
+            self.intermediate_size,
+            1,
+            MAX_INTERMEDIATE,
+        )?;
+        within("num_hidden_layers", self.num_hidden_layers, 1, MAX_LAYERS)?;
+        within(
+            "num_attention_heads",
+            self.num_attention_heads,
+            1,
+            MAX_HEADS,
+        )?;
+        within("vocab_size", self.vocab_size, 1, MAX_VOCAB)?;
+        within(
+            "max_position_embeddings",
+            self.max_position_embeddings,
+            MIN_POSITIONS,
+            MAX_POSITIONS,
+        )?;
+        let heads = self.num_attention_heads;
+        if let Some(kv) = self.num_key_value_heads {
+            if kv == 0 || kv > heads || !heads.is_multiple_of(kv) {
+                return Err(format!(
+                    "num_key_value_heads is {kv}; it must be at least 1 and divide \
+                     num_attention_heads ({heads})"
+                ));
+            }
+        }
+        match self.head_dim {
+            Some(d) => {
+                within("head_dim", d, 2, MAX_HEAD_DIM)?;
+                if !d.is_multiple_of(2) {
+                    return Err(format!(
+                        "head_dim is {d}; rotary embeddings need an even one"
+                    ));
+                }
+            }
+            None => {
+                let h = self.hidden_size;
+                if !h.is_multiple_of(heads)
+                    || !(h / heads).is_multiple_of(2)
+                    || h / heads > MAX_HEAD_DIM
+                {
+                    return Err(format!(
+                        "hidden_size {h} over num_attention_heads {heads} is no head width \
+                         (without head_dim, heads x an even head width up to {MAX_HEAD_DIM} must \
+                         make hidden_size)"
+                    ));
+                }
+            }
+        }
+        positive("rms_norm_eps", self.rms_norm_eps)?;
+        positive("rope_theta", self.rope_theta)?;
+        if let Some(s) = self
+            .rope_scaling
+            .as_ref()
+            .filter(|s| s.rope_type == "llama3")
+        {
+            positive("rope_scaling.factor", s.factor)?;
+            positive("rope_scaling.low_freq_factor", s.low_freq_factor)?;
+            positive("rope_scaling.high_freq_factor", s.high_freq_factor)?;
+            if s.high_freq_factor <= s.low_freq_factor {
+                return Err(format!(
+                    "rope_scaling.high_freq_factor is {}; it must be above low_freq_factor ({})",
+                    s.high_freq_factor, s.low_freq_factor
+                ));
+            }
+            within(
+                "rope_scaling.original_max_position_embeddings",
+                s.original_max_position_embeddings,
+                1,
+                MAX_POSITIONS,
+            )?;
+        }
+        if let Some(e) = self.num_ensemble {
+            within("num_ensemble", e, 1, MAX_ENSEMBLE)?;
+        }
+        Ok(())
     }
 
     pub fn kv_heads(&self) -> usize {
@@ -102,7 +319,7 @@ impl HfConfig {
 
     pub fn head_dim(&self) -> usize {
         self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads)
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 
     /// RoPE inverse frequencies (`head_dim / 2` of them), with Llama 3's scaling when configured,

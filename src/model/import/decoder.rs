@@ -37,9 +37,15 @@ pub fn write_backbone(
         config.kv_heads(),
         config.head_dim(),
     );
-    if nh % nkv != 0 {
+    // HfConfig::read checked these; a config built otherwise is refused here, never divided by 0
+    if nkv == 0
+        || !nh.is_multiple_of(nkv)
+        || !hd.is_multiple_of(2)
+        || hd > super::config::MAX_HEAD_DIM
+    {
         return Err(ImportError::Unsupported(format!(
-            "{nh} attention heads do not group over {nkv} key-value heads"
+            "config.json: {nh} attention heads of width {hd} over {nkv} key-value heads cannot \
+             be built"
         )));
     }
     let group = nh / nkv;

@@ -227,12 +227,78 @@ pub fn build_backbone(
     })
 }
 
-/// Reads `config.json` of a BERT checkpoint folder.
+/// Reads `config.json` of a BERT checkpoint folder, every value checked.
 pub fn read_config(dir: &Path) -> Result<BertConfig, ImportError> {
+    use super::config::{check_types, Kind};
+    const KEYS: &[(&str, Kind, bool)] = &[
+        ("hidden_size", Kind::Count, false),
+        ("intermediate_size", Kind::Count, false),
+        ("num_hidden_layers", Kind::Count, false),
+        ("num_attention_heads", Kind::Count, false),
+        ("max_position_embeddings", Kind::Count, false),
+        ("type_vocab_size", Kind::Count, false),
+        ("vocab_size", Kind::Count, false),
+        ("layer_norm_eps", Kind::Number, false),
+        ("hidden_act", Kind::Text, false),
+        ("hidden_dropout_prob", Kind::Number, false),
+        ("attention_probs_dropout_prob", Kind::Number, false),
+    ];
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(ImportError::io(&path))?;
-    serde_json::from_str(&text).map_err(|e| ImportError::File {
-        path,
-        message: e.to_string(),
-    })
+    let bad = |message: String| ImportError::File {
+        path: path.clone(),
+        message,
+    };
+    let value = super::files::read_json(&path)?;
+    check_types(&value, KEYS).map_err(bad)?;
+    let config: BertConfig = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+    config.check().map_err(bad)?;
+    Ok(config)
+}
+
+impl BertConfig {
+    /// The first value an encoder cannot be built from, as a message naming its key.
+    fn check(&self) -> Result<(), String> {
+        use super::config::*;
+        within("hidden_size", self.hidden_size, 1, MAX_HIDDEN)?;
+        within(
+            "intermediate_size",
+            self.intermediate_size,
+            1,
+            MAX_INTERMEDIATE,
+        )?;
+        within("num_hidden_layers", self.num_hidden_layers, 1, MAX_LAYERS)?;
+        within(
+            "num_attention_heads",
+            self.num_attention_heads,
+            1,
+            MAX_HEADS,
+        )?;
+        within("vocab_size", self.vocab_size, 1, MAX_VOCAB)?;
+        within("type_vocab_size", self.type_vocab_size, 1, MAX_VOCAB)?;
+        within(
+            "max_position_embeddings",
+            self.max_position_embeddings,
+            1,
+            MAX_POSITIONS,
+        )?;
+        let (h, heads) = (self.hidden_size, self.num_attention_heads);
+        if !h.is_multiple_of(heads) {
+            return Err(format!(
+                "hidden_size {h} does not split over num_attention_heads {heads}"
+            ));
+        }
+        positive("layer_norm_eps", self.layer_norm_eps)?;
+        for (key, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(format!("{key} is {p}; it must be in [0, 1)"));
+            }
+        }
+        Ok(())
+    }
 }

@@ -6,7 +6,7 @@
 //! logits of two candidate tokens is `sigmoid((W[good] - W[bad]).h)`.
 
 use super::checkpoint::Checkpoint;
-use super::config::HfConfig;
+use super::config::{HfConfig, MAX_ENSEMBLE};
 use super::decoder::FeatureLayer;
 use super::{Family, ImportError};
 use crate::model::heads::{HeadsWeights, HIDDEN};
@@ -41,7 +41,19 @@ pub fn build(
             Ok((None, heads.clone(), heads))
         }
         Family::Actprm => {
-            let e = weights.shape("score.model.nn1.weight")?[0];
+            let first = "score.model.nn1.weight";
+            let e = match weights.shape(first)? {
+                &[e, _, _] if (1..=MAX_ENSEMBLE).contains(&e) => e,
+                shape => {
+                    return Err(weights.refuse(
+                        first,
+                        format!(
+                            "has shape {shape:?}; ActPRM's first head layer is [E, {h}, \
+                             {HIDDEN}] with E from 1 to {MAX_ENSEMBLE}"
+                        ),
+                    ))
+                }
+            };
             let heads = ensemble(weights, "score.model", e, h)?;
             // the regularisation anchors become the trainer's, as ActPRM trains them
             let anchors = if weights.contains("score.reg_model.nn1.weight") {
@@ -61,15 +73,24 @@ pub fn build(
             } else {
                 "model.embed_tokens.weight"
             };
-            let rows = weights.shape(name)?[0];
+            let rows = match weights.shape(name)? {
+                &[rows, _] if rows >= 1 => rows,
+                shape => {
+                    return Err(weights.refuse(
+                        name,
+                        format!("has shape {shape:?}; a language model head is [vocab, {h}]"),
+                    ))
+                }
+            };
             let lm = weights.read_shaped(name, &[rows, h])?;
             let row = |id: u32| {
                 let id = id as usize;
-                lm.get(id * h..(id + 1) * h)
-                    .ok_or_else(|| ImportError::Tensor {
-                        name: name.into(),
-                        message: format!("has {rows} rows; the candidate token {id} is past them"),
-                    })
+                lm.get(id * h..(id + 1) * h).ok_or_else(|| {
+                    weights.refuse(
+                        name,
+                        format!("has {rows} rows; the candidate token {id} is past them"),
+                    )
+                })
             };
             let (g, b) = (row(good)?, row(bad)?);
             let u: Vec<f32> = g.iter().zip(b).map(|(x, y)| x - y).collect();

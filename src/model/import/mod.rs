@@ -8,6 +8,7 @@ mod config;
 mod decoder;
 pub mod dense;
 pub mod encoder;
+mod files;
 mod graph;
 mod heads;
 mod prompt;
@@ -159,14 +160,21 @@ pub fn import(
         f => f,
     };
     let tokenizer_path = from.join("tokenizer.json");
+    let tokenizer_bytes = files::read_bounded(&tokenizer_path, files::TOKENIZER_LIMIT)?;
     let tokenizer =
-        tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| ImportError::File {
+        tokenizers::Tokenizer::from_bytes(&tokenizer_bytes).map_err(|e| ImportError::File {
             path: tokenizer_path.clone(),
             message: e.to_string(),
         })?;
     let format = prompt::input_format(family, &tokenizer, &config, from)?;
+    let source = Source {
+        from,
+        config: &config,
+        weights: &weights,
+        tokenizer: &tokenizer_bytes,
+    };
     let (feature_size, ensemble_size, max_length) = staged(output, |staging| {
-        write_model(from, staging, family, &config, &weights, &format, dtype)
+        write_model(&source, staging, family, &format, dtype)
     })?;
     Ok(ImportReport {
         from: from.display().to_string(),
@@ -186,7 +194,7 @@ pub fn import(
 }
 
 /// Runs `write` on a fresh staging folder beside `output`, then swaps it in as `output` whole;
-/// on any failure the staging folder is removed and `output` is left as it was.
+/// on any failure, and on a panic, the staging folder is removed and `output` is left as it was.
 fn staged<R>(
     output: &Path,
     write: impl FnOnce(&Path) -> Result<R, ImportError>,
@@ -194,6 +202,8 @@ fn staged<R>(
     let staging = crate::sink::atomic::temp_path(output, &crate::sink::atomic::process_tag());
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(ImportError::io(&staging))?;
+    // removes the staging folder on every way out but the rename into place, an unwind included
+    let mut guard = StagingGuard(Some(staging.clone()));
     let written = write(&staging).and_then(|result| {
         crate::sink::atomic::replace_dir(&staging, output)
             .map(|_| result)
@@ -202,23 +212,47 @@ fn staged<R>(
                 message: e.to_string(),
             })
     });
-    if written.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
+    if written.is_ok() {
+        guard.0 = None;
     }
     written
 }
 
+/// Removes the staging folder it holds when dropped: on an error return and on an unwind alike.
+struct StagingGuard(Option<PathBuf>);
+
+impl Drop for StagingGuard {
+    fn drop(&mut self) {
+        if let Some(staging) = self.0.take() {
+            let _ = std::fs::remove_dir_all(staging);
+        }
+    }
+}
+
+/// What a decoder import reads from the checkpoint folder, read once and checked.
+struct Source<'a> {
+    from: &'a Path,
+    config: &'a HfConfig,
+    weights: &'a Checkpoint,
+    /// `tokenizer.json` as read (bounded), copied into the model directory.
+    tokenizer: &'a [u8],
+}
+
 /// Writes the model's files into `staging`; returns (feature size, E, context).
 fn write_model(
-    from: &Path,
+    source: &Source<'_>,
     staging: &Path,
     family: Family,
-    config: &HfConfig,
-    weights: &Checkpoint,
     format: &prompt::InputFormat,
     dtype: dense::Precision,
 ) -> Result<(usize, usize, usize), ImportError> {
-    let tokenizer_path = from.join("tokenizer.json");
+    let Source {
+        from,
+        config,
+        weights,
+        tokenizer,
+    } = *source;
+    crate::failpoint::hit("import-write");
     let (feature_layer, heads, anchors) = heads::build(family, config, weights, format.candidates)?;
     let feature_size =
         decoder::write_backbone(config, weights, "model.", feature_layer, dtype, staging)?;
@@ -228,8 +262,8 @@ fn write_model(
             heads.dim
         )));
     }
-    std::fs::copy(&tokenizer_path, staging.join("tokenizer.json"))
-        .map_err(ImportError::io(&tokenizer_path))?;
+    let copy = staging.join("tokenizer.json");
+    std::fs::write(&copy, tokenizer).map_err(ImportError::io(&copy))?;
     let name = from
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -285,12 +319,7 @@ fn write_model(
 
 /// `architectures` of `config.json`.
 fn architectures(from: &Path) -> Result<Vec<String>, ImportError> {
-    let path = from.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(ImportError::io(&path))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ImportError::File {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let v = files::read_json(&from.join("config.json"))?;
     Ok(v.get("architectures")
         .and_then(|a| a.as_array())
         .map(|a| {
@@ -318,11 +347,21 @@ fn import_encoder(
             config.hidden_size, default.manifest.hidden_size
         )));
     }
+    if config.max_position_embeddings < default.manifest.max_length {
+        return Err(ImportError::File {
+            path: from.join("config.json"),
+            message: format!(
+                "max_position_embeddings is {}; the default heads read windows of {} tokens",
+                config.max_position_embeddings, default.manifest.max_length
+            ),
+        });
+    }
+    let tokenizer_path = from.join("tokenizer.json");
+    let tokenizer = files::read_bounded(&tokenizer_path, files::TOKENIZER_LIMIT)?;
     staged(output, |staging| {
         encoder::write_encoder(&config, &weights, dtype, staging, "backbone.onnx", true)?;
-        let tokenizer = from.join("tokenizer.json");
-        std::fs::copy(&tokenizer, staging.join("tokenizer.json"))
-            .map_err(ImportError::io(&tokenizer))?;
+        let copy = staging.join("tokenizer.json");
+        std::fs::write(&copy, &tokenizer).map_err(ImportError::io(&copy))?;
         let mut manifest = default.manifest.clone();
         manifest.name = format!("{}-{}", default.manifest.name, dtype.name());
         manifest.backbone = "backbone.onnx".into();

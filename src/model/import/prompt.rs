@@ -2,12 +2,16 @@
 //! input: chat families render the checkpoint's own chat template (a real Jinja engine) with
 //! sentinel texts in place of the problem and steps, and the rendering is cut at the sentinels.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokenizers::Tokenizer;
 
 use super::config::HfConfig;
-use super::{Family, ImportError};
+use super::{files, Family, ImportError};
 use crate::model::manifest::{PromptEncoding, PromptSpec};
 
 /// Qwen2.5-Math's system prompt, as the PRM's model card passes it.
@@ -147,13 +151,15 @@ fn steps_in_one_turn(
     let text = config.render(template, &messages)?;
     let [s1, s2, s3] = [0, 1, 2].map(|i| text.find(&steps[i]));
     let (Some(s1), Some(s2), Some(s3)) = (s1, s2, s3) else {
-        return Err(unexpected("the steps do not appear in the rendered chat"));
+        return Err(config.unexpected("the steps do not appear in the rendered chat"));
     };
-    let between = |a: usize, i: usize, b: usize| &text[a + steps[i].len()..b];
-    if between(s1, 0, s2) != marker || between(s2, 1, s3) != marker {
-        return Err(unexpected(
-            "the steps are not separated by the step token alone",
-        ));
+    // the text between step i (at a) and the next (at b); None when they are out of order
+    let between = |a: usize, i: usize, b: usize| text.get(a + steps[i].len()..b);
+    if between(s1, 0, s2).is_none() || between(s2, 1, s3).is_none() {
+        return Err(config.unexpected("the steps appear out of order in the rendered chat"));
+    }
+    if between(s1, 0, s2) != Some(marker) || between(s2, 1, s3) != Some(marker) {
+        return Err(config.unexpected("the steps are not separated by the step token alone"));
     }
     Ok(PromptSpec {
         template: text[..s1].replace(PROBLEM, "{problem}"),
@@ -190,7 +196,7 @@ fn steps_as_turns(
         text[from..]
             .find(needle)
             .map(|i| i + from)
-            .ok_or_else(|| unexpected("a turn does not appear in the rendered chat"))
+            .ok_or_else(|| config.unexpected("a turn does not appear in the rendered chat"))
     };
     let problem = at(PROBLEM, 0)?;
     let a1 = at(ANSWER, problem)?;
@@ -199,7 +205,7 @@ fn steps_as_turns(
     let second = text[a1 + ANSWER.len()..a2].replace(&steps[1], "{step}");
     let third = text[a2 + ANSWER.len()..a3].replace(&steps[2], "{step}");
     if second != third || !second.contains("{step}") {
-        return Err(unexpected("the user turns do not repeat one form"));
+        return Err(config.unexpected("the user turns do not repeat one form"));
     }
     // the header before an answer ends with the text the score is read at: its last line break run
     let first = text[problem..a1]
@@ -214,9 +220,7 @@ fn steps_as_turns(
         .rev()
         .collect();
     if marker_text.is_empty() {
-        return Err(unexpected(
-            "the assistant header does not end with a line break",
-        ));
+        return Err(config.unexpected("the assistant header does not end with a line break"));
     }
     Ok((
         PromptSpec {
@@ -239,14 +243,20 @@ fn trims(template: &str, config: &TokenizerConfig) -> Result<bool, ImportError> 
     Ok(!text.contains(&padded))
 }
 
-fn unexpected(what: &str) -> ImportError {
-    ImportError::Unsupported(format!(
-        "the chat template is not of a known PRM form: {what}; pass --format to choose another family"
-    ))
-}
+/// The most a chat template may be, in bytes (real ones are a few kB).
+const TEMPLATE_LIMIT: usize = 1 << 20;
+
+/// The most a chat template may write for the few short messages rendered here (real ones
+/// write well under a kB).
+const RENDER_LIMIT: usize = 1 << 20;
+
+/// How long one rendering may take (real templates take microseconds).
+const RENDER_SECONDS: u64 = 5;
 
 /// The parts of `tokenizer_config.json` the input formats use.
 struct TokenizerConfig {
+    /// `tokenizer_config.json`, which the refusals name.
+    path: PathBuf,
     template: Option<String>,
     bos_token: Option<String>,
     eos_token: Option<String>,
@@ -255,18 +265,15 @@ struct TokenizerConfig {
 impl TokenizerConfig {
     fn read(from: &Path) -> Result<Self, ImportError> {
         let path = from.join("tokenizer_config.json");
-        if !path.exists() {
+        if std::fs::symlink_metadata(&path).is_err() {
             return Ok(Self {
+                path,
                 template: None,
                 bos_token: None,
                 eos_token: None,
             });
         }
-        let text = std::fs::read_to_string(&path).map_err(ImportError::io(&path))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ImportError::File {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let v = files::read_json(&path)?;
         let token = |key: &str| match v.get(key) {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
             Some(o) => o
@@ -286,11 +293,37 @@ impl TokenizerConfig {
                 .map(str::to_string),
             _ => None,
         };
+        if let Some(t) = template.as_ref().filter(|t| t.len() > TEMPLATE_LIMIT) {
+            return Err(ImportError::File {
+                path,
+                message: format!(
+                    "chat_template is {} bytes; actprm renders templates of at most {} MiB",
+                    t.len(),
+                    TEMPLATE_LIMIT >> 20
+                ),
+            });
+        }
         Ok(Self {
+            path,
             template,
             bos_token: token("bos_token"),
             eos_token: token("eos_token"),
         })
+    }
+
+    /// A refusal of the template's form.
+    fn unexpected(&self, what: &str) -> ImportError {
+        self.refuse(format!(
+            "the chat template is not of a known PRM form: {what}; pass --format to choose \
+             another family"
+        ))
+    }
+
+    fn refuse(&self, message: String) -> ImportError {
+        ImportError::File {
+            path: self.path.clone(),
+            message,
+        }
     }
 
     fn chat_template(&self, from: &Path) -> Result<String, ImportError> {
@@ -302,8 +335,58 @@ impl TokenizerConfig {
         })
     }
 
-    /// `apply_chat_template(messages, tokenize=False, add_generation_prompt=False)`.
+    /// `apply_chat_template(messages, tokenize=False, add_generation_prompt=False)`, bounded:
+    /// at most [`RENDER_LIMIT`] bytes of output and [`RENDER_SECONDS`] seconds. The rendering
+    /// runs on its own thread; one that runs past the time is told to stop (its output and its
+    /// `range` loops end at once) and left behind.
     fn render(&self, template: &str, messages: &[(&str, String)]) -> Result<String, ImportError> {
+        let job = Render {
+            template: template.to_string(),
+            messages: messages
+                .iter()
+                .map(|(role, content)| (role.to_string(), content.clone()))
+                .collect(),
+            bos_token: self.bos_token.clone().unwrap_or_default(),
+            eos_token: self.eos_token.clone().unwrap_or_default(),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let stop = job.stop.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("chat-template".into())
+            .spawn(move || {
+                let _ = tx.send(job.run());
+            })
+            .map_err(|e| self.refuse(format!("cannot start rendering the chat template: {e}")))?;
+        let outcome = match rx.recv_timeout(Duration::from_secs(RENDER_SECONDS)) {
+            Ok(outcome) => outcome,
+            Err(RecvTimeoutError::Timeout) => {
+                stop.store(true, Ordering::Relaxed);
+                Err(format!(
+                    "the chat template did not finish rendering in {RENDER_SECONDS} s (real \
+                     templates take microseconds)"
+                ))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                Err("the chat template's rendering crashed".to_string())
+            }
+        };
+        outcome.map_err(|message| self.refuse(message))
+    }
+}
+
+/// One rendering of a chat template, owned so that it runs on its own thread.
+struct Render {
+    template: String,
+    messages: Vec<(String, String)>,
+    bos_token: String,
+    eos_token: String,
+    /// Set when the caller gave up: output and `range` loops stop.
+    stop: Arc<AtomicBool>,
+}
+
+impl Render {
+    fn run(self) -> Result<String, String> {
         let mut env = minijinja::Environment::new();
         env.set_keep_trailing_newline(true);
         env.add_function(
@@ -315,25 +398,81 @@ impl TokenizerConfig {
                 ))
             },
         );
-        let bad = |e: minijinja::Error| {
-            ImportError::Unsupported(format!("the chat template does not render: {e:#}"))
-        };
-        env.add_template("chat", template).map_err(bad)?;
-        let messages: Vec<minijinja::Value> = messages
+        // the builtin `range`, whose loops end once the caller gave up
+        let stop = self.stop.clone();
+        env.add_function(
+            "range",
+            move |lower: isize, upper: Option<isize>, step: Option<isize>| {
+                let all = minijinja::functions::range(lower, upper, step)?;
+                let stop = stop.clone();
+                Ok::<_, minijinja::Error>(minijinja::Value::make_iterable(move || {
+                    let stop = stop.clone();
+                    all.try_iter()
+                        .into_iter()
+                        .flatten()
+                        .take_while(move |_| !stop.load(Ordering::Relaxed))
+                }))
+            },
+        );
+        let bad = |e: minijinja::Error| format!("the chat template does not render: {e:#}");
+        env.add_template("chat", &self.template).map_err(bad)?;
+        let messages: Vec<minijinja::Value> = self
+            .messages
             .iter()
             .map(|(role, content)| {
-                minijinja::context! { role => *role, content => content.as_str() }
+                minijinja::context! { role => role.as_str(), content => content.as_str() }
             })
             .collect();
-        env.get_template("chat")
-            .and_then(|t| {
-                t.render(minijinja::context! {
+        let mut out = BoundedOutput {
+            text: Vec::new(),
+            overflow: false,
+            stop: &self.stop,
+        };
+        let rendered = env.get_template("chat").and_then(|t| {
+            t.render_captured_to(
+                minijinja::context! {
                     messages => messages,
                     add_generation_prompt => false,
-                    bos_token => self.bos_token.clone().unwrap_or_default(),
-                    eos_token => self.eos_token.clone().unwrap_or_default(),
-                })
-            })
-            .map_err(bad)
+                    bos_token => self.bos_token.as_str(),
+                    eos_token => self.eos_token.as_str(),
+                },
+                &mut out,
+            )
+            .map(|_| ())
+        });
+        if out.overflow {
+            return Err(format!(
+                "the chat template writes more than {} MiB for a chat of {} short messages",
+                RENDER_LIMIT >> 20,
+                self.messages.len()
+            ));
+        }
+        rendered.map_err(bad)?;
+        String::from_utf8(out.text).map_err(|e| format!("the chat template writes no text: {e}"))
+    }
+}
+
+/// The rendered text, refused past [`RENDER_LIMIT`] bytes or once the caller gave up.
+struct BoundedOutput<'a> {
+    text: Vec<u8>,
+    overflow: bool,
+    stop: &'a AtomicBool,
+}
+
+impl std::io::Write for BoundedOutput<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("stopped"));
+        }
+        if self.text.len() + buf.len() > RENDER_LIMIT {
+            self.overflow = true;
+            return Err(std::io::Error::other("too much output"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
