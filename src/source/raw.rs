@@ -70,7 +70,15 @@ pub fn convert_file(path: &Path) -> Result<(Vec<LabelledTrajectory>, Vec<RawReje
             add(i + 1, i, value);
         }
     } else {
-        let line_of = |offset: usize| text[..offset].matches('\n').count() + 1;
+        // offsets only grow: count the newlines since the last one (a rescan from the start for
+        // every record made pretty-printed files quadratic)
+        let mut counted = (0usize, 1usize);
+        let mut line_of = |offset: usize| {
+            let (from, line) = counted;
+            let line = line + text[from..offset].matches('\n').count();
+            counted = (offset, line);
+            line
+        };
         let mut stream = serde_json::Deserializer::from_str(&text).into_iter::<Value>();
         let mut index = 0;
         loop {
