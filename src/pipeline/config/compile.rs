@@ -451,7 +451,18 @@ fn sql_stage(
     };
     let target = output.join("sql").join(format!("{name}.parquet"));
     let record_path = output.join("sql").join(format!("{name}.json"));
-    let record = serde_json::json!({ "query": stage.query, "inputs": inputs });
+    // keyed on what the result depends on: each input file as filter names its units (name,
+    // size, footer hash), so an added or changed file is seen, and the model `prm_score` runs
+    let files = crate::source::discover::discover_named(inputs, "parquet", None)
+        .map_err(|e| stage_error(name, e))?;
+    let units: Vec<String> = files
+        .iter()
+        .map(|f| crate::pipeline::filter::unit::UnitSource::new(f).key)
+        .collect();
+    let model = crate::model::LoadedModel::open(score.model.model.as_deref())
+        .map_err(|e| stage_error(name, e))?
+        .version();
+    let record = serde_json::json!({ "query": stage.query, "inputs": inputs, "units": units, "model": model });
     let done = std::fs::read(&record_path)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
