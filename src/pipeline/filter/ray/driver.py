@@ -46,7 +46,14 @@ def run_units(units, plan):
     env.update(plan["env"])
     # the child exits when this worker is gone (a lost node leaves no process writing)
     env["ACTPRM_RAY_WORKER_PID"] = str(os.getpid())
-    cwd = plan["cwd"] if os.path.isdir(plan["cwd"]) else None
+    # relative -i/-o/--model resolve against the driver's working folder: a node without it
+    # would read and write elsewhere, so the task fails (and Ray retries it) instead
+    if not os.path.isdir(plan["cwd"]):
+        raise RuntimeError(
+            f"the driver's working folder {plan['cwd']} does not exist on node {ip}: "
+            "filter --ray needs the inputs and the output folder at the same paths on every node"
+        )
+    cwd = plan["cwd"]
     command = [plan["actprm"], *plan["args"]]
     for unit in units:
         command += ["--ray-unit", unit["spec"]]

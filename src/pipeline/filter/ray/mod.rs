@@ -384,6 +384,31 @@ fn drive(
             tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         });
     }
+    // a task's exit status is its word only: every planned unit must be committed in OUT,
+    // with its files whole, before the run reports success
+    let missing: Vec<String> = plan
+        .units
+        .iter()
+        .filter(|u| {
+            commit_record(&plan.out, &u.id)
+                .ok()
+                .flatten()
+                .is_none_or(|r| super::unit::check_committed(&plan.out, &r).is_err())
+        })
+        .map(|u| u.id.clone())
+        .collect();
+    if let Some(first) = missing.first() {
+        return Err(PipelineError::RayUnitsFailed {
+            failed: missing.len(),
+            not_run: 0,
+            units: plan.units.len(),
+            first: format!(
+                "{first}: its task reported success but {} holds no whole commit of it (did the \
+                 task write into another folder?)",
+                plan.out.display()
+            ),
+        });
+    }
     Ok(done)
 }
 
