@@ -246,6 +246,9 @@ fn trims(template: &str, config: &TokenizerConfig) -> Result<bool, ImportError> 
 /// The most a chat template may be, in bytes (real ones are a few kB).
 const TEMPLATE_LIMIT: usize = 1 << 20;
 
+/// Instructions a chat template may run while rendering a short chat.
+const TEMPLATE_FUEL: u64 = 10_000_000;
+
 /// The most a chat template may write for the few short messages rendered here (real ones
 /// write well under a kB).
 const RENDER_LIMIT: usize = 1 << 20;
@@ -389,6 +392,9 @@ impl Render {
     fn run(self) -> Result<String, String> {
         let mut env = minijinja::Environment::new();
         env.set_keep_trailing_newline(true);
+        // a bound on instructions: ends loops that print nothing, which the output limit
+        // cannot see (real chat templates run a few thousand)
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_function(
             "raise_exception",
             |message: String| -> Result<String, minijinja::Error> {
@@ -414,7 +420,17 @@ impl Render {
                 }))
             },
         );
-        let bad = |e: minijinja::Error| format!("the chat template does not render: {e:#}");
+        let bad = |e: minijinja::Error| {
+            if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                format!(
+                    "the chat template ran more than {TEMPLATE_FUEL} instructions for a chat of {} \
+                     short messages (real templates run a few thousand)",
+                    self.messages.len()
+                )
+            } else {
+                format!("the chat template does not render: {e:#}")
+            }
+        };
         env.add_template("chat", &self.template).map_err(bad)?;
         let messages: Vec<minijinja::Value> = self
             .messages
