@@ -36,6 +36,7 @@ fn job(input: &std::path::Path, out: &std::path::Path) -> ActiveJob {
         dev: vec![],
         eval_every: 1000,
         resume: false,
+        overwrite: false,
         stop_after_rows: None,
         judge: None,
         label_format: Default::default(),

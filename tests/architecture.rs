@@ -63,7 +63,7 @@ fn file_key(command: &str, id: &str) -> Option<(&'static str, &'static str)> {
         (_, "judge_url") => ("judges.NAME", "url"),
         (_, "judge_model") => ("judges.NAME", "model"),
         // a pipeline file's rerun always replaces its earlier score outputs
-        ("score", "overwrite") => return None,
+        ("score" | "active", "overwrite") => return None,
         // each Ray task reruns the command line, so `--ray` is a flag of the command only
         ("filter", "ray" | "ray_retries" | "ray_units_per_task" | "ray_unit") => return None,
         _ => ("", ""),

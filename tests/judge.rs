@@ -800,6 +800,7 @@ fn the_active_loop_trains_on_judge_labels_when_the_pool_has_none() {
         dev: vec![],
         eval_every: 1000,
         resume: false,
+        overwrite: false,
         stop_after_rows: None,
         judge: Some(config(&server, Some(out.join("judge-cache")))),
         // the records also carry TRL's prompt / completions / labels

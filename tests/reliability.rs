@@ -376,7 +376,8 @@ fn item_07_filter_resume_checks_settings_paths_and_files() {
     let o = filter_run(model, corpus_s, s(&straight), &["--delta-std", "0.2"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("other settings") && stderr(&o).contains("delta_std"),
+        stderr(&o).contains("other inputs or settings")
+            && stderr(&o).contains("delta_std: 0.01 -> 0.2"),
         "{}",
         stderr(&o)
     );
@@ -985,5 +986,355 @@ fn watch_model_swaps_in_heads_exported_mid_run() {
     assert!(
         versions.contains(&loaded.version()) && versions.contains(&new_version),
         "rows of both versions: {versions:?} (new {new_version})"
+    );
+}
+
+// ---- issue 29 (reliability 3): never delete, mix or trust what actprm did not write ---------
+
+/// A folder a user keeps their own things in.
+fn users_folder(dir: &Path) {
+    std::fs::create_dir_all(dir.join("notes")).unwrap();
+    std::fs::write(dir.join("results.csv"), "a,b\n1,2\n").unwrap();
+    std::fs::write(dir.join("notes/day1.md"), "mine").unwrap();
+}
+
+fn users_files_intact(dir: &Path) {
+    assert_eq!(
+        std::fs::read_to_string(dir.join("results.csv")).unwrap(),
+        "a,b\n1,2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes/day1.md")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn r3_01_model_commands_never_delete_files_they_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        vec!["tiny-model", "--dim", "8", "--heads", "2"],
+        vec!["init-model", "--heads", "2"],
+    ] {
+        let out = dir.path().join(command[0]);
+        users_folder(&out);
+        let mut args = command.clone();
+        args.extend(["-o", s(&out)]);
+        let o = actprm(&args);
+        assert!(
+            !o.status.success(),
+            "{}: a user's folder was taken",
+            command[0]
+        );
+        assert!(
+            stderr(&o).contains("not a model directory actprm wrote")
+                && stderr(&o).contains("--overwrite"),
+            "{}",
+            stderr(&o)
+        );
+        users_files_intact(&out);
+        args.push("--overwrite");
+        let o = actprm(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        users_files_intact(&out);
+        assert!(out.join("manifest.json").is_file());
+        // now a model directory actprm wrote: replaced again without --overwrite, the user's
+        // files still kept, and the model loads
+        let o = actprm(&args[..args.len() - 1]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        users_files_intact(&out);
+        let model = actprm::model::LoadedModel::from_dir(&out).unwrap();
+        assert_eq!(model.manifest.ensemble_size, 2);
+    }
+}
+
+#[test]
+fn r3_02_a_fresh_active_run_never_deletes_another_runs_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let pool = corpus(dir.path(), 120, 1, 60);
+    let work = dir.path().join("work");
+    // the realistic path: score the pool into work/scored, then start the loop in work
+    let o = actprm(&[
+        "score",
+        "-i",
+        s(&pool),
+        "-o",
+        s(&work.join("scored")),
+        "--model",
+        s(&model),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let scored = ids_in(&work.join("scored"), "part-");
+    assert_eq!(scored.len(), 120);
+    std::fs::create_dir_all(work.join("decisions")).unwrap();
+    std::fs::write(work.join("decisions/why.txt"), "mine").unwrap();
+    let args = active_args(s(&pool), s(&work), s(&model));
+    let o = actprm(&args);
+    assert!(
+        !o.status.success(),
+        "the loop took a folder holding score's parts"
+    );
+    assert!(
+        stderr(&o).contains("holds an earlier run's output") && stderr(&o).contains("--overwrite"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(ids_in(&work.join("scored"), "part-"), scored);
+    assert!(
+        work.join("scored/summary.json").is_file(),
+        "score's summary stays"
+    );
+    // --overwrite removes the loop's own names only: the user's file stays
+    let mut again = args.clone();
+    again.push("--overwrite");
+    let o = actprm(&again);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(ids_in(&work.join("scored"), "part-").len(), 120);
+    assert_eq!(
+        std::fs::read_to_string(work.join("decisions/why.txt")).unwrap(),
+        "mine"
+    );
+    // a finished run is not started again over itself without --overwrite or --resume
+    let o = actprm(&args);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("holds a previous run"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn r3_03_active_resume_refuses_other_inputs_or_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let pool = corpus(dir.path(), 160, 2, 40);
+    let (model, pool_s) = (s(&model), s(&pool));
+    let out = dir.path().join("run");
+    let mut first = active_args(pool_s, s(&out), model);
+    first.extend(["--stop-after-rows", "40"]);
+    let o = actprm(&first);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("state.json").is_file());
+    let resume = |extra: &[&str], change: &str| {
+        let mut args = active_args(pool_s, s(&out), model);
+        args.push("--resume");
+        for pair in extra.chunks(2) {
+            match args.iter().position(|a| *a == pair[0]) {
+                Some(i) => args[i + 1] = pair[1],
+                None => args.extend(pair),
+            }
+        }
+        let o = actprm(&args);
+        assert!(!o.status.success(), "a resume with {change} went through");
+        assert!(
+            stderr(&o).contains("settings") && stderr(&o).contains(change),
+            "resume with {change}: {}",
+            stderr(&o)
+        );
+    };
+    // settings that change decisions, each named as the user writes it
+    resume(&["--keep-rate", "0.5"], "--keep-rate: 0.3 -> 0.5");
+    resume(&["--batch-rows", "20"], "--batch-rows: 40 -> 20");
+    resume(&["--seed", "7"], "--seed: 0 -> 7");
+    // another model
+    let other = dir.path().join("other");
+    let o = actprm(&["tiny-model", "-o", s(&other), "--dim", "16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut args = active_args(pool_s, s(&out), s(&other));
+    args.push("--resume");
+    let o = actprm(&args);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("model: "), "{}", stderr(&o));
+    // a file joined the pool
+    let extra = pool.join("late.parquet");
+    std::fs::copy(
+        std::fs::read_dir(&pool)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .unwrap(),
+        &extra,
+    )
+    .unwrap();
+    resume(&[], "added late.parquet");
+    std::fs::remove_file(&extra).unwrap();
+    // the same inputs and settings resume
+    let mut args = active_args(pool_s, s(&out), model);
+    args.push("--resume");
+    let o = actprm(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(active_decisions(&out).len(), 160);
+}
+
+#[test]
+fn r3_07_identical_files_under_two_roots_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let input = prm800k_parquet(dir.path());
+    for root in ["a", "b"] {
+        std::fs::create_dir_all(dir.path().join(root)).unwrap();
+        std::fs::copy(&input, dir.path().join(root).join("x.parquet")).unwrap();
+    }
+    let out = dir.path().join("out");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let o = actprm(&[
+        "filter",
+        "-i",
+        s(&a),
+        s(&b),
+        "-o",
+        s(&out),
+        "--model",
+        s(&model),
+    ]);
+    assert!(
+        !o.status.success(),
+        "two copies shared unit ids: {}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("same name under its input root"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn r3_09_filter_resume_refuses_another_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let input = prm800k_parquet(dir.path());
+    let data = dir.path().join("hub/data");
+    std::fs::create_dir_all(&data).unwrap();
+    for split in ["train", "test"] {
+        std::fs::copy(&input, data.join(format!("{split}-00000-of-00001.parquet"))).unwrap();
+    }
+    let out = dir.path().join("out");
+    let hub = dir.path().join("hub");
+    let run = |split: &str| {
+        actprm(&[
+            "filter",
+            "-i",
+            s(&hub),
+            "-o",
+            s(&out),
+            "--model",
+            s(&model),
+            "--split",
+            split,
+        ])
+    };
+    let o = run("train");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run("test");
+    assert!(
+        !o.status.success(),
+        "a second split went into the first one's folder"
+    );
+    assert!(
+        stderr(&o).contains("split: train -> test"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn r3_12_one_process_writes_an_output_folder_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = prm800k_parquet(dir.path());
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // another actprm holds the folder (the lock is the same advisory lock a run takes)
+    let held = std::fs::File::create(out.join(".lock")).unwrap();
+    held.try_lock().unwrap();
+    for command in ["score", "active"] {
+        let o = actprm(&[command, "-i", s(&input), "-o", s(&out)]);
+        assert!(!o.status.success(), "{command} wrote a locked folder");
+        assert!(
+            stderr(&o).contains("another actprm process is writing this folder"),
+            "{command}: {}",
+            stderr(&o)
+        );
+    }
+    assert!(read_parquet_dir(&out, "part-").is_empty());
+    drop(held);
+}
+
+#[test]
+fn r3_13_a_pipeline_never_writes_over_its_own_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let input = prm800k_parquet(dir.path());
+    let folder = dir.path().join("data");
+    std::fs::create_dir_all(&folder).unwrap();
+    // the source folder holds parts named as a score run names them
+    std::fs::copy(&input, folder.join("part-00000.parquet")).unwrap();
+    let before = std::fs::read(folder.join("part-00000.parquet")).unwrap();
+    let yaml = format!(
+        "models:\n  tiny:\n    path: {}\nsources:\n  pool:\n    type: parquet\n    paths: [{}]\n\
+         transforms:\n  scored:\n    type: score\n    inputs: [pool]\n    model: tiny\n\
+         sinks:\n  out:\n    type: parquet\n    inputs: [scored]\n    path: {}\n",
+        s(&model),
+        s(&folder),
+        s(&folder)
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let o = actprm(&["run", s(&file)]);
+    assert!(!o.status.success(), "the pipeline wrote over its source");
+    assert!(
+        stderr(&o).contains("is an input of this run"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(folder.join("part-00000.parquet")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn r3_06_a_pipeline_sql_result_is_not_reused_when_its_inputs_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let input = prm800k_parquet(dir.path());
+    let rows = read_parquet_dir(dir.path(), "prm800k_sample")
+        .iter()
+        .map(|b| b.num_rows())
+        .sum::<usize>();
+    let pool = dir.path().join("pool");
+    std::fs::create_dir_all(&pool).unwrap();
+    std::fs::copy(&input, pool.join("a.parquet")).unwrap();
+    let out = dir.path().join("out");
+    let yaml = format!(
+        "models:\n  tiny:\n    path: {}\nsources:\n  pool:\n    type: parquet\n    paths: [{}]\n\
+         transforms:\n  pick:\n    type: sql\n    inputs: [pool]\n    query: SELECT id, problem, steps FROM input\n\
+         \x20 scored:\n    type: score\n    inputs: [pick]\n    model: tiny\n\
+         sinks:\n  out:\n    type: parquet\n    inputs: [scored]\n    path: {}\n",
+        s(&model),
+        s(&pool),
+        s(&out)
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let scored = || {
+        read_parquet_dir(&out, "part-")
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>()
+    };
+    let o = actprm(&["run", s(&file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(scored(), rows);
+    // a second file joins the source: the rerun must see it
+    std::fs::copy(&input, pool.join("b.parquet")).unwrap();
+    let o = actprm(&["run", s(&file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        scored(),
+        2 * rows,
+        "the sql result of the earlier run was reused"
     );
 }

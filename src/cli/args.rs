@@ -101,6 +101,9 @@ pub enum Command {
         dim: usize,
         #[arg(long, default_value_t = 8)]
         heads: usize,
+        /// Write into a folder that is not a model directory actprm wrote (its files are kept).
+        #[arg(long)]
+        overwrite: bool,
     },
     /// The streaming active loop: score -> select -> label (pool column or judge) -> train -> refresh.
     Active(Box<ActiveArgs>),
@@ -120,6 +123,9 @@ pub enum Command {
         /// Model name (versions are name@hash).
         #[arg(long, default_value = "minilm-actprm")]
         name: String,
+        /// Write into a folder that is not a model directory actprm wrote (its files are kept).
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Import a Hugging Face PRM checkpoint folder (Qwen2.5-Math-PRM, ActPRM, Skywork-PRM,
     /// Math-Shepherd, RLHFlow) as a model directory every command runs (see docs/models.md).
@@ -127,9 +133,13 @@ pub enum Command {
         /// The checkpoint folder: config.json, *.safetensors (or shards + index), tokenizer.json.
         #[arg(long)]
         from: PathBuf,
-        /// The model directory to write (replaced whole, or left as it was on failure).
+        /// The model directory to write: swapped in whole (a model directory actprm wrote is
+        /// replaced, other files there are kept), or left as it was on failure.
         #[arg(long, short)]
         output: PathBuf,
+        /// Write into a folder that is not a model directory actprm wrote (its files are kept).
+        #[arg(long)]
+        overwrite: bool,
         /// The PRM family; `auto` reads `architectures` and the head's tensor names.
         #[arg(long, value_enum, default_value_t = actprm::model::import::Family::Auto)]
         format: actprm::model::import::Family,
@@ -237,6 +247,10 @@ pub struct ActiveArgs {
     /// (answers cached in OUTPUT/judge-cache, so --resume pays only for new ones).
     #[command(flatten)]
     pub judge: JudgeConfig,
+    /// Start again in a folder holding an earlier run (only the loop's own files are removed;
+    /// else it is refused: --resume continues it).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     #[command(flatten)]
     pub output: Output,
 }

@@ -111,7 +111,7 @@ pub fn run(cli: Cli) -> Result {
                 label,
                 a.active,
             );
-            let job = stages.with_run(false, progress()).job()?;
+            let job = stages.with_run(a.overwrite, progress()).job()?;
             render(&job.run()?, &a.output, Some(&a.io.output))?;
         }
         Command::Label(a) => {
@@ -283,11 +283,19 @@ pub fn run(cli: Cli) -> Result {
             format,
             dtype,
             io,
+            overwrite,
         } => {
+            actprm::model::check_output(&output, overwrite)?;
             let report = actprm::model::import::import(&from, &output, format, dtype)?;
             render(&report, &io, None)?;
         }
-        Command::TinyModel { output, dim, heads } => {
+        Command::TinyModel {
+            output,
+            dim,
+            heads,
+            overwrite,
+        } => {
+            actprm::model::check_output(&output, overwrite)?;
             let version = actprm::model::create::tiny_model(&output, dim, heads)?;
             println!("wrote {} ({version})", output.display());
         }
@@ -296,7 +304,9 @@ pub fn run(cli: Cli) -> Result {
             heads,
             seed,
             name,
+            overwrite,
         } => {
+            actprm::model::check_output(&output, overwrite)?;
             let version = actprm::model::create::init_model(&output, heads, seed, &name)?;
             println!("wrote {} ({version})", output.display());
         }

@@ -399,7 +399,8 @@ impl LoadedModel {
             std::fs::write(staging.join(name), bytes).map_err(io(&staging))?;
         }
         // fsynced, then swapped in whole: a crash leaves the old model or the new one
-        crate::sink::atomic::replace_dir(&staging, out).map_err(|e| ModelError::File {
+        let ours = written_by_actprm(out, &staging);
+        crate::sink::atomic::replace_dir(&staging, out, &ours).map_err(|e| ModelError::File {
             path: out.to_path_buf(),
             message: e.to_string(),
         })?;
@@ -417,6 +418,64 @@ fn check_exists(path: &Path) -> Result<(), ModelError> {
                   (or set ACTPRM_DEPS to the folder it filled)"
             .into(),
     })
+}
+
+/// A manifest is a few kilobytes; a larger file is not one actprm wrote.
+const MANIFEST_LIMIT: u64 = 1 << 20;
+
+/// The manifest in `dir`, if it is one actprm reads (read at most [`MANIFEST_LIMIT`] bytes).
+fn own_manifest(dir: &Path) -> Option<Manifest> {
+    use std::io::Read;
+    let path = dir.join(MANIFEST_FILE);
+    if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    let mut text = String::new();
+    std::fs::File::open(&path)
+        .ok()?
+        .take(MANIFEST_LIMIT)
+        .read_to_string(&mut text)
+        .ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Whether `dir` is a model directory actprm wrote: it holds a manifest actprm reads.
+pub fn is_model_dir(dir: &Path) -> bool {
+    own_manifest(dir).is_some()
+}
+
+/// Which entries of the model directory `out` a new export (complete in `staging`) replaces:
+/// when `out` is a model directory actprm wrote, `manifest.json`, the files its manifest names
+/// and the names the new export writes; otherwise none. Every other entry is carried over.
+pub fn written_by_actprm(out: &Path, staging: &Path) -> impl Fn(&str) -> bool {
+    let mut ours = std::collections::BTreeSet::new();
+    let manifest = own_manifest(out);
+    if let Some(m) = &manifest {
+        ours.insert(MANIFEST_FILE.to_string());
+        let named = [
+            Some(&m.backbone),
+            Some(&m.tokenizer),
+            Some(&m.heads),
+            m.anchors.as_ref(),
+        ];
+        for reference in named.into_iter().flatten() {
+            let path = Path::new(reference);
+            if reference.starts_with("deps:") || path.is_absolute() {
+                continue;
+            }
+            if let Some(std::path::Component::Normal(first)) = path.components().next() {
+                ours.insert(first.to_string_lossy().to_string());
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(staging) {
+            ours.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string()),
+            );
+        }
+    }
+    move |name: &str| ours.contains(name)
 }
 
 /// `deps:` references stay symbolic (portable across machines); others become absolute.

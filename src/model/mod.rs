@@ -54,6 +54,17 @@ impl ModelError {
     }
 }
 
+/// The output-folder rule for a model directory (`sink::output_folder`), checked before a
+/// command works: `dir` is missing, empty, or a model directory actprm wrote, unless
+/// `overwrite` (the model is then written beside the files there, which are kept).
+pub fn check_output(dir: &std::path::Path, overwrite: bool) -> Result<(), ModelError> {
+    crate::sink::output_folder::check_model_dir(dir, overwrite, manifest::is_model_dir).map_err(
+        |e| match e {
+            crate::sink::SinkError::Write { path, message } => ModelError::File { path, message },
+        },
+    )
+}
+
 /// Where `setup.sh` put the native parts: `$ACTPRM_DEPS`, else the checkout this binary was built
 /// from, else `~/.cache/actprm`.
 pub fn deps_dir() -> PathBuf {

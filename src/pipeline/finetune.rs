@@ -64,6 +64,11 @@ pub struct FinetuneSettings {
     /// settings).
     #[arg(long)]
     pub resume: bool,
+    /// Start again although an interrupted run's checkpoint is beside the output (it is
+    /// removed), and write the model into a folder that is not a model directory actprm wrote
+    /// (its other files are kept).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Stop after this many optimiser steps in total, with a checkpoint (continue with --resume).
     #[arg(long)]
     pub stop_after: Option<u64>,
@@ -125,6 +130,7 @@ pub fn run_finetune(
             "{:?}",
             FinetuneSettings {
                 resume: false,
+                overwrite: false,
                 stop_after: None,
                 checkpoint_every: 0,
                 threads: 0,
@@ -133,8 +139,12 @@ pub fn run_finetune(
         ),
         base: base.version(),
     };
+    crate::model::check_output(output, a.overwrite)?;
     if checkpoint.exists() && !a.resume {
-        return Err(PipelineError::PreviousRun { path: checkpoint });
+        if !a.overwrite {
+            return Err(PipelineError::PreviousRun { path: checkpoint });
+        }
+        std::fs::remove_dir_all(&checkpoint).map_err(PipelineError::io(&checkpoint))?;
     }
     if a.resume && !checkpoint.exists() {
         return Err(PipelineError::NoCheckpoint { path: checkpoint });

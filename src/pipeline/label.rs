@@ -133,9 +133,15 @@ impl LabelSummary {
 /// Runs `actprm label` to completion.
 pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     job.validate()?;
-    crate::sink::prepare_output(&job.output, job.overwrite)?;
     let started = Instant::now();
     let files = discover_inputs(&job.inputs, "parquet", job.columns.split.as_deref())?;
+    let inputs = files.clone();
+    let _folder = crate::sink::output_folder::claim(
+        &job.output,
+        &crate::sink::PARTS_LAYOUT,
+        job.overwrite,
+        &inputs,
+    )?;
     let planned = plan(&files, &job.columns)?;
     let (client, cache_report) = JudgeClient::new(&job.judge, job.log.clone())?;
     let client = Arc::new(client);

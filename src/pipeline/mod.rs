@@ -82,7 +82,10 @@ pub enum PipelineError {
         expected: &'static str,
     },
     /// An output folder that holds an earlier run this one would mix with or overwrite.
-    #[error("{path} holds a previous run; pass --resume to continue it or choose another folder")]
+    #[error(
+        "{path} holds a previous run; pass --resume to continue it, --overwrite to start again \
+         (only the run's own files are removed), or choose another folder"
+    )]
     PreviousRun { path: std::path::PathBuf },
     /// A folder to resume whose records disagree with each other.
     #[error("{path}: {detail}: the folder is inconsistent and cannot be resumed")]
@@ -90,21 +93,35 @@ pub enum PipelineError {
         path: std::path::PathBuf,
         detail: String,
     },
-    /// A filter folder holding a run with other settings (each difference named).
+    /// A folder holding a run with other inputs or settings (each difference named).
     #[error(
-        "{path} holds a filter run with other settings ({differences}); resuming would mix their \
-         outputs. Rerun with the same settings, choose another output folder, or pass --restart \
-         to discard the earlier outputs"
+        "{path} holds {run} with other inputs or settings ({differences}); resuming would mix \
+         their outputs. Rerun with the same ones, choose another output folder, or pass \
+         {start_again} to discard the earlier outputs"
     )]
     SettingsChanged {
         path: std::path::PathBuf,
+        /// "a filter run", "an active run"
+        run: &'static str,
         differences: String,
+        /// The flag that starts again: `--restart`, `--overwrite`.
+        start_again: &'static str,
     },
     #[error(
         "{path} holds committed units but no run.json (an older actprm or a damaged folder): \
          their settings cannot be checked. Pass --restart to discard them"
     )]
     UnitsWithoutRecord { path: std::path::PathBuf },
+    /// Two inputs a filter would name by the same unit ids.
+    #[error(
+        "{second} has the same name under its input root, size and Parquet footer as {first}: \
+         filter units are named by those, so one copy's results would overwrite the other's. \
+         Give only one of them (or rename one)"
+    )]
+    SameUnits {
+        first: std::path::PathBuf,
+        second: std::path::PathBuf,
+    },
     /// Another process holds this shard's lock in the same folder.
     #[error("{path}: another actprm filter is running shard {index}/{count} in this folder")]
     ShardBusy {

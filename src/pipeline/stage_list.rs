@@ -212,7 +212,7 @@ impl StageList {
             }
             (Some(score), Some(filter), Some(label), Some(train)) => {
                 let judge = label.judge.map(|j| j.with_cache(label.cache));
-                let job = ActiveJob::configured(
+                let mut job = ActiveJob::configured(
                     scoring(score, output.clone()),
                     output,
                     filter.keep.keep(),
@@ -220,6 +220,7 @@ impl StageList {
                     &train,
                     judge,
                 );
+                job.overwrite = overwrite;
                 Ok(Job::Active(Box::new(job.with_label_format(label.format))))
             }
             (score, filter, Some(label), None) => {

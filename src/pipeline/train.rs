@@ -22,6 +22,10 @@ pub struct TrainSettings {
     /// Continue from the checkpoint in this model directory.
     #[arg(long, conflicts_with_all = ["heads", "model"])]
     pub resume: Option<PathBuf>,
+    /// Write the model into an output folder that is not a model directory actprm wrote (its
+    /// other files are kept; without this such a folder is refused).
+    #[arg(long)]
+    pub overwrite: bool,
     #[arg(long, default_value_t = 5)]
     pub epochs: u64,
     /// Stop after this many optimiser steps in total (checkpoint and continue later with --resume).
@@ -78,6 +82,7 @@ pub fn run_train(
     mut progress: impl FnMut(&StepReport),
 ) -> Result<TrainReport, PipelineError> {
     crate::limits::at_least("epochs", a.epochs, 1)?;
+    crate::model::check_output(output, a.overwrite)?;
     let device = torch_device(a.device)?;
     let mut rows = Vec::new();
     let mut dim = None;

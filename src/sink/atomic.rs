@@ -78,20 +78,80 @@ pub fn write_atomic_tagged(path: &Path, bytes: &[u8], tag: &str) -> Result<(), S
 }
 
 /// Replaces the folder `out` by the complete folder `staging` (same parent): the old one is moved
-/// aside, the new one renamed in, the old one removed. A reader sees the old or the new folder.
-pub fn replace_dir(staging: &Path, out: &Path) -> Result<(), SinkError> {
+/// aside, the new one renamed in, the entries of the old one that `ours` does not claim (files
+/// actprm did not write there) moved into the new one, and the rest of the old one removed. A
+/// reader sees the old or the new folder. A file of the old folder that is not ours but has the
+/// name of one in `staging` is refused before anything moves.
+///
+/// A crash between the swap and the move leaves those files in the hidden `.NAME.tmp-old-PID`
+/// beside `out`; the next replace refuses until they are moved back, so nothing is lost unseen.
+pub fn replace_dir(
+    staging: &Path,
+    out: &Path,
+    ours: &dyn Fn(&str) -> bool,
+) -> Result<(), SinkError> {
     let err = SinkError::at(out);
+    refuse_interrupted_replace(out)?;
     sync_tree(staging)?;
-    if out.exists() {
-        let old = temp_path(out, &format!("old-{}", process_tag()));
-        let _ = std::fs::remove_dir_all(&old);
-        std::fs::rename(out, &old).map_err(|e| err(e.to_string()))?;
+    if !out.exists() {
         std::fs::rename(staging, out).map_err(|e| err(e.to_string()))?;
-        sync_parent(out)?;
-        std::fs::remove_dir_all(&old).map_err(|e| SinkError::at(&old)(e.to_string()))?;
-    } else {
-        std::fs::rename(staging, out).map_err(|e| err(e.to_string()))?;
-        sync_parent(out)?;
+        return sync_parent(out);
+    }
+    let foreign: Vec<std::ffi::OsString> = std::fs::read_dir(out)
+        .map_err(|e| err(e.to_string()))?
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !ours(&n.to_string_lossy()))
+        .collect();
+    if let Some(clash) = foreign.iter().find(|n| staging.join(n).exists()) {
+        return Err(err(format!(
+            "holds {} that actprm did not write, and the new folder has a file of that name; move it away first",
+            clash.to_string_lossy()
+        )));
+    }
+    let old = temp_path(out, &format!("old-{}", process_tag()));
+    let _ = std::fs::remove_dir_all(&old);
+    std::fs::rename(out, &old).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(staging, out).map_err(|e| err(e.to_string()))?;
+    for name in &foreign {
+        std::fs::rename(old.join(name), out.join(name)).map_err(|e| err(e.to_string()))?;
+    }
+    sync_dir(out)?;
+    sync_parent(out)?;
+    std::fs::remove_dir_all(&old).map_err(|e| SinkError::at(&old)(e.to_string()))
+}
+
+/// An earlier replace of `out` that died after the swap left the files it was carrying over in
+/// `.NAME.tmp-old-PID`: refuse, naming the folder, rather than replace again and lose sight of them.
+fn refuse_interrupted_replace(out: &Path) -> Result<(), SinkError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(name) = out.file_name().map(|n| n.to_string_lossy().to_string()) else {
+        return Ok(());
+    };
+    let prefix = format!(".{name}.tmp-old-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let found = entry.file_name().to_string_lossy().to_string();
+        let alive = found
+            .strip_prefix(&prefix)
+            .is_some_and(|pid| pid == process_tag() || Path::new("/proc").join(pid).exists());
+        if found.starts_with(&prefix) && !alive {
+            let left = std::fs::read_dir(entry.path()).map_or(0, |e| e.count());
+            if left == 0 {
+                let _ = std::fs::remove_dir(entry.path());
+                continue;
+            }
+            return Err(SinkError::at(out)(format!(
+                "an interrupted replace of this folder left {left} entries in {}: move the files you want back into {} and delete that folder, then run again",
+                entry.path().display(),
+                out.display()
+            )));
+        }
     }
     Ok(())
 }
@@ -113,13 +173,15 @@ fn sync_tree(dir: &Path) -> Result<(), SinkError> {
 }
 
 /// Removes the temporary files in `dir` whose tag satisfies `mine` (a killed run's leftovers).
+/// A folder an interrupted [`replace_dir`] moved aside (`old-*`) is never removed here: it may
+/// hold files actprm did not write.
 pub fn remove_temps(dir: &Path, mine: impl Fn(&str) -> bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if temp_tag(&name).is_some_and(&mine) {
+        if temp_tag(&name).is_some_and(|tag| !tag.starts_with("old-") && mine(tag)) {
             let path = entry.path();
             if path.is_dir() {
                 let _ = std::fs::remove_dir_all(path);

@@ -2,6 +2,7 @@
 //! so a reader (or a resumed run) never sees half a file.
 
 pub mod atomic;
+pub mod output_folder;
 pub mod parquet;
 pub mod rejects;
 
@@ -26,43 +27,16 @@ impl SinkError {
     }
 }
 
-/// Makes `dir` ready for a run that writes `part-*.parquet`, `rejects/` and `summary.json`: an
-/// earlier run's outputs there are refused (a reader such as `sql --table` would mix old parts
-/// with new ones), or removed with `overwrite`. Other files in the folder are left alone.
-pub fn prepare_output(dir: &std::path::Path, overwrite: bool) -> Result<(), SinkError> {
-    let err = SinkError::at(dir);
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    let mut earlier = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| err(e.to_string()))?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        let owned = (name.starts_with("part-") && name.ends_with(".parquet"))
-            || name == "rejects"
-            || name == "summary.json";
-        if owned {
-            earlier.push(entry.path());
-        }
-    }
-    if earlier.is_empty() {
-        return Ok(());
-    }
-    if !overwrite {
-        return Err(err(format!(
-            "holds an earlier run's output ({} entries such as {}); pass --overwrite \
-             to replace it, or choose another folder",
-            earlier.len(),
-            earlier[0].display()
-        )));
-    }
-    for path in earlier {
-        let removed = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        removed.map_err(|e| SinkError::at(&path)(e.to_string()))?;
-    }
-    atomic::sync_dir(dir)
-}
+/// What a run writing parts (`score`, `label`) puts in its folder: `part-*.parquet`, `rejects/`
+/// and `summary.json` (see [`output_folder`] for the rule).
+pub const PARTS_LAYOUT: output_folder::Layout = output_folder::Layout {
+    kind: "run writing parts",
+    entries: &[
+        output_folder::Entry::Files("part-", ".parquet"),
+        output_folder::Entry::Folder(
+            "rejects",
+            &[("rejects-", ".parquet"), ("unreadable", ".jsonl")],
+        ),
+        output_folder::Entry::File("summary.json"),
+    ],
+};

@@ -203,7 +203,10 @@ impl Finetuner {
                 path: staging.clone(),
                 message: e.to_string(),
             })?;
-        crate::sink::atomic::replace_dir(&staging, dir).map_err(io)
+        // the checkpoint folder is actprm's own (`OUT.checkpoint`): what it wrote is what the new
+        // one writes; anything else found there is kept
+        let ours = |name: &str| staging.join(name).exists();
+        crate::sink::atomic::replace_dir(&staging, dir, &ours).map_err(io)
     }
 
     /// Continues from a checkpoint `save_checkpoint` wrote; returns its step.

@@ -205,7 +205,8 @@ fn staged<R>(
     // removes the staging folder on every way out but the rename into place, an unwind included
     let mut guard = StagingGuard(Some(staging.clone()));
     let written = write(&staging).and_then(|result| {
-        crate::sink::atomic::replace_dir(&staging, output)
+        let ours = crate::model::manifest::written_by_actprm(output, &staging);
+        crate::sink::atomic::replace_dir(&staging, output, &ours)
             .map(|_| result)
             .map_err(|e| ImportError::File {
                 path: output.to_path_buf(),

@@ -34,6 +34,8 @@ pub struct ActiveJob {
     pub dev: Vec<PathBuf>,
     pub eval_every: u64,
     pub resume: bool,
+    /// Start again in a folder holding an earlier run: its files (only the loop's) are removed.
+    pub overwrite: bool,
     /// Stop (checkpointed, resumable) once this many pool rows are done in total.
     pub stop_after_rows: Option<u64>,
     /// Label by this judge instead of the pool's label column (its answer cache makes a resumed
@@ -170,6 +172,7 @@ impl ActiveJob {
             dev: settings.dev.clone(),
             eval_every: settings.eval_every,
             resume: settings.resume,
+            overwrite: false,
             stop_after_rows: settings.stop_after_rows,
             judge,
             label_format: crate::label::LabelFormat::default(),

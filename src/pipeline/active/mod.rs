@@ -17,10 +17,11 @@
 //! decisions as an uninterrupted one.
 
 mod decisions;
+mod fingerprint;
 mod job;
 mod labelled;
 mod parts;
-use parts::{remove_other_checkpoints, remove_uncommitted, trim_eval_log, write_part};
+use parts::{remove_other_checkpoints, remove_uncommitted, trim_eval_log, write_part, LAYOUT};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -399,14 +400,73 @@ impl LoopCtx {
     }
 }
 
+/// The output-folder rule for the loop. A resume continues only the run its `run.json`
+/// fingerprint describes (each difference named). A fresh run takes a folder holding none of
+/// the loop's files; an earlier run's are refused, or removed (only they) with `--overwrite`,
+/// or when they are this very run's, killed before its first commit (`--resume`, same
+/// fingerprint, no `state.json` yet). Then the fingerprint is recorded.
+fn start_run(
+    job: &ActiveJob,
+    resuming: bool,
+    fingerprint: &serde_json::Value,
+) -> Result<(), PipelineError> {
+    let out = &job.output;
+    let record = out.join("run.json");
+    let recorded = || -> Vec<String> {
+        let before = std::fs::read_to_string(&record)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null);
+        crate::sink::output_folder::differences(&before, fingerprint)
+    };
+    if resuming {
+        if !record.exists() {
+            return Err(PipelineError::Inconsistent {
+                path: out.clone(),
+                detail: "state.json has no run.json beside it (a run of an older actprm, or a damaged folder), so its inputs and settings cannot be checked; start again with --overwrite"
+                    .into(),
+            });
+        }
+        let differences = recorded();
+        if !differences.is_empty() {
+            return Err(PipelineError::SettingsChanged {
+                path: out.clone(),
+                run: "an active run",
+                differences: differences.join("; "),
+                start_again: "--overwrite",
+            });
+        }
+        return Ok(());
+    }
+    if out.join("state.json").exists() && !job.overwrite {
+        return Err(PipelineError::PreviousRun { path: out.clone() });
+    }
+    let own_leftovers = job.resume && record.exists() && recorded().is_empty();
+    crate::sink::output_folder::prepare(out, &LAYOUT, job.overwrite || own_leftovers)?;
+    crate::sink::atomic::remove_temps(out, |_| true);
+    crate::model::check_output(&out.join("model"), job.overwrite)?;
+    let bytes = serde_json::to_vec_pretty(fingerprint).expect("a JSON value serialises");
+    crate::sink::write_atomic(&record, &bytes)?;
+    Ok(())
+}
+
 /// Runs (or resumes) the loop to the end of the pool.
 pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     job.validate()?;
     let out = &job.output;
-    std::fs::create_dir_all(out).map_err(PipelineError::io(out))?;
+    // one process per folder: two resumes of one run would interleave their commits
+    let _folder = crate::sink::output_folder::lock(out)?;
     let state_path = out.join("state.json");
     let device = tch::Device::Cpu;
+    let named = crate::source::discover::discover_named(
+        &job.score.inputs,
+        "parquet",
+        job.score.columns.split.as_deref(),
+    )?;
+    let fingerprint = fingerprint::of(job, &named)?;
+    let files: Vec<std::path::PathBuf> = named.into_iter().map(|f| f.path).collect();
     let resuming = job.resume && state_path.exists();
+    start_run(job, resuming, &fingerprint)?;
     let (state, trainer, base, published) = if resuming {
         let state: LoopState = serde_json::from_str(
             &std::fs::read_to_string(&state_path).map_err(PipelineError::io(&state_path))?,
@@ -447,12 +507,6 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         trim_eval_log(&out.join("eval.jsonl"), state.labels_used)?;
         (state, trainer, base, published)
     } else {
-        if state_path.exists() {
-            return Err(PipelineError::PreviousRun { path: out.clone() });
-        }
-        // leftovers of a run killed before its first commit
-        remove_uncommitted(out, 0);
-        remove_other_checkpoints(out, "");
         let base = LoadedModel::open(job.score.model.as_deref())?;
         let trainer = match job.cold_start {
             Some((e, seed)) => {
@@ -520,8 +574,6 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     score.output = out.clone();
     score.features_to_hooks = true;
     score.skip_rows = ctx.state.rows_done;
-    let files =
-        crate::source::discover_inputs(&score.inputs, "parquet", score.columns.split.as_deref())?;
     let planned = crate::source::parquet::plan(&files, &score.columns)?;
     let sink = PendingSink {
         pending,

@@ -7,7 +7,29 @@ use arrow::array::RecordBatch;
 
 use super::labelled;
 use crate::pipeline::PipelineError;
+use crate::sink::output_folder::{Entry, Layout};
 use crate::sink::{write_atomic, PartWriter};
+
+/// What the loop writes in its folder (the output-folder rule of `sink::output_folder`): a
+/// fresh run refuses a folder holding any of it, `--overwrite` removes exactly this. `model/`
+/// is not listed: it is a model directory, replaced by the export keeping what others wrote.
+pub(super) const LAYOUT: Layout = Layout {
+    kind: "active run",
+    entries: &[
+        Entry::File("run.json"),
+        Entry::File("state.json"),
+        Entry::File("summary.json"),
+        Entry::File("eval.jsonl"),
+        Entry::Folder("decisions", &[("decisions-", ".parquet")]),
+        Entry::Folder("scored", &[("part-", ".parquet")]),
+        Entry::Folder(
+            "rejects",
+            &[("rejects-", ".parquet"), ("unreadable-", ".jsonl")],
+        ),
+        Entry::Folder(labelled::DIR, &[("labelled-", ".arrow")]),
+        Entry::Folder("checkpoints", &[("ckpt-", "")]),
+    ],
+};
 
 /// Writes `batches` as `DIR/PREFIX-K.parquet` (nothing when they hold no row).
 pub(super) fn write_part(
@@ -33,23 +55,32 @@ pub(super) fn part_index(name: &str) -> Option<usize> {
     stem.rsplit_once('-')?.1.parse().ok()
 }
 
-/// Removes what no commit names: parts numbered `committed` or more, and temporary files.
+/// Removes what no commit names: the loop's parts numbered `committed` or more, and temporary
+/// files. Files of other names in those folders are not the loop's and stay.
 pub(super) fn remove_uncommitted(out: &Path, committed: usize) {
-    for sub in ["decisions", "scored", "rejects", labelled::DIR] {
+    for entry in LAYOUT.entries {
+        let Entry::Folder(sub, patterns) = entry else {
+            continue;
+        };
         let dir = out.join(sub);
         crate::sink::atomic::remove_temps(&dir, |_| true);
+        if *sub == "checkpoints" {
+            continue; // remove_other_checkpoints keeps the committed one
+        }
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if part_index(&name).is_none_or(|i| i >= committed) {
+            let ours = patterns
+                .iter()
+                .any(|(prefix, suffix)| name.starts_with(prefix) && name.ends_with(suffix));
+            if ours && part_index(&name).is_none_or(|i| i >= committed) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     }
     crate::sink::atomic::remove_temps(out, |_| true);
-    crate::sink::atomic::remove_temps(&out.join("checkpoints"), |_| true);
 }
 
 /// Drops development evaluations made after the last commit (the resumed run makes them again).
@@ -73,13 +104,14 @@ pub(super) fn trim_eval_log(path: &Path, labels_committed: u64) -> Result<(), Pi
     Ok(())
 }
 
-/// Removes every checkpoint but `keep` (relative to `out`).
+/// Removes every checkpoint (`ckpt-*`) but `keep` (relative to `out`).
 pub(super) fn remove_other_checkpoints(out: &Path, keep: &str) {
     let Ok(entries) = std::fs::read_dir(out.join("checkpoints")) else {
         return;
     };
     for e in entries.flatten() {
-        if out.join(keep) != e.path() {
+        let ours = e.file_name().to_string_lossy().starts_with("ckpt-");
+        if ours && out.join(keep) != e.path() {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }

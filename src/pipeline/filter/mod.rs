@@ -33,6 +33,7 @@ use super::PipelineError;
 use crate::score::RowScore;
 use crate::select::RateQuota;
 use crate::sink::atomic::{self, write_atomic_tagged};
+use crate::sink::output_folder::{self, Entry, Layout};
 use crate::source::discover::discover_named;
 use crate::source::flow::Unreadable;
 use crate::source::parquet::{plan, PlannedFile};
@@ -321,6 +322,17 @@ fn plan_sources(
 ) -> Result<(Vec<PlannedFile>, Vec<UnitSource>), PipelineError> {
     let files = discover_named(inputs, "parquet", columns.split.as_deref())?;
     let sources: Vec<UnitSource> = files.iter().map(UnitSource::new).collect();
+    // unit ids hash name, size and footer: two copies of one file under two roots would
+    // commit to the same unit, the second overwriting the first
+    let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
+    for source in &sources {
+        if let Some(first) = seen.insert(&source.key, &source.path) {
+            return Err(PipelineError::SameUnits {
+                first: first.to_path_buf(),
+                second: source.path.clone(),
+            });
+        }
+    }
     let paths: Vec<PathBuf> = files.into_iter().map(|f| f.path).collect();
     Ok((plan(&paths, columns)?, sources))
 }
@@ -372,20 +384,28 @@ fn plan_units(job: &FilterJob) -> Result<Planned, PipelineError> {
     Ok((kept.0, kept.1, todo_units))
 }
 
+/// What a filter run writes in its folder (the output-folder rule of `sink::output_folder`):
+/// `--restart` removes exactly this; a new run refuses a folder holding any of it without the
+/// `run.json` that says which run wrote it.
+const LAYOUT: Layout = Layout {
+    kind: "filter run",
+    entries: &[
+        Entry::File("run.json"),
+        Entry::File("summary.json"),
+        Entry::Folder("units", &[("", ".json")]),
+        Entry::Folder("kept", &[("", ".parquet")]),
+        Entry::Folder("skipped", &[("", ".parquet")]),
+        Entry::Folder("rejects", &[("", ".parquet"), ("", ".jsonl")]),
+    ],
+};
+
 /// Checks `run.json` against this run's settings (or writes it for a new run); `--restart`
-/// clears an earlier run's outputs first.
+/// clears an earlier run's outputs (only the filter's own files) first.
 fn start_run(job: &FilterJob, settings: &RunSettings) -> Result<(), PipelineError> {
     let out = &job.score.output;
     let record = out.join("run.json");
     if job.restart {
-        for sub in ["kept", "skipped", "rejects", "units"] {
-            let dir = out.join(sub);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(PipelineError::io(&dir))?;
-            }
-        }
-        let _ = std::fs::remove_file(&record);
-        atomic::sync_dir(out)?;
+        LAYOUT.remove_earlier(out)?;
     }
     match std::fs::read_to_string(&record) {
         Ok(text) => {
@@ -393,7 +413,9 @@ fn start_run(job: &FilterJob, settings: &RunSettings) -> Result<(), PipelineErro
             if !differences.is_empty() {
                 return Err(PipelineError::SettingsChanged {
                     path: out.clone(),
+                    run: "a filter run",
                     differences: differences.join("; "),
+                    start_again: "--restart",
                 });
             }
             Ok(())
@@ -401,11 +423,17 @@ fn start_run(job: &FilterJob, settings: &RunSettings) -> Result<(), PipelineErro
         Err(_) if !committed_units(out)?.is_empty() => {
             Err(PipelineError::UnitsWithoutRecord { path: out.clone() })
         }
-        Err(_) => Ok(write_atomic_tagged(
-            &record,
-            &serde_json::to_vec_pretty(settings).expect("settings serialise"),
-            &shard_tag(job.shard),
-        )?),
+        Err(_) => {
+            if job.units.is_empty() {
+                // a Ray task's driver has checked the folder already
+                output_folder::prepare(out, &LAYOUT, false)?;
+            }
+            Ok(write_atomic_tagged(
+                &record,
+                &serde_json::to_vec_pretty(settings).expect("settings serialise"),
+                &shard_tag(job.shard),
+            )?)
+        }
     }
 }
 
@@ -438,6 +466,9 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
     let (planned, sources, todo) = plan_units(job)?;
     let run = score_units(job, planned, sources, &shard.tag)?;
     let mut summary = summarise(&committed_units(out)?);
+    if job.shard == (0, 1) {
+        reconcile(job, summary.rows_in)?;
+    }
     summary.units_this_run = todo;
     summary.seconds = started.elapsed().as_secs_f64();
     if let Some(r) = &run {
@@ -446,6 +477,33 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
         summary.tokens_per_second = r.tokens as f64 / summary.seconds.max(1e-9);
     }
     write_summary(job, summary)
+}
+
+/// A whole run accounts for every row its inputs' Parquet footers promise (files whose footer
+/// cannot be read are counted by what the run could read of them).
+fn reconcile(job: &FilterJob, rows_in: u64) -> Result<(), PipelineError> {
+    let files = discover_named(
+        &job.score.inputs,
+        "parquet",
+        job.score.columns.split.as_deref(),
+    )?;
+    let mut promised = 0;
+    for file in &files {
+        match unit::parquet_rows(&file.path) {
+            Ok(rows) => promised += rows,
+            Err(_) => return Ok(()),
+        }
+    }
+    if promised != rows_in {
+        return Err(PipelineError::Inconsistent {
+            path: job.score.output.clone(),
+            detail: format!(
+                "the committed units account for {rows_in} rows, the inputs' footers for \
+                 {promised}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// A shard's run in its output folder: the lock held while it lives, the tag of its temporary

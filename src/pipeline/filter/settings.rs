@@ -193,9 +193,16 @@ pub struct RunSettings {
     /// The arithmetic check changes `first_error` (absent in runs before it existed: off).
     #[serde(default)]
     pub check: crate::score::check::CheckRule,
+    /// `--split`: another split is other rows.
+    #[serde(default)]
+    pub split: Option<String>,
+    /// The input files as `name|bytes|footer hash` (what unit ids hash), sorted: a resume over
+    /// another corpus would mix its units with these.
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
-const RUN_FORMAT: u32 = 2;
+const RUN_FORMAT: u32 = 3;
 
 impl RunSettings {
     pub fn of(job: &FilterJob) -> Result<Self, PipelineError> {
@@ -219,6 +226,20 @@ impl RunSettings {
             head_probs: job.score.with_head_probs,
             group_by: job.group_by.clone(),
             check: job.score.score.check_rule(&model.manifest),
+            split: job.score.columns.split.clone(),
+            inputs: {
+                let files = crate::source::discover::discover_named(
+                    &job.score.inputs,
+                    "parquet",
+                    job.score.columns.split.as_deref(),
+                )?;
+                let mut keys: Vec<String> = files
+                    .iter()
+                    .map(|f| super::unit::UnitSource::new(f).key)
+                    .collect();
+                keys.sort();
+                keys
+            },
         })
     }
 
@@ -230,16 +251,6 @@ impl RunSettings {
             Ok(e) => as_value(&e),
             Err(_) => serde_json::from_str(earlier).unwrap_or(serde_json::Value::Null),
         };
-        let now = as_value(self);
-        let now = now.as_object().expect("an object");
-        now.iter()
-            .filter(|(k, v)| earlier.get(k.as_str()) != Some(v))
-            .map(|(k, v)| {
-                let before = earlier
-                    .get(k.as_str())
-                    .map_or("(absent)".to_string(), |b| b.to_string());
-                format!("{k}: {before} -> {v}")
-            })
-            .collect()
+        crate::sink::output_folder::differences(&earlier, &as_value(self))
     }
 }

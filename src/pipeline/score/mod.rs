@@ -56,8 +56,14 @@ pub struct ScoreHooks<'a> {
 /// in-process trainer; `job.watch_model` does the same from a directory.
 pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, PipelineError> {
     job.validate()?;
-    crate::sink::prepare_output(&job.output, job.overwrite)?;
     let files = discover_inputs(&job.inputs, "parquet", job.columns.split.as_deref())?;
+    let inputs = files.clone();
+    let _folder = crate::sink::output_folder::claim(
+        &job.output,
+        &crate::sink::PARTS_LAYOUT,
+        job.overwrite,
+        &inputs,
+    )?;
     let planned = plan(&files, &job.columns)?;
     let sink = PartsSink {
         output: job.output.clone(),
