@@ -106,6 +106,45 @@ pub fn worker_args(argv: impl IntoIterator<Item = String>) -> Vec<String> {
     args
 }
 
+/// The flags of `filter` whose values are paths (`-i` takes several).
+const PATH_FLAGS: &[&str] = &["-i", "--input", "-o", "--output", "--model"];
+
+/// `args` with every relative path value of [`PATH_FLAGS`] made absolute against `cwd`, so a
+/// task reads and writes the driver's files wherever its worker runs.
+fn with_absolute_paths(args: Vec<String>, cwd: &Path) -> Vec<String> {
+    let absolute = |value: &str| {
+        if Path::new(value).is_absolute() {
+            value.to_string()
+        } else {
+            cwd.join(value).display().to_string()
+        }
+    };
+    let mut out = Vec::with_capacity(args.len());
+    // how many path values the last flag still takes: -i/--input several, the others one
+    let mut paths_left = 0usize;
+    for arg in args {
+        if let Some((flag, value)) = arg.split_once('=').filter(|(f, _)| f.starts_with('-')) {
+            paths_left = 0;
+            if PATH_FLAGS.contains(&flag) {
+                out.push(format!("{flag}={}", absolute(value)));
+                continue;
+            }
+        } else if arg.starts_with('-') {
+            paths_left = match arg.as_str() {
+                "-i" | "--input" => usize::MAX,
+                flag if PATH_FLAGS.contains(&flag) => 1,
+                _ => 0,
+            };
+        } else if paths_left > 0 {
+            paths_left -= 1;
+            out.push(absolute(&arg));
+            continue;
+        }
+        out.push(arg);
+    }
+    out
+}
+
 #[derive(Serialize)]
 struct Plan {
     address: String,
@@ -219,11 +258,12 @@ pub fn run_on_ray(
     let units = units_of(&planned, &sources);
     let manifest = shard_file(job.shard, "manifest");
     let (num_cpus, num_gpus) = task_resources(job);
+    let cwd = std::env::current_dir().map_err(PipelineError::io(Path::new(".")))?;
     let plan = Plan {
         address: address.to_string(),
         actprm: std::env::current_exe().map_err(PipelineError::io(Path::new("actprm")))?,
-        args,
-        cwd: std::env::current_dir().map_err(PipelineError::io(Path::new(".")))?,
+        args: with_absolute_paths(args, &cwd),
+        cwd,
         env: task_env(),
         out: out.clone(),
         units,
@@ -459,6 +499,20 @@ mod tests {
         assert_eq!(
             worker_args(argv).join(" "),
             "filter -i c -o out --keep-rate 0.5"
+        );
+    }
+
+    #[test]
+    fn tasks_get_the_drivers_paths_as_absolute_paths() {
+        let args = "filter -i c /abs/d -o out --model=m --group-by source --keep-rate 0.5 \
+                    --input=e"
+            .split(' ')
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            with_absolute_paths(args, Path::new("/work")).join(" "),
+            "filter -i /work/c /abs/d -o /work/out --model=/work/m --group-by source \
+             --keep-rate 0.5 --input=/work/e"
         );
     }
 
