@@ -832,7 +832,10 @@ fn hostile_folders() -> Vec<Hostile> {
         (
             "a chat template that never ends",
             template(nested),
-            vec!["tokenizer_config.json", "ran more than 10000000 instructions"],
+            vec![
+                "tokenizer_config.json",
+                "ran more than 10000000 instructions",
+            ],
         ),
         (
             "a chat template that writes without end",
