@@ -555,3 +555,62 @@ fn score_joins_the_arithmetic_check_to_the_first_error() {
         assert_eq!(*j, expected, "heads {h}, check {c}");
     }
 }
+
+#[test]
+fn one_response_string_per_row_scores_as_its_list_of_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    // real trajectories whose steps hold no blank line, as a list and as one response string
+    let rows: Vec<_> = records("prm800k_test_sample.jsonl")
+        .into_iter()
+        .filter(|r| r.steps.iter().all(|s| !s.contains("\n\n")))
+        .take(8)
+        .collect();
+    assert_eq!(rows.len(), 8);
+    let list = actprm::source::jsonl::to_record_batch(&rows);
+    write_parquet(&dir.path().join("list.parquet"), &list);
+    // a trailing separator, as generated responses often have, makes no empty step
+    let responses =
+        StringArray::from_iter_values(rows.iter().map(|r| format!("{}\n\n", r.steps.join("\n\n"))));
+    let problems = StringArray::from_iter_values(rows.iter().map(|r| r.problem.clone()));
+    let strings = RecordBatch::try_from_iter(vec![
+        ("question", Arc::new(problems) as arrow::array::ArrayRef),
+        ("response", Arc::new(responses) as arrow::array::ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(&dir.path().join("strings.parquet"), &strings);
+    let run = |input: &str, out: &str, extra: &[&str]| {
+        let mut args = vec!["score", "-i", input, "-o", out];
+        args.extend(extra);
+        actprm(&args)
+    };
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let o = run(&p("list.parquet"), &p("out_list"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // without a separator a string column is refused, naming the flag
+    let o = run(
+        &p("strings.parquet"),
+        &p("out_strings"),
+        &["--steps-column", "response"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--step-separator"), "{}", stderr(&o));
+    // `\n\n` typed in a shell means two newlines
+    let o = run(
+        &p("strings.parquet"),
+        &p("out_strings"),
+        &["--steps-column", "response", "--step-separator", "\\n\\n"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = &read_parquet_dir(&dir.path().join("out_list"), "part-")[0];
+    let b = &read_parquet_dir(&dir.path().join("out_strings"), "part-")[0];
+    assert_eq!(a.num_rows(), 8);
+    assert_eq!(b.num_rows(), 8);
+    for (row, record) in rows.iter().enumerate() {
+        let (x, y) = (list_f32(a, "step_mean", row), list_f32(b, "step_mean", row));
+        assert_eq!(x.len(), record.steps.len());
+        assert_eq!(x.len(), y.len(), "row {row}: steps split differently");
+        for (x, y) in x.iter().zip(&y) {
+            assert!((x - y).abs() < 1e-6, "row {row}: {x} vs {y}");
+        }
+    }
+}

@@ -24,10 +24,17 @@ pub struct ColumnMapping {
     #[arg(id = "problem_column", long = "problem-column", value_name = "COLUMN")]
     #[serde(rename = "problem_column")]
     pub problem: Option<String>,
-    /// Steps column, a list of strings (default: steps, completions or model_output_steps).
+    /// Steps column, a list of strings (default: steps, completions or model_output_steps); with
+    /// --step-separator, a string column (one response per row, e.g. `response`).
     #[arg(id = "steps_column", long = "steps-column", value_name = "COLUMN")]
     #[serde(rename = "steps_column")]
     pub steps: Option<String>,
+    /// Split a string steps column into steps at this separator (PRM evaluation code splits
+    /// responses at "\n\n"); pieces that are only whitespace are dropped, so a trailing separator
+    /// makes no empty step; `\n`, `\t` and `\\` in SEP are a newline, a tab and a backslash. A
+    /// list-of-strings column is read as it is.
+    #[arg(long, value_name = "SEP")]
+    pub step_separator: Option<String>,
     /// In a Hugging Face data set folder (`data/train-00000-of-00003.parquet`,
     /// `default/test/0000.parquet`), read only this split.
     #[arg(long, value_name = "NAME")]
@@ -39,6 +46,8 @@ pub struct ColumnMapping {
 pub struct ResolvedColumns {
     pub problem: (usize, String),
     pub steps: (usize, String),
+    /// Set when the steps column is one string per row, split at this separator.
+    pub separator: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,18 +111,39 @@ impl ColumnMapping {
             return Err(type_error(&problem, problem_type, "a string (Utf8)"));
         }
         let steps_type = schema.field(steps.0).data_type();
-        let ok = match steps_type {
-            DataType::List(f) | DataType::LargeList(f) => is_text(f.data_type()),
-            _ => false,
+        let separator = match (&self.step_separator, steps_type) {
+            (Some(sep), _) if sep.is_empty() => {
+                return Err(SourceError::Column {
+                    file: file.to_path_buf(),
+                    column: steps.1.clone(),
+                    message: "--step-separator is empty; give the text between steps, e.g. \
+                              \"\\n\\n\""
+                        .into(),
+                })
+            }
+            (Some(sep), dt) if is_text(dt) => Some(unescape(sep)),
+            (_, DataType::List(f) | DataType::LargeList(f)) if is_text(f.data_type()) => None,
+            (None, dt) if is_text(dt) => {
+                return Err(type_error(
+                    &steps,
+                    dt,
+                    "a list of strings (List<Utf8>); for one response string per row, give \
+                     --step-separator (e.g. \"\\n\\n\")",
+                ))
+            }
+            (_, dt) => {
+                return Err(type_error(
+                    &steps,
+                    dt,
+                    "a list of strings (List<Utf8>), or a string with --step-separator",
+                ))
+            }
         };
-        if !ok {
-            return Err(type_error(
-                &steps,
-                steps_type,
-                "a list of strings (List<Utf8>)",
-            ));
-        }
-        Ok(ResolvedColumns { problem, steps })
+        Ok(ResolvedColumns {
+            problem,
+            steps,
+            separator,
+        })
     }
 }
 
@@ -134,10 +164,11 @@ pub fn extract(
 ) -> Result<Vec<Result<Trajectory, RowReject>>, String> {
     let problems = as_large_binary(&batch_columns[cols.problem.0])?;
     let steps_col = &batch_columns[cols.steps.0];
-    let steps: Vec<Result<Vec<String>, String>> = match steps_col.data_type() {
-        DataType::List(_) => list_rows(steps_col.as_list::<i32>())?,
-        DataType::LargeList(_) => list_rows(steps_col.as_list::<i64>())?,
-        other => return Err(format!("steps column has type {other}")),
+    let steps: Vec<Result<Vec<String>, String>> = match (steps_col.data_type(), &cols.separator) {
+        (DataType::List(_), _) => list_rows(steps_col.as_list::<i32>())?,
+        (DataType::LargeList(_), _) => list_rows(steps_col.as_list::<i64>())?,
+        (dt, Some(separator)) if is_text(dt) => split_rows(steps_col, separator)?,
+        (other, _) => return Err(format!("steps column has type {other}")),
     };
     let reject = |column: &str, reason: String| RowReject {
         column: column.to_string(),
@@ -155,6 +186,55 @@ pub fn extract(
             }
             let steps = steps.map_err(|e| reject(&cols.steps.1, e))?;
             Ok(Trajectory { problem, steps })
+        })
+        .collect())
+}
+
+/// `\n`, `\t`, `\r` and `\\` as the characters they name (a shell passes `"\n\n"` as typed).
+fn unescape(separator: &str) -> String {
+    let mut out = String::new();
+    let mut chars = separator.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// Each row's response split at `separator` into its steps (whitespace-only pieces dropped).
+fn split_rows(
+    column: &ArrayRef,
+    separator: &str,
+) -> Result<Vec<Result<Vec<String>, String>>, String> {
+    let texts = as_large_binary(column)?;
+    Ok((0..texts.len())
+        .map(|row| {
+            if texts.is_null(row) {
+                return Err("steps is null".to_string());
+            }
+            let text = utf8(texts.value(row))?;
+            let steps: Vec<String> = text
+                .split(separator)
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_string)
+                .collect();
+            if steps.is_empty() {
+                return Err("the response has no step (empty or only separators)".to_string());
+            }
+            Ok(steps)
         })
         .collect())
 }

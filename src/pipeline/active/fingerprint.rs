@@ -33,6 +33,7 @@ pub(super) fn of(job: &ActiveJob, files: &[InputFile]) -> Result<serde_json::Val
         "--split": job.score.columns.split,
         "--problem-column": job.score.columns.problem,
         "--steps-column": job.score.columns.steps,
+        "--step-separator": job.score.columns.step_separator,
         "model": model.version(),
         "backbone": backbone.sha256.unwrap_or_else(|| backbone.path.display().to_string()),
         "--keep-rate": match job.selection { Keep::Rule => None, Keep::Rate(r) => Some(r) },

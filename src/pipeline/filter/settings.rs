@@ -196,6 +196,9 @@ pub struct RunSettings {
     /// `--split`: another split is other rows.
     #[serde(default)]
     pub split: Option<String>,
+    /// `--step-separator`: another separator is other steps.
+    #[serde(default)]
+    pub step_separator: Option<String>,
     /// The input files as `name|bytes|footer hash` (what unit ids hash), sorted: a resume over
     /// another corpus would mix its units with these.
     #[serde(default)]
@@ -227,6 +230,7 @@ impl RunSettings {
             group_by: job.group_by.clone(),
             check: job.score.score.check_rule(&model.manifest),
             split: job.score.columns.split.clone(),
+            step_separator: job.score.columns.step_separator.clone(),
             inputs: {
                 let files = crate::source::discover::discover_named(
                     &job.score.inputs,
