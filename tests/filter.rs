@@ -148,3 +148,156 @@ fn a_small_keep_rate_is_not_rounded_away_in_small_batches() {
     assert_eq!(summary["rows_kept"], 6, "{summary}");
     assert_eq!(kept_ids(&out).len(), 6);
 }
+
+/// (id, problem, reward = min step score, first_error) of every row `actprm score` wrote.
+fn scored_rows(out: &Path) -> Vec<(String, String, f32, i32)> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float32Type, Int32Type};
+    let mut rows = Vec::new();
+    for b in read_parquet_dir(out, "part-") {
+        let ids = b.column_by_name("id").unwrap().as_string::<i32>();
+        let problems = b.column_by_name("problem").unwrap().as_string::<i32>();
+        let means = b.column_by_name("step_mean").unwrap().as_list::<i32>();
+        let first = b
+            .column_by_name("first_error")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        for i in 0..b.num_rows() {
+            let steps = means.value(i);
+            let min = steps
+                .as_primitive::<Float32Type>()
+                .values()
+                .iter()
+                .copied()
+                .fold(f32::INFINITY, f32::min);
+            rows.push((
+                ids.value(i).to_string(),
+                problems.value(i).to_string(),
+                min,
+                first.value(i),
+            ));
+        }
+    }
+    rows
+}
+
+#[test]
+fn good_rows_and_best_of_n_agree_with_a_computation_over_scores_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    // PRM800K test trajectories, several per problem, consecutive by problem, one row group
+    let file = std::fs::File::open(data("prm800k_phase1_test.parquet")).unwrap();
+    let batches: Vec<_> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+    let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let input = dir.path().join("pool.parquet");
+    write_parquet(&input, &all);
+    let (model, input) = (model.to_str().unwrap(), input.to_str().unwrap());
+    let scored = dir.path().join("scored");
+    let o = actprm(&[
+        "score",
+        "-i",
+        input,
+        "-o",
+        scored.to_str().unwrap(),
+        "--model",
+        model,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = scored_rows(&scored);
+    assert_eq!(rows.len(), all.num_rows());
+    let filter = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "filter",
+            "-i",
+            input,
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            model,
+        ];
+        args.extend(extra);
+        let o = actprm(&args);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        ids_in(&out.join("kept"), "")
+    };
+
+    // a predicate over the scored columns and the reward: a threshold at the median reward
+    let mut rewards: Vec<f32> = rows.iter().map(|r| r.2).collect();
+    rewards.sort_by(f32::total_cmp);
+    let threshold = format!("{}", rewards[rewards.len() / 2]);
+    let at: f64 = threshold.parse().unwrap();
+    let condition = format!("first_error = -1 AND reward > {threshold}");
+    let kept = filter("where", &["--reward", "min", "--where", &condition]);
+    let mut expected: Vec<String> = rows
+        .iter()
+        .filter(|r| r.3 == -1 && f64::from(r.2) > at)
+        .map(|r| r.0.clone())
+        .collect();
+    expected.sort();
+    assert!(
+        !expected.is_empty() && expected.len() < rows.len(),
+        "a real choice"
+    );
+    assert_eq!(kept, expected);
+
+    // best-of-2 per problem by the min reward (ties to the earlier row)
+    let kept = filter("best", &["--top-k", "2", "--per", "problem"]);
+    let mut expected = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let end = (start..rows.len())
+            .find(|&i| rows[i].1 != rows[start].1)
+            .unwrap_or(rows.len());
+        let mut group: Vec<usize> = (start..end).collect();
+        group.sort_by(|&a, &b| rows[b].2.total_cmp(&rows[a].2).then(a.cmp(&b)));
+        expected.extend(group.iter().take(2).map(|&i| rows[i].0.clone()));
+        start = end;
+    }
+    expected.sort();
+    assert!(expected.len() < rows.len(), "groups of more than two");
+    assert_eq!(kept, expected);
+
+    // a group that runs on into the next row group is refused, not split silently
+    let split = dir.path().join("split.parquet");
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(50))
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&split).unwrap(),
+        all.schema(),
+        Some(props),
+    )
+    .unwrap();
+    w.write(&all).unwrap();
+    w.close().unwrap();
+    let out = dir.path().join("split_out");
+    let o = actprm(&[
+        "filter",
+        "-i",
+        split.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--model",
+        model,
+        "--top-k",
+        "2",
+        "--per",
+        "problem",
+    ]);
+    assert!(
+        !o.status.success(),
+        "a group split across row groups was accepted"
+    );
+    assert!(
+        stderr(&o).contains("runs on from one row group"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -112,6 +112,9 @@ pub enum PipelineError {
          their settings cannot be checked. Pass --restart to discard them"
     )]
     UnitsWithoutRecord { path: std::path::PathBuf },
+    /// A quality rule of `filter` (`--where`, `--top-k --per`) that cannot be applied.
+    #[error("{0}")]
+    Quality(String),
     /// Two inputs a filter would name by the same unit ids.
     #[error(
         "{second} has the same name under its input root, size and Parquet footer as {first}: \

@@ -211,6 +211,12 @@ impl StageList {
                 Ok(Job::Filter(FilterJob::new(scoring(score, output), &filter)))
             }
             (Some(score), Some(filter), Some(label), Some(train)) => {
+                if filter.quality != Default::default() {
+                    return Err(shape(
+                        "the active loop labels the uncertain rows: a filter stage that feeds it \
+                         takes no reward, where, top_k or per",
+                    ));
+                }
                 let judge = label.judge.map(|j| j.with_cache(label.cache));
                 let mut job = ActiveJob::configured(
                     scoring(score, output.clone()),

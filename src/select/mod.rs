@@ -1,6 +1,7 @@
 //! ActPRM's uncertainty and selection rule, per trajectory (ACTPRM.md, "Uncertainty and selection").
 
 pub mod diversity;
+pub mod reward;
 pub mod strategy;
 
 use serde::{Deserialize, Serialize};

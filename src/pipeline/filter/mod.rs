@@ -13,6 +13,7 @@
 //! unit exactly once with every file present. `--ray` runs the units as Ray tasks (`ray/`), each
 //! a `--ray-unit` run of this same code.
 
+mod quality;
 pub mod ray;
 mod settings;
 mod summary;
@@ -118,6 +119,8 @@ struct FilterSink {
     stats: UnitStats,
     /// The keep rate spent over the current unit (a redone unit starts it afresh).
     quota: RateQuota,
+    /// `--reward`, `--where`, `--top-k`: the good rows kept instead of the uncertain ones.
+    picker: Option<quality::Picker>,
     committed: u64,
 }
 
@@ -163,28 +166,9 @@ impl FilterSink {
         Ok(())
     }
 
-    fn keep_mask(&mut self, scores: &[RowScore]) -> Vec<bool> {
-        match self.keep {
-            Keep::Rule => scores.iter().map(|s| s.decision.selected).collect(),
-            Keep::Rate(rate) => {
-                let uncertainty: Vec<f32> = scores.iter().map(|s| s.decision.uncertainty).collect();
-                self.quota.most_uncertain(rate, &uncertainty)
-            }
-        }
-    }
-}
-
-impl ScoredSink for FilterSink {
-    fn scored(&mut self, batch: &SinkBatch<'_>) -> Result<(), PipelineError> {
-        let SinkBatch {
-            path,
-            input,
-            output,
-            rejected,
-            scores,
-        } = *batch;
-        let mask = self.keep_mask(scores);
-        let keep = BooleanArray::from(mask.clone());
+    /// Writes decided rows to kept (and skipped), and counts them.
+    fn write_decided(&mut self, output: &RecordBatch, mask: &[bool]) -> Result<(), PipelineError> {
+        let keep = BooleanArray::from(mask.to_vec());
         let kept =
             arrow::compute::filter_record_batch(output, &keep).map_err(PipelineError::from)?;
         self.kept.write(&kept)?;
@@ -194,25 +178,8 @@ impl ScoredSink for FilterSink {
                 arrow::compute::filter_record_batch(output, &skip).map_err(PipelineError::from)?;
             self.skipped.write(&skipped)?;
         }
-        if !rejected.is_empty() {
-            let mut sink = crate::sink::RejectSink::new(&self.out);
-            let batch = sink.batch(path, input, rejected)?;
-            self.rejects.write(&batch)?;
-        }
         let st = &mut self.stats;
-        st.rows_in += input.num_rows() as u64;
-        st.rows_scored += scores.len() as u64;
-        st.rows_rejected += rejected.len() as u64;
         st.rows_kept += mask.iter().filter(|&&k| k).count() as u64;
-        st.tokens += scores.iter().map(|s| s.tokens as u64).sum::<u64>();
-        st.histogram.resize(UNCERTAINTY_BINS.len() + 1, 0);
-        for s in scores {
-            let bin = UNCERTAINTY_BINS
-                .iter()
-                .position(|&edge| s.decision.uncertainty < edge)
-                .unwrap_or(UNCERTAINTY_BINS.len());
-            st.histogram[bin] += 1;
-        }
         if let Some(col) = self
             .group_by
             .as_ref()
@@ -234,6 +201,62 @@ impl ScoredSink for FilterSink {
                 e.0 += 1;
                 e.1 += u64::from(*k);
             }
+        }
+        Ok(())
+    }
+
+    fn keep_mask(&mut self, scores: &[RowScore]) -> Vec<bool> {
+        match self.keep {
+            Keep::Rule => scores.iter().map(|s| s.decision.selected).collect(),
+            Keep::Rate(rate) => {
+                let uncertainty: Vec<f32> = scores.iter().map(|s| s.decision.uncertainty).collect();
+                self.quota.most_uncertain(rate, &uncertainty)
+            }
+        }
+    }
+}
+
+impl ScoredSink for FilterSink {
+    fn scored(&mut self, batch: &SinkBatch<'_>) -> Result<(), PipelineError> {
+        let SinkBatch {
+            path,
+            input,
+            output,
+            rejected,
+            scores,
+        } = *batch;
+        let by_rule = match &self.picker {
+            Some(p) if p.selects() => None,
+            _ => Some(self.keep_mask(scores)),
+        };
+        let decided = match (&mut self.picker, by_rule) {
+            (Some(picker), Some(mask)) => vec![(picker.with_reward(output)?, mask)],
+            (Some(picker), None) => {
+                let rows = picker.with_reward(output)?;
+                picker.decide(path, rows)?
+            }
+            (None, mask) => vec![(output.clone(), mask.unwrap_or_default())],
+        };
+        for (rows, mask) in decided {
+            self.write_decided(&rows, &mask)?;
+        }
+        if !rejected.is_empty() {
+            let mut sink = crate::sink::RejectSink::new(&self.out);
+            let batch = sink.batch(path, input, rejected)?;
+            self.rejects.write(&batch)?;
+        }
+        let st = &mut self.stats;
+        st.rows_in += input.num_rows() as u64;
+        st.rows_scored += scores.len() as u64;
+        st.rows_rejected += rejected.len() as u64;
+        st.tokens += scores.iter().map(|s| s.tokens as u64).sum::<u64>();
+        st.histogram.resize(UNCERTAINTY_BINS.len() + 1, 0);
+        for s in scores {
+            let bin = UNCERTAINTY_BINS
+                .iter()
+                .position(|&edge| s.decision.uncertainty < edge)
+                .unwrap_or(UNCERTAINTY_BINS.len());
+            st.histogram[bin] += 1;
         }
         Ok(())
     }
@@ -270,6 +293,15 @@ impl ScoredSink for FilterSink {
     }
 
     fn group_end(&mut self, path: &Path, group: usize) -> Result<(), PipelineError> {
+        // a best-of-n group ends with its unit
+        let open = self
+            .picker
+            .as_mut()
+            .map(|p| p.unit_end(path))
+            .unwrap_or_default();
+        for (rows, mask) in open {
+            self.write_decided(&rows, &mask)?;
+        }
         let unit = self.source(path)?.unit_id(Some(group));
         self.commit(unit, path, Some(group))
     }
@@ -561,6 +593,15 @@ fn score_units(
     let sink = FilterSink {
         out: out.clone(),
         keep: job.keep,
+        picker: quality::Picker::new(
+            &job.quality,
+            &crate::sql::SqlConfig {
+                runtime: job.score.runtime,
+                model: job.score.model.clone(),
+                score: job.score.score,
+                ..Default::default()
+            },
+        ),
         write_skipped: job.write_skipped,
         group_by: job.group_by.clone(),
         kept: UnitOutput::new(out.join("kept"), tag),

@@ -117,6 +117,9 @@ pub struct FilterSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub keep: crate::select::KeepRate,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub quality: Quality,
     /// This process's share of the units, as i/n (0-based).
     #[arg(long, default_value_t = Shard::default())]
     pub shard: Shard,
@@ -132,10 +135,73 @@ pub struct FilterSettings {
     pub restart: bool,
 }
 
+/// Keeping the good rows instead of the uncertain ones (flags of `filter`, keys of a filter
+/// stage). With none of them, ActPRM's uncertainty rule (or `--keep-rate`) decides.
+#[derive(
+    Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(default)]
+pub struct Quality {
+    /// Add a `reward` column: each trajectory's reward from its step scores (min: its worst
+    /// step, what PRM papers rank best-of-n by; last; mean; prod).
+    #[arg(long, value_enum)]
+    pub reward: Option<crate::select::reward::Reward>,
+    /// Keep the rows for which this SQL condition over the scored columns holds (DataFusion
+    /// expressions, the prm_* functions included), e.g. `first_error = -1 AND reward > 0.6`.
+    #[arg(id = "where", long = "where", value_name = "CONDITION")]
+    #[serde(rename = "where")]
+    pub condition: Option<String>,
+    /// Best-of-n: keep the K rows with the highest reward (--reward, default min) of each group
+    /// of consecutive rows with the same --per value (after --where). A group must lie within
+    /// one row group of its file; one that runs on into the next is refused.
+    #[arg(long, requires = "per", value_name = "K")]
+    pub top_k: Option<usize>,
+    /// The column whose value names a row's group for --top-k (a problem id, or the problem).
+    #[arg(long, requires = "top_k", value_name = "COLUMN")]
+    pub per: Option<String>,
+}
+
+impl Quality {
+    /// Whether these settings replace the uncertainty rule.
+    pub fn selects(&self) -> bool {
+        self.condition.is_some() || self.top_k.is_some()
+    }
+
+    /// The reward a run computes: the one asked for, or min when best-of-n needs one.
+    pub fn reward(&self) -> Option<crate::select::reward::Reward> {
+        self.reward
+            .or(self.top_k.map(|_| crate::select::reward::Reward::Min))
+    }
+
+    pub fn validate(&self, keep: &Keep) -> Result<(), PipelineError> {
+        if let Some(k) = self.top_k {
+            crate::limits::at_least("top_k", k, 1)?;
+        }
+        if self.top_k.is_some() != self.per.is_some() {
+            return Err(crate::limits::refuse(
+                "top_k",
+                "--top-k and --per go together (the K best of each group of --per)".into(),
+            )
+            .into());
+        }
+        if self.selects() && *keep != Keep::Rule {
+            return Err(crate::limits::refuse(
+                "keep_rate",
+                "keeps the most uncertain rows; it does not combine with --where or --top-k, \
+                 which keep the good ones"
+                    .into(),
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct FilterJob {
     pub score: ScoreJob,
     pub keep: Keep,
+    pub quality: Quality,
     /// `(i, n)`: this process handles units whose hash is i modulo n.
     pub shard: (u64, u64),
     pub write_skipped: bool,
@@ -152,6 +218,7 @@ impl FilterJob {
         Self {
             score,
             keep: settings.keep.keep(),
+            quality: settings.quality.clone(),
             shard: (settings.shard.index, settings.shard.count),
             write_skipped: settings.write_skipped,
             group_by: settings.group_by.clone(),
@@ -163,6 +230,7 @@ impl FilterJob {
     pub fn validate(&self) -> Result<(), PipelineError> {
         self.score.validate()?;
         self.keep.validate()?;
+        self.quality.validate(&self.keep)?;
         let (i, n) = self.shard;
         if n == 0 || i >= n {
             return Err(crate::limits::refuse("shard", format!("{i}/{n} needs 0 <= i < n")).into());
@@ -199,6 +267,9 @@ pub struct RunSettings {
     /// `--step-separator`: another separator is other steps.
     #[serde(default)]
     pub step_separator: Option<String>,
+    /// `--reward`, `--where`, `--top-k`, `--per`: the good rows kept instead of the uncertain.
+    #[serde(default)]
+    pub quality: Quality,
     /// The input files as `name|bytes|footer hash` (what unit ids hash), sorted: a resume over
     /// another corpus would mix its units with these.
     #[serde(default)]
@@ -231,6 +302,7 @@ impl RunSettings {
             check: job.score.score.check_rule(&model.manifest),
             split: job.score.columns.split.clone(),
             step_separator: job.score.columns.step_separator.clone(),
+            quality: job.quality.clone(),
             inputs: {
                 let files = crate::source::discover::discover_named(
                     &job.score.inputs,
