@@ -614,3 +614,46 @@ fn one_response_string_per_row_scores_as_its_list_of_steps() {
         }
     }
 }
+
+#[test]
+fn off_a_terminal_progress_is_a_line_every_period_and_quiet_is_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = prm800k_parquet(dir.path());
+    let run = |out: &str, quiet: bool| {
+        let out = dir.path().join(out);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_actprm"));
+        cmd.args([
+            "score",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .args(["--batch-rows", "4"])
+        .env("ACTPRM_PROGRESS_EVERY_MS", "50");
+        if quiet {
+            cmd.arg("--quiet");
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    };
+    // stderr is a pipe here, as in a notebook, Slurm or Ray log
+    let lines = run("out", false);
+    let progress: Vec<&str> = lines
+        .lines()
+        .filter(|l| l.starts_with("actprm: ") && l.contains(" rows ("))
+        .collect();
+    assert!(!progress.is_empty(), "no progress line: {lines}");
+    let total = summary(&dir.path().join("out"))["rows_in"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        progress
+            .iter()
+            .all(|l| l.contains(&format!("/{total} rows (")) && l.contains("rows/s, ETA")),
+        "{progress:?}"
+    );
+    let quiet = run("quiet", true);
+    assert!(!quiet.contains(" rows ("), "{quiet}");
+}

@@ -33,6 +33,9 @@ use super::render::Output;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// No progress on stderr (else a bar on a terminal, a line every 10 s elsewhere).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -7,8 +7,6 @@ mod render;
 
 pub use args::*;
 
-use std::io::IsTerminal;
-
 use clap::Parser;
 
 use actprm::eval::judge::run_judge_eval;
@@ -42,14 +40,11 @@ fn pipeline_file<T>(result: std::result::Result<T, ConfigError>) -> Result<T> {
     }
 }
 
-fn progress() -> bool {
-    std::io::stderr().is_terminal()
-}
-
 pub fn run(cli: Cli) -> Result {
+    let progress = || !cli.quiet;
     match cli.command {
         Command::Run { file } => {
-            let outcome = pipeline_file(actprm::pipeline::config::run_file(&file))?;
+            let outcome = pipeline_file(actprm::pipeline::config::run_file(&file, progress()))?;
             render::run_outcome(&outcome);
         }
         Command::Validate { file, skip_env } => {

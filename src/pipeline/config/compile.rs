@@ -3,7 +3,6 @@
 //! problem naming these.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use super::outputs::write_ipc;
@@ -291,8 +290,10 @@ pub struct RunOutcome {
 }
 
 /// Checks a pipeline file (environment included) and runs it.
-pub fn run_file(path: &Path) -> Result<RunOutcome, ConfigError> {
-    execute(&check_file(path, CheckOptions::default())?)
+/// Checks and runs a pipeline file; `progress`: report progress on stderr (a bar on a
+/// terminal, a line every 10 s elsewhere).
+pub fn run_file(path: &Path, progress: bool) -> Result<RunOutcome, ConfigError> {
+    execute(&check_file(path, CheckOptions::default())?, progress)
 }
 
 pub(super) fn stage_error(context: &str, e: impl std::fmt::Display) -> ConfigError {
@@ -305,7 +306,7 @@ pub(super) fn stage_error(context: &str, e: impl std::fmt::Display) -> ConfigErr
 /// Runs a checked pipeline: its file-only parts (a JSON Lines source converted, an `sql`
 /// transform, an Arrow IPC sink, table sinks) here, its stages as the [`StageList`] every
 /// command runs.
-pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
+pub fn execute(checked: &Checked, progress: bool) -> Result<RunOutcome, ConfigError> {
     let (file, plan) = (&checked.file, &checked.plan);
     let scratch = Scratch::new()?;
     let inputs = source_inputs(&file.sources[&plan.source], &scratch)?;
@@ -317,6 +318,7 @@ pub fn execute(checked: &Checked) -> Result<RunOutcome, ConfigError> {
         })
     };
     let mut stages = compile(file, plan, inputs, &scratch)?;
+    stages.progress = progress;
     if let Some(name) = &plan.sql {
         let score = stages.score.clone().unwrap_or_default();
         stages.inputs = vec![sql_stage(
@@ -384,7 +386,6 @@ fn compile(
     let mut stages = StageList::source(inputs, columns, output.clone());
     // a pipeline file's rerun replaces its earlier outputs (declared, reproducible)
     stages.overwrite = true;
-    stages.progress = std::io::stderr().is_terminal();
     if let Some(TransformStage::Score(score)) = file.transforms.get(&plan.score) {
         stages.score = Some(ScoreStep {
             model: model_of(file, score),

@@ -262,7 +262,11 @@ pub fn run_on_ray(
     let plan = Plan {
         address: address.to_string(),
         actprm: std::env::current_exe().map_err(PipelineError::io(Path::new("actprm")))?,
-        args: with_absolute_paths(args, &cwd),
+        // a task's stderr is its error report: no progress lines in it
+        args: with_absolute_paths(args, &cwd)
+            .into_iter()
+            .chain(["--quiet".to_string()])
+            .collect(),
         cwd,
         env: task_env(),
         out: out.clone(),
