@@ -657,3 +657,46 @@ fn off_a_terminal_progress_is_a_line_every_period_and_quiet_is_silent() {
     let quiet = run("quiet", true);
     assert!(!quiet.contains(" rows ("), "{quiet}");
 }
+
+#[test]
+fn a_run_that_can_read_no_input_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("records.jsonl");
+    std::fs::copy(data("prm800k_test_sample.jsonl"), &jsonl).unwrap();
+    let garbage = dir.path().join("garbage.parquet");
+    std::fs::write(&garbage, b"these bytes are no Parquet file at all").unwrap();
+    for (input, says) in [
+        (&jsonl, "is JSON, and this command reads Parquet"),
+        (&garbage, "none of the 1 input file(s) could be read"),
+    ] {
+        for command in ["score", "filter"] {
+            let out = dir.path().join(format!("out-{command}"));
+            let o = actprm(&[
+                command,
+                "-i",
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ]);
+            assert!(!o.status.success(), "{command} {input:?} exited 0");
+            let err = stderr(&o);
+            assert!(
+                err.contains(input.file_name().unwrap().to_str().unwrap()) && err.contains(says),
+                "{command}: {err}"
+            );
+        }
+    }
+    // an unreadable file beside a readable one is quarantined, as before
+    let good = prm800k_parquet(dir.path());
+    let out = dir.path().join("mixed");
+    let o = actprm(&[
+        "score",
+        "-i",
+        good.to_str().unwrap(),
+        garbage.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["files_unreadable"], 1);
+}

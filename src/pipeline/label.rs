@@ -143,6 +143,7 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
         &inputs,
     )?;
     let planned = plan(&files, &job.columns)?;
+    crate::source::parquet::refuse_if_none_readable(&planned)?;
     let (client, cache_report) = JudgeClient::new(&job.judge, job.log.clone())?;
     let client = Arc::new(client);
     let mut summary = LabelSummary {

@@ -29,7 +29,19 @@ pub struct PlannedFile {
 /// Opens every file's footer and checks the columns. Missing or mistyped columns are fatal (a
 /// configuration mistake); a file whose footer cannot be read is planned as unreadable.
 pub fn plan(files: &[PathBuf], mapping: &ColumnMapping) -> Result<Vec<PlannedFile>, SourceError> {
-    files
+    if let Some(json) = files.iter().find(|p| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["jsonl", "json", "ndjson"].contains(&e.to_ascii_lowercase().as_str()))
+    }) {
+        return Err(SourceError::File {
+            file: json.clone(),
+            message: "is JSON, and this command reads Parquet: convert it first (`actprm convert \
+                      FILE -o FILE.parquet`), or read it from a pipeline file's jsonl source"
+                .into(),
+        });
+    }
+    let planned = files
         .iter()
         .map(|path| {
             let opened = open_reader(path).map_err(|e| format!("not a readable Parquet file: {e}"));
@@ -61,7 +73,28 @@ pub fn plan(files: &[PathBuf], mapping: &ColumnMapping) -> Result<Vec<PlannedFil
                 }
             }
         })
-        .collect()
+        .collect::<Result<Vec<PlannedFile>, SourceError>>()?;
+    Ok(planned)
+}
+
+/// A run whose every input file is unreadable would quarantine them all and report success
+/// with no row: refuse it, naming the first file and why.
+pub fn refuse_if_none_readable(planned: &[PlannedFile]) -> Result<(), SourceError> {
+    if let Some(Err(reason)) = planned
+        .iter()
+        .all(|f| f.columns.is_err())
+        .then(|| planned.first().map(|f| &f.columns))
+        .flatten()
+    {
+        return Err(SourceError::File {
+            file: planned[0].path.as_ref().clone(),
+            message: format!(
+                "{reason}; none of the {} input file(s) could be read",
+                planned.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Reads one planned file in batches of `batch_rows`, calling `emit` for each item; stops early

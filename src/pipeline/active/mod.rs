@@ -575,6 +575,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     score.features_to_hooks = true;
     score.skip_rows = ctx.state.rows_done;
     let planned = crate::source::parquet::plan(&files, &score.columns)?;
+    crate::source::parquet::refuse_if_none_readable(&planned)?;
     let sink = PendingSink {
         pending,
         rejects: RejectSink::new(out),

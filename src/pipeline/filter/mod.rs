@@ -366,7 +366,9 @@ fn plan_sources(
         }
     }
     let paths: Vec<PathBuf> = files.into_iter().map(|f| f.path).collect();
-    Ok((plan(&paths, columns)?, sources))
+    let planned = plan(&paths, columns)?;
+    crate::source::parquet::refuse_if_none_readable(&planned)?;
+    Ok((planned, sources))
 }
 
 /// Plans the units this shard still has to do: every unit of the shard without a commit record
@@ -554,6 +556,8 @@ fn start_shard(job: &FilterJob) -> Result<ShardRun, PipelineError> {
     let tag = shard_tag(job.shard);
     // a killed run of this shard leaves temporary files; other shards' are theirs to clean
     clear_temps(out, &tag);
+    // inputs no run can read are refused before run.json records them
+    plan_sources(&job.score.inputs, &job.score.columns)?;
     let settings = RunSettings::of(job)?;
     start_run(job, &settings)?;
     Ok(ShardRun {

@@ -65,6 +65,7 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
         &inputs,
     )?;
     let planned = plan(&files, &job.columns)?;
+    crate::source::parquet::refuse_if_none_readable(&planned)?;
     let sink = PartsSink {
         output: job.output.clone(),
         parts: PartWriter::new(&job.output, "part", job.rows_per_part)?,
