@@ -57,7 +57,11 @@ fn main() {
     let started = Instant::now();
     for chunk in windows.chunks(80) {
         let lengths: Vec<usize> = chunk.iter().map(|w| w.ids.len()).collect();
-        for group in plan_batches(&lengths, options.token_budget, options.max_batch) {
+        for group in plan_batches(
+            &lengths,
+            options.batching.token_budget,
+            options.batching.max_batch,
+        ) {
             let inputs: Vec<(&[i64], &[usize])> = group
                 .iter()
                 .map(|&i| (chunk[i].ids.as_slice(), chunk[i].separators.as_slice()))

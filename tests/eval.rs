@@ -233,3 +233,41 @@ fn the_arithmetic_check_finds_errors_the_model_misses() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn eval_takes_the_scoring_batch_options_and_they_change_no_number() {
+    let pb = data("pb_subset.json");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["eval", "--json", pb.to_str().unwrap()];
+        args.extend(extra);
+        actprm(&args)
+    };
+    let default = run(&[]);
+    assert!(default.status.success(), "{}", stderr(&default));
+    // the documented GPU command's flags, at small sizes: other batches, the same metrics
+    let small = run(&[
+        "--token-budget",
+        "256",
+        "--max-batch",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    assert!(small.status.success(), "{}", stderr(&small));
+    let metrics = |o: &std::process::Output| {
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        r["subsets"]["pb_subset"].clone()
+    };
+    let (a, b) = (metrics(&default), metrics(&small));
+    assert!(a["n"].as_u64().unwrap() > 0, "{a}");
+    for key in ["n", "f1", "acc_error", "acc_correct"] {
+        assert_eq!(a[key], b[key], "{key}: {a} vs {b}");
+    }
+    let o = run(&["--token-budget", "0"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("token_budget (--token-budget) must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
+}

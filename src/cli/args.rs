@@ -326,6 +326,8 @@ pub struct EvalArgs {
     #[arg(long, value_enum)]
     pub check: Option<CheckRule>,
     #[command(flatten)]
+    pub batching: actprm::score::Batching,
+    #[command(flatten)]
     pub output: Output,
 }
 

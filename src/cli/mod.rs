@@ -148,7 +148,17 @@ pub fn run(cli: Cli) -> Result {
                 TauRule::Fixed(a.tau.unwrap_or(loaded.manifest.tau))
             };
             let check = a.check.unwrap_or(loaded.manifest.check);
-            let report = evaluate_files(&a.files, &loaded, &a.model.runtime(), rule, check)?;
+            let mut problems = actprm::limits::Problems::default();
+            a.batching.problems(&mut problems);
+            problems.first()?;
+            let report = evaluate_files(
+                &a.files,
+                &loaded,
+                &a.model.runtime(),
+                rule,
+                check,
+                a.batching,
+            )?;
             render(&report, &a.output, None)?;
         }
         Command::Train(a) => {

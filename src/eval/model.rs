@@ -163,6 +163,7 @@ pub fn evaluate_files(
     runtime: &RuntimeOptions,
     rule: TauRule,
     check: CheckRule,
+    batching: crate::score::Batching,
 ) -> Result<EvalReport, EvalError> {
     let mut heads = HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?;
     let mut scorer: Option<(Tokeniser, StepScorer)> = None;
@@ -194,7 +195,10 @@ pub fn evaluate_files(
             let step = StepScorer {
                 backbone,
                 heads: HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?,
-                options: ScoreOptions::default(),
+                options: ScoreOptions {
+                    batching,
+                    ..ScoreOptions::default()
+                },
                 tau: model.manifest.tau,
             };
             scorer = Some((tokeniser, step));

@@ -23,6 +23,7 @@ pub const DEFAULT_TOKEN_BUDGET: usize = 1024;
     Debug,
     Clone,
     Copy,
+    Default,
     PartialEq,
     clap::Args,
     serde::Serialize,
@@ -38,27 +39,51 @@ pub struct ScoreOptions {
     #[command(flatten)]
     #[serde(flatten)]
     pub rule: SelectionRule,
-    /// Padded tokens per backbone call (small suits the CPU; raise it on a GPU).
-    #[arg(long, default_value_t = ScoreOptions::default().token_budget)]
-    pub token_budget: usize,
-    /// Windows per backbone call at most.
-    #[arg(long, default_value_t = ScoreOptions::default().max_batch)]
-    pub max_batch: usize,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub batching: Batching,
     /// Join the exact arithmetic check to the heads: `min` predicts the earlier of their first
     /// error and the first step that states a false equality; default: the model's own rule.
     #[arg(long, value_enum)]
     pub check: Option<check::CheckRule>,
 }
 
-impl Default for ScoreOptions {
+/// How much one backbone call takes: flags of every command that scores (`eval` included) and
+/// keys of a score stage.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    clap::Args,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(default)]
+pub struct Batching {
+    /// Padded tokens per backbone call (small suits the CPU; raise it on a GPU).
+    #[arg(long, default_value_t = Batching::default().token_budget)]
+    pub token_budget: usize,
+    /// Windows per backbone call at most.
+    #[arg(long, default_value_t = Batching::default().max_batch)]
+    pub max_batch: usize,
+}
+
+impl Default for Batching {
     fn default() -> Self {
         Self {
-            tau: None,
-            rule: SelectionRule::default(),
             token_budget: DEFAULT_TOKEN_BUDGET,
             max_batch: 32,
-            check: None,
         }
+    }
+}
+
+impl Batching {
+    pub fn problems(&self, problems: &mut crate::limits::Problems) {
+        use crate::limits::at_least;
+        problems.check(at_least("token_budget", self.token_budget, 1));
+        problems.check(at_least("max_batch", self.max_batch, 1));
     }
 }
 
@@ -76,14 +101,13 @@ impl ScoreOptions {
     }
 
     pub fn problems(&self, problems: &mut crate::limits::Problems) {
-        use crate::limits::{at_least, fraction};
+        use crate::limits::fraction;
         if let Some(tau) = self.tau {
             problems.check(fraction("tau", tau, false));
         }
         problems.check(fraction("delta_pred", self.rule.delta_pred, false));
         problems.check(fraction("delta_std", self.rule.delta_std, false));
-        problems.check(at_least("token_budget", self.token_budget, 1));
-        problems.check(at_least("max_batch", self.max_batch, 1));
+        self.batching.problems(problems);
     }
 }
 
@@ -147,7 +171,11 @@ impl StepScorer {
         }
         let mut features = vec![0f32; offsets.last().copied().unwrap_or(0) * d];
         let lengths: Vec<usize> = windows.iter().map(|w| w.ids.len()).collect();
-        for group in plan_batches(&lengths, self.options.token_budget, self.options.max_batch) {
+        for group in plan_batches(
+            &lengths,
+            self.options.batching.token_budget,
+            self.options.batching.max_batch,
+        ) {
             let inputs: Vec<(&[i64], &[usize])> = group
                 .iter()
                 .map(|&i| (windows[i].ids.as_slice(), windows[i].separators.as_slice()))
