@@ -246,6 +246,20 @@ fn good_rows_and_best_of_n_agree_with_a_computation_over_scores_output() {
         "a real choice"
     );
     assert_eq!(kept, expected);
+    // the output folder is a table as it is: its kept rows, with their reward
+    let q = actprm(&[
+        "sql",
+        "--table",
+        &format!("k={}", dir.path().join("where").display()),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n, min(reward) > 0 AS positive FROM k",
+    ]);
+    assert!(q.status.success(), "{}", stderr(&q));
+    assert_eq!(
+        String::from_utf8_lossy(&q.stdout),
+        format!("n,positive\n{},true\n", expected.len())
+    );
 
     // best-of-2 per problem by the min reward (ties to the earlier row)
     let kept = filter("best", &["--top-k", "2", "--per", "problem"]);

@@ -350,7 +350,8 @@ pub struct ExperimentArgs {
 pub struct SqlArgs {
     /// SQL to run (statements separated by ';'); without it, the shell (reading stdin when piped).
     pub query: Option<String>,
-    /// Register a table NAME=PATH: a Parquet file, a glob, or a score output folder (its part-*.parquet).
+    /// Register a table NAME=PATH: a Parquet file, a glob, or an actprm output folder (score and
+    /// label: part-*.parquet; filter: kept/*.parquet; active: scored/part-*.parquet).
     #[arg(long = "table", value_name = "NAME=PATH")]
     pub tables: Vec<TableSpec>,
     /// Register the Parquet outputs a pipeline file's run wrote, named after its sinks

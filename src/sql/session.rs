@@ -161,8 +161,10 @@ pub async fn register_files(
     Ok(())
 }
 
-/// The Parquet files behind a table path, sorted. A folder means a score output: its
-/// `part-*.parquet` (never `rejects/`, whose rows have other columns), else its `*.parquet`.
+/// The Parquet files behind a table path, sorted. A folder means an actprm output: a score or
+/// label output's `part-*.parquet` (never `rejects/`, whose rows have other columns), a filter
+/// output's kept rows (`kept/*.parquet`), an active run's scored rows (`scored/part-*.parquet`);
+/// else the folder's `*.parquet`.
 pub fn table_files(path: &str) -> Result<Vec<PathBuf>, String> {
     let p = Path::new(path);
     let matches = |pattern: &str| -> Result<Vec<PathBuf>, String> {
@@ -176,12 +178,19 @@ pub fn table_files(path: &str) -> Result<Vec<PathBuf>, String> {
     };
     let files = if p.is_dir() {
         let escaped = glob::Pattern::escape(path.trim_end_matches('/'));
-        let parts = matches(&format!("{escaped}/part-*.parquet"))?;
-        if parts.is_empty() {
-            matches(&format!("{escaped}/*.parquet"))?
-        } else {
-            parts
+        let mut found = Vec::new();
+        for pattern in [
+            "part-*.parquet",
+            "kept/*.parquet",
+            "scored/part-*.parquet",
+            "*.parquet",
+        ] {
+            found = matches(&format!("{escaped}/{pattern}"))?;
+            if !found.is_empty() {
+                break;
+            }
         }
+        found
     } else if p.is_file() {
         vec![p.to_path_buf()]
     } else if path.contains(['*', '?', '[']) {
@@ -191,7 +200,9 @@ pub fn table_files(path: &str) -> Result<Vec<PathBuf>, String> {
     };
     if files.is_empty() {
         return Err(
-            "matches no Parquet file (a folder needs part-*.parquet or *.parquet in it)".into(),
+            "matches no Parquet file (a folder needs part-*.parquet, kept/*.parquet, \
+             scored/part-*.parquet or *.parquet in it)"
+                .into(),
         );
     }
     Ok(files)
