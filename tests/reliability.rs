@@ -377,7 +377,7 @@ fn item_07_filter_resume_checks_settings_paths_and_files() {
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("other inputs or settings")
-            && stderr(&o).contains("delta_std: 0.01 -> 0.2"),
+            && stderr(&o).contains("--delta-std: 0.01 -> 0.2"),
         "{}",
         stderr(&o)
     );

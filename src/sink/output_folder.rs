@@ -298,6 +298,7 @@ fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 fn show(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "(none)".to_string(),
         serde_json::Value::Number(n) => match n.as_f64() {
             Some(x) if !n.is_i64() && !n.is_u64() && f64::from(x as f32) == x => {
                 (x as f32).to_string()

@@ -241,41 +241,73 @@ impl FilterJob {
 
 /// What a filter run's outputs depend on: stored as `run.json` when a run starts and compared on
 /// every resume, so a rerun with another model, rule or column mapping never mixes its rows
-/// with the earlier ones.
+/// with the earlier ones. Keys are the flags a user changes, so a refusal reads as they wrote it
+/// (`--keep-rate: 0.25 -> 0.3`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSettings {
     pub format: u32,
+    #[serde(rename = "model")]
     pub model_version: String,
     pub backbone: String,
+    /// The uncertainty rule (absent) or a keep rate.
+    #[serde(rename = "--keep-rate", with = "keep_rate")]
     pub keep: Keep,
+    #[serde(rename = "--tau")]
     pub tau: f32,
+    #[serde(rename = "--delta-pred")]
     pub delta_pred: f32,
+    #[serde(rename = "--delta-std")]
     pub delta_std: f32,
     /// Keep rates apply per batch, so the batch size changes which rows are kept.
+    #[serde(rename = "--batch-rows")]
     pub batch_rows: usize,
+    #[serde(rename = "--problem-column")]
     pub problem_column: Option<String>,
+    #[serde(rename = "--steps-column")]
     pub steps_column: Option<String>,
+    #[serde(rename = "--write-skipped")]
     pub write_skipped: bool,
+    #[serde(rename = "--head-probs")]
     pub head_probs: bool,
+    #[serde(rename = "--group-by")]
     pub group_by: Option<String>,
-    /// The arithmetic check changes `first_error` (absent in runs before it existed: off).
-    #[serde(default)]
+    /// The arithmetic check changes `first_error`.
+    #[serde(rename = "--check")]
     pub check: crate::score::check::CheckRule,
-    /// `--split`: another split is other rows.
-    #[serde(default)]
+    /// Another split is other rows.
+    #[serde(rename = "--split")]
     pub split: Option<String>,
-    /// `--step-separator`: another separator is other steps.
-    #[serde(default)]
+    /// Another separator is other steps.
+    #[serde(rename = "--step-separator")]
     pub step_separator: Option<String>,
     /// `--reward`, `--where`, `--top-k`, `--per`: the good rows kept instead of the uncertain.
-    #[serde(default)]
+    #[serde(flatten)]
     pub quality: Quality,
     /// The input files as `name|bytes|footer hash` (what unit ids hash), sorted: a resume over
     /// another corpus would mix its units with these.
-    #[serde(default)]
+    #[serde(rename = "inputs (name|bytes|footer)")]
     pub inputs: Vec<String>,
 }
 
+/// `Keep` as `--keep-rate` takes it: a rate, or nothing for the uncertainty rule.
+mod keep_rate {
+    use super::Keep;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(keep: &Keep, s: S) -> Result<S::Ok, S::Error> {
+        match keep {
+            Keep::Rule => None::<f64>,
+            Keep::Rate(r) => Some(*r),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Keep, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.map_or(Keep::Rule, Keep::Rate))
+    }
+}
+
+/// 3: keys named as flags, with the inputs, split, separator and quality rules.
 const RUN_FORMAT: u32 = 3;
 
 impl RunSettings {
@@ -328,5 +360,49 @@ impl RunSettings {
             Err(_) => serde_json::from_str(earlier).unwrap_or(serde_json::Value::Null),
         };
         crate::sink::output_folder::differences(&earlier, &as_value(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_resume_names_settings_as_flags() {
+        let before = RunSettings {
+            format: RUN_FORMAT,
+            model_version: "m@1".into(),
+            backbone: "b".into(),
+            keep: Keep::Rate(0.25),
+            tau: 0.5,
+            delta_pred: 0.9,
+            delta_std: 0.01,
+            batch_rows: 64,
+            problem_column: None,
+            steps_column: None,
+            write_skipped: false,
+            head_probs: false,
+            group_by: None,
+            check: Default::default(),
+            split: None,
+            step_separator: None,
+            quality: Quality::default(),
+            inputs: vec!["a.parquet|10|x".into()],
+        };
+        let text = serde_json::to_string(&before).unwrap();
+        let now = RunSettings {
+            keep: Keep::Rate(0.3),
+            delta_std: 0.2,
+            ..before.clone()
+        };
+        assert_eq!(
+            now.differences(&text),
+            vec!["--delta-std: 0.01 -> 0.2", "--keep-rate: 0.25 -> 0.3"]
+        );
+        let rule = RunSettings {
+            keep: Keep::Rule,
+            ..before
+        };
+        assert_eq!(rule.differences(&text), vec!["--keep-rate: 0.25 -> (none)"]);
     }
 }
