@@ -36,6 +36,9 @@ impl From<RawReject> for Rejected {
     }
 }
 
+/// Records per Arrow batch written (a few MB of text each).
+const CONVERT_BATCH_ROWS: usize = 4096;
+
 /// The rejects list beside `output`.
 pub fn rejects_path(output: &Path) -> PathBuf {
     PathBuf::from(format!("{}.rejects.jsonl", output.display()))
@@ -56,8 +59,13 @@ pub fn convert(inputs: &[PathBuf], output: &Path) -> Result<ConvertReport, Pipel
             rejected: rejected.len(),
         });
     }
-    let batch = crate::source::jsonl::to_record_batch(&records);
-    crate::sink::parquet::write_file(output, &[batch])?;
+    // batches of bounded size: one batch of a whole file would overflow Arrow's 32-bit string
+    // offsets past 2 GiB of text
+    let batches: Vec<_> = records
+        .chunks(CONVERT_BATCH_ROWS)
+        .map(crate::source::jsonl::to_record_batch)
+        .collect();
+    crate::sink::parquet::write_file(output, &batches)?;
     let list = rejects_path(output);
     let rejects_file = if rejected.is_empty() {
         let _ = std::fs::remove_file(&list);

@@ -21,8 +21,7 @@ use crate::label::LabelFormat;
 use crate::report::Log;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::flow::Flow;
-use crate::source::parquet::plan;
-use crate::source::{discover_inputs, ColumnMapping};
+use crate::source::ColumnMapping;
 
 /// Everything `actprm label` needs.
 #[derive(Clone)]
@@ -134,16 +133,8 @@ impl LabelSummary {
 pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     job.validate()?;
     let started = Instant::now();
-    let files = discover_inputs(&job.inputs, "parquet", job.columns.split.as_deref())?;
-    let inputs = files.clone();
-    let _folder = crate::sink::output_folder::claim(
-        &job.output,
-        &crate::sink::PARTS_LAYOUT,
-        job.overwrite,
-        &inputs,
-    )?;
-    let planned = plan(&files, &job.columns)?;
-    crate::source::parquet::refuse_if_none_readable(&planned)?;
+    let (_folder, planned) =
+        super::score::claim_and_plan(&job.inputs, &job.columns, &job.output, job.overwrite)?;
     let (client, cache_report) = JudgeClient::new(&job.judge, job.log.clone())?;
     let client = Arc::new(client);
     let mut summary = LabelSummary {

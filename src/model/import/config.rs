@@ -29,6 +29,22 @@ pub fn within(key: &str, value: usize, min: usize, max: usize) -> Result<(), Str
     }
 }
 
+/// The sizes every transformer config has, each within what actprm imports (decoders and
+/// encoders alike).
+pub fn sizes_within(
+    hidden: usize,
+    intermediate: usize,
+    layers: usize,
+    heads: usize,
+    vocab: usize,
+) -> Result<(), String> {
+    within("hidden_size", hidden, 1, MAX_HIDDEN)?;
+    within("intermediate_size", intermediate, 1, MAX_INTERMEDIATE)?;
+    within("num_hidden_layers", layers, 1, MAX_LAYERS)?;
+    within("num_attention_heads", heads, 1, MAX_HEADS)?;
+    within("vocab_size", vocab, 1, MAX_VOCAB)
+}
+
 /// `key` is `value`, refused unless a finite number above 0.
 pub fn positive(key: &str, value: f64) -> Result<(), String> {
     if value.is_finite() && value > 0.0 {
@@ -231,21 +247,13 @@ impl HfConfig {
 
     /// The first value a decoder cannot be built from, as a message naming its key.
     fn check(&self) -> Result<(), String> {
-        within("hidden_size", self.hidden_size, 1, MAX_HIDDEN)?;
-        within(
-            "intermediate_size",
+        sizes_within(
+            self.hidden_size,
             self.intermediate_size,
-            1,
-            MAX_INTERMEDIATE,
-        )?;
-        within("num_hidden_layers", self.num_hidden_layers, 1, MAX_LAYERS)?;
-        within(
-            "num_attention_heads",
+            self.num_hidden_layers,
             self.num_attention_heads,
-            1,
-            MAX_HEADS,
+            self.vocab_size,
         )?;
-        within("vocab_size", self.vocab_size, 1, MAX_VOCAB)?;
         within(
             "max_position_embeddings",
             self.max_position_embeddings,

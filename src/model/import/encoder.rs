@@ -259,21 +259,13 @@ impl BertConfig {
     /// The first value an encoder cannot be built from, as a message naming its key.
     fn check(&self) -> Result<(), String> {
         use super::config::*;
-        within("hidden_size", self.hidden_size, 1, MAX_HIDDEN)?;
-        within(
-            "intermediate_size",
+        sizes_within(
+            self.hidden_size,
             self.intermediate_size,
-            1,
-            MAX_INTERMEDIATE,
-        )?;
-        within("num_hidden_layers", self.num_hidden_layers, 1, MAX_LAYERS)?;
-        within(
-            "num_attention_heads",
+            self.num_hidden_layers,
             self.num_attention_heads,
-            1,
-            MAX_HEADS,
+            self.vocab_size,
         )?;
-        within("vocab_size", self.vocab_size, 1, MAX_VOCAB)?;
         within("type_vocab_size", self.type_vocab_size, 1, MAX_VOCAB)?;
         within(
             "max_position_embeddings",

@@ -56,16 +56,7 @@ pub struct ScoreHooks<'a> {
 /// in-process trainer; `job.watch_model` does the same from a directory.
 pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, PipelineError> {
     job.validate()?;
-    let files = discover_inputs(&job.inputs, "parquet", job.columns.split.as_deref())?;
-    let inputs = files.clone();
-    let _folder = crate::sink::output_folder::claim(
-        &job.output,
-        &crate::sink::PARTS_LAYOUT,
-        job.overwrite,
-        &inputs,
-    )?;
-    let planned = plan(&files, &job.columns)?;
-    crate::source::parquet::refuse_if_none_readable(&planned)?;
+    let (_folder, planned) = claim_and_plan(&job.inputs, &job.columns, &job.output, job.overwrite)?;
     let sink = PartsSink {
         output: job.output.clone(),
         parts: PartWriter::new(&job.output, "part", job.rows_per_part)?,
@@ -75,6 +66,23 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
     write_atomic(&job.output.join("summary.json"), &json)?;
     Ok(summary)
+}
+
+/// The start of a run that writes parts (`score`, `label`): its inputs found, its output folder
+/// claimed by the output-folder rule (held while the lock lives), its files planned, and a run
+/// that could read none of them refused.
+pub(crate) fn claim_and_plan(
+    inputs: &[String],
+    columns: &crate::source::ColumnMapping,
+    output: &std::path::Path,
+    overwrite: bool,
+) -> Result<(crate::sink::output_folder::FolderLock, Vec<PlannedFile>), PipelineError> {
+    let files = discover_inputs(inputs, "parquet", columns.split.as_deref())?;
+    let lock =
+        crate::sink::output_folder::claim(output, &crate::sink::PARTS_LAYOUT, overwrite, &files)?;
+    let planned = plan(&files, columns)?;
+    crate::source::parquet::refuse_if_none_readable(&planned)?;
+    Ok((lock, planned))
 }
 
 /// The dataflow itself, over already planned files, into any sink. Returns the summary (not
