@@ -11,7 +11,8 @@
 //!    `--overwrite`; replacing a model directory keeps every file the old one did not write
 //!    ([`super::atomic::replace_dir`]).
 //! 4. A resumed run (`active --resume`, `filter`) continues its own entries only after its
-//!    fingerprint ([`check_fingerprint`]) matches the one recorded when the run started.
+//!    fingerprint (`run.json`: inputs and settings) matches the one recorded when the run
+//!    started; [`differences`] names each change.
 //! 5. One process at a time writes a folder: [`claim`] holds `.lock` for the run.
 
 use std::fs::File;
@@ -215,28 +216,6 @@ pub fn check_model_dir(
         names[..names.len().min(3)].join(", "),
         if names.len() > 3 { ", ..." } else { "" }
     )))
-}
-
-/// Rule 4: the settings and inputs a resumable run depends on, recorded in `dir/run.json` when
-/// it starts. Returns the differences from the recorded run (`key: before -> now`), empty when
-/// there is no record yet (then it is written) or it matches.
-pub fn check_fingerprint(
-    record: &Path,
-    now: &serde_json::Value,
-    tag: &str,
-) -> Result<Vec<String>, SinkError> {
-    match std::fs::read_to_string(record) {
-        Ok(text) => {
-            let before: serde_json::Value =
-                serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-            Ok(differences(&before, now))
-        }
-        Err(_) => {
-            let bytes = serde_json::to_vec_pretty(now).expect("a JSON value serialises");
-            super::atomic::write_atomic_tagged(record, &bytes, tag)?;
-            Ok(vec![])
-        }
-    }
 }
 
 /// The top-level keys of `now` whose values differ from `before`'s, as `key: before -> now`;
