@@ -271,3 +271,37 @@ fn eval_takes_the_scoring_batch_options_and_they_change_no_number() {
         stderr(&o)
     );
 }
+
+#[test]
+fn every_eval_shows_the_last_step_baseline() {
+    for file in ["prm800k_test_sample.jsonl", "bigbench_mistake_sample.jsonl"] {
+        let path = data(file);
+        let o = actprm(&["eval", "--json", path.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let name = file.trim_end_matches(".jsonl");
+        let b = &r["subsets"][name]["last_step_baseline"];
+        // computed from the records themselves: how often the error is the last step
+        let rows = records(file);
+        let wrong: Vec<_> = rows.iter().filter(|t| t.label.unwrap() >= 0).collect();
+        let at_end = wrong
+            .iter()
+            .filter(|t| t.label.unwrap() as usize == t.steps.len() - 1)
+            .count();
+        assert_eq!(b["n"], rows.len(), "{file}: {b}");
+        let expected = at_end as f64 / wrong.len() as f64;
+        assert!(
+            (b["acc_error"].as_f64().unwrap() - expected).abs() < 1e-12,
+            "{file}: {b} vs {expected}"
+        );
+        if wrong.len() < rows.len() {
+            assert_eq!(b["acc_correct"], 0.0, "{file}: it never predicts -1");
+        }
+        let table = actprm(&["eval", path.to_str().unwrap()]);
+        assert!(
+            String::from_utf8_lossy(&table.stdout).contains("last-step baseline"),
+            "{}",
+            String::from_utf8_lossy(&table.stdout)
+        );
+    }
+}

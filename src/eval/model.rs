@@ -30,6 +30,10 @@ pub struct SubsetReport {
     pub processbench: SubsetScore,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prmbench: Option<PrmBenchScore>,
+    /// The same metric for "the last step is the first error", whatever the text says: a data
+    /// set whose erroneous trajectories end at their error gives it a high `acc_error`, and a
+    /// model that learned where trajectories end can score well there without reading a step.
+    pub last_step_baseline: SubsetScore,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +55,15 @@ pub struct ScoredSubset {
     pub error_steps: Vec<Option<Vec<i32>>>,
 }
 
+/// ProcessBench's metric when every sample's last step is predicted as its first error.
+fn last_step_baseline(samples: &[Sample]) -> SubsetScore {
+    let pairs: Vec<(Option<i32>, i32)> = samples
+        .iter()
+        .map(|s| (i32::try_from(s.mean.len()).ok().map(|n| n - 1), s.label))
+        .collect();
+    super::metrics::processbench_predictions(&pairs)
+}
+
 /// Applies the metrics to already-scored subsets.
 pub fn report(subsets: &[ScoredSubset], rule: TauRule, model_version: String) -> EvalReport {
     let tau = match rule {
@@ -70,6 +83,7 @@ pub fn report(subsets: &[ScoredSubset], rule: TauRule, model_version: String) ->
             SubsetReport {
                 processbench: processbench(&s.samples, tau),
                 prmbench: (!with_errors.is_empty()).then(|| prmbench(&with_errors)),
+                last_step_baseline: last_step_baseline(&s.samples),
             },
         );
     }
@@ -248,6 +262,16 @@ impl EvalReport {
                 fmt(r.acc_error),
                 fmt(r.acc_correct),
                 fmt(r.f1)
+            );
+            let b = &self.subsets[name].last_step_baseline;
+            let _ = writeln!(
+                out,
+                "{:<22} {:>6} {:>10} {:>12} {:>8}",
+                "  last-step baseline",
+                b.n,
+                fmt(b.acc_error),
+                fmt(b.acc_correct),
+                fmt(b.f1)
             );
             if let Some(p) = &self.subsets[name].prmbench {
                 let _ = writeln!(
