@@ -204,14 +204,15 @@ impl FilterSink {
         }
         Ok(())
     }
+}
 
-    fn keep_mask(&mut self, scores: &[RowScore]) -> Vec<bool> {
-        match self.keep {
-            Keep::Rule => scores.iter().map(|s| s.decision.selected).collect(),
-            Keep::Rate(rate) => {
-                let uncertainty: Vec<f32> = scores.iter().map(|s| s.decision.uncertainty).collect();
-                self.quota.most_uncertain(rate, &uncertainty)
-            }
+/// The uncertainty rule's choice (ActPRM's rule, or a keep rate spending `quota`).
+fn keep_mask(keep: Keep, quota: &mut RateQuota, scores: &[RowScore]) -> Vec<bool> {
+    match keep {
+        Keep::Rule => scores.iter().map(|s| s.decision.selected).collect(),
+        Keep::Rate(rate) => {
+            let uncertainty: Vec<f32> = scores.iter().map(|s| s.decision.uncertainty).collect();
+            quota.most_uncertain(rate, &uncertainty)
         }
     }
 }
@@ -225,17 +226,19 @@ impl ScoredSink for FilterSink {
             rejected,
             scores,
         } = *batch;
-        let by_rule = match &self.picker {
-            Some(p) if p.selects() => None,
-            _ => Some(self.keep_mask(scores)),
-        };
-        let decided = match (&mut self.picker, by_rule) {
-            (Some(picker), Some(mask)) => vec![(picker.with_reward(output)?, mask)],
-            (Some(picker), None) => {
+        let decided = match self.picker.as_mut() {
+            Some(picker) if picker.selects() => {
                 let rows = picker.with_reward(output)?;
                 picker.decide(path, rows)?
             }
-            (None, mask) => vec![(output.clone(), mask.unwrap_or_default())],
+            Some(picker) => vec![(
+                picker.with_reward(output)?,
+                keep_mask(self.keep, &mut self.quota, scores),
+            )],
+            None => vec![(
+                output.clone(),
+                keep_mask(self.keep, &mut self.quota, scores),
+            )],
         };
         for (rows, mask) in decided {
             self.write_decided(&rows, &mask)?;
@@ -371,14 +374,17 @@ fn plan_sources(
     Ok((planned, sources))
 }
 
-/// Plans the units this shard still has to do: every unit of the shard without a commit record
-/// whose files check out. A record whose files are missing or short is removed (with a warning)
-/// and its unit redone.
+/// Plans the units this shard still has to do, of the inputs `start_shard` planned: every unit
+/// of the shard without a commit record whose files check out. A record whose files are missing
+/// or short is removed (with a warning) and its unit redone.
 type Planned = (Vec<PlannedFile>, Vec<UnitSource>, u64);
 
-fn plan_units(job: &FilterJob) -> Result<Planned, PipelineError> {
+fn plan_units(
+    job: &FilterJob,
+    planned: Vec<PlannedFile>,
+    sources: Vec<UnitSource>,
+) -> Result<Planned, PipelineError> {
     let out = &job.score.output;
-    let (planned, sources) = plan_sources(&job.score.inputs, &job.score.columns)?;
     let mut done = std::collections::HashSet::new();
     for u in committed_units(out)? {
         match unit::check_committed(out, &u) {
@@ -495,13 +501,18 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
     if !job.units.is_empty() {
         return run_given_units(job, &job.units);
     }
-    let shard = start_shard(job)?;
+    let (shard, planned, sources) = start_shard(job)?;
     let started = std::time::Instant::now();
-    let (planned, sources, todo) = plan_units(job)?;
+    // what the inputs' footers promise (None when a footer cannot be read)
+    let promised: Option<u64> = planned
+        .iter()
+        .map(|f| f.columns.is_ok().then_some(f.rows))
+        .sum();
+    let (planned, sources, todo) = plan_units(job, planned, sources)?;
     let run = score_units(job, planned, sources, &shard.tag)?;
     let mut summary = summarise(&committed_units(out)?);
-    if job.shard == (0, 1) {
-        reconcile(job, summary.rows_in)?;
+    if let (Some(promised), (0, 1)) = (promised, job.shard) {
+        reconcile(job, summary.rows_in, promised)?;
     }
     summary.units_this_run = todo;
     summary.seconds = started.elapsed().as_secs_f64();
@@ -513,21 +524,9 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
     write_summary(job, summary)
 }
 
-/// A whole run accounts for every row its inputs' Parquet footers promise (files whose footer
-/// cannot be read are counted by what the run could read of them).
-fn reconcile(job: &FilterJob, rows_in: u64) -> Result<(), PipelineError> {
-    let files = discover_named(
-        &job.score.inputs,
-        "parquet",
-        job.score.columns.split.as_deref(),
-    )?;
-    let mut promised = 0;
-    for file in &files {
-        match unit::parquet_rows(&file.path) {
-            Ok(rows) => promised += rows,
-            Err(_) => return Ok(()),
-        }
-    }
+/// A whole run accounts for every row its inputs' Parquet footers promise (checked when every
+/// footer could be read).
+fn reconcile(job: &FilterJob, rows_in: u64, promised: u64) -> Result<(), PipelineError> {
     if promised != rows_in {
         return Err(PipelineError::Inconsistent {
             path: job.score.output.clone(),
@@ -548,23 +547,26 @@ struct ShardRun {
     settings: RunSettings,
 }
 
-/// Locks this shard in the output folder, clears its temporary files and checks (or records)
-/// the run's settings.
-fn start_shard(job: &FilterJob) -> Result<ShardRun, PipelineError> {
+/// Locks this shard in the output folder, clears its temporary files, plans the inputs (their
+/// footers read once for the whole run) and checks (or records) the run's settings.
+fn start_shard(
+    job: &FilterJob,
+) -> Result<(ShardRun, Vec<PlannedFile>, Vec<UnitSource>), PipelineError> {
     let out = &job.score.output;
     let lock = lock_shard(out, job.shard)?;
     let tag = shard_tag(job.shard);
     // a killed run of this shard leaves temporary files; other shards' are theirs to clean
     clear_temps(out, &tag);
     // inputs no run can read are refused before run.json records them
-    plan_sources(&job.score.inputs, &job.score.columns)?;
-    let settings = RunSettings::of(job)?;
+    let (planned, sources) = plan_sources(&job.score.inputs, &job.score.columns)?;
+    let settings = RunSettings::of(job, &sources)?;
     start_run(job, &settings)?;
-    Ok(ShardRun {
+    let shard = ShardRun {
         _lock: lock,
         tag,
         settings,
-    })
+    };
+    Ok((shard, planned, sources))
 }
 
 /// A file a shard writes beside the outputs: `STEM.json`, or `STEM-shard-i-of-n.json` when the
@@ -646,14 +648,14 @@ fn run_given_units(job: &FilterJob, wanted: &[UnitRef]) -> Result<FilterSummary,
         "parquet",
         job.score.columns.split.as_deref(),
     )?;
+    let sources: Vec<UnitSource> = files.iter().map(UnitSource::new).collect();
     let mut units = Vec::new();
     for unit in wanted {
-        let file = files
+        let source = sources
             .iter()
-            .find(|f| f.path == unit.path)
+            .find(|s| s.path == unit.path)
             .ok_or_else(|| PipelineError::NotPlanned(unit.path.clone()))?;
-        let source = UnitSource::new(file);
-        units.push((source.unit_id(unit.group), unit.group, source));
+        units.push((source.unit_id(unit.group), unit.group, source.clone()));
     }
     units.sort_by(|a, b| a.0.cmp(&b.0));
     let mut locks = Vec::new();
@@ -667,7 +669,7 @@ fn run_given_units(job: &FilterJob, wanted: &[UnitRef]) -> Result<FilterSummary,
     }
     let tag = format!("unit-{}", units[0].0);
     clear_temps(out, &tag);
-    start_run(job, &RunSettings::of(job)?)?;
+    start_run(job, &RunSettings::of(job, &sources)?)?;
     let ids: Vec<String> = units.iter().map(|(id, _, _)| id.clone()).collect();
     // the units still to do, grouped by file in the order the input listing gives
     let mut todo: Vec<(UnitSource, Vec<Option<usize>>)> = Vec::new();

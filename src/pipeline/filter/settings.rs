@@ -311,7 +311,8 @@ mod keep_rate {
 const RUN_FORMAT: u32 = 3;
 
 impl RunSettings {
-    pub fn of(job: &FilterJob) -> Result<Self, PipelineError> {
+    /// The settings of `job` over its planned input `sources`.
+    pub fn of(job: &FilterJob, sources: &[super::unit::UnitSource]) -> Result<Self, PipelineError> {
         let model = LoadedModel::open(job.score.model.as_deref())?;
         Ok(Self {
             format: RUN_FORMAT,
@@ -336,15 +337,7 @@ impl RunSettings {
             step_separator: job.score.columns.step_separator.clone(),
             quality: job.quality.clone(),
             inputs: {
-                let files = crate::source::discover::discover_named(
-                    &job.score.inputs,
-                    "parquet",
-                    job.score.columns.split.as_deref(),
-                )?;
-                let mut keys: Vec<String> = files
-                    .iter()
-                    .map(|f| super::unit::UnitSource::new(f).key)
-                    .collect();
+                let mut keys: Vec<String> = sources.iter().map(|s| s.key.clone()).collect();
                 keys.sort();
                 keys
             },

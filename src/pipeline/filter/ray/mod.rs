@@ -251,10 +251,10 @@ pub fn run_on_ray(
     let out =
         std::path::absolute(&job.score.output).map_err(PipelineError::io(&job.score.output))?;
     std::fs::create_dir_all(&out).map_err(PipelineError::io(&out))?;
-    let shard = start_shard(job)?;
+    let (shard, planned, sources) = start_shard(job)?;
     let tag = &shard.tag;
     let started = Instant::now();
-    let (planned, sources, todo) = plan_units(job)?;
+    let (planned, sources, todo) = plan_units(job, planned, sources)?;
     let units = units_of(&planned, &sources);
     let manifest = shard_file(job.shard, "manifest");
     let (num_cpus, num_gpus) = task_resources(job);
