@@ -443,7 +443,8 @@ fn start_run(
     }
     let own_leftovers = job.resume && record.exists() && recorded().is_empty();
     crate::sink::output_folder::prepare(out, &LAYOUT, job.overwrite || own_leftovers)?;
-    crate::sink::atomic::remove_temps(out, |_| true);
+    // what is left of the loop's is a killed run's temporary files
+    remove_uncommitted(out, 0);
     crate::model::check_output(&out.join("model"), job.overwrite)?;
     let bytes = serde_json::to_vec_pretty(fingerprint).expect("a JSON value serialises");
     crate::sink::write_atomic(&record, &bytes)?;
