@@ -148,9 +148,6 @@ pub fn run(cli: Cli) -> Result {
                 TauRule::Fixed(a.tau.unwrap_or(loaded.manifest.tau))
             };
             let check = a.check.unwrap_or(loaded.manifest.check);
-            let mut problems = actprm::limits::Problems::default();
-            a.batching.problems(&mut problems);
-            problems.first()?;
             let report = evaluate_files(
                 &a.files,
                 &loaded,

@@ -179,6 +179,12 @@ pub fn evaluate_files(
     check: CheckRule,
     batching: crate::score::Batching,
 ) -> Result<EvalReport, EvalError> {
+    let options = ScoreOptions {
+        batching,
+        ..ScoreOptions::default()
+    };
+    // checked by the same rules as every scoring command's flags
+    options.validate().map_err(crate::model::ModelError::from)?;
     let mut heads = HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?;
     let mut scorer: Option<(Tokeniser, StepScorer)> = None;
     let mut subsets = Vec::new();
@@ -209,10 +215,7 @@ pub fn evaluate_files(
             let step = StepScorer {
                 backbone,
                 heads: HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?,
-                options: ScoreOptions {
-                    batching,
-                    ..ScoreOptions::default()
-                },
+                options,
                 tau: model.manifest.tau,
             };
             scorer = Some((tokeniser, step));
