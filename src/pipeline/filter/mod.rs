@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, BooleanArray, RecordBatch};
+use arrow::array::{BooleanArray, RecordBatch};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -185,18 +185,8 @@ impl FilterSink {
             .as_ref()
             .and_then(|c| output.column_by_name(c))
         {
-            let text = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
-                .map_err(PipelineError::from)?;
-            let text = text
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .expect("cast to Utf8");
-            for (i, k) in mask.iter().enumerate() {
-                let key = if text.is_null(i) {
-                    "<null>".to_string()
-                } else {
-                    text.value(i).to_string()
-                };
+            let keys = quality::as_keys(col.as_ref()).map_err(PipelineError::from)?;
+            for (key, k) in keys.into_iter().zip(mask) {
                 let e = st.groups.entry(key).or_default();
                 e.0 += 1;
                 e.1 += u64::from(*k);

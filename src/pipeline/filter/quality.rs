@@ -103,7 +103,11 @@ impl Picker {
             Some(c) => c.as_primitive::<Float32Type>().iter().collect(),
             None => return Err(internal("best-of-n without a reward column")),
         };
-        if let (Some((file, key)), Some(first)) = (self.tail.take(), keys.first()) {
+        // an empty batch leaves the check to the next one
+        let tail = keys
+            .first()
+            .and_then(|first| Some((first, self.tail.take()?)));
+        if let Some((first, (file, key))) = tail {
             if file == path && *first == key {
                 return Err(usage(format!(
                     "--top-k: the group {per} = {key:?} of {} runs on from one row group into \
@@ -163,7 +167,7 @@ impl Picker {
     }
 }
 
-/// Each row's group key: its `per` value as text (`<null>` for a null).
+/// Each row's group key: its `per` value as text.
 fn group_keys(batch: &RecordBatch, per: &str) -> Result<Vec<String>, PipelineError> {
     let column = batch.column_by_name(per).ok_or_else(|| {
         usage(format!(
@@ -177,8 +181,13 @@ fn group_keys(batch: &RecordBatch, per: &str) -> Result<Vec<String>, PipelineErr
                 .join(", ")
         ))
     })?;
-    let text = arrow::compute::cast(column, &DataType::Utf8)
-        .map_err(|e| usage(format!("--per {per}: {e}")))?;
+    as_keys(column).map_err(|e| usage(format!("--per {per}: {e}")))
+}
+
+/// A column's values as text keys (`<null>` for a null): how `--per` names groups and
+/// `--group-by` names the keep rates it reports.
+pub(super) fn as_keys(column: &dyn Array) -> Result<Vec<String>, arrow::error::ArrowError> {
+    let text = arrow::compute::cast(column, &DataType::Utf8)?;
     let text = text.as_string::<i32>();
     Ok((0..text.len())
         .map(|i| {
