@@ -174,8 +174,13 @@ fn main() {
         let file = embedded.backbone_file(device);
         if !file.path.exists() {
             let precision = file.build.expect("the default backbone is built");
-            actprm::model::import::encoder::build_backbone(&deps, &file.path, precision)
-                .expect("build");
+            actprm::model::import::encoder::build_backbone(
+                &deps,
+                &file.path,
+                precision,
+                embedded.step_causal(),
+            )
+            .expect("build");
         }
         variants.push((name.into(), file.path));
     }

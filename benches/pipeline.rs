@@ -62,10 +62,7 @@ fn main() {
             options.batching.token_budget,
             options.batching.max_batch,
         ) {
-            let inputs: Vec<(&[i64], &[usize])> = group
-                .iter()
-                .map(|&i| (chunk[i].ids.as_slice(), chunk[i].separators.as_slice()))
-                .collect();
+            let inputs: Vec<_> = group.iter().map(|&i| chunk[i].input()).collect();
             backbone.separator_features(&inputs).expect("backbone");
         }
     }

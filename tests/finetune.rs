@@ -4,6 +4,7 @@
 
 mod common;
 
+use actprm::model::backbone::BackboneInput;
 use actprm::model::manifest::BackbonePrecision;
 use actprm::model::{Backbone, LoadedModel};
 use actprm::tokenise::Tokeniser;
@@ -28,6 +29,15 @@ fn to_vec(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(&t.reshape([-1])).unwrap()
 }
 
+/// A window read as one prompt (every token in step 0): attention as plain BERT's.
+fn whole<'a>(ids: &'a [i64], positions: &'a [usize]) -> BackboneInput<'a> {
+    BackboneInput {
+        ids,
+        separators: positions,
+        prefix: ids.len(),
+    }
+}
+
 /// `tests/data/hf/minilm_golden.json` holds transformers' hidden states of three windows
 /// (positions 0..4 and the last): the encoder matches them alone and in one padded batch.
 #[test]
@@ -35,7 +45,7 @@ fn the_trainable_encoder_matches_transformers() {
     let golden: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data("hf/minilm_golden.json")).unwrap())
             .unwrap();
-    let encoder = TchEncoder::open(&minilm_weights(), 6, Device::Cpu).unwrap();
+    let encoder = TchEncoder::open(&minilm_weights(), 6, Device::Cpu, true).unwrap();
     let mut ids = Vec::new();
     let mut expected = Vec::new();
     for w in golden["windows"].as_array().unwrap() {
@@ -67,16 +77,16 @@ fn the_trainable_encoder_matches_transformers() {
     let mut alone = Vec::new();
     for ((w, p), want) in ids.iter().zip(&positions).zip(&expected) {
         let got = to_vec(&tch::no_grad(|| {
-            encoder.separator_features(&[(w, p)], false)
+            encoder.separator_features(&[whole(w, p)], false)
         }));
         let diff = max_diff(&got, want);
         assert!(diff < 1e-4, "alone: max diff {diff} from transformers");
         alone.extend(got);
     }
-    let windows: Vec<(&[i64], &[usize])> = ids
+    let windows: Vec<BackboneInput> = ids
         .iter()
         .zip(&positions)
-        .map(|(w, p)| (w.as_slice(), p.as_slice()))
+        .map(|(w, p)| whole(w, p))
         .collect();
     let batched = to_vec(&tch::no_grad(|| {
         encoder.separator_features(&windows, false)
@@ -167,10 +177,10 @@ fn finetuning_moves_the_top_layer_and_exports_a_backbone_onnx_runtime_reproduces
     );
 
     // ONNX Runtime on the f32 graph written from the tuned weights gives the tch features
-    let windows: Vec<(&[i64], &[usize])> = batch
+    let windows: Vec<BackboneInput> = batch
         .iter()
         .flat_map(|e| e.trajectory.windows.iter())
-        .map(|w| (w.ids.as_slice(), w.separators.as_slice()))
+        .map(|w| w.input())
         .collect();
     let mut f32_model = model.clone();
     f32_model.manifest.backbone_precision = Some(BackbonePrecision::F32);

@@ -8,6 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use actprm::model::backbone::BackboneInput;
 use actprm::model::LoadedModel;
 use actprm::source::jsonl::{to_record_batch, LabelledTrajectory};
 use actprm::tokenise::Tokeniser;
@@ -437,6 +438,15 @@ fn eval_reads_processbench_files_with_an_imported_model() {
 /// The default backbone written by actprm from its fp32 weights (`setup.sh` fetches them) against
 /// transformers' BertModel (`tests/data/hf/minilm_golden.json`): f32 to 1e-4, and the int8 graph
 /// (per-channel s8 weights) close in direction; the three windows also as one padded batch.
+/// A window read as one prompt (every token in step 0): the graph attends as plain BERT does.
+fn whole<'a>(ids: &'a [i64], positions: &'a [usize]) -> BackboneInput<'a> {
+    BackboneInput {
+        ids,
+        separators: positions,
+        prefix: ids.len(),
+    }
+}
+
 #[test]
 fn the_default_backbone_written_from_fp32_weights_matches_transformers() {
     let weights = actprm::model::deps_dir().join("models/minilm-fp32");
@@ -487,12 +497,12 @@ fn the_default_backbone_written_from_fp32_weights_matches_transformers() {
         let alone: Vec<Vec<f32>> = ids
             .iter()
             .zip(&positions)
-            .map(|(w, p)| backbone.separator_features(&[(w, p)]).unwrap())
+            .map(|(w, p)| backbone.separator_features(&[whole(w, p)]).unwrap())
             .collect();
-        let inputs: Vec<(&[i64], &[usize])> = ids
+        let inputs: Vec<BackboneInput> = ids
             .iter()
             .zip(&positions)
-            .map(|(w, p)| (w.as_slice(), p.as_slice()))
+            .map(|(w, p)| whole(w, p))
             .collect();
         let batched = backbone.separator_features(&inputs).unwrap();
         let flat: Vec<f32> = alone.concat();

@@ -1,21 +1,59 @@
 //! The frozen backbone: any ONNX graph with the contract
-//! `input_ids, attention_mask [, token_type_ids] (int64 [batch, seq]) -> last_hidden_state (float [batch, seq, D])`
+//! `input_ids, attention_mask [, token_type_ids] [, step_index] (int64 [batch, seq]) -> last_hidden_state (float [batch, seq, D])`
 //! (documented in `schemas/backbone-contract.md`). Returns the hidden state at each step separator.
+//! A graph that takes `step_index` is step-causal: each token attends to the prompt and to the
+//! tokens of its own and earlier steps, so a step's feature never sees the steps after it.
 
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 
 use super::execution::{open_session, GraphSource, RuntimeOptions};
+use super::manifest::Attention;
 use super::{LoadedModel, ModelError};
 
 pub const INPUT_IDS: &str = "input_ids";
 pub const ATTENTION_MASK: &str = "attention_mask";
 pub const TOKEN_TYPE_IDS: &str = "token_type_ids";
 pub const LAST_HIDDEN_STATE: &str = "last_hidden_state";
+/// Per token: 0 in the prompt, k in step k (its separator included), past the last step the
+/// step count + 1; padding gets [`PADDING_STEP`].
+pub const STEP_INDEX: &str = "step_index";
+/// The step index of padding: after every real token, so no real token attends to it.
+pub const PADDING_STEP: i64 = i64::MAX;
+
+/// One window as the backbone takes it: token ids, the separator positions whose hidden states
+/// are the step features, and how many leading tokens are the prompt (before the first step).
+#[derive(Debug, Clone, Copy)]
+pub struct BackboneInput<'a> {
+    pub ids: &'a [i64],
+    pub separators: &'a [usize],
+    pub prefix: usize,
+}
+
+impl BackboneInput<'_> {
+    /// The step each token belongs to, as the `step_index` input gives it.
+    pub fn step_index(&self) -> Vec<i64> {
+        let mut step = 1i64;
+        let mut separators = self.separators.iter().peekable();
+        (0..self.ids.len())
+            .map(|t| {
+                if t < self.prefix {
+                    return 0;
+                }
+                let here = step;
+                while separators.next_if(|&&s| s <= t).is_some() {
+                    step += 1;
+                }
+                here
+            })
+            .collect()
+    }
+}
 
 pub struct Backbone {
     session: Session,
     with_token_types: bool,
+    with_step_index: bool,
     hidden: usize,
 }
 
@@ -28,6 +66,23 @@ impl Backbone {
             message,
         };
         let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
+        let takes_steps = inputs.contains(&STEP_INDEX);
+        match (model.manifest.attention, takes_steps) {
+            (Some(Attention::StepCausal), false) => {
+                return Err(contract(format!(
+                    "has no input {STEP_INDEX:?}, but the manifest says attention \"step-causal\" \
+                     (inputs: {inputs:?})"
+                )))
+            }
+            (Some(other @ (Attention::Bidirectional | Attention::Causal)), true) => {
+                return Err(contract(format!(
+                    "takes {STEP_INDEX:?} (a step-causal graph), but the manifest says attention \
+                     {:?}",
+                    other.name()
+                )))
+            }
+            _ => {}
+        }
         for required in [INPUT_IDS, ATTENTION_MASK] {
             if !inputs.contains(&required) {
                 return Err(contract(format!(
@@ -37,7 +92,7 @@ impl Backbone {
         }
         if let Some(extra) = inputs
             .iter()
-            .find(|n| ![INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS].contains(n))
+            .find(|n| ![INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS, STEP_INDEX].contains(n))
         {
             return Err(contract(format!(
                 "has an input {extra:?} outside the contract (inputs: {inputs:?})"
@@ -65,6 +120,7 @@ impl Backbone {
         }
         Ok(Self {
             with_token_types: inputs.contains(&TOKEN_TYPE_IDS),
+            with_step_index: takes_steps,
             session,
             hidden: model.manifest.hidden_size,
         })
@@ -78,38 +134,34 @@ impl Backbone {
     /// window by window and separator by separator, `D` floats each.
     pub fn separator_features(
         &mut self,
-        windows: &[(&[i64], &[usize])],
+        windows: &[BackboneInput<'_>],
     ) -> Result<Vec<f32>, ModelError> {
         let Padded {
             batch,
             seq,
             ids,
             mask,
+            steps,
         } = pad(windows);
-        let types = vec![
-            0i64;
-            if self.with_token_types {
-                batch * seq
-            } else {
-                0
-            }
-        ];
+        let types = vec![0i64; batch * seq];
         let shape = [batch, seq];
         let tensor = |data| {
             TensorRef::from_array_view((shape, data)).map_err(ModelError::ort("backbone input"))
         };
-        let outputs = if self.with_token_types {
-            self.session.run(ort::inputs![
-                INPUT_IDS => tensor(&ids[..])?,
-                ATTENTION_MASK => tensor(&mask[..])?,
-                TOKEN_TYPE_IDS => tensor(&types[..])?,
-            ])
-        } else {
-            self.session.run(
-                ort::inputs![INPUT_IDS => tensor(&ids[..])?, ATTENTION_MASK => tensor(&mask[..])?],
-            )
+        let mut inputs = ort::inputs![
+            INPUT_IDS => tensor(&ids[..])?,
+            ATTENTION_MASK => tensor(&mask[..])?,
+        ];
+        if self.with_token_types {
+            inputs.push((TOKEN_TYPE_IDS.into(), tensor(&types[..])?.into()));
         }
-        .map_err(ModelError::ort("running the backbone"))?;
+        if self.with_step_index {
+            inputs.push((STEP_INDEX.into(), tensor(&steps[..])?.into()));
+        }
+        let outputs = self
+            .session
+            .run(inputs)
+            .map_err(ModelError::ort("running the backbone"))?;
         let (out_shape, hidden_states) = outputs[LAST_HIDDEN_STATE]
             .try_extract_tensor::<f32>()
             .map_err(ModelError::ort("reading last_hidden_state"))?;
@@ -123,9 +175,9 @@ impl Backbone {
             });
         }
         let mut features =
-            Vec::with_capacity(windows.iter().map(|(_, s)| s.len()).sum::<usize>() * d);
-        for (b, (_, separators)) in windows.iter().enumerate() {
-            for &pos in separators.iter() {
+            Vec::with_capacity(windows.iter().map(|w| w.separators.len()).sum::<usize>() * d);
+        for (b, window) in windows.iter().enumerate() {
+            for &pos in window.separators {
                 let start = (b * seq + pos) * d;
                 features.extend_from_slice(&hidden_states[start..start + d]);
             }
@@ -141,23 +193,56 @@ pub struct Padded {
     pub ids: Vec<i64>,
     /// 1 for a token, 0 for padding.
     pub mask: Vec<i64>,
+    /// Each token's step ([`BackboneInput::step_index`]), [`PADDING_STEP`] for padding.
+    pub steps: Vec<i64>,
 }
 
-/// Pads `windows` (ids, separator positions) into one batch; the ONNX backbone and the trainable
-/// encoder feed the same layout.
-pub fn pad(windows: &[(&[i64], &[usize])]) -> Padded {
+/// Pads `windows` into one batch; the ONNX backbone and the trainable encoder feed the same
+/// layout.
+pub fn pad(windows: &[BackboneInput<'_>]) -> Padded {
     let batch = windows.len();
-    let seq = windows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+    let seq = windows.iter().map(|w| w.ids.len()).max().unwrap_or(0);
     let mut ids = vec![0i64; batch * seq];
     let mut mask = vec![0i64; batch * seq];
-    for (b, (w, _)) in windows.iter().enumerate() {
-        ids[b * seq..b * seq + w.len()].copy_from_slice(w);
-        mask[b * seq..b * seq + w.len()].fill(1);
+    let mut steps = vec![PADDING_STEP; batch * seq];
+    for (b, w) in windows.iter().enumerate() {
+        let row = b * seq..b * seq + w.ids.len();
+        ids[row.clone()].copy_from_slice(w.ids);
+        mask[row.clone()].fill(1);
+        steps[row].copy_from_slice(&w.step_index());
     }
     Padded {
         batch,
         seq,
         ids,
         mask,
+        steps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_index_puts_each_separator_in_its_own_step() {
+        // [CLS] p p [SEP] | a a [SEP] | b [SEP] | eos
+        let ids = [101, 5, 6, 102, 7, 8, 102, 9, 102, 3];
+        let input = BackboneInput {
+            ids: &ids,
+            separators: &[6, 8],
+            prefix: 4,
+        };
+        assert_eq!(input.step_index(), vec![0, 0, 0, 0, 1, 1, 1, 2, 2, 3]);
+        let padded = pad(&[
+            input,
+            BackboneInput {
+                ids: &ids[..3],
+                separators: &[],
+                prefix: 3,
+            },
+        ]);
+        assert_eq!(&padded.steps[10..13], &[0, 0, 0]);
+        assert!(padded.steps[13..].iter().all(|&s| s == PADDING_STEP));
     }
 }

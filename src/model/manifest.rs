@@ -90,6 +90,35 @@ impl CheckRule {
     }
 }
 
+/// What a token of the backbone may attend to: the property that decides whether a step's score
+/// can depend on the steps after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Attention {
+    /// The prompt and the tokens of the own and earlier steps (an encoder with the `step_index`
+    /// input): a step's feature depends on the problem and the steps up to it only.
+    StepCausal,
+    /// Every earlier token (decoders).
+    Causal,
+    /// The whole window, later steps included (a plain encoder).
+    Bidirectional,
+}
+
+impl Attention {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::StepCausal => "step-causal",
+            Self::Causal => "causal",
+            Self::Bidirectional => "bidirectional",
+        }
+    }
+
+    /// Whether a step's feature is independent of the steps after it.
+    pub fn reads_prefix_only(self) -> bool {
+        self != Self::Bidirectional
+    }
+}
+
 /// The precision of a backbone actprm writes itself from fp32 weights (`{precision}` in the
 /// manifest's `backbone`): the graph is built on first use, once per precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -167,6 +196,10 @@ pub struct Manifest {
     /// Longest problem prefix kept in a window, so steps always have room.
     pub max_problem_tokens: usize,
     pub separator: SeparatorSpec,
+    /// What the backbone's tokens attend to; `None` (manifests before it existed): bidirectional
+    /// for an encoder graph without `step_index`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<Attention>,
     /// The prompt around the steps (imported PRMs); `None`: `separator.bos`, problem, ... only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<PromptSpec>,
@@ -289,6 +322,11 @@ impl LoadedModel {
         }
     }
 
+    /// Whether a backbone actprm writes for this model masks attention by step.
+    pub fn step_causal(&self) -> bool {
+        self.manifest.attention == Some(Attention::StepCausal)
+    }
+
     /// Checks that the tokenizer exists, with an install hint when the setup cache is missing.
     pub fn check_tokenizer(&self) -> Result<(), ModelError> {
         check_exists(&self.tokenizer_path)
@@ -306,10 +344,12 @@ impl LoadedModel {
             let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
             let weights = file.path.parent().unwrap_or(Path::new("."));
             if !file.path.exists() && weights.join("model.safetensors").exists() {
-                build_backbone(weights, &file.path, precision).map_err(|e| ModelError::File {
-                    path: file.path.clone(),
-                    message: format!("building the backbone from {}: {e}", weights.display()),
-                })?;
+                build_backbone(weights, &file.path, precision, self.step_causal()).map_err(
+                    |e| ModelError::File {
+                        path: file.path.clone(),
+                        message: format!("building the backbone from {}: {e}", weights.display()),
+                    },
+                )?;
             }
         }
         check_exists(&file.path)?;
@@ -556,8 +596,8 @@ mod tests {
         let model = LoadedModel::embedded().unwrap();
         let cpu = model.backbone_file(Device::Cpu);
         let cuda = model.backbone_file(Device::Cuda(0));
-        assert!(cpu.path.ends_with("backbone-v2-int8-rows.onnx"), "{cpu:?}");
-        assert!(cuda.path.ends_with("backbone-v2-f32.onnx"), "{cuda:?}");
+        assert!(cpu.path.ends_with("backbone-v3-int8-rows.onnx"), "{cpu:?}");
+        assert!(cuda.path.ends_with("backbone-v3-f32.onnx"), "{cuda:?}");
         assert_eq!(cpu.build, Some(Precision::Int8Rows));
         assert_eq!(cuda.build, Some(Precision::F32));
         assert!(cpu.sha256.is_some() && cuda.sha256.is_some() && cpu.sha256 != cuda.sha256);

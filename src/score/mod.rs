@@ -176,10 +176,7 @@ impl StepScorer {
             self.options.batching.token_budget,
             self.options.batching.max_batch,
         ) {
-            let inputs: Vec<(&[i64], &[usize])> = group
-                .iter()
-                .map(|&i| (windows[i].ids.as_slice(), windows[i].separators.as_slice()))
-                .collect();
+            let inputs: Vec<_> = group.iter().map(|&i| windows[i].input()).collect();
             let out = self.backbone.separator_features(&inputs)?;
             let mut cursor = 0;
             for &i in &group {

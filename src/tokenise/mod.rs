@@ -7,6 +7,7 @@ use std::path::Path;
 
 use tokenizers::Tokenizer;
 
+use crate::model::backbone::BackboneInput;
 use crate::model::manifest::PromptSpec;
 
 mod prompt;
@@ -33,6 +34,19 @@ pub struct WindowLimits {
 pub struct Window {
     pub ids: Vec<i64>,
     pub separators: Vec<usize>,
+    /// Tokens before the window's first step (`[bos] problem [problem_end]`, or the prompt).
+    pub prefix: usize,
+}
+
+impl Window {
+    /// The window as the backbone takes it.
+    pub fn input(&self) -> BackboneInput<'_> {
+        BackboneInput {
+            ids: &self.ids,
+            separators: &self.separators,
+            prefix: self.prefix,
+        }
+    }
 }
 
 /// A trajectory ready for the backbone: its windows cover every step exactly once, in order.
@@ -79,6 +93,7 @@ pub fn build_windows(
     let mut current = Window {
         ids: prefix.clone(),
         separators: Vec::new(),
+        prefix: prefix.len(),
     };
     let mut used = 0usize;
     for step in steps {
@@ -93,6 +108,7 @@ pub fn build_windows(
                 Window {
                     ids: prefix.clone(),
                     separators: Vec::new(),
+                    prefix: prefix.len(),
                 },
             ));
             used = 0;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 use super::TrainError;
-use crate::model::backbone::pad;
+use crate::model::backbone::{pad, BackboneInput};
 use crate::model::import::encoder::{read_config, BertConfig};
 
 /// Added to the attention scores of padding keys (softmax then gives them no weight).
@@ -24,6 +24,8 @@ pub struct TchEncoder {
     /// The weights folder it was read from (its `config.json` travels with saved weights).
     source: PathBuf,
     device: Device,
+    /// Each token attends to its own and earlier steps only, as the step-causal ONNX graph.
+    step_causal: bool,
 }
 
 fn torch(path: &Path) -> impl Fn(tch::TchError) -> TrainError + '_ {
@@ -40,6 +42,7 @@ impl TchEncoder {
         weights_dir: &Path,
         trainable_layers: usize,
         device: Device,
+        step_causal: bool,
     ) -> Result<Self, TrainError> {
         let config = read_config(weights_dir).map_err(|e| TrainError::Checkpoint {
             path: weights_dir.join("config.json"),
@@ -75,6 +78,7 @@ impl TchEncoder {
             trainable_layers,
             source: weights_dir.to_path_buf(),
             device,
+            step_causal,
         };
         for name in encoder.required_names() {
             if !encoder.params.contains_key(&name) {
@@ -136,15 +140,13 @@ impl TchEncoder {
 
     /// The hidden state at every separator of `windows` (window by window), `[separators, H]`.
     /// `train` switches dropout on; frozen layers always run without gradients or dropout.
-    pub fn separator_features(&self, windows: &[(&[i64], &[usize])], train: bool) -> Tensor {
+    pub fn separator_features(&self, windows: &[BackboneInput<'_>], train: bool) -> Tensor {
         let padded = pad(windows);
         let (batch, seq) = (padded.batch as i64, padded.seq as i64);
         let positions: Vec<i64> = windows
             .iter()
             .enumerate()
-            .flat_map(|(b, (_, separators))| {
-                separators.iter().map(move |&p| b as i64 * seq + p as i64)
-            })
+            .flat_map(|(b, w)| w.separators.iter().map(move |&p| b as i64 * seq + p as i64))
             .collect();
         let ids = Tensor::from_slice(&padded.ids)
             .reshape([batch, seq])
@@ -153,18 +155,31 @@ impl TchEncoder {
             .to_kind(Kind::Float)
             .reshape([batch, 1, 1, seq])
             .to_device(self.device);
-        let hidden = self.hidden_states(&ids, &mask, train);
+        // added to the attention scores: padding keys, and (step-causal) keys of later steps
+        let mut scores_mask = (mask.ones_like() - mask) * MASKED_SCORE;
+        if self.step_causal {
+            let steps = Tensor::from_slice(&padded.steps)
+                .reshape([batch, seq])
+                .to_device(self.device);
+            let later = steps
+                .unsqueeze(1)
+                .gt_tensor(&steps.unsqueeze(2))
+                .to_kind(Kind::Float)
+                .unsqueeze(1);
+            scores_mask += later * MASKED_SCORE;
+        }
+        let hidden = self.hidden_states(&ids, &scores_mask, train);
         let index = Tensor::from_slice(&positions).to_device(self.device);
         hidden
             .reshape([batch * seq, self.config.hidden_size as i64])
             .index_select(0, &index)
     }
 
-    /// `last_hidden_state [B, S, H]` for `ids [B, S]` and a key mask `[B, 1, 1, S]` (1 = token).
-    fn hidden_states(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    /// `last_hidden_state [B, S, H]` for `ids [B, S]` and the scores' additive mask
+    /// (`[B, 1, 1, S]` or `[B, 1, S, S]`).
+    fn hidden_states(&self, ids: &Tensor, scores_mask: &Tensor, train: bool) -> Tensor {
         let layers = self.config.num_hidden_layers;
         let frozen = layers - self.trainable_layers;
-        let scores_mask = (mask.ones_like() - mask) * MASKED_SCORE;
         let embed = || self.embeddings(ids, train && frozen == 0);
         let mut x = if frozen == 0 {
             embed()
@@ -173,9 +188,9 @@ impl TchEncoder {
         };
         for layer in 0..layers {
             x = if layer < frozen {
-                tch::no_grad(|| self.layer(layer, &x, &scores_mask, false))
+                tch::no_grad(|| self.layer(layer, &x, scores_mask, false))
             } else {
-                self.layer(layer, &x, &scores_mask, train)
+                self.layer(layer, &x, scores_mask, train)
             };
         }
         x

@@ -64,7 +64,7 @@ impl Finetuner {
         config.validate()?;
         crate::limits::positive("backbone_lr", encoder_lr)?;
         tch::set_num_threads(config.threads.max(1) as i32);
-        let encoder = TchEncoder::open(weights_dir, trainable_layers, device)?;
+        let encoder = TchEncoder::open(weights_dir, trainable_layers, device, base.step_causal())?;
         let weights = HeadsWeights::from_onnx(&base.heads_bytes)?;
         let anchors = match &base.anchors_bytes {
             Some(b) => HeadsWeights::from_onnx(b)?,
@@ -98,10 +98,10 @@ impl Finetuner {
 
     /// Step features `[steps, H]` of the examples, all windows in one padded batch.
     fn features(&self, examples: &[&TokenisedExample], train: bool) -> Tensor {
-        let windows: Vec<(&[i64], &[usize])> = examples
+        let windows: Vec<_> = examples
             .iter()
             .flat_map(|e| e.trajectory.windows.iter())
-            .map(|w| (w.ids.as_slice(), w.separators.as_slice()))
+            .map(|w| w.input())
             .collect();
         self.encoder.separator_features(&windows, train)
     }
@@ -302,9 +302,11 @@ impl Finetuner {
         for precision in EXPORTED_PRECISIONS {
             let name = FINETUNED_BACKBONE.replace("{precision}", precision.name());
             let path = scratch.join(&name);
-            build_backbone(scratch, &path, precision).map_err(|e| TrainError::Checkpoint {
-                path: path.clone(),
-                message: e.to_string(),
+            build_backbone(scratch, &path, precision, base.step_causal()).map_err(|e| {
+                TrainError::Checkpoint {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
             })?;
             builds.insert(precision.name().to_string(), file_sha256(&path)?);
             files.push((name, read(&path)?));

@@ -14,7 +14,9 @@ use super::checkpoint::Checkpoint;
 use super::dense::{product, Precision};
 use super::graph::{Attr, Graph};
 use super::ImportError;
-use crate::model::backbone::{ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, TOKEN_TYPE_IDS};
+use crate::model::backbone::{
+    ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, STEP_INDEX, TOKEN_TYPE_IDS,
+};
 use crate::model::onnx_proto::DTYPE_INT32;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,12 +44,15 @@ fn default_eps() -> f64 {
 }
 
 /// Writes `file_name` in `dir` (its weights in `file_name.data` beside it when `external`):
-/// `input_ids, attention_mask, token_type_ids -> last_hidden_state [batch, seq, hidden]`. The
-/// bytes depend only on the weights and the precision, so a written graph can be pinned by hash.
+/// `input_ids, attention_mask, token_type_ids [, step_index] -> last_hidden_state [batch, seq,
+/// hidden]`. `step_causal`: the graph takes `step_index` and each token attends only to tokens
+/// of its own or an earlier step (the prompt is step 0), one pass per window. The bytes depend
+/// only on the weights, the precision and the mask, so a written graph can be pinned by hash.
 pub fn write_encoder(
     config: &BertConfig,
     weights: &Checkpoint,
     precision: Precision,
+    step_causal: bool,
     dir: &Path,
     file_name: &str,
     external: bool,
@@ -107,6 +112,7 @@ pub fn write_encoder(
         &[ATTENTION_MASK],
         &[("to", Attr::Int(DTYPE_INT32 as i64))],
     );
+    let step_bias = step_causal.then(|| step_causal_bias(&mut g)).transpose()?;
     for layer in 0..config.num_hidden_layers {
         let p = |rest: &str| format!("encoder.layer.{layer}.{rest}");
         let project = |g: &mut Graph, x: &str, name: &str, input: usize, output: usize| {
@@ -120,9 +126,12 @@ pub fn write_encoder(
             qkv_bias.extend(weights.read_shaped(&p(&format!("attention.self.{part}.bias")), &[h])?);
         }
         let qkv_bias = g.floats(&p("attention.self.qkv_bias"), &[3 * h], &qkv_bias)?;
+        let mut attention_inputs = vec![&q, &k, &v, &qkv_bias, &key_padding];
+        attention_inputs.extend(step_bias.as_ref());
+        let attention_inputs: Vec<&str> = attention_inputs.iter().map(|s| s.as_str()).collect();
         let ctx = g.contrib_op(
             "MultiHeadAttention",
-            &[&q, &k, &v, &qkv_bias, &key_padding],
+            &attention_inputs,
             &[("num_heads", Attr::Int(heads as i64))],
         );
         let out = project(&mut g, &ctx, "attention.output.dense", h, h)?;
@@ -152,16 +161,37 @@ pub fn write_encoder(
         )?;
     }
     g.op_named("Identity", &[&x], &[], LAST_HIDDEN_STATE);
+    let mut inputs = vec![INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS];
+    inputs.extend(step_causal.then_some(STEP_INDEX));
     g.finish(
         &dir.join(file_name),
-        &[INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS],
+        &inputs,
         LAST_HIDDEN_STATE,
         h,
         &format!(
-            "actprm: BERT encoder ({} layers, hidden {h}), {precision:?} dense weights",
-            config.num_hidden_layers
+            "actprm: BERT encoder ({} layers, hidden {h}), {precision:?} dense weights{}",
+            config.num_hidden_layers,
+            if step_causal {
+                ", step-causal attention"
+            } else {
+                ""
+            }
         ),
     )
+}
+
+/// The additive attention bias `[batch, 1, seq, seq]` of step-causal attention: 0 where the
+/// key's step is at most the query's, -10000 elsewhere (MultiHeadAttention's own mask value).
+fn step_causal_bias(g: &mut Graph) -> Result<String, ImportError> {
+    let query_axis = g.ints("c_axis_2", &[1], &[2]);
+    let key_axis = g.ints("c_axis_1", &[1], &[1]);
+    let query_steps = g.op("Unsqueeze", &[STEP_INDEX, &query_axis], &[]);
+    let key_steps = g.op("Unsqueeze", &[STEP_INDEX, &key_axis], &[]);
+    let allowed = g.op("LessOrEqual", &[&key_steps, &query_steps], &[]);
+    let open = g.floats("c_attend", &[], &[0.0])?;
+    let closed = g.floats("c_masked", &[], &[-10000.0])?;
+    let bias = g.op("Where", &[&allowed, &open, &closed], &[]);
+    Ok(g.op("Unsqueeze", &[&bias, &key_axis], &[]))
 }
 
 fn layer_norm(
@@ -207,6 +237,7 @@ pub fn build_backbone(
     weights_dir: &Path,
     target: &Path,
     precision: Precision,
+    step_causal: bool,
 ) -> Result<(), ImportError> {
     let config = read_config(weights_dir)?;
     let weights = Checkpoint::open(weights_dir)?;
@@ -219,7 +250,15 @@ pub fn build_backbone(
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     );
-    write_encoder(&config, &weights, precision, dir, &temp_name, false)?;
+    write_encoder(
+        &config,
+        &weights,
+        precision,
+        step_causal,
+        dir,
+        &temp_name,
+        false,
+    )?;
     let temp = dir.join(&temp_name);
     crate::sink::atomic::commit(&temp, target).map_err(|e| ImportError::File {
         path: target.to_path_buf(),

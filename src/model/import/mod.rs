@@ -272,6 +272,7 @@ fn write_model(
     let max_length = config.max_position_embeddings.min(MAX_CONTEXT);
     let manifest = Manifest {
         check: Default::default(),
+        attention: Some(crate::model::manifest::Attention::Causal),
         name: name.clone(),
         backbone: "backbone.onnx".into(),
         backbone_sha256: None,
@@ -360,7 +361,15 @@ fn import_encoder(
     let tokenizer_path = from.join("tokenizer.json");
     let tokenizer = files::read_bounded(&tokenizer_path, files::TOKENIZER_LIMIT)?;
     staged(output, |staging| {
-        encoder::write_encoder(&config, &weights, dtype, staging, "backbone.onnx", true)?;
+        encoder::write_encoder(
+            &config,
+            &weights,
+            dtype,
+            default.step_causal(),
+            staging,
+            "backbone.onnx",
+            true,
+        )?;
         let copy = staging.join("tokenizer.json");
         std::fs::write(&copy, &tokenizer).map_err(ImportError::io(&copy))?;
         let mut manifest = default.manifest.clone();
