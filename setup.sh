@@ -5,7 +5,7 @@
 #   .deps/torch/                     libtorch for tch (PyPI torch 2.13.0 + the two CUDA libs it links on CPU)
 #   .deps/models/minilm-fp32/        the default backbone's fp32 weights (safetensors) and tokenizer;
 #                                    actprm writes its graphs there on first use
-#                                    (backbone-v2-int8-rows.onnx on CPU, backbone-v2-f32.onnx on CUDA)
+#                                    (backbone-v3-int8-rows.onnx on CPU, backbone-v3-f32.onnx on CUDA; v3: step-causal)
 #   .deps/ray/                       only with `./setup.sh ray` or ACTPRM_RAY=1: a Python environment
 #                                    with the pinned Ray, for `actprm filter --ray`
 set -euo pipefail

@@ -305,3 +305,83 @@ fn every_eval_shows_the_last_step_baseline() {
         );
     }
 }
+
+/// AUROC by counting every (wrong step, correct step) pair, ties half: the definition, not the
+/// rank formula `eval` uses.
+fn pairwise_auroc(steps: &[(f64, bool)]) -> f64 {
+    let (mut wins, mut pairs) = (0.0, 0.0);
+    for (w, _) in steps.iter().filter(|(_, wrong)| *wrong) {
+        for (r, _) in steps.iter().filter(|(_, wrong)| !*wrong) {
+            pairs += 1.0;
+            wins += if w > r {
+                1.0
+            } else if w == r {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    wins / pairs
+}
+
+#[test]
+fn eval_step_auroc_agrees_with_pair_counting_over_score_output() {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Float32Type;
+    let dir = tempfile::tempdir().unwrap();
+    let input = prm800k_parquet(dir.path());
+    let out = dir.path().join("scored");
+    let o = actprm(&[
+        "score",
+        "-q",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = records("prm800k_test_sample.jsonl");
+    let mut by_model = Vec::new();
+    let mut by_position = Vec::new();
+    let mut row = 0;
+    for batch in read_parquet_dir(&out, "part-") {
+        let means = batch.column_by_name("step_mean").unwrap().as_list::<i32>();
+        for i in 0..batch.num_rows() {
+            let mean = means.value(i);
+            let mean = mean.as_primitive::<Float32Type>();
+            let label = rows[row].label.unwrap();
+            let labelled = if label < 0 {
+                mean.len()
+            } else {
+                label as usize + 1
+            };
+            for k in 0..labelled {
+                let wrong = label == k as i32;
+                by_model.push((1.0 - f64::from(mean.value(k)), wrong));
+                by_position.push((f64::from(u8::from(k + 1 == mean.len())), wrong));
+            }
+            row += 1;
+        }
+    }
+    assert_eq!(row, rows.len());
+    let path = data("prm800k_test_sample.jsonl");
+    let o = actprm(&["eval", "--json", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let subset = &r["subsets"]["prm800k_test_sample"];
+    let got = subset["step_auroc"].as_f64().unwrap();
+    let want = pairwise_auroc(&by_model);
+    assert!(
+        (got - want).abs() < 1e-9,
+        "step_auroc {got}, pair counting {want}"
+    );
+    let got = subset["last_step_auroc"].as_f64().unwrap();
+    let want = pairwise_auroc(&by_position);
+    assert!(
+        (got - want).abs() < 1e-9,
+        "last_step_auroc {got}, pair counting {want}"
+    );
+    // PRM800K's trajectories stop at their first error: position alone ranks almost perfectly
+    assert!(got > 0.9, "last_step_auroc {got}");
+}

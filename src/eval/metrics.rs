@@ -45,6 +45,41 @@ pub fn processbench(samples: &[Sample], tau: f32) -> SubsetScore {
     processbench_predictions(&pairs)
 }
 
+/// Step-level AUROC of "this step is wrong", threshold-free: each sample's labelled steps (every
+/// step of a correct trajectory; the steps up to and including the first wrong one of an
+/// erroneous trajectory) ranked by `wrongness(sample, step)`, ties counting half. `None` when
+/// either class is empty.
+pub fn step_auroc(samples: &[Sample], wrongness: impl Fn(&Sample, usize) -> f64) -> Option<f64> {
+    let mut scored: Vec<(f64, bool)> = Vec::new();
+    for s in samples {
+        let labelled = if s.label < 0 {
+            s.mean.len()
+        } else {
+            (s.label as usize + 1).min(s.mean.len())
+        };
+        scored.extend((0..labelled).map(|k| (wrongness(s, k), s.label == k as i32)));
+    }
+    let wrong = scored.iter().filter(|(_, w)| *w).count();
+    let right = scored.len() - wrong;
+    if wrong == 0 || right == 0 {
+        return None;
+    }
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Mann-Whitney: the sum of the wrong steps' ranks, ties given their mean rank
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < scored.len() {
+        let j = (i..scored.len())
+            .find(|&j| scored[j].0 != scored[i].0)
+            .unwrap_or(scored.len());
+        let mean_rank = (i + 1 + j) as f64 / 2.0;
+        rank_sum += mean_rank * scored[i..j].iter().filter(|(_, w)| *w).count() as f64;
+        i = j;
+    }
+    let (w, r) = (wrong as f64, right as f64);
+    Some((rank_sum - w * (w + 1.0) / 2.0) / (w * r))
+}
+
 /// ProcessBench's per-subset metric from (predicted first error, human label) pairs; a missing
 /// prediction (a judge that gave no label) counts as wrong.
 pub fn processbench_predictions(pairs: &[(Option<i32>, i32)]) -> SubsetScore {
@@ -144,6 +179,27 @@ pub fn prmbench(samples: &[(Vec<f32>, Vec<i32>)]) -> PrmBenchScore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_auroc_ranks_the_first_wrong_step_against_the_steps_before_it() {
+        let sample = |mean: &[f32], label| Sample {
+            mean: mean.to_vec(),
+            label,
+            check: None,
+        };
+        let wrongness = |s: &Sample, k: usize| 1.0 - s.mean[k] as f64;
+        // wrong steps (0.2, 0.5) against correct ones (0.9, 0.8, 0.6, 0.5); the step after the
+        // first error (0.1) is unlabelled and left out
+        let samples = [
+            sample(&[0.9, 0.2, 0.1], 1),
+            sample(&[0.8, 0.6], -1),
+            sample(&[0.5], 0),
+            sample(&[0.5], -1),
+        ];
+        // pairs (wrong, right) ordered right: 0.2 beats all 4; 0.5 beats 3, ties 1
+        assert_eq!(step_auroc(&samples, wrongness), Some((4.0 + 3.5) / 8.0));
+        assert_eq!(step_auroc(&samples[1..2], wrongness), None);
+    }
 
     fn s(mean: &[f32], label: i32) -> Sample {
         Sample {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::EvalError;
+use crate::eval::metrics::step_auroc;
 use crate::eval::{choose_tau, prmbench, processbench, PrmBenchScore, Sample, SubsetScore};
 use crate::formats::features::{read_features, FeatureRow};
 use crate::model::{Backbone, HeadsRunner, LoadedModel, RuntimeOptions};
@@ -34,6 +35,12 @@ pub struct SubsetReport {
     /// set whose erroneous trajectories end at their error gives it a high `acc_error`, and a
     /// model that learned where trajectories end can score well there without reading a step.
     pub last_step_baseline: SubsetScore,
+    /// Step-level AUROC of the model's `1 - step_mean` for "this step is wrong" (the heads
+    /// alone, no tau, no check): how well the scores rank, whatever the threshold.
+    pub step_auroc: Option<f64>,
+    /// The same for "this is the last step": near 1 on a set whose erroneous trajectories stop
+    /// at their first error, where position alone ranks perfectly.
+    pub last_step_auroc: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +91,10 @@ pub fn report(subsets: &[ScoredSubset], rule: TauRule, model_version: String) ->
                 processbench: processbench(&s.samples, tau),
                 prmbench: (!with_errors.is_empty()).then(|| prmbench(&with_errors)),
                 last_step_baseline: last_step_baseline(&s.samples),
+                step_auroc: step_auroc(&s.samples, |x, k| 1.0 - f64::from(x.mean[k])),
+                last_step_auroc: step_auroc(&s.samples, |x, k| {
+                    f64::from(u8::from(k + 1 == x.mean.len()))
+                }),
             },
         );
     }
@@ -251,30 +262,33 @@ impl EvalReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<22} {:>6} {:>10} {:>12} {:>8}",
-            "subset", "n", "acc_error", "acc_correct", "F1"
+            "{:<22} {:>6} {:>10} {:>12} {:>8} {:>11}",
+            "subset", "n", "acc_error", "acc_correct", "F1", "step AUROC"
         );
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.3}", x));
         for name in &self.order {
-            let r = &self.subsets[name].processbench;
+            let subset = &self.subsets[name];
+            let r = &subset.processbench;
             let _ = writeln!(
                 out,
-                "{:<22} {:>6} {:>10} {:>12} {:>8}",
+                "{:<22} {:>6} {:>10} {:>12} {:>8} {:>11}",
                 name,
                 r.n,
                 fmt(r.acc_error),
                 fmt(r.acc_correct),
-                fmt(r.f1)
+                fmt(r.f1),
+                fmt(subset.step_auroc)
             );
-            let b = &self.subsets[name].last_step_baseline;
+            let b = &subset.last_step_baseline;
             let _ = writeln!(
                 out,
-                "{:<22} {:>6} {:>10} {:>12} {:>8}",
+                "{:<22} {:>6} {:>10} {:>12} {:>8} {:>11}",
                 "  last-step baseline",
                 b.n,
                 fmt(b.acc_error),
                 fmt(b.acc_correct),
-                fmt(b.f1)
+                fmt(b.f1),
+                fmt(subset.last_step_auroc)
             );
             if let Some(p) = &self.subsets[name].prmbench {
                 let _ = writeln!(

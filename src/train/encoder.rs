@@ -155,9 +155,10 @@ impl TchEncoder {
             .to_kind(Kind::Float)
             .reshape([batch, 1, 1, seq])
             .to_device(self.device);
-        // added to the attention scores: padding keys, and (step-causal) keys of later steps
-        let mut scores_mask = (mask.ones_like() - mask) * MASKED_SCORE;
-        if self.step_causal {
+        // added to the attention scores: padding keys, and (step-causal) keys of later steps;
+        // `[B, 1, 1, S]` grows to `[B, 1, S, S]`, so not in place
+        let padding = (mask.ones_like() - mask) * MASKED_SCORE;
+        let scores_mask = if self.step_causal {
             let steps = Tensor::from_slice(&padded.steps)
                 .reshape([batch, seq])
                 .to_device(self.device);
@@ -166,8 +167,10 @@ impl TchEncoder {
                 .gt_tensor(&steps.unsqueeze(2))
                 .to_kind(Kind::Float)
                 .unsqueeze(1);
-            scores_mask += later * MASKED_SCORE;
-        }
+            padding + later * MASKED_SCORE
+        } else {
+            padding
+        };
         let hidden = self.hidden_states(&ids, &scores_mask, train);
         let index = Tensor::from_slice(&positions).to_device(self.device);
         hidden
