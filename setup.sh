@@ -8,6 +8,7 @@
 #                                    (backbone-v3-int8-rows.onnx on CPU, backbone-v3-f32.onnx on CUDA; v3: step-causal)
 #   .deps/ray/                       only with `./setup.sh ray` or ACTPRM_RAY=1: a Python environment
 #                                    with the pinned Ray, for `actprm filter --ray`
+#   .deps/datasets/                  with ACTPRM_RAY=1 too: Hugging Face `datasets` for tests/loaders.rs
 set -euo pipefail
 cd "$(dirname "$0")"
 DEPS="${ACTPRM_DEPS:-$PWD/.deps}"
@@ -80,6 +81,17 @@ if [ "${1:-}" = "ray" ] || [ "${ACTPRM_RAY:-0}" = "1" ]; then
     "$DEPS/ray/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
       --require-hashes -r "$RAY_REQ"
     touch "$RAY_STAMP"
+  fi
+  # Hugging Face `datasets`, for the test that opens every actprm output with load_dataset
+  DS_REQ="$PWD/tests/python/requirements.txt"
+  DS_STAMP="$DEPS/datasets/.installed-$(sha256sum "$DS_REQ" | cut -c1-16)"
+  if [ ! -e "$DS_STAMP" ]; then
+    echo "setup: installing datasets 5.2.0 -> $DEPS/datasets"
+    rm -rf "$DEPS/datasets"
+    "$PY" -m venv "$DEPS/datasets"
+    "$DEPS/datasets/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      --require-hashes -r "$DS_REQ"
+    touch "$DS_STAMP"
   fi
 fi
 echo "setup: native parts ready in $DEPS"

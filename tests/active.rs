@@ -121,9 +121,18 @@ fn a_small_pool_runs_end_to_end_and_resumes_exactly() {
             .contains("holds a previous run; pass --resume"),
         "{again}"
     );
+    // a run stopped by an actprm that named its commit point `state.json` resumes too
+    std::fs::rename(split.join("loop-state.json"), split.join("state.json")).unwrap();
+    let again = run_active(&first).expect_err("the legacy commit point is a previous run");
+    assert!(again.to_string().contains("pass --resume"), "{again}");
     let mut second = job(&input, &split);
     second.resume = true;
     let s2 = run_active(&second).unwrap();
+    assert!(
+        !split.join("state.json").exists(),
+        "the legacy name is left behind"
+    );
+    assert!(split.join("loop-state.json").is_file());
     assert_eq!(s2.state.rows_done, 24);
     assert_eq!(s2.state.labels_used, 10);
     let resumed = decisions(&split);

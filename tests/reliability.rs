@@ -583,7 +583,7 @@ fn item_09_active_loop_resumes_exactly_after_crashes_at_its_commit_and_kill_9() 
     let scored = ids_in(&straight.join("scored"), "part-");
     assert_eq!(scored.len(), 2400);
 
-    // a crash between writing a checkpoint's parts and its state.json, at the 3rd commit;
+    // a crash between writing a checkpoint's parts and its loop-state.json, at the 3rd commit;
     // failpoints (src/failpoint.rs) are compiled in debug builds only, and the binary under test
     // is built with this test's profile
     if cfg!(debug_assertions) {
@@ -609,7 +609,7 @@ fn item_09_active_loop_resumes_exactly_after_crashes_at_its_commit_and_kill_9() 
     let mut kills = 0;
     loop {
         let mut args = active_args(pool, s(&killed), model);
-        if killed.join("state.json").exists() {
+        if killed.join("loop-state.json").exists() {
             args.push("--resume");
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_actprm"))
@@ -1116,7 +1116,7 @@ fn r3_03_active_resume_refuses_other_inputs_or_settings() {
     first.extend(["--stop-after-rows", "40"]);
     let o = actprm(&first);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(out.join("state.json").is_file());
+    assert!(out.join("loop-state.json").is_file());
     let resume = |extra: &[&str], change: &str| {
         let mut args = active_args(pool_s, s(&out), model);
         args.push("--resume");

@@ -233,7 +233,7 @@ pub struct FilterArgs {
 #[derive(Args, Debug, Clone)]
 pub struct ActiveArgs {
     /// The pool (with a label, ratings, hard_labels or labels column unless a judge labels it),
-    /// and the output folder (model/, decisions/, eval.jsonl, state.json, summary.json).
+    /// and the output folder (model/, decisions/, eval.jsonl, loop-state.json, summary.json).
     #[command(flatten)]
     pub io: InputOutput,
     #[command(flatten)]

@@ -19,6 +19,7 @@ use crate::label::format::{trl_columns, TrlRow};
 use crate::label::judge::{Accounting, JudgeClient, JudgeConfig, JudgeOutcome};
 use crate::label::LabelFormat;
 use crate::report::Log;
+use crate::sink::dataset_card::{write_card_or_say, CardConfig};
 use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::flow::Flow;
 use crate::source::ColumnMapping;
@@ -203,6 +204,16 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     let path = job.output.join("summary.json");
     let json = serde_json::to_vec_pretty(&summary).map_err(PipelineError::json(&path))?;
     write_atomic(&path, &json)?;
+    write_card_or_say(
+        &job.output,
+        "Trajectories labelled by actprm",
+        &[CardConfig {
+            name: "default",
+            files: "part-*.parquet",
+        }],
+        "Every judged row of the input with the judge's verdict (`judge_*` columns), from \
+         `actprm label`.",
+    )?;
     Ok(summary)
 }
 

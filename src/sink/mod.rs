@@ -2,6 +2,7 @@
 //! so a reader (or a resumed run) never sees half a file.
 
 pub mod atomic;
+pub mod dataset_card;
 pub mod output_folder;
 pub mod parquet;
 pub mod rejects;

@@ -4,6 +4,7 @@
 
 pub mod format;
 pub mod functions;
+mod json_lines;
 pub mod predicate;
 pub mod prm_score;
 pub mod run;

@@ -10,7 +10,9 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::TableReference;
 use datafusion::config::ConfigOptions;
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::file_format::options::{ParquetReadOptions, ReadOptions};
+use datafusion::datasource::file_format::options::{
+    JsonReadOptions, ParquetReadOptions, ReadOptions,
+};
 use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::{source_as_provider, MemTable};
 use datafusion::error::DataFusionError;
@@ -99,6 +101,8 @@ pub fn session(config: &SqlConfig) -> SessionContext {
         allowed: config.allow_write.clone(),
     }));
     functions::register(&ctx, config);
+    // only fails when a factory for the extension is already registered, which it is not
+    let _ = super::json_lines::register(&ctx);
     ctx
 }
 
@@ -125,7 +129,16 @@ pub async fn register_table(ctx: &SessionContext, spec: &TableSpec) -> Result<()
     .await
 }
 
-/// Registers Parquet `files` as one table `name`; `spec` names the registration in errors.
+/// Whether `file` is JSON Lines (one JSON object per line), which tables also read.
+fn is_json_lines(file: &Path) -> bool {
+    file.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson"))
+}
+
+/// Registers Parquet or JSON Lines `files` (all of one kind) as one table `name`; `spec` names
+/// the registration in errors. JSON Lines keep every field: nested objects become structs and
+/// arrays lists, as DataFusion infers them.
 pub async fn register_files(
     ctx: &SessionContext,
     name: &str,
@@ -139,6 +152,12 @@ pub async fn register_files(
     if files.is_empty() {
         return Err(err("no Parquet file to register".into()));
     }
+    let json_lines = files.iter().filter(|f| is_json_lines(f)).count();
+    if json_lines != 0 && json_lines != files.len() {
+        return Err(err(
+            "mixes JSON Lines and Parquet files; register each kind as its own table".into(),
+        ));
+    }
     let urls = files
         .iter()
         .map(|f| {
@@ -148,23 +167,31 @@ pub async fn register_files(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let state = ctx.state();
-    let options = ParquetReadOptions::default()
-        .to_listing_options(state.config(), state.default_table_options());
+    let (options, kind) = if json_lines > 0 {
+        let options = JsonReadOptions::default()
+            .file_extension("")
+            .to_listing_options(state.config(), state.default_table_options());
+        (options, "JSON Lines")
+    } else {
+        let options = ParquetReadOptions::default()
+            .to_listing_options(state.config(), state.default_table_options());
+        (options, "Parquet")
+    };
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .infer_schema(&state)
         .await
-        .map_err(|e| err(format!("reading the Parquet schema: {e}")))?;
+        .map_err(|e| err(format!("reading the {kind} schema: {e}")))?;
     let table = ListingTable::try_new(config).map_err(|e| err(e.to_string()))?;
     ctx.register_table(TableReference::bare(name.to_string()), Arc::new(table))
         .map_err(|e| err(e.to_string()))?;
     Ok(())
 }
 
-/// The Parquet files behind a table path, sorted. A folder means an actprm output: a score or
-/// label output's `part-*.parquet` (never `rejects/`, whose rows have other columns), a filter
-/// output's kept rows (`kept/*.parquet`), an active run's scored rows (`scored/part-*.parquet`);
-/// else the folder's `*.parquet`.
+/// The Parquet (or JSON Lines) files behind a table path, sorted. A folder means an actprm
+/// output: a score or label output's `part-*.parquet` (never `rejects/`, whose rows have other
+/// columns), a filter output's kept rows (`kept/*.parquet`), an active run's scored rows
+/// (`scored/part-*.parquet`); else the folder's `*.parquet`, else its `*.jsonl`.
 pub fn table_files(path: &str) -> Result<Vec<PathBuf>, String> {
     let p = Path::new(path);
     let matches = |pattern: &str| -> Result<Vec<PathBuf>, String> {
@@ -184,6 +211,7 @@ pub fn table_files(path: &str) -> Result<Vec<PathBuf>, String> {
             "kept/*.parquet",
             "scored/part-*.parquet",
             "*.parquet",
+            "*.jsonl",
         ] {
             found = matches(&format!("{escaped}/{pattern}"))?;
             if !found.is_empty() {
@@ -200,8 +228,8 @@ pub fn table_files(path: &str) -> Result<Vec<PathBuf>, String> {
     };
     if files.is_empty() {
         return Err(
-            "matches no Parquet file (a folder needs part-*.parquet, kept/*.parquet, \
-             scored/part-*.parquet or *.parquet in it)"
+            "matches no Parquet or JSON Lines file (a folder needs part-*.parquet, \
+             kept/*.parquet, scored/part-*.parquet, *.parquet or *.jsonl in it)"
                 .into(),
         );
     }

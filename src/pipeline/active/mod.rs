@@ -8,10 +8,10 @@
 //! (one row per scored trajectory: selected, why, model version, label, whether the label was
 //! used), `scored/part-K.parquet` (the scored rows), `rejects/` (rows that could not be scored),
 //! `eval.jsonl` (development F1 every N labels), `checkpoints/ckpt-K/` (the trainer and the heads
-//! the scorer runs), `state.json`, `summary.json`.
+//! the scorer runs), `loop-state.json`, `summary.json`.
 //!
 //! Crash safety: everything a checkpoint writes (trainer, parts K, the scorer's heads) is complete
-//! and fsynced before `state.json` names it; `state.json` is the one commit point. A resume loads
+//! and fsynced before `loop-state.json` names it; `loop-state.json` is the one commit point. A resume loads
 //! exactly what it names, checks the trainer's step against it, removes anything newer, and skips
 //! the rows it counts (scored, rejected and unreadable alike): the resumed run makes the same
 //! decisions as an uninterrupted one.
@@ -44,6 +44,7 @@ use crate::model::{HeadsWeights, LoadedModel};
 use crate::rng::NormalRng;
 use crate::score::check::CheckRule;
 use crate::select::{trajectory_embedding, Candidates, Decision, RateQuota, Strategy};
+use crate::sink::dataset_card::CardConfig;
 use crate::sink::{write_atomic, RejectSink};
 use crate::source::columns::{extract, Trajectory};
 use crate::source::flow::Unreadable;
@@ -52,7 +53,23 @@ use crate::train::{TrainConfig, Trainer};
 use decisions::DecisionBuffer;
 pub use job::{ActiveJob, ActiveSettings, ActiveSummary};
 
-/// `state.json`: the loop's one commit point.
+/// The loop's one commit point. Not `state.json` (its name before): Hugging Face `datasets`
+/// takes any folder holding a `state.json` for a `save_to_disk` folder and refuses to load it.
+pub(super) const STATE_FILE: &str = "loop-state.json";
+/// The commit point of runs written before the rename, still resumed.
+pub(super) const LEGACY_STATE_FILE: &str = "state.json";
+
+/// The commit record of the run in `out`: today's name, else the legacy one when only it exists.
+fn state_path(out: &std::path::Path) -> std::path::PathBuf {
+    let legacy = out.join(LEGACY_STATE_FILE);
+    if !out.join(STATE_FILE).exists() && legacy.exists() {
+        legacy
+    } else {
+        out.join(STATE_FILE)
+    }
+}
+
+/// `loop-state.json`: the loop's one commit point.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LoopState {
     /// Pool rows done: scored, rejected and unreadable, in input order.
@@ -170,7 +187,7 @@ fn trajectory_texts(job: &ActiveJob, out: &RecordBatch) -> Result<Vec<Trajectory
 }
 
 impl LoopCtx {
-    /// Commits the loop: checkpoint K (trainer + the scorer's heads), parts K, then `state.json`.
+    /// Commits the loop: checkpoint K (trainer + the scorer's heads), parts K, then `loop-state.json`.
     /// With `publish`, the trainer's heads first become the scorer's (sent after the commit).
     fn checkpoint(
         &mut self,
@@ -215,9 +232,11 @@ impl LoopCtx {
         self.state.model_version = version.clone();
         self.state.scorer_version = self.published.version.clone();
         write_atomic(
-            &out.join("state.json"),
+            &out.join(STATE_FILE),
             &serde_json::to_vec_pretty(&self.state).expect("state serialises"),
         )?;
+        // a resumed run of an older actprm now commits under the new name only
+        let _ = std::fs::remove_file(out.join(LEGACY_STATE_FILE));
         remove_other_checkpoints(out, &rel);
         if let Some(sender) = publish {
             let _ = sender.send(Some(self.published.clone()));
@@ -404,7 +423,7 @@ impl LoopCtx {
 /// fingerprint describes (each difference named). A fresh run takes a folder holding none of
 /// the loop's files; an earlier run's are refused, or removed (only they) with `--overwrite`,
 /// or when they are this very run's, killed before its first commit (`--resume`, same
-/// fingerprint, no `state.json` yet). Then the fingerprint is recorded.
+/// fingerprint, no `loop-state.json` yet). Then the fingerprint is recorded.
 fn start_run(
     job: &ActiveJob,
     resuming: bool,
@@ -423,7 +442,7 @@ fn start_run(
         if !record.exists() {
             return Err(PipelineError::Inconsistent {
                 path: out.clone(),
-                detail: "state.json has no run.json beside it (a run of an older actprm, or a damaged folder), so its inputs and settings cannot be checked; start again with --overwrite"
+                detail: "the loop's state has no run.json beside it (a run of an older actprm, or a damaged folder), so its inputs and settings cannot be checked; start again with --overwrite"
                     .into(),
             });
         }
@@ -438,7 +457,7 @@ fn start_run(
         }
         return Ok(());
     }
-    if out.join("state.json").exists() && !job.overwrite {
+    if state_path(out).exists() && !job.overwrite {
         return Err(PipelineError::PreviousRun { path: out.clone() });
     }
     let own_leftovers = job.resume && record.exists() && recorded().is_empty();
@@ -457,7 +476,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     let out = &job.output;
     // one process per folder: two resumes of one run would interleave their commits
     let _folder = crate::sink::output_folder::lock(out)?;
-    let state_path = out.join("state.json");
+    let state_path = state_path(out);
     let device = tch::Device::Cpu;
     let named = crate::source::discover::discover_named(
         &job.score.inputs,
@@ -479,7 +498,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             return Err(PipelineError::Inconsistent {
                 path: out.clone(),
                 detail: format!(
-                    "state.json says step {}, its checkpoint {} holds step {}",
+                    "loop-state.json says step {}, its checkpoint {} holds step {}",
                     state.steps,
                     ckpt.display(),
                     trainer.step()
@@ -496,7 +515,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             return Err(PipelineError::Inconsistent {
                 path: out.clone(),
                 detail: format!(
-                    "the scorer's heads in {} are {}, state.json says {}",
+                    "the scorer's heads in {} are {}, loop-state.json says {}",
                     ckpt.display(),
                     published.version,
                     state.scorer_version
@@ -623,6 +642,23 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         write_atomic(
             &out.join("summary.json"),
             &serde_json::to_vec_pretty(&ctx.summary).expect("summary serialises"),
+        )?;
+        crate::sink::dataset_card::write_card_or_say(
+            out,
+            "An active-learning run of actprm",
+            &[
+                CardConfig {
+                    name: "default",
+                    files: "scored/part-*.parquet",
+                },
+                CardConfig {
+                    name: "decisions",
+                    files: "decisions/decisions-*.parquet",
+                },
+            ],
+            "The stream's rows as the loop scored them (`default`), and each batch's \
+             selection decisions (`decisions`), from `actprm active`; the trained model is in \
+             `model/`.",
         )?;
     }
     Ok(ctx.summary)

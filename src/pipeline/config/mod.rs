@@ -150,7 +150,7 @@ pub struct LabelStage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TrainStage {
     pub inputs: Vec<String>,
-    /// Output folder (model/, decisions/, eval.jsonl, state.json, summary.json).
+    /// Output folder (model/, decisions/, eval.jsonl, loop-state.json, summary.json).
     pub output: PathBuf,
     #[serde(flatten)]
     pub settings: ActiveSettings,

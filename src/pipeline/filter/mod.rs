@@ -34,6 +34,7 @@ use super::PipelineError;
 use crate::score::RowScore;
 use crate::select::RateQuota;
 use crate::sink::atomic::{self, write_atomic_tagged};
+use crate::sink::dataset_card::{write_card_or_say, CardConfig};
 use crate::sink::output_folder::{self, Entry, Layout};
 use crate::source::discover::discover_named;
 use crate::source::flow::Unreadable;
@@ -622,6 +623,27 @@ fn write_summary(
         &job.score.output.join(shard_file(job.shard, "summary")),
         &serde_json::to_vec_pretty(&summary).expect("summary serialises"),
         &shard_tag(job.shard),
+    )?;
+    const KEPT: CardConfig = CardConfig {
+        name: "default",
+        files: "kept/*.parquet",
+    };
+    const SKIPPED: CardConfig = CardConfig {
+        name: "skipped",
+        files: "skipped/*.parquet",
+    };
+    let configs: &[CardConfig] = if job.write_skipped {
+        &[KEPT, SKIPPED]
+    } else {
+        &[KEPT]
+    };
+    write_card_or_say(
+        &job.score.output,
+        "Trajectories kept by actprm filter",
+        configs,
+        "The rows the filter kept, with their step scores (`default`; parts are named after \
+         their input files and row groups); with `--write-skipped`, the others (`skipped`). \
+         `units/` records which input unit each part came from.",
     )?;
     Ok(summary)
 }

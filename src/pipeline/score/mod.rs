@@ -18,6 +18,7 @@ use super::{PipelineError, Summary};
 use crate::formats::features::{FeatureRow, FeatureWriter};
 use crate::model::LoadedModel;
 use crate::score::{RowScore, StepScorer};
+use crate::sink::dataset_card::{write_card_or_say, CardConfig};
 use crate::sink::rejects::RejectedRow;
 use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::discover_inputs;
@@ -65,6 +66,19 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
     let summary = run_scoring(job, planned, hooks, Box::new(sink))?;
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
     write_atomic(&job.output.join("summary.json"), &json)?;
+    write_card_or_say(
+        &job.output,
+        "Trajectories scored by actprm",
+        &[CardConfig {
+            name: "default",
+            files: "part-*.parquet",
+        }],
+        &format!(
+            "Every readable row of the input with its step scores (`step_mean`, `step_std`, \
+             `first_error`, uncertainty, `selected`), from `actprm score` with model `{}`.",
+            summary.model_version
+        ),
+    )?;
     Ok(summary)
 }
 

@@ -1,0 +1,256 @@
+//! Issue 31, item 5: outputs loaders open. `datasets.load_dataset(OUT)` (Hugging Face `datasets`,
+//! the real package, pinned in tests/python/requirements.txt) and `actprm sql --table t=OUT` read
+//! exactly the data rows of a score, filter and active output: not the run records, not the
+//! rejects, one `train` split even when the part names hold "test". A user's own `README.md` in
+//! the folder is never replaced.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use actprm::source::jsonl::to_record_batch;
+use common::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn python() -> PathBuf {
+    let python = actprm::model::deps_dir().join("datasets/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `ACTPRM_RAY=1 ./setup.sh` (it installs the pinned datasets)",
+        python.display()
+    );
+    python
+}
+
+/// `load_dataset(folder[, config])` as `{"splits": {name: rows}, "columns": [...]}`.
+fn load_dataset(folder: &Path, config: Option<&str>) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/load_outputs.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(script).arg(folder).env("HF_DATASETS_OFFLINE", "1");
+    // a cache of its own: nothing from other runs
+    cmd.env("HF_HOME", folder.parent().unwrap().join("hf-home"));
+    if let Some(c) = config {
+        cmd.arg(c);
+    }
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "load_dataset({}): {}",
+        folder.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// Rows in the Parquet files of `dir` whose names start with `prefix`.
+fn rows(dir: &Path, prefix: &str) -> u64 {
+    read_parquet_dir(dir, prefix)
+        .iter()
+        .map(|b| b.num_rows() as u64)
+        .sum()
+}
+
+/// `SELECT count(*)` of `sql --table t=folder`.
+fn sql_count(folder: &Path) -> u64 {
+    let o = actprm(&[
+        "sql",
+        "--table",
+        &format!("t={}", s(folder)),
+        "--format",
+        "json",
+        "SELECT count(*) AS n FROM t",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim().lines().next().unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {text}"));
+    let row = if v.is_array() { &v[0] } else { &v };
+    row["n"].as_u64().unwrap()
+}
+
+/// The PRM800K sample as `corpus_test.parquet` (a name holding "test"), one row with no steps
+/// (a reject).
+fn corpus(dir: &Path) -> PathBuf {
+    let mut records = records("prm800k_test_sample.jsonl");
+    records[3].steps.clear();
+    let path = dir.join("corpus_test.parquet");
+    write_parquet(&path, &to_record_batch(&records));
+    path
+}
+
+#[test]
+fn load_dataset_and_sql_read_exactly_the_data_rows_of_each_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+
+    // score: 23 scored rows in part-*, 1 reject beside them, summary.json
+    let scored = dir.path().join("scored");
+    let o = actprm(&["score", "-q", "-i", s(&input), "-o", s(&scored)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(rows(&scored.join("rejects"), "rejects-"), 1);
+    let data_rows = rows(&scored, "part-");
+    assert_eq!(data_rows, 23);
+    let got = load_dataset(&scored, None);
+    assert_eq!(
+        got["splits"],
+        serde_json::json!({"train": data_rows}),
+        "{got}"
+    );
+    assert!(got["columns"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("step_mean")));
+    assert_eq!(sql_count(&scored), data_rows);
+
+    // filter: kept/ and skipped/ beside units/, run.json, summary.json
+    let filtered = dir.path().join("filtered");
+    let o = actprm(&[
+        "filter",
+        "-q",
+        "-i",
+        s(&input),
+        "-o",
+        s(&filtered),
+        "--keep-rate",
+        "0.5",
+        "--write-skipped",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let kept = rows(&filtered.join("kept"), "");
+    let skipped = rows(&filtered.join("skipped"), "");
+    assert!(kept > 0 && skipped > 0, "kept {kept}, skipped {skipped}");
+    let got = load_dataset(&filtered, None);
+    assert_eq!(got["splits"], serde_json::json!({"train": kept}), "{got}");
+    let got = load_dataset(&filtered, Some("skipped"));
+    assert_eq!(
+        got["splits"],
+        serde_json::json!({"train": skipped}),
+        "{got}"
+    );
+    assert_eq!(sql_count(&filtered), kept);
+
+    // active: scored/ and decisions/ beside loop-state.json, checkpoints/, model/
+    let active = dir.path().join("active");
+    let o = actprm(&[
+        "active",
+        "-q",
+        "-i",
+        s(&input),
+        "-o",
+        s(&active),
+        "--keep-rate",
+        "0.5",
+        "--batch-rows",
+        "8",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let streamed = rows(&active.join("scored"), "part-");
+    let decided = rows(&active.join("decisions"), "decisions-");
+    assert!(streamed > 0 && decided > 0);
+    let got = load_dataset(&active, None);
+    assert_eq!(
+        got["splits"],
+        serde_json::json!({"train": streamed}),
+        "{got}"
+    );
+    let got = load_dataset(&active, Some("decisions"));
+    assert_eq!(
+        got["splits"],
+        serde_json::json!({"train": decided}),
+        "{got}"
+    );
+    assert_eq!(sql_count(&active), streamed);
+}
+
+#[test]
+fn a_users_readme_stays_and_the_run_says_why_it_wrote_no_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let out = dir.path().join("mine");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("README.md"), "# my corpus notes\n").unwrap();
+    let o = actprm(&["score", "-q", "-i", s(&input), "-o", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("README.md")).unwrap(),
+        "# my corpus notes\n"
+    );
+    assert!(stderr(&o).contains("no dataset card"), "{}", stderr(&o));
+    // and a second run into a folder holding actprm's own card rewrites it
+    let ours = dir.path().join("ours");
+    for _ in 0..2 {
+        let o = actprm(&[
+            "score",
+            "-q",
+            "--overwrite",
+            "-i",
+            s(&input),
+            "-o",
+            s(&ours),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let card = std::fs::read_to_string(ours.join("README.md")).unwrap();
+    assert!(card.starts_with("---\nconfigs:\n"), "{card}");
+}
+
+/// `sql` reads JSON Lines by `--table` and by name in FROM, every field kept (lists as lists).
+#[test]
+fn sql_reads_json_lines_with_every_field() {
+    let file = data("prm800k_ratings_shapes.jsonl");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // the independent count: ratings of -1 over every record, read by serde_json
+    let negative: usize = lines
+        .iter()
+        .map(|r| {
+            r["ratings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|v| v.as_i64() == Some(-1))
+                .count()
+        })
+        .sum();
+    let query =
+        "SELECT count(*) AS n, sum(array_length(array_positions(ratings, -1))) AS negative, \
+                 sum(CASE WHEN final_answer_correct THEN 1 ELSE 0 END) AS solved FROM t";
+    let solved = lines
+        .iter()
+        .filter(|r| r["final_answer_correct"] == serde_json::json!(true))
+        .count();
+    for args in [
+        vec![
+            "sql".to_string(),
+            "--table".into(),
+            format!("t={}", s(&file)),
+            "--format".into(),
+            "json".into(),
+            query.into(),
+        ],
+        vec![
+            "sql".to_string(),
+            "--format".into(),
+            "json".into(),
+            query.replace("FROM t", &format!("FROM '{}'", s(&file))),
+        ],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = actprm(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        let v: serde_json::Value = serde_json::from_str(text.trim().lines().next().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(v["n"], lines.len(), "{v}");
+        assert_eq!(v["negative"], negative, "{v}");
+        assert_eq!(v["solved"], solved, "{v}");
+    }
+}
