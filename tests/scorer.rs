@@ -661,12 +661,15 @@ fn off_a_terminal_progress_is_a_line_every_period_and_quiet_is_silent() {
 #[test]
 fn a_run_that_can_read_no_input_fails_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("records.jsonl");
-    std::fs::copy(data("prm800k_test_sample.jsonl"), &jsonl).unwrap();
+    let array = dir.path().join("records.json");
+    std::fs::copy(data("pb_subset.json"), &array).unwrap();
     let garbage = dir.path().join("garbage.parquet");
     std::fs::write(&garbage, b"these bytes are no Parquet file at all").unwrap();
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, b"\n\n").unwrap();
     for (input, says) in [
-        (&jsonl, "is JSON, and this command reads Parquet"),
+        (&array, "is a JSON file (one array or object)"),
+        (&empty, "none of the 1 input file(s) could be read"),
         (&garbage, "none of the 1 input file(s) could be read"),
     ] {
         for command in ["score", "filter"] {
@@ -699,4 +702,107 @@ fn a_run_that_can_read_no_input_fails_naming_it() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary(&out)["files_unreadable"], 1);
+}
+
+/// JSON Lines are read as they are (issue 31, item 3): every field kept, the same scores as the
+/// same records in Parquet, a line that is no JSON object reported with its line number.
+#[test]
+fn json_lines_are_scored_as_they_are_with_every_field() {
+    use arrow::array::AsArray;
+    let dir = tempfile::tempdir().unwrap();
+    let source = data("prm800k_ratings_shapes.jsonl");
+    let text = std::fs::read_to_string(&source).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    // a broken line (line 3) and a blank one between the records
+    lines.insert(2, "{\"problem\": \"cut off");
+    lines.insert(4, "");
+    let jsonl = dir.path().join("records.jsonl");
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("from-jsonl");
+    let o = actprm(&[
+        "score",
+        "-q",
+        "-i",
+        jsonl.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["rows_in"], 5, "{s}");
+    assert_eq!(s["rows_scored"], 4, "{s}");
+    let unreadable = std::fs::read_to_string(out.join("rejects/unreadable.jsonl")).unwrap();
+    assert!(unreadable.contains("line 3: not JSON"), "{unreadable}");
+    let batches = read_parquet_dir(&out, "part-");
+    let schema = batches[0].schema();
+    for field in [
+        "id",
+        "source",
+        "ratings",
+        "final_answer_correct",
+        "label",
+        "step_mean",
+    ] {
+        assert!(schema.index_of(field).is_ok(), "no {field} in {schema:?}");
+    }
+    // the same records as Parquet (convert keeps id, problem, steps, label): the same scores
+    let parquet = dir.path().join("records.parquet");
+    let o = actprm(&[
+        "convert",
+        source.to_str().unwrap(),
+        "-o",
+        parquet.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out2 = dir.path().join("from-parquet");
+    let o = actprm(&[
+        "score",
+        "-q",
+        "-i",
+        parquet.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let means = |batches: &[arrow::record_batch::RecordBatch]| -> Vec<(String, Vec<f32>)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let ids = b.column_by_name("id").unwrap().as_string::<i32>();
+            let m = b.column_by_name("step_mean").unwrap().as_list::<i32>();
+            for i in 0..b.num_rows() {
+                let v = m.value(i);
+                let v = v.as_primitive::<arrow::datatypes::Float32Type>();
+                out.push((ids.value(i).to_string(), v.values().to_vec()));
+            }
+        }
+        out
+    };
+    // (equal up to padding's summation order: the broken line splits the JSON Lines batch)
+    let (a, b) = (means(&batches), means(&read_parquet_dir(&out2, "part-")));
+    assert_eq!(a.len(), b.len());
+    for ((id_a, m_a), (id_b, m_b)) in a.iter().zip(&b) {
+        assert_eq!(id_a, id_b);
+        assert_eq!(m_a.len(), m_b.len());
+        for (x, y) in m_a.iter().zip(m_b) {
+            assert!((x - y).abs() < 1e-5, "{id_a}: {m_a:?} vs {m_b:?}");
+        }
+    }
+    // a folder of JSON Lines files is read as they are, by filter too
+    let folder = dir.path().join("corpus");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(data("prm800k_test_sample.jsonl"), folder.join("a.jsonl")).unwrap();
+    let kept = dir.path().join("kept");
+    let o = actprm(&[
+        "filter",
+        "-q",
+        "-i",
+        folder.to_str().unwrap(),
+        "-o",
+        kept.to_str().unwrap(),
+        "--keep-rate",
+        "0.5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&kept);
+    assert_eq!(s["rows_in"], 24, "{s}");
 }

@@ -165,6 +165,10 @@ fn discover_pattern(pattern: &String, extension: &str) -> Result<Vec<PathBuf>, S
     let mut files = Vec::new();
     if path.is_dir() {
         walk(path, extension, &mut files).map_err(|e| err(e.to_string()))?;
+        if files.is_empty() && extension == "parquet" {
+            // a folder of JSON Lines files is read as they are
+            walk(path, "jsonl", &mut files).map_err(|e| err(e.to_string()))?;
+        }
     } else if path.is_file() {
         files.push(path.to_path_buf());
     } else if pattern.contains(['*', '?', '[']) {

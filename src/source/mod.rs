@@ -4,6 +4,7 @@ pub mod columns;
 pub mod discover;
 pub mod flow;
 pub mod generate;
+pub mod json_lines;
 pub mod jsonl;
 pub mod parquet;
 pub mod raw;

@@ -1,5 +1,6 @@
 //! Parquet source: validates every file's schema before work starts, then reads row group by row
 //! group so a corrupt row group costs only its own rows (reported, never silently dropped).
+//! JSON Lines files are planned and read through the same type ([`super::json_lines`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::columns::{extract, ColumnMapping, ResolvedColumns};
 pub use super::flow::SourceItem;
 use super::flow::{Flow, GroupEnd, SourceBatch, Unreadable};
+use super::json_lines::{is_json_lines, plan_file, JsonLinesPlan};
 use super::SourceError;
 
 /// A file that passed schema validation (or could not be opened at all).
@@ -24,6 +26,8 @@ pub struct PlannedFile {
     pub group_rows: Vec<u64>,
     /// Row groups to read; `None` = all (a filter shard or a resumed run reads fewer).
     pub groups: Option<Vec<usize>>,
+    /// Set for a JSON Lines file: its schema and groups of lines (its "row groups").
+    pub json_lines: Option<Arc<JsonLinesPlan>>,
 }
 
 /// Opens every file's footer and checks the columns. Missing or mistyped columns are fatal (a
@@ -32,18 +36,21 @@ pub fn plan(files: &[PathBuf], mapping: &ColumnMapping) -> Result<Vec<PlannedFil
     if let Some(json) = files.iter().find(|p| {
         p.extension()
             .and_then(|e| e.to_str())
-            .is_some_and(|e| ["jsonl", "json", "ndjson"].contains(&e.to_ascii_lowercase().as_str()))
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
     }) {
         return Err(SourceError::File {
             file: json.clone(),
-            message: "is JSON, and this command reads Parquet: convert it first (`actprm convert \
-                      FILE -o FILE.parquet`), or read it from a pipeline file's jsonl source"
+            message: "is a JSON file (one array or object), and this command reads Parquet and \
+                      JSON Lines: convert it first (`actprm convert FILE -o FILE.parquet`)"
                 .into(),
         });
     }
     let planned = files
         .iter()
         .map(|path| {
+            if is_json_lines(path) {
+                return plan_json_lines(path, mapping);
+            }
             let opened = open_reader(path).map_err(|e| format!("not a readable Parquet file: {e}"));
             let path_arc = Arc::new(path.clone());
             match opened {
@@ -54,6 +61,7 @@ pub fn plan(files: &[PathBuf], mapping: &ColumnMapping) -> Result<Vec<PlannedFil
                     row_groups: 0,
                     group_rows: vec![],
                     groups: None,
+                    json_lines: None,
                 }),
                 Ok(builder) => {
                     let columns = mapping.resolve(builder.schema(), path)?;
@@ -69,12 +77,39 @@ pub fn plan(files: &[PathBuf], mapping: &ColumnMapping) -> Result<Vec<PlannedFil
                             .map(|g| g.num_rows().max(0) as u64)
                             .collect(),
                         groups: None,
+                        json_lines: None,
                     })
                 }
             }
         })
         .collect::<Result<Vec<PlannedFile>, SourceError>>()?;
     Ok(planned)
+}
+
+/// Plans a JSON Lines file: one pass for its schema and groups; a file that cannot be read (or
+/// holds no object) is planned as unreadable, as a Parquet file with a broken footer is.
+fn plan_json_lines(path: &Path, mapping: &ColumnMapping) -> Result<PlannedFile, SourceError> {
+    let path_arc = Arc::new(path.to_path_buf());
+    match plan_file(path) {
+        Err(reason) => Ok(PlannedFile {
+            path: path_arc,
+            columns: Err(format!("not a readable JSON Lines file: {reason}")),
+            rows: 0,
+            row_groups: 0,
+            group_rows: vec![],
+            groups: None,
+            json_lines: None,
+        }),
+        Ok(plan) => Ok(PlannedFile {
+            path: path_arc,
+            columns: Ok(mapping.resolve(&plan.schema, path)?),
+            rows: plan.rows,
+            row_groups: plan.group_rows.len(),
+            group_rows: plan.group_rows.clone(),
+            groups: None,
+            json_lines: Some(Arc::new(plan)),
+        }),
+    }
 }
 
 /// A run whose every input file is unreadable would quarantine them all and report success
@@ -116,7 +151,12 @@ pub fn read_file(file: &PlannedFile, batch_rows: usize, emit: &mut dyn FnMut(Sou
     for &group in file.groups.as_ref().unwrap_or(&all) {
         let first_row: u64 = file.group_rows[..group].iter().sum();
         let group_rows = file.group_rows[group];
-        let result = read_group(&file.path, group, batch_rows, columns, first_row, emit);
+        let result = match &file.json_lines {
+            Some(plan) => super::json_lines::read_group(
+                &file.path, plan, group, batch_rows, columns, first_row, emit,
+            ),
+            None => read_group(&file.path, group, batch_rows, columns, first_row, emit),
+        };
         match result {
             Ok(true) => {}
             Ok(false) => return,
