@@ -510,3 +510,59 @@ fn actprm_hard_labels_evaluate_like_the_same_rows_in_other_layouts() {
     }
     assert_eq!(hard, trl);
 }
+
+/// `convert` (and so a pipeline file's jsonl source) keeps every field of the records beside the
+/// four columns it writes (issue 31, item 3): typed as Arrow infers them, or as JSON text when the
+/// records disagree on a field's type.
+#[test]
+fn convert_keeps_every_other_field_of_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = data("prm800k_ratings_shapes.jsonl");
+    let out = dir.path().join("kept.parquet");
+    let o = actprm(&["convert", s(&source), "-o", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let records = jsonl("prm800k_ratings_shapes.jsonl");
+    let batch = &read_parquet_dir(dir.path(), "kept")[0];
+    assert_eq!(batch.num_rows(), records.len());
+    let sources = batch.column_by_name("source").unwrap().as_string::<i32>();
+    let solved = batch
+        .column_by_name("final_answer_correct")
+        .unwrap()
+        .as_boolean();
+    let ratings = batch.column_by_name("ratings").unwrap().as_list::<i32>();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(sources.value(i), r["source"].as_str().unwrap());
+        let got = arrow::array::Array::is_valid(solved, i).then(|| solved.value(i));
+        assert_eq!(got, r["final_answer_correct"].as_bool(), "record {i}");
+        let got: Vec<i64> = ratings
+            .value(i)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec();
+        let want: Vec<i64> = r["ratings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        assert_eq!(got, want);
+    }
+    // a field that is a number in one record and an object in another: kept as JSON text
+    let mixed = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &mixed,
+        "{\"problem\": \"p\", \"steps\": [\"a\"], \"label\": -1, \"meta\": 3}\n\
+         {\"problem\": \"q\", \"steps\": [\"b\"], \"label\": 0, \"meta\": {\"k\": [1, 2]}}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("mixed.parquet");
+    let o = actprm(&["convert", s(&mixed), "-o", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let batch = &read_parquet_dir(dir.path(), "mixed")[0];
+    let meta = batch.column_by_name("meta").unwrap().as_string::<i32>();
+    assert_eq!(meta.value(0), "3");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(meta.value(1)).unwrap(),
+        serde_json::json!({"k": [1, 2]})
+    );
+}

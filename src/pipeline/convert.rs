@@ -1,13 +1,23 @@
 //! `actprm convert` (and a pipeline file's jsonl / processbench source): labelled data as released
-//! -> one Parquet file (id, problem, steps, label). A record that cannot be converted is kept with
-//! its file, line and reason in `OUTPUT.rejects.jsonl`, never dropped.
+//! -> one Parquet file (id, problem, steps, label, then every other field of the records, as
+//! Arrow infers it over all of them: nested objects as structs, arrays as lists). A record that
+//! cannot be converted is kept with its file, line and reason in `OUTPUT.rejects.jsonl`, never
+//! dropped.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::PipelineError;
-use crate::source::raw::{convert_file, RawReject};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::json::reader::{infer_json_schema_from_iterator, ReaderBuilder};
+use arrow::record_batch::RecordBatch;
+use serde_json::Value;
+
+use crate::source::raw::{convert_file, ConvertedRecord, RawReject};
 
 /// What a conversion wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -61,10 +71,7 @@ pub fn convert(inputs: &[PathBuf], output: &Path) -> Result<ConvertReport, Pipel
     }
     // batches of bounded size: one batch of a whole file would overflow Arrow's 32-bit string
     // offsets past 2 GiB of text
-    let batches: Vec<_> = records
-        .chunks(CONVERT_BATCH_ROWS)
-        .map(crate::source::jsonl::to_record_batch)
-        .collect();
+    let batches = with_other_fields(&records)?;
     crate::sink::parquet::write_file(output, &batches)?;
     let list = rejects_path(output);
     let rejects_file = if rejected.is_empty() {
@@ -85,6 +92,94 @@ pub fn convert(inputs: &[PathBuf], output: &Path) -> Result<ConvertReport, Pipel
         rejected,
         rejects_file,
     })
+}
+
+/// The records as batches: the four converted columns, then the records' other fields. Their
+/// types are inferred over every record; when some value does not fit them (a field that is a
+/// number here and an object there), every other field is kept as its JSON text instead.
+fn with_other_fields(records: &[ConvertedRecord]) -> Result<Vec<RecordBatch>, PipelineError> {
+    let converted = |chunk: &[ConvertedRecord]| {
+        let trajectories: Vec<_> = chunk.iter().map(|r| r.trajectory.clone()).collect();
+        crate::source::jsonl::to_record_batch(&trajectories)
+    };
+    // every field name, in the order first seen
+    let mut names: Vec<&str> = Vec::new();
+    for r in records {
+        for k in r.fields.keys() {
+            if !names.contains(&k.as_str()) {
+                names.push(k);
+            }
+        }
+    }
+    if names.is_empty() {
+        return Ok(records.chunks(CONVERT_BATCH_ROWS).map(converted).collect());
+    }
+    let objects = records.iter().map(|r| Ok(Value::Object(r.fields.clone())));
+    let typed: Result<Vec<RecordBatch>, String> = infer_json_schema_from_iterator(objects)
+        .map_err(|e| e.to_string())
+        .and_then(|inferred| {
+            let inferred = Arc::new(inferred);
+            records
+                .chunks(CONVERT_BATCH_ROWS)
+                .map(|chunk| join(converted(chunk), decode_fields(&inferred, chunk)?))
+                .collect()
+        });
+    match typed {
+        Ok(batches) => Ok(batches),
+        Err(_) => records
+            .chunks(CONVERT_BATCH_ROWS)
+            .map(|chunk| join(converted(chunk), json_text_fields(&names, chunk)))
+            .collect::<Result<_, _>>()
+            .map_err(|message| PipelineError::Inconsistent {
+                path: PathBuf::from("<convert>"),
+                detail: message,
+            }),
+    }
+}
+
+fn decode_fields(schema: &SchemaRef, chunk: &[ConvertedRecord]) -> Result<RecordBatch, String> {
+    let mut decoder = ReaderBuilder::new(schema.clone())
+        .with_batch_size(chunk.len().max(1))
+        .with_coerce_primitive(true)
+        .build_decoder()
+        .map_err(|e| e.to_string())?;
+    let values: Vec<Value> = chunk
+        .iter()
+        .map(|r| Value::Object(r.fields.clone()))
+        .collect();
+    decoder.serialize(&values).map_err(|e| e.to_string())?;
+    decoder
+        .flush()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no rows".to_string())
+}
+
+/// Each field as its JSON text (null where the record lacks it).
+fn json_text_fields(names: &[&str], chunk: &[ConvertedRecord]) -> RecordBatch {
+    let fields: Vec<Field> = names
+        .iter()
+        .map(|name| Field::new(*name, DataType::Utf8, true))
+        .collect();
+    let columns: Vec<ArrayRef> = names
+        .iter()
+        .map(|name| {
+            Arc::new(StringArray::from_iter(
+                chunk
+                    .iter()
+                    .map(|r| r.fields.get(*name).map(|v| v.to_string())),
+            )) as ArrayRef
+        })
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .expect("one text column per field, one row per record")
+}
+
+fn join(converted: RecordBatch, others: RecordBatch) -> Result<RecordBatch, String> {
+    let mut fields: Vec<Arc<Field>> = converted.schema().fields().iter().cloned().collect();
+    fields.extend(others.schema().fields().iter().cloned());
+    let mut columns = converted.columns().to_vec();
+    columns.extend(others.columns().iter().cloned());
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
 }
 
 impl crate::report::Report for ConvertReport {

@@ -25,9 +25,20 @@ pub struct RawReject {
     pub reason: String,
 }
 
+/// A converted record and the record's own other fields (every field but `id`, `problem`,
+/// `steps` and `label`, the columns `convert` writes), which `convert` keeps beside them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvertedRecord {
+    pub trajectory: LabelledTrajectory,
+    pub fields: serde_json::Map<String, Value>,
+}
+
+/// The names `convert` writes itself; a record's own field of one of these names gives way.
+pub const CONVERTED_COLUMNS: [&str; 4] = ["id", "problem", "steps", "label"];
+
 /// Every record of a JSON Lines file, or of a file of JSON values one after another (PRM800K's
 /// pretty-printed examples), or of one JSON array (ProcessBench).
-pub fn convert_file(path: &Path) -> Result<(Vec<LabelledTrajectory>, Vec<RawReject>), SourceError> {
+pub fn convert_file(path: &Path) -> Result<(Vec<ConvertedRecord>, Vec<RawReject>), SourceError> {
     let text = std::fs::read_to_string(path).map_err(|e| SourceError::File {
         file: path.to_path_buf(),
         message: e.to_string(),
@@ -40,9 +51,17 @@ pub fn convert_file(path: &Path) -> Result<(Vec<LabelledTrajectory>, Vec<RawReje
     let mut records = Vec::new();
     let mut rejects = Vec::new();
     let mut add = |line: usize, index: usize, value: Result<Value, String>| {
-        let converted = value.and_then(|v| convert_record(&v)).map(|mut r| {
-            r.id.get_or_insert_with(|| format!("{stem}-{index}"));
-            r
+        let converted = value.and_then(|v| {
+            let mut trajectory = convert_record(&v)?;
+            trajectory
+                .id
+                .get_or_insert_with(|| format!("{stem}-{index}"));
+            let mut fields = match v {
+                Value::Object(o) => o,
+                _ => serde_json::Map::new(),
+            };
+            fields.retain(|k, _| !CONVERTED_COLUMNS.contains(&k.as_str()));
+            Ok(ConvertedRecord { trajectory, fields })
         });
         match converted {
             Ok(r) => records.push(r),
