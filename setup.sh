@@ -70,28 +70,24 @@ fi
 check_sha "$FP32/model.safetensors" 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 check_sha "$FP32/tokenizer.json" be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
 check_sha "$FP32/config.json" 953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41
-# Ray, for `actprm filter --ray` (and its tests): a virtual environment with the pinned wheels
+# a virtual environment $DEPS/NAME with the wheels of REQUIREMENTS, each pinned by sha256;
+# reinstalled only when the requirements change (a stamp names their hash)
+venv_from() {
+  local name="$1" req="$2" what="$3"
+  local stamp="$DEPS/$name/.installed-$(sha256sum "$req" | cut -c1-16)"
+  if [ ! -e "$stamp" ]; then
+    echo "setup: installing $what -> $DEPS/$name"
+    rm -rf "${DEPS:?}/$name"
+    "$PY" -m venv "$DEPS/$name"
+    "$DEPS/$name/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      --require-hashes -r "$req"
+    touch "$stamp"
+  fi
+}
+# Ray, for `actprm filter --ray` (and its tests), and Hugging Face `datasets`, for the test that
+# opens every actprm output with load_dataset
 if [ "${1:-}" = "ray" ] || [ "${ACTPRM_RAY:-0}" = "1" ]; then
-  RAY_REQ="$PWD/src/pipeline/filter/ray/requirements.txt"
-  RAY_STAMP="$DEPS/ray/.installed-$(sha256sum "$RAY_REQ" | cut -c1-16)"
-  if [ ! -e "$RAY_STAMP" ]; then
-    echo "setup: installing Ray 2.60.0 -> $DEPS/ray"
-    rm -rf "$DEPS/ray"
-    "$PY" -m venv "$DEPS/ray"
-    "$DEPS/ray/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
-      --require-hashes -r "$RAY_REQ"
-    touch "$RAY_STAMP"
-  fi
-  # Hugging Face `datasets`, for the test that opens every actprm output with load_dataset
-  DS_REQ="$PWD/tests/python/requirements.txt"
-  DS_STAMP="$DEPS/datasets/.installed-$(sha256sum "$DS_REQ" | cut -c1-16)"
-  if [ ! -e "$DS_STAMP" ]; then
-    echo "setup: installing datasets 5.2.0 -> $DEPS/datasets"
-    rm -rf "$DEPS/datasets"
-    "$PY" -m venv "$DEPS/datasets"
-    "$DEPS/datasets/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
-      --require-hashes -r "$DS_REQ"
-    touch "$DS_STAMP"
-  fi
+  venv_from ray "$PWD/src/pipeline/filter/ray/requirements.txt" "Ray 2.60.0"
+  venv_from datasets "$PWD/tests/python/requirements.txt" "datasets 5.2.0"
 fi
 echo "setup: native parts ready in $DEPS"
