@@ -112,11 +112,6 @@ impl Attention {
             Self::Bidirectional => "bidirectional",
         }
     }
-
-    /// Whether a step's feature is independent of the steps after it.
-    pub fn reads_prefix_only(self) -> bool {
-        self != Self::Bidirectional
-    }
 }
 
 /// The precision of a backbone actprm writes itself from fp32 weights (`{precision}` in the

@@ -12,7 +12,7 @@ use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
 /// DataFusion's newline-delimited JSON reader, under `.jsonl`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct JsonLinesFormatFactory(JsonFormatFactory);
 
 impl FileFormatFactory for JsonLinesFormatFactory {
