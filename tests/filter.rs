@@ -315,3 +315,74 @@ fn good_rows_and_best_of_n_agree_with_a_computation_over_scores_output() {
         stderr(&o)
     );
 }
+
+/// `filter --label-format trl` (issue 31, item 5): the kept rows carry TRL's stepwise layout,
+/// labelled by the model's predicted first error: the steps up to it, true before it, false at it.
+#[test]
+fn filter_writes_the_trl_layout_from_predicted_first_errors() {
+    use arrow::array::{Array, AsArray};
+    let dir = tempfile::tempdir().unwrap();
+    let input = prm800k_parquet(dir.path());
+    let out = dir.path().join("trl");
+    let o = actprm(&[
+        "filter",
+        "-q",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--keep-rate",
+        "1",
+        "--label-format",
+        "trl",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut rows = 0;
+    let mut with_error = 0;
+    for b in read_parquet_dir(&out.join("kept"), "") {
+        let steps = b.column_by_name("steps").unwrap().as_list::<i32>();
+        let first = b
+            .column_by_name("first_error")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int32Type>();
+        let prompt = b.column_by_name("prompt").unwrap().as_string::<i32>();
+        let problem = b.column_by_name("problem").unwrap().as_string::<i32>();
+        let completions = b.column_by_name("completions").unwrap().as_list::<i32>();
+        let labels = b.column_by_name("labels").unwrap().as_list::<i32>();
+        for i in 0..b.num_rows() {
+            rows += 1;
+            assert_eq!(prompt.value(i), problem.value(i));
+            let all = steps.value(i);
+            let all = all.as_string::<i32>();
+            let k = first.value(i);
+            let kept = if k < 0 { all.len() } else { k as usize + 1 };
+            with_error += usize::from(k >= 0);
+            let got = completions.value(i);
+            let got = got.as_string::<i32>();
+            assert_eq!(got.len(), kept, "row {i}: first error {k}");
+            for j in 0..kept {
+                assert_eq!(got.value(j), all.value(j));
+            }
+            let l = labels.value(i);
+            let l = l.as_boolean();
+            let want: Vec<bool> = (0..kept).map(|j| k < 0 || j < k as usize).collect();
+            let got: Vec<bool> = (0..l.len()).map(|j| l.value(j)).collect();
+            assert_eq!(got, want, "row {i}");
+        }
+    }
+    assert_eq!(rows, 24);
+    assert!(with_error > 0, "no predicted error to cut at");
+    // a resume with another layout would mix parts: refused, named as the flag
+    let o = actprm(&[
+        "filter",
+        "-q",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--keep-rate",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--label-format"), "{}", stderr(&o));
+}

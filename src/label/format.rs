@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanBuilder, ListBuilder, StringBuilder};
+use arrow::array::{ArrayRef, BooleanBuilder, ListBuilder, RecordBatch, StringBuilder};
+use arrow::datatypes::{Field, Schema};
+use arrow::error::ArrowError;
 
 #[derive(
     Debug,
@@ -29,7 +31,14 @@ pub enum LabelFormat {
     Trl,
 }
 
-/// `--label-format`, shared by `actprm label`, `actprm active` and pipeline label stages.
+impl LabelFormat {
+    pub fn is_actprm(&self) -> bool {
+        *self == Self::Actprm
+    }
+}
+
+/// `--label-format`, shared by `actprm label`, `actprm active`, `actprm filter` (whose TRL labels
+/// are the model's predicted first errors) and pipeline stages.
 #[derive(
     Debug,
     Clone,
@@ -94,6 +103,46 @@ pub fn trl_columns(rows: &[Option<TrlRow<'_>>]) -> [(&'static str, ArrayRef); 3]
         ("completions", Arc::new(completions.finish())),
         ("labels", Arc::new(labels.finish())),
     ]
+}
+
+/// `batch` with TRL's `prompt`, `completions` and `labels` for `rows` (replacing any it had).
+pub fn with_trl_columns(
+    batch: &RecordBatch,
+    rows: &[Option<TrlRow<'_>>],
+) -> Result<RecordBatch, ArrowError> {
+    let added: Vec<(&str, ArrayRef, bool)> = trl_columns(rows)
+        .into_iter()
+        .map(|(name, array)| (name, array, true))
+        .collect();
+    with_columns(batch, &added)
+}
+
+/// `batch` without any column named in `added`, then the `added` columns (name, array,
+/// nullable); the input's schema metadata (e.g. a Hub data set's `huggingface` features) carries
+/// over, so an earlier run's output gets its columns replaced, not repeated.
+pub fn with_columns(
+    batch: &RecordBatch,
+    added: &[(&str, ArrayRef, bool)],
+) -> Result<RecordBatch, ArrowError> {
+    let schema = batch.schema();
+    let mut fields: Vec<Arc<Field>> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        if !added.iter().any(|(name, _, _)| name == f.name()) {
+            fields.push(f.clone());
+            columns.push(c.clone());
+        }
+    }
+    for (name, array, nullable) in added {
+        fields.push(Arc::new(Field::new(
+            *name,
+            array.data_type().clone(),
+            *nullable,
+        )));
+        columns.push(array.clone());
+    }
+    let schema = Schema::new(fields).with_metadata(schema.metadata().clone());
+    RecordBatch::try_new(Arc::new(schema), columns)
 }
 
 #[cfg(test)]

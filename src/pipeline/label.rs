@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, Int32Builder, ListBuilder, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field};
 use serde::Serialize;
 
 use super::runner;
 use super::stage::Inlet;
 use super::stages::{JudgeRows, Judged, JudgedBatch, ReadFiles};
 use super::PipelineError;
-use crate::label::format::{trl_columns, TrlRow};
+use crate::label::format::{with_columns, TrlRow};
 use crate::label::judge::{Accounting, JudgeClient, JudgeConfig, JudgeOutcome};
 use crate::label::LabelFormat;
 use crate::report::Log;
@@ -305,35 +305,7 @@ pub fn labelled_batch(
         ("judge_raw", Arc::new(raw), true),
         ("judge_votes", Arc::new(votes.finish()), true),
     ];
-    with_columns(batch, &added)
-}
-
-/// `batch` without any column named in `added`, then the `added` columns (name, array,
-/// nullable); the input's schema metadata (e.g. a Hub data set's `huggingface` features) carries
-/// over, so an earlier run's output gets its columns replaced, not repeated.
-fn with_columns(
-    batch: &RecordBatch,
-    added: &[(&str, ArrayRef, bool)],
-) -> Result<RecordBatch, PipelineError> {
-    let schema = batch.schema();
-    let mut fields: Vec<Arc<Field>> = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (f, c) in schema.fields().iter().zip(batch.columns()) {
-        if !added.iter().any(|(name, _, _)| name == f.name()) {
-            fields.push(f.clone());
-            columns.push(c.clone());
-        }
-    }
-    for (name, array, nullable) in added {
-        fields.push(Arc::new(Field::new(
-            *name,
-            array.data_type().clone(),
-            *nullable,
-        )));
-        columns.push(array.clone());
-    }
-    let schema = Schema::new(fields).with_metadata(schema.metadata().clone());
-    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+    Ok(with_columns(batch, &added)?)
 }
 
 /// `batch` with TRL's `prompt`, `completions` and `labels` (replacing any it had).
@@ -353,11 +325,7 @@ fn with_trl_columns(
             })
         })
         .collect();
-    let added: Vec<(&str, ArrayRef, bool)> = trl_columns(&rows)
-        .into_iter()
-        .map(|(name, array)| (name, array, true))
-        .collect();
-    with_columns(batch, &added)
+    Ok(crate::label::format::with_trl_columns(batch, &rows)?)
 }
 
 impl crate::report::Report for LabelSummary {

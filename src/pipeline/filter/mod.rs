@@ -31,6 +31,8 @@ use parquet::file::properties::WriterProperties;
 
 use super::score::{run_scoring, ScoreHooks, ScoredSink, SinkBatch};
 use super::PipelineError;
+use crate::label::format::{with_trl_columns, TrlRow};
+use crate::label::LabelFormat;
 use crate::score::RowScore;
 use crate::select::RateQuota;
 use crate::sink::atomic::{self, write_atomic_tagged};
@@ -108,6 +110,8 @@ impl UnitOutput {
 struct FilterSink {
     out: PathBuf,
     keep: Keep,
+    /// `trl`: kept rows get TRL's columns, labelled by the predicted first error.
+    label_format: LabelFormat,
     write_skipped: bool,
     group_by: Option<String>,
     /// Temporary-name tag of this shard.
@@ -216,7 +220,26 @@ impl ScoredSink for FilterSink {
             output,
             rejected,
             scores,
+            trajectories,
         } = *batch;
+        let with_trl;
+        let output = if self.label_format == LabelFormat::Trl {
+            let rows: Vec<Option<TrlRow<'_>>> = trajectories
+                .iter()
+                .zip(scores)
+                .map(|(t, s)| {
+                    Some(TrlRow {
+                        problem: &t.problem,
+                        steps: &t.steps,
+                        label: Some(s.first_error),
+                    })
+                })
+                .collect();
+            with_trl = with_trl_columns(output, &rows)?;
+            &with_trl
+        } else {
+            output
+        };
         let decided = match self.picker.as_mut() {
             Some(picker) if picker.selects() => {
                 let rows = picker.with_reward(output)?;
@@ -590,6 +613,7 @@ fn score_units(
     let sink = FilterSink {
         out: out.clone(),
         keep: job.keep,
+        label_format: job.label_format,
         picker: quality::Picker::new(
             &job.quality,
             &crate::sql::SqlConfig {

@@ -129,6 +129,11 @@ pub struct FilterSettings {
     /// Report keep rates per value of this column.
     #[arg(long)]
     pub group_by: Option<String>,
+    /// `trl`: the kept rows also get TRL's `prompt`, `completions` and `labels`, labelled by the
+    /// model's predicted first error (a PRM-labelled set for TRL's PRMTrainer or SFT).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub label_output: crate::label::LabelOutput,
     /// Discard an earlier run's outputs in the output folder instead of resuming it (a rerun
     /// with other settings is refused without this).
     #[arg(long)]
@@ -209,6 +214,7 @@ pub struct FilterJob {
     pub group_by: Option<String>,
     /// Throw away an earlier run's outputs in this folder instead of resuming it.
     pub restart: bool,
+    pub label_format: crate::label::LabelFormat,
     /// Do these units only (a Ray task's share of the job); empty: every unit of the shard.
     pub units: Vec<UnitRef>,
 }
@@ -223,6 +229,7 @@ impl FilterJob {
             write_skipped: settings.write_skipped,
             group_by: settings.group_by.clone(),
             restart: settings.restart,
+            label_format: settings.label_output.label_format,
             units: Vec::new(),
         }
     }
@@ -280,6 +287,13 @@ pub struct RunSettings {
     /// Another separator is other steps.
     #[serde(rename = "--step-separator")]
     pub step_separator: Option<String>,
+    /// Other columns in the kept rows (absent: actprm's, as runs before the flag recorded).
+    #[serde(
+        rename = "--label-format",
+        default,
+        skip_serializing_if = "crate::label::LabelFormat::is_actprm"
+    )]
+    pub label_format: crate::label::LabelFormat,
     /// `--reward`, `--where`, `--top-k`, `--per`: the good rows kept instead of the uncertain.
     #[serde(flatten)]
     pub quality: Quality,
@@ -335,6 +349,7 @@ impl RunSettings {
             check: job.score.score.check_rule(&model.manifest),
             split: job.score.columns.split.clone(),
             step_separator: job.score.columns.step_separator.clone(),
+            label_format: job.label_format,
             quality: job.quality.clone(),
             inputs: {
                 let mut keys: Vec<String> = sources.iter().map(|s| s.key.clone()).collect();
@@ -379,9 +394,14 @@ mod tests {
             check: Default::default(),
             split: None,
             step_separator: None,
+            label_format: Default::default(),
             quality: Quality::default(),
             inputs: vec!["a.parquet|10|x".into()],
         };
+        // a run recorded before --label-format existed resumes with the default
+        assert!(!serde_json::to_string(&before)
+            .unwrap()
+            .contains("label-format"));
         let text = serde_json::to_string(&before).unwrap();
         let now = RunSettings {
             keep: Keep::Rate(0.3),
@@ -394,8 +414,16 @@ mod tests {
         );
         let rule = RunSettings {
             keep: Keep::Rule,
-            ..before
+            ..before.clone()
         };
         assert_eq!(rule.differences(&text), vec!["--keep-rate: 0.25 -> (none)"]);
+        let trl = RunSettings {
+            label_format: crate::label::LabelFormat::Trl,
+            ..before
+        };
+        assert_eq!(
+            trl.differences(&text),
+            vec!["--label-format: (absent) -> trl"]
+        );
     }
 }

@@ -243,6 +243,7 @@ fn sink_stage(
                 scores,
                 version,
                 features: rows,
+                trajectories,
                 ..
             }) => {
                 let reject_rows: Vec<RejectedRow> = rejected
@@ -260,6 +261,7 @@ fn sink_stage(
                     output: &output,
                     rejected: &reject_rows,
                     scores: &scores,
+                    trajectories: &trajectories,
                 })?;
                 for r in &rejected {
                     *summary

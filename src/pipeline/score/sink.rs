@@ -13,6 +13,8 @@ pub struct SinkBatch<'a> {
     pub output: &'a RecordBatch,
     pub rejected: &'a [RejectedRow],
     pub scores: &'a [RowScore],
+    /// The scored rows' problem and steps, in `scores`' order.
+    pub trajectories: &'a [crate::source::columns::Trajectory],
 }
 
 /// Where scored rows go. `actprm score` writes part files; `actprm filter` writes one committed
