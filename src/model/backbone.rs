@@ -142,8 +142,15 @@ impl Backbone {
             ids,
             mask,
             steps,
-        } = pad(windows);
-        let types = vec![0i64; batch * seq];
+        } = pad(windows, self.with_step_index);
+        let types = vec![
+            0i64;
+            if self.with_token_types {
+                batch * seq
+            } else {
+                0
+            }
+        ];
         let shape = [batch, seq];
         let tensor = |data| {
             TensorRef::from_array_view((shape, data)).map_err(ModelError::ort("backbone input"))
@@ -155,7 +162,7 @@ impl Backbone {
         if self.with_token_types {
             inputs.push((TOKEN_TYPE_IDS.into(), tensor(&types[..])?.into()));
         }
-        if self.with_step_index {
+        if let Some(steps) = &steps {
             inputs.push((STEP_INDEX.into(), tensor(&steps[..])?.into()));
         }
         let outputs = self
@@ -193,24 +200,28 @@ pub struct Padded {
     pub ids: Vec<i64>,
     /// 1 for a token, 0 for padding.
     pub mask: Vec<i64>,
-    /// Each token's step ([`BackboneInput::step_index`]), [`PADDING_STEP`] for padding.
-    pub steps: Vec<i64>,
+    /// With `steps`: each token's step ([`BackboneInput::step_index`]), [`PADDING_STEP`] for
+    /// padding; only step-causal graphs take it.
+    pub steps: Option<Vec<i64>>,
 }
 
-/// Pads `windows` into one batch; the ONNX backbone and the trainable encoder feed the same
-/// layout.
-pub fn pad(windows: &[BackboneInput<'_>]) -> Padded {
+/// Pads `windows` into one batch (and their step indices, when `steps`); the ONNX backbone and
+/// the trainable encoder feed the same layout.
+pub fn pad(windows: &[BackboneInput<'_>], steps: bool) -> Padded {
     let batch = windows.len();
     let seq = windows.iter().map(|w| w.ids.len()).max().unwrap_or(0);
     let mut ids = vec![0i64; batch * seq];
     let mut mask = vec![0i64; batch * seq];
-    let mut steps = vec![PADDING_STEP; batch * seq];
+    let mut step_index = steps.then(|| vec![PADDING_STEP; batch * seq]);
     for (b, w) in windows.iter().enumerate() {
         let row = b * seq..b * seq + w.ids.len();
         ids[row.clone()].copy_from_slice(w.ids);
         mask[row.clone()].fill(1);
-        steps[row].copy_from_slice(&w.step_index());
+        if let Some(s) = step_index.as_mut() {
+            s[row].copy_from_slice(&w.step_index());
+        }
     }
+    let steps = step_index;
     Padded {
         batch,
         seq,
@@ -234,15 +245,19 @@ mod tests {
             prefix: 4,
         };
         assert_eq!(input.step_index(), vec![0, 0, 0, 0, 1, 1, 1, 2, 2, 3]);
-        let padded = pad(&[
-            input,
-            BackboneInput {
-                ids: &ids[..3],
-                separators: &[],
-                prefix: 3,
-            },
-        ]);
-        assert_eq!(&padded.steps[10..13], &[0, 0, 0]);
-        assert!(padded.steps[13..].iter().all(|&s| s == PADDING_STEP));
+        let padded = pad(
+            &[
+                input,
+                BackboneInput {
+                    ids: &ids[..3],
+                    separators: &[],
+                    prefix: 3,
+                },
+            ],
+            true,
+        );
+        let steps = padded.steps.unwrap();
+        assert_eq!(&steps[10..13], &[0, 0, 0]);
+        assert!(steps[13..].iter().all(|&s| s == PADDING_STEP));
     }
 }

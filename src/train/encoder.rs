@@ -141,7 +141,7 @@ impl TchEncoder {
     /// The hidden state at every separator of `windows` (window by window), `[separators, H]`.
     /// `train` switches dropout on; frozen layers always run without gradients or dropout.
     pub fn separator_features(&self, windows: &[BackboneInput<'_>], train: bool) -> Tensor {
-        let padded = pad(windows);
+        let padded = pad(windows, self.step_causal);
         let (batch, seq) = (padded.batch as i64, padded.seq as i64);
         let positions: Vec<i64> = windows
             .iter()
@@ -158,8 +158,8 @@ impl TchEncoder {
         // added to the attention scores: padding keys, and (step-causal) keys of later steps;
         // `[B, 1, 1, S]` grows to `[B, 1, S, S]`, so not in place
         let padding = (mask.ones_like() - mask) * MASKED_SCORE;
-        let scores_mask = if self.step_causal {
-            let steps = Tensor::from_slice(&padded.steps)
+        let scores_mask = if let Some(steps) = &padded.steps {
+            let steps = Tensor::from_slice(steps)
                 .reshape([batch, seq])
                 .to_device(self.device);
             let later = steps
