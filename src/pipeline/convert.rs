@@ -99,13 +99,12 @@ pub fn convert(inputs: &[PathBuf], output: &Path) -> Result<ConvertReport, Pipel
 /// number here and an object there), every other field is kept as its JSON text instead.
 fn with_other_fields(records: &[ConvertedRecord]) -> Result<Vec<RecordBatch>, PipelineError> {
     let converted = |chunk: &[ConvertedRecord]| {
-        let trajectories: Vec<_> = chunk.iter().map(|r| r.trajectory.clone()).collect();
-        crate::source::jsonl::to_record_batch(&trajectories)
+        crate::source::jsonl::to_record_batch(chunk.iter().map(|r| &r.trajectory))
     };
     // every field name, in the order first seen
     let mut names: Vec<&str> = Vec::new();
     for r in records {
-        for k in r.fields.keys() {
+        for k in r.fields.as_object().into_iter().flat_map(|o| o.keys()) {
             if !names.contains(&k.as_str()) {
                 names.push(k);
             }
@@ -114,7 +113,7 @@ fn with_other_fields(records: &[ConvertedRecord]) -> Result<Vec<RecordBatch>, Pi
     if names.is_empty() {
         return Ok(records.chunks(CONVERT_BATCH_ROWS).map(converted).collect());
     }
-    let objects = records.iter().map(|r| Ok(Value::Object(r.fields.clone())));
+    let objects = records.iter().map(|r| Ok(&r.fields));
     let typed: Result<Vec<RecordBatch>, String> = infer_json_schema_from_iterator(objects)
         .map_err(|e| e.to_string())
         .and_then(|inferred| {
@@ -143,10 +142,7 @@ fn decode_fields(schema: &SchemaRef, chunk: &[ConvertedRecord]) -> Result<Record
         .with_coerce_primitive(true)
         .build_decoder()
         .map_err(|e| e.to_string())?;
-    let values: Vec<Value> = chunk
-        .iter()
-        .map(|r| Value::Object(r.fields.clone()))
-        .collect();
+    let values: Vec<&Value> = chunk.iter().map(|r| &r.fields).collect();
     decoder.serialize(&values).map_err(|e| e.to_string())?;
     decoder
         .flush()

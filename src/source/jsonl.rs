@@ -164,7 +164,9 @@ pub fn read_labelled(path: &Path) -> Result<Vec<LabelledTrajectory>, SourceError
 }
 
 /// The Parquet layout actprm writes for labelled data (`actprm convert`): `id, problem, steps, label`.
-pub fn to_record_batch(records: &[LabelledTrajectory]) -> RecordBatch {
+pub fn to_record_batch<'a>(
+    records: impl IntoIterator<Item = &'a LabelledTrajectory>,
+) -> RecordBatch {
     let mut id = StringBuilder::new();
     let mut problem = StringBuilder::new();
     let mut steps = ListBuilder::new(StringBuilder::new()).with_field(super::step_item());

@@ -30,7 +30,8 @@ pub struct RawReject {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvertedRecord {
     pub trajectory: LabelledTrajectory,
-    pub fields: serde_json::Map<String, Value>,
+    /// A JSON object (empty for a record that is not one).
+    pub fields: Value,
 }
 
 /// The names `convert` writes itself; a record's own field of one of these names gives way.
@@ -61,7 +62,10 @@ pub fn convert_file(path: &Path) -> Result<(Vec<ConvertedRecord>, Vec<RawReject>
                 _ => serde_json::Map::new(),
             };
             fields.retain(|k, _| !CONVERTED_COLUMNS.contains(&k.as_str()));
-            Ok(ConvertedRecord { trajectory, fields })
+            Ok(ConvertedRecord {
+                trajectory,
+                fields: Value::Object(fields),
+            })
         });
         match converted {
             Ok(r) => records.push(r),
