@@ -56,6 +56,10 @@ pub fn positive(key: &str, value: f64) -> Result<(), String> {
     }
 }
 
+/// The keys actprm reads from a config object: name, what it holds, whether `null` stands for
+/// absent.
+pub type Keys<'a> = &'a [(&'a str, Kind, bool)];
+
 /// What a key of a config file holds.
 #[derive(Clone, Copy)]
 pub enum Kind {
@@ -100,8 +104,37 @@ const ROPE_KEYS: &[(&str, Kind, bool)] = &[
     ("original_max_position_embeddings", Kind::Count, false),
 ];
 
+/// `config.json` in `dir`, each of `keys` (and of the objects named in `nested`, reported as
+/// `parent.key`) type-checked before it is deserialised: the part of reading a checkpoint's
+/// config that decoders and encoders share. Values are checked by the caller ([`invalid`] makes
+/// its errors name the file).
+pub fn read_typed<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    keys: Keys<'_>,
+    nested: &[(&str, Keys<'_>)],
+) -> Result<T, ImportError> {
+    let path = dir.join("config.json");
+    let value = files::read_json(&path)?;
+    let bad = invalid(&path);
+    check_types(&value, keys).map_err(&bad)?;
+    for &(parent, keys) in nested {
+        if let Some(object) = value.get(parent).filter(|v| v.is_object()) {
+            check_types(object, keys).map_err(|m| bad(format!("{parent}.{m}")))?;
+        }
+    }
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+}
+
+/// An error about the file at `path`, from a message.
+pub fn invalid(path: &Path) -> impl Fn(String) -> ImportError + '_ {
+    move |message| ImportError::File {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
 /// The first of `keys` whose value in `config` has the wrong type, as a message naming it.
-pub fn check_types(config: &serde_json::Value, keys: &[(&str, Kind, bool)]) -> Result<(), String> {
+fn check_types(config: &serde_json::Value, keys: &[(&str, Kind, bool)]) -> Result<(), String> {
     use serde_json::Value;
     let Some(map) = config.as_object() else {
         return Err(format!("is {}, not a JSON object", json_kind(config)));
@@ -214,17 +247,8 @@ fn four() -> f64 {
 impl HfConfig {
     /// `config.json` of `dir`, every value checked before anything is built from it.
     pub fn read(dir: &Path) -> Result<Self, ImportError> {
+        let config: Self = read_typed(dir, DECODER_KEYS, &[("rope_scaling", ROPE_KEYS)])?;
         let path = dir.join("config.json");
-        let value = files::read_json(&path)?;
-        let bad = |message: String| ImportError::File {
-            path: path.clone(),
-            message,
-        };
-        check_types(&value, DECODER_KEYS).map_err(bad)?;
-        if let Some(scaling) = value.get("rope_scaling").filter(|v| v.is_object()) {
-            check_types(scaling, ROPE_KEYS).map_err(|m| bad(format!("rope_scaling.{m}")))?;
-        }
-        let config: Self = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         if config.hidden_act != "silu" {
             return Err(ImportError::Unsupported(format!(
                 "{}: hidden_act {:?}; decoders with SiLU MLPs are imported",
@@ -241,7 +265,7 @@ impl HfConfig {
                 )));
             }
         }
-        config.check().map_err(bad)?;
+        config.check().map_err(invalid(&path))?;
         Ok(config)
     }
 

@@ -268,7 +268,7 @@ pub fn build_backbone(
 
 /// Reads `config.json` of a BERT checkpoint folder, every value checked.
 pub fn read_config(dir: &Path) -> Result<BertConfig, ImportError> {
-    use super::config::{check_types, Kind};
+    use super::config::{invalid, read_typed, Kind};
     const KEYS: &[(&str, Kind, bool)] = &[
         ("hidden_size", Kind::Count, false),
         ("intermediate_size", Kind::Count, false),
@@ -282,15 +282,8 @@ pub fn read_config(dir: &Path) -> Result<BertConfig, ImportError> {
         ("hidden_dropout_prob", Kind::Number, false),
         ("attention_probs_dropout_prob", Kind::Number, false),
     ];
-    let path = dir.join("config.json");
-    let bad = |message: String| ImportError::File {
-        path: path.clone(),
-        message,
-    };
-    let value = super::files::read_json(&path)?;
-    check_types(&value, KEYS).map_err(bad)?;
-    let config: BertConfig = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-    config.check().map_err(bad)?;
+    let config: BertConfig = read_typed(dir, KEYS, &[])?;
+    config.check().map_err(invalid(&dir.join("config.json")))?;
     Ok(config)
 }
 
