@@ -324,18 +324,21 @@ fn filter_writes_the_trl_layout_from_predicted_first_errors() {
     let dir = tempfile::tempdir().unwrap();
     let input = prm800k_parquet(dir.path());
     let out = dir.path().join("trl");
-    let o = actprm(&[
-        "filter",
-        "-q",
-        "-i",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--keep-rate",
-        "1",
-        "--label-format",
-        "trl",
-    ]);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "filter",
+            "-q",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--keep-rate",
+            "1",
+        ];
+        args.extend(extra);
+        actprm(&args)
+    };
+    let o = run(&["--label-format", "trl"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut rows = 0;
     let mut with_error = 0;
@@ -373,16 +376,7 @@ fn filter_writes_the_trl_layout_from_predicted_first_errors() {
     assert_eq!(rows, 24);
     assert!(with_error > 0, "no predicted error to cut at");
     // a resume with another layout would mix parts: refused, named as the flag
-    let o = actprm(&[
-        "filter",
-        "-q",
-        "-i",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--keep-rate",
-        "1",
-    ]);
+    let o = run(&[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--label-format"), "{}", stderr(&o));
 }
