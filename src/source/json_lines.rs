@@ -28,7 +28,6 @@ pub struct JsonLinesPlan {
     /// Byte offset and 1-based line number of each group's first row.
     pub group_starts: Vec<(u64, u64)>,
     pub group_rows: Vec<u64>,
-    pub rows: u64,
 }
 
 /// Whether `path` is read as JSON Lines.
@@ -100,7 +99,6 @@ pub fn plan_file(path: &Path) -> Result<JsonLinesPlan, String> {
         schema: Arc::new(schema),
         group_starts,
         group_rows,
-        rows,
     })
 }
 

@@ -103,7 +103,7 @@ fn plan_json_lines(path: &Path, mapping: &ColumnMapping) -> Result<PlannedFile, 
         Ok(plan) => Ok(PlannedFile {
             path: path_arc,
             columns: Ok(mapping.resolve(&plan.schema, path)?),
-            rows: plan.rows,
+            rows: plan.group_rows.iter().sum(),
             row_groups: plan.group_rows.len(),
             group_rows: plan.group_rows.clone(),
             groups: None,
