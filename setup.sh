@@ -84,10 +84,11 @@ venv_from() {
     touch "$stamp"
   fi
 }
-# Ray, for `actprm filter --ray` (and its tests), and Hugging Face `datasets`, for the test that
-# opens every actprm output with load_dataset
+# Ray, for `actprm filter --ray` (and its tests), Hugging Face `datasets`, for the test that
+# opens every actprm output with load_dataset, and moto's S3 server, for the s3:// tests
 if [ "${1:-}" = "ray" ] || [ "${ACTPRM_RAY:-0}" = "1" ]; then
   venv_from ray "$PWD/src/pipeline/filter/ray/requirements.txt" "Ray 2.60.0"
   venv_from datasets "$PWD/tests/python/requirements.txt" "datasets 5.2.0"
+  venv_from s3 "$PWD/tests/python/s3-requirements.txt" "moto 5.2.5 (a loopback S3 server)"
 fi
 echo "setup: native parts ready in $DEPS"

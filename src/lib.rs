@@ -7,6 +7,7 @@ pub mod failpoint;
 pub mod formats;
 pub mod label;
 pub mod limits;
+pub mod location;
 pub mod model;
 pub mod pipeline;
 pub mod report;

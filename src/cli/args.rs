@@ -134,6 +134,8 @@ pub enum Command {
     /// Math-Shepherd, RLHFlow) as a model directory every command runs (see docs/models.md).
     Import {
         /// The checkpoint folder: config.json, *.safetensors (or shards + index), tokenizer.json.
+        /// A Hub repository (`hf://Qwen/Qwen2.5-Math-PRM-7B`) or a store folder (`s3://b/prm/`)
+        /// is fetched into the cache first.
         #[arg(long)]
         from: PathBuf,
         /// The model directory to write: swapped in whole (a model directory actprm wrote is

@@ -86,6 +86,12 @@ pub fn run(cli: Cli) -> Result {
                     let args = worker_args(std::env::args().skip(1));
                     Outcome::Filter(run_on_ray(filter, address, &a.ray, args)?)
                 }
+                (_, Some(_)) => {
+                    return Err("filter --ray: every node writes its units into the output \
+                                folder, so -o must be a path they all see (shared storage); \
+                                an s3://, gs:// or az:// output is not supported with --ray yet"
+                        .into())
+                }
                 _ => job.run()?,
             };
             render(&outcome, &a.output, None)?;
@@ -288,6 +294,7 @@ pub fn run(cli: Cli) -> Result {
             overwrite,
         } => {
             actprm::model::check_output(&output, overwrite)?;
+            let from = actprm::source::remote::localise_checkpoint(&from)?.unwrap_or(from);
             let report = actprm::model::import::import(&from, &output, format, dtype)?;
             render(&report, &io, None)?;
         }

@@ -61,6 +61,10 @@ pub fn check_output(dir: &std::path::Path, overwrite: bool) -> Result<(), ModelE
     crate::sink::output_folder::check_model_dir(dir, overwrite, manifest::is_model_dir).map_err(
         |e| match e {
             crate::sink::SinkError::Write { path, message } => ModelError::File { path, message },
+            other => ModelError::File {
+                path: dir.to_path_buf(),
+                message: other.to_string(),
+            },
         },
     )
 }

@@ -17,6 +17,7 @@ use crate::label::{LabelBudget, LabelFormat};
 use crate::model::ModelOptions;
 use crate::report::{Log, Report};
 use crate::select::KeepRate;
+use crate::sink::remote::RemoteOutput;
 use crate::source::ColumnMapping;
 
 /// The stages of one run, in dataflow order; absent stages are skipped.
@@ -81,6 +82,11 @@ pub enum Job {
         label: LabelJob,
     },
     Active(Box<ActiveJob>),
+    /// A job that writes a local staging folder, uploaded to its remote output when it ends.
+    Remote {
+        job: Box<Job>,
+        output: RemoteOutput,
+    },
 }
 
 /// What a run did: the report of the job it ran.
@@ -179,7 +185,24 @@ impl StageList {
     /// The job that runs these stages. A list no job runs (a filter with no score, a pool
     /// label without train, train without filter and label) is refused; pipeline files report
     /// those shapes at their lines before they get here.
-    pub fn job(self) -> Result<Job, PipelineError> {
+    pub fn job(mut self) -> Result<Job, PipelineError> {
+        let Some(remote) = RemoteOutput::stage(&self.output, self.overwrite)? else {
+            return self.local_job();
+        };
+        // what lives inside the output (the judge's cache) is staged with it
+        if let Some(cache) = self.label.as_mut().and_then(|l| l.cache.as_mut()) {
+            if let Ok(inside) = cache.strip_prefix(&self.output) {
+                *cache = remote.staging().join(inside);
+            }
+        }
+        self.output = remote.staging().to_path_buf();
+        Ok(Job::Remote {
+            job: Box::new(self.local_job()?),
+            output: remote,
+        })
+    }
+
+    fn local_job(self) -> Result<Job, PipelineError> {
         let StageList {
             inputs,
             columns,
@@ -316,6 +339,16 @@ impl Job {
                 Outcome::Label(run_label(label)?)
             }
             Job::Active(job) => Outcome::Active(run_active(job)?),
+            Job::Remote { job, output } => {
+                let outcome = job.run()?;
+                let (files, bytes) = output.upload()?;
+                eprintln!(
+                    "actprm: uploaded {files} files ({:.1} MB) to {}",
+                    bytes as f64 / 1e6,
+                    output.url()
+                );
+                outcome
+            }
         })
     }
 
@@ -326,6 +359,7 @@ impl Job {
             Job::Filter(_) => "filter",
             Job::Label { .. } => "label",
             Job::Active(_) => "active",
+            Job::Remote { job, .. } => job.name(),
         }
     }
 
@@ -336,6 +370,7 @@ impl Job {
             Job::Filter(job) => &job.score.output,
             Job::Label { label, .. } => &label.output,
             Job::Active(job) => &job.output,
+            Job::Remote { job, .. } => job.output(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod dataset_card;
 pub mod output_folder;
 pub mod parquet;
 pub mod rejects;
+pub mod remote;
 
 pub use atomic::{write_atomic, write_atomic_tagged};
 pub use parquet::PartWriter;
@@ -17,6 +18,8 @@ use std::path::PathBuf;
 pub enum SinkError {
     #[error("writing {path}: {message}")]
     Write { path: PathBuf, message: String },
+    #[error(transparent)]
+    Remote(#[from] crate::location::LocationError),
 }
 
 impl SinkError {

@@ -1,4 +1,5 @@
-//! Turns the user's `--input` arguments (files, globs, folders) into a sorted list of files.
+//! Turns the user's `--input` arguments (files, globs, folders, remote URLs: see
+//! [`super::remote`]) into a sorted list of files.
 
 use std::path::{Path, PathBuf};
 
@@ -36,7 +37,7 @@ pub fn discover_named(
     split: Option<&str>,
 ) -> Result<Vec<InputFile>, SourceError> {
     let mut found: Vec<InputFile> = Vec::new();
-    for pattern in patterns {
+    for pattern in &super::remote::localise(patterns)? {
         let before = found.len();
         let root = if Path::new(pattern).is_dir() {
             PathBuf::from(pattern)
@@ -94,7 +95,8 @@ pub type SplitFiles = (Option<String>, Vec<PathBuf>);
 /// one group per split when any file is named like one (files that are not are left out), else
 /// one group (`None`) of every file.
 pub fn discover_by_split(pattern: &str, extension: &str) -> Result<Vec<SplitFiles>, SourceError> {
-    let files = discover_pattern(&pattern.to_string(), extension)?;
+    let local = super::remote::localise(&[pattern.to_string()])?;
+    let files = discover_pattern(&local[0], extension)?;
     let mut groups: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
     for file in &files {
         if let Some(split) = hub_split(file) {

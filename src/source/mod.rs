@@ -8,6 +8,7 @@ pub mod json_lines;
 pub mod jsonl;
 pub mod parquet;
 pub mod raw;
+pub mod remote;
 
 pub use columns::{ColumnMapping, RowReject, Trajectory};
 pub use discover::discover_inputs;

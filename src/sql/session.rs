@@ -191,8 +191,12 @@ pub async fn register_files(
 /// The Parquet (or JSON Lines) files behind a table path, sorted. A folder means an actprm
 /// output: a score or label output's `part-*.parquet` (never `rejects/`, whose rows have other
 /// columns), a filter output's kept rows (`kept/*.parquet`), an active run's scored rows
-/// (`scored/part-*.parquet`); else the folder's `*.parquet`, else its `*.jsonl`.
+/// (`scored/part-*.parquet`); else the folder's `*.parquet`, else its `*.jsonl`. A remote path
+/// (`s3://...`, `hf://...`) names the same files in the store.
 pub fn table_files(path: &str) -> Result<Vec<PathBuf>, String> {
+    // a remote table is read from its copy in the input cache
+    let local = crate::source::remote::localise(&[path.to_string()]).map_err(|e| e.to_string())?;
+    let path = local[0].as_str();
     let p = Path::new(path);
     let matches = |pattern: &str| -> Result<Vec<PathBuf>, String> {
         let mut files: Vec<PathBuf> = glob::glob(pattern)

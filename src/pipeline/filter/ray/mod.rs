@@ -113,7 +113,7 @@ const PATH_FLAGS: &[&str] = &["-i", "--input", "-o", "--output", "--model"];
 /// task reads and writes the driver's files wherever its worker runs.
 fn with_absolute_paths(args: Vec<String>, cwd: &Path) -> Vec<String> {
     let absolute = |value: &str| {
-        if Path::new(value).is_absolute() {
+        if Path::new(value).is_absolute() || crate::location::is_remote(value) {
             value.to_string()
         } else {
             cwd.join(value).display().to_string()

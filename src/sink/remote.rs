@@ -1,0 +1,244 @@
+//! Remote outputs (`-o s3://bucket/run/`): the run writes a local staging folder with the same
+//! rules as any output folder ([`super::output_folder`]: atomic files, commit records, resume),
+//! and its files are uploaded when the run ends: data first, then the run records
+//! (`summary.json`, `run.json`, `README.md`, ...), then `.actprm-upload.json`, the list of what
+//! this upload wrote. A reader that finds that list finds a complete output.
+//!
+//! The staging folder (`<cache>/outputs/<hash of the URL>`) outlives a run that fails or is
+//! interrupted, so the same command resumes from it; it is removed once the upload is complete.
+//! A prefix that already holds an actprm output is refused unless `--overwrite`, which deletes
+//! that output's files (only those its list names) after the new ones are up. Objects actprm did
+//! not write are never replaced or deleted: an upload that would replace one is refused before
+//! anything is written, and the staging folder is kept.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::SinkError;
+use crate::location::{self, LocationError, Remote, RemoteUrl};
+
+/// The list of files an upload wrote, at the top of the remote prefix.
+const UPLOAD_LIST: &str = ".actprm-upload.json";
+
+/// In the staging folder: the files of the earlier output a `--overwrite` run replaces.
+const REPLACES: &str = ".replaces.json";
+
+/// The files of a run that say it is complete: uploaded after every data file.
+const RECORDS: &[&str] = &[
+    "summary.json",
+    "run.json",
+    "loop-state.json",
+    "state.json",
+    "README.md",
+];
+
+#[derive(Serialize, Deserialize, Default)]
+struct UploadList {
+    url: String,
+    files: Vec<String>,
+}
+
+/// An output that lives at a remote URL, staged locally while the run writes it.
+pub struct RemoteOutput {
+    url: RemoteUrl,
+    staging: PathBuf,
+    /// The files of the earlier actprm output at this prefix, deleted after the upload
+    /// (`--overwrite`).
+    replaced: Vec<String>,
+}
+
+/// Why an upload did not happen, with where the output still is.
+fn refused(url: &RemoteUrl, message: String) -> SinkError {
+    SinkError::Remote(LocationError::Remote {
+        url: url.url.clone(),
+        message,
+    })
+}
+
+impl RemoteOutput {
+    /// `None` for a local output. For a remote one: checks the prefix can be written (see the
+    /// module's rules) and returns the staging folder the run writes instead.
+    pub fn stage(output: &Path, overwrite: bool) -> Result<Option<Self>, SinkError> {
+        let Some(url) = location::parse(&output.to_string_lossy()) else {
+            return Ok(None);
+        };
+        let mut url = url?;
+        if !url.key.is_empty() && !url.key.ends_with('/') {
+            url.key.push('/');
+        }
+        let remote = Remote::open(&url)?;
+        remote.writable()?;
+        let staging = staging_dir(&url);
+        let earlier = read_upload_list(&remote, &url)?;
+        // what a staged run started with --overwrite replaces, kept for the run that resumes it
+        let decided = staging.join(REPLACES);
+        let resumed: Option<Vec<String>> = std::fs::read(&decided)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let replaced = match (earlier, resumed) {
+            (Some(list), _) if overwrite => list.files,
+            (Some(_), Some(files)) => files,
+            (Some(list), None) => {
+                return Err(refused(
+                    &url,
+                    format!(
+                        "holds an earlier actprm output ({} files): --overwrite replaces it \
+                         (only the files it lists in {UPLOAD_LIST}), or choose another prefix",
+                        list.files.len()
+                    ),
+                ))
+            }
+            (None, _) => Vec::new(),
+        };
+        std::fs::create_dir_all(&staging).map_err(|e| SinkError::at(&staging)(e.to_string()))?;
+        if !replaced.is_empty() {
+            super::write_atomic(&decided, &serde_json::to_vec(&replaced).unwrap_or_default())?;
+        }
+        Ok(Some(Self {
+            url,
+            staging,
+            replaced,
+        }))
+    }
+
+    /// The local folder the run writes.
+    pub fn staging(&self) -> &Path {
+        &self.staging
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url.url
+    }
+
+    /// Uploads the staged output (see the module's rules) and removes the staging folder.
+    /// Returns the number of files and bytes uploaded.
+    pub fn upload(&self) -> Result<(usize, u64), SinkError> {
+        let remote = Remote::open(&self.url)?;
+        let mut files = Vec::new();
+        walk(&self.staging, &self.staging, &mut files)
+            .map_err(|e| SinkError::at(&self.staging)(e.to_string()))?;
+        // records last, so a reader who sees them sees every data file
+        files.sort_by_key(|(key, _)| (RECORDS.contains(&key.as_str()), key.clone()));
+        let earlier: BTreeSet<String> = read_upload_list(&remote, &self.url)?
+            .map(|l| l.files.into_iter().collect())
+            .unwrap_or_default();
+        let present: BTreeSet<String> = remote
+            .list(&self.url.key)?
+            .into_iter()
+            .filter_map(|o| o.key.strip_prefix(&self.url.key).map(str::to_string))
+            .collect();
+        let foreign: Vec<&String> = files
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| present.contains(*key) && !earlier.contains(*key))
+            .collect();
+        // a user's README is theirs, as in a local folder (the card is only for this prefix)
+        let foreign_card = foreign.iter().any(|k| k.as_str() == "README.md");
+        let foreign: Vec<&String> = foreign.into_iter().filter(|k| *k != "README.md").collect();
+        if !foreign.is_empty() {
+            return Err(refused(
+                &self.url,
+                format!(
+                    "holds {} file(s) actprm did not write that this output would replace ({}): \
+                     nothing was uploaded; the output is kept in {} (choose another prefix and \
+                     rerun to upload it)",
+                    foreign.len(),
+                    foreign
+                        .iter()
+                        .take(3)
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.staging.display()
+                ),
+            ));
+        }
+        let mut uploaded = Vec::new();
+        let mut bytes = 0u64;
+        for (key, path) in &files {
+            if foreign_card && key == "README.md" {
+                continue;
+            }
+            remote.upload(path, &format!("{}{key}", self.url.key))?;
+            bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            uploaded.push(key.clone());
+        }
+        let list = UploadList {
+            url: self.url.url.clone(),
+            files: uploaded.clone(),
+        };
+        let list_file = self.staging.join(UPLOAD_LIST);
+        std::fs::write(
+            &list_file,
+            serde_json::to_vec_pretty(&list).unwrap_or_default(),
+        )
+        .map_err(|e| SinkError::at(&list_file)(e.to_string()))?;
+        remote.upload(&list_file, &format!("{}{UPLOAD_LIST}", self.url.key))?;
+        let kept: BTreeSet<&String> = uploaded.iter().collect();
+        for key in self.replaced.iter().filter(|k| !kept.contains(k)) {
+            remote.delete(&format!("{}{key}", self.url.key))?;
+        }
+        std::fs::remove_dir_all(&self.staging)
+            .map_err(|e| SinkError::at(&self.staging)(e.to_string()))?;
+        Ok((uploaded.len(), bytes))
+    }
+}
+
+/// `<cache>/outputs/<first 16 hex digits of sha256(URL)>`: the same URL stages in the same
+/// folder, so a rerun resumes.
+fn staging_dir(url: &RemoteUrl) -> PathBuf {
+    let digest = Sha256::digest(url.url.trim_end_matches('/').as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    location::cache_root().join("outputs").join(hex)
+}
+
+fn read_upload_list(remote: &Remote, url: &RemoteUrl) -> Result<Option<UploadList>, SinkError> {
+    let key = format!("{}{UPLOAD_LIST}", url.key);
+    let Some(object) = remote.head(&key)? else {
+        return Ok(None);
+    };
+    let dir = tempfile_dir();
+    let local = dir.join(format!("upload-list-{}.json", std::process::id()));
+    remote.download(&object, &local)?;
+    let text = std::fs::read(&local).map_err(|e| SinkError::at(&local)(e.to_string()))?;
+    let _ = std::fs::remove_file(&local);
+    serde_json::from_slice(&text).map(Some).map_err(|e| {
+        refused(
+            url,
+            format!("{UPLOAD_LIST} is not actprm's upload list: {e}"),
+        )
+    })
+}
+
+fn tempfile_dir() -> PathBuf {
+    location::cache_root().join("tmp")
+}
+
+/// The staged files (not hidden: locks and temporary files stay), as `(key, path)`.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            walk(root, &path, out)?;
+        } else {
+            let key = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((key, path));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,550 @@
+//! Issue 31, item 4: paths where data lives. Inputs and outputs at `s3://` URLs, against a real S3
+//! API on loopback (moto's server, pinned in tests/python/s3-requirements.txt), checked through
+//! boto3 (AWS's own client) and against the same command run on local files; `hf://` data sets
+//! and `import --from ORG/NAME` against a loopback server that answers the Hub's tree and resolve
+//! routes (tests/python/hub_server.py).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::AsArray;
+use arrow::datatypes::Float32Type;
+use common::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn python() -> PathBuf {
+    let python = actprm::model::deps_dir().join("s3/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `ACTPRM_RAY=1 ./setup.sh` (it installs the pinned moto server)",
+        python.display()
+    );
+    python
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+/// A moto S3 server on a free loopback port, with its own input cache and staging folders.
+struct S3 {
+    server: Child,
+    port: u16,
+    cache: tempfile::TempDir,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Command::new(python())
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto server starts");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let s3 = S3 {
+            server,
+            port,
+            cache: tempfile::tempdir().unwrap(),
+        };
+        s3.boto(&["mkbucket", "data"]);
+        s3
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            )
+            .env("ACTPRM_REMOTE_CACHE", self.cache.path());
+    }
+
+    /// `tests/python/s3_objects.py ARGS` (boto3), its stdout.
+    fn boto(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(python());
+        cmd.arg(script("s3_objects.py")).args(args);
+        self.env(&mut cmd);
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "boto3 {args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Keys (relative to `prefix`) and sizes under `prefix` of bucket `data`, as boto3 lists them.
+    fn list(&self, prefix: &str) -> BTreeMap<String, u64> {
+        let found: BTreeMap<String, u64> =
+            serde_json::from_str(self.boto(&["list", "data", prefix]).trim()).unwrap();
+        found
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix(prefix).unwrap().to_string(), v))
+            .collect()
+    }
+
+    fn put(&self, key: &str, file: &Path) {
+        self.boto(&["put", "data", key, s(file)]);
+    }
+
+    /// Downloads every object under `prefix` into `dir` (with boto3), keeping their paths.
+    fn download(&self, prefix: &str, dir: &Path) {
+        for key in self.list(prefix).keys() {
+            let path = dir.join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            self.boto(&["get", "data", &format!("{prefix}{key}"), s(&path)]);
+        }
+    }
+
+    fn actprm(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_actprm"));
+        cmd.args(args);
+        self.env(&mut cmd);
+        cmd.output().unwrap()
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// Every file under `dir` (relative path -> size), hidden ones left out.
+fn files(dir: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, p.metadata().unwrap().len());
+            }
+        }
+    }
+    out
+}
+
+/// `(id, step_mean)` of each row of the `part-*.parquet` files of `dir`, in order.
+fn step_means(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let mut out = Vec::new();
+    for batch in read_parquet_dir(dir, "part-") {
+        let ids = batch.column_by_name("id").unwrap().as_string::<i32>();
+        let means = batch.column_by_name("step_mean").unwrap().as_list::<i32>();
+        for i in 0..batch.num_rows() {
+            let v = means.value(i);
+            out.push((
+                ids.value(i).to_string(),
+                v.as_primitive::<Float32Type>().values().to_vec(),
+            ));
+        }
+    }
+    out
+}
+
+/// A corpus folder: the PRM800K sample as Parquet (in a sub-folder) and a file of neither kind.
+fn local_corpus(dir: &Path) -> PathBuf {
+    let corpus = dir.join("corpus");
+    std::fs::create_dir_all(corpus.join("sub")).unwrap();
+    std::fs::rename(prm800k_parquet(dir), corpus.join("sub/a.parquet")).unwrap();
+    std::fs::write(corpus.join("notes.txt"), "not data").unwrap();
+    corpus
+}
+
+fn upload_folder(s3: &S3, local: &Path, prefix: &str) {
+    for key in files(local).keys() {
+        s3.put(&format!("{prefix}{key}"), &local.join(key));
+    }
+}
+
+#[test]
+fn s3_inputs_and_outputs_hold_what_a_local_run_writes() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let corpus = local_corpus(dir.path());
+    upload_folder(&s3, &corpus, "corpus/");
+    let lines = data("sql_records.jsonl");
+    s3.put("extra/b.jsonl", &lines);
+
+    let local = dir.path().join("local");
+    let o = actprm(&[
+        "score",
+        "-i",
+        s(&corpus),
+        "-i",
+        s(&lines),
+        "-o",
+        s(&local),
+        "--model",
+        s(&model),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = s3.actprm(&[
+        "score",
+        "-i",
+        "s3://data/corpus/",
+        "-i",
+        "s3://data/extra/b.jsonl",
+        "-o",
+        "s3://data/scored",
+        "--model",
+        s(&model),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("uploaded"), "{}", stderr(&o));
+
+    // the bucket holds the local run's files (and the upload list), with the same rows and scores
+    let listed = s3.list("scored/");
+    let mut expected: BTreeSet<String> = files(&local).into_keys().collect();
+    expected.insert(".actprm-upload.json".into());
+    assert_eq!(listed.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    let fetched = dir.path().join("fetched");
+    s3.download("scored/", &fetched);
+    let (want, got) = (step_means(&local), step_means(&fetched));
+    assert_eq!(got.len(), 24 + 20, "both input files were read");
+    assert_eq!(got, want);
+    assert_eq!(summary(&fetched)["rows_in"], summary(&local)["rows_in"]);
+    // nothing is left staged once the upload is complete
+    let outputs = s3.cache.path().join("outputs");
+    assert_eq!(std::fs::read_dir(&outputs).unwrap().count(), 0);
+
+    // SQL reads the remote output as a table
+    let o = s3.actprm(&[
+        "sql",
+        "--table",
+        "t=s3://data/scored",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM t",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "n\n44");
+
+    // a glob reads only what it matches
+    let out = dir.path().join("glob");
+    let o = s3.actprm(&[
+        "score",
+        "-i",
+        "s3://data/corpus/*/*.parquet",
+        "-o",
+        s(&out),
+        "--model",
+        s(&model),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(step_means(&out).len(), 24);
+
+    // a missing key is an error that names it
+    let o = s3.actprm(&[
+        "score",
+        "-i",
+        "s3://data/nothing/",
+        "-o",
+        s(&dir.path().join("x")),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("s3://data/nothing/"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_remote_output_is_never_mixed_and_foreign_objects_are_kept() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let corpus = local_corpus(dir.path());
+    // the first input has rows that are rejected, so its output has a `rejects/` folder that the
+    // second run's output does not: an overwrite that kept it would mix the two runs
+    let first_input = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &first_input,
+        "{\"id\":\"g1\",\"problem\":\"1+1?\",\"steps\":[\"1+1=2\",\"So 2.\"]}\n\
+         {\"id\":\"b1\",\"problem\":\"x\",\"steps\":[]}\n",
+    )
+    .unwrap();
+    let one = corpus.join("sub/a.parquet");
+    let score = |input: &str, out: &str, extra: &[&str]| {
+        let mut args = vec!["score", "-i", input, "-o", out, "--model", s(&model)];
+        args.extend_from_slice(extra);
+        s3.actprm(&args)
+    };
+    assert!(score(s(&first_input), "s3://data/run", &[])
+        .status
+        .success());
+    let first = s3.list("run/");
+    assert!(first.keys().any(|k| k.starts_with("rejects/")), "{first:?}");
+
+    // a second run into the same prefix is refused, and changes nothing
+    let o = score(s(&one), "s3://data/run", &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+    assert_eq!(s3.list("run/"), first);
+
+    // --overwrite replaces actprm's files only: a user's object stays
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "mine").unwrap();
+    s3.put("run/notes.txt", &notes);
+    let o = score(s(&one), "s3://data/run", &["--overwrite"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fetched = dir.path().join("fetched");
+    s3.download("run/", &fetched);
+    assert_eq!(
+        std::fs::read_to_string(fetched.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(step_means(&fetched).len(), 24, "only the new run's rows");
+    let now: BTreeSet<String> = s3.list("run/").into_keys().collect();
+    assert!(!now.iter().any(|k| k.starts_with("rejects/")), "{now:?}");
+    let mut expected: BTreeSet<String> = files(&fetched).into_keys().collect();
+    expected.insert(".actprm-upload.json".into());
+    assert_eq!(now, expected);
+
+    // a prefix holding a file of the same name that actprm did not write: nothing is uploaded,
+    // and the output waits in the staging folder, which the message names
+    let theirs = dir.path().join("summary.json");
+    std::fs::write(&theirs, "{\"theirs\": true}").unwrap();
+    s3.put("taken/summary.json", &theirs);
+    let o = score(s(&one), "s3://data/taken", &[]);
+    assert!(!o.status.success());
+    let message = stderr(&o);
+    assert!(message.contains("actprm did not write"), "{message}");
+    assert_eq!(s3.list("taken/").len(), 1);
+    let staged = s3.cache.path().join("outputs");
+    let staged: Vec<PathBuf> = std::fs::read_dir(staged)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(staged.len(), 1);
+    assert!(message.contains(s(&staged[0])), "{message}");
+    assert_eq!(step_means(&staged[0]).len(), 24, "the output is kept");
+}
+
+#[test]
+fn changed_remote_inputs_are_fetched_again() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let small = prm800k_parquet(dir.path());
+    s3.put("in/x.parquet", &small);
+    let run = |out: &Path| {
+        let o = s3.actprm(&[
+            "score",
+            "-i",
+            "s3://data/in/x.parquet",
+            "-o",
+            s(out),
+            "--model",
+            s(&model),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (step_means(out).len(), stderr(&o).contains("fetching"))
+    };
+    assert_eq!(run(&dir.path().join("1")), (24, true));
+    assert_eq!(
+        run(&dir.path().join("2")),
+        (24, false),
+        "a current copy is reused"
+    );
+    s3.put("in/x.parquet", &data("prm800k_phase1_test.parquet"));
+    assert_eq!(
+        run(&dir.path().join("3")),
+        (353, true),
+        "a changed object is fetched again"
+    );
+}
+
+#[test]
+fn an_interrupted_filter_into_s3_resumes_from_its_staging_folder() {
+    if !cfg!(debug_assertions) {
+        eprintln!("SKIPPED: this build has no failpoints (a release build)");
+        return;
+    }
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let corpus = corpus(dir.path(), 400, 2, 50);
+    upload_folder(&s3, &corpus, "big/");
+    let local = dir.path().join("local");
+    let o = actprm(&filter_args(s(&model), s(&corpus), s(&local)));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let args = filter_args(s(&model), "s3://data/big/", "s3://data/kept");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_actprm"));
+    cmd.args(&args).env("ACTPRM_FAILPOINT", "filter-commit:3");
+    s3.env(&mut cmd);
+    let o = cmd.output().unwrap();
+    assert!(!o.status.success(), "the failpoint stops the run");
+    assert!(
+        s3.list("kept/").is_empty(),
+        "nothing is uploaded by a failed run"
+    );
+
+    let o = s3.actprm(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let resumed = report["units"].as_u64().unwrap() - report["units_this_run"].as_u64().unwrap();
+    assert_eq!(
+        resumed, 2,
+        "the two units committed before the failure: {report}"
+    );
+    let fetched = dir.path().join("fetched");
+    s3.download("kept/", &fetched);
+    assert_eq!(
+        ids_in(&fetched.join("kept"), ""),
+        ids_in(&local.join("kept"), "")
+    );
+}
+
+/// The loopback Hub of tests/python/hub_server.py over `root`, and its address.
+struct Hub {
+    server: Child,
+    endpoint: String,
+}
+
+impl Hub {
+    fn start(root: &Path, token: &str) -> Hub {
+        let mut server = Command::new(python())
+            .arg(script("hub_server.py"))
+            .arg(root)
+            .args(["--token", token])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("hub server starts");
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Hub {
+            server,
+            endpoint: format!("http://127.0.0.1:{}", line.trim()),
+        }
+    }
+
+    fn actprm(&self, args: &[&str], token: &str, cache: &Path) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_actprm"))
+            .args(args)
+            .env("HF_ENDPOINT", &self.endpoint)
+            .env("HF_TOKEN", token)
+            .env("ACTPRM_REMOTE_CACHE", cache)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn hub_data_sets_and_checkpoints_are_fetched_by_url_and_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let data_dir = root.join("datasets/org/prm/data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let sample = prm800k_parquet(dir.path());
+    // three files, so the listing spans pages of two
+    for split in [
+        "train-00000-of-00002",
+        "train-00001-of-00002",
+        "test-00000-of-00001",
+    ] {
+        std::fs::copy(&sample, data_dir.join(format!("{split}.parquet"))).unwrap();
+    }
+    copy_dir(&data("hf/qwen-prm"), &root.join("models/org/qwen-prm"));
+    let hub = Hub::start(&root, "secret");
+    let cache = dir.path().join("cache");
+    let model = tiny_model(dir.path());
+
+    let out = dir.path().join("scored");
+    let args = [
+        "score",
+        "-i",
+        "hf://datasets/org/prm/data",
+        "--split",
+        "train",
+        "-o",
+        s(&out),
+        "--model",
+        s(&model),
+    ];
+    let o = hub.actprm(&args, "secret", &cache);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["rows_in"], 48, "both train files, not test");
+
+    // a wrong token is refused with what to do, and never printed
+    let o = hub.actprm(&args, "wrong-token", &dir.path().join("cache2"));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("HF_TOKEN"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("wrong-token"), "{}", stderr(&o));
+
+    // import --from ORG/NAME writes the model a local import of the same files writes
+    let (from_hub, from_disk) = (dir.path().join("m-hub"), dir.path().join("m-disk"));
+    let o = hub.actprm(
+        &["import", "--from", "org/qwen-prm", "-o", s(&from_hub)],
+        "secret",
+        &cache,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = actprm(&[
+        "import",
+        "--from",
+        s(&data("hf/qwen-prm")),
+        "-o",
+        s(&from_disk),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let scored = |model: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let input = s(&sample);
+        let o = actprm(&["score", "-i", input, "-o", s(&out), "--model", s(model)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        step_means(&out)
+    };
+    assert_eq!(scored(&from_hub, "s-hub"), scored(&from_disk, "s-disk"));
+}
