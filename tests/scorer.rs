@@ -806,3 +806,85 @@ fn json_lines_are_scored_as_they_are_with_every_field() {
     let s = summary(&kept);
     assert_eq!(s["rows_in"], 24, "{s}");
 }
+
+/// JSON arrays of records (`.json`, as ProcessBench ships) are read as they are (issue 31, item
+/// 3): the same rows and scores as the same records as JSON Lines, an element that is no object
+/// quarantined with its element number, a truncated array refused with a non-zero exit naming it.
+#[test]
+fn json_arrays_are_scored_like_the_same_records_as_json_lines() {
+    use arrow::array::AsArray;
+    use std::path::Path;
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(data("pb_subset.json")).unwrap()).unwrap();
+    let jsonl = dir.path().join("pb.jsonl");
+    let lines: Vec<String> = records.iter().map(|r| r.to_string()).collect();
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    // the array pretty-printed (records over many lines, brackets and commas inside strings of
+    // the steps' LaTeX are the scanner's business), with two elements that are no records
+    let mut elements = records.clone();
+    elements.insert(2, serde_json::json!(5));
+    elements.insert(
+        4,
+        serde_json::json!("a string, with [brackets] and \"quotes\""),
+    );
+    let array = dir.path().join("pb.json");
+    std::fs::write(&array, serde_json::to_string_pretty(&elements).unwrap()).unwrap();
+    let score = |input: &Path, out: &Path| {
+        let o = actprm(&["score", "-q", "-i", &path(input), "-o", &path(out)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut rows = Vec::new();
+        for b in read_parquet_dir(out, "part-") {
+            let ids = b.column_by_name("id").unwrap().as_string::<i32>();
+            let m = b.column_by_name("step_mean").unwrap().as_list::<i32>();
+            for i in 0..b.num_rows() {
+                let v = m.value(i);
+                let v = v.as_primitive::<arrow::datatypes::Float32Type>();
+                rows.push((ids.value(i).to_string(), v.values().to_vec()));
+            }
+        }
+        rows
+    };
+    let (from_lines, from_array) = (dir.path().join("lines"), dir.path().join("array"));
+    let (a, b) = (score(&jsonl, &from_lines), score(&array, &from_array));
+    assert_eq!(a.len(), records.len());
+    assert_eq!(
+        a.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        b.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    for ((id, x), (_, y)) in a.iter().zip(&b) {
+        for (p, q) in x.iter().zip(y) {
+            assert!((p - q).abs() < 1e-5, "{id}: {x:?} vs {y:?}");
+        }
+    }
+    let unreadable = std::fs::read_to_string(from_array.join("rejects/unreadable.jsonl")).unwrap();
+    assert!(
+        unreadable.contains("element 3: a JSON number"),
+        "{unreadable}"
+    );
+    assert!(
+        unreadable.contains("element 5: a JSON string"),
+        "{unreadable}"
+    );
+    assert_eq!(summary(&from_array)["rows_in"], records.len() as u64 + 2);
+
+    // a truncated array: refused, naming the file
+    let text = std::fs::read_to_string(&array).unwrap();
+    let cut = dir.path().join("cut.json");
+    std::fs::write(&cut, &text[..text.len() / 2]).unwrap();
+    let o = actprm(&[
+        "score",
+        "-q",
+        "-i",
+        &path(&cut),
+        "-o",
+        &path(&dir.path().join("cut")),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cut.json: not a readable JSON file"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -14,6 +14,7 @@ use actprm::eval::model::{evaluate_files, TauRule};
 use actprm::pipeline::config::{CheckOptions, ConfigError};
 use actprm::pipeline::filter::ray::{run_on_ray, worker_args};
 use actprm::pipeline::stage_list::{Job, LabelStep, Outcome, StageList};
+use actprm::source::remote::localise_paths;
 use actprm::sql::SqlConfig;
 use render::render;
 
@@ -139,6 +140,7 @@ pub fn run(cli: Cli) -> Result {
                     output,
                 },
         } => {
+            let files = localise_paths(&files)?;
             let report = run_judge_eval(
                 &files,
                 &judge.with_cache(cache),
@@ -155,7 +157,7 @@ pub fn run(cli: Cli) -> Result {
             };
             let check = a.check.unwrap_or(loaded.manifest.check);
             let report = evaluate_files(
-                &a.files,
+                &localise_paths(&a.files)?,
                 &loaded,
                 &a.model.runtime(),
                 rule,
@@ -177,8 +179,11 @@ pub fn run(cli: Cli) -> Result {
             print!("{}", actprm::report::Report::table(&report));
         }
         Command::Finetune(a) => {
-            let report =
-                actprm::pipeline::finetune::run_finetune(&a.files, &a.output, &a.settings, |p| {
+            let report = actprm::pipeline::finetune::run_finetune(
+                &localise_paths(&a.files)?,
+                &a.output,
+                &a.settings,
+                |p| {
                     let r = p.report;
                     if r.step % 10 == 0 || r.step == p.total_steps {
                         eprintln!(
@@ -186,7 +191,8 @@ pub fn run(cli: Cli) -> Result {
                             r.step, p.total_steps, r.loss, r.bce, r.grad_norm, p.tokens_per_s
                         );
                     }
-                })?;
+                },
+            )?;
             print!("{}", actprm::report::Report::table(&report));
         }
         Command::Experiment(a) => {
@@ -279,7 +285,7 @@ pub fn run(cli: Cli) -> Result {
             );
         }
         Command::Convert { inputs, output } => {
-            let report = actprm::pipeline::convert::convert(&inputs, &output)?;
+            let report = actprm::pipeline::convert::convert(&localise_paths(&inputs)?, &output)?;
             for r in &report.rejected {
                 eprintln!("actprm: {}:{}: {} (rejected)", r.file, r.line, r.reason);
             }

@@ -363,14 +363,14 @@ impl Job {
         }
     }
 
-    /// Where the job writes.
+    /// Where the job writes (a remote job: its URL, not the staging folder).
     pub fn output(&self) -> &std::path::Path {
         match self {
             Job::Score(job) => &job.output,
             Job::Filter(job) => &job.score.output,
             Job::Label { label, .. } => &label.output,
             Job::Active(job) => &job.output,
-            Job::Remote { job, .. } => job.output(),
+            Job::Remote { output, .. } => std::path::Path::new(output.url()),
         }
     }
 }

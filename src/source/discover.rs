@@ -168,10 +168,14 @@ fn discover_pattern(pattern: &String, extension: &str) -> Result<Vec<PathBuf>, S
     if path.is_dir() {
         walk(path, extension, &mut files).map_err(|e| err(e.to_string()))?;
         if files.is_empty() && extension == "parquet" {
-            // a folder of JSON Lines files is read as they are (the Parquet source reads both)
+            // a folder of JSON Lines (else JSON array) files is read as they are (the Parquet
+            // source reads all three)
             walk(path, "jsonl", &mut files).map_err(|e| err(e.to_string()))?;
             if files.is_empty() {
-                return Err(err("matches no .parquet or .jsonl file".into()));
+                walk(path, "json", &mut files).map_err(|e| err(e.to_string()))?;
+            }
+            if files.is_empty() {
+                return Err(err("matches no .parquet, .jsonl or .json file".into()));
             }
         }
     } else if path.is_file() {

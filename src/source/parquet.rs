@@ -33,18 +33,6 @@ pub struct PlannedFile {
 /// Opens every file's footer and checks the columns. Missing or mistyped columns are fatal (a
 /// configuration mistake); a file whose footer cannot be read is planned as unreadable.
 pub fn plan(files: &[PathBuf], mapping: &ColumnMapping) -> Result<Vec<PlannedFile>, SourceError> {
-    if let Some(json) = files.iter().find(|p| {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-    }) {
-        return Err(SourceError::File {
-            file: json.clone(),
-            message: "is a JSON file (one array or object), and this command reads Parquet and \
-                      JSON Lines: convert it first (`actprm convert FILE -o FILE.parquet`)"
-                .into(),
-        });
-    }
     let planned = files
         .iter()
         .map(|path| {
@@ -93,7 +81,12 @@ fn plan_json_lines(path: &Path, mapping: &ColumnMapping) -> Result<PlannedFile, 
     match plan_file(path) {
         Err(reason) => Ok(PlannedFile {
             path: path_arc,
-            columns: Err(format!("not a readable JSON Lines file: {reason}")),
+            columns: Err(match super::json_lines::framing(path) {
+                Some(super::json_lines::Framing::Array) => {
+                    format!("not a readable JSON file: {reason}")
+                }
+                _ => format!("not a readable JSON Lines file: {reason}"),
+            }),
             rows: 0,
             row_groups: 0,
             group_rows: vec![],

@@ -70,6 +70,12 @@ pub fn localise_checkpoint(from: &Path) -> Result<Option<PathBuf>, location::Loc
     }
 }
 
+/// [`localise`] for file arguments (`eval`, `convert`, `finetune`).
+pub fn localise_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
+    let texts: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    Ok(localise(&texts)?.into_iter().map(PathBuf::from).collect())
+}
+
 /// What the cache records beside a fetched file, to know it is still current.
 #[derive(Serialize, Deserialize, PartialEq)]
 struct Fetched {

@@ -329,6 +329,16 @@ pub fn execute(checked: &Checked, progress: bool) -> Result<RunOutcome, ConfigEr
             &stages.output,
         )?];
     }
+    if let Some(ipc) = sink_path("arrow_ipc") {
+        let remote = |p: &Path| crate::location::is_remote(&p.to_string_lossy());
+        if remote(&ipc) || remote(&stages.output) {
+            return Err(stage_error(
+                &ipc.display().to_string(),
+                "an arrow_ipc sink reads the scored parts after the run and writes a local \
+                 file: give it and the parquet sink local paths (or drop it)",
+            ));
+        }
+    }
     let job = stages.job()?;
     let outcome = job.run()?;
     if let (Outcome::Score(summary), Some(ipc)) = (&outcome, sink_path("arrow_ipc")) {
