@@ -3,8 +3,8 @@
 //!
 //! The readers and writers of actprm work on local files (row groups planned from footers,
 //! files renamed into place, resumable runs), so a remote input is fetched into a local cache
-//! before a run reads it ([`crate::source::remote`]) and a remote output is written to a local
-//! staging folder and uploaded when the run ends ([`crate::sink::remote`]). Credentials come
+//! before a run reads it (`source/remote.rs`) and a remote output is written to a local
+//! staging folder and uploaded when the run ends (`sink/remote.rs`). Credentials come
 //! from each service's standard environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`,
 //! `HF_TOKEN`) and never appear in a message.
 
