@@ -256,6 +256,15 @@ fn s3_inputs_and_outputs_hold_what_a_local_run_writes() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "n\n44");
+    // and a URL in the SQL text, read by DataFusion from the store itself
+    let o = s3.actprm(&[
+        "sql",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM 's3://data/corpus/sub/a.parquet'",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "n\n24");
 
     // a glob reads only what it matches
     let out = dir.path().join("glob");

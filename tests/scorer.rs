@@ -661,14 +661,15 @@ fn off_a_terminal_progress_is_a_line_every_period_and_quiet_is_silent() {
 #[test]
 fn a_run_that_can_read_no_input_fails_naming_it() {
     let dir = tempfile::tempdir().unwrap();
+    // a .json file that holds one record, not an array of them
     let array = dir.path().join("records.json");
-    std::fs::copy(data("pb_subset.json"), &array).unwrap();
+    std::fs::write(&array, b"{\"problem\": \"1+1?\", \"steps\": [\"2\"]}").unwrap();
     let garbage = dir.path().join("garbage.parquet");
     std::fs::write(&garbage, b"these bytes are no Parquet file at all").unwrap();
     let empty = dir.path().join("empty.jsonl");
     std::fs::write(&empty, b"\n\n").unwrap();
     for (input, says) in [
-        (&array, "is a JSON file (one array or object)"),
+        (&array, "is not a JSON array of records"),
         (&empty, "none of the 1 input file(s) could be read"),
         (&garbage, "none of the 1 input file(s) could be read"),
     ] {

@@ -58,6 +58,10 @@ impl Cloud {
         })
     }
 
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
     pub async fn head(&self, key: &str) -> Result<Option<RemoteObject>, LocationError> {
         if key.is_empty() || key.ends_with('/') {
             return Ok(None);

@@ -285,6 +285,24 @@ impl Remote {
     }
 }
 
+/// The `object_store` store of an `s3://`, `gs://` or `az://` URL's bucket (for DataFusion to
+/// read `FROM 's3://...'` directly); other schemes are no object store.
+pub fn object_store_for(
+    text: &str,
+) -> Result<std::sync::Arc<dyn object_store::ObjectStore>, LocationError> {
+    let url = parse(text).ok_or_else(|| LocationError::Url {
+        url: text.to_string(),
+        message: "is a local path, not a URL".into(),
+    })??;
+    match url.scheme {
+        Scheme::S3 | Scheme::Gcs | Scheme::Azure => Ok(cloud::Cloud::open(&url)?.store()),
+        Scheme::Http | Scheme::Hub => Err(url.error(
+            "SQL reads s3://, gs:// and az:// URLs directly; register an hf:// or http(s):// \
+             file with --table NAME=URL",
+        )),
+    }
+}
+
 /// Runs `future` to completion on a runtime of its own, on a thread of its own, so a caller
 /// inside or outside a tokio runtime can wait on it.
 fn block_on<F>(future: F) -> F::Output

@@ -5,6 +5,7 @@
 pub mod format;
 pub mod functions;
 mod json_lines;
+mod object_stores;
 pub mod predicate;
 pub mod prm_score;
 pub mod run;

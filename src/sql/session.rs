@@ -94,7 +94,16 @@ pub fn session(config: &SqlConfig) -> SessionContext {
     let options = SessionConfig::new()
         .with_information_schema(true)
         .with_batch_size(config.batch_size.max(1));
-    let ctx = SessionContext::new_with_config(options).enable_url_table();
+    // URLs in SQL text (`FROM 's3://bucket/x/'`) find their store through this registry
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(super::object_stores::RemoteStores::default()))
+        .build_arc();
+    let ctx = match runtime {
+        Ok(runtime) => SessionContext::new_with_config_rt(options, runtime),
+        // (builds only fail on a disk manager the default settings do not ask for)
+        Err(_) => SessionContext::new_with_config(options),
+    }
+    .enable_url_table();
     // The guard sits in the analyzer, so writes built through the DataFrame API (a future
     // pipeline stage) are checked too, not only SQL text.
     ctx.add_analyzer_rule(Arc::new(WriteGuard {
