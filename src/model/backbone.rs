@@ -1,5 +1,5 @@
 //! The frozen backbone: any ONNX graph with the contract
-//! `input_ids, attention_mask [, token_type_ids] [, step_index] (int64 [batch, seq]) -> last_hidden_state (float [batch, seq, D])`
+//! `input_ids, attention_mask [, token_type_ids] [, step_index | position_ids, attention_bias] (int64 [batch, seq]; attention_bias float [batch, seq, seq]) -> last_hidden_state (float [batch, seq, D])`
 //! (documented in `schemas/backbone-contract.md`). Returns the hidden state at each step separator.
 //! A graph that takes `step_index` is step-causal: each token attends to the prompt and to the
 //! tokens of its own and earlier steps, so a step's feature never sees the steps after it.
@@ -20,6 +20,26 @@ pub const LAST_HIDDEN_STATE: &str = "last_hidden_state";
 pub const STEP_INDEX: &str = "step_index";
 /// The step index of padding: after every real token, so no real token attends to it.
 pub const PADDING_STEP: i64 = i64::MAX;
+/// Per token: its position in its own sequence (a packed tree: its depth). Decoder graphs
+/// take it with [`ATTENTION_BIAS`].
+pub const POSITION_IDS: &str = "position_ids";
+/// f32 `[batch, seq, seq]`, added to the attention scores: 0 where a query may attend to a key,
+/// [`BLOCKED`] elsewhere. With it the host says which tokens see which, so one graph runs a
+/// padded batch (causal) and a packed token tree (ancestors only).
+pub const ATTENTION_BIAS: &str = "attention_bias";
+/// The bias of a key a query may not attend to (finite: a row never becomes NaN).
+pub const BLOCKED: f32 = -1e9;
+
+/// A sequence as a token tree: a token attends to its ancestors and itself, at the position
+/// `positions` gives. A window is a chain (each token's parent is the one before it); a packed
+/// trie of windows shares their common prefixes.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeInput<'a> {
+    pub ids: &'a [i64],
+    pub positions: &'a [i64],
+    /// Each token's parent; a parent comes before its children.
+    pub parents: &'a [Option<u32>],
+}
 
 /// One window as the backbone takes it: token ids, the separator positions whose hidden states
 /// are the step features, and how many leading tokens are the prompt (before the first step).
@@ -54,6 +74,8 @@ pub struct Backbone {
     session: Session,
     with_token_types: bool,
     with_step_index: bool,
+    /// The graph takes [`POSITION_IDS`] and [`ATTENTION_BIAS`]: token trees can be packed.
+    with_trees: bool,
     hidden: usize,
 }
 
@@ -90,10 +112,32 @@ impl Backbone {
                 )));
             }
         }
-        if let Some(extra) = inputs
-            .iter()
-            .find(|n| ![INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS, STEP_INDEX].contains(n))
+        let with_trees = inputs.contains(&POSITION_IDS) && inputs.contains(&ATTENTION_BIAS);
+        if inputs.contains(&POSITION_IDS) != inputs.contains(&ATTENTION_BIAS)
+            || (with_trees && takes_steps)
         {
+            return Err(contract(format!(
+                "takes {POSITION_IDS:?} and {ATTENTION_BIAS:?} together or neither, and not with \
+                 {STEP_INDEX:?} (inputs: {inputs:?})"
+            )));
+        }
+        if with_trees && model.manifest.attention != Some(Attention::Causal) {
+            return Err(contract(format!(
+                "takes packed token trees ({ATTENTION_BIAS:?}), which only a causal backbone \
+                 can: the manifest must say attention \"causal\""
+            )));
+        }
+        if let Some(extra) = inputs.iter().find(|n| {
+            ![
+                INPUT_IDS,
+                ATTENTION_MASK,
+                TOKEN_TYPE_IDS,
+                STEP_INDEX,
+                POSITION_IDS,
+                ATTENTION_BIAS,
+            ]
+            .contains(n)
+        }) {
             return Err(contract(format!(
                 "has an input {extra:?} outside the contract (inputs: {inputs:?})"
             )));
@@ -121,6 +165,7 @@ impl Backbone {
         Ok(Self {
             with_token_types: inputs.contains(&TOKEN_TYPE_IDS),
             with_step_index: takes_steps,
+            with_trees,
             session,
             hidden: model.manifest.hidden_size,
         })
@@ -130,12 +175,39 @@ impl Backbone {
         self.hidden
     }
 
+    /// Whether the graph runs packed token trees ([`Self::tree_features`]): a causal decoder
+    /// imported with positions and an attention bias as inputs.
+    pub fn takes_trees(&self) -> bool {
+        self.with_trees
+    }
+
     /// Runs one padded batch and gathers the hidden state at every separator: the result holds,
     /// window by window and separator by separator, `D` floats each.
     pub fn separator_features(
         &mut self,
         windows: &[BackboneInput<'_>],
     ) -> Result<Vec<f32>, ModelError> {
+        if self.with_trees {
+            // each window as a chain: positions 0, 1, 2, ..., each token after its predecessor
+            let longest = windows.iter().map(|w| w.ids.len()).max().unwrap_or(0);
+            let positions: Vec<i64> = (0..longest as i64).collect();
+            let parents: Vec<Option<u32>> = (0..longest)
+                .map(|i| i.checked_sub(1).map(|p| p as u32))
+                .collect();
+            let trees: Vec<TreeInput<'_>> = windows
+                .iter()
+                .map(|w| TreeInput {
+                    ids: w.ids,
+                    positions: &positions[..w.ids.len()],
+                    parents: &parents[..w.ids.len()],
+                })
+                .collect();
+            let gathers: Vec<Vec<u32>> = windows
+                .iter()
+                .map(|w| w.separators.iter().map(|&s| s as u32).collect())
+                .collect();
+            return self.tree_features(&trees, &gathers);
+        }
         let Padded {
             batch,
             seq,
@@ -191,6 +263,94 @@ impl Backbone {
         }
         Ok(features)
     }
+}
+
+impl Backbone {
+    /// Runs token trees as one padded batch and gathers the hidden state at the nodes
+    /// `gather[b]` of tree `b`: `D` floats per node, tree by tree.
+    pub fn tree_features(
+        &mut self,
+        trees: &[TreeInput<'_>],
+        gather: &[Vec<u32>],
+    ) -> Result<Vec<f32>, ModelError> {
+        let batch = trees.len();
+        let seq = trees.iter().map(|t| t.ids.len()).max().unwrap_or(0);
+        let mut ids = vec![0i64; batch * seq];
+        let mut mask = vec![0i64; batch * seq];
+        let mut positions = vec![0i64; batch * seq];
+        let bias = tree_bias(trees, seq);
+        for (b, tree) in trees.iter().enumerate() {
+            let row = b * seq..b * seq + tree.ids.len();
+            ids[row.clone()].copy_from_slice(tree.ids);
+            mask[row.clone()].fill(1);
+            positions[row].copy_from_slice(tree.positions);
+        }
+        let shape = [batch, seq];
+        let tensor = |data| {
+            TensorRef::from_array_view((shape, data)).map_err(ModelError::ort("backbone input"))
+        };
+        let bias = TensorRef::from_array_view(([batch, seq, seq], &bias[..]))
+            .map_err(ModelError::ort("backbone input"))?;
+        let types = vec![
+            0i64;
+            if self.with_token_types {
+                batch * seq
+            } else {
+                0
+            }
+        ];
+        let mut inputs = ort::inputs![
+            INPUT_IDS => tensor(&ids[..])?,
+            ATTENTION_MASK => tensor(&mask[..])?,
+            POSITION_IDS => tensor(&positions[..])?,
+            ATTENTION_BIAS => bias,
+        ];
+        if self.with_token_types {
+            inputs.push((TOKEN_TYPE_IDS.into(), tensor(&types[..])?.into()));
+        }
+        let outputs = self
+            .session
+            .run(inputs)
+            .map_err(ModelError::ort("running the backbone"))?;
+        let (out_shape, hidden_states) = outputs[LAST_HIDDEN_STATE]
+            .try_extract_tensor::<f32>()
+            .map_err(ModelError::ort("reading last_hidden_state"))?;
+        let d = self.hidden;
+        if out_shape.len() != 3 || out_shape[2] as usize != d || out_shape[1] as usize != seq {
+            return Err(ModelError::Ort {
+                context: "backbone output".into(),
+                message: format!(
+                    "last_hidden_state has shape {out_shape:?}, expected [{batch}, {seq}, {d}]"
+                ),
+            });
+        }
+        let mut features = Vec::with_capacity(gather.iter().map(Vec::len).sum::<usize>() * d);
+        for (b, nodes) in gather.iter().enumerate() {
+            for &node in nodes {
+                let start = (b * seq + node as usize) * d;
+                features.extend_from_slice(&hidden_states[start..start + d]);
+            }
+        }
+        Ok(features)
+    }
+}
+
+/// The attention bias of a batch of trees, `[batch, seq, seq]`: row `i` of a tree opens its
+/// ancestors and itself (the parent's row, plus `i`); a padding row opens only itself.
+pub fn tree_bias(trees: &[TreeInput<'_>], seq: usize) -> Vec<f32> {
+    let mut bias = vec![BLOCKED; trees.len() * seq * seq];
+    for (b, tree) in trees.iter().enumerate() {
+        let base = b * seq * seq;
+        for i in 0..seq {
+            let row = base + i * seq;
+            if let Some(Some(parent)) = tree.parents.get(i) {
+                let from = base + *parent as usize * seq;
+                bias.copy_within(from..from + tree.ids.len(), row);
+            }
+            bias[row + i] = 0.0;
+        }
+    }
+    bias
 }
 
 /// Windows as one batch, padded with id 0 to the longest: `[batch, seq]` row-major.

@@ -14,6 +14,8 @@ pub struct Summary {
     pub files_unreadable: u64,
     pub steps: u64,
     pub tokens: u64,
+    /// Backbone positions computed: `tokens` less the prefixes rows shared (issue 32).
+    pub tokens_computed: u64,
     pub windowed_rows: u64,
     pub truncated_rows: u64,
     pub seconds: f64,
@@ -58,6 +60,14 @@ impl Summary {
             "tokens         {:>10}  ({:.0} tokens/s, {:.1} rows/s)",
             self.tokens, self.tokens_per_second, self.rows_per_second
         );
+        if self.tokens_computed != self.tokens {
+            let _ = writeln!(
+                out,
+                "  computed     {:>10}  ({:.1} % of the tokens: shared prefixes once)",
+                self.tokens_computed,
+                100.0 * self.tokens_computed as f64 / self.tokens.max(1) as f64
+            );
+        }
         let _ = writeln!(
             out,
             "windowed rows  {:>10}  (truncated {})",

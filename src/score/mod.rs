@@ -4,6 +4,7 @@
 pub mod batching;
 pub mod check;
 pub mod output;
+pub mod packing;
 
 use crate::model::{Backbone, HeadsRunner, LoadedModel, ModelError, RuntimeOptions};
 use crate::select::{decide, first_error, step_stats, Decision, SelectionRule};
@@ -68,6 +69,33 @@ pub struct Batching {
     /// Windows per backbone call at most.
     #[arg(long, default_value_t = Batching::default().max_batch)]
     pub max_batch: usize,
+    /// Causal decoder models (imported PRMs): compute the tokens that windows of one batch of
+    /// rows share (the prompt and problem of a problem's samples, the steps before a branch)
+    /// once, in packed token trees of at most --token-budget tokens; every score is the same.
+    /// `off`: each window on its own. The default model is step-causal, not causal, and always
+    /// scores each window on its own.
+    #[arg(long, value_enum, default_value_t = Batching::default().prefix_sharing)]
+    pub prefix_sharing: PrefixSharing,
+}
+
+/// Whether shared prefixes are computed once ([`Batching::prefix_sharing`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefixSharing {
+    #[default]
+    On,
+    Off,
 }
 
 impl Default for Batching {
@@ -75,6 +103,7 @@ impl Default for Batching {
         Self {
             token_budget: DEFAULT_TOKEN_BUDGET,
             max_batch: 32,
+            prefix_sharing: PrefixSharing::On,
         }
     }
 }
@@ -125,6 +154,9 @@ pub struct RowScore {
     pub windows: usize,
     pub truncated: bool,
     pub tokens: usize,
+    /// The backbone positions this row added: `tokens`, less what it shared with rows before it
+    /// in its batch (prefix sharing).
+    pub tokens_computed: usize,
 }
 
 /// Backbone + heads, owned by the scoring stage.
@@ -162,6 +194,25 @@ impl StepScorer {
 
     /// Backbone features of every step of every trajectory, in order: `D` floats per step.
     pub fn features(&mut self, items: &[TokenisedTrajectory]) -> Result<Vec<f32>, ModelError> {
+        Ok(self.features_counted(items)?.0)
+    }
+
+    /// [`Self::features`], and the backbone positions each trajectory added (its tokens, less
+    /// those it shared with the trajectories before it when prefixes are shared).
+    pub fn features_counted(
+        &mut self,
+        items: &[TokenisedTrajectory],
+    ) -> Result<(Vec<f32>, Vec<usize>), ModelError> {
+        if self.backbone.takes_trees() && self.options.batching.prefix_sharing == PrefixSharing::On
+        {
+            return self.shared_features(items);
+        }
+        let computed = items.iter().map(|t| t.tokens).collect();
+        Ok((self.window_features(items)?, computed))
+    }
+
+    /// Every window on its own, padded into batches.
+    fn window_features(&mut self, items: &[TokenisedTrajectory]) -> Result<Vec<f32>, ModelError> {
         let windows: Vec<_> = items.iter().flat_map(|t| t.windows.iter()).collect();
         let d = self.backbone.hidden_size();
         let mut offsets = Vec::with_capacity(windows.len() + 1);
@@ -189,6 +240,67 @@ impl StepScorer {
         Ok(features)
     }
 
+    /// The windows packed into token tries ([`packing`]), each shared token computed once.
+    fn shared_features(
+        &mut self,
+        items: &[TokenisedTrajectory],
+    ) -> Result<(Vec<f32>, Vec<usize>), ModelError> {
+        let owners: Vec<usize> = items
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| std::iter::repeat_n(i, t.windows.len()))
+            .collect();
+        let inputs: Vec<_> = items
+            .iter()
+            .flat_map(|t| t.windows.iter().map(|w| w.input()))
+            .collect();
+        let d = self.backbone.hidden_size();
+        let mut offsets = Vec::with_capacity(inputs.len() + 1);
+        offsets.push(0usize);
+        for w in &inputs {
+            offsets.push(offsets.last().copied().unwrap_or(0) + w.separators.len());
+        }
+        let longest = inputs.iter().map(|w| w.ids.len()).max().unwrap_or(0);
+        let capacity = self.options.batching.token_budget.max(longest);
+        let packs = packing::pack(&inputs, capacity);
+        let mut computed = vec![0usize; items.len()];
+        for pack in &packs {
+            for &(window, added) in &pack.added {
+                computed[owners[window]] += added;
+            }
+        }
+        let mut features = vec![0f32; offsets.last().copied().unwrap_or(0) * d];
+        let lengths: Vec<usize> = packs.iter().map(|p| p.len()).collect();
+        for group in plan_batches(
+            &lengths,
+            self.options.batching.token_budget,
+            self.options.batching.max_batch,
+        ) {
+            let trees: Vec<_> = group.iter().map(|&p| packs[p].input()).collect();
+            let gathers: Vec<Vec<u32>> = group
+                .iter()
+                .map(|&p| {
+                    packs[p]
+                        .windows
+                        .iter()
+                        .flat_map(|(_, s)| s.clone())
+                        .collect()
+                })
+                .collect();
+            let out = self.backbone.tree_features(&trees, &gathers)?;
+            let mut cursor = 0;
+            for &p in &group {
+                for (window, separators) in &packs[p].windows {
+                    let len = separators.len() * d;
+                    let start = offsets[*window] * d;
+                    features[start..start + len].copy_from_slice(&out[cursor..cursor + len]);
+                    cursor += len;
+                }
+            }
+        }
+        Ok((features, computed))
+    }
+
     /// Scores from features (`D` floats per step, trajectories in order).
     pub fn score_features(
         &mut self,
@@ -212,8 +324,11 @@ impl StepScorer {
         &mut self,
         items: &[TokenisedTrajectory],
     ) -> Result<(Vec<RowScore>, Vec<f32>), ModelError> {
-        let features = self.features(items)?;
-        let scores = self.score_features(items, &features)?;
+        let (features, computed) = self.features_counted(items)?;
+        let mut scores = self.score_features(items, &features)?;
+        for (score, computed) in scores.iter_mut().zip(computed) {
+            score.tokens_computed = computed;
+        }
         Ok((scores, features))
     }
 }
@@ -236,5 +351,6 @@ pub fn score_row(
         windows: t.windows.len(),
         truncated: t.truncated,
         tokens: t.tokens,
+        tokens_computed: t.tokens,
     }
 }

@@ -1,8 +1,10 @@
 //! The decoder backbone of Qwen2 / Llama / Mistral checkpoints as an ONNX graph of standard
 //! operators (opset 17, so every execution provider runs it): embeddings, per layer RMSNorm ->
-//! grouped-query attention with RoPE and a causal + padding mask -> RMSNorm -> SwiGLU MLP, a final
-//! RMSNorm, and optionally the first layer of the family's head. Output: `last_hidden_state`
-//! `[batch, seq, width]`, the backbone contract of `model/backbone.rs`.
+//! grouped-query attention with RoPE -> RMSNorm -> SwiGLU MLP, a final RMSNorm, and optionally the
+//! first layer of the family's head. Output: `last_hidden_state` `[batch, seq, width]`, the
+//! backbone contract of `model/backbone.rs`. Positions (`position_ids`) and the attention mask
+//! (`attention_bias`, additive) are inputs, so the same graph runs a padded batch and a packed
+//! token tree whose shared prefixes are computed once.
 
 use std::path::Path;
 
@@ -11,7 +13,9 @@ use super::config::HfConfig;
 use super::dense::{product, product_weights_8bit, transpose, Precision};
 use super::graph::{Attr, Graph};
 use super::ImportError;
-use crate::model::backbone::{ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE};
+use crate::model::backbone::{
+    ATTENTION_BIAS, ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, POSITION_IDS,
+};
 
 /// A `ReLU(W x + b)` layer applied to the final hidden state inside the graph (Qwen2.5-Math-PRM's
 /// `score.0`): the features the heads read are then this layer's output.
@@ -55,22 +59,19 @@ pub fn write_backbone(
     let inter = config.intermediate_size;
     let mut g = Graph::new(Some(&dir.join("backbone.onnx.data")))?;
     // shape plumbing
-    let zero = g.ints("c_zero", &[], &[0]);
-    let one = g.ints("c_one", &[], &[1]);
-    let axis0 = g.ints("c_axis0", &[1], &[0]);
     let axis1 = g.ints("c_axis1", &[1], &[1]);
     let axis2 = g.ints("c_axis2", &[1], &[2]);
     let axes12 = g.ints("c_axes12", &[2], &[1, 2]);
-    let shape = g.op("Shape", &[INPUT_IDS], &[]);
-    let seq = g.op("Gather", &[&shape, &one], &[("axis", Attr::Int(0))]);
-    let positions = g.op("Range", &[&zero, &seq, &one], &[]);
-    let positions = g.op("Cast", &[&positions], &[("to", Attr::Int(1))]);
-    let positions = g.op("Unsqueeze", &[&positions, &axis1], &[]);
-    // RoPE tables [seq, head_dim]
+    // positions come with the tokens: a packed token tree gives each token its depth, the
+    // position it has in its own sequence (issue 32); a plain batch gives 0, 1, 2, ...
+    let positions = g.op("Cast", &[POSITION_IDS], &[("to", Attr::Int(1))]);
+    let positions = g.op("Unsqueeze", &[&positions, &axis2], &[]);
+    // RoPE tables [batch, 1, seq, head_dim]
     let inv_freq = config.inv_freq();
     let inv_freq = g.floats("rope_inv_freq", &[1, hd / 2], &inv_freq)?;
     let freqs = g.op("MatMul", &[&positions, &inv_freq], &[]);
     let emb = g.op("Concat", &[&freqs, &freqs], &[("axis", Attr::Int(-1))]);
+    let emb = g.op("Unsqueeze", &[&emb, &axis1], &[]);
     let cos = g.op("Cos", &[&emb], &[]);
     let cos = g.narrow(&cos, half);
     let sin = g.op("Sin", &[&emb], &[]);
@@ -82,19 +83,9 @@ pub fn write_backbone(
         rotate[i * hd + i + hd / 2] = 1.0; // out[i + hd/2] = x[i]
     }
     let rotate = g.floats_in(half, "rope_rotate_half", &[hd, hd], &rotate)?;
-    // additive mask [batch, 1, 1, seq, seq]: causal and padding (right-padded batches)
-    let f_one = g.floats("c_f_one", &[], &[1.0])?;
-    let f_neg = g.floats("c_f_neg", &[], &[-1e9])?;
-    let seq1 = g.op("Unsqueeze", &[&seq, &axis0], &[]);
-    let square = g.op("Concat", &[&seq1, &seq1], &[("axis", Attr::Int(0))]);
-    let ones = g.op("Expand", &[&f_one, &square], &[]);
-    let causal = g.op("Trilu", &[&ones], &[("upper", Attr::Int(0))]);
-    let pad = g.op("Cast", &[ATTENTION_MASK], &[("to", Attr::Int(1))]);
-    let pad = g.op("Unsqueeze", &[&pad, &axes12], &[]);
-    let pad = g.op("Unsqueeze", &[&pad, &axis1], &[]);
-    let allowed = g.op("Mul", &[&causal, &pad], &[]);
-    let blocked = g.op("Sub", &[&f_one, &allowed], &[]);
-    let mask = g.op("Mul", &[&blocked, &f_neg], &[]);
+    // the additive mask [batch, 1, 1, seq, seq] comes with the tokens too: causal and padding
+    // for a plain batch, "each token attends to its ancestors" for a packed tree
+    let mask = g.op("Unsqueeze", &[ATTENTION_BIAS, &axes12], &[]);
     let scale = g.floats_in(half, "c_attn_scale", &[], &[1.0 / (hd as f32).sqrt()])?;
     let eps = g.floats("c_rms_eps", &[], &[config.rms_norm_eps as f32])?;
     let shape_q = g.ints("c_shape_q", &[4], &[0, 0, nh as i64, hd as i64]);
@@ -178,7 +169,7 @@ pub fn write_backbone(
     };
     g.finish(
         &dir.join("backbone.onnx"),
-        &[INPUT_IDS, ATTENTION_MASK],
+        &[INPUT_IDS, ATTENTION_MASK, POSITION_IDS, ATTENTION_BIAS],
         LAST_HIDDEN_STATE,
         width,
         &format!(

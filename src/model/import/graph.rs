@@ -10,6 +10,7 @@ use prost::Message;
 
 use super::checkpoint::Checkpoint;
 use super::ImportError;
+use crate::model::backbone::ATTENTION_BIAS;
 use crate::model::onnx_proto::*;
 
 /// Weights at least this large go to the external data file.
@@ -276,7 +277,8 @@ impl Graph {
         Ok(())
     }
 
-    /// Writes the model; `inputs` are int64 `[batch, seq]`, `output` is f32 `[batch, seq, width]`.
+    /// Writes the model; `inputs` are int64 `[batch, seq]` (`attention_bias`: f32
+    /// `[batch, seq, seq]`), `output` is f32 `[batch, seq, width]`.
     pub fn finish(
         mut self,
         path: &Path,
@@ -300,7 +302,13 @@ impl Graph {
             initializer: self.initializers,
             input: inputs
                 .iter()
-                .map(|n| value(n, DTYPE_INT64, vec![sym("batch"), sym("seq")]))
+                .map(|&n| match n {
+                    // the additive mask of a packed token tree: one row of keys per query
+                    ATTENTION_BIAS => {
+                        value(n, DTYPE_FLOAT, vec![sym("batch"), sym("seq"), sym("seq")])
+                    }
+                    _ => value(n, DTYPE_INT64, vec![sym("batch"), sym("seq")]),
+                })
                 .collect(),
             output: vec![value(
                 output,

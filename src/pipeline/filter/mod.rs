@@ -267,6 +267,8 @@ impl ScoredSink for FilterSink {
         st.rows_scored += scores.len() as u64;
         st.rows_rejected += rejected.len() as u64;
         st.tokens += scores.iter().map(|s| s.tokens as u64).sum::<u64>();
+        *st.tokens_computed.get_or_insert(0) +=
+            scores.iter().map(|s| s.tokens_computed as u64).sum::<u64>();
         st.histogram.resize(UNCERTAINTY_BINS.len() + 1, 0);
         for s in scores {
             let bin = UNCERTAINTY_BINS

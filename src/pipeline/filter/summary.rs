@@ -19,6 +19,10 @@ pub struct UnitStats {
     pub rows_kept: u64,
     pub rows_rejected: u64,
     pub tokens: u64,
+    /// Backbone positions computed (`tokens` less the prefixes shared, issue 32); absent in
+    /// records written before it: then `tokens`.
+    #[serde(default)]
+    pub tokens_computed: Option<u64>,
     /// Value of the group-by column -> (rows scored, rows kept).
     pub groups: BTreeMap<String, (u64, u64)>,
     /// Counts per `UNCERTAINTY_BINS` bin (one more for the open last bin).
@@ -39,6 +43,7 @@ pub struct FilterSummary {
     pub rows_rejected: u64,
     pub keep_rate: f64,
     pub tokens: u64,
+    pub tokens_computed: u64,
     pub seconds: f64,
     pub rows_per_second: f64,
     pub tokens_per_second: f64,
@@ -86,6 +91,13 @@ impl FilterSummary {
             100.0 * s.keep_rate
         );
         let _ = writeln!(out, "rows rejected  {:>10}", s.rows_rejected);
+        if s.tokens_computed != s.tokens {
+            let _ = writeln!(
+                out,
+                "tokens         {:>10}  ({} computed: shared prefixes once)",
+                s.tokens, s.tokens_computed
+            );
+        }
         let _ = writeln!(
             out,
             "throughput     {:>10.1} rows/s, {:.0} tokens/s (this run, {:.1} s)",
@@ -148,6 +160,7 @@ pub fn summarise(units: &[UnitStats]) -> FilterSummary {
         s.rows_kept += u.rows_kept;
         s.rows_rejected += u.rows_rejected;
         s.tokens += u.tokens;
+        s.tokens_computed += u.tokens_computed.unwrap_or(u.tokens);
         for (k, v) in &u.groups {
             let e = groups.entry(k.clone()).or_default();
             e.0 += v.0;

@@ -282,6 +282,8 @@ fn sink_stage(
                     scores.iter().filter(|s| s.check.is_some()).count() as u64;
                 summary.steps += scores.iter().map(|s| s.mean.len() as u64).sum::<u64>();
                 summary.tokens += scores.iter().map(|s| s.tokens as u64).sum::<u64>();
+                summary.tokens_computed +=
+                    scores.iter().map(|s| s.tokens_computed as u64).sum::<u64>();
                 summary.windowed_rows += scores.iter().filter(|s| s.windows > 1).count() as u64;
                 summary.truncated_rows += scores.iter().filter(|s| s.truncated).count() as u64;
                 *summary
@@ -290,7 +292,14 @@ fn sink_stage(
                     .or_default() += scores.len() as u64;
                 summary.model_version = version;
                 bar.inc(n);
-                bar.set_message(format!("{} tokens", summary.tokens));
+                bar.set_message(if summary.tokens_computed == summary.tokens {
+                    format!("{} tokens", summary.tokens)
+                } else {
+                    format!(
+                        "{} tokens, {} computed",
+                        summary.tokens, summary.tokens_computed
+                    )
+                });
                 if let Some(hook) = on_batch.as_mut() {
                     hook(&BatchView {
                         rows_in: n,
