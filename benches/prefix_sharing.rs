@@ -1,0 +1,216 @@
+//! Prefix sharing (issue 32) against each window scored alone, end to end with `actprm score`,
+//! on three corpora built from the real PRM800K test file (`tests/data/prm800k_phase1_test.parquet`,
+//! 353 trajectories of 57 problems, ordered by problem):
+//! - `as ordered`: its first rows, as generated corpora come (a problem's samples together);
+//! - `best-of-8`: each problem's first 8 trajectories (problems with fewer are left out);
+//! - `one per problem`: each problem's first trajectory (ProcessBench-shaped: nothing but the
+//!   prompt to share, and not even that across problems).
+//!
+//! Prints, per corpus, tokens computed / tokens, rows/s with sharing on and off, their ratio and
+//! the peak RSS of each run (`/usr/bin/time`). Rounds interleave on and off so machine noise hits
+//! both alike.
+//!
+//! `cargo bench --profile dev --bench prefix_sharing` (after `cargo build`; the dev profile
+//! spares a release build of every dependency). ACTPRM_BENCH_CHECKPOINT: the Hugging Face checkpoint to
+//! import (default the tiny `qwen-prm` fixture; the numbers in docs/models.md use the
+//! 0.5B-width one of `tools/hf-reference/speed_checkpoint.py`); ACTPRM_BENCH_ROWS (default 48
+//! per corpus); ACTPRM_BENCH_ROUNDS (default 2); ACTPRM_BENCH_INPUT: another Parquet file with
+//! `problem` and `steps`, ordered by problem.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow::array::{AsArray, RecordBatch, UInt32Array};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The most recently built `actprm` (release or debug: the native runtime does the work).
+fn actprm() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    ["release", "debug"]
+        .iter()
+        .map(|profile| root.join("target").join(profile).join("actprm"))
+        .filter_map(|bin| Some((bin.metadata().ok()?.modified().ok()?, bin)))
+        .max()
+        .map(|(_, bin)| bin)
+        .expect("build actprm first (cargo build)")
+}
+
+fn read(path: &Path) -> RecordBatch {
+    let file = std::fs::File::open(path).expect("input opens");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let batches: Vec<RecordBatch> = reader.map(|b| b.expect("batch")).collect();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("one batch")
+}
+
+fn write(batch: &RecordBatch, rows: &[u32], path: &Path) {
+    let indices = UInt32Array::from(rows.to_vec());
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::take(c, &indices, None).expect("take"))
+        .collect();
+    let taken = RecordBatch::try_new(batch.schema(), columns).expect("batch");
+    let file = std::fs::File::create(path).expect("create");
+    let mut writer = ArrowWriter::try_new(file, taken.schema(), None).expect("writer");
+    writer.write(&taken).expect("write");
+    writer.close().expect("close");
+}
+
+/// Row indices of each corpus, at most `limit` rows each.
+fn corpora(batch: &RecordBatch, limit: usize) -> Vec<(&'static str, Vec<u32>)> {
+    let problems = batch
+        .column_by_name("problem")
+        .expect("problem")
+        .as_string::<i32>();
+    let mut by_problem: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for i in 0..batch.num_rows() {
+        let p = problems.value(i).to_string();
+        let k = order.iter().position(|q| *q == p).unwrap_or_else(|| {
+            order.push(p);
+            order.len() - 1
+        });
+        by_problem.entry(k).or_default().push(i as u32);
+    }
+    let ordered: Vec<u32> = (0..batch.num_rows().min(limit) as u32).collect();
+    let best_of_8: Vec<u32> = by_problem
+        .values()
+        .filter(|rows| rows.len() >= 8)
+        .flat_map(|rows| rows[..8].to_vec())
+        .take(limit)
+        .collect();
+    let one_each: Vec<u32> = by_problem
+        .values()
+        .map(|rows| rows[0])
+        .take(limit)
+        .collect();
+    vec![
+        ("as ordered", ordered),
+        ("best-of-8", best_of_8),
+        ("one per problem", one_each),
+    ]
+}
+
+struct Run {
+    rows_per_s: f64,
+    tokens: u64,
+    computed: u64,
+    peak_mib: Option<f64>,
+}
+
+fn score(model: &Path, input: &Path, out: &Path, sharing: &str) -> Run {
+    let time = Path::new("/usr/bin/time");
+    let mut cmd = if time.exists() {
+        let mut c = Command::new(time);
+        c.args(["-f", "peak_kib=%M"]).arg(actprm());
+        c
+    } else {
+        Command::new(actprm())
+    };
+    let o = cmd
+        .args(["score", "-q", "--overwrite", "-i"])
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .arg("--model")
+        .arg(model)
+        .args(["--prefix-sharing", sharing])
+        .output()
+        .expect("actprm runs");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    let peak_mib = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_kib="))
+        .and_then(|k| k.trim().parse::<f64>().ok())
+        .map(|k| k / 1024.0);
+    Run {
+        rows_per_s: summary["rows_per_second"].as_f64().unwrap_or(0.0),
+        tokens: summary["tokens"].as_u64().unwrap_or(0),
+        computed: summary["tokens_computed"].as_u64().unwrap_or(0),
+        peak_mib,
+    }
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let checkpoint = std::env::var_os("ACTPRM_BENCH_CHECKPOINT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("tests/data/hf/qwen-prm"));
+    let input = std::env::var_os("ACTPRM_BENCH_INPUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("tests/data/prm800k_phase1_test.parquet"));
+    let rows: usize = env_or("ACTPRM_BENCH_ROWS", 48);
+    let rounds: usize = env_or("ACTPRM_BENCH_ROUNDS", 2);
+    let work = tempfile::tempdir().expect("temp dir");
+    let model = work.path().join("model");
+    let o = Command::new(actprm())
+        .args(["import", "--from"])
+        .arg(&checkpoint)
+        .arg("-o")
+        .arg(&model)
+        .output()
+        .expect("import runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    println!(
+        "prefix sharing vs each window alone: {} imported, {rows} rows per corpus, best of {rounds} rounds",
+        checkpoint.display()
+    );
+    println!(
+        "{:<16} {:>5} {:>9} {:>9} {:>10} {:>10} {:>7} {:>9} {:>9}",
+        "corpus",
+        "rows",
+        "tokens",
+        "computed",
+        "on rows/s",
+        "off rows/s",
+        "ratio",
+        "on MiB",
+        "off MiB"
+    );
+    let batch = read(&input);
+    for (name, picked) in corpora(&batch, rows) {
+        let file = work
+            .path()
+            .join(format!("{}.parquet", name.replace(' ', "-")));
+        write(&batch, &picked, &file);
+        let (mut on, mut off): (Option<Run>, Option<Run>) = (None, None);
+        for _ in 0..rounds {
+            for (sharing, best) in [("on", &mut on), ("off", &mut off)] {
+                let run = score(&model, &file, &work.path().join(sharing), sharing);
+                if best.as_ref().is_none_or(|b| run.rows_per_s > b.rows_per_s) {
+                    *best = Some(run);
+                }
+            }
+        }
+        let (on, off) = (on.expect("a round ran"), off.expect("a round ran"));
+        let mib = |r: &Run| r.peak_mib.map_or("n/a".to_string(), |m| format!("{m:.0}"));
+        println!(
+            "{:<16} {:>5} {:>9} {:>9} {:>10.2} {:>10.2} {:>6.2}x {:>9} {:>9}",
+            name,
+            picked.len(),
+            on.tokens,
+            on.computed,
+            on.rows_per_s,
+            off.rows_per_s,
+            on.rows_per_s / off.rows_per_s.max(1e-9),
+            mib(&on),
+            mib(&off)
+        );
+    }
+}
