@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow::array::AsArray;
-use arrow::datatypes::Float32Type;
 use common::*;
 
 fn s(p: &Path) -> &str {
@@ -161,23 +159,6 @@ fn files(dir: &Path) -> BTreeMap<String, u64> {
     out
 }
 
-/// `(id, step_mean)` of each row of the `part-*.parquet` files of `dir`, in order.
-fn step_means(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let mut out = Vec::new();
-    for batch in read_parquet_dir(dir, "part-") {
-        let ids = batch.column_by_name("id").unwrap().as_string::<i32>();
-        let means = batch.column_by_name("step_mean").unwrap().as_list::<i32>();
-        for i in 0..batch.num_rows() {
-            let v = means.value(i);
-            out.push((
-                ids.value(i).to_string(),
-                v.as_primitive::<Float32Type>().values().to_vec(),
-            ));
-        }
-    }
-    out
-}
-
 /// A corpus folder: the PRM800K sample as Parquet (in a sub-folder) and a file of neither kind.
 fn local_corpus(dir: &Path) -> PathBuf {
     let corpus = dir.join("corpus");
@@ -237,7 +218,7 @@ fn s3_inputs_and_outputs_hold_what_a_local_run_writes() {
     assert_eq!(listed.keys().cloned().collect::<BTreeSet<_>>(), expected);
     let fetched = dir.path().join("fetched");
     s3.download("scored/", &fetched);
-    let (want, got) = (step_means(&local), step_means(&fetched));
+    let (want, got) = (step_means_in(&local), step_means_in(&fetched));
     assert_eq!(got.len(), 24 + 20, "both input files were read");
     assert_eq!(got, want);
     assert_eq!(summary(&fetched)["rows_in"], summary(&local)["rows_in"]);
@@ -278,7 +259,7 @@ fn s3_inputs_and_outputs_hold_what_a_local_run_writes() {
         s(&model),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(step_means(&out).len(), 24);
+    assert_eq!(step_means_in(&out).len(), 24);
 
     // a missing key is an error that names it
     let o = s3.actprm(&[
@@ -337,7 +318,7 @@ fn a_remote_output_is_never_mixed_and_foreign_objects_are_kept() {
         std::fs::read_to_string(fetched.join("notes.txt")).unwrap(),
         "mine"
     );
-    assert_eq!(step_means(&fetched).len(), 24, "only the new run's rows");
+    assert_eq!(step_means_in(&fetched).len(), 24, "only the new run's rows");
     let now: BTreeSet<String> = s3.list("run/").into_keys().collect();
     assert!(!now.iter().any(|k| k.starts_with("rejects/")), "{now:?}");
     let mut expected: BTreeSet<String> = files(&fetched).into_keys().collect();
@@ -361,7 +342,7 @@ fn a_remote_output_is_never_mixed_and_foreign_objects_are_kept() {
         .collect();
     assert_eq!(staged.len(), 1);
     assert!(message.contains(s(&staged[0])), "{message}");
-    assert_eq!(step_means(&staged[0]).len(), 24, "the output is kept");
+    assert_eq!(step_means_in(&staged[0]).len(), 24, "the output is kept");
 }
 
 #[test]
@@ -382,7 +363,7 @@ fn changed_remote_inputs_are_fetched_again() {
             s(&model),
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        (step_means(out).len(), stderr(&o).contains("fetching"))
+        (step_means_in(out).len(), stderr(&o).contains("fetching"))
     };
     assert_eq!(run(&dir.path().join("1")), (24, true));
     assert_eq!(
@@ -553,7 +534,7 @@ fn hub_data_sets_and_checkpoints_are_fetched_by_url_and_id() {
         let input = s(&sample);
         let o = actprm(&["score", "-i", input, "-o", s(&out), "--model", s(model)]);
         assert!(o.status.success(), "{}", stderr(&o));
-        step_means(&out)
+        step_means_in(&out)
     };
     assert_eq!(scored(&from_hub, "s-hub"), scored(&from_disk, "s-disk"));
 }

@@ -709,7 +709,6 @@ fn a_run_that_can_read_no_input_fails_naming_it() {
 /// same records in Parquet, a line that is no JSON object reported with its line number.
 #[test]
 fn json_lines_are_scored_as_they_are_with_every_field() {
-    use arrow::array::AsArray;
     let dir = tempfile::tempdir().unwrap();
     let source = data("prm800k_ratings_shapes.jsonl");
     let text = std::fs::read_to_string(&source).unwrap();
@@ -765,21 +764,8 @@ fn json_lines_are_scored_as_they_are_with_every_field() {
         out2.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let means = |batches: &[arrow::record_batch::RecordBatch]| -> Vec<(String, Vec<f32>)> {
-        let mut out = Vec::new();
-        for b in batches {
-            let ids = b.column_by_name("id").unwrap().as_string::<i32>();
-            let m = b.column_by_name("step_mean").unwrap().as_list::<i32>();
-            for i in 0..b.num_rows() {
-                let v = m.value(i);
-                let v = v.as_primitive::<arrow::datatypes::Float32Type>();
-                out.push((ids.value(i).to_string(), v.values().to_vec()));
-            }
-        }
-        out
-    };
     // (equal up to padding's summation order: the broken line splits the JSON Lines batch)
-    let (a, b) = (means(&batches), means(&read_parquet_dir(&out2, "part-")));
+    let (a, b) = (step_means_in(&out), step_means_in(&out2));
     assert_eq!(a.len(), b.len());
     for ((id_a, m_a), (id_b, m_b)) in a.iter().zip(&b) {
         assert_eq!(id_a, id_b);
@@ -813,7 +799,6 @@ fn json_lines_are_scored_as_they_are_with_every_field() {
 /// quarantined with its element number, a truncated array refused with a non-zero exit naming it.
 #[test]
 fn json_arrays_are_scored_like_the_same_records_as_json_lines() {
-    use arrow::array::AsArray;
     use std::path::Path;
     let path = |p: &Path| p.to_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
@@ -835,17 +820,7 @@ fn json_arrays_are_scored_like_the_same_records_as_json_lines() {
     let score = |input: &Path, out: &Path| {
         let o = actprm(&["score", "-q", "-i", &path(input), "-o", &path(out)]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let mut rows = Vec::new();
-        for b in read_parquet_dir(out, "part-") {
-            let ids = b.column_by_name("id").unwrap().as_string::<i32>();
-            let m = b.column_by_name("step_mean").unwrap().as_list::<i32>();
-            for i in 0..b.num_rows() {
-                let v = m.value(i);
-                let v = v.as_primitive::<arrow::datatypes::Float32Type>();
-                rows.push((ids.value(i).to_string(), v.values().to_vec()));
-            }
-        }
-        rows
+        step_means_in(out)
     };
     let (from_lines, from_array) = (dir.path().join("lines"), dir.path().join("array"));
     let (a, b) = (score(&jsonl, &from_lines), score(&array, &from_array));

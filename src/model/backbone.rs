@@ -237,6 +237,24 @@ impl Backbone {
         if let Some(steps) = &steps {
             inputs.push((STEP_INDEX.into(), tensor(&steps[..])?.into()));
         }
+        let at = windows
+            .iter()
+            .enumerate()
+            .flat_map(|(b, w)| w.separators.iter().map(move |&pos| (b, pos)));
+        self.run_gathering(inputs, (batch, seq), at)
+    }
+
+    /// Runs the graph on `inputs` (`[batch, seq]` tokens) and gathers the hidden state (`D`
+    /// floats) at each `(row, position)` of `at`, in order.
+    fn run_gathering(
+        &mut self,
+        inputs: Vec<(
+            std::borrow::Cow<'_, str>,
+            ort::session::SessionInputValue<'_>,
+        )>,
+        (batch, seq): (usize, usize),
+        at: impl Iterator<Item = (usize, usize)>,
+    ) -> Result<Vec<f32>, ModelError> {
         let outputs = self
             .session
             .run(inputs)
@@ -253,13 +271,10 @@ impl Backbone {
                 ),
             });
         }
-        let mut features =
-            Vec::with_capacity(windows.iter().map(|w| w.separators.len()).sum::<usize>() * d);
-        for (b, window) in windows.iter().enumerate() {
-            for &pos in window.separators {
-                let start = (b * seq + pos) * d;
-                features.extend_from_slice(&hidden_states[start..start + d]);
-            }
+        let mut features = Vec::new();
+        for (b, pos) in at {
+            let start = (b * seq + pos) * d;
+            features.extend_from_slice(&hidden_states[start..start + d]);
         }
         Ok(features)
     }
@@ -308,30 +323,11 @@ impl Backbone {
         if self.with_token_types {
             inputs.push((TOKEN_TYPE_IDS.into(), tensor(&types[..])?.into()));
         }
-        let outputs = self
-            .session
-            .run(inputs)
-            .map_err(ModelError::ort("running the backbone"))?;
-        let (out_shape, hidden_states) = outputs[LAST_HIDDEN_STATE]
-            .try_extract_tensor::<f32>()
-            .map_err(ModelError::ort("reading last_hidden_state"))?;
-        let d = self.hidden;
-        if out_shape.len() != 3 || out_shape[2] as usize != d || out_shape[1] as usize != seq {
-            return Err(ModelError::Ort {
-                context: "backbone output".into(),
-                message: format!(
-                    "last_hidden_state has shape {out_shape:?}, expected [{batch}, {seq}, {d}]"
-                ),
-            });
-        }
-        let mut features = Vec::with_capacity(gather.iter().map(Vec::len).sum::<usize>() * d);
-        for (b, nodes) in gather.iter().enumerate() {
-            for &node in nodes {
-                let start = (b * seq + node as usize) * d;
-                features.extend_from_slice(&hidden_states[start..start + d]);
-            }
-        }
-        Ok(features)
+        let at = gather
+            .iter()
+            .enumerate()
+            .flat_map(|(b, nodes)| nodes.iter().map(move |&node| (b, node as usize)));
+        self.run_gathering(inputs, (batch, seq), at)
     }
 }
 

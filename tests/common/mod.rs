@@ -70,6 +70,25 @@ pub fn read_parquet_dir(dir: &Path, prefix: &str) -> Vec<RecordBatch> {
         .collect()
 }
 
+/// `(id, step_mean)` of every row of the `part-*.parquet` files of a score output, in order.
+pub fn step_means_in(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    use arrow::array::AsArray;
+    let mut out = Vec::new();
+    for b in read_parquet_dir(dir, "part-") {
+        let ids = b.column_by_name("id").expect("id").as_string::<i32>();
+        let means = b
+            .column_by_name("step_mean")
+            .expect("step_mean")
+            .as_list::<i32>();
+        for i in 0..b.num_rows() {
+            let v = means.value(i);
+            let v = v.as_primitive::<arrow::datatypes::Float32Type>();
+            out.push((ids.value(i).to_string(), v.values().to_vec()));
+        }
+    }
+    out
+}
+
 pub fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"))
         .expect("json")
