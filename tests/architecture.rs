@@ -157,8 +157,8 @@ fn the_judge_flags_are_the_judge_declaration() {
 
 /// Lowest first. A module may use modules of strictly lower layers only.
 const LAYERS: &[&[&str]] = &[
-    &["location"],
-    &["limits", "failpoint", "report", "rng", "runtime", "sink"],
+    &["location", "failpoint"],
+    &["limits", "report", "rng", "runtime", "sink"],
     &["model", "formats", "label", "select"],
     &["tokenise", "source"],
     &["score"],

@@ -346,6 +346,52 @@ fn a_remote_output_is_never_mixed_and_foreign_objects_are_kept() {
 }
 
 #[test]
+fn an_upload_that_stops_part_way_is_finished_by_the_rerun() {
+    if !cfg!(debug_assertions) {
+        eprintln!("SKIPPED: this build has no failpoints (a release build)");
+        return;
+    }
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let input = prm800k_parquet(dir.path());
+    let args = |extra: &'static str| {
+        let mut args = vec![
+            "score",
+            "-i",
+            s(&input),
+            "-o",
+            "s3://data/half",
+            "--model",
+            s(&model),
+        ];
+        if !extra.is_empty() {
+            args.push(extra);
+        }
+        args
+    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_actprm"));
+    cmd.args(args(""))
+        .env("ACTPRM_FAILPOINT", "remote-upload:1");
+    s3.env(&mut cmd);
+    let o = cmd.output().unwrap();
+    assert!(!o.status.success(), "the failpoint stops the upload");
+    let half = s3.list("half/");
+    assert_eq!(half.len(), 1, "one file went before the stop: {half:?}");
+    assert!(!half.contains_key(".actprm-upload.json"));
+
+    // the staged output is complete, so score reruns with --overwrite; the object the stopped
+    // upload wrote is its own, not a stranger's
+    let o = s3.actprm(&args("--overwrite"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fetched = dir.path().join("fetched");
+    s3.download("half/", &fetched);
+    assert!(fetched.join(".actprm-upload.json").exists());
+    assert_eq!(step_means_in(&fetched).len(), 24);
+    assert_eq!(summary(&fetched)["rows_in"], 24);
+}
+
+#[test]
 fn changed_remote_inputs_are_fetched_again() {
     let s3 = S3::start();
     let dir = tempfile::tempdir().unwrap();

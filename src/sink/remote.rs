@@ -26,6 +26,9 @@ const UPLOAD_LIST: &str = ".actprm-upload.json";
 /// In the staging folder: the files of the earlier output a `--overwrite` run replaces.
 const REPLACES: &str = ".replaces.json";
 
+/// In the staging folder: the keys an upload has written so far, one per line.
+const UPLOADED: &str = ".uploaded";
+
 /// The files of a run that say it is complete: uploaded after every data file.
 const RECORDS: &[&str] = &[
     "summary.json",
@@ -122,9 +125,18 @@ impl RemoteOutput {
             .map_err(|e| SinkError::at(&self.staging)(e.to_string()))?;
         // records last, so a reader who sees them sees every data file
         files.sort_by_key(|(key, _)| (RECORDS.contains(&key.as_str()), key.clone()));
-        let earlier: BTreeSet<String> = read_upload_list(&remote, &self.url)?
+        // actprm's own objects: the earlier output's, and what an upload of this staging folder
+        // that failed part way wrote
+        let partial = self.staging.join(UPLOADED);
+        let mut earlier: BTreeSet<String> = read_upload_list(&remote, &self.url)?
             .map(|l| l.files.into_iter().collect())
             .unwrap_or_default();
+        earlier.extend(
+            std::fs::read_to_string(&partial)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string),
+        );
         let present: BTreeSet<String> = remote
             .list(&self.url.key)?
             .into_iter()
@@ -162,7 +174,18 @@ impl RemoteOutput {
             if foreign_card && key == "README.md" {
                 continue;
             }
-            remote.upload(path, &format!("{}{key}", self.url.key))?;
+            remote
+                .upload(path, &format!("{}{key}", self.url.key))
+                .map_err(|e| self.kept(e))?;
+            // noted before the next file goes, so a rerun knows this object is its own
+            let mut noted = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&partial)
+                .map_err(|e| SinkError::at(&partial)(e.to_string()))?;
+            std::io::Write::write_all(&mut noted, format!("{key}\n").as_bytes())
+                .map_err(|e| SinkError::at(&partial)(e.to_string()))?;
+            crate::failpoint::hit("remote-upload");
             bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             uploaded.push(key.clone());
         }
@@ -184,6 +207,20 @@ impl RemoteOutput {
         std::fs::remove_dir_all(&self.staging)
             .map_err(|e| SinkError::at(&self.staging)(e.to_string()))?;
         Ok((uploaded.len(), bytes))
+    }
+}
+
+impl RemoteOutput {
+    /// An upload error, with where the output waits and how to upload it.
+    fn kept(&self, e: LocationError) -> SinkError {
+        refused(
+            &self.url,
+            format!(
+                "uploading stopped: {e}; the output is kept in {}: rerun the same command to \
+                 upload it (a filter resumes; score and label add --overwrite)",
+                self.staging.display()
+            ),
+        )
     }
 }
 
