@@ -584,3 +584,28 @@ fn hub_data_sets_and_checkpoints_are_fetched_by_url_and_id() {
     };
     assert_eq!(scored(&from_hub, "s-hub"), scored(&from_disk, "s-disk"));
 }
+
+#[test]
+fn filter_on_ray_reads_s3_inputs_without_a_shared_mount() {
+    // each task fetches its input from the store itself (here two nodes on one machine share
+    // the cache folder and fetch the same files at once: each under a name of its own)
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let corpus = corpus(dir.path(), 400, 2, 50);
+    upload_folder(&s3, &corpus, "gen/");
+    let local = dir.path().join("local");
+    let o = actprm(&filter_args(s(&model), s(&corpus), s(&local)));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("on-ray");
+    let mut args = filter_args(s(&model), "s3://data/gen/", s(&out));
+    args.extend(["--ray", "local:2"]);
+    let o = s3.actprm(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["units"], 8, "{report}");
+    assert_eq!(
+        ids_in(&out.join("kept"), ""),
+        ids_in(&local.join("kept"), "")
+    );
+}

@@ -233,7 +233,8 @@ impl Remote {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let partial = dest.with_file_name(format!(".{name}.partial"));
+        // a name of this process's own: tasks on one machine may fetch the same file at once
+        let partial = dest.with_file_name(format!(".{name}.partial-{}", std::process::id()));
         let mut file = std::fs::File::create(&partial).map_err(|e| local(e.to_string()))?;
         let written = match self {
             Remote::Cloud(c) => block_on(c.download(&object.key, &mut file)),

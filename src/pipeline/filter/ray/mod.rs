@@ -96,7 +96,8 @@ pub fn worker_args(argv: impl IntoIterator<Item = String>) -> Vec<String> {
             "--ray" | "--ray-retries" | "--ray-units-per-task" => {
                 argv.next();
             }
-            "--restart" => {}
+            // `--restart` has been done by then; `--quiet` every task gets anyway
+            "--restart" | "--quiet" | "-q" => {}
             a if ["--ray=", "--ray-retries=", "--ray-units-per-task="]
                 .iter()
                 .any(|flag| a.starts_with(flag)) => {}
@@ -497,7 +498,7 @@ mod tests {
     #[test]
     fn tasks_rerun_the_command_line_without_the_driver_flags() {
         let argv = "filter -i c -o out --ray local:2 --restart --ray-retries=5 --keep-rate 0.5 \
-                    --ray-units-per-task 4"
+                    --ray-units-per-task 4 --quiet"
             .split(' ')
             .map(String::from);
         assert_eq!(
@@ -508,14 +509,14 @@ mod tests {
 
     #[test]
     fn tasks_get_the_drivers_paths_as_absolute_paths() {
-        let args = "filter -i c /abs/d -o out --model=m --group-by source --keep-rate 0.5 \
-                    --input=e"
+        let args = "filter -i c /abs/d s3://b/k -o out --model=m --group-by source \
+                    --keep-rate 0.5 --input=e"
             .split(' ')
             .map(String::from)
             .collect();
         assert_eq!(
             with_absolute_paths(args, Path::new("/work")).join(" "),
-            "filter -i /work/c /abs/d -o /work/out --model=/work/m --group-by source \
+            "filter -i /work/c /abs/d s3://b/k -o /work/out --model=/work/m --group-by source \
              --keep-rate 0.5 --input=/work/e"
         );
     }
