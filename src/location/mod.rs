@@ -151,11 +151,12 @@ pub fn cache_root() -> PathBuf {
 impl RemoteUrl {
     /// Where an object of this location's store is kept in the input cache.
     pub fn cached(&self, key: &str) -> PathBuf {
-        let mut path = cache_root()
-            .join("inputs")
-            .join(self.scheme.cache_name())
-            .join(sanitise(&self.authority));
-        for part in key.split('/').filter(|p| !p.is_empty()) {
+        let mut path = cache_root().join("inputs").join(self.scheme.cache_name());
+        // (a Hub authority is `datasets/ORG/NAME@REV`: each part sanitised, as a key's are)
+        for part in self.authority.split('/').chain(key.split('/')) {
+            if part.is_empty() {
+                continue;
+            }
             path.push(sanitise(part));
         }
         path
@@ -306,10 +307,10 @@ pub fn object_store_for(
 
 /// Runs `future` to completion on a runtime of its own, on a thread of its own, so a caller
 /// inside or outside a tokio runtime can wait on it.
-fn block_on<F>(future: F) -> F::Output
+fn block_on<T, F>(future: F) -> Result<T, LocationError>
 where
-    F: Future + Send,
-    F::Output: Send,
+    F: Future<Output = Result<T, LocationError>> + Send,
+    T: Send,
 {
     std::thread::scope(|scope| {
         scope
@@ -322,7 +323,12 @@ where
             .join()
     })
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    .unwrap_or_else(|e| panic!("a tokio runtime for remote I/O did not start: {e}"))
+    .unwrap_or_else(|e| {
+        Err(LocationError::Local {
+            path: PathBuf::from("(remote I/O)"),
+            message: format!("a tokio runtime did not start: {e}"),
+        })
+    })
 }
 
 #[cfg(test)]
@@ -348,6 +354,10 @@ mod tests {
         let url = parse("s3://b/k").unwrap().unwrap();
         let path = url.cached("../../etc/.hidden/x");
         let root = cache_root().join("inputs/s3/b");
+        let hub = parse("hf://datasets/../x/f").unwrap().unwrap();
+        assert!(hub
+            .cached(&hub.key)
+            .starts_with(cache_root().join("inputs/hf/datasets/_")));
         assert!(path.starts_with(&root), "{}", path.display());
         assert!(!path
             .components()
