@@ -361,3 +361,29 @@ fn a_unit_failing_on_every_node_fails_the_run_and_stops_it() {
     );
     assert_eq!(files_in(&out.join("units")), 0, "nothing committed");
 }
+
+#[test]
+fn a_gpu_run_on_a_cluster_without_gpus_fails_saying_so() {
+    // on a machine with an NVIDIA card the head node has it, and the run goes on to CUDA
+    if Path::new("/dev/nvidia0").exists() {
+        eprintln!("SKIPPED: this machine has a GPU");
+        return;
+    }
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let job = job(4);
+    let out = job.out("ray");
+    let mut args = filter_args(&job.model, &job.corpus, out.to_str().unwrap());
+    // two fake nodes on this machine: neither may claim a GPU it does not have (before, each
+    // claimed one, and the tasks were placed and failed in ONNX Runtime instead)
+    args.extend(["--ray", "local:2", "--device", "cuda"]);
+    let o = actprm(&args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("has 0 GPU(s) and --device cuda asks 1 per task"),
+        "{err}"
+    );
+    assert_eq!(files_in(&out.join("units")), 0, "nothing committed");
+}

@@ -88,9 +88,10 @@ def start_local(count, plan):
     cpus = max(plan["num_cpus"], (os.cpu_count() or 1) // count, 1)
     node = {
         "num_cpus": cpus,
-        "num_gpus": plan["num_gpus"],
         "object_store_memory": 100 * 1024 * 1024,
     }
+    # the machine's GPUs are the head node's (Ray finds them there); the other nodes share the
+    # same cards, so they get none: N nodes must not each claim the one GPU
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
@@ -100,7 +101,7 @@ def start_local(count, plan):
         },
     )
     for _ in range(count - 1):
-        cluster.add_node(**node)
+        cluster.add_node(**node, num_gpus=0)
     cluster.wait_for_nodes()
     return cluster
 
@@ -149,6 +150,21 @@ def run(plan, address):
         "max_retries": plan["max_retries"],
         "retry_exceptions": True,
     }
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if plan["num_gpus"] > gpus:
+        # Ray would wait forever for a GPU no node has: fail every unit with the reason instead
+        error = (
+            f"the cluster at {address} has {gpus:g} GPU(s) and --device cuda asks "
+            f"{plan['num_gpus']} per task: start nodes with GPUs, or use --device cpu"
+        )
+        for unit in units:
+            emit("failed", unit=unit["id"], error=error)
+        write_atomic(
+            os.path.join(plan["out"], "ray", plan["manifest"]),
+            {"address": address, "units": {}, "failed": {u["id"]: error for u in units}},
+        )
+        emit("done", units=0, failed=len(units), not_run=0)
+        return
     size = plan["units_per_task"]
     tasks = [units[i : i + size] for i in range(0, len(units), size)]
     pending = {run_units.options(**options).remote(t, plan): t for t in tasks}
