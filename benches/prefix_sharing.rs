@@ -14,7 +14,8 @@
 //! spares a release build of every dependency). ACTPRM_BENCH_CHECKPOINT: the Hugging Face checkpoint to
 //! import (default the tiny `qwen-prm` fixture; the numbers in docs/models.md use the
 //! 0.5B-width one of `tools/hf-reference/speed_checkpoint.py`); ACTPRM_BENCH_ROWS (default 48
-//! per corpus); ACTPRM_BENCH_ROUNDS (default 2); ACTPRM_BENCH_INPUT: another Parquet file with
+//! per corpus); ACTPRM_BENCH_ROUNDS (default 2); ACTPRM_BENCH_CORPORA (a comma list of the
+//! corpus names above, default all); ACTPRM_BENCH_INPUT: another Parquet file with
 //! `problem` and `steps`, ordered by problem.
 
 use std::collections::BTreeMap;
@@ -183,8 +184,15 @@ fn main() {
         "on MiB",
         "off MiB"
     );
+    // ACTPRM_BENCH_CORPORA: a comma list of the corpora to run (default: all three)
+    let only: Option<Vec<String>> = std::env::var("ACTPRM_BENCH_CORPORA")
+        .ok()
+        .map(|v| v.split(',').map(|c| c.trim().to_string()).collect());
     let batch = read(&input);
     for (name, picked) in corpora(&batch, rows) {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|c| c == name)) {
+            continue;
+        }
         let file = work
             .path()
             .join(format!("{}.parquet", name.replace(' ', "-")));
