@@ -215,14 +215,6 @@ impl Backbone {
             mask,
             steps,
         } = pad(windows, self.with_step_index);
-        let types = vec![
-            0i64;
-            if self.with_token_types {
-                batch * seq
-            } else {
-                0
-            }
-        ];
         let shape = [batch, seq];
         let tensor = |data| {
             TensorRef::from_array_view((shape, data)).map_err(ModelError::ort("backbone input"))
@@ -231,9 +223,6 @@ impl Backbone {
             INPUT_IDS => tensor(&ids[..])?,
             ATTENTION_MASK => tensor(&mask[..])?,
         ];
-        if self.with_token_types {
-            inputs.push((TOKEN_TYPE_IDS.into(), tensor(&types[..])?.into()));
-        }
         if let Some(steps) = &steps {
             inputs.push((STEP_INDEX.into(), tensor(&steps[..])?.into()));
         }
@@ -244,17 +233,23 @@ impl Backbone {
         self.run_gathering(inputs, (batch, seq), at)
     }
 
-    /// Runs the graph on `inputs` (`[batch, seq]` tokens) and gathers the hidden state (`D`
-    /// floats) at each `(row, position)` of `at`, in order.
+    /// Runs the graph on `inputs` (`[batch, seq]` tokens; zero `token_type_ids` are added for a
+    /// graph that takes them) and gathers the hidden state (`D` floats) at each
+    /// `(row, position)` of `at`, in order.
     fn run_gathering(
         &mut self,
-        inputs: Vec<(
+        mut inputs: Vec<(
             std::borrow::Cow<'_, str>,
             ort::session::SessionInputValue<'_>,
         )>,
         (batch, seq): (usize, usize),
         at: impl Iterator<Item = (usize, usize)>,
     ) -> Result<Vec<f32>, ModelError> {
+        if self.with_token_types {
+            let types = ort::value::Tensor::from_array(([batch, seq], vec![0i64; batch * seq]))
+                .map_err(ModelError::ort("backbone input"))?;
+            inputs.push((TOKEN_TYPE_IDS.into(), types.into()));
+        }
         let outputs = self
             .session
             .run(inputs)
@@ -278,9 +273,7 @@ impl Backbone {
         }
         Ok(features)
     }
-}
 
-impl Backbone {
     /// Runs token trees as one padded batch and gathers the hidden state at the nodes
     /// `gather[b]` of tree `b`: `D` floats per node, tree by tree.
     pub fn tree_features(
@@ -288,41 +281,38 @@ impl Backbone {
         trees: &[TreeInput<'_>],
         gather: &[Vec<u32>],
     ) -> Result<Vec<f32>, ModelError> {
-        let batch = trees.len();
-        let seq = trees.iter().map(|t| t.ids.len()).max().unwrap_or(0);
-        let mut ids = vec![0i64; batch * seq];
-        let mut mask = vec![0i64; batch * seq];
+        let tokens: Vec<BackboneInput<'_>> = trees
+            .iter()
+            .map(|t| BackboneInput {
+                ids: t.ids,
+                separators: &[],
+                prefix: 0,
+            })
+            .collect();
+        let Padded {
+            batch,
+            seq,
+            ids,
+            mask,
+            ..
+        } = pad(&tokens, false);
         let mut positions = vec![0i64; batch * seq];
-        let bias = tree_bias(trees, seq);
         for (b, tree) in trees.iter().enumerate() {
-            let row = b * seq..b * seq + tree.ids.len();
-            ids[row.clone()].copy_from_slice(tree.ids);
-            mask[row.clone()].fill(1);
-            positions[row].copy_from_slice(tree.positions);
+            positions[b * seq..b * seq + tree.ids.len()].copy_from_slice(tree.positions);
         }
+        let bias = tree_bias(trees, seq);
         let shape = [batch, seq];
         let tensor = |data| {
             TensorRef::from_array_view((shape, data)).map_err(ModelError::ort("backbone input"))
         };
         let bias = TensorRef::from_array_view(([batch, seq, seq], &bias[..]))
             .map_err(ModelError::ort("backbone input"))?;
-        let types = vec![
-            0i64;
-            if self.with_token_types {
-                batch * seq
-            } else {
-                0
-            }
-        ];
-        let mut inputs = ort::inputs![
+        let inputs = ort::inputs![
             INPUT_IDS => tensor(&ids[..])?,
             ATTENTION_MASK => tensor(&mask[..])?,
             POSITION_IDS => tensor(&positions[..])?,
             ATTENTION_BIAS => bias,
         ];
-        if self.with_token_types {
-            inputs.push((TOKEN_TYPE_IDS.into(), tensor(&types[..])?.into()));
-        }
         let at = gather
             .iter()
             .enumerate()

@@ -140,6 +140,41 @@ impl ScoreOptions {
     }
 }
 
+/// The step features of a batch of windows, `D` floats per separator, window by window, filled
+/// as backbone calls return them in their own order.
+struct Features {
+    values: Vec<f32>,
+    /// Where each window's separators start (one more entry than windows).
+    offsets: Vec<usize>,
+    d: usize,
+}
+
+impl Features {
+    fn new(separators: impl Iterator<Item = usize>, d: usize) -> Self {
+        let mut offsets = vec![0usize];
+        for n in separators {
+            offsets.push(offsets[offsets.len() - 1] + n);
+        }
+        Self {
+            values: vec![0f32; offsets[offsets.len() - 1] * d],
+            offsets,
+            d,
+        }
+    }
+
+    /// Copies one call's output (the separators of the windows `order`, one after another) to
+    /// each window's place.
+    fn place(&mut self, out: &[f32], order: impl Iterator<Item = usize>) {
+        let mut cursor = 0;
+        for window in order {
+            let start = self.offsets[window] * self.d;
+            let len = self.offsets[window + 1] * self.d - start;
+            self.values[start..start + len].copy_from_slice(&out[cursor..cursor + len]);
+            cursor += len;
+        }
+    }
+}
+
 /// Scores of one trajectory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowScore {
@@ -214,13 +249,10 @@ impl StepScorer {
     /// Every window on its own, padded into batches.
     fn window_features(&mut self, items: &[TokenisedTrajectory]) -> Result<Vec<f32>, ModelError> {
         let windows: Vec<_> = items.iter().flat_map(|t| t.windows.iter()).collect();
-        let d = self.backbone.hidden_size();
-        let mut offsets = Vec::with_capacity(windows.len() + 1);
-        offsets.push(0usize);
-        for w in &windows {
-            offsets.push(offsets.last().copied().unwrap_or(0) + w.separators.len());
-        }
-        let mut features = vec![0f32; offsets.last().copied().unwrap_or(0) * d];
+        let mut features = Features::new(
+            windows.iter().map(|w| w.separators.len()),
+            self.backbone.hidden_size(),
+        );
         let lengths: Vec<usize> = windows.iter().map(|w| w.ids.len()).collect();
         for group in plan_batches(
             &lengths,
@@ -229,15 +261,9 @@ impl StepScorer {
         ) {
             let inputs: Vec<_> = group.iter().map(|&i| windows[i].input()).collect();
             let out = self.backbone.separator_features(&inputs)?;
-            let mut cursor = 0;
-            for &i in &group {
-                let len = (offsets[i + 1] - offsets[i]) * d;
-                features[offsets[i] * d..offsets[i] * d + len]
-                    .copy_from_slice(&out[cursor..cursor + len]);
-                cursor += len;
-            }
+            features.place(&out, group.iter().copied());
         }
-        Ok(features)
+        Ok(features.values)
     }
 
     /// The windows packed into token tries ([`packing`]), each shared token computed once.
@@ -254,22 +280,17 @@ impl StepScorer {
             .iter()
             .flat_map(|t| t.windows.iter().map(|w| w.input()))
             .collect();
-        let d = self.backbone.hidden_size();
-        let mut offsets = Vec::with_capacity(inputs.len() + 1);
-        offsets.push(0usize);
-        for w in &inputs {
-            offsets.push(offsets.last().copied().unwrap_or(0) + w.separators.len());
-        }
+        let mut features = Features::new(
+            inputs.iter().map(|w| w.separators.len()),
+            self.backbone.hidden_size(),
+        );
         let longest = inputs.iter().map(|w| w.ids.len()).max().unwrap_or(0);
         let capacity = self.options.batching.token_budget.max(longest);
         let packs = packing::pack(&inputs, capacity);
         let mut computed = vec![0usize; items.len()];
-        for pack in &packs {
-            for &(window, added) in &pack.added {
-                computed[owners[window]] += added;
-            }
+        for window in packs.iter().flat_map(|p| &p.windows) {
+            computed[owners[window.index]] += window.added;
         }
-        let mut features = vec![0f32; offsets.last().copied().unwrap_or(0) * d];
         let lengths: Vec<usize> = packs.iter().map(|p| p.len()).collect();
         for group in plan_batches(
             &lengths,
@@ -283,22 +304,17 @@ impl StepScorer {
                     packs[p]
                         .windows
                         .iter()
-                        .flat_map(|(_, s)| s.clone())
+                        .flat_map(|w| w.separators.iter().copied())
                         .collect()
                 })
                 .collect();
             let out = self.backbone.tree_features(&trees, &gathers)?;
-            let mut cursor = 0;
-            for &p in &group {
-                for (window, separators) in &packs[p].windows {
-                    let len = separators.len() * d;
-                    let start = offsets[*window] * d;
-                    features[start..start + len].copy_from_slice(&out[cursor..cursor + len]);
-                    cursor += len;
-                }
-            }
+            let order = group
+                .iter()
+                .flat_map(|&p| packs[p].windows.iter().map(|w| w.index));
+            features.place(&out, order);
         }
-        Ok((features, computed))
+        Ok((features.values, computed))
     }
 
     /// Scores from features (`D` floats per step, trajectories in order).

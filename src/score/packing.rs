@@ -18,11 +18,19 @@ pub struct Pack {
     pub positions: Vec<i64>,
     /// Each node's parent (`None` for a root).
     pub parents: Vec<Option<u32>>,
-    /// For each window in the pack, in order: (window index, node of each separator).
-    pub windows: Vec<(usize, Vec<u32>)>,
-    /// For each window in the pack: (window index, the nodes it added: its tokens past the
-    /// prefix it shares with the windows before it).
-    pub added: Vec<(usize, usize)>,
+    /// The windows in the pack, in order.
+    pub windows: Vec<PackedWindow>,
+}
+
+/// A window's place in its pack.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PackedWindow {
+    /// Its index among the windows packed.
+    pub index: usize,
+    /// The node of each of its separators.
+    pub separators: Vec<u32>,
+    /// The nodes it added: its tokens past the prefix it shares with the windows before it.
+    pub added: usize,
 }
 
 impl Pack {
@@ -92,9 +100,11 @@ pub fn pack(windows: &[BackboneInput<'_>], capacity: usize) -> Vec<Pack> {
             path.push(next);
             node = Some(next);
         }
-        let separators = window.separators.iter().map(|&s| path[s]).collect();
-        current.windows.push((index, separators));
-        current.added.push((index, current.ids.len() - before));
+        current.windows.push(PackedWindow {
+            index,
+            separators: window.separators.iter().map(|&s| path[s]).collect(),
+            added: current.ids.len() - before,
+        });
     }
     if !current.is_empty() {
         packs.push(current);
@@ -138,10 +148,14 @@ mod tests {
             Some(5),
             "b's second step hangs off the shared first step"
         );
-        assert_eq!(p.windows[0], (0, vec![5, 7]));
-        assert_eq!(p.windows[1], (1, vec![5, 9]));
-        assert_eq!(p.windows[2], (2, vec![5, 7]));
-        assert_eq!(p.added, vec![(0, 8), (1, 2), (2, 0)]);
+        let placed: Vec<(usize, Vec<u32>, usize)> = p
+            .windows
+            .iter()
+            .map(|w| (w.index, w.separators.clone(), w.added))
+            .collect();
+        assert_eq!(placed[0], (0, vec![5, 7], 8));
+        assert_eq!(placed[1], (1, vec![5, 9], 2));
+        assert_eq!(placed[2], (2, vec![5, 7], 0));
     }
 
     #[test]
