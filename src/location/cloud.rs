@@ -3,7 +3,7 @@
 //! environment variables (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, `GOOGLE_SERVICE_ACCOUNT`,
 //! `AZURE_STORAGE_ACCOUNT_NAME`, ...).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use super::{LocationError, RemoteObject, RemoteUrl, Scheme};
 const PART_BYTES: usize = 16 << 20;
 
 pub struct Cloud {
-    url: RemoteUrl,
+    pub(super) url: RemoteUrl,
     store: Arc<dyn ObjectStore>,
 }
 
@@ -87,7 +87,7 @@ impl Cloud {
     pub async fn download(
         &self,
         key: &str,
-        file: &mut std::fs::File,
+        file: &mut (dyn std::io::Write + Send),
     ) -> Result<u64, LocationError> {
         let got = self
             .store

@@ -2,8 +2,6 @@
 //! model) through the Hub's HTTP API, and single files on a web server (`http(s)://`). Both are
 //! read-only here. `HF_ENDPOINT` points at another Hub (a mirror), `HF_TOKEN` authenticates.
 
-use std::io::Write;
-
 use serde::Deserialize;
 
 use super::{LocationError, RemoteObject, RemoteUrl, Scheme};
@@ -75,7 +73,7 @@ fn percent_encode_revision(revision: &str) -> String {
 }
 
 pub struct Hub {
-    url: RemoteUrl,
+    pub(super) url: RemoteUrl,
     client: reqwest::Client,
     target: Target,
 }
@@ -322,7 +320,7 @@ impl Hub {
     pub async fn download(
         &self,
         key: &str,
-        file: &mut std::fs::File,
+        file: &mut (dyn std::io::Write + Send),
     ) -> Result<u64, LocationError> {
         let url = self.file_url(key);
         let Some(mut response) = self

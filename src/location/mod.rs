@@ -221,46 +221,28 @@ impl Remote {
         Ok(found)
     }
 
-    /// Writes the object to `dest` (under a temporary name, renamed into place when whole).
-    pub fn download(&self, object: &RemoteObject, dest: &Path) -> Result<(), LocationError> {
-        let local = |message: String| LocationError::Local {
-            path: dest.to_path_buf(),
-            message,
-        };
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| local(e.to_string()))?;
-        }
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        // a name of this process's own: tasks on one machine may fetch the same file at once
-        let partial = dest.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-        let mut file = std::fs::File::create(&partial).map_err(|e| local(e.to_string()))?;
+    /// Streams the object into `out`; returns the bytes written, which are the object's
+    /// announced size (or an error saying they are not).
+    pub fn download(
+        &self,
+        object: &RemoteObject,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64, LocationError> {
         let written = match self {
-            Remote::Cloud(c) => block_on(c.download(&object.key, &mut file)),
-            Remote::Hub(h) => block_on(h.download(&object.key, &mut file)),
+            Remote::Cloud(c) => block_on(c.download(&object.key, out))?,
+            Remote::Hub(h) => block_on(h.download(&object.key, out))?,
         };
-        let written = written.and_then(|n| {
-            file.sync_all().map_err(|e| local(e.to_string()))?;
-            Ok(n)
-        });
-        match written {
-            Ok(n) if n == object.size || object.size == 0 => {
-                std::fs::rename(&partial, dest).map_err(|e| local(e.to_string()))
-            }
-            Ok(n) => {
-                let _ = std::fs::remove_file(&partial);
-                Err(local(format!(
-                    "fetched {n} bytes of {} ({} announced {})",
-                    object.key, object.key, object.size
-                )))
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&partial);
-                Err(e)
-            }
+        if written != object.size && object.size != 0 {
+            let url = match self {
+                Remote::Cloud(c) => &c.url,
+                Remote::Hub(h) => &h.url,
+            };
+            return Err(url.error(format!(
+                "{}: fetched {written} bytes, {} announced",
+                object.key, object.size
+            )));
         }
+        Ok(written)
     }
 
     /// Uploads the local file `source` as `key` (one request, or a multipart upload when large).

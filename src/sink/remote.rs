@@ -237,21 +237,14 @@ fn read_upload_list(remote: &Remote, url: &RemoteUrl) -> Result<Option<UploadLis
     let Some(object) = remote.head(&key)? else {
         return Ok(None);
     };
-    let dir = tempfile_dir();
-    let local = dir.join(format!("upload-list-{}.json", std::process::id()));
-    remote.download(&object, &local)?;
-    let text = std::fs::read(&local).map_err(|e| SinkError::at(&local)(e.to_string()))?;
-    let _ = std::fs::remove_file(&local);
+    let mut text = Vec::new();
+    remote.download(&object, &mut text)?;
     serde_json::from_slice(&text).map(Some).map_err(|e| {
         refused(
             url,
             format!("{UPLOAD_LIST} is not actprm's upload list: {e}"),
         )
     })
-}
-
-fn tempfile_dir() -> PathBuf {
-    location::cache_root().join("tmp")
 }
 
 /// The staged files (not hidden: locks and temporary files stay), as `(key, path)`.

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::SourceError;
 use crate::location::{self, Remote, RemoteObject, RemoteUrl};
+use crate::sink::atomic::{commit, create_parent, process_tag, temp_path};
+use crate::sink::write_atomic;
 
 /// File types a remote folder or glob of data is fetched for (the readers pick among them as
 /// locally).
@@ -77,10 +79,9 @@ pub fn localise_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
 }
 
 /// What the cache records beside a fetched file, to know it is still current.
-#[derive(Serialize, Deserialize, PartialEq)]
+#[derive(Serialize, Deserialize)]
 struct Fetched {
     url: String,
-    size: u64,
     version: Option<String>,
 }
 
@@ -223,19 +224,40 @@ fn fetch_all(
     );
     for file in stale {
         let local = url.cached(&file.key);
-        remote.download(file, &local)?;
+        fetch(remote, file, &local).map_err(|e| location::LocationError::Local {
+            path: local.clone(),
+            message: e.to_string(),
+        })?;
         let record = Fetched {
             url: url.url_of(&file.key),
-            size: file.size,
             version: file.version.clone(),
         };
-        let text = serde_json::to_string(&record).unwrap_or_default();
-        std::fs::write(record_path(&local), text).map_err(|e| location::LocationError::Local {
+        let text = serde_json::to_vec(&record).unwrap_or_default();
+        write_atomic(&record_path(&local), &text).map_err(|e| location::LocationError::Local {
             path: record_path(&local),
             message: e.to_string(),
         })?;
     }
     Ok(())
+}
+
+/// Puts the object at `local` the one way actprm puts a file in place (`sink/atomic.rs`):
+/// streamed under a temporary name of this process, then renamed whole.
+fn fetch(
+    remote: &Remote,
+    file: &RemoteObject,
+    local: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    create_parent(local)?;
+    let tmp = temp_path(local, &process_tag());
+    let fetched = std::fs::File::create(&tmp)
+        .map_err(Box::<dyn std::error::Error>::from)
+        .and_then(|mut out| Ok(remote.download(file, &mut out)?))
+        .and_then(|_| Ok(commit(&tmp, local)?));
+    if fetched.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    fetched
 }
 
 /// The hidden file beside a fetched one that says what was fetched (the folder walk skips it).
@@ -259,8 +281,6 @@ fn current(url: &RemoteUrl, file: &RemoteObject) -> bool {
     else {
         return false;
     };
-    meta.len() == file.size
-        && record.size == file.size
-        && record.version == file.version
+    meta.len() == file.size && record.version == file.version
         && file.version.is_some()
 }
