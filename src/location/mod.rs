@@ -61,8 +61,6 @@ impl Scheme {
 #[derive(Debug, thiserror::Error)]
 pub enum LocationError {
     #[error("{url}: {message}")]
-    Url { url: String, message: String },
-    #[error("{url}: {message}")]
     Remote { url: String, message: String },
     #[error("{path}: {message}")]
     Local { path: PathBuf, message: String },
@@ -88,7 +86,7 @@ pub fn parse(text: &str) -> Option<Result<RemoteUrl, LocationError>> {
     if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return None;
     }
-    let err = |message: String| LocationError::Url {
+    let err = |message: String| LocationError::Remote {
         url: text.to_string(),
         message,
     };
@@ -160,6 +158,15 @@ impl RemoteUrl {
             path.push(sanitise(part));
         }
         path
+    }
+
+    /// The location as a folder: its key ends with `/` (unless it is the whole store), so
+    /// `s3://b/out` and `s3://b/out/` name the same objects.
+    pub fn into_folder(mut self) -> Self {
+        if !self.key.is_empty() && !self.key.ends_with('/') {
+            self.key.push('/');
+        }
+        self
     }
 
     /// The URL of `key` in the same store, for messages.
@@ -274,7 +281,7 @@ impl Remote {
 pub fn object_store_for(
     text: &str,
 ) -> Result<std::sync::Arc<dyn object_store::ObjectStore>, LocationError> {
-    let url = parse(text).ok_or_else(|| LocationError::Url {
+    let url = parse(text).ok_or_else(|| LocationError::Remote {
         url: text.to_string(),
         message: "is a local path, not a URL".into(),
     })??;

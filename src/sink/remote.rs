@@ -68,10 +68,7 @@ impl RemoteOutput {
         let Some(url) = location::parse(&output.to_string_lossy()) else {
             return Ok(None);
         };
-        let mut url = url?;
-        if !url.key.is_empty() && !url.key.ends_with('/') {
-            url.key.push('/');
-        }
+        let url = url?.into_folder();
         let remote = Remote::open(&url)?;
         remote.writable()?;
         let staging = staging_dir(&url);

@@ -58,10 +58,7 @@ pub fn localise_checkpoint(from: &Path) -> Result<Option<PathBuf>, location::Loc
     let Some(url) = location::parse(&text) else {
         return Ok(None);
     };
-    let mut url = url?;
-    if !url.key.is_empty() && !url.key.ends_with('/') {
-        url.key.push('/');
-    }
+    let url = url?.into_folder();
     match mirror(&url, CHECKPOINT) {
         Ok(local) => Ok(Some(PathBuf::from(local))),
         Err(e) if hub_id => Err(location::LocationError::Local {
@@ -281,6 +278,5 @@ fn current(url: &RemoteUrl, file: &RemoteObject) -> bool {
     else {
         return false;
     };
-    meta.len() == file.size && record.version == file.version
-        && file.version.is_some()
+    meta.len() == file.size && record.version == file.version && file.version.is_some()
 }
