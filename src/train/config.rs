@@ -60,3 +60,15 @@ impl TrainConfig {
         Ok(())
     }
 }
+
+/// What one optimiser step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    pub step: u64,
+    pub loss: f64,
+    pub bce: f64,
+    pub anchor: f64,
+    pub grad_norm: f64,
+    pub trajectories: usize,
+    pub labelled_steps: usize,
+}

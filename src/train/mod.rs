@@ -1,23 +1,37 @@
 //! The trainer stage (libtorch via `tch`): ActPRM's anchored ensemble loss on stored step
 //! features, AdamW with warm-up and linear decay, exact checkpoints, and export back into the
 //! heads ONNX graph the scorer loads.
+//!
+//! libtorch is the cargo feature `train` (on for the command line): a build without it (the
+//! Python scoring module) keeps the settings and refuses to train with [`TrainError::NotBuilt`].
 
+#[cfg(feature = "train")]
 pub mod algorithm;
 pub mod batch;
+#[cfg(feature = "train")]
 pub mod checkpoint;
 pub mod config;
+#[cfg(feature = "train")]
 pub mod encoder;
+#[cfg(feature = "train")]
 pub mod finetune;
+#[cfg(feature = "train")]
 pub mod heads;
+#[cfg(feature = "train")]
 pub mod loss;
+#[cfg(feature = "train")]
 pub mod optim;
+#[cfg(feature = "train")]
 pub mod trainer;
 
 pub use batch::LabelledBatch;
-pub use config::TrainConfig;
+pub use config::{StepReport, TrainConfig};
+#[cfg(feature = "train")]
 pub use finetune::{Finetuner, TokenisedExample};
+#[cfg(feature = "train")]
 pub use heads::TchHeads;
-pub use trainer::{StepReport, Trainer};
+#[cfg(feature = "train")]
+pub use trainer::Trainer;
 
 use std::path::PathBuf;
 
@@ -43,14 +57,22 @@ pub enum TrainError {
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
     Setting(#[from] crate::limits::SettingError),
+    /// This build has no libtorch (cargo feature `train` off): names the command refused.
+    #[error(
+        "`{0}` trains, and this build of actprm has no trainer: it was built without the cargo \
+         feature `train` (on in a plain `cargo build` of the command line; off in the Python module)"
+    )]
+    NotBuilt(&'static str),
 }
 
+#[cfg(feature = "train")]
 impl From<tch::TchError> for TrainError {
     fn from(e: tch::TchError) -> Self {
         TrainError::Torch(e.to_string())
     }
 }
 
+#[cfg(feature = "train")]
 /// `cpu`, `cuda` or `cuda:N` as a libtorch device; CUDA must really be there.
 pub fn torch_device(spec: crate::model::Device) -> Result<tch::Device, TrainError> {
     match spec {

@@ -7,7 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::batch::LabelledBatch;
 use super::checkpoint::{self, CheckpointMeta, CHECKPOINT_META, CHECKPOINT_TENSORS};
-use super::config::TrainConfig;
+use super::config::{StepReport, TrainConfig};
 use super::heads::TchHeads;
 use super::loss::ensemble_loss;
 use super::optim::AdamW;
@@ -20,18 +20,6 @@ pub struct Trainer {
     pub heads: TchHeads,
     pub optim: AdamW,
     pub config: TrainConfig,
-}
-
-/// What one optimiser step did.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepReport {
-    pub step: u64,
-    pub loss: f64,
-    pub bce: f64,
-    pub anchor: f64,
-    pub grad_norm: f64,
-    pub trajectories: usize,
-    pub labelled_steps: usize,
 }
 
 impl Trainer {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use arrow::array::RecordBatch;
 
-use super::labelled;
+use super::run::labelled;
 use crate::pipeline::PipelineError;
 use crate::sink::output_folder::{Entry, Layout};
 use crate::sink::{write_atomic, PartWriter};

@@ -6,8 +6,9 @@
 
 use std::path::Path;
 
-use super::parts::part_index;
-use super::{ActiveJob, LoopCtx};
+use super::super::parts::part_index;
+use super::super::ActiveJob;
+use super::LoopCtx;
 use crate::formats::features::{read_features, FeatureRow, FeatureWriter};
 use crate::pipeline::PipelineError;
 use crate::train::algorithm::retrain;

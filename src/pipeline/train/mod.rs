@@ -1,0 +1,104 @@
+//! `actprm train`: fit the ensemble heads offline on stored step features, optionally choose tau on
+//! held-out or development features, and export a model directory.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::model::Device;
+
+#[cfg(feature = "train")]
+mod run;
+#[cfg(feature = "train")]
+pub use run::run_train;
+
+/// The offline training recipe: `actprm train`'s flags.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct TrainSettings {
+    /// Start from this model's heads (default: the embedded default model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Re-initialise E heads (ActPRM init with --seed) instead of starting from the model's.
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Continue from the checkpoint in this model directory.
+    #[arg(long, conflicts_with_all = ["heads", "model"])]
+    pub resume: Option<PathBuf>,
+    /// Write the model into an output folder that is not a model directory actprm wrote (its
+    /// other files are kept; without this such a folder is refused).
+    #[arg(long)]
+    pub overwrite: bool,
+    #[arg(long, default_value_t = 5)]
+    pub epochs: u64,
+    /// Stop after this many optimiser steps in total (checkpoint and continue later with --resume).
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Anchor weight lambda.
+    #[arg(long, default_value_t = 0.5)]
+    pub lambda: f64,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 50)]
+    pub warmup: u64,
+    /// Bagging probability per (head, trajectory).
+    #[arg(long, default_value_t = 1.0)]
+    pub p_learn: f64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Loss weight of wrong steps relative to correct ones.
+    #[arg(long, default_value_t = 1.0)]
+    pub wrong_weight: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Choose tau on these development features and store it in the manifest.
+    #[arg(long, conflicts_with = "tau_holdout_every")]
+    pub tau_from: Option<PathBuf>,
+    /// Hold out every N-th labelled trajectory from training and choose tau on them.
+    #[arg(long)]
+    pub tau_holdout_every: Option<usize>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = Device::Cpu)]
+    pub device: Device,
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub steps: u64,
+    pub labelled: usize,
+    pub trajectories_per_s: f64,
+    pub final_loss: Option<f64>,
+    /// The threshold chosen, and on what.
+    pub tau: Option<(f32, String)>,
+    pub output: PathBuf,
+    pub version: String,
+}
+
+#[cfg(not(feature = "train"))]
+pub fn run_train(
+    _features: &[PathBuf],
+    _output: &std::path::Path,
+    _a: &TrainSettings,
+    _progress: impl FnMut(&crate::train::StepReport),
+) -> Result<TrainReport, super::PipelineError> {
+    Err(crate::train::TrainError::NotBuilt("train").into())
+}
+
+impl crate::report::Report for TrainReport {
+    fn table(&self) -> String {
+        let mut out = format!(
+            "trained {} steps ({} labelled trajectories, {:.0} trajectories/s), final loss {:.4}\n",
+            self.steps,
+            self.labelled,
+            self.trajectories_per_s,
+            self.final_loss.unwrap_or(f64::NAN)
+        );
+        if let Some((tau, source)) = &self.tau {
+            out += &format!("tau {tau:.2} chosen on {source}\n");
+        }
+        out += &format!("wrote {} ({})\n", self.output.display(), self.version);
+        out
+    }
+}
