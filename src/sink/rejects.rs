@@ -43,56 +43,11 @@ impl RejectSink {
         if rejected.is_empty() {
             return Ok(());
         }
-        let out = self.batch(file, batch, rejected)?;
+        let out = rejected_rows(file, batch, rejected)?;
         if self.parts.is_none() {
             self.parts = Some(PartWriter::new(&self.dir, "rejects", 100_000)?);
         }
         self.parts.as_mut().expect("created above").write(&out)
-    }
-
-    /// The rejected rows with their original columns and the reason columns.
-    pub fn batch(
-        &mut self,
-        file: &Path,
-        batch: &RecordBatch,
-        rejected: &[RejectedRow],
-    ) -> Result<RecordBatch, SinkError> {
-        let indices = arrow::array::UInt32Array::from_iter_values(
-            rejected.iter().map(|r| r.batch_row as u32),
-        );
-        let rows = arrow::compute::take_record_batch(batch, &indices)
-            .map_err(|e| SinkError::at(&self.dir)(e.to_string()))?;
-        let mut fields: Vec<Arc<Field>> = rows.schema().fields().iter().cloned().collect();
-        let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
-        let n = rejected.len();
-        let mut add = |name: &str, array: ArrayRef| {
-            fields.push(Arc::new(Field::new(name, array.data_type().clone(), false)));
-            columns.push(array);
-        };
-        add(
-            "reject_file",
-            Arc::new(StringArray::from(vec![file.display().to_string(); n])),
-        );
-        add(
-            "reject_row",
-            Arc::new(UInt64Array::from_iter_values(
-                rejected.iter().map(|r| r.file_row),
-            )),
-        );
-        add(
-            "reject_column",
-            Arc::new(StringArray::from_iter_values(
-                rejected.iter().map(|r| r.column.as_str()),
-            )),
-        );
-        add(
-            "reject_reason",
-            Arc::new(StringArray::from_iter_values(
-                rejected.iter().map(|r| r.reason.as_str()),
-            )),
-        );
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(|e| SinkError::at(&self.dir)(e.to_string()))
     }
 
     /// Lists an unreadable file or row group (its `Unreadable::record`).
@@ -114,4 +69,48 @@ impl RejectSink {
         }
         Ok(())
     }
+}
+
+/// Rejected rows with their original columns plus `reject_file`, `reject_row`, `reject_column`
+/// and `reject_reason`.
+pub fn rejected_rows(
+    file: &Path,
+    batch: &RecordBatch,
+    rejected: &[RejectedRow],
+) -> Result<RecordBatch, SinkError> {
+    let indices =
+        arrow::array::UInt32Array::from_iter_values(rejected.iter().map(|r| r.batch_row as u32));
+    let rows = arrow::compute::take_record_batch(batch, &indices)
+        .map_err(|e| SinkError::at(file)(e.to_string()))?;
+    let mut fields: Vec<Arc<Field>> = rows.schema().fields().iter().cloned().collect();
+    let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
+    let n = rejected.len();
+    let mut add = |name: &str, array: ArrayRef| {
+        fields.push(Arc::new(Field::new(name, array.data_type().clone(), false)));
+        columns.push(array);
+    };
+    add(
+        "reject_file",
+        Arc::new(StringArray::from(vec![file.display().to_string(); n])),
+    );
+    add(
+        "reject_row",
+        Arc::new(UInt64Array::from_iter_values(
+            rejected.iter().map(|r| r.file_row),
+        )),
+    );
+    add(
+        "reject_column",
+        Arc::new(StringArray::from_iter_values(
+            rejected.iter().map(|r| r.column.as_str()),
+        )),
+    );
+    add(
+        "reject_reason",
+        Arc::new(StringArray::from_iter_values(
+            rejected.iter().map(|r| r.reason.as_str()),
+        )),
+    );
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| SinkError::at(file)(e.to_string()))
 }

@@ -32,7 +32,7 @@ use crate::rng::NormalRng;
 use crate::score::check::CheckRule;
 use crate::select::{trajectory_embedding, Candidates, Decision, Strategy};
 use crate::sink::dataset_card::CardConfig;
-use crate::sink::{write_atomic, RejectSink};
+use crate::sink::write_atomic;
 use crate::source::columns::{extract, Trajectory};
 use crate::source::flow::Unreadable;
 use crate::train::algorithm::{export_due, label_and_train};
@@ -58,7 +58,6 @@ struct Pending {
 /// The scoring sink of the loop: holds everything until the loop's next commit.
 struct PendingSink {
     pending: Arc<Mutex<Pending>>,
-    rejects: RejectSink,
 }
 
 impl ScoredSink for PendingSink {
@@ -66,10 +65,11 @@ impl ScoredSink for PendingSink {
         let rejects = if batch.rejected.is_empty() {
             None
         } else {
-            Some(
-                self.rejects
-                    .batch(batch.path, batch.input, batch.rejected)?,
-            )
+            Some(crate::sink::rejects::rejected_rows(
+                batch.path,
+                batch.input,
+                batch.rejected,
+            )?)
         };
         let mut p = self.pending.lock().expect("pending lock");
         p.scored.push(batch.output.clone());
@@ -544,10 +544,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
     score.skip_rows = ctx.state.rows_done;
     let planned = crate::source::parquet::plan(&files, &score.columns)?;
     crate::source::parquet::refuse_if_none_readable(&planned)?;
-    let sink = PendingSink {
-        pending,
-        rejects: RejectSink::new(out),
-    };
+    let sink = PendingSink { pending };
     let mut failure: Option<PipelineError> = None;
     {
         let ctx_ref = &mut ctx;

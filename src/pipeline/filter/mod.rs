@@ -258,8 +258,7 @@ impl ScoredSink for FilterSink {
             self.write_decided(&rows, &mask)?;
         }
         if !rejected.is_empty() {
-            let mut sink = crate::sink::RejectSink::new(&self.out);
-            let batch = sink.batch(path, input, rejected)?;
+            let batch = crate::sink::rejects::rejected_rows(path, input, rejected)?;
             self.rejects.write(&batch)?;
         }
         let st = &mut self.stats;

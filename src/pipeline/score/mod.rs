@@ -2,6 +2,7 @@
 //! tokenise -> score on the runner, and the sink that counts, writes and shows each batch to the
 //! caller's hook. Reading, tokenisation and inference overlap while memory stays flat.
 
+mod in_process;
 mod job;
 mod sink;
 
@@ -25,6 +26,7 @@ use crate::source::discover_inputs;
 use crate::source::flow::{Flow, GroupEnd, Unreadable};
 use crate::source::parquet::{plan, planned_rows, PlannedFile};
 use crate::tokenise::Tokeniser;
+pub use in_process::{BatchScorer, ModelInfo, ScoredRecords, ROW_REJECT_COLUMNS};
 pub use job::{ScoreExtras, ScoreJob, ScoreSettings, Scorer};
 use sink::{short_reason, PartsSink};
 pub use sink::{ScoredSink, SinkBatch};

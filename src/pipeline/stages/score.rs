@@ -106,7 +106,8 @@ impl ScoreSteps {
         }
     }
 
-    fn score(&mut self, b: TokenisedBatch) -> Result<ScoredBatch, PipelineError> {
+    /// One tokenised batch scored (the in-process scorer calls this too).
+    pub(crate) fn score(&mut self, b: TokenisedBatch) -> Result<ScoredBatch, PipelineError> {
         let (scores, features) = self.scorer.score(&b.tokenised)?;
         let mask = BooleanArray::from(
             (0..b.batch.num_rows())

@@ -56,7 +56,8 @@ impl Stage for Tokenise {
 }
 
 impl Tokenise {
-    fn tokenise(&self, b: SourceBatch) -> Tokenised {
+    /// One batch's usable rows tokenised (the in-process scorer calls this too).
+    pub(crate) fn tokenise(&self, b: SourceBatch) -> Tokenised {
         let SourceBatch {
             path,
             first_row,

@@ -1,0 +1,244 @@
+//! Scoring in process: Arrow record batches in, scored record batches out, through the tokenise
+//! and score stages every run uses (no second implementation). The Python module calls this;
+//! so can any Rust caller that holds its rows in memory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use super::{scoring_stages, ScoreJob, Scorer};
+use crate::pipeline::stages::{ScoreSteps, ScoredBatch, Tokenise};
+use crate::pipeline::PipelineError;
+use crate::score::output::{over_every_row, scored_batch};
+use crate::sink::rejects::{rejected_rows, RejectedRow};
+use crate::source::columns::extract;
+use crate::source::flow::{Flow, SourceBatch};
+use crate::source::ColumnMapping;
+
+/// An opened model that scores record batches, one after another, on the caller's thread.
+pub struct BatchScorer {
+    tokenise: Tokenise,
+    score: ScoreSteps,
+    batch_rows: usize,
+    info: ModelInfo,
+}
+
+/// What scored the rows: the fields of `summary.json` that describe the model, not the run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    pub version: String,
+    pub ensemble_size: usize,
+    pub tau: f32,
+    pub check: crate::score::check::CheckRule,
+    pub delta_pred: f32,
+    pub delta_std: f32,
+    pub hidden_size: usize,
+    pub device: String,
+}
+
+/// The rows of one call, split as `actprm score` splits them.
+pub struct ScoredRecords {
+    /// Scored rows: the input's columns, then the score columns (the columns and values of
+    /// `actprm score`'s parts), in input order.
+    pub scored: RecordBatch,
+    /// Rows that could not be scored: their columns plus `reject_file` (the caller's name for
+    /// the data), `reject_row` (0-based, counted from `first_row`), `reject_column` and
+    /// `reject_reason` (the columns of `rejects/`).
+    pub rejects: RecordBatch,
+    /// Every input row in input order: the score columns null and the reject columns set on the
+    /// rows that could not be scored (one table for callers that must return one, e.g. Ray).
+    pub every_row: RecordBatch,
+}
+
+/// The reject columns `ScoredRecords::every_row` adds, null on scored rows.
+pub const ROW_REJECT_COLUMNS: [&str; 2] = ["reject_column", "reject_reason"];
+
+impl BatchScorer {
+    /// Opens the model once; `scorer` is what `score`'s flags and a pipeline file's keys give.
+    pub fn open(scorer: &Scorer) -> Result<Self, PipelineError> {
+        let job = ScoreJob::configured(Vec::new(), PathBuf::new(), scorer);
+        job.validate()?;
+        let (model, tokenise, score) = scoring_stages(&job)?;
+        let info = ModelInfo {
+            version: score.scorer.heads.version().to_string(),
+            ensemble_size: score.scorer.heads.ensemble_size(),
+            tau: score.scorer.tau,
+            check: job.score.check_rule(&model.manifest),
+            delta_pred: job.score.rule.delta_pred,
+            delta_std: job.score.rule.delta_std,
+            hidden_size: score.scorer.backbone.hidden_size(),
+            device: job.runtime.device.to_string(),
+        };
+        Ok(Self {
+            tokenise,
+            score,
+            batch_rows: job.batch_rows,
+            info,
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Scores `batch` in slices of `batch_rows` (as a run reads them). `origin` names the data
+    /// in errors and in `reject_file`; `first_row` is the row number of `batch`'s first row.
+    /// A missing or mistyped column is an error naming it; a row that cannot be scored is a
+    /// reject with its reason.
+    pub fn score(
+        &mut self,
+        batch: &RecordBatch,
+        columns: &ColumnMapping,
+        origin: &str,
+        first_row: u64,
+    ) -> Result<ScoredRecords, PipelineError> {
+        let path = Arc::new(PathBuf::from(origin));
+        let resolved = columns.resolve(&batch.schema(), &path)?;
+        let mut scored = Vec::new();
+        let mut rejects = Vec::new();
+        let mut every_row = Vec::new();
+        let n = batch.num_rows();
+        // an empty batch still gives its (empty) tables their columns
+        let starts: Vec<usize> = if n == 0 {
+            vec![0]
+        } else {
+            (0..n).step_by(self.batch_rows).collect()
+        };
+        for start in starts {
+            let len = self.batch_rows.min(n - start);
+            let slice = batch.slice(start, len);
+            let rows = extract(slice.columns(), &resolved).map_err(|message| {
+                crate::source::SourceError::File {
+                    file: path.as_ref().clone(),
+                    message,
+                }
+            })?;
+            let part = self.score_slice(SourceBatch {
+                path: path.clone(),
+                first_row: first_row + start as u64,
+                batch: slice,
+                rows,
+            })?;
+            scored.push(part.scored);
+            rejects.push(part.rejects);
+            every_row.push(part.every_row);
+        }
+        Ok(ScoredRecords {
+            scored: concat(&scored)?,
+            rejects: concat(&rejects)?,
+            every_row: concat(&every_row)?,
+        })
+    }
+
+    fn score_slice(&mut self, batch: SourceBatch) -> Result<ScoredRecords, PipelineError> {
+        let (path, first_row, input) = (batch.path.clone(), batch.first_row, batch.batch.clone());
+        let ScoredBatch {
+            output, rejected, ..
+        } = match self.tokenise.tokenise(batch) {
+            Flow::Batch(tokenised) => self.score.score(tokenised)?,
+            // the tokenizer refused the slice: every row is a reject with its reason
+            Flow::Unreadable(u) => {
+                let rejected: Vec<RejectedRow> = (0..input.num_rows())
+                    .map(|i| RejectedRow {
+                        batch_row: i,
+                        file_row: first_row + i as u64,
+                        column: String::new(),
+                        reason: u.reason.clone(),
+                    })
+                    .collect();
+                return self.all_rejected(&path, &input, rejected);
+            }
+            Flow::GroupEnd(_) => unreachable!("tokenise passes a batch on as a batch"),
+        };
+        let rejected: Vec<RejectedRow> = rejected
+            .into_iter()
+            .map(|(i, r)| RejectedRow {
+                batch_row: i,
+                file_row: first_row + i as u64,
+                column: r.column,
+                reason: r.reason,
+            })
+            .collect();
+        let mut is_rejected = vec![false; input.num_rows()];
+        for r in &rejected {
+            is_rejected[r.batch_row] = true;
+        }
+        let valid: Vec<usize> = (0..input.num_rows()).filter(|&i| !is_rejected[i]).collect();
+        let every_row = with_reject_columns(over_every_row(&input, &output, &valid)?, &rejected)?;
+        Ok(ScoredRecords {
+            scored: output,
+            rejects: rejected_rows(&path, &input, &rejected)?,
+            every_row,
+        })
+    }
+
+    /// A slice none of whose rows could be scored: no score columns to spread, so an empty
+    /// scored batch of the right schema and the rows as rejects.
+    fn all_rejected(
+        &mut self,
+        path: &std::path::Path,
+        input: &RecordBatch,
+        rejected: Vec<RejectedRow>,
+    ) -> Result<ScoredRecords, PipelineError> {
+        let none = input.slice(0, 0);
+        let heads = &self.score.scorer.heads;
+        let scored = scored_batch(
+            &none,
+            &[],
+            &[],
+            heads.ensemble_size(),
+            self.score.head_probs,
+        );
+        let every_row = with_reject_columns(over_every_row(input, &scored, &[])?, &rejected)?;
+        Ok(ScoredRecords {
+            scored,
+            rejects: rejected_rows(path, input, &rejected)?,
+            every_row,
+        })
+    }
+}
+
+/// `batch` plus the reject columns, set on the `rejected` rows and null elsewhere.
+fn with_reject_columns(
+    batch: RecordBatch,
+    rejected: &[RejectedRow],
+) -> Result<RecordBatch, PipelineError> {
+    let mut column = vec![None; batch.num_rows()];
+    let mut reason = vec![None; batch.num_rows()];
+    for r in rejected {
+        column[r.batch_row] = Some(r.column.as_str());
+        reason[r.batch_row] = Some(r.reason.as_str());
+    }
+    let schema = batch.schema();
+    let mut fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .filter(|f| !ROW_REJECT_COLUMNS.contains(&f.name().as_str()))
+        .cloned()
+        .collect();
+    let mut columns: Vec<_> = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| !ROW_REJECT_COLUMNS.contains(&f.name().as_str()))
+        .map(|(_, c)| c.clone())
+        .collect();
+    for (name, values) in ROW_REJECT_COLUMNS.iter().zip([column, reason]) {
+        fields.push(Arc::new(arrow::datatypes::Field::new(
+            *name,
+            arrow::datatypes::DataType::Utf8,
+            true,
+        )));
+        columns.push(Arc::new(arrow::array::StringArray::from(values)));
+    }
+    let schema = arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone());
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
+/// The batches as one (all share the first one's schema).
+fn concat(batches: &[RecordBatch]) -> Result<RecordBatch, PipelineError> {
+    let schema: SchemaRef = batches[0].schema();
+    Ok(arrow::compute::concat_batches(&schema, batches)?)
+}
