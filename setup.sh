@@ -9,6 +9,8 @@
 #   .deps/ray/                       only with `./setup.sh ray` or ACTPRM_RAY=1: a Python environment
 #                                    with the pinned Ray, for `actprm filter --ray`
 #   .deps/datasets/                  with ACTPRM_RAY=1 too: Hugging Face `datasets` for tests/loaders.rs
+#   .deps/python/                    only with `./setup.sh python` or ACTPRM_PYTHON=1: a Python environment
+#                                    whose python imports actprm (the module built from python/)
 set -euo pipefail
 cd "$(dirname "$0")"
 DEPS="${ACTPRM_DEPS:-$PWD/.deps}"
@@ -90,5 +92,27 @@ if [ "${1:-}" = "ray" ] || [ "${ACTPRM_RAY:-0}" = "1" ]; then
   venv_from ray "$PWD/src/pipeline/filter/ray/requirements.txt" "Ray 2.60.0"
   venv_from datasets "$PWD/tests/python/requirements.txt" "datasets 5.2.0"
   venv_from s3 "$PWD/tests/python/s3-requirements.txt" "moto 5.2.5 (a loopback S3 server)"
+fi
+# The Python module (python/, `import actprm`): `./setup.sh python` (or ACTPRM_PYTHON=1) makes
+# $DEPS/python, a virtual environment with the pinned pyarrow, maturin and what python/tests use
+# (with Ray too under ACTPRM_RAY=1), and builds the module into it from this checkout (the same
+# target/ as the command line: only what changed recompiles), every run, so it is never stale.
+if [ "${1:-}" = "python" ] || [ "${ACTPRM_PYTHON:-0}" = "1" ]; then
+  venv_from python "$PWD/python/requirements.txt" "the Python environment (pyarrow, maturin, pytest, polars, pandas, datasets)"
+  if [ "${ACTPRM_RAY:-0}" = "1" ]; then
+    ray_stamp="$DEPS/python/.installed-ray-$(sha256sum python/requirements-ray.txt | cut -c1-16)"
+    if [ ! -e "$ray_stamp" ]; then
+      echo "setup: adding Ray 2.60.0 (Ray Data) -> $DEPS/python"
+      "$DEPS/python/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+        --require-hashes -r python/requirements-ray.txt
+      touch "$ray_stamp"
+    fi
+  fi
+  echo "setup: building the Python module (python/) -> $DEPS/python"
+  rm -rf "$DEPS/python/wheels"
+  "$DEPS/python/bin/maturin" build --quiet --profile dev --compatibility linux \
+    --manifest-path python/Cargo.toml --interpreter "$DEPS/python/bin/python" --out "$DEPS/python/wheels"
+  "$DEPS/python/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    --force-reinstall "$DEPS/python/wheels"/actprm-*.whl
 fi
 echo "setup: native parts ready in $DEPS"
