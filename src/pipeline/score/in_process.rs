@@ -135,7 +135,10 @@ impl BatchScorer {
     fn score_slice(&mut self, batch: SourceBatch) -> Result<ScoredRecords, PipelineError> {
         let (path, first_row, input) = (batch.path.clone(), batch.first_row, batch.batch.clone());
         let ScoredBatch {
-            output, rejected, ..
+            output,
+            rejected,
+            valid,
+            ..
         } = match self.tokenise.tokenise(batch) {
             Flow::Batch(tokenised) => self.score.score(tokenised)?,
             // the tokenizer refused the slice: every row is a reject with its reason
@@ -161,11 +164,6 @@ impl BatchScorer {
                 reason: r.reason,
             })
             .collect();
-        let mut is_rejected = vec![false; input.num_rows()];
-        for r in &rejected {
-            is_rejected[r.batch_row] = true;
-        }
-        let valid: Vec<usize> = (0..input.num_rows()).filter(|&i| !is_rejected[i]).collect();
         let every_row = with_reject_columns(over_every_row(&input, &output, &valid)?, &rejected)?;
         Ok(ScoredRecords {
             scored: output,
