@@ -133,8 +133,7 @@ class Model:
         ``reject_row`` (0-based row of ``data``), ``reject_column`` and ``reject_reason`` as in
         ``rejects/``; ``"column"`` returns every row in input order, score columns null and
         ``reject_column``/``reject_reason`` set on the rows that could not be scored."""
-        if rejects not in REJECTS:
-            raise ValueError(f"rejects={rejects!r}: expected one of {', '.join(REJECTS)}")
+        _check_rejects(rejects)
         scored, rejected, every_row = self._model.score(
             _arrow(data), problem_column, steps_column, step_separator
         )
@@ -150,8 +149,7 @@ class Model:
     ) -> Iterator[Union[pa.Table, Tuple[pa.Table, pa.Table]]]:
         """:meth:`score`, one input batch at a time (a RecordBatchReader is read as it streams,
         so memory stays bounded); yields what :meth:`score` returns for each batch."""
-        if rejects not in REJECTS:
-            raise ValueError(f"rejects={rejects!r}: expected one of {', '.join(REJECTS)}")
+        _check_rejects(rejects)
         reader = pa.RecordBatchReader.from_stream(_arrow(data))
         row = 0
         for batch in reader:
@@ -160,6 +158,11 @@ class Model:
             )
             row += batch.num_rows
             yield _rejects_as_asked(scored, rejected, every_row, rejects)
+
+
+def _check_rejects(rejects: str) -> None:
+    if rejects not in REJECTS:
+        raise ValueError(f"rejects={rejects!r}: expected one of {', '.join(REJECTS)}")
 
 
 def _rejects_as_asked(scored: pa.Table, rejected: pa.Table, every_row: pa.Table, rejects: str):

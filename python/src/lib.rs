@@ -39,13 +39,7 @@ impl Model {
         threads: usize,
         settings: &str,
     ) -> PyResult<Self> {
-        let model = ModelOptions {
-            model: path,
-            device: device
-                .parse()
-                .map_err(|e: String| PyValueError::new_err(format!("device {device:?}: {e}")))?,
-            threads,
-        };
+        let model = model_options(path, device, threads)?;
         let settings: ScoreSettings = settings_from_json(settings, "Model")?;
         let scorer = Scorer {
             model,
@@ -137,13 +131,7 @@ fn eval_files(
     threads: usize,
     settings: &str,
 ) -> PyResult<String> {
-    let options = ModelOptions {
-        model,
-        device: device
-            .parse()
-            .map_err(|e: String| PyValueError::new_err(format!("device {device:?}: {e}")))?,
-        threads,
-    };
+    let options = model_options(model, device, threads)?;
     let settings: EvalSettings = settings_from_json(settings, "eval")?;
     let report = py.detach(|| {
         guarded(|| {
@@ -211,13 +199,7 @@ fn sql<'py>(
             memory.push((name.to_ascii_lowercase(), schema, batches));
         }
     }
-    let options = ModelOptions {
-        model: model.clone(),
-        device: device
-            .parse()
-            .map_err(|e: String| PyValueError::new_err(format!("device {device:?}: {e}")))?,
-        threads,
-    };
+    let options = model_options(model.clone(), device, threads)?;
     let config = actprm::sql::SqlConfig {
         runtime: options.runtime(),
         model,
@@ -337,6 +319,18 @@ fn export_table_with_schema(
         .getattr("RecordBatchReader")?
         .call_method1("_import_from_c", (address,))?;
     reader.call_method0("read_all")
+}
+
+/// `--model`, `--device` and `--threads` as the Python keywords give them.
+fn model_options(model: Option<PathBuf>, device: &str, threads: usize) -> PyResult<ModelOptions> {
+    let device = device
+        .parse()
+        .map_err(|e: String| PyValueError::new_err(format!("device {device:?}: {e}")))?;
+    Ok(ModelOptions {
+        model,
+        device,
+        threads,
+    })
 }
 
 /// Runs `work`, turning a panic into an error the caller raises (never a crashed interpreter).
