@@ -90,11 +90,21 @@ impl Default for RuntimeOptions {
 
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 
-/// The library path: `ORT_DYLIB_PATH`, else `<deps>/ort/libonnxruntime.so`.
+/// The library path: `ORT_DYLIB_PATH`, else `<deps>/ort/libonnxruntime.so`, resolved to the file
+/// itself. ONNX Runtime finds its provider libraries (`libonnxruntime_providers_shared.so`, the
+/// CUDA provider) beside the path it was loaded from, and glibc reports a symlink's folder, not
+/// its target's: `.deps/ort/libonnxruntime.so` is a symlink into the wheel's `capi/`, where the
+/// providers are (GPU-READINESS risk 3).
 pub fn library_path() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH")
+    let given = std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
-        .unwrap_or_else(|| super::deps_dir().join("ort/libonnxruntime.so"))
+        .unwrap_or_else(|| super::deps_dir().join("ort/libonnxruntime.so"));
+    resolved(given)
+}
+
+/// `path` with every symlink followed, or as given when it does not exist (the caller reports it).
+fn resolved(path: PathBuf) -> PathBuf {
+    std::fs::canonicalize(&path).unwrap_or(path)
 }
 
 /// The process-wide environment. `ort` panics on a missing library, so its presence is checked
@@ -167,4 +177,29 @@ pub fn open_session(
         GraphSource::Memory(bytes) => builder.commit_from_memory(bytes),
     }
     .map_err(ModelError::ort(format!("loading {what}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_is_loaded_from_its_own_folder_not_a_symlinks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let capi = dir.path().join("onnxruntime/capi");
+        std::fs::create_dir_all(&capi).expect("capi folder");
+        let real = capi.join("libonnxruntime.so.1.31.1");
+        std::fs::write(&real, b"").expect("library file");
+        let link = dir.path().join("libonnxruntime.so");
+        std::os::unix::fs::symlink("onnxruntime/capi/libonnxruntime.so.1.31.1", &link)
+            .expect("symlink");
+        let loaded = resolved(link);
+        assert_eq!(loaded, real.canonicalize().expect("real path"));
+        assert_eq!(
+            loaded.parent(),
+            Some(capi.canonicalize().expect("capi").as_path())
+        );
+        let missing = dir.path().join("absent.so");
+        assert_eq!(resolved(missing.clone()), missing);
+    }
 }
