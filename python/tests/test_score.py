@@ -155,3 +155,11 @@ def test_settings_reach_the_scorer(prm800k):
     assert "step_head_probs" in with_probs.column_names
     always = actprm.Model(tau=0.0).score(prm800k.slice(0, 5))
     assert always.column("first_error").to_pylist() == [-1] * 5
+
+
+def test_an_empty_table_gives_empty_tables_with_every_column(model, prm800k, cli_scored):
+    for empty in (prm800k.schema.empty_table(), prm800k.slice(0, 0)):
+        scored, rejects = model.score(empty, rejects="return")
+        assert scored.num_rows == 0 and rejects.num_rows == 0
+        assert scored.column_names == cli_scored.column_names
+        assert rejects.column_names[-4:] == ["reject_file", "reject_row", "reject_column", "reject_reason"]
