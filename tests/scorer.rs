@@ -470,6 +470,65 @@ fn missing_runtime_or_model_files_say_how_to_install() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// `--device cuda` on a machine without a GPU says what is missing, never a library name that
+/// leaves the user guessing: the CPU build of ONNX Runtime (CI, `./setup.sh`), and, when
+/// `ACTPRM_GPU=1 ./setup.sh` has put the CUDA build in `<deps>/ort-gpu`, the NVIDIA driver (every
+/// other library comes from the pinned wheels, preloaded by absolute path).
+#[test]
+fn cuda_on_a_machine_without_one_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = prm800k_parquet(dir.path());
+    let run = |deps: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_actprm"))
+            .args([
+                "score",
+                "-i",
+                input.to_str().unwrap(),
+                "--device",
+                "cuda",
+                "--quiet",
+                "-o",
+            ])
+            .arg(dir.path().join("out"))
+            .env("ACTPRM_DEPS", deps)
+            .env_remove("ORT_DYLIB_PATH")
+            .output()
+            .unwrap()
+    };
+    let deps = actprm::model::deps_dir();
+    // the CPU build alone: a deps folder without ort-gpu
+    let cpu_only = dir.path().join("deps");
+    std::fs::create_dir(&cpu_only).unwrap();
+    for part in ["ort", "models"] {
+        std::os::unix::fs::symlink(deps.join(part), cpu_only.join(part)).unwrap();
+    }
+    let o = run(&cpu_only);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is the CPU build of ONNX Runtime, without a CUDA provider")
+            && err.contains("ACTPRM_GPU=1 ./setup.sh"),
+        "{err}"
+    );
+    let gpu_build = deps.join("ort-gpu");
+    if !gpu_build.exists() {
+        eprintln!(
+            "{} is not installed (ACTPRM_GPU=1 ./setup.sh): the CUDA build's half is not run",
+            gpu_build.display()
+        );
+        return;
+    }
+    let o = run(&deps);
+    let err = stderr(&o);
+    if o.status.success() {
+        return; // a machine with a GPU: the provider registered
+    }
+    assert!(
+        err.contains("no CUDA driver on this machine: libcuda.so.1"),
+        "with the CUDA build installed, only the driver may be missing: {err}"
+    );
+}
+
 #[test]
 fn heads_graph_under_onnx_runtime_matches_the_reference_forward() {
     let weights = actprm::model::HeadsWeights::init(4, 384, 11);

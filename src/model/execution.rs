@@ -95,11 +95,97 @@ static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 /// CUDA provider) beside the path it was loaded from, and glibc reports a symlink's folder, not
 /// its target's: `.deps/ort/libonnxruntime.so` is a symlink into the wheel's `capi/`, where the
 /// providers are (GPU-READINESS risk 3).
+/// With `ACTPRM_GPU=1 ./setup.sh`, `<deps>/ort-gpu` holds the CUDA build and is preferred.
 pub fn library_path() -> PathBuf {
     let given = std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
+        .or_else(|| gpu_build(&super::deps_dir().join("ort-gpu")))
         .unwrap_or_else(|| super::deps_dir().join("ort/libonnxruntime.so"));
     resolved(given)
+}
+
+/// The library of an onnxruntime-gpu wheel unpacked in `root` (`onnxruntime/capi/`).
+fn gpu_build(root: &std::path::Path) -> Option<PathBuf> {
+    let capi = root.join("onnxruntime/capi");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&capi)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so."))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Loads the CUDA 13 and cuDNN 9 libraries of the wheels installed beside the ONNX Runtime
+/// library (`nvidia/cu13/lib`, `nvidia/cudnn/lib`: the layout of onnxruntime-gpu's `cuda` and
+/// `cudnn` extras, which `ACTPRM_GPU=1 ./setup.sh` installs) by absolute path, once: the CUDA
+/// provider library has no RUNPATH and would look for them on the system's search path only.
+/// Folders that are not there are left to that search path (a system CUDA).
+fn preload_cuda_libraries() -> Result<(), String> {
+    static PRELOADED: OnceLock<Result<(), String>> = OnceLock::new();
+    PRELOADED
+        .get_or_init(|| {
+            // a CPU build first: its answer (install onnxruntime-gpu) comes before the driver's
+            use ort::ep::ExecutionProvider;
+            if !ort::ep::CUDA::is_available().unwrap_or(true) {
+                return Err(format!(
+                    "{} is the CPU build of ONNX Runtime, without a CUDA provider: install \
+                     onnxruntime-gpu with ACTPRM_GPU=1 ./setup.sh (or point ORT_DYLIB_PATH at its \
+                     library)",
+                    library_path().display()
+                ));
+            }
+            cuda_driver()?;
+            // <root>/onnxruntime/capi/libonnxruntime.so.X -> <root>/nvidia/...
+            let library = library_path();
+            let Some(root) = library.ancestors().nth(3) else {
+                return Ok(());
+            };
+            let folder = |p: &str| Some(root.join(p)).filter(|d| d.is_dir());
+            let (cuda, cudnn) = (folder("nvidia/cu13/lib"), folder("nvidia/cudnn/lib"));
+            ort::ep::cuda::preload_dylibs(cuda.as_deref(), cudnn.as_deref()).map_err(|e| {
+                format!(
+                    "{e} (from {}); reinstall with ACTPRM_GPU=1 ./setup.sh",
+                    root.join("nvidia").display()
+                )
+            })
+        })
+        .clone()
+}
+
+/// The NVIDIA driver's library, which every CUDA library needs and no wheel can install: its
+/// absence is said as such, not as the first CUDA library that fails to load because of it.
+fn cuda_driver() -> Result<(), String> {
+    // SAFETY: loading the driver library runs its initialisers, as the CUDA provider would.
+    unsafe { libloading::Library::new("libcuda.so.1") }
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "no CUDA driver on this machine: libcuda.so.1 (installed with the NVIDIA driver, \
+                 not by setup.sh) did not load ({e})"
+            )
+        })
+}
+
+/// What a failed CUDA registration means, in the words a user can act on.
+fn cuda_failure(message: &str) -> String {
+    if message.contains("libcuda.so") {
+        format!(
+            "no CUDA driver on this machine (libcuda.so.1, installed with the NVIDIA driver, was \
+             not found): {message}"
+        )
+    } else if message.contains("not enabled in this build") {
+        format!(
+            "this ONNX Runtime has no CUDA provider: install onnxruntime-gpu with \
+             ACTPRM_GPU=1 ./setup.sh (or point ORT_DYLIB_PATH at its library): {message}"
+        )
+    } else {
+        message.to_string()
+    }
 }
 
 /// `path` with every symlink followed, or as given when it does not exist (the caller reports it).
@@ -163,13 +249,22 @@ pub fn open_session(
         .with_intra_threads(threads)
         .map_err(|e| ModelError::ort(format!("threads for {what}"))(e.into()))?;
     if let Device::Cuda(id) = options.device {
+        let context = format!(
+            "the CUDA execution provider (device {id}) for {what} could not register (--device cpu \
+             runs without it)"
+        );
+        preload_cuda_libraries().map_err(|message| ModelError::Ort {
+            context: context.clone(),
+            message,
+        })?;
         builder = builder
-            .with_execution_providers([ort::ep::CUDA::default().with_device_id(id).build().error_on_failure()])
-            .map_err(|e| {
-                ModelError::ort(format!(
-                    "the CUDA execution provider (device {id}) for {what} could not register; install onnxruntime-gpu \
-                     (ACTPRM_GPU=1 ./setup.sh) or use --device cpu"
-                ))(e.into())
+            .with_execution_providers([ort::ep::CUDA::default()
+                .with_device_id(id)
+                .build()
+                .error_on_failure()])
+            .map_err(|e| ModelError::Ort {
+                context,
+                message: cuda_failure(&ort::Error::<()>::from(e).to_string()),
             })?;
     }
     match source {
