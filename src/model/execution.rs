@@ -171,23 +171,6 @@ fn cuda_driver() -> Result<(), String> {
         })
 }
 
-/// What a failed CUDA registration means, in the words a user can act on.
-fn cuda_failure(message: &str) -> String {
-    if message.contains("libcuda.so") {
-        format!(
-            "no CUDA driver on this machine (libcuda.so.1, installed with the NVIDIA driver, was \
-             not found): {message}"
-        )
-    } else if message.contains("not enabled in this build") {
-        format!(
-            "this ONNX Runtime has no CUDA provider: install onnxruntime-gpu with \
-             ACTPRM_GPU=1 ./setup.sh (or point ORT_DYLIB_PATH at its library): {message}"
-        )
-    } else {
-        message.to_string()
-    }
-}
-
 /// `path` with every symlink followed, or as given when it does not exist (the caller reports it).
 fn resolved(path: PathBuf) -> PathBuf {
     std::fs::canonicalize(&path).unwrap_or(path)
@@ -264,7 +247,7 @@ pub fn open_session(
                 .error_on_failure()])
             .map_err(|e| ModelError::Ort {
                 context,
-                message: cuda_failure(&ort::Error::<()>::from(e).to_string()),
+                message: ort::Error::<()>::from(e).to_string(),
             })?;
     }
     match source {

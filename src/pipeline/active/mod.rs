@@ -35,25 +35,6 @@ pub use job::{ActiveJob, ActiveSettings, ActiveSummary};
 #[cfg(feature = "train")]
 pub use run::run_active;
 
-#[cfg(feature = "train")]
-/// The loop's one commit point. Not `state.json` (its name before): Hugging Face `datasets`
-/// takes any folder holding a `state.json` for a `save_to_disk` folder and refuses to load it.
-pub(super) const STATE_FILE: &str = "loop-state.json";
-#[cfg(feature = "train")]
-/// The commit point of runs written before the rename, still resumed.
-pub(super) const LEGACY_STATE_FILE: &str = "state.json";
-
-#[cfg(feature = "train")]
-/// The commit record of the run in `out`: today's name, else the legacy one when only it exists.
-fn state_path(out: &std::path::Path) -> std::path::PathBuf {
-    let legacy = out.join(LEGACY_STATE_FILE);
-    if !out.join(STATE_FILE).exists() && legacy.exists() {
-        legacy
-    } else {
-        out.join(STATE_FILE)
-    }
-}
-
 /// `loop-state.json`: the loop's one commit point.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LoopState {

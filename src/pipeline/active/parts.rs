@@ -17,8 +17,8 @@ pub(super) const LAYOUT: Layout = Layout {
     kind: "active run",
     entries: &[
         Entry::File("run.json"),
-        Entry::File(super::STATE_FILE),
-        Entry::File(super::LEGACY_STATE_FILE),
+        Entry::File(super::run::STATE_FILE),
+        Entry::File(super::run::LEGACY_STATE_FILE),
         Entry::File("summary.json"),
         Entry::File("eval.jsonl"),
         Entry::Folder("decisions", &[("decisions-", ".parquet")]),

@@ -1,6 +1,8 @@
 //! The loop at run time: the sink that holds scored rows until a checkpoint, the per-batch
 //! label-and-train step, checkpoints, resume, and the end of the run.
 
+pub(super) mod labelled;
+
 use super::parts::{
     remove_other_checkpoints, remove_uncommitted, trim_eval_log, write_part, LAYOUT,
 };
@@ -11,11 +13,7 @@ use std::sync::{Arc, Mutex};
 use arrow::array::{Array, RecordBatch, StringArray};
 
 use super::decisions::DecisionBuffer;
-pub(super) mod labelled;
-
-use super::{
-    fingerprint, state_path, ActiveJob, ActiveSummary, LoopState, LEGACY_STATE_FILE, STATE_FILE,
-};
+use super::{fingerprint, ActiveJob, ActiveSummary, LoopState};
 use crate::eval::model::samples_from_probs;
 use crate::eval::processbench;
 use crate::formats::features::{read_features, FeatureRow};
@@ -37,6 +35,22 @@ use crate::source::columns::{extract, Trajectory};
 use crate::source::flow::Unreadable;
 use crate::train::algorithm::{export_due, label_and_train};
 use crate::train::{TrainConfig, Trainer};
+
+/// The loop's one commit point. Not `state.json` (its name before): Hugging Face `datasets`
+/// takes any folder holding a `state.json` for a `save_to_disk` folder and refuses to load it.
+pub(super) const STATE_FILE: &str = "loop-state.json";
+/// The commit point of runs written before the rename, still resumed.
+pub(super) const LEGACY_STATE_FILE: &str = "state.json";
+
+/// The commit record of the run in `out`: today's name, else the legacy one when only it exists.
+fn state_path(out: &std::path::Path) -> std::path::PathBuf {
+    let legacy = out.join(LEGACY_STATE_FILE);
+    if !out.join(STATE_FILE).exists() && legacy.exists() {
+        legacy
+    } else {
+        out.join(STATE_FILE)
+    }
+}
 
 /// The heads file in a checkpoint that the scorer was running.
 const SCORER_HEADS: &str = "scorer-heads.onnx";

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
-use super::{scoring_stages, ScoreJob, Scorer};
+use super::{rejected_rows_at, scoring_stages, ScoreJob, Scorer};
 use crate::pipeline::stages::{ScoreSteps, ScoredBatch, Tokenise};
 use crate::pipeline::PipelineError;
 use crate::score::output::{over_every_row, scored_batch};
@@ -16,6 +16,7 @@ use crate::sink::rejects::{rejected_rows, RejectedRow};
 use crate::source::columns::extract;
 use crate::source::flow::{Flow, SourceBatch};
 use crate::source::ColumnMapping;
+use crate::source::RowReject;
 
 /// An opened model that scores record batches, one after another, on the caller's thread.
 pub struct BatchScorer {
@@ -134,65 +135,41 @@ impl BatchScorer {
 
     fn score_slice(&mut self, batch: SourceBatch) -> Result<ScoredRecords, PipelineError> {
         let (path, first_row, input) = (batch.path.clone(), batch.first_row, batch.batch.clone());
-        let ScoredBatch {
-            output,
-            rejected,
-            valid,
-            ..
-        } = match self.tokenise.tokenise(batch) {
-            Flow::Batch(tokenised) => self.score.score(tokenised)?,
-            // the tokenizer refused the slice: every row is a reject with its reason
+        let (scored, valid, rejected) = match self.tokenise.tokenise(batch) {
+            Flow::Batch(tokenised) => {
+                let ScoredBatch {
+                    output,
+                    rejected,
+                    valid,
+                    ..
+                } = self.score.score(tokenised)?;
+                (output, valid, rejected)
+            }
+            // the tokenizer refused the slice: every row is a reject with its reason, and no
+            // row is scored (an empty scored batch gives the columns)
             Flow::Unreadable(u) => {
-                let rejected: Vec<RejectedRow> = (0..input.num_rows())
-                    .map(|i| RejectedRow {
-                        batch_row: i,
-                        file_row: first_row + i as u64,
-                        column: String::new(),
-                        reason: u.reason.clone(),
-                    })
-                    .collect();
-                return self.all_rejected(&path, &input, rejected);
+                let reject = RowReject {
+                    column: String::new(),
+                    reason: u.reason,
+                };
+                let heads = &self.score.scorer.heads;
+                let none = scored_batch(
+                    &input.slice(0, 0),
+                    &[],
+                    &[],
+                    heads.ensemble_size(),
+                    self.score.head_probs,
+                );
+                let all = (0..input.num_rows()).map(|i| (i, reject.clone())).collect();
+                (none, Vec::new(), all)
             }
             Flow::GroupEnd(_) => unreachable!("tokenise passes a batch on as a batch"),
         };
-        let rejected: Vec<RejectedRow> = rejected
-            .into_iter()
-            .map(|(i, r)| RejectedRow {
-                batch_row: i,
-                file_row: first_row + i as u64,
-                column: r.column,
-                reason: r.reason,
-            })
-            .collect();
-        let every_row = with_reject_columns(over_every_row(&input, &output, &valid)?, &rejected)?;
+        let rejected = rejected_rows_at(first_row, &rejected);
+        let every_row = with_reject_columns(over_every_row(&input, &scored, &valid)?, &rejected)?;
         Ok(ScoredRecords {
-            scored: output,
             rejects: rejected_rows(&path, &input, &rejected)?,
-            every_row,
-        })
-    }
-
-    /// A slice none of whose rows could be scored: no score columns to spread, so an empty
-    /// scored batch of the right schema and the rows as rejects.
-    fn all_rejected(
-        &mut self,
-        path: &std::path::Path,
-        input: &RecordBatch,
-        rejected: Vec<RejectedRow>,
-    ) -> Result<ScoredRecords, PipelineError> {
-        let none = input.slice(0, 0);
-        let heads = &self.score.scorer.heads;
-        let scored = scored_batch(
-            &none,
-            &[],
-            &[],
-            heads.ensemble_size(),
-            self.score.head_probs,
-        );
-        let every_row = with_reject_columns(over_every_row(input, &scored, &[])?, &rejected)?;
-        Ok(ScoredRecords {
             scored,
-            rejects: rejected_rows(path, input, &rejected)?,
             every_row,
         })
     }
@@ -210,19 +187,13 @@ fn with_reject_columns(
         reason[r.batch_row] = Some(r.reason.as_str());
     }
     let schema = batch.schema();
-    let mut fields: Vec<_> = schema
-        .fields()
-        .iter()
-        .filter(|f| !ROW_REJECT_COLUMNS.contains(&f.name().as_str()))
-        .cloned()
-        .collect();
-    let mut columns: Vec<_> = schema
+    let (mut fields, mut columns): (Vec<_>, Vec<_>) = schema
         .fields()
         .iter()
         .zip(batch.columns())
         .filter(|(f, _)| !ROW_REJECT_COLUMNS.contains(&f.name().as_str()))
-        .map(|(_, c)| c.clone())
-        .collect();
+        .map(|(f, c)| (f.clone(), c.clone()))
+        .unzip();
     for (name, values) in ROW_REJECT_COLUMNS.iter().zip([column, reason]) {
         fields.push(Arc::new(arrow::datatypes::Field::new(
             *name,

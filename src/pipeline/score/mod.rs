@@ -204,6 +204,23 @@ pub fn scoring_stages(
     Ok((model, Tokenise { tokeniser, check }, score))
 }
 
+/// A batch's rejected rows (batch row, reason) as the rejects output records them, numbered in
+/// the file from `first_row`.
+fn rejected_rows_at(
+    first_row: u64,
+    rejected: &[(usize, crate::source::RowReject)],
+) -> Vec<RejectedRow> {
+    rejected
+        .iter()
+        .map(|(i, r)| RejectedRow {
+            batch_row: *i,
+            file_row: first_row + *i as u64,
+            column: r.column.clone(),
+            reason: r.reason.clone(),
+        })
+        .collect()
+}
+
 /// The sink stage's progress bar and notices.
 struct Feedback<'a> {
     bar: &'a indicatif::ProgressBar,
@@ -248,15 +265,7 @@ fn sink_stage(
                 trajectories,
                 ..
             }) => {
-                let reject_rows: Vec<RejectedRow> = rejected
-                    .iter()
-                    .map(|(i, r)| RejectedRow {
-                        batch_row: *i,
-                        file_row: first_row + *i as u64,
-                        column: r.column.clone(),
-                        reason: r.reason.clone(),
-                    })
-                    .collect();
+                let reject_rows = rejected_rows_at(first_row, &rejected);
                 sink.scored(&SinkBatch {
                     path: &path,
                     input: &input,
