@@ -64,6 +64,9 @@ fn file_key(command: &str, id: &str) -> Option<(&'static str, &'static str)> {
         (_, "judge_model") => ("judges.NAME", "model"),
         // a pipeline file's rerun always replaces its earlier score outputs
         ("score" | "active", "overwrite") => return None,
+        // a data sink's `type` (parquet, jsonl, arrow_ipc, hf_dataset) is its format; the
+        // sinks of each type run in tests/loaders.rs
+        ("score" | "filter", "format") => return None,
         // each Ray task reruns the command line, so `--ray` is a flag of the command only
         ("filter", "ray" | "ray_retries" | "ray_units_per_task" | "ray_unit") => return None,
         _ => ("", ""),

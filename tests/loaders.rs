@@ -254,3 +254,276 @@ fn sql_reads_json_lines_with_every_field() {
         assert_eq!(v["solved"], solved, "{v}");
     }
 }
+
+/// `(id, step_mean)` rows as `load_dataset` gave them.
+fn loaded_rows(got: &serde_json::Value) -> Vec<(String, Vec<f32>)> {
+    got["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let means = r[1].as_array().unwrap();
+            (
+                r[0].as_str().unwrap().to_string(),
+                means.iter().map(|v| v.as_f64().unwrap() as f32).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The same rows, in the same order, with the same step scores (to f32 precision).
+fn assert_same_rows(what: &str, got: &[(String, Vec<f32>)], want: &[(String, Vec<f32>)]) {
+    assert_eq!(got.len(), want.len(), "{what}: row count");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.0, w.0, "{what}: row order");
+        assert_eq!(g.1.len(), w.1.len(), "{what}: steps of {}", w.0);
+        for (a, b) in g.1.iter().zip(&w.1) {
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{what}: {} {a} vs {b}",
+                w.0
+            );
+        }
+    }
+}
+
+/// Issue 30, item 2: `--format jsonl | arrow_ipc | hf_dataset` store the very rows of the
+/// Parquet output, in a folder `load_dataset` and `sql --table` open (the Hub's layout:
+/// `data/train-0000i-of-0000n.parquet`); a filter resumes in each format by its units.
+#[test]
+fn every_format_holds_the_parquet_outputs_rows_and_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let run = |command: &str, format: &str| {
+        let out = dir.path().join(format!("{command}-{format}"));
+        let mut args = vec![
+            command,
+            "-q",
+            "-i",
+            s(&input),
+            "-o",
+            s(&out),
+            "--format",
+            format,
+        ];
+        if command == "filter" {
+            args.extend(["--keep-rate", "0.5", "--write-skipped"]);
+        }
+        let o = actprm(&args);
+        assert!(
+            o.status.success(),
+            "{command} --format {format}: {}",
+            stderr(&o)
+        );
+        out
+    };
+    let scored = step_means_in(&run("score", "parquet"));
+    let filtered = run("filter", "parquet");
+    let kept = step_means_of(&filtered.join("kept"), "");
+    let skipped = step_means_of(&filtered.join("skipped"), "");
+    assert_eq!(scored.len(), 23);
+    assert!(!kept.is_empty() && !skipped.is_empty());
+    for format in ["jsonl", "arrow_ipc", "hf_dataset"] {
+        let out = run("score", format);
+        let got = load_dataset(&out, None);
+        assert_eq!(
+            got["splits"],
+            serde_json::json!({"train": 23}),
+            "{format}: {got}"
+        );
+        assert_same_rows(
+            &format!("score --format {format}"),
+            &loaded_rows(&got),
+            &scored,
+        );
+        assert_eq!(sql_count(&out), 23, "sql over score --format {format}");
+
+        let out = run("filter", format);
+        let got = load_dataset(&out, None);
+        assert_same_rows(
+            &format!("filter --format {format}"),
+            &loaded_rows(&got),
+            &kept,
+        );
+        let got = load_dataset(&out, Some("skipped"));
+        assert_same_rows(
+            &format!("filter --format {format} skipped"),
+            &loaded_rows(&got),
+            &skipped,
+        );
+        assert_eq!(
+            sql_count(&out),
+            kept.len() as u64,
+            "sql over filter --format {format}"
+        );
+    }
+    let hub = dir.path().join("score-hf_dataset");
+    assert!(hub.join("data/train-00000-of-00001.parquet").is_file());
+    assert!(!hub.join("part-00000.parquet").exists());
+
+    // a committed JSON Lines unit that lost a line is found and redone, not trusted
+    let out = dir.path().join("filter-jsonl");
+    let unit = std::fs::read_dir(out.join("kept"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let shorter: Vec<&str> = text.lines().skip(1).collect();
+    std::fs::write(&unit, shorter.join("\n") + "\n").unwrap();
+    let o = actprm(&[
+        "filter",
+        "-q",
+        "-i",
+        s(&input),
+        "-o",
+        s(&out),
+        "--format",
+        "jsonl",
+        "--keep-rate",
+        "0.5",
+        "--write-skipped",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("redoing the unit"), "{}", stderr(&o));
+    assert_same_rows(
+        "resumed jsonl",
+        &loaded_rows(&load_dataset(&out, None)),
+        &kept,
+    );
+
+    // another format for an earlier run's folder is refused by name
+    let o = actprm(&[
+        "filter",
+        "-q",
+        "-i",
+        s(&input),
+        "-o",
+        s(&out),
+        "--keep-rate",
+        "0.5",
+        "--write-skipped",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--format: jsonl -> parquet"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Issue 30's pipeline: parquet source -> score -> filter (keep_rate) -> parquet + jsonl +
+/// hf_dataset sinks, in one stream; the jsonl and hf_dataset folders hold exactly the parquet
+/// sink's rows, and `sql --pipeline` names every sink's table.
+#[test]
+fn one_filter_stream_writes_three_data_sinks_with_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let out = |name: &str| dir.path().join(name);
+    let yaml = format!(
+        "sources:\n  corpus: {{type: parquet, paths: [{input}]}}\n\
+         transforms:\n  scored: {{type: score, inputs: [corpus]}}\n  \
+         uncertain: {{type: filter, inputs: [scored], keep_rate: 0.5, write_skipped: true}}\n\
+         sinks:\n  kept: {{type: parquet, inputs: [uncertain], path: {kept}}}\n  \
+         kept_lines: {{type: jsonl, inputs: [uncertain], path: {lines}}}\n  \
+         hub: {{type: hf_dataset, inputs: [uncertain], path: {hub}}}\n",
+        input = s(&input),
+        kept = s(&out("kept")),
+        lines = s(&out("lines")),
+        hub = s(&out("hub")),
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let o = actprm(&["run", s(&file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let kept = step_means_of(&out("kept").join("kept"), "");
+    let skipped = step_means_of(&out("kept").join("skipped"), "");
+    assert!(!kept.is_empty() && !skipped.is_empty());
+    for sink in ["lines", "hub"] {
+        assert_same_rows(sink, &loaded_rows(&load_dataset(&out(sink), None)), &kept);
+        let got = load_dataset(&out(sink), Some("skipped"));
+        assert_same_rows(&format!("{sink} skipped"), &loaded_rows(&got), &skipped);
+    }
+    let records: Vec<serde_json::Value> = std::fs::read_dir(out("kept").join("units"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    let listed: Vec<String> = records
+        .iter()
+        .flat_map(|r| {
+            r["outputs"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for folder in ["lines/kept/", "hub/data/train-", "hub/data/skipped-"] {
+        assert!(
+            listed.iter().any(|f| f.contains(folder)),
+            "{folder} in {listed:?}"
+        );
+    }
+    let o = actprm(&[
+        "sql",
+        "--pipeline",
+        s(&file),
+        "--format",
+        "csv",
+        "SELECT (SELECT count(*) FROM kept) k, (SELECT count(*) FROM kept_lines) l, \
+         (SELECT count(*) FROM hub) h, (SELECT count(*) FROM hub_skipped) hs",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (k, n) = (kept.len(), skipped.len());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().nth(1).unwrap(),
+        format!("{k},{k},{k},{n}")
+    );
+    // a sink added to a run with committed units would miss them: refused, not half-written
+    let more = std::fs::read_to_string(&file).unwrap()
+        + &format!(
+            "  late: {{type: jsonl, inputs: [uncertain], path: {}}}\n",
+            s(&out("late"))
+        );
+    std::fs::write(&file, more).unwrap();
+    let o = actprm(&["run", s(&file)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("new to a filter run"), "{}", stderr(&o));
+}
+
+/// A score stage's rows go to every data sink of its pipeline in one stream: Parquet, Arrow IPC
+/// and the Hub's layout hold the same rows; the rejects stay in the first sink's folder.
+#[test]
+fn one_score_stream_writes_each_data_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let out = |name: &str| dir.path().join(name);
+    let yaml = format!(
+        "sources:\n  corpus: {{type: parquet, paths: [{input}]}}\n\
+         transforms:\n  scored: {{type: score, inputs: [corpus]}}\n\
+         sinks:\n  parts: {{type: parquet, inputs: [scored], path: {parts}}}\n  \
+         ipc: {{type: arrow_ipc, inputs: [scored], path: {ipc}}}\n  \
+         hub: {{type: hf_dataset, inputs: [scored], path: {hub}}}\n",
+        input = s(&input),
+        parts = s(&out("parts")),
+        ipc = s(&out("ipc")),
+        hub = s(&out("hub")),
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let o = actprm(&["run", s(&file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let scored = step_means_in(&out("parts"));
+    assert_eq!(scored.len(), 23);
+    assert_eq!(rows(&out("parts").join("rejects"), "rejects-"), 1);
+    for sink in ["ipc", "hub"] {
+        assert_same_rows(sink, &loaded_rows(&load_dataset(&out(sink), None)), &scored);
+        assert!(
+            !out(sink).join("rejects").exists(),
+            "{sink}: rejects are the first sink's"
+        );
+    }
+    assert!(out("ipc").join("part-00000.arrow").is_file());
+}

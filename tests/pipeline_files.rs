@@ -490,7 +490,7 @@ fn a_pipeline_needs_a_sink() {
     assert_eq!(
         problems(&yaml, &[]),
         "\
-FILE:1:1: the pipeline has no sink: declare one under `sinks` (parquet, arrow_ipc or table)
+FILE:1:1: the pipeline has no sink: declare one under `sinks` (parquet, jsonl, arrow_ipc, hf_dataset or table)
 1 | sources:
   | ^
 1 problem in FILE

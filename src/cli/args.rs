@@ -19,6 +19,7 @@ use actprm::pipeline::LabelJob;
 use actprm::score::check::CheckRule;
 use actprm::score::ScoreOptions;
 use actprm::select::KeepRate;
+use actprm::sink::format::FormatFlag;
 use actprm::source::ColumnMapping;
 use actprm::sql::{OutputFormat, TableSpec};
 
@@ -211,6 +212,8 @@ pub struct ScoreArgs {
     pub scorer: Scorer,
     #[command(flatten)]
     pub extras: ScoreExtras,
+    #[command(flatten)]
+    pub format: FormatFlag,
     /// Replace an earlier run's parts, rejects and summary in OUTPUT (else they are refused).
     #[arg(long)]
     pub overwrite: bool,
@@ -226,6 +229,8 @@ pub struct FilterArgs {
     pub scorer: Scorer,
     #[command(flatten)]
     pub filter: FilterSettings,
+    #[command(flatten)]
+    pub format: FormatFlag,
     #[command(flatten)]
     pub ray: RaySettings,
     #[command(flatten)]
@@ -279,6 +284,8 @@ pub struct LabelArgs {
     pub batch_rows: usize,
     #[command(flatten)]
     pub labels: actprm::label::LabelOutput,
+    #[command(flatten)]
+    pub format: FormatFlag,
     /// Replace an earlier run's parts, rejects and summary in OUTPUT (else they are refused).
     #[arg(long)]
     pub overwrite: bool,

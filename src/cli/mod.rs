@@ -71,12 +71,14 @@ pub fn run(cli: Cli) -> Result {
             );
         }
         Command::Score(a) => {
-            let stages = StageList::score(a.io.input, a.io.output.clone(), a.scorer, a.extras);
+            let stages = StageList::score(a.io.input, a.io.output.clone(), a.scorer, a.extras)
+                .with_format(a.format.format);
             let job = stages.with_run(a.overwrite, progress()).job()?;
             render(&job.run()?, &a.output, Some(&a.io.output))?;
         }
         Command::Filter(a) => {
-            let stages = StageList::filter(a.io.input, a.io.output, a.scorer, a.filter);
+            let stages = StageList::filter(a.io.input, a.io.output, a.scorer, a.filter)
+                .with_format(a.format.format);
             let mut job = stages.with_run(false, progress()).job()?;
             if let Job::Filter(filter) = &mut job {
                 // a Ray task runs the units its driver gave it
@@ -127,7 +129,8 @@ pub fn run(cli: Cli) -> Result {
                 format: a.labels.label_format,
                 ..LabelStep::judge(a.judge, cache)
             };
-            let stages = StageList::label(a.io.input, a.io.output.clone(), a.columns, label);
+            let stages = StageList::label(a.io.input, a.io.output.clone(), a.columns, label)
+                .with_format(a.format.format);
             let job = stages.with_run(a.overwrite, progress()).job()?;
             render(&job.run()?, &a.output, Some(&a.io.output))?;
         }

@@ -72,7 +72,7 @@ pub fn convert(inputs: &[PathBuf], output: &Path) -> Result<ConvertReport, Pipel
     // batches of bounded size: one batch of a whole file would overflow Arrow's 32-bit string
     // offsets past 2 GiB of text
     let batches = with_other_fields(&records)?;
-    crate::sink::parquet::write_file(output, &batches)?;
+    crate::sink::parts::write_file(output, &batches)?;
     let list = rejects_path(output);
     let rejects_file = if rejected.is_empty() {
         let _ = std::fs::remove_file(&list);

@@ -29,6 +29,8 @@ use crate::source::ColumnMapping;
 pub struct LabelJob {
     pub inputs: Vec<String>,
     pub output: PathBuf,
+    /// How the labelled rows are stored in `output`.
+    pub format: crate::sink::DataFormat,
     pub columns: ColumnMapping,
     pub judge: JudgeConfig,
     pub batch_rows: usize,
@@ -55,6 +57,7 @@ impl LabelJob {
         Self {
             inputs,
             output,
+            format: Default::default(),
             columns: ColumnMapping::default(),
             judge,
             batch_rows: Self::DEFAULT_BATCH_ROWS,
@@ -209,7 +212,7 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
         "Trajectories labelled by actprm",
         &[CardConfig {
             name: "default",
-            files: "part-*.parquet",
+            files: job.format.parts_pattern(),
         }],
         "Every judged row of the input with the judge's verdict (`judge_*` columns), from \
          `actprm label`.",
@@ -224,7 +227,7 @@ fn sink(
     summary: &mut LabelSummary,
     bar: &indicatif::ProgressBar,
 ) -> Result<(), PipelineError> {
-    let mut parts = PartWriter::new(&job.output, "part", job.rows_per_part)?;
+    let mut parts = PartWriter::data(&job.output, job.format, job.rows_per_part)?;
     let mut rejects = RejectSink::new(&job.output);
     for item in judged {
         match item {

@@ -18,6 +18,7 @@ use crate::model::ModelOptions;
 use crate::report::{Log, Report};
 use crate::select::KeepRate;
 use crate::sink::remote::RemoteOutput;
+use crate::sink::{DataFormat, DataOutput};
 use crate::source::ColumnMapping;
 
 /// The stages of one run, in dataflow order; absent stages are skipped.
@@ -34,6 +35,10 @@ pub struct StageList {
     pub train: Option<ActiveSettings>,
     /// Where the last stage writes: scored parts, kept rows, labelled rows, or the loop's folder.
     pub output: PathBuf,
+    /// How the rows in `output` are stored (`--format`, a pipeline sink's type).
+    pub format: DataFormat,
+    /// More folders for the same rows, written in the same stream (after score only).
+    pub more_outputs: Vec<DataOutput>,
     /// Replace an earlier run's outputs in `output` (else they are refused).
     pub overwrite: bool,
     /// Progress bars on the terminal.
@@ -110,6 +115,8 @@ impl StageList {
             label: None,
             train: None,
             output,
+            format: DataFormat::default(),
+            more_outputs: Vec::new(),
             overwrite: false,
             progress: false,
         }
@@ -176,6 +183,12 @@ impl StageList {
         }
     }
 
+    /// Stores the rows in `format` (`--format`).
+    pub fn with_format(mut self, format: DataFormat) -> Self {
+        self.format = format;
+        self
+    }
+
     pub fn with_run(mut self, overwrite: bool, progress: bool) -> Self {
         self.overwrite = overwrite;
         self.progress = progress;
@@ -186,6 +199,16 @@ impl StageList {
     /// label without train, train without filter and label) is refused; pipeline files report
     /// those shapes at their lines before they get here.
     pub fn job(mut self) -> Result<Job, PipelineError> {
+        if self
+            .more_outputs
+            .iter()
+            .any(|o| crate::location::is_remote(&o.folder.to_string_lossy()))
+        {
+            return Err(PipelineError::Unrunnable(
+                "the data sinks after the first are written locally in this version: give them \
+                 local paths (the first may be remote)",
+            ));
+        }
         let Some(remote) = RemoteOutput::stage(&self.output, self.overwrite)? else {
             return self.local_job();
         };
@@ -211,6 +234,8 @@ impl StageList {
             label,
             train,
             output,
+            format,
+            more_outputs,
             overwrite,
             progress,
         } = self;
@@ -228,10 +253,38 @@ impl StageList {
             job
         };
         let shape = PipelineError::Unrunnable;
+        let writes_once = matches!((&score, &label), (Some(_), None));
+        if !more_outputs.is_empty() && !writes_once {
+            return Err(shape(
+                "score and filter write their rows to several data sinks; after label or \
+                 train, give one",
+            ));
+        }
+        if train.is_some() && format != DataFormat::Parquet {
+            return Err(shape(
+                "the active loop writes its own folder (Parquet parts and a model); it takes no \
+                 --format",
+            ));
+        }
         match (score, filter, label, train) {
-            (Some(score), None, None, None) => Ok(Job::Score(scoring(score, output))),
+            (Some(score), None, None, None) => {
+                let mut job = scoring(score, output);
+                job.format = format;
+                job.more_outputs = more_outputs;
+                Ok(Job::Score(job))
+            }
             (Some(score), Some(filter), None, None) => {
-                Ok(Job::Filter(FilterJob::new(scoring(score, output), &filter)))
+                let mut job = FilterJob::new(scoring(score, output), &filter);
+                job.format = format;
+                // unit records name further sinks' files by absolute path
+                job.more_outputs = more_outputs
+                    .into_iter()
+                    .map(|o| {
+                        let folder = std::path::absolute(&o.folder).unwrap_or(o.folder);
+                        DataOutput { folder, ..o }
+                    })
+                    .collect();
+                Ok(Job::Filter(job))
             }
             (Some(score), Some(filter), Some(label), Some(train)) => {
                 if filter.quality != Default::default() {
@@ -294,6 +347,7 @@ impl StageList {
                 job.overwrite = overwrite;
                 job.every_row = every_row;
                 job.label_format = label.format;
+                job.format = format;
                 job.progress = progress;
                 job.score = front.map(Box::new);
                 Ok(Job::Label {

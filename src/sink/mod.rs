@@ -3,13 +3,15 @@
 
 pub mod atomic;
 pub mod dataset_card;
+pub mod format;
 pub mod output_folder;
-pub mod parquet;
+pub mod parts;
 pub mod rejects;
 pub mod remote;
 
 pub use atomic::{write_atomic, write_atomic_tagged};
-pub use parquet::PartWriter;
+pub use format::{DataFile, DataFormat, DataOutput};
+pub use parts::PartWriter;
 pub use rejects::RejectSink;
 
 use std::path::PathBuf;
@@ -31,12 +33,17 @@ impl SinkError {
     }
 }
 
-/// What a run writing parts (`score`, `label`) puts in its folder: `part-*.parquet`, `rejects/`
-/// and `summary.json` (see [`output_folder`] for the rule).
+/// What a run writing parts (`score`, `label`) puts in its folder: its data parts in any
+/// [`DataFormat`] (`part-*.parquet|jsonl|arrow`, or the Hub's `data/train-*.parquet`), `rejects/`
+/// and `summary.json` (see [`output_folder`] for the rule). A rerun in another format is refused
+/// as any rerun is, and `--overwrite` removes the earlier format's parts too.
 pub const PARTS_LAYOUT: output_folder::Layout = output_folder::Layout {
     kind: "run writing parts",
     entries: &[
         output_folder::Entry::Files("part-", ".parquet"),
+        output_folder::Entry::Files("part-", ".jsonl"),
+        output_folder::Entry::Files("part-", ".arrow"),
+        output_folder::Entry::Folder("data", &[("train-", ".parquet")]),
         output_folder::Entry::Folder(
             "rejects",
             &[("rejects-", ".parquet"), ("unreadable", ".jsonl")],

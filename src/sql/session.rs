@@ -11,7 +11,7 @@ use datafusion::common::TableReference;
 use datafusion::config::ConfigOptions;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::file_format::options::{
-    JsonReadOptions, ParquetReadOptions, ReadOptions,
+    ArrowReadOptions, JsonReadOptions, ParquetReadOptions, ReadOptions,
 };
 use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::{source_as_provider, MemTable};
@@ -138,16 +138,23 @@ pub async fn register_table(ctx: &SessionContext, spec: &TableSpec) -> Result<()
     .await
 }
 
-/// Whether `file` is JSON Lines (one JSON object per line), which tables also read.
-fn is_json_lines(file: &Path) -> bool {
-    file.extension()
+/// The kind of a table file, by its extension: JSON Lines (`.jsonl`, `.ndjson`), Arrow IPC
+/// (`.arrow`, as `--format arrow_ipc` writes), else Parquet.
+fn file_kind(file: &Path) -> &'static str {
+    let ext = file
+        .extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson"))
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("jsonl" | "ndjson") => "JSON Lines",
+        Some("arrow") => "Arrow IPC",
+        _ => "Parquet",
+    }
 }
 
-/// Registers Parquet or JSON Lines `files` (all of one kind) as one table `name`; `spec` names
-/// the registration in errors. JSON Lines keep every field: nested objects become structs and
-/// arrays lists, as DataFusion infers them.
+/// Registers Parquet, JSON Lines or Arrow IPC `files` (all of one kind) as one table `name`;
+/// `spec` names the registration in errors. JSON Lines keep every field: nested objects become
+/// structs and arrays lists, as DataFusion infers them.
 pub async fn register_files(
     ctx: &SessionContext,
     name: &str,
@@ -158,14 +165,15 @@ pub async fn register_files(
         spec: spec.to_string(),
         message,
     };
-    if files.is_empty() {
-        return Err(err("no Parquet file to register".into()));
-    }
-    let json_lines = files.iter().filter(|f| is_json_lines(f)).count();
-    if json_lines != 0 && json_lines != files.len() {
-        return Err(err(
-            "mixes JSON Lines and Parquet files; register each kind as its own table".into(),
-        ));
+    let Some(kind) = files.first().map(|f| file_kind(f)) else {
+        return Err(err("no data file to register".into()));
+    };
+    if let Some(other) = files.iter().find(|f| file_kind(f) != kind) {
+        return Err(err(format!(
+            "mixes {kind} and {} files ({}); register each kind as its own table",
+            file_kind(other),
+            other.display()
+        )));
     }
     let urls = files
         .iter()
@@ -176,15 +184,17 @@ pub async fn register_files(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let state = ctx.state();
-    let (options, kind) = if json_lines > 0 {
-        let options = JsonReadOptions::default()
+    let (config, defaults) = (state.config(), state.default_table_options());
+    let options = match kind {
+        "JSON Lines" => JsonReadOptions::default()
             .file_extension("")
-            .to_listing_options(state.config(), state.default_table_options());
-        (options, "JSON Lines")
-    } else {
-        let options = ParquetReadOptions::default()
-            .to_listing_options(state.config(), state.default_table_options());
-        (options, "Parquet")
+            .to_listing_options(config, defaults),
+        "Arrow IPC" => ArrowReadOptions {
+            file_extension: "",
+            ..Default::default()
+        }
+        .to_listing_options(config, defaults),
+        _ => ParquetReadOptions::default().to_listing_options(config, defaults),
     };
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
@@ -197,10 +207,11 @@ pub async fn register_files(
     Ok(())
 }
 
-/// The Parquet (or JSON Lines) files behind a table path, sorted. A folder means an actprm
-/// output: a score or label output's `part-*.parquet` (never `rejects/`, whose rows have other
-/// columns), a filter output's kept rows (`kept/*.parquet`), an active run's scored rows
-/// (`scored/part-*.parquet`); else the folder's `*.parquet`, else its `*.jsonl`. A remote path
+/// The Parquet (or JSON Lines, or Arrow IPC) files behind a table path, sorted. A folder means
+/// an actprm output in any `--format`: a score or label output's `part-*` or `data/train-*`
+/// (never `rejects/`, whose rows have other columns), a filter output's kept rows (`kept/*`,
+/// or `data/train-*`), an active run's scored rows (`scored/part-*.parquet`); else the folder's
+/// `*.parquet`, else its `*.jsonl`. A remote path
 /// (`s3://...`, `hf://...`) names the same files in the store.
 pub fn table_files(path: &str) -> Result<Vec<PathBuf>, String> {
     // a remote table is read from its copy in the input cache
@@ -221,7 +232,12 @@ pub fn table_files(path: &str) -> Result<Vec<PathBuf>, String> {
         let mut found = Vec::new();
         for pattern in [
             "part-*.parquet",
+            "part-*.jsonl",
+            "part-*.arrow",
+            "data/train-*.parquet",
             "kept/*.parquet",
+            "kept/*.jsonl",
+            "kept/*.arrow",
             "scored/part-*.parquet",
             "*.parquet",
             "*.jsonl",
@@ -241,8 +257,8 @@ pub fn table_files(path: &str) -> Result<Vec<PathBuf>, String> {
     };
     if files.is_empty() {
         return Err(
-            "matches no Parquet or JSON Lines file (a folder needs part-*.parquet, \
-             kept/*.parquet, scored/part-*.parquet, *.parquet or *.jsonl in it)"
+            "matches no Parquet or JSON Lines file (a folder needs an actprm output's data \
+             files (part-*, kept/*, data/train-*, scored/part-*), *.parquet or *.jsonl in it)"
                 .into(),
         );
     }

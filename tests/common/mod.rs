@@ -72,9 +72,14 @@ pub fn read_parquet_dir(dir: &Path, prefix: &str) -> Vec<RecordBatch> {
 
 /// `(id, step_mean)` of every row of the `part-*.parquet` files of a score output, in order.
 pub fn step_means_in(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    step_means_of(dir, "part-")
+}
+
+/// `(id, step_mean)` of every row of the Parquet files of `dir` whose names start with `prefix`.
+pub fn step_means_of(dir: &Path, prefix: &str) -> Vec<(String, Vec<f32>)> {
     use arrow::array::AsArray;
     let mut out = Vec::new();
-    for b in read_parquet_dir(dir, "part-") {
+    for b in read_parquet_dir(dir, prefix) {
         let ids = b.column_by_name("id").expect("id").as_string::<i32>();
         let means = b
             .column_by_name("step_mean")

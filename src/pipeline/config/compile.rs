@@ -2,15 +2,13 @@
 //! [-> filter] [-> label [-> train]], or source -> judge label. Any other shape is a located
 //! problem naming these.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::outputs::write_ipc;
 use super::parse::Spans;
 use super::problem::Problem;
 use super::*;
 use crate::model::ModelOptions;
-use crate::pipeline::stage_list::{Job, LabelStep, Outcome, ScoreStep, StageList};
+use crate::pipeline::stage_list::{Job, LabelStep, ScoreStep, StageList};
 use crate::pipeline::LabelJob;
 use crate::report::Report;
 use crate::source::ColumnMapping;
@@ -184,7 +182,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
     // sinks read the last stage
     let last = plan.last().to_string();
     let last_kind = file.transforms[&last].kind();
-    let mut per_kind: HashMap<&str, usize> = HashMap::new();
+    let mut data_sinks: Vec<(String, PathBuf)> = Vec::new();
     for name in order(file.sinks.keys().collect()) {
         let sink = &file.sinks[&name];
         let kind = sink.kind();
@@ -202,35 +200,45 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
             problems.push(Problem::at(&spans.input(&name, 0), format!("sink `{name}` reads `{}`; in this pipeline sinks read the last stage, `{last}`", sink.inputs()[0])));
             continue;
         }
-        let allowed = match last_kind {
-            "score" => ["parquet", "arrow_ipc", "table"].contains(&kind),
-            "filter" | "label" => ["parquet", "table"].contains(&kind),
-            _ => kind == "table",
-        };
-        if !allowed {
-            let what = match last_kind {
-                "filter" => "after filter: parquet (the kept rows) and table",
-                "label" => "after label: parquet (the labelled rows) and table",
-                "train" => "after train: table (the train stage writes its model and decisions to its `output`)",
-                _ => "",
-            };
-            problems.push(Problem::at(
-                &spans.stage(&name),
-                format!("sink `{name}` ({kind}) cannot read `{last}` ({last_kind}); sinks {what}"),
-            ));
-            continue;
-        }
-        let n = per_kind.entry(kind).or_default();
-        *n += 1;
-        if kind != "table" && *n > 1 {
-            problems.push(Problem::at(
-                &spans.stage(&name),
-                format!("sink `{name}`: only one {kind} sink per pipeline in this version"),
-            ));
+        if let Some(data) = sink.data() {
+            if !matches!(last_kind, "score" | "filter" | "label") {
+                let why = if last_kind == "train" {
+                    " (the train stage writes its model and decisions to its `output`)"
+                } else {
+                    ""
+                };
+                problems.push(Problem::at(
+                    &spans.stage(&name),
+                    format!(
+                        "sink `{name}` ({kind}) cannot read `{last}` ({last_kind}); sinks after \
+                         {last_kind}: table{why}"
+                    ),
+                ));
+                continue;
+            }
+            if let Some((other, _)) = data_sinks.iter().find(|(_, p)| *p == data.folder) {
+                problems.push(Problem::at(
+                    &spans.field(&name, "path"),
+                    format!("sink `{name}` writes into the folder of sink `{other}`; give each its own path"),
+                ));
+                continue;
+            }
+            if last_kind == "label" && !data_sinks.is_empty() {
+                problems.push(Problem::at(
+                    &spans.stage(&name),
+                    format!(
+                        "sink `{name}`: after label, one data sink (parquet, jsonl, arrow_ipc \
+                         or hf_dataset) in this version; `{}` is already one",
+                        data_sinks[0].0
+                    ),
+                ));
+                continue;
+            }
+            data_sinks.push((name.clone(), data.folder));
         }
         plan.sinks.push(name);
     }
-    if matches!(last_kind, "filter" | "label") && !per_kind.contains_key("parquet") {
+    if matches!(last_kind, "filter" | "label") && data_sinks.is_empty() {
         let rows = if last_kind == "filter" {
             "kept"
         } else {
@@ -238,7 +246,10 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         };
         problems.push(Problem::at(
             &spans.stage(&last),
-            format!("transform `{last}` ({last_kind}) needs a parquet sink for the {rows} rows"),
+            format!(
+                "transform `{last}` ({last_kind}) needs a data sink for the {rows} rows \
+                 (parquet, jsonl, arrow_ipc or hf_dataset)"
+            ),
         ));
     }
     if let Some(TransformStage::Score(s)) = file.transforms.get(&plan.score) {
@@ -310,13 +321,6 @@ pub fn execute(checked: &Checked, progress: bool) -> Result<RunOutcome, ConfigEr
     let (file, plan) = (&checked.file, &checked.plan);
     let scratch = Scratch::new()?;
     let inputs = source_inputs(&file.sources[&plan.source], &scratch)?;
-    let sink_path = |kind: &str| {
-        plan.sinks.iter().find_map(|s| match &file.sinks[s] {
-            SinkStage::Parquet(p) if kind == "parquet" => Some(p.path.clone()),
-            SinkStage::ArrowIpc(p) if kind == "arrow_ipc" => Some(p.path.clone()),
-            _ => None,
-        })
-    };
     let mut stages = compile(file, plan, inputs, &scratch)?;
     stages.progress = progress;
     if let Some(name) = &plan.sql {
@@ -329,21 +333,8 @@ pub fn execute(checked: &Checked, progress: bool) -> Result<RunOutcome, ConfigEr
             &stages.output,
         )?];
     }
-    if let Some(ipc) = sink_path("arrow_ipc") {
-        let remote = |p: &Path| crate::location::is_remote(&p.to_string_lossy());
-        if remote(&ipc) || remote(&stages.output) {
-            return Err(stage_error(
-                &ipc.display().to_string(),
-                "an arrow_ipc sink reads the scored parts after the run and writes a local \
-                 file: give it and the parquet sink local paths (or drop it)",
-            ));
-        }
-    }
     let job = stages.job()?;
     let outcome = job.run()?;
-    if let (Outcome::Score(summary), Some(ipc)) = (&outcome, sink_path("arrow_ipc")) {
-        write_ipc(job.output(), &summary.parts, &ipc)?;
-    }
     let tables: Vec<bool> = plan
         .sinks
         .iter()
@@ -353,7 +344,7 @@ pub fn execute(checked: &Checked, progress: bool) -> Result<RunOutcome, ConfigEr
         })
         .collect();
     let output = match &job {
-        Job::Score(_) => sink_path("parquet"),
+        Job::Score(_) => data_sinks(file, plan).next().map(|d| d.folder),
         other => Some(other.output().to_path_buf()),
     };
     Ok(RunOutcome {
@@ -363,6 +354,14 @@ pub fn execute(checked: &Checked, progress: bool) -> Result<RunOutcome, ConfigEr
         output,
         table_sinks: tables,
     })
+}
+
+/// The plan's data sinks (not its tables), in the plan's order.
+fn data_sinks<'a>(
+    file: &'a PipelineFile,
+    plan: &'a Plan,
+) -> impl Iterator<Item = crate::sink::DataOutput> + 'a {
+    plan.sinks.iter().filter_map(|s| file.sinks[s].data())
 }
 
 /// The stage list a checked plan runs as: each stage's settings as the file gives them, the
@@ -378,22 +377,24 @@ fn compile(
         _ => ColumnMapping::default(),
     };
     let transform = |name: &Option<String>| name.as_ref().and_then(|n| file.transforms.get(n));
-    let parquet_sink = plan.sinks.iter().find_map(|s| match &file.sinks[s] {
-        SinkStage::Parquet(p) => Some(p.path.clone()),
-        _ => None,
-    });
+    let mut data = data_sinks(file, plan);
+    let first_sink = data.next();
     let train = match transform(&plan.train) {
         Some(TransformStage::Train(train)) => Some(train),
         _ => None,
     };
     // the loop writes into its train stage's folder; a score with only table sinks, into the
     // run's scratch folder
-    let output = match (train, parquet_sink) {
+    let output = match (train, &first_sink) {
         (Some(train), _) => train.output.clone(),
-        (None, Some(path)) => path,
+        (None, Some(sink)) => sink.folder.clone(),
         (None, None) => scratch.dir.join("scored"),
     };
     let mut stages = StageList::source(inputs, columns, output.clone());
+    if let Some(sink) = &first_sink {
+        stages.format = sink.format;
+    }
+    stages.more_outputs = data.collect();
     // a pipeline file's rerun replaces its earlier outputs (declared, reproducible)
     stages.overwrite = true;
     if let Some(TransformStage::Score(score)) = file.transforms.get(&plan.score) {

@@ -134,17 +134,8 @@ pub fn check(
     }
     // output folders
     for (name, sink) in &file.sinks {
-        match sink {
-            SinkStage::Parquet(p) => writable(&p.path, name, "path", spans, &mut problems),
-            SinkStage::ArrowIpc(p) => {
-                let parent = p
-                    .path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                writable(parent, name, "path", spans, &mut problems)
-            }
-            SinkStage::Table(_) => {}
+        if let Some(data) = sink.data() {
+            writable(&data.folder, name, "path", spans, &mut problems);
         }
     }
     for (name, t) in &file.transforms {

@@ -46,7 +46,7 @@ pub fn check(file: &PipelineFile, spans: &Spans) -> Vec<Problem> {
     if !declared("sink") && !spans.misspelled.contains("sinks") {
         problems.push(Problem::at(
             &spans.section("sinks"),
-            "the pipeline has no sink: declare one under `sinks` (parquet, arrow_ipc or table)",
+            "the pipeline has no sink: declare one under `sinks` (parquet, jsonl, arrow_ipc, hf_dataset or table)",
         ));
     }
     let stages = file

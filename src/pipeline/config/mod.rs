@@ -159,10 +159,15 @@ pub struct TrainStage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SinkStage {
-    /// A Parquet folder (part-*.parquet, rejects/, summary.json).
+    /// A folder of Parquet files (score, label: part-*.parquet; filter: kept/), with rejects/,
+    /// summary.json and a dataset card.
     Parquet(PathSink),
-    /// One Arrow IPC file of the scored rows.
+    /// The same folder with the rows as JSON Lines (part-*.jsonl; filter: kept/*.jsonl).
+    Jsonl(PathSink),
+    /// The same folder with the rows as Arrow IPC files (part-*.arrow; filter: kept/*.arrow).
     ArrowIpc(PathSink),
+    /// A Hugging Face data set folder: data/train-*.parquet and its README.md card.
+    HfDataset(PathSink),
     /// A summary table printed to the terminal.
     Table(TableSink),
 }
@@ -208,17 +213,32 @@ impl TransformStage {
 impl SinkStage {
     pub fn inputs(&self) -> &[String] {
         match self {
-            Self::Parquet(s) | Self::ArrowIpc(s) => &s.inputs,
+            Self::Parquet(s) | Self::Jsonl(s) | Self::ArrowIpc(s) | Self::HfDataset(s) => &s.inputs,
             Self::Table(s) => &s.inputs,
         }
     }
 
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Parquet(_) => "parquet",
-            Self::ArrowIpc(_) => "arrow_ipc",
-            Self::Table(_) => "table",
+        match self.data() {
+            Some(data) => data.format.sink_type(),
+            None => "table",
         }
+    }
+
+    /// Where a data sink writes and in which format (`None`: a table sink).
+    pub fn data(&self) -> Option<crate::sink::DataOutput> {
+        use crate::sink::DataFormat;
+        let (format, sink) = match self {
+            Self::Parquet(s) => (DataFormat::Parquet, s),
+            Self::Jsonl(s) => (DataFormat::Jsonl, s),
+            Self::ArrowIpc(s) => (DataFormat::ArrowIpc, s),
+            Self::HfDataset(s) => (DataFormat::HfDataset, s),
+            Self::Table(_) => return None,
+        };
+        Some(crate::sink::DataOutput {
+            folder: sink.path.clone(),
+            format,
+        })
     }
 }
 

@@ -85,7 +85,7 @@ const SECTIONS: [&str; 5] = ["models", "judges", "sources", "transforms", "sinks
 const SOURCE_TYPES: [&str; 3] = ["parquet", "jsonl", "processbench"];
 /// `select` is the older name of `filter`, still read.
 const TRANSFORM_TYPES: [&str; 6] = ["sql", "score", "filter", "select", "label", "train"];
-const SINK_TYPES: [&str; 3] = ["parquet", "arrow_ipc", "table"];
+const SINK_TYPES: [&str; 5] = ["parquet", "jsonl", "arrow_ipc", "hf_dataset", "table"];
 
 pub fn parse(text: &str) -> Parsed {
     let mut out = Parsed {
@@ -213,8 +213,12 @@ pub fn parse(text: &str) -> Parsed {
                     if let Some((kind, map)) = w.stage(name, decl, "sink", &SINK_TYPES) {
                         let stage = match kind {
                             "parquet" => w.typed(name, "sink", kind, map).map(SinkStage::Parquet),
+                            "jsonl" => w.typed(name, "sink", kind, map).map(SinkStage::Jsonl),
                             "arrow_ipc" => {
                                 w.typed(name, "sink", kind, map).map(SinkStage::ArrowIpc)
+                            }
+                            "hf_dataset" => {
+                                w.typed(name, "sink", kind, map).map(SinkStage::HfDataset)
                             }
                             _ => w.typed(name, "sink", kind, map).map(SinkStage::Table),
                         };

@@ -25,9 +25,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{BooleanArray, RecordBatch};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use super::score::{run_scoring, ScoreHooks, ScoredSink, SinkBatch};
 use super::PipelineError;
@@ -38,6 +35,7 @@ use crate::select::RateQuota;
 use crate::sink::atomic::{self, write_atomic_tagged};
 use crate::sink::dataset_card::{write_card_or_say, CardConfig};
 use crate::sink::output_folder::{self, Entry, Layout};
+use crate::sink::{DataFile, DataFormat};
 use crate::source::discover::discover_named;
 use crate::source::flow::Unreadable;
 use crate::source::parquet::{plan, PlannedFile};
@@ -50,19 +48,20 @@ pub use verify::verify;
 /// One output stream of the unit in progress (kept, skipped or rejects), written under a
 /// temporary name that carries this run's shard.
 struct UnitOutput {
-    dir: PathBuf,
-    tag: String,
-    open: Option<(ArrowWriter<File>, PathBuf)>,
-    rows: u64,
+    /// The temporary file's path (the Hub's layout puts kept and skipped in one folder).
+    tmp: PathBuf,
+    format: DataFormat,
+    open: Option<DataFile>,
 }
 
 impl UnitOutput {
-    fn new(dir: PathBuf, tag: &str) -> Self {
+    /// The unit's `stream` under `out`: its temporary file is made where its files go.
+    fn new(format: DataFormat, stream: &str, out: &Path, tag: &str) -> Self {
+        let tmp = atomic::temp_path(&out.join(format.unit_file(stream, "unit")), tag);
         Self {
-            dir,
-            tag: tag.to_string(),
+            tmp,
+            format,
             open: None,
-            rows: 0,
         }
     }
 
@@ -70,39 +69,50 @@ impl UnitOutput {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if self.open.is_none() {
-            std::fs::create_dir_all(&self.dir).map_err(PipelineError::io(&self.dir))?;
-            let tmp = atomic::temp_path(&self.dir.join("unit.parquet"), &self.tag);
-            let file = File::create(&tmp).map_err(PipelineError::io(&tmp))?;
-            let props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .build();
-            let writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
-                .map_err(PipelineError::from)?;
-            self.open = Some((writer, tmp));
-        }
-        let (writer, _) = self.open.as_mut().expect("opened above");
-        writer.write(batch).map_err(PipelineError::from)?;
-        self.rows += batch.num_rows() as u64;
-        Ok(())
+        let file = match &mut self.open {
+            Some(file) => file,
+            None => self.open.insert(DataFile::create(
+                self.format,
+                self.tmp.clone(),
+                batch.schema(),
+            )?),
+        };
+        Ok(file.write(batch)?)
     }
 
-    /// Closes, fsyncs and renames to `final_path`; returns its rows (`None`: the unit wrote no
+    /// Completes and renames to `final_path`; returns its rows (`None`: the unit wrote no
     /// row here, and a stale file of a crashed run is removed).
     fn commit(&mut self, final_path: &Path) -> Result<Option<u64>, PipelineError> {
-        let rows = std::mem::take(&mut self.rows);
         match self.open.take() {
-            Some((writer, tmp)) => {
-                writer.close().map_err(PipelineError::from)?;
-                atomic::commit(&tmp, final_path)?;
-                Ok(Some(rows))
-            }
+            Some(file) => Ok(Some(file.commit(final_path)?)),
             None => {
                 if std::fs::remove_file(final_path).is_ok() {
                     atomic::sync_parent(final_path)?;
                 }
                 Ok(None)
             }
+        }
+    }
+}
+
+/// A further data sink of a filter run (a pipeline file's second `jsonl` or `hf_dataset` sink):
+/// the same kept and skipped rows in its folder and format, committed with each unit before the
+/// unit's record, which lists them by absolute path. Rejects, run and unit records stay in the
+/// first sink's folder.
+struct Mirror {
+    folder: PathBuf,
+    format: DataFormat,
+    kept: UnitOutput,
+    skipped: UnitOutput,
+}
+
+impl Mirror {
+    fn new(output: &crate::sink::DataOutput, tag: &str) -> Self {
+        Self {
+            folder: output.folder.clone(),
+            format: output.format,
+            kept: UnitOutput::new(output.format, "kept", &output.folder, tag),
+            skipped: UnitOutput::new(output.format, "skipped", &output.folder, tag),
         }
     }
 }
@@ -121,6 +131,8 @@ struct FilterSink {
     kept: UnitOutput,
     skipped: UnitOutput,
     rejects: UnitOutput,
+    /// Further data sinks' copies of the kept (and skipped) rows.
+    mirrors: Vec<Mirror>,
     stats: UnitStats,
     /// The keep rate spent over the current unit (a redone unit starts it afresh).
     quota: RateQuota,
@@ -143,7 +155,19 @@ impl FilterSink {
         group: Option<usize>,
     ) -> Result<(), PipelineError> {
         let mut outputs = BTreeMap::new();
-        let files = unit::unit_files(&unit);
+        for mirror in &mut self.mirrors {
+            let mut streams = vec![("kept", &mut mirror.kept)];
+            if self.write_skipped {
+                streams.push(("skipped", &mut mirror.skipped));
+            }
+            for (stream, output) in streams {
+                let path = mirror.folder.join(mirror.format.unit_file(stream, &unit));
+                if let Some(rows) = output.commit(&path)? {
+                    outputs.insert(path.display().to_string(), rows);
+                }
+            }
+        }
+        let files = unit::unit_files(&unit, self.kept.format);
         let mut streams = vec![("kept", &mut self.kept), ("rejects", &mut self.rejects)];
         if self.write_skipped {
             streams.push(("skipped", &mut self.skipped));
@@ -177,11 +201,17 @@ impl FilterSink {
         let kept =
             arrow::compute::filter_record_batch(output, &keep).map_err(PipelineError::from)?;
         self.kept.write(&kept)?;
+        for mirror in &mut self.mirrors {
+            mirror.kept.write(&kept)?;
+        }
         if self.write_skipped {
             let skip = arrow::compute::not(&keep).map_err(PipelineError::from)?;
             let skipped =
                 arrow::compute::filter_record_batch(output, &skip).map_err(PipelineError::from)?;
             self.skipped.write(&skipped)?;
+            for mirror in &mut self.mirrors {
+                mirror.skipped.write(&skipped)?;
+            }
         }
         let st = &mut self.stats;
         st.rows_kept += mask.iter().filter(|&&k| k).count() as u64;
@@ -448,8 +478,12 @@ const LAYOUT: Layout = Layout {
         Entry::File("run.json"),
         Entry::File("summary.json"),
         Entry::Folder("units", &[("", ".json")]),
-        Entry::Folder("kept", &[("", ".parquet")]),
-        Entry::Folder("skipped", &[("", ".parquet")]),
+        Entry::Folder("kept", &[("", ".parquet"), ("", ".jsonl"), ("", ".arrow")]),
+        Entry::Folder(
+            "skipped",
+            &[("", ".parquet"), ("", ".jsonl"), ("", ".arrow")],
+        ),
+        Entry::Folder("data", &[("train-", ".parquet"), ("skipped-", ".parquet")]),
         Entry::Folder("rejects", &[("", ".parquet"), ("", ".jsonl")]),
     ],
 };
@@ -457,7 +491,12 @@ const LAYOUT: Layout = Layout {
 /// Checks `run.json` against this run's settings (or writes it for a new run); `--restart`
 /// clears an earlier run's outputs (only the filter's own files) first.
 fn start_run(job: &FilterJob, settings: &RunSettings) -> Result<(), PipelineError> {
-    let out = &job.score.output;
+    start_run_in(&job.score.output, job, settings)
+}
+
+/// [`start_run`] in one folder: the run's own, or a further sink's (which records its format).
+fn start_run_in(out: &Path, job: &FilterJob, settings: &RunSettings) -> Result<(), PipelineError> {
+    let out = &out.to_path_buf();
     let record = out.join("run.json");
     if job.restart {
         LAYOUT.remove_earlier(out)?;
@@ -557,7 +596,8 @@ fn reconcile(job: &FilterJob, rows_in: u64, promised: u64) -> Result<(), Pipelin
 /// A shard's run in its output folder: the lock held while it lives, the tag of its temporary
 /// files, and the settings `run.json` was checked against.
 struct ShardRun {
-    _lock: File,
+    /// This shard's lock in the run's folder and in each further sink's.
+    _locks: Vec<File>,
     tag: String,
     settings: RunSettings,
 }
@@ -576,8 +616,28 @@ fn start_shard(
     let (planned, sources) = plan_sources(&job.score.inputs, &job.score.columns)?;
     let settings = RunSettings::of(job, &sources)?;
     start_run(job, &settings)?;
+    let mut locks = vec![lock];
+    for more in &job.more_outputs {
+        std::fs::create_dir_all(&more.folder).map_err(PipelineError::io(&more.folder))?;
+        let fresh = !more.folder.join("run.json").exists();
+        if fresh && !job.restart && !committed_units(out)?.is_empty() {
+            return Err(PipelineError::Inconsistent {
+                path: more.folder.clone(),
+                detail: "this sink is new to a filter run that has committed units, which it \
+                         would miss: restart the run (`restart: true` in the filter stage)"
+                    .into(),
+            });
+        }
+        locks.push(lock_shard(&more.folder, job.shard)?);
+        clear_temps(&more.folder, &tag);
+        let settings = RunSettings {
+            data_format: more.format,
+            ..settings.clone()
+        };
+        start_run_in(&more.folder, job, &settings)?;
+    }
     let shard = ShardRun {
-        _lock: lock,
+        _locks: locks,
         tag,
         settings,
     };
@@ -595,7 +655,7 @@ fn shard_file((i, n): (u64, u64), stem: &str) -> String {
 }
 
 fn clear_temps(out: &Path, tag: &str) {
-    for sub in ["", "kept", "skipped", "rejects", "units"] {
+    for sub in ["", "kept", "skipped", "data", "rejects", "units"] {
         atomic::remove_temps(&out.join(sub), |t| t == tag);
     }
 }
@@ -626,9 +686,14 @@ fn score_units(
         ),
         write_skipped: job.write_skipped,
         group_by: job.group_by.clone(),
-        kept: UnitOutput::new(out.join("kept"), tag),
-        skipped: UnitOutput::new(out.join("skipped"), tag),
-        rejects: UnitOutput::new(out.join("rejects"), tag),
+        kept: UnitOutput::new(job.format, "kept", out, tag),
+        skipped: UnitOutput::new(job.format, "skipped", out, tag),
+        rejects: UnitOutput::new(DataFormat::Parquet, "rejects", out, tag),
+        mirrors: job
+            .more_outputs
+            .iter()
+            .map(|o| Mirror::new(o, tag))
+            .collect(),
         tag: tag.to_string(),
         sources: sources.into_iter().map(|s| (s.path.clone(), s)).collect(),
         stats: UnitStats::default(),
@@ -644,32 +709,40 @@ fn write_summary(
     mut summary: FilterSummary,
 ) -> Result<FilterSummary, PipelineError> {
     summary.peak_rss_mb = peak_rss_mb();
-    write_atomic_tagged(
-        &job.score.output.join(shard_file(job.shard, "summary")),
-        &serde_json::to_vec_pretty(&summary).expect("summary serialises"),
-        &shard_tag(job.shard),
-    )?;
-    const KEPT: CardConfig = CardConfig {
-        name: "default",
-        files: "kept/*.parquet",
+    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+    let first = crate::sink::DataOutput {
+        folder: job.score.output.clone(),
+        format: job.format,
     };
-    const SKIPPED: CardConfig = CardConfig {
-        name: "skipped",
-        files: "skipped/*.parquet",
-    };
-    let configs: &[CardConfig] = if job.write_skipped {
-        &[KEPT, SKIPPED]
-    } else {
-        &[KEPT]
-    };
-    write_card_or_say(
-        &job.score.output,
-        "Trajectories kept by actprm filter",
-        configs,
-        "The rows the filter kept, with their step scores (`default`; parts are named after \
-         their input files and row groups); with `--write-skipped`, the others (`skipped`). \
-         `units/` records which input unit each part came from.",
-    )?;
+    for out in std::iter::once(&first).chain(&job.more_outputs) {
+        let tag = shard_tag(job.shard);
+        write_atomic_tagged(
+            &out.folder.join(shard_file(job.shard, "summary")),
+            &json,
+            &tag,
+        )?;
+        let kept = CardConfig {
+            name: "default",
+            files: out.format.units_pattern("kept"),
+        };
+        let skipped = CardConfig {
+            name: "skipped",
+            files: out.format.units_pattern("skipped"),
+        };
+        let configs: &[CardConfig] = if job.write_skipped {
+            &[kept, skipped]
+        } else {
+            &[kept]
+        };
+        write_card_or_say(
+            &out.folder,
+            "Trajectories kept by actprm filter",
+            configs,
+            "The rows the filter kept, with their step scores (`default`; parts are named after \
+             their input files and row groups); with `--write-skipped`, the others (`skipped`). \
+             `units/` of the run's first sink records which input unit each part came from.",
+        )?;
+    }
     Ok(summary)
 }
 

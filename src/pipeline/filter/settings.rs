@@ -217,6 +217,11 @@ pub struct FilterJob {
     pub label_format: crate::label::LabelFormat,
     /// Do these units only (a Ray task's share of the job); empty: every unit of the shard.
     pub units: Vec<UnitRef>,
+    /// How kept and skipped rows are stored.
+    pub format: crate::sink::DataFormat,
+    /// Further folders (absolute paths) that get the same kept and skipped rows in the same
+    /// stream, each in its own format (a pipeline file's further sinks).
+    pub more_outputs: Vec<crate::sink::DataOutput>,
 }
 
 impl FilterJob {
@@ -231,6 +236,8 @@ impl FilterJob {
             restart: settings.restart,
             label_format: settings.label_output.label_format,
             units: Vec::new(),
+            format: Default::default(),
+            more_outputs: Vec::new(),
         }
     }
 
@@ -297,6 +304,9 @@ pub struct RunSettings {
     /// `--reward`, `--where`, `--top-k`, `--per`: the good rows kept instead of the uncertain.
     #[serde(flatten)]
     pub quality: Quality,
+    /// Other files (absent: Parquet, as runs before the flag recorded).
+    #[serde(rename = "--format", default)]
+    pub data_format: crate::sink::DataFormat,
     /// The input files as `name|bytes|footer hash` (what unit ids hash), sorted: a resume over
     /// another corpus would mix its units with these.
     #[serde(rename = "inputs (name|bytes|footer)")]
@@ -351,6 +361,7 @@ impl RunSettings {
             step_separator: job.score.columns.step_separator.clone(),
             label_format: job.label_format,
             quality: job.quality.clone(),
+            data_format: job.format,
             inputs: {
                 let mut keys: Vec<String> = sources.iter().map(|s| s.key.clone()).collect();
                 keys.sort();
@@ -396,6 +407,7 @@ mod tests {
             step_separator: None,
             label_format: Default::default(),
             quality: Quality::default(),
+            data_format: Default::default(),
             inputs: vec!["a.parquet|10|x".into()],
         };
         // a run recorded before --label-format existed resumes with the default

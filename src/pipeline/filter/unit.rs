@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::UnitStats;
+use crate::sink::format::{rows_in, DataFormat};
 use crate::source::discover::InputFile;
 
 /// FNV-1a: a hash that never changes between versions or machines (shard assignment relies on it).
@@ -95,20 +96,11 @@ fn footer_hash(path: &Path) -> Option<String> {
     Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Rows in a Parquet file according to its footer.
-pub fn parquet_rows(path: &Path) -> Result<u64, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
-        .map_err(|e| format!("{}: not a readable Parquet file: {e}", path.display()))?;
-    use parquet::file::reader::FileReader;
-    Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
-}
-
 /// Checks that every file a commit record lists exists with the rows it promises.
 pub fn check_committed(out: &Path, unit: &UnitStats) -> Result<(), String> {
     for (file, rows) in &unit.outputs {
         let path = out.join(file);
-        let found = parquet_rows(&path).map_err(|e| format!("unit {}: {e}", unit.unit))?;
+        let found = rows_in(&path).map_err(|e| format!("unit {}: {e}", unit.unit))?;
         if found != *rows {
             return Err(format!(
                 "unit {}: {} has {found} rows, its commit record says {rows}",
@@ -120,10 +112,12 @@ pub fn check_committed(out: &Path, unit: &UnitStats) -> Result<(), String> {
     Ok(())
 }
 
-/// The files a unit writes, relative to the output folder.
-pub fn unit_files(unit: &str) -> BTreeMap<&'static str, String> {
-    ["kept", "skipped", "rejects"]
-        .into_iter()
-        .map(|dir| (dir, format!("{dir}/{unit}.parquet")))
-        .collect()
+/// The files a unit writes, relative to the output folder: kept and skipped rows in the run's
+/// format, rejects in Parquet.
+pub fn unit_files(unit: &str, format: DataFormat) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("kept", format.unit_file("kept", unit)),
+        ("skipped", format.unit_file("skipped", unit)),
+        ("rejects", format!("rejects/{unit}.parquet")),
+    ])
 }

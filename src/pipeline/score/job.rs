@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::model::RuntimeOptions;
 use crate::pipeline::PipelineError;
 use crate::score::ScoreOptions;
+use crate::sink::{DataFormat, DataOutput};
 use crate::source::ColumnMapping;
 
 /// How a scoring run reads and scores: flags of `score`, `filter` and `active`, and the keys of a
@@ -81,6 +82,11 @@ pub struct Scorer {
 pub struct ScoreJob {
     pub inputs: Vec<String>,
     pub output: PathBuf,
+    /// How `actprm score` stores the scored rows in `output`.
+    pub format: DataFormat,
+    /// More folders that get the same rows, each in its own format, written in the same stream
+    /// (a pipeline file's further sinks after score).
+    pub more_outputs: Vec<DataOutput>,
     pub model: Option<PathBuf>,
     pub columns: ColumnMapping,
     pub score: ScoreOptions,
@@ -110,6 +116,8 @@ impl ScoreJob {
         Self {
             inputs,
             output,
+            format: DataFormat::default(),
+            more_outputs: Vec::new(),
             model: None,
             columns: ColumnMapping::default(),
             score: ScoreOptions::default(),

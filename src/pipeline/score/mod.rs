@@ -21,7 +21,7 @@ use crate::model::LoadedModel;
 use crate::score::{RowScore, StepScorer};
 use crate::sink::dataset_card::{write_card_or_say, CardConfig};
 use crate::sink::rejects::RejectedRow;
-use crate::sink::{write_atomic, PartWriter, RejectSink};
+use crate::sink::{write_atomic, DataOutput, PartWriter, RejectSink};
 use crate::source::discover_inputs;
 use crate::source::flow::{Flow, GroupEnd, Unreadable};
 use crate::source::parquet::{plan, planned_rows, PlannedFile};
@@ -60,28 +60,60 @@ pub struct ScoreHooks<'a> {
 pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, PipelineError> {
     job.validate()?;
     let (_folder, planned) = claim_and_plan(&job.inputs, &job.columns, &job.output, job.overwrite)?;
+    let mut more = Vec::with_capacity(job.more_outputs.len());
+    let mut _locks = Vec::new();
+    for out in &job.more_outputs {
+        _locks.push(claim_parts_folder(&out.folder, job.overwrite, &planned)?);
+        more.push(PartWriter::data(
+            &out.folder,
+            out.format,
+            job.rows_per_part,
+        )?);
+    }
     let sink = PartsSink {
         output: job.output.clone(),
-        parts: PartWriter::new(&job.output, "part", job.rows_per_part)?,
+        parts: PartWriter::data(&job.output, job.format, job.rows_per_part)?,
         rejects: RejectSink::new(&job.output),
+        more,
     };
     let summary = run_scoring(job, planned, hooks, Box::new(sink))?;
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    write_atomic(&job.output.join("summary.json"), &json)?;
-    write_card_or_say(
-        &job.output,
-        "Trajectories scored by actprm",
-        &[CardConfig {
-            name: "default",
-            files: "part-*.parquet",
-        }],
-        &format!(
-            "Every readable row of the input with its step scores (`step_mean`, `step_std`, \
-             `first_error`, uncertainty, `selected`), from `actprm score` with model `{}`.",
-            summary.model_version
-        ),
-    )?;
+    let first = DataOutput {
+        folder: job.output.clone(),
+        format: job.format,
+    };
+    for out in std::iter::once(&first).chain(&job.more_outputs) {
+        write_atomic(&out.folder.join("summary.json"), &json)?;
+        write_card_or_say(
+            &out.folder,
+            "Trajectories scored by actprm",
+            &[CardConfig {
+                name: "default",
+                files: out.format.parts_pattern(),
+            }],
+            &format!(
+                "Every readable row of the input with its step scores (`step_mean`, `step_std`, \
+                 `first_error`, uncertainty, `selected`), from `actprm score` with model `{}`.",
+                summary.model_version
+            ),
+        )?;
+    }
     Ok(summary)
+}
+
+/// Claims a further output folder of a run writing parts by the output-folder rule.
+fn claim_parts_folder(
+    folder: &Path,
+    overwrite: bool,
+    planned: &[PlannedFile],
+) -> Result<crate::sink::output_folder::FolderLock, PipelineError> {
+    let inputs: Vec<PathBuf> = planned.iter().map(|p| p.path.to_path_buf()).collect();
+    Ok(crate::sink::output_folder::claim(
+        folder,
+        &crate::sink::PARTS_LAYOUT,
+        overwrite,
+        &inputs,
+    )?)
 }
 
 /// The start of a run that writes parts (`score`, `label`): its inputs found, its output folder

@@ -30,16 +30,21 @@ pub trait ScoredSink: Send {
     fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError>;
 }
 
-/// `actprm score`'s sink: rolling part files plus the rejects folder.
+/// `actprm score`'s sink: rolling part files plus the rejects folder, and the same parts in
+/// each further data sink's folder (whose rejects are the first folder's).
 pub(super) struct PartsSink {
     pub(super) output: PathBuf,
     pub(super) parts: PartWriter,
     pub(super) rejects: RejectSink,
+    pub(super) more: Vec<PartWriter>,
 }
 
 impl ScoredSink for PartsSink {
     fn scored(&mut self, batch: &SinkBatch<'_>) -> Result<(), PipelineError> {
         self.parts.write(batch.output)?;
+        for parts in &mut self.more {
+            parts.write(batch.output)?;
+        }
         self.rejects.rows(batch.path, batch.input, batch.rejected)?;
         Ok(())
     }
@@ -50,6 +55,9 @@ impl ScoredSink for PartsSink {
     }
 
     fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError> {
+        for parts in self.more {
+            parts.finish()?;
+        }
         let parts = self
             .parts
             .finish()?
