@@ -413,30 +413,46 @@ fn every_format_holds_the_parquet_outputs_rows_and_loads() {
     );
 }
 
+/// Runs a pipeline file over the test corpus in `dir`: `stages` is its `transforms` section
+/// (a score stage `scored` reads source `corpus`), `sinks` maps each sink name to its type and
+/// folder name under `dir`, all reading `last`. Returns the file's path.
+fn run_pipeline(dir: &Path, stages: &str, last: &str, sinks: &[(&str, &str, &str)]) -> PathBuf {
+    let input = corpus(dir);
+    let mut yaml = format!(
+        "sources:\n  corpus: {{type: parquet, paths: [{}]}}\ntransforms:\n  \
+         scored: {{type: score, inputs: [corpus]}}\n{stages}sinks:\n",
+        s(&input)
+    );
+    for (name, kind, folder) in sinks {
+        yaml += &format!(
+            "  {name}: {{type: {kind}, inputs: [{last}], path: {}}}\n",
+            s(&dir.join(folder))
+        );
+    }
+    let file = dir.join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let o = actprm(&["run", s(&file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    file
+}
+
 /// Issue 30's pipeline: parquet source -> score -> filter (keep_rate) -> parquet + jsonl +
 /// hf_dataset sinks, in one stream; the jsonl and hf_dataset folders hold exactly the parquet
 /// sink's rows, and `sql --pipeline` names every sink's table.
 #[test]
 fn one_filter_stream_writes_three_data_sinks_with_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let input = corpus(dir.path());
     let out = |name: &str| dir.path().join(name);
-    let yaml = format!(
-        "sources:\n  corpus: {{type: parquet, paths: [{input}]}}\n\
-         transforms:\n  scored: {{type: score, inputs: [corpus]}}\n  \
-         uncertain: {{type: filter, inputs: [scored], keep_rate: 0.5, write_skipped: true}}\n\
-         sinks:\n  kept: {{type: parquet, inputs: [uncertain], path: {kept}}}\n  \
-         kept_lines: {{type: jsonl, inputs: [uncertain], path: {lines}}}\n  \
-         hub: {{type: hf_dataset, inputs: [uncertain], path: {hub}}}\n",
-        input = s(&input),
-        kept = s(&out("kept")),
-        lines = s(&out("lines")),
-        hub = s(&out("hub")),
+    let file = run_pipeline(
+        dir.path(),
+        "  uncertain: {type: filter, inputs: [scored], keep_rate: 0.5, write_skipped: true}\n",
+        "uncertain",
+        &[
+            ("kept", "parquet", "kept"),
+            ("kept_lines", "jsonl", "lines"),
+            ("hub", "hf_dataset", "hub"),
+        ],
     );
-    let file = dir.path().join("p.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let o = actprm(&["run", s(&file)]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let kept = step_means_of(&out("kept").join("kept"), "");
     let skipped = step_means_of(&out("kept").join("skipped"), "");
     assert!(!kept.is_empty() && !skipped.is_empty());
@@ -498,23 +514,17 @@ fn one_filter_stream_writes_three_data_sinks_with_the_same_rows() {
 #[test]
 fn one_score_stream_writes_each_data_sink() {
     let dir = tempfile::tempdir().unwrap();
-    let input = corpus(dir.path());
     let out = |name: &str| dir.path().join(name);
-    let yaml = format!(
-        "sources:\n  corpus: {{type: parquet, paths: [{input}]}}\n\
-         transforms:\n  scored: {{type: score, inputs: [corpus]}}\n\
-         sinks:\n  parts: {{type: parquet, inputs: [scored], path: {parts}}}\n  \
-         ipc: {{type: arrow_ipc, inputs: [scored], path: {ipc}}}\n  \
-         hub: {{type: hf_dataset, inputs: [scored], path: {hub}}}\n",
-        input = s(&input),
-        parts = s(&out("parts")),
-        ipc = s(&out("ipc")),
-        hub = s(&out("hub")),
+    run_pipeline(
+        dir.path(),
+        "",
+        "scored",
+        &[
+            ("parts", "parquet", "parts"),
+            ("ipc", "arrow_ipc", "ipc"),
+            ("hub", "hf_dataset", "hub"),
+        ],
     );
-    let file = dir.path().join("p.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let o = actprm(&["run", s(&file)]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let scored = step_means_in(&out("parts"));
     assert_eq!(scored.len(), 23);
     assert_eq!(rows(&out("parts").join("rejects"), "rejects-"), 1);
