@@ -927,3 +927,30 @@ fn active_ranges_are_the_commands_rules_located_at_the_keys() {
     );
     assert!(report.ends_with("2 problems in FILE\n"), "{report}");
 }
+
+#[test]
+fn filter_keys_the_active_loop_cannot_honour_are_refused_at_their_lines() {
+    // the loop takes the filter's rule or keep rate only: a shard, skipped rows, a group
+    // report, a restart or a quality rule would be silently dropped, so each is refused
+    let yaml = std::fs::read_to_string(root().join("pipelines/pool-active-learning.yaml"))
+        .unwrap()
+        .replace(
+            "    type: filter\n    inputs: [scored]\n",
+            "    type: filter\n    inputs: [scored]\n    shard: \"1/2\"\n    write_skipped: true\n    where: \"first_error = -1\"\n",
+        );
+    let report = problems(&yaml, &[]);
+    for (at, field) in [
+        ("19:12", "shard"),
+        ("20:20", "write_skipped"),
+        ("21:12", "where"),
+    ] {
+        let expected = format!(
+            "FILE:{at}: `{field}` of transform `uncertain` is not used when a train stage \
+             follows (the active loop takes the filter's rule or keep_rate only); remove it"
+        );
+        assert!(report.contains(&expected), "{expected}\nin\n{report}");
+    }
+    // the shipped file, without them, is fine
+    let o = actprm(&["validate", "pipelines/pool-active-learning.yaml"], &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}

@@ -279,6 +279,40 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
             }
         }
     }
+    if let (Some(_), Some(TransformStage::Filter(f))) = (
+        &plan.train,
+        plan.filter.as_ref().and_then(|n| file.transforms.get(n)),
+    ) {
+        // the loop takes the filter's choice of rows (its rule or keep rate) and nothing else:
+        // it writes no kept rows, runs as one process and resumes by its own state
+        let name = plan.filter.as_deref().unwrap_or_default();
+        let settings = &f.settings;
+        let quality = &settings.quality;
+        for (set, field) in [
+            (settings.shard != Default::default(), "shard"),
+            (settings.write_skipped, "write_skipped"),
+            (settings.group_by.is_some(), "group_by"),
+            (settings.restart, "restart"),
+            (
+                !settings.label_output.label_format.is_actprm(),
+                "label_format",
+            ),
+            (quality.reward.is_some(), "reward"),
+            (quality.condition.is_some(), "where"),
+            (quality.top_k.is_some(), "top_k"),
+            (quality.per.is_some(), "per"),
+        ] {
+            if set {
+                problems.push(Problem::at(
+                    &spans.field(name, field),
+                    format!(
+                        "`{field}` of transform `{name}` is not used when a train stage follows \
+                         (the active loop takes the filter's rule or keep_rate only); remove it"
+                    ),
+                ));
+            }
+        }
+    }
     if problems.is_empty() {
         Ok(plan)
     } else {
