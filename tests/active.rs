@@ -2,7 +2,7 @@
 //! decision, labels are only spent on selected rows, the scorer is refreshed with new heads, and a
 //! stopped run resumes to the same result as an uninterrupted one.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

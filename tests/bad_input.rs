@@ -3,9 +3,8 @@
 //! conservation: rows in = rows scored + rows quarantined with a reason. Property tests are
 //! bounded (a fixed number of cases, small inputs) so `cargo test` stays fast.
 
-mod common;
-#[path = "common/judge_server.rs"]
-mod judge_server;
+use crate::common;
+use crate::judge_server;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};

@@ -3,7 +3,7 @@
 //! trajectory: for the embedded default (step-causal encoder), in windows too, and for an
 //! imported decoder PRM (causal by construction). A bidirectional encoder fails the same check,
 //! so the check can fail.
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! `actprm eval` on every input layout: ProcessBench JSON arrays, JSON Lines, Parquet, features.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -2,7 +2,7 @@
 //! with SIGKILL at arbitrary moments and rerun finishes with exactly the rows of an uninterrupted
 //! run; shards split the work without overlap and `filter-verify` proves completeness.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

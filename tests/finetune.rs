@@ -2,7 +2,7 @@
 //! that moves only the layers it should, and an export whose backbone graphs (written by actprm
 //! from the fine-tuned weights, pinned) reproduce the tch encoder in ONNX Runtime.
 
-mod common;
+use crate::common;
 
 use actprm::model::backbone::BackboneInput;
 use actprm::model::manifest::BackbonePrecision;

@@ -3,7 +3,7 @@
 //! and the token ids and step probabilities the reference code computed for real problems.
 //! Nothing here compares actprm with its own earlier output.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

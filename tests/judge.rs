@@ -1,8 +1,7 @@
 //! The judge labeller against a real HTTP server on loopback with scripted faults. Every test
 //! asserts outcomes and counts, never durations.
 
-#[path = "common/judge_server.rs"]
-mod common;
+use crate::judge_server as common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! by eval, score/train and the active loop; PRM800K raw and Math-Shepherd raw through `convert`,
 //! compared with an independent Python reference (tools/convert-reference/make_expected.py).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! rejects, one `train` split even when the part names hold "test". A user's own `README.md` in
 //! the folder is never replaced.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,11 +1,10 @@
 //! Pipeline files: the shipped examples validate and run, the schema in `schemas/` is current,
 //! and every class of mistake gives a located message (compared exactly, caret and all).
 //! Regenerate the schema after a deliberate change with
-//! `ACTPRM_UPDATE_SCHEMAS=1 cargo test --test pipeline_files`.
+//! `ACTPRM_UPDATE_SCHEMAS=1 cargo test --test integration schema`.
 
-mod common;
-#[path = "common/judge_server.rs"]
-mod judge_server;
+use crate::common;
+use crate::judge_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,7 +4,7 @@
 //! computing far fewer backbone positions; the reference comparison against transformers
 //! (tests/import.rs) runs with sharing on, its default.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,9 +2,8 @@
 //! fix (the item number of the issue is in each test's name). They run the real binary or the
 //! real library on real records; docs/reliability.md lists the promise each one pins.
 
-mod common;
-#[path = "common/judge_server.rs"]
-mod judge_server;
+use crate::common;
+use crate::judge_server;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! and `import --from ORG/NAME` against a loopback server that answers the Hub's tree and resolve
 //! routes (tests/python/hub_server.py).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

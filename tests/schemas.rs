@@ -1,8 +1,8 @@
 //! The machine-readable files in `schemas/` must describe what the code really reads and writes.
-//! Regenerate after a deliberate change with `ACTPRM_UPDATE_SCHEMAS=1 cargo test --test schemas`
+//! Regenerate after a deliberate change with `ACTPRM_UPDATE_SCHEMAS=1 cargo test --test integration schema`
 //! (which rewrites stale files and fails), then rerun without the variable.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The scorer end to end, as a user runs it: `actprm score` on real records, column mapping,
 //! windowing, and every bad-input case (rejected with a reason, never lost).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -227,11 +227,11 @@ fn main() -> ExitCode {
     if let Some(f) = &filter {
         files.retain(|p| p.display().to_string().contains(f.as_str()));
         // A run of zero files must not pass (`cargo test judge` hands "judge" to every test
-        // binary: run other tests with `cargo test --test NAME` instead).
+        // binary: run other tests with `cargo test --test integration NAME` instead).
         if files.is_empty() {
             eprintln!(
                 "sqllogictest: no tests/slt/*.slt file matches {f:?}; 0 files would run \
-                 (to run other tests only, use `cargo test --test NAME`)"
+                 (to run other tests only, use `cargo test --test integration NAME`)"
             );
             return ExitCode::FAILURE;
         }

@@ -2,7 +2,7 @@
 //! falls, the anchor term keeps heads apart, empty batches are safe, resume is exact, the ONNX
 //! export matches the tch forward, and a running scorer picks up a new export between batches.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
