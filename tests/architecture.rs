@@ -41,6 +41,11 @@ fn file_keys(command: &str) -> Vec<(String, String, Value)> {
             keys.extend(properties::<FilterStage>("transform (filter)"));
             keys.extend(properties::<PathSink>("sink (parquet)"));
         }
+        "label" => {
+            keys.extend(properties::<LabelStage>("transform (label)"));
+            keys.extend(properties::<PathSink>("sink (parquet)"));
+            keys.extend(properties::<JudgeConfig>("judges.NAME"));
+        }
         "active" => {
             keys.extend(properties::<FilterStage>("transform (filter)"));
             keys.extend(properties::<LabelStage>("transform (label)"));
@@ -66,7 +71,9 @@ fn file_key(command: &str, id: &str) -> Option<(&'static str, &'static str)> {
         ("score" | "active", "overwrite") => return None,
         // a data sink's `type` (parquet, jsonl, arrow_ipc, hf_dataset) is its format; the
         // sinks of each type run in tests/loaders.rs
-        ("score" | "filter", "format") => return None,
+        ("score" | "filter" | "label", "format") => return None,
+        // a pipeline file's rerun always replaces its earlier label outputs
+        ("label", "overwrite") => return None,
         // each Ray task reruns the command line, so `--ray` is a flag of the command only
         ("filter", "ray" | "ray_retries" | "ray_units_per_task" | "ray_unit") => return None,
         _ => ("", ""),
@@ -93,7 +100,7 @@ fn every_flag_is_a_file_key_with_the_same_default() {
     let cli = Cli::command();
     let mut problems = Vec::new();
     let mut checked = 0;
-    for name in ["score", "filter", "active"] {
+    for name in ["score", "filter", "label", "active"] {
         let command = cli.find_subcommand(name).unwrap();
         let keys = file_keys(name);
         for arg in command.get_arguments() {

@@ -953,3 +953,47 @@ fn filter_keys_the_active_loop_cannot_honour_are_refused_at_their_lines() {
     let o = actprm(&["validate", "pipelines/pool-active-learning.yaml"], &[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
+
+#[test]
+fn a_label_stage_takes_the_cache_and_batch_keys_of_actprm_label() {
+    use judge_server::{critique, JudgeServer, Reply, Seen};
+    let server = JudgeServer::start(std::sync::Arc::new(|seen: &Seen| {
+        let steps = seen.prompt.matches("</paragraph_").count();
+        Reply::Answer {
+            content: critique(-1, steps),
+            completion_tokens: 10,
+        }
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::prm800k_parquet(dir.path());
+    let cache = dir.path().join("answers");
+    // the judge labels the source as it is, in batches of 5, its answers in `cache`
+    let yaml = format!(
+        "judges:\n  j: {{url: \"{url}\", model: m}}\n\
+         sources:\n  rows: {{type: parquet, paths: [{input}]}}\n\
+         transforms:\n  judged: {{type: label, inputs: [rows], mode: judge, judge: j, \
+         batch_rows: 5, cache: {cache}}}\n\
+         sinks:\n  out: {{type: parquet, inputs: [judged], path: {out}}}\n",
+        url = server.url(),
+        input = input.display(),
+        cache = cache.display(),
+        out = dir.path().join("out").display(),
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let o = actprm(&["run", file.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rows = common::read_parquet_dir(&dir.path().join("out"), "part-");
+    let total: usize = rows.iter().map(|b| b.num_rows()).sum();
+    assert!(total > 0);
+    assert_eq!(server.requests() as usize, total);
+    assert!(cache.is_dir() && !dir.path().join("out/judge-cache").exists());
+    // no_cache: nothing is kept anywhere, and a rerun asks again
+    let yaml = yaml.replace(&format!("cache: {}", cache.display()), "no_cache: true");
+    std::fs::remove_dir_all(&cache).unwrap();
+    std::fs::write(&file, &yaml).unwrap();
+    let o = actprm(&["run", file.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(server.requests() as usize, 2 * total);
+    assert!(!cache.exists() && !dir.path().join("out/judge-cache").exists());
+}

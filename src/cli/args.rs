@@ -15,7 +15,6 @@ use actprm::pipeline::filter::FilterSettings;
 use actprm::pipeline::finetune::FinetuneSettings;
 use actprm::pipeline::score::{ScoreExtras, Scorer};
 use actprm::pipeline::train::TrainSettings;
-use actprm::pipeline::LabelJob;
 use actprm::score::check::CheckRule;
 use actprm::score::ScoreOptions;
 use actprm::select::KeepRate;
@@ -273,15 +272,8 @@ pub struct LabelArgs {
     pub columns: ColumnMapping,
     #[command(flatten)]
     pub judge: JudgeConfig,
-    /// Answer cache directory (default: OUTPUT/judge-cache); a rerun pays only for new answers.
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
-    /// Keep no answer cache.
-    #[arg(long, conflicts_with = "cache")]
-    pub no_cache: bool,
-    /// Rows per batch read from Parquet.
-    #[arg(long, default_value_t = LabelJob::DEFAULT_BATCH_ROWS)]
-    pub batch_rows: usize,
+    #[command(flatten)]
+    pub run: actprm::label::LabelRun,
     #[command(flatten)]
     pub labels: actprm::label::LabelOutput,
     #[command(flatten)]

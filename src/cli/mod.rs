@@ -119,15 +119,10 @@ pub fn run(cli: Cli) -> Result {
             render(&job.run()?, &a.output, Some(&a.io.output))?;
         }
         Command::Label(a) => {
-            let cache = (!a.no_cache).then(|| {
-                a.cache
-                    .clone()
-                    .unwrap_or_else(|| a.io.output.join("judge-cache"))
-            });
             let label = LabelStep {
-                batch_rows: a.batch_rows,
+                batch_rows: a.run.batch_rows,
                 format: a.labels.label_format,
-                ..LabelStep::judge(a.judge, cache)
+                ..LabelStep::judge(a.judge, a.run.cache_for(&a.io.output))
             };
             let stages = StageList::label(a.io.input, a.io.output.clone(), a.columns, label)
                 .with_format(a.format.format);

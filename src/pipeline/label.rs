@@ -51,8 +51,6 @@ pub struct LabelJob {
 }
 
 impl LabelJob {
-    pub const DEFAULT_BATCH_ROWS: usize = 64;
-
     pub fn new(inputs: Vec<String>, output: PathBuf, judge: JudgeConfig, log: Log) -> Self {
         Self {
             inputs,
@@ -60,7 +58,7 @@ impl LabelJob {
             format: Default::default(),
             columns: ColumnMapping::default(),
             judge,
-            batch_rows: Self::DEFAULT_BATCH_ROWS,
+            batch_rows: crate::label::LabelRun::default().batch_rows,
             rows_per_part: 100_000,
             progress: false,
             log,

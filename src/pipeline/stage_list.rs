@@ -70,7 +70,7 @@ impl LabelStep {
         Self {
             judge: Some(judge),
             cache,
-            batch_rows: LabelJob::DEFAULT_BATCH_ROWS,
+            batch_rows: crate::label::LabelRun::default().batch_rows,
             budget: LabelBudget::default(),
             format: LabelFormat::default(),
         }

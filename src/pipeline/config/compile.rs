@@ -9,7 +9,6 @@ use super::problem::Problem;
 use super::*;
 use crate::model::ModelOptions;
 use crate::pipeline::stage_list::{Job, LabelStep, ScoreStep, StageList};
-use crate::pipeline::LabelJob;
 use crate::report::Report;
 use crate::source::ColumnMapping;
 
@@ -460,10 +459,10 @@ fn compile(
         };
         stages.label = Some(LabelStep {
             judge,
-            // answers cached beside the output (as `actprm label` and `actprm active` do), so a
-            // rerun pays only for new ones
-            cache: Some(output.join("judge-cache")),
-            batch_rows: LabelJob::DEFAULT_BATCH_ROWS,
+            // answers cached beside the output unless the stage says otherwise (as `actprm
+            // label` does), so a rerun pays only for new ones
+            cache: label.run.cache_for(&output),
+            batch_rows: label.run.batch_rows,
             budget: label.budget,
             format: label.output.label_format,
         });

@@ -145,6 +145,9 @@ pub struct LabelStage {
     pub budget: LabelBudget,
     #[serde(flatten)]
     pub output: crate::label::LabelOutput,
+    /// The answer cache and batch size of a judge (mode: judge).
+    #[serde(flatten)]
+    pub run: crate::label::LabelRun,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
