@@ -24,6 +24,8 @@ mod eval;
 mod filter;
 #[path = "finetune.rs"]
 mod finetune;
+#[path = "gpu_first_run.rs"]
+mod gpu_first_run;
 #[path = "import.rs"]
 mod imports;
 #[path = "judge.rs"]

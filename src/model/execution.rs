@@ -205,6 +205,27 @@ pub fn environment() -> Result<&'static Environment, ModelError> {
     }
 }
 
+/// `ACTPRM_ORT_LOG=verbose|info|warning|error`: ONNX Runtime's log level for every session (the
+/// GPU first-run script reads the node placements from verbose); unset: ONNX Runtime's default.
+fn ort_log_level() -> Result<Option<ort::logging::LogLevel>, ModelError> {
+    use ort::logging::LogLevel;
+    let Ok(value) = std::env::var("ACTPRM_ORT_LOG") else {
+        return Ok(None);
+    };
+    Ok(Some(match value.to_ascii_lowercase().as_str() {
+        "verbose" => LogLevel::Verbose,
+        "info" => LogLevel::Info,
+        "warning" => LogLevel::Warning,
+        "error" => LogLevel::Error,
+        _ => {
+            return Err(ModelError::Ort {
+                context: "ACTPRM_ORT_LOG".into(),
+                message: format!("is `{value}`; expected verbose, info, warning or error"),
+            })
+        }
+    }))
+}
+
 /// An ONNX graph to open: a file (large backbones, external data) or bytes (our heads).
 pub enum GraphSource<'a> {
     File(&'a std::path::Path),
@@ -231,6 +252,12 @@ pub fn open_session(
         .map_err(|e| ModelError::ort(format!("optimisation level for {what}"))(e.into()))?
         .with_intra_threads(threads)
         .map_err(|e| ModelError::ort(format!("threads for {what}"))(e.into()))?;
+    if let Some(level) = ort_log_level()? {
+        // ONNX Runtime's own logger (stderr): at verbose it lists which provider runs each node
+        builder = builder
+            .with_log_level(level)
+            .map_err(|e| ModelError::ort(format!("log level for {what}"))(e.into()))?;
+    }
     if let Device::Cuda(id) = options.device {
         let context = format!(
             "the CUDA execution provider (device {id}) for {what} could not register (--device cpu \
