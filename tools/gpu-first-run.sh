@@ -8,7 +8,8 @@
 #
 # It runs a prebuilt binary (BIN; default target/release/actprm, else target/debug/actprm) and
 # builds one only where cargo exists and none is there; the ONNX Runtime it loads is the one
-# `ACTPRM_GPU=1 ./setup.sh` staged in .deps (nothing is fetched). Steps (OUT/steps.tsv: step,
+# `ACTPRM_GPU=1 ./setup.sh` staged in .deps, which it runs first (step `setup`) only where that
+# is missing and PyPI answers. Steps (OUT/steps.tsv: step,
 # status, seconds; OUT/<step>.log: its output):
 #   machine          nvidia-smi, CPU, memory, the staged libraries
 #   load             the embedded model on DEV with ONNX Runtime's verbose log: the provider
@@ -99,6 +100,15 @@ machine() {
 }
 export -f machine
 step machine machine
+
+# where a registry answers and the CUDA build of ONNX Runtime is not staged yet, stage it
+if [ "$DEV" != cpu ] && [ ! -d .deps/ort-gpu ]; then
+  if timeout 10 python3 -c "import urllib.request; urllib.request.urlopen('https://pypi.org/simple/', timeout=8)" 2>/dev/null; then
+    step setup env ACTPRM_GPU=1 ./setup.sh
+  else
+    skip setup "no .deps/ort-gpu and no registry: stage it with ACTPRM_GPU=1 ./setup.sh elsewhere"
+  fi
+fi
 
 input="$root/tests/data/prm800k_phase1_test.parquet"
 
