@@ -528,3 +528,50 @@ fn the_experiment_runs_the_loops_algorithm() {
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{file}");
     }
 }
+
+/// `train --device cuda` first loads the NVIDIA driver and then libtorch's CUDA half by path
+/// (it is linked away otherwise, tch-rs #980): on a machine without a GPU the error names the
+/// driver, never a bare "no CUDA device" that leaves the user guessing.
+#[test]
+fn training_on_cuda_without_a_driver_names_the_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = prm800k_parquet(dir.path());
+    let features = dir.path().join("f.arrow");
+    let o = actprm(&[
+        "score",
+        "-q",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        dir.path().join("scored").to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = actprm(&[
+        "train",
+        "-q",
+        "--features",
+        features.to_str().unwrap(),
+        "-o",
+        dir.path().join("model").to_str().unwrap(),
+        "--device",
+        "cuda",
+        "--stop-after",
+        "1",
+    ]);
+    if o.status.success() {
+        return; // a machine with a GPU and a CUDA libtorch
+    }
+    let err = stderr(&o);
+    let driver = std::path::Path::new("/proc/driver/nvidia").exists();
+    if !driver {
+        assert!(
+            err.contains("device cuda:0: no CUDA driver on this machine: libcuda.so.1"),
+            "{err}"
+        );
+    } else {
+        // a driver but the CPU libtorch: the missing library is named
+        assert!(err.contains("libtorch_cuda.so"), "{err}");
+    }
+}

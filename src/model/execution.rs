@@ -159,7 +159,7 @@ fn preload_cuda_libraries() -> Result<(), String> {
 
 /// The NVIDIA driver's library, which every CUDA library needs and no wheel can install: its
 /// absence is said as such, not as the first CUDA library that fails to load because of it.
-fn cuda_driver() -> Result<(), String> {
+pub(crate) fn cuda_driver() -> Result<(), String> {
     // SAFETY: loading the driver library runs its initialisers, as the CUDA provider would.
     unsafe { libloading::Library::new("libcuda.so.1") }
         .map(drop)

@@ -72,12 +72,42 @@ impl From<tch::TchError> for TrainError {
     }
 }
 
+/// libtorch's CUDA half. tch links it with `--as-needed`, which drops it since no symbol of it is
+/// used directly (tch-rs #980), so libtorch would report no CUDA on a CUDA machine. It is loaded
+/// by path, with its symbols global so it registers its kernels with the loaded libtorch, after
+/// the NVIDIA driver (whose absence is said as such). Once per process.
+#[cfg(feature = "train")]
+fn load_libtorch_cuda() -> Result<(), String> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            crate::model::execution::cuda_driver()?;
+            let lib = crate::model::deps_dir().join("torch/torch/lib/libtorch_cuda.so");
+            if !lib.exists() {
+                return Err(format!(
+                    "{} is missing: this libtorch is the CPU setup's (setup.sh keeps only its CPU \
+                     half); a CUDA libtorch and its libraries are needed (not yet installed by \
+                     ACTPRM_GPU=1 ./setup.sh), or train with --device cpu",
+                    lib.display()
+                ));
+            }
+            use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+            // SAFETY: loading libtorch_cuda runs its initialisers, as linking it would have; the
+            // library stays loaded for the process (its kernels are registered globally).
+            unsafe { Library::open(Some(&lib), RTLD_NOW | RTLD_GLOBAL) }
+                .map(std::mem::forget)
+                .map_err(|e| format!("{} did not load: {e}", lib.display()))
+        })
+        .clone()
+}
+
 #[cfg(feature = "train")]
 /// `cpu`, `cuda` or `cuda:N` as a libtorch device; CUDA must really be there.
 pub fn torch_device(spec: crate::model::Device) -> Result<tch::Device, TrainError> {
     match spec {
         crate::model::Device::Cpu => Ok(tch::Device::Cpu),
         crate::model::Device::Cuda(id) => {
+            load_libtorch_cuda().map_err(|why| TrainError::Device(format!("cuda:{id}"), why))?;
             if !tch::Cuda::is_available() {
                 return Err(TrainError::Device(
                     format!("cuda:{id}"),
