@@ -44,12 +44,17 @@ nvidia-nvjitlink==13.5.37 --hash=sha256:280d7cb9649704145f074b8dbde500de04ce02d0
 PINS
 }
 
+# The pinned wheels are CPython 3.11's, whatever Python runs pip: only their shared libraries
+# and data files are used, so pip is told to fetch those wheels for 3.11 (any pip >= 20.3 with
+# any Python 3 does).
+WHEELS_FOR=(--only-binary=:all: --python-version 3.11 --implementation cp --abi cp311)
+
 install_group() { # target-dir package...
   local target="$1"; shift
   local req; req="$(mktemp)"
   for pkg in "$@"; do pinned | grep "^$pkg==" >>"$req"; done
   "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
-    --target "$target" -r "$req"
+    "${WHEELS_FOR[@]}" --target "$target" -r "$req"
   rm -f "$req"
 }
 
@@ -73,7 +78,7 @@ if [ "${ACTPRM_GPU:-0}" = "1" ] && [ ! -e "$DEPS/ort-gpu/.installed-$(pinned_ort
   req="$(mktemp)"
   pinned_ort_gpu >"$req"
   "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
-    --target "$DEPS/ort-gpu" -r "$req"
+    "${WHEELS_FOR[@]}" --target "$DEPS/ort-gpu" -r "$req"
   rm -f "$req"
   touch "$DEPS/ort-gpu/.installed-$(pinned_ort_gpu | sha256sum | cut -c1-16)"
 fi
