@@ -294,8 +294,9 @@ fn assert_same_rows(what: &str, got: &[(String, Vec<f32>)], want: &[(String, Vec
 fn every_format_holds_the_parquet_outputs_rows_and_loads() {
     let dir = tempfile::tempdir().unwrap();
     let input = corpus(dir.path());
-    let run = |command: &str, format: &str| {
-        let out = dir.path().join(format!("{command}-{format}"));
+    // `command --format format` into `<command>-<folder>`, and its output
+    let attempt = |command: &str, format: &str, folder: &str| {
+        let out = dir.path().join(format!("{command}-{folder}"));
         let mut args = vec![
             command,
             "-q",
@@ -309,7 +310,10 @@ fn every_format_holds_the_parquet_outputs_rows_and_loads() {
         if command == "filter" {
             args.extend(["--keep-rate", "0.5", "--write-skipped"]);
         }
-        let o = actprm(&args);
+        (actprm(&args), out)
+    };
+    let run = |command: &str, format: &str| {
+        let (o, out) = attempt(command, format, format);
         assert!(
             o.status.success(),
             "{command} --format {format}: {}",
@@ -372,19 +376,7 @@ fn every_format_holds_the_parquet_outputs_rows_and_loads() {
     let text = std::fs::read_to_string(&unit).unwrap();
     let shorter: Vec<&str> = text.lines().skip(1).collect();
     std::fs::write(&unit, shorter.join("\n") + "\n").unwrap();
-    let o = actprm(&[
-        "filter",
-        "-q",
-        "-i",
-        s(&input),
-        "-o",
-        s(&out),
-        "--format",
-        "jsonl",
-        "--keep-rate",
-        "0.5",
-        "--write-skipped",
-    ]);
+    let (o, _) = attempt("filter", "jsonl", "jsonl");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("redoing the unit"), "{}", stderr(&o));
     assert_same_rows(
@@ -394,17 +386,7 @@ fn every_format_holds_the_parquet_outputs_rows_and_loads() {
     );
 
     // another format for an earlier run's folder is refused by name
-    let o = actprm(&[
-        "filter",
-        "-q",
-        "-i",
-        s(&input),
-        "-o",
-        s(&out),
-        "--keep-rate",
-        "0.5",
-        "--write-skipped",
-    ]);
+    let (o, _) = attempt("filter", "parquet", "jsonl");
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("--format: jsonl -> parquet"),
