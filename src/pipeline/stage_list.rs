@@ -37,7 +37,7 @@ pub struct StageList {
     pub output: PathBuf,
     /// How the rows in `output` are stored (`--format`, a pipeline sink's type).
     pub format: DataFormat,
-    /// More folders for the same rows, written in the same stream (after score only).
+    /// More folders for the same rows, written in the same stream (after score or filter).
     pub more_outputs: Vec<DataOutput>,
     /// Replace an earlier run's outputs in `output` (else they are refused).
     pub overwrite: bool,
