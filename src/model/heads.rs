@@ -4,7 +4,8 @@
 
 use prost::Message;
 
-use super::onnx_proto::*;
+use super::onnx::proto::*;
+use super::onnx::{Attr, Graph};
 use super::ModelError;
 
 /// Width of both hidden layers, fixed by ActPRM.
@@ -137,91 +138,55 @@ impl HeadsWeights {
 
     /// Serialises the ensemble as an ONNX graph: `features [N, D] -> logits, probs [N, E]`.
     pub fn to_onnx(&self, metadata: &[(&str, String)]) -> Vec<u8> {
-        let shapes = parameter_shapes(self.heads, self.dim);
-        let initializer = shapes
+        // built in memory (no external data file), so no step can fail
+        const IN_MEMORY: &str = "a graph built in memory writes no file";
+        let mut g = Graph::new(None).expect(IN_MEMORY);
+        for ((name, dims), data) in parameter_shapes(self.heads, self.dim)
             .iter()
             .zip(self.tensors())
-            .map(|((name, dims), data)| TensorProto {
-                dims: dims.clone(),
-                data_type: DTYPE_FLOAT,
-                name: name.to_string(),
-                raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ..Default::default()
-            })
-            .chain(std::iter::once(TensorProto {
-                dims: vec![1],
-                data_type: DTYPE_INT64,
-                name: "squeeze_axes".into(),
-                int64_data: vec![-1],
-                ..Default::default()
-            }))
-            .collect();
-        let node = |op: &str, inputs: &[&str], output: &str| NodeProto {
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output.to_string()],
-            name: output.to_string(),
-            op_type: op.to_string(),
-            attribute: vec![],
-            domain: String::new(),
-        };
-        let mut transpose = node("Transpose", &["z"], OUTPUT_LOGITS);
-        transpose.attribute.push(AttributeProto {
-            name: "perm".into(),
-            ints: vec![1, 0],
-            r#type: 7,
-            ..Default::default()
-        });
-        let nodes = vec![
-            node("MatMul", &[INPUT_FEATURES, "w1"], "a1"),
-            node("Add", &["a1", "b1"], "z1"),
-            node("Relu", &["z1"], "h1"),
-            node("MatMul", &["h1", "w2"], "a2"),
-            node("Add", &["a2", "b2"], "z2"),
-            node("Relu", &["z2"], "h2"),
-            node("MatMul", &["h2", "w3"], "a3"),
-            node("Add", &["a3", "b3"], "z3"),
-            node("Squeeze", &["z3", "squeeze_axes"], "z"),
-            transpose,
-            node("Sigmoid", &[OUTPUT_LOGITS], OUTPUT_PROBS),
-        ];
+        {
+            let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+            g.floats(name, &dims, data).expect(IN_MEMORY);
+        }
+        g.ints("squeeze_axes", &[1], &[-1]);
+        for (op, inputs, output) in [
+            ("MatMul", [INPUT_FEATURES, "w1"].as_slice(), "a1"),
+            ("Add", &["a1", "b1"], "z1"),
+            ("Relu", &["z1"], "h1"),
+            ("MatMul", &["h1", "w2"], "a2"),
+            ("Add", &["a2", "b2"], "z2"),
+            ("Relu", &["z2"], "h2"),
+            ("MatMul", &["h2", "w3"], "a3"),
+            ("Add", &["a3", "b3"], "z3"),
+            ("Squeeze", &["z3", "squeeze_axes"], "z"),
+        ] {
+            g.op_named(op, inputs, &[], output);
+        }
+        g.op_named(
+            "Transpose",
+            &["z"],
+            &[("perm", Attr::Ints(vec![1, 0]))],
+            OUTPUT_LOGITS,
+        );
+        g.op_named("Sigmoid", &[OUTPUT_LOGITS], &[], OUTPUT_PROBS);
         let value = |name: &str, dims| ValueInfoProto::tensor(name, DTYPE_FLOAT, dims);
         let (sym, fixed) = (Dimension::named, Dimension::fixed);
-        let graph = GraphProto {
-            node: nodes,
-            name: "actprm_heads".into(),
-            initializer,
-            input: vec![value(INPUT_FEATURES, vec![sym("steps"), fixed(self.dim)])],
-            output: vec![
+        let mut props = vec![
+            ("actprm.heads", self.heads.to_string()),
+            ("actprm.dim", self.dim.to_string()),
+        ];
+        props.extend(metadata.iter().cloned());
+        g.into_model(
+            "actprm_heads",
+            vec![value(INPUT_FEATURES, vec![sym("steps"), fixed(self.dim)])],
+            vec![
                 value(OUTPUT_LOGITS, vec![sym("steps"), fixed(self.heads)]),
                 value(OUTPUT_PROBS, vec![sym("steps"), fixed(self.heads)]),
             ],
-        };
-        let mut props = vec![
-            StringStringEntryProto {
-                key: "actprm.heads".into(),
-                value: self.heads.to_string(),
-            },
-            StringStringEntryProto {
-                key: "actprm.dim".into(),
-                value: self.dim.to_string(),
-            },
-        ];
-        props.extend(metadata.iter().map(|(k, v)| StringStringEntryProto {
-            key: k.to_string(),
-            value: v.clone(),
-        }));
-        ModelProto {
-            ir_version: 8,
-            producer_name: "actprm".into(),
-            producer_version: env!("CARGO_PKG_VERSION").into(),
-            doc_string: "ActPRM ensemble heads: features [N,D] -> logits, probs [N,E]".into(),
-            graph: Some(graph),
-            opset_import: vec![OperatorSetIdProto {
-                domain: String::new(),
-                version: 17,
-            }],
-            metadata_props: props,
-        }
+            "ActPRM ensemble heads: features [N,D] -> logits, probs [N,E]",
+            &props,
+        )
+        .expect(IN_MEMORY)
         .encode_to_vec()
     }
 

@@ -8,7 +8,7 @@ pub mod execution;
 pub mod heads;
 pub mod import;
 pub mod manifest;
-pub mod onnx_proto;
+pub mod onnx;
 pub mod options;
 pub mod tiny;
 

@@ -11,11 +11,11 @@ use std::path::Path;
 use super::checkpoint::Checkpoint;
 use super::config::HfConfig;
 use super::dense::{product, product_weights_8bit, transpose, Precision};
-use super::graph::{Attr, Graph};
 use super::ImportError;
 use crate::model::backbone::{
     ATTENTION_BIAS, ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, POSITION_IDS,
 };
+use crate::model::onnx::{Attr, Graph};
 
 /// A `ReLU(W x + b)` layer applied to the final hidden state inside the graph (Qwen2.5-Math-PRM's
 /// `score.0`): the features the heads read are then this layer's output.

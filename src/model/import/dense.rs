@@ -3,9 +3,9 @@
 //! with 8-bit weights and f32 activations (decoders, whose activations int8 cannot carry).
 
 use super::checkpoint::Checkpoint;
-use super::graph::{Attr, Graph};
 use super::ImportError;
-use crate::model::onnx_proto::{DTYPE_INT8, DTYPE_UINT8};
+use crate::model::onnx::proto::{DTYPE_INT8, DTYPE_UINT8};
+use crate::model::onnx::{Attr, Graph};
 
 /// How the dense layers' weights are stored and multiplied (`--dtype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -12,12 +12,12 @@ use serde::Deserialize;
 
 use super::checkpoint::Checkpoint;
 use super::dense::{product, Precision};
-use super::graph::{Attr, Graph};
 use super::ImportError;
 use crate::model::backbone::{
     ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE, STEP_INDEX, TOKEN_TYPE_IDS,
 };
-use crate::model::onnx_proto::DTYPE_INT32;
+use crate::model::onnx::proto::DTYPE_INT32;
+use crate::model::onnx::{Attr, Graph};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct BertConfig {

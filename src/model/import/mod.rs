@@ -9,7 +9,6 @@ mod decoder;
 pub mod dense;
 pub mod encoder;
 mod files;
-mod graph;
 mod heads;
 mod prompt;
 
@@ -37,6 +36,72 @@ pub enum ImportError {
     Unsupported(String),
     #[error(transparent)]
     Model(#[from] super::ModelError),
+}
+
+impl From<crate::model::onnx::GraphError> for ImportError {
+    fn from(e: crate::model::onnx::GraphError) -> Self {
+        Self::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
+/// What the importers add to the graph builder: weights read from a checkpoint, and the
+/// backbone's I/O contract when the graph is written.
+impl crate::model::onnx::Graph {
+    /// The checkpoint's tensor `name` (checked to have `dims`), as an f32 weight of that name.
+    pub fn weight(
+        &mut self,
+        weights: &Checkpoint,
+        name: &str,
+        dims: &[usize],
+    ) -> Result<String, ImportError> {
+        self.weight_in(false, weights, name, dims)
+    }
+
+    /// The checkpoint's tensor `name` as a weight in f16 when `half`, else in f32.
+    pub fn weight_in(
+        &mut self,
+        half: bool,
+        weights: &Checkpoint,
+        name: &str,
+        dims: &[usize],
+    ) -> Result<String, ImportError> {
+        let values = weights.read_shaped(name, dims)?;
+        Ok(self.floats_in(half, name, dims, &values)?)
+    }
+
+    /// Writes the backbone to `path`: `inputs` are int64 `[batch, seq]` (`attention_bias`: f32
+    /// `[batch, seq, seq]`, the additive mask of a packed token tree), `output` is f32
+    /// `[batch, seq, width]`.
+    pub fn finish(
+        self,
+        path: &Path,
+        inputs: &[&str],
+        output: &str,
+        width: usize,
+        doc: &str,
+    ) -> Result<(), ImportError> {
+        use crate::model::backbone::ATTENTION_BIAS;
+        use crate::model::onnx::proto::*;
+        use prost::Message;
+        let (sym, value) = (Dimension::named, ValueInfoProto::tensor);
+        let input = inputs
+            .iter()
+            .map(|&n| match n {
+                ATTENTION_BIAS => value(n, DTYPE_FLOAT, vec![sym("batch"), sym("seq"), sym("seq")]),
+                _ => value(n, DTYPE_INT64, vec![sym("batch"), sym("seq")]),
+            })
+            .collect();
+        let output = vec![value(
+            output,
+            DTYPE_FLOAT,
+            vec![sym("batch"), sym("seq"), Dimension::fixed(width)],
+        )];
+        let model = self.into_model("actprm_backbone", input, output, doc, &[])?;
+        std::fs::write(path, model.encode_to_vec()).map_err(ImportError::io(path))
+    }
 }
 
 impl ImportError {

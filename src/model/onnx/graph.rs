@@ -6,12 +6,24 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use prost::Message;
+use super::proto::*;
 
-use super::checkpoint::Checkpoint;
-use super::ImportError;
-use crate::model::backbone::ATTENTION_BIAS;
-use crate::model::onnx_proto::*;
+/// A file the builder writes (the external data) could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct GraphError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl GraphError {
+    fn at(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 /// Weights at least this large go to the external data file.
 const EXTERNAL_FROM_BYTES: usize = 1 << 10;
@@ -37,11 +49,12 @@ pub enum Attr {
 }
 
 impl Graph {
-    /// A graph whose large weights are written to `data_path` (named relative to the model file).
-    pub fn new(data_path: Option<&Path>) -> Result<Self, ImportError> {
+    /// A graph whose large weights are written to `data_path` (named relative to the model file);
+    /// `None`: every weight stays in the protobuf (small graphs, built in memory).
+    pub fn new(data_path: Option<&Path>) -> Result<Self, GraphError> {
         let data = match data_path {
             Some(p) => {
-                let file = File::create(p).map_err(ImportError::io(p))?;
+                let file = File::create(p).map_err(GraphError::at(p))?;
                 let name = p
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -160,7 +173,7 @@ impl Graph {
         dims: &[usize],
         data_type: i32,
         raw: Vec<u8>,
-    ) -> Result<String, ImportError> {
+    ) -> Result<String, GraphError> {
         if !self.defined.insert(name.to_string()) {
             return Ok(name.into());
         }
@@ -175,35 +188,13 @@ impl Graph {
         Ok(name.into())
     }
 
-    /// The checkpoint's tensor `name` (checked to have `dims`), as an f32 weight of that name.
-    pub fn weight(
-        &mut self,
-        weights: &Checkpoint,
-        name: &str,
-        dims: &[usize],
-    ) -> Result<String, ImportError> {
-        self.weight_in(false, weights, name, dims)
-    }
-
-    /// The checkpoint's tensor `name` as a weight in f16 when `half`, else in f32.
-    pub fn weight_in(
-        &mut self,
-        half: bool,
-        weights: &Checkpoint,
-        name: &str,
-        dims: &[usize],
-    ) -> Result<String, ImportError> {
-        let values = weights.read_shaped(name, dims)?;
-        self.floats_in(half, name, dims, &values)
-    }
-
     /// An f16 weight or constant (each value rounded to the nearest f16).
     pub fn halves(
         &mut self,
         name: &str,
         dims: &[usize],
         values: &[f32],
-    ) -> Result<String, ImportError> {
+    ) -> Result<String, GraphError> {
         let raw: Vec<u8> = values
             .iter()
             .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
@@ -218,7 +209,7 @@ impl Graph {
         name: &str,
         dims: &[usize],
         values: &[f32],
-    ) -> Result<String, ImportError> {
+    ) -> Result<String, GraphError> {
         if half {
             self.halves(name, dims, values)
         } else {
@@ -250,16 +241,16 @@ impl Graph {
         name: &str,
         dims: &[usize],
         values: &[f32],
-    ) -> Result<String, ImportError> {
+    ) -> Result<String, GraphError> {
         let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.raw(name, dims, DTYPE_FLOAT, raw)
     }
 
     /// Puts `raw` in the tensor, or in the external data file when it is large.
-    fn place(&mut self, tensor: &mut TensorProto, raw: Vec<u8>) -> Result<(), ImportError> {
+    fn place(&mut self, tensor: &mut TensorProto, raw: Vec<u8>) -> Result<(), GraphError> {
         match &mut self.data {
             Some((writer, path, file_name, offset)) if raw.len() >= EXTERNAL_FROM_BYTES => {
-                writer.write_all(&raw).map_err(ImportError::io(path))?;
+                writer.write_all(&raw).map_err(GraphError::at(path))?;
                 let entry = |key: &str, value: String| StringStringEntryProto {
                     key: key.into(),
                     value,
@@ -277,53 +268,33 @@ impl Graph {
         Ok(())
     }
 
-    /// Writes the model; `inputs` are int64 `[batch, seq]` (`attention_bias`: f32
-    /// `[batch, seq, seq]`), `output` is f32 `[batch, seq, width]`.
-    pub fn finish(
+    /// The model: its external data flushed to disk, its graph `name` with these inputs and
+    /// outputs, and `metadata` as its properties. Opset 17, and ONNX Runtime's contrib opset when
+    /// a contrib operator was used.
+    pub fn into_model(
         mut self,
-        path: &Path,
-        inputs: &[&str],
-        output: &str,
-        width: usize,
+        name: &str,
+        input: Vec<ValueInfoProto>,
+        output: Vec<ValueInfoProto>,
         doc: &str,
-    ) -> Result<(), ImportError> {
+        metadata: &[(&str, String)],
+    ) -> Result<ModelProto, GraphError> {
         if let Some((mut writer, data_path, _, _)) = self.data.take() {
-            writer.flush().map_err(ImportError::io(&data_path))?;
+            writer.flush().map_err(GraphError::at(&data_path))?;
             writer
                 .into_inner()
-                .map_err(|e| ImportError::io(&data_path)(e.into_error()))?
+                .map_err(|e| GraphError::at(&data_path)(e.into_error()))?
                 .sync_all()
-                .map_err(ImportError::io(&data_path))?;
+                .map_err(GraphError::at(&data_path))?;
         }
-        let (sym, value) = (Dimension::named, ValueInfoProto::tensor);
         let graph = GraphProto {
             node: self.nodes,
-            name: "actprm_backbone".into(),
+            name: name.into(),
             initializer: self.initializers,
-            input: inputs
-                .iter()
-                .map(|&n| match n {
-                    // the additive mask of a packed token tree: one row of keys per query
-                    ATTENTION_BIAS => {
-                        value(n, DTYPE_FLOAT, vec![sym("batch"), sym("seq"), sym("seq")])
-                    }
-                    _ => value(n, DTYPE_INT64, vec![sym("batch"), sym("seq")]),
-                })
-                .collect(),
-            output: vec![value(
-                output,
-                DTYPE_FLOAT,
-                vec![
-                    sym("batch"),
-                    sym("seq"),
-                    Dimension {
-                        dim_value: Some(width as i64),
-                        dim_param: None,
-                    },
-                ],
-            )],
+            input,
+            output,
         };
-        let bytes = ModelProto {
+        Ok(ModelProto {
             ir_version: 8,
             producer_name: "actprm".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
@@ -338,9 +309,13 @@ impl Graph {
                 version: 1,
             }))
             .collect(),
-            metadata_props: vec![],
-        }
-        .encode_to_vec();
-        std::fs::write(path, bytes).map_err(ImportError::io(path))
+            metadata_props: metadata
+                .iter()
+                .map(|(key, value)| StringStringEntryProto {
+                    key: key.to_string(),
+                    value: value.clone(),
+                })
+                .collect(),
+        })
     }
 }
