@@ -19,10 +19,10 @@ const MARKER: &str = "<!-- written by actprm; each run rewrites this file -->";
 
 /// One `configs` entry: its name and the file pattern of its one `train` split, relative to
 /// the output folder.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CardConfig {
     pub name: &'static str,
-    pub files: &'static str,
+    pub files: String,
 }
 
 /// What became of the card.
@@ -90,7 +90,7 @@ pub fn write_card_or_say(
             "note: {} is not actprm's, so no dataset card was written beside the data (load the \
              parts by their pattern: {})",
             dir.join(CARD_FILE).display(),
-            configs.first().map_or("", |c| c.files)
+            configs.first().map_or("", |c| c.files.as_str())
         );
     }
     Ok(())
@@ -100,10 +100,12 @@ pub fn write_card_or_say(
 mod tests {
     use super::*;
 
-    const CONFIGS: &[CardConfig] = &[CardConfig {
-        name: "default",
-        files: "part-*.parquet",
-    }];
+    fn configs() -> [CardConfig; 1] {
+        [CardConfig {
+            name: "default",
+            files: "part-*.parquet".into(),
+        }]
+    }
 
     #[test]
     fn a_users_readme_is_never_replaced_and_ours_is_rewritten() {
@@ -111,17 +113,17 @@ mod tests {
         let path = dir.path().join(CARD_FILE);
         std::fs::write(&path, "# my notes\n").unwrap();
         assert_eq!(
-            write_card(dir.path(), "t", CONFIGS, "a").unwrap(),
+            write_card(dir.path(), "t", &configs(), "a").unwrap(),
             CardOutcome::KeptUsersReadme
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "# my notes\n");
         std::fs::remove_file(&path).unwrap();
         assert_eq!(
-            write_card(dir.path(), "t", CONFIGS, "first").unwrap(),
+            write_card(dir.path(), "t", &configs(), "first").unwrap(),
             CardOutcome::Written
         );
         assert_eq!(
-            write_card(dir.path(), "t", CONFIGS, "second").unwrap(),
+            write_card(dir.path(), "t", &configs(), "second").unwrap(),
             CardOutcome::Written
         );
         let text = std::fs::read_to_string(&path).unwrap();

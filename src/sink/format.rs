@@ -49,6 +49,8 @@ pub enum DataFormat {
 }
 
 impl DataFormat {
+    pub const ALL: [Self; 4] = [Self::Parquet, Self::Jsonl, Self::ArrowIpc, Self::HfDataset];
+
     /// The data files' extension.
     pub fn extension(self) -> &'static str {
         match self {
@@ -77,13 +79,14 @@ impl DataFormat {
         }
     }
 
-    /// The dataset card's pattern for a run's data parts.
-    pub fn parts_pattern(self) -> &'static str {
-        match self {
-            Self::Parquet => "part-*.parquet",
-            Self::Jsonl => "part-*.jsonl",
-            Self::ArrowIpc => "part-*.arrow",
-            Self::HfDataset => "data/train-*.parquet",
+    /// The glob of a run's data parts, relative to the output (the dataset card's pattern).
+    pub fn parts_pattern(self) -> String {
+        let (folder, prefix) = self.parts_at();
+        let name = format!("{prefix}-*.{}", self.extension());
+        if folder.is_empty() {
+            name
+        } else {
+            format!("{folder}/{name}")
         }
     }
 
@@ -99,18 +102,9 @@ impl DataFormat {
         }
     }
 
-    /// The dataset card's pattern for a filter's `stream` (`kept`, `skipped`).
-    pub fn units_pattern(self, stream: &str) -> &'static str {
-        match (self, stream) {
-            (Self::HfDataset, "kept") => "data/train-*.parquet",
-            (Self::HfDataset, _) => "data/skipped-*.parquet",
-            (Self::Parquet, "kept") => "kept/*.parquet",
-            (Self::Parquet, _) => "skipped/*.parquet",
-            (Self::Jsonl, "kept") => "kept/*.jsonl",
-            (Self::Jsonl, _) => "skipped/*.jsonl",
-            (Self::ArrowIpc, "kept") => "kept/*.arrow",
-            (Self::ArrowIpc, _) => "skipped/*.arrow",
-        }
+    /// The glob of a filter's `stream` (`kept`, `skipped`): every unit's file.
+    pub fn units_pattern(self, stream: &str) -> String {
+        self.unit_file(stream, "*")
     }
 
     /// The format of a data file, by its extension.
@@ -311,12 +305,7 @@ mod tests {
     #[test]
     fn each_format_reads_back_the_rows_it_was_given() {
         let dir = tempfile::tempdir().unwrap();
-        for format in [
-            DataFormat::Parquet,
-            DataFormat::Jsonl,
-            DataFormat::ArrowIpc,
-            DataFormat::HfDataset,
-        ] {
+        for format in DataFormat::ALL {
             let path = dir.path().join(format!("{format}.{}", format.extension()));
             let tmp = super::super::atomic::temp_path(&path, "t");
             let b = batch();
@@ -338,6 +327,37 @@ mod tests {
             second,
             serde_json::json!({"id": null, "score": 2.0, "step_mean": null}),
             "explicit nulls keep every column on every line"
+        );
+    }
+
+    #[test]
+    fn patterns_name_the_files_each_format_writes() {
+        let parts: Vec<String> = DataFormat::ALL.iter().map(|f| f.parts_pattern()).collect();
+        assert_eq!(
+            parts,
+            [
+                "part-*.parquet",
+                "part-*.jsonl",
+                "part-*.arrow",
+                "data/train-*.parquet"
+            ]
+        );
+        let units: Vec<(String, String)> = DataFormat::ALL
+            .iter()
+            .map(|f| (f.units_pattern("kept"), f.units_pattern("skipped")))
+            .collect();
+        let pairs: Vec<(&str, &str)> = units
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("kept/*.parquet", "skipped/*.parquet"),
+                ("kept/*.jsonl", "skipped/*.jsonl"),
+                ("kept/*.arrow", "skipped/*.arrow"),
+                ("data/train-*.parquet", "data/skipped-*.parquet"),
+            ]
         );
     }
 

@@ -230,18 +230,15 @@ pub fn table_files(path: &str) -> Result<Vec<PathBuf>, String> {
     let files = if p.is_dir() {
         let escaped = glob::Pattern::escape(path.trim_end_matches('/'));
         let mut found = Vec::new();
-        for pattern in [
-            "part-*.parquet",
-            "part-*.jsonl",
-            "part-*.arrow",
-            "data/train-*.parquet",
-            "kept/*.parquet",
-            "kept/*.jsonl",
-            "kept/*.arrow",
-            "scored/part-*.parquet",
-            "*.parquet",
-            "*.jsonl",
-        ] {
+        // an actprm output's data files in each format (score and label parts, then a filter's
+        // kept rows), an active run's stream, then any Parquet or JSON Lines file
+        use crate::sink::DataFormat;
+        let outputs = DataFormat::ALL
+            .iter()
+            .map(|f| f.parts_pattern())
+            .chain(DataFormat::ALL.iter().map(|f| f.units_pattern("kept")));
+        let others = ["scored/part-*.parquet", "*.parquet", "*.jsonl"].map(String::from);
+        for pattern in outputs.chain(others) {
             found = matches(&format!("{escaped}/{pattern}"))?;
             if !found.is_empty() {
                 break;

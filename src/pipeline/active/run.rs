@@ -608,11 +608,11 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             &[
                 CardConfig {
                     name: "default",
-                    files: "scored/part-*.parquet",
+                    files: "scored/part-*.parquet".into(),
                 },
                 CardConfig {
                     name: "decisions",
-                    files: "decisions/decisions-*.parquet",
+                    files: "decisions/decisions-*.parquet".into(),
                 },
             ],
             "The stream's rows as the loop scored them (`default`), and each batch's \
