@@ -274,7 +274,7 @@ impl StageList {
                 Ok(Job::Score(job))
             }
             (Some(score), Some(filter), None, None) => {
-                let mut job = FilterJob::new(scoring(score, output), &filter);
+                let mut job = scoring(score, output);
                 job.format = format;
                 // unit records name further sinks' files by absolute path
                 job.more_outputs = more_outputs
@@ -284,7 +284,7 @@ impl StageList {
                         DataOutput { folder, ..o }
                     })
                     .collect();
-                Ok(Job::Filter(job))
+                Ok(Job::Filter(FilterJob::new(job, &filter)))
             }
             (Some(score), Some(filter), Some(label), Some(train)) => {
                 if filter.quality != Default::default() {

@@ -95,18 +95,18 @@ impl UnitOutput {
     }
 }
 
-/// A further data sink of a filter run (a pipeline file's second `jsonl` or `hf_dataset` sink):
-/// the same kept and skipped rows in its folder and format, committed with each unit before the
-/// unit's record, which lists them by absolute path. Rejects, run and unit records stay in the
-/// first sink's folder.
-struct Mirror {
+/// One data sink's streams of the unit in progress: kept (and skipped) rows in its folder and
+/// format. The run's own folder is the first; a pipeline file's further sinks (`jsonl`,
+/// `hf_dataset`, ...) get the same rows, committed with each unit before the unit's record, which
+/// lists their files by absolute path. Rejects, run and unit records are the first folder's.
+struct UnitData {
     folder: PathBuf,
     format: DataFormat,
     kept: UnitOutput,
     skipped: UnitOutput,
 }
 
-impl Mirror {
+impl UnitData {
     fn new(output: &crate::sink::DataOutput, tag: &str) -> Self {
         Self {
             folder: output.folder.clone(),
@@ -128,11 +128,9 @@ struct FilterSink {
     tag: String,
     /// The unit naming of every planned input file.
     sources: std::collections::HashMap<PathBuf, UnitSource>,
-    kept: UnitOutput,
-    skipped: UnitOutput,
+    /// Every data sink's kept (and skipped) rows, the run's own folder first.
+    data: Vec<UnitData>,
     rejects: UnitOutput,
-    /// Further data sinks' copies of the kept (and skipped) rows.
-    mirrors: Vec<Mirror>,
     stats: UnitStats,
     /// The keep rate spent over the current unit (a redone unit starts it afresh).
     quota: RateQuota,
@@ -155,28 +153,31 @@ impl FilterSink {
         group: Option<usize>,
     ) -> Result<(), PipelineError> {
         let mut outputs = BTreeMap::new();
-        for mirror in &mut self.mirrors {
-            let mut streams = vec![("kept", &mut mirror.kept)];
+        // further sinks first, the run's own folder last, then the record that lists them all
+        for (i, data) in self.data.iter_mut().enumerate().rev() {
+            let mut streams = vec![("kept", &mut data.kept)];
             if self.write_skipped {
-                streams.push(("skipped", &mut mirror.skipped));
+                streams.push(("skipped", &mut data.skipped));
             }
             for (stream, output) in streams {
-                let path = mirror.folder.join(mirror.format.unit_file(stream, &unit));
+                let name = data.format.unit_file(stream, &unit);
+                let path = data.folder.join(&name);
                 if let Some(rows) = output.commit(&path)? {
-                    outputs.insert(path.display().to_string(), rows);
+                    // the run's own files by their name in its folder, the others' by path
+                    outputs.insert(
+                        if i == 0 {
+                            name
+                        } else {
+                            path.display().to_string()
+                        },
+                        rows,
+                    );
                 }
             }
         }
-        let files = unit::unit_files(&unit, self.kept.format);
-        let mut streams = vec![("kept", &mut self.kept), ("rejects", &mut self.rejects)];
-        if self.write_skipped {
-            streams.push(("skipped", &mut self.skipped));
-        }
-        for (dir, stream) in streams {
-            let name = &files[dir];
-            if let Some(rows) = stream.commit(&self.out.join(name))? {
-                outputs.insert(name.clone(), rows);
-            }
+        let name = DataFormat::Parquet.unit_file("rejects", &unit);
+        if let Some(rows) = self.rejects.commit(&self.out.join(&name))? {
+            outputs.insert(name, rows);
         }
         self.quota = RateQuota::default();
         let mut stats = std::mem::take(&mut self.stats);
@@ -200,17 +201,15 @@ impl FilterSink {
         let keep = BooleanArray::from(mask.to_vec());
         let kept =
             arrow::compute::filter_record_batch(output, &keep).map_err(PipelineError::from)?;
-        self.kept.write(&kept)?;
-        for mirror in &mut self.mirrors {
-            mirror.kept.write(&kept)?;
+        for data in &mut self.data {
+            data.kept.write(&kept)?;
         }
         if self.write_skipped {
             let skip = arrow::compute::not(&keep).map_err(PipelineError::from)?;
             let skipped =
                 arrow::compute::filter_record_batch(output, &skip).map_err(PipelineError::from)?;
-            self.skipped.write(&skipped)?;
-            for mirror in &mut self.mirrors {
-                mirror.skipped.write(&skipped)?;
+            for data in &mut self.data {
+                data.skipped.write(&skipped)?;
             }
         }
         let st = &mut self.stats;
@@ -617,7 +616,7 @@ fn start_shard(
     let settings = RunSettings::of(job, &sources)?;
     start_run(job, &settings)?;
     let mut locks = vec![lock];
-    for more in &job.more_outputs {
+    for more in &job.score.more_outputs {
         std::fs::create_dir_all(&more.folder).map_err(PipelineError::io(&more.folder))?;
         let fresh = !more.folder.join("run.json").exists();
         if fresh && !job.restart && !committed_units(out)?.is_empty() {
@@ -686,14 +685,12 @@ fn score_units(
         ),
         write_skipped: job.write_skipped,
         group_by: job.group_by.clone(),
-        kept: UnitOutput::new(job.format, "kept", out, tag),
-        skipped: UnitOutput::new(job.format, "skipped", out, tag),
-        rejects: UnitOutput::new(DataFormat::Parquet, "rejects", out, tag),
-        mirrors: job
-            .more_outputs
-            .iter()
-            .map(|o| Mirror::new(o, tag))
+        data: job
+            .score
+            .data_outputs()
+            .map(|o| UnitData::new(&o, tag))
             .collect(),
+        rejects: UnitOutput::new(DataFormat::Parquet, "rejects", out, tag),
         tag: tag.to_string(),
         sources: sources.into_iter().map(|s| (s.path.clone(), s)).collect(),
         stats: UnitStats::default(),
@@ -710,11 +707,7 @@ fn write_summary(
 ) -> Result<FilterSummary, PipelineError> {
     summary.peak_rss_mb = peak_rss_mb();
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    let first = crate::sink::DataOutput {
-        folder: job.score.output.clone(),
-        format: job.format,
-    };
-    for out in std::iter::once(&first).chain(&job.more_outputs) {
+    for out in job.score.data_outputs() {
         let tag = shard_tag(job.shard);
         write_atomic_tagged(
             &out.folder.join(shard_file(job.shard, "summary")),

@@ -217,11 +217,6 @@ pub struct FilterJob {
     pub label_format: crate::label::LabelFormat,
     /// Do these units only (a Ray task's share of the job); empty: every unit of the shard.
     pub units: Vec<UnitRef>,
-    /// How kept and skipped rows are stored.
-    pub format: crate::sink::DataFormat,
-    /// Further folders (absolute paths) that get the same kept and skipped rows in the same
-    /// stream, each in its own format (a pipeline file's further sinks).
-    pub more_outputs: Vec<crate::sink::DataOutput>,
 }
 
 impl FilterJob {
@@ -236,8 +231,6 @@ impl FilterJob {
             restart: settings.restart,
             label_format: settings.label_output.label_format,
             units: Vec::new(),
-            format: Default::default(),
-            more_outputs: Vec::new(),
         }
     }
 
@@ -361,7 +354,7 @@ impl RunSettings {
             step_separator: job.score.columns.step_separator.clone(),
             label_format: job.label_format,
             quality: job.quality.clone(),
-            data_format: job.format,
+            data_format: job.score.format,
             inputs: {
                 let mut keys: Vec<String> = sources.iter().map(|s| s.key.clone()).collect();
                 keys.sort();

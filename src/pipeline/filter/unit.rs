@@ -5,14 +5,13 @@
 //! Parquet footer: `-i ./corpus` after `-i corpus`, or shards that mount the corpus at different
 //! paths, name the same units; a file replaced by another of the same name does not.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use super::UnitStats;
-use crate::sink::format::{rows_in, DataFormat};
+use crate::sink::format::rows_in;
 use crate::source::discover::InputFile;
 
 /// FNV-1a: a hash that never changes between versions or machines (shard assignment relies on it).
@@ -110,14 +109,4 @@ pub fn check_committed(out: &Path, unit: &UnitStats) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// The files a unit writes, relative to the output folder: kept and skipped rows in the run's
-/// format, rejects in Parquet.
-pub fn unit_files(unit: &str, format: DataFormat) -> BTreeMap<&'static str, String> {
-    BTreeMap::from([
-        ("kept", format.unit_file("kept", unit)),
-        ("skipped", format.unit_file("skipped", unit)),
-        ("rejects", format!("rejects/{unit}.parquet")),
-    ])
 }

@@ -82,10 +82,12 @@ pub struct Scorer {
 pub struct ScoreJob {
     pub inputs: Vec<String>,
     pub output: PathBuf,
-    /// How `actprm score` stores the scored rows in `output`.
+    /// How the rows written to `output` are stored (`score`'s parts, a filter's kept and
+    /// skipped rows).
     pub format: DataFormat,
     /// More folders that get the same rows, each in its own format, written in the same stream
-    /// (a pipeline file's further sinks after score).
+    /// (a pipeline file's further sinks after score or filter; absolute paths for a filter,
+    /// whose unit records name their files).
     pub more_outputs: Vec<DataOutput>,
     pub model: Option<PathBuf>,
     pub columns: ColumnMapping,
@@ -146,6 +148,15 @@ impl ScoreJob {
         job.batch_rows = scorer.settings.batch_rows;
         job.with_head_probs = scorer.settings.head_probs;
         job
+    }
+
+    /// Every folder the rows go to, `output` first.
+    pub fn data_outputs(&self) -> impl Iterator<Item = DataOutput> + '_ {
+        std::iter::once(DataOutput {
+            folder: self.output.clone(),
+            format: self.format,
+        })
+        .chain(self.more_outputs.iter().cloned())
     }
 
     /// Range checks of every numeric setting a scoring run takes.

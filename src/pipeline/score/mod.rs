@@ -21,7 +21,7 @@ use crate::model::LoadedModel;
 use crate::score::{RowScore, StepScorer};
 use crate::sink::dataset_card::{write_card_or_say, CardConfig};
 use crate::sink::rejects::RejectedRow;
-use crate::sink::{write_atomic, DataOutput, PartWriter, RejectSink};
+use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::discover_inputs;
 use crate::source::flow::{Flow, GroupEnd, Unreadable};
 use crate::source::parquet::{plan, planned_rows, PlannedFile};
@@ -60,11 +60,14 @@ pub struct ScoreHooks<'a> {
 pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, PipelineError> {
     job.validate()?;
     let (_folder, planned) = claim_and_plan(&job.inputs, &job.columns, &job.output, job.overwrite)?;
-    let mut more = Vec::with_capacity(job.more_outputs.len());
+    let mut parts = Vec::new();
     let mut _locks = Vec::new();
-    for out in &job.more_outputs {
-        _locks.push(claim_parts_folder(&out.folder, job.overwrite, &planned)?);
-        more.push(PartWriter::data(
+    // the run's own folder is claimed with its inputs above; the further ones here
+    for (i, out) in job.data_outputs().enumerate() {
+        if i > 0 {
+            _locks.push(claim_parts_folder(&out.folder, job.overwrite, &planned)?);
+        }
+        parts.push(PartWriter::data(
             &out.folder,
             out.format,
             job.rows_per_part,
@@ -72,17 +75,12 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
     }
     let sink = PartsSink {
         output: job.output.clone(),
-        parts: PartWriter::data(&job.output, job.format, job.rows_per_part)?,
+        parts,
         rejects: RejectSink::new(&job.output),
-        more,
     };
     let summary = run_scoring(job, planned, hooks, Box::new(sink))?;
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    let first = DataOutput {
-        folder: job.output.clone(),
-        format: job.format,
-    };
-    for out in std::iter::once(&first).chain(&job.more_outputs) {
+    for out in job.data_outputs() {
         write_atomic(&out.folder.join("summary.json"), &json)?;
         write_card_or_say(
             &out.folder,

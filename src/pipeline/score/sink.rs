@@ -30,19 +30,17 @@ pub trait ScoredSink: Send {
     fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError>;
 }
 
-/// `actprm score`'s sink: rolling part files plus the rejects folder, and the same parts in
-/// each further data sink's folder (whose rejects are the first folder's).
+/// `actprm score`'s sink: rolling part files in every data sink's folder (the run's own first)
+/// plus the rejects folder (the run's own only).
 pub(super) struct PartsSink {
     pub(super) output: PathBuf,
-    pub(super) parts: PartWriter,
+    pub(super) parts: Vec<PartWriter>,
     pub(super) rejects: RejectSink,
-    pub(super) more: Vec<PartWriter>,
 }
 
 impl ScoredSink for PartsSink {
     fn scored(&mut self, batch: &SinkBatch<'_>) -> Result<(), PipelineError> {
-        self.parts.write(batch.output)?;
-        for parts in &mut self.more {
+        for parts in &mut self.parts {
             parts.write(batch.output)?;
         }
         self.rejects.rows(batch.path, batch.input, batch.rejected)?;
@@ -54,18 +52,17 @@ impl ScoredSink for PartsSink {
         Ok(())
     }
 
+    /// Returns the run's own parts, relative to its folder.
     fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError> {
-        for parts in self.more {
-            parts.finish()?;
+        let mut own = Vec::new();
+        for (i, parts) in self.parts.into_iter().enumerate() {
+            let written = parts.finish()?;
+            if i == 0 {
+                own = written.iter().map(|p| relative(p, &self.output)).collect();
+            }
         }
-        let parts = self
-            .parts
-            .finish()?
-            .iter()
-            .map(|p| relative(p, &self.output))
-            .collect();
         self.rejects.finish()?;
-        Ok(parts)
+        Ok(own)
     }
 }
 
