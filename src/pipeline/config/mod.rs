@@ -222,25 +222,28 @@ impl SinkStage {
     }
 
     pub fn kind(&self) -> &'static str {
-        match self.data() {
-            Some(data) => data.format.sink_type(),
-            None => "table",
-        }
+        self.data_sink()
+            .map_or("table", |(format, _)| format.sink_type())
     }
 
     /// Where a data sink writes and in which format (`None`: a table sink).
     pub fn data(&self) -> Option<crate::sink::DataOutput> {
+        self.data_sink()
+            .map(|(format, sink)| crate::sink::DataOutput {
+                folder: sink.path.clone(),
+                format,
+            })
+    }
+
+    /// A data sink's format and its keys (`None`: a table sink).
+    fn data_sink(&self) -> Option<(crate::sink::DataFormat, &PathSink)> {
         use crate::sink::DataFormat;
-        let (format, sink) = match self {
+        Some(match self {
             Self::Parquet(s) => (DataFormat::Parquet, s),
             Self::Jsonl(s) => (DataFormat::Jsonl, s),
             Self::ArrowIpc(s) => (DataFormat::ArrowIpc, s),
             Self::HfDataset(s) => (DataFormat::HfDataset, s),
             Self::Table(_) => return None,
-        };
-        Some(crate::sink::DataOutput {
-            folder: sink.path.clone(),
-            format,
         })
     }
 }
