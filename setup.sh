@@ -49,13 +49,18 @@ PINS
 # any Python 3 does).
 WHEELS_FOR=(--only-binary=:all: --python-version 3.11 --implementation cp --abi cp311)
 
-install_group() { # target-dir package...
-  local target="$1"; shift
+install_pins() { # target-dir < pinned requirement lines
+  local target="$1"
   local req; req="$(mktemp)"
-  for pkg in "$@"; do pinned | grep "^$pkg==" >>"$req"; done
+  cat >"$req"
   "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
     "${WHEELS_FOR[@]}" --target "$target" -r "$req"
   rm -f "$req"
+}
+
+install_group() { # target-dir package...
+  local target="$1"; shift
+  for pkg in "$@"; do pinned | grep "^$pkg=="; done | install_pins "$target"
 }
 
 check_sha() { # file sha256
@@ -72,15 +77,12 @@ fi
 # ACTPRM_GPU=1: the CUDA build of ONNX Runtime beside the CPU one (which CI and CPU runs keep using
 # unless this folder exists); actprm loads it and preloads nvidia/cu13/lib and nvidia/cudnn/lib
 # from it by absolute path before registering the CUDA provider. Upgrades a CPU setup.
-if [ "${ACTPRM_GPU:-0}" = "1" ] && [ ! -e "$DEPS/ort-gpu/.installed-$(pinned_ort_gpu | sha256sum | cut -c1-16)" ]; then
+ort_gpu_stamp="$DEPS/ort-gpu/.installed-$(pinned_ort_gpu | sha256sum | cut -c1-16)"
+if [ "${ACTPRM_GPU:-0}" = "1" ] && [ ! -e "$ort_gpu_stamp" ]; then
   echo "setup: installing ONNX Runtime 1.31.1 for CUDA 13 with cuDNN 9 (about 1.5 GB) -> $DEPS/ort-gpu"
   rm -rf "$DEPS/ort-gpu"
-  req="$(mktemp)"
-  pinned_ort_gpu >"$req"
-  "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
-    "${WHEELS_FOR[@]}" --target "$DEPS/ort-gpu" -r "$req"
-  rm -f "$req"
-  touch "$DEPS/ort-gpu/.installed-$(pinned_ort_gpu | sha256sum | cut -c1-16)"
+  pinned_ort_gpu | install_pins "$DEPS/ort-gpu"
+  touch "$ort_gpu_stamp"
 fi
 
 if [ ! -e "$DEPS/torch/torch/lib/libtorch_cpu.so" ]; then
