@@ -15,6 +15,7 @@ pub mod rng;
 pub mod runtime;
 pub mod score;
 pub mod select;
+pub mod settings;
 pub mod sink;
 pub mod source;
 pub mod sql;

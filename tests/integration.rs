@@ -34,6 +34,8 @@ mod judge;
 mod layouts;
 #[path = "loaders.rs"]
 mod loaders;
+#[path = "offline_stages.rs"]
+mod offline_stages;
 #[path = "pipeline_files.rs"]
 mod pipeline_files;
 #[path = "prefix_sharing.rs"]

@@ -167,11 +167,8 @@ pub fn run(cli: Cli) -> Result {
         Command::Train(a) => {
             let report =
                 actprm::pipeline::train::run_train(&a.features, &a.output, &a.settings, |r| {
-                    if r.step % 50 == 0 {
-                        eprintln!(
-                            "step {:>6}  loss {:.4}  bce {:.4}  anchor {:.2e}  |g| {:.3}",
-                            r.step, r.loss, r.bce, r.anchor, r.grad_norm
-                        );
+                    if let Some(line) = r.progress_line() {
+                        eprintln!("{line}");
                     }
                 })?;
             print!("{}", actprm::report::Report::table(&report));
@@ -182,12 +179,8 @@ pub fn run(cli: Cli) -> Result {
                 &a.output,
                 &a.settings,
                 |p| {
-                    let r = p.report;
-                    if r.step % 10 == 0 || r.step == p.total_steps {
-                        eprintln!(
-                            "step {:>5}/{}  loss {:.4}  bce {:.4}  |g| {:.3}  {:.0} tokens/s",
-                            r.step, p.total_steps, r.loss, r.bce, r.grad_norm, p.tokens_per_s
-                        );
+                    if let Some(line) = p.line() {
+                        eprintln!("{line}");
                     }
                 },
             )?;
@@ -200,23 +193,12 @@ pub fn run(cli: Cli) -> Result {
                 &a.output,
                 &a.settings,
                 |c| {
-                    if let Some(p) = c.points.last() {
-                        let retrained = c.retrained.as_ref().map_or(String::new(), |r| {
-                            format!("  retrained {:.3} (tau {:.2})", r.mean_f1, r.tau)
-                        });
-                        eprintln!(
-                            "{:<16} seed {}  labels {:>5}  steps {:>4}  dev F1 {:.3}  (tau {:.2}){retrained}",
-                            c.strategy, c.seed, p.labels, p.steps, p.mean_f1, p.tau
-                        );
+                    if let Some(line) = c.progress_line() {
+                        eprintln!("{line}");
                     }
                 },
             )?;
-            println!(
-                "{}({:.0} s; results.json, table.md, curve.svg, budget.svg in {})",
-                run.table,
-                run.seconds,
-                run.output.display()
-            );
+            print!("{}", run.summary());
         }
         Command::Sql(a) => {
             let mut tables = a.tables;

@@ -6,60 +6,122 @@ use std::path::{Path, PathBuf};
 use super::plot::{budget_curve_svg, learning_curve_svg};
 use super::{run_experiment, Curve, ExperimentConfig, ExperimentReport, Strategy, View};
 use crate::formats::features::read_features;
-use crate::pipeline::PipelineError;
-use crate::select::SelectionRule;
-use crate::train::TrainConfig;
+use crate::select::{RatePicks, SelectionRule};
+use crate::settings::List;
+use crate::train::{Recipe, TrainerSettings};
+use serde::{Deserialize, Serialize};
 
-/// `actprm experiment`'s settings.
-#[derive(Debug, Clone, PartialEq, clap::Args)]
-pub struct ExperimentSettings {
-    /// Comma-separated: actprm (the threshold rule), full, and with a share of the stream to
-    /// label, e.g. @5%: actprm (most uncertain), random, warm (random over the warm start, then
-    /// most uncertain), diverse (uncertain rows spread over feature clusters), warm-diverse.
-    #[arg(
-        long,
-        default_value = "actprm@10%,diverse@10%,random@10%,full",
-        value_delimiter = ','
-    )]
-    pub strategies: Vec<Strategy>,
-    #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
-    pub seeds: Vec<u64>,
-    #[arg(long, default_value_t = 8)]
-    pub heads: usize,
-    #[arg(long, default_value_t = 2e-3)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 0.5)]
-    pub lambda: f64,
-    #[arg(long, default_value_t = 10)]
-    pub warmup: u64,
-    #[arg(long, default_value_t = 64)]
-    pub stream_batch: usize,
-    /// Passes over the pool (the paper makes one).
-    #[arg(long, default_value_t = 1)]
-    pub passes: usize,
-    #[arg(long, default_value_t = 250)]
-    pub eval_every: usize,
-    #[arg(long, default_value_t = 10)]
-    pub holdout_every: usize,
-    /// The stream is scored with the heads of the last export, every this many optimiser steps,
-    /// as in `actprm active` (1: always the current heads, as the experiment did before).
-    #[arg(long, default_value_t = crate::pipeline::active::ActiveSettings::default().export_every)]
-    pub export_every: u64,
-    #[command(flatten)]
-    pub rule: SelectionRule,
-    /// Loss weight of wrong steps relative to correct ones.
-    #[arg(long, default_value_t = 1.0)]
-    pub wrong_weight: f64,
-    /// Warm strategies choose at random over this share of the first pass.
-    #[arg(long, default_value_t = 0.2)]
-    pub warm_start: f64,
-    /// Equal training: each run's labelled set also trains fresh heads for this many steps of
-    /// 64 trajectories (0: off); the default is the embedded model's recipe (5 epochs of the
-    /// full pool).
-    #[arg(long, default_value_t = 360)]
-    pub retrain_steps: u64,
-    #[arg(long, default_value_t = 1e-3)]
-    pub retrain_lr: f64,
+crate::settings! {
+    /// `actprm experiment`'s flags and a pipeline file's `experiment` keys.
+    #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema)]
+    #[serde(default)]
+    pub struct ExperimentSettings {
+        /// Comma-separated: actprm (the threshold rule), full, and with a share of the stream to
+        /// label, e.g. @5%: actprm (most uncertain), random, warm (random over the warm start,
+        /// then most uncertain), diverse (uncertain rows spread over feature clusters),
+        /// warm-diverse.
+        #[arg(long)]
+        pub strategies: List<Strategy> = List(vec![
+            Strategy::uncertain(0.1, RatePicks::MostUncertain),
+            Strategy::uncertain(0.1, RatePicks::Diverse),
+            Strategy::Random(0.1),
+            Strategy::Full,
+        ]),
+        #[arg(long)]
+        pub seeds: List<u64> = List(vec![0, 1, 2]),
+        #[arg(long)]
+        pub heads: usize = 8,
+        /// The optimiser (the streaming recipe: lr 2e-3, warm-up 10).
+        #[command(flatten)]
+        #[serde(flatten)]
+        pub trainer: TrainerSettings,
+        #[arg(long)]
+        pub stream_batch: usize = 64,
+        /// Passes over the pool (the paper makes one).
+        #[arg(long)]
+        pub passes: usize = 1,
+        #[arg(long)]
+        pub eval_every: usize = 250,
+        #[arg(long)]
+        pub holdout_every: usize = 10,
+        /// The stream is scored with the heads of the last export, every this many optimiser
+        /// steps, as in `actprm active` (1: always the current heads, as the experiment did
+        /// before).
+        #[arg(long)]
+        pub export_every: u64 = crate::train::EXPORT_EVERY,
+        #[command(flatten)]
+        #[serde(flatten)]
+        pub rule: SelectionRule,
+        /// Warm strategies choose at random over this share of the first pass.
+        #[arg(long)]
+        pub warm_start: f64 = 0.2,
+        /// Equal training: each run's labelled set also trains fresh heads for this many steps
+        /// of 64 trajectories (0: off); the default is the embedded model's recipe (5 epochs of
+        /// the full pool).
+        #[arg(long)]
+        pub retrain_steps: u64 = 360,
+        #[arg(long)]
+        pub retrain_lr: f64 = 1e-3,
+    }
+}
+
+impl ExperimentSettings {
+    /// Range rules, for flags and pipeline-file keys alike: the built configuration's.
+    pub fn problems(&self, problems: &mut crate::limits::Problems) {
+        problems.check(self.config().validate());
+    }
+
+    /// What the experiment runs.
+    pub fn config(&self) -> ExperimentConfig {
+        ExperimentConfig {
+            strategies: self.strategies.0.clone(),
+            seeds: self.seeds.0.clone(),
+            heads: self.heads,
+            train: self.trainer.config(Recipe::STREAMING),
+            rule: self.rule,
+            stream_batch: self.stream_batch,
+            passes: self.passes,
+            eval_every: self.eval_every,
+            holdout_every: self.holdout_every,
+            export_every: self.export_every,
+            warm_start: self.warm_start,
+            retrain_steps: self.retrain_steps,
+            retrain_lr: self.retrain_lr,
+        }
+    }
+}
+
+/// Why an experiment could not run or write its results.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    #[error(transparent)]
+    Features(#[from] crate::formats::features::FeatureFileError),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+impl ExperimentRun {
+    /// The table, the budget notes and where the files are.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}({:.0} s; results.json, table.md, curve.svg, budget.svg in {})\n",
+            self.table,
+            self.seconds,
+            self.output.display()
+        )
+    }
 }
 
 /// What an experiment run wrote.
@@ -81,37 +143,20 @@ pub fn run_experiment_files(
     output: &Path,
     a: &ExperimentSettings,
     progress: impl FnMut(&Curve),
-) -> Result<ExperimentRun, PipelineError> {
+) -> Result<ExperimentRun, ExperimentError> {
     let (_, pool_rows) = read_features(pool)?;
     let mut dev_sets = Vec::new();
     for path in dev {
         let (_, rows) = read_features(path)?;
         dev_sets.push((crate::source::jsonl::subset_name(path), rows));
     }
-    let cfg = ExperimentConfig {
-        strategies: a.strategies.clone(),
-        seeds: a.seeds.clone(),
-        heads: a.heads,
-        train: TrainConfig {
-            lr: a.lr,
-            lambda: a.lambda,
-            warmup_steps: a.warmup,
-            pos_weight_wrong: a.wrong_weight,
-            ..TrainConfig::default()
-        },
-        rule: a.rule,
-        stream_batch: a.stream_batch,
-        passes: a.passes,
-        eval_every: a.eval_every,
-        holdout_every: a.holdout_every,
-        export_every: a.export_every,
-        warm_start: a.warm_start,
-        retrain_steps: a.retrain_steps,
-        retrain_lr: a.retrain_lr,
-    };
+    let cfg = a.config();
     let started = std::time::Instant::now();
     let report = run_experiment(&pool_rows, &dev_sets, &cfg, progress)?;
-    std::fs::create_dir_all(output).map_err(PipelineError::io(output))?;
+    std::fs::create_dir_all(output).map_err(|source| ExperimentError::Io {
+        path: output.to_path_buf(),
+        source,
+    })?;
     let mut table = report.table();
     table.push('\n');
     for s in report
@@ -133,7 +178,10 @@ pub fn run_experiment_files(
         }
     }
     let results = output.join("results.json");
-    let json = serde_json::to_vec_pretty(&report).map_err(PipelineError::json(&results))?;
+    let json = serde_json::to_vec_pretty(&report).map_err(|source| ExperimentError::Json {
+        path: results.clone(),
+        source,
+    })?;
     crate::sink::write_atomic(&results, &json)?;
     crate::sink::write_atomic(&output.join("table.md"), table.as_bytes())?;
     let title = format!(

@@ -11,5 +11,5 @@ pub mod run;
 
 pub use crate::select::strategy::Strategy;
 pub use budget::View;
-pub use job::{run_experiment_files, ExperimentRun, ExperimentSettings};
+pub use job::{run_experiment_files, ExperimentError, ExperimentRun, ExperimentSettings};
 pub use run::{run_experiment, Curve, CurvePoint, ExperimentConfig, ExperimentReport};

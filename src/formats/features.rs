@@ -176,8 +176,14 @@ pub enum FeatureFileError {
     },
 }
 
-/// Reads a whole feature store, checking the feature dimension and that every value is finite.
-pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), FeatureFileError> {
+/// Opens a feature store and checks its columns: its feature dimension (what a pipeline's
+/// checks read before any work).
+pub fn read_header(path: &Path) -> Result<usize, FeatureFileError> {
+    open_checked(path).map(|(dim, _)| dim)
+}
+
+/// The store's feature dimension and a reader over its batches, its columns checked.
+fn open_checked(path: &Path) -> Result<(usize, FileReader<File>), FeatureFileError> {
     let file = File::open(path).map_err(|source| FeatureFileError::Io {
         path: path.to_path_buf(),
         source,
@@ -226,6 +232,16 @@ pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), FeatureFil
             )));
         }
     }
+    Ok((dim, reader))
+}
+
+/// Reads a whole feature store, checking the feature dimension and that every value is finite.
+pub fn read_features(path: &Path) -> Result<(usize, Vec<FeatureRow>), FeatureFileError> {
+    let not_ipc = |source| FeatureFileError::NotIpc {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (dim, reader) = open_checked(path)?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(not_ipc)?;

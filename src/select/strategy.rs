@@ -70,7 +70,8 @@ impl std::str::FromStr for Strategy {
         };
         let (ranked, diverse) = (RatePicks::MostUncertain, RatePicks::Diverse);
         match s.split_once('@') {
-            None if s == "actprm" => Ok(Strategy::ActPrm),
+            // `actprm-threshold` is how the rule is displayed (its curve's name)
+            None if s == "actprm" || s == "actprm-threshold" => Ok(Strategy::ActPrm),
             None if s == "full" => Ok(Strategy::Full),
             Some(("actprm", r)) => uncertain(r, false, ranked),
             Some(("warm", r)) => uncertain(r, true, ranked),
@@ -82,6 +83,27 @@ impl std::str::FromStr for Strategy {
                  warm-diverse or random with @RATE"
             )),
         }
+    }
+}
+
+/// Read as written on the command line; written as displayed (which reads back).
+impl<'de> serde::Deserialize<'de> for Strategy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spec = String::deserialize(deserializer)?;
+        spec.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for Strategy {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Strategy".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "actprm, full, or actprm, warm, diverse, warm-diverse or random with @RATE (e.g. diverse@10%)",
+        })
     }
 }
 
@@ -97,6 +119,15 @@ pub struct Candidates<'a> {
 }
 
 impl Strategy {
+    /// The most uncertain (or, with `RatePicks::Diverse`, spread) `rate` of each batch.
+    pub fn uncertain(rate: f64, picks: RatePicks) -> Self {
+        Strategy::Uncertain {
+            rate,
+            warm: false,
+            picks,
+        }
+    }
+
     /// What `actprm active` runs: ActPRM's threshold rule, or a keep rate taken by `picks`.
     pub fn of_loop(keep: Keep, picks: RatePicks) -> Self {
         match keep {

@@ -25,7 +25,7 @@ pub mod optim;
 pub mod trainer;
 
 pub use batch::LabelledBatch;
-pub use config::{StepReport, TrainConfig};
+pub use config::{Recipe, StepReport, TrainConfig, TrainerSettings, EXPORT_EVERY};
 #[cfg(feature = "train")]
 pub use finetune::{Finetuner, TokenisedExample};
 #[cfg(feature = "train")]

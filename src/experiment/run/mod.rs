@@ -91,6 +91,20 @@ pub struct Curve {
     pub retrained: Option<CurvePoint>,
 }
 
+impl Curve {
+    /// A progress line for the curve's latest point.
+    pub fn progress_line(&self) -> Option<String> {
+        let p = self.points.last()?;
+        let retrained = self.retrained.as_ref().map_or(String::new(), |r| {
+            format!("  retrained {:.3} (tau {:.2})", r.mean_f1, r.tau)
+        });
+        Some(format!(
+            "{:<16} seed {}  labels {:>5}  steps {:>4}  dev F1 {:.3}  (tau {:.2}){retrained}",
+            self.strategy, self.seed, p.labels, p.steps, p.mean_f1, p.tau
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ExperimentReport {
     pub config: ExperimentConfig,

@@ -27,7 +27,7 @@ pub(super) fn of(job: &ActiveJob, files: &[InputFile]) -> Result<serde_json::Val
             "votes": j.votes,
         })
     });
-    Ok(json!({
+    let mut record = json!({
         "format": 1,
         "inputs (name|bytes|footer)": files.iter().map(|f| UnitSource::new(f).key).collect::<Vec<_>>(),
         "--split": job.score.columns.split,
@@ -54,5 +54,25 @@ pub(super) fn of(job: &ActiveJob, files: &[InputFile]) -> Result<serde_json::Val
         "--retrain-lr": job.retrain_lr,
         "--label-format": job.label_format,
         "judge": judge,
-    }))
+    });
+    // settings that became flags later are recorded only when set, so the runs started before
+    // still resume
+    let defaults = crate::train::TrainConfig::default();
+    for (flag, value, default) in [
+        (
+            "--weight-decay",
+            job.train.weight_decay,
+            defaults.weight_decay,
+        ),
+        (
+            "--wrong-weight",
+            job.train.pos_weight_wrong,
+            defaults.pos_weight_wrong,
+        ),
+    ] {
+        if value != default {
+            record[flag] = json!(value);
+        }
+    }
+    Ok(record)
 }

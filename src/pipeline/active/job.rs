@@ -9,7 +9,7 @@ use super::LoopState;
 use crate::pipeline::score::ScoreJob;
 use crate::pipeline::PipelineError;
 use crate::select::{Keep, RatePicks};
-use crate::train::TrainConfig;
+use crate::train::{Recipe, TrainConfig, TrainerSettings};
 
 #[derive(Debug, Clone)]
 pub struct ActiveJob {
@@ -46,75 +46,52 @@ pub struct ActiveJob {
     pub label_format: crate::label::LabelFormat,
 }
 
-/// How the loop trains, checkpoints and evaluates: `actprm active`'s flags and the keys of a
-/// pipeline file's train stage (defined once here).
-#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default)]
-pub struct ActiveSettings {
-    /// Cold start with fresh heads (the paper's setting): E heads.
-    #[arg(long)]
-    pub cold_start: Option<usize>,
-    #[arg(long, default_value_t = ActiveSettings::default().seed)]
-    pub seed: u64,
-    /// With --keep-rate: diverse (uncertain rows spread over feature clusters) or
-    /// most-uncertain (the paper's ranking).
-    #[arg(long, value_enum, default_value_t = ActiveSettings::default().picks)]
-    pub picks: RatePicks,
-    #[arg(long, default_value_t = ActiveSettings::default().lr)]
-    pub lr: f64,
-    /// Anchor weight lambda.
-    #[arg(long, default_value_t = ActiveSettings::default().lambda)]
-    pub lambda: f64,
-    #[arg(long, default_value_t = ActiveSettings::default().warmup)]
-    pub warmup: u64,
-    /// Export + refresh the scorer + checkpoint every this many steps.
-    #[arg(long, default_value_t = ActiveSettings::default().export_every)]
-    pub export_every: u64,
-    /// Development feature stores (`actprm score --features`), evaluated every eval_every labels.
-    #[arg(long, num_args = 1..)]
-    pub dev: Vec<PathBuf>,
-    #[arg(long, default_value_t = ActiveSettings::default().eval_every)]
-    pub eval_every: u64,
-    /// Continue a stopped run in the same output folder.
-    #[arg(long)]
-    pub resume: bool,
-    /// Stop after this many pool rows (resumable with resume).
-    #[arg(long)]
-    pub stop_after_rows: Option<u64>,
-    /// At the end, train the heads afresh (from the heads the run started with) on every label
-    /// the run collected, for this many steps of 64; the pass's own heads go to model-one-pass/.
-    /// 0: off. In the pool experiment (README) this added 0.02-0.08 dev F1 over the pass's heads.
-    #[arg(long, default_value_t = ActiveSettings::default().retrain_steps)]
-    pub retrain_steps: u64,
-    #[arg(long, default_value_t = ActiveSettings::default().retrain_lr)]
-    pub retrain_lr: f64,
-}
-
-impl Default for ActiveSettings {
-    fn default() -> Self {
-        Self {
-            cold_start: None,
-            seed: 0,
-            picks: RatePicks::default(),
-            lr: 2e-3,
-            lambda: 0.5,
-            warmup: 10,
-            export_every: 5,
-            dev: Vec::new(),
-            eval_every: 500,
-            resume: false,
-            stop_after_rows: None,
-            retrain_steps: 0,
-            retrain_lr: 1e-3,
-        }
+crate::settings! {
+    /// How the loop trains, checkpoints and evaluates: `actprm active`'s flags and the keys of a
+    /// pipeline file's train stage (defined once here).
+    #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema)]
+    #[serde(default)]
+    pub struct ActiveSettings {
+        /// Cold start with fresh heads (the paper's setting): E heads.
+        #[arg(long)]
+        pub cold_start: Option<usize>,
+        #[arg(long)]
+        pub seed: u64 = 0,
+        /// With --keep-rate: diverse (uncertain rows spread over feature clusters) or
+        /// most-uncertain (the paper's ranking).
+        #[arg(long, value_enum)]
+        pub picks: RatePicks = RatePicks::default(),
+        /// The optimiser (the streaming recipe: lr 2e-3, warm-up 10).
+        #[command(flatten)]
+        #[serde(flatten)]
+        pub trainer: TrainerSettings,
+        /// Export + refresh the scorer + checkpoint every this many steps.
+        #[arg(long)]
+        pub export_every: u64 = crate::train::EXPORT_EVERY,
+        /// Development feature stores (`actprm score --features`), evaluated every eval_every labels.
+        #[arg(long, num_args = 1..)]
+        pub dev: Vec<PathBuf>,
+        #[arg(long)]
+        pub eval_every: u64 = 500,
+        /// Continue a stopped run in the same output folder.
+        #[arg(long)]
+        pub resume: bool,
+        /// Stop after this many pool rows (resumable with resume).
+        #[arg(long)]
+        pub stop_after_rows: Option<u64>,
+        /// At the end, train the heads afresh (from the heads the run started with) on every label
+        /// the run collected, for this many steps of 64; the pass's own heads go to model-one-pass/.
+        /// 0: off. In the pool experiment (README) this added 0.02-0.08 dev F1 over the pass's heads.
+        #[arg(long)]
+        pub retrain_steps: u64 = 0,
+        #[arg(long)]
+        pub retrain_lr: f64 = 1e-3,
     }
 }
 
 impl ActiveSettings {
     pub fn problems(&self, problems: &mut crate::limits::Problems) {
-        use crate::limits::{non_negative, positive};
-        problems.check(positive("lr", self.lr));
-        problems.check(non_negative("lambda", self.lambda));
+        self.trainer.problems(problems);
         loop_problems(
             problems,
             (self.export_every, self.eval_every),
@@ -157,11 +134,8 @@ impl ActiveJob {
             output,
             cold_start: settings.cold_start.map(|e| (e, settings.seed)),
             train: TrainConfig {
-                lr: settings.lr,
-                lambda: settings.lambda,
-                warmup_steps: settings.warmup,
                 seed: settings.seed,
-                ..TrainConfig::default()
+                ..settings.trainer.config(Recipe::STREAMING)
             },
             selection: keep,
             picks: settings.picks,

@@ -50,3 +50,21 @@ impl CheckValues for TrainStage {
         settings_problems(|p| self.settings.problems(p))
     }
 }
+
+impl CheckValues for FitStage {
+    fn check_values(&self) -> Vec<(String, String)> {
+        settings_problems(|p| self.settings.problems(p))
+    }
+}
+
+impl CheckValues for FinetuneStage {
+    fn check_values(&self) -> Vec<(String, String)> {
+        settings_problems(|p| self.settings.problems(p))
+    }
+}
+
+impl CheckValues for ExperimentStage {
+    fn check_values(&self) -> Vec<(String, String)> {
+        settings_problems(|p| self.settings.problems(p))
+    }
+}

@@ -24,12 +24,18 @@ pub struct Plan {
     pub filter: Option<String>,
     pub label: Option<String>,
     pub train: Option<String>,
+    /// A stage that runs on its whole source at once (fit, finetune, experiment) and the
+    /// command it is: then the only transform.
+    pub offline: Option<(String, &'static str)>,
     pub sinks: Vec<String>,
 }
 
 impl Plan {
     /// `score`, `filter` or `active`: which existing job this pipeline runs as.
     pub fn job(&self) -> &'static str {
+        if let Some((_, command)) = &self.offline {
+            return command;
+        }
         match (&self.filter, &self.label, &self.train) {
             (_, _, Some(_)) => "active",
             (_, Some(_), None) => "label",
@@ -104,6 +110,28 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
             ));
         }
     }
+    if file.sources[&source].kind() == "features" || chain.iter().any(|(_, t)| t.offline()) {
+        problems.extend(offline_problems(file, spans, &source, &chain));
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let (name, stage) = &chain[0];
+        let command = if stage.kind() == "fit" {
+            "train"
+        } else {
+            stage.kind()
+        };
+        return Ok(Plan {
+            source,
+            sql: None,
+            score: String::new(),
+            filter: None,
+            label: None,
+            train: None,
+            offline: Some((name.clone(), command)),
+            sinks: order(file.sinks.keys().collect()),
+        });
+    }
     const ALLOWED: [&[&str]; 4] = [
         &["score", "filter", "label"],
         &["filter", "label"],
@@ -118,6 +146,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         filter: None,
         label: None,
         train: None,
+        offline: None,
         sinks: Vec::new(),
     };
     let mut previous = (source.clone(), file.sources[&source].kind());
@@ -319,6 +348,103 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
     }
 }
 
+/// The shape a stage that runs on its whole source needs: its source alone feeds it (step
+/// features for fit and experiment, labelled trajectories for finetune), nothing follows it, and
+/// only table sinks read it (it writes its own `output`).
+fn offline_problems(
+    file: &PipelineFile,
+    spans: &Spans,
+    source: &str,
+    chain: &[(String, &TransformStage)],
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let source_kind = file.sources[source].kind();
+    let Some((first, stage)) = chain.first() else {
+        return vec![Problem::at(
+            &spans.stage(source),
+            format!("nothing reads source `{source}` ({source_kind}): add a fit or experiment transform"),
+        )];
+    };
+    let kind = stage.kind();
+    let needs_features = matches!(kind, "fit" | "experiment");
+    if !stage.offline() {
+        problems.push(Problem::at(
+            &spans.stage(first),
+            format!(
+                "transform `{first}` ({kind}) cannot read `{source}` (features): step features \
+                 feed fit and experiment transforms; score reads parquet, jsonl or processbench"
+            ),
+        ));
+    } else if needs_features && source_kind != "features" {
+        problems.push(Problem::at(
+            &spans.stage(first),
+            format!(
+                "transform `{first}` ({kind}) reads step features, but source `{source}` is \
+                 {source_kind}: use a source of type features (`actprm score --features` writes them)"
+            ),
+        ));
+    } else if kind == "finetune" && source_kind == "features" {
+        problems.push(Problem::at(
+            &spans.stage(first),
+            format!(
+                "transform `{first}` (finetune) reads labelled trajectories (jsonl, processbench, \
+                 or parquet with a label column), not step features"
+            ),
+        ));
+    }
+    if let SourceStage::Parquet(p) = &file.sources[source] {
+        if kind == "finetune" && p.columns != ColumnMapping::default() {
+            problems.push(Problem::at(
+                &spans.stage(source),
+                format!(
+                    "source `{source}`: finetune reads the problem, steps and label columns by \
+                     their names; its column keys are not used, so remove them"
+                ),
+            ));
+        }
+    }
+    if let Some((later, _)) = chain.iter().skip(1).find(|(_, t)| t.offline()) {
+        problems.push(Problem::at(
+            &spans.stage(later),
+            format!(
+                "transform `{later}` ({}) reads its source directly in this version; \
+                 it cannot follow `{first}` ({kind})",
+                file.transforms[later].kind()
+            ),
+        ));
+    } else if let Some((next, t)) = chain.get(1) {
+        problems.push(Problem::at(
+            &spans.stage(next),
+            format!(
+                "transform `{next}` ({}) cannot follow `{first}` ({kind}): it writes its result \
+                 to its `output`; read that in another pipeline",
+                t.kind()
+            ),
+        ));
+    }
+    for (name, sink) in &file.sinks {
+        if sink.data().is_some() && stage.offline() {
+            problems.push(Problem::at(
+                &spans.stage(name),
+                format!(
+                    "sink `{name}` ({}) cannot read `{first}` ({kind}); sinks after {kind}: table \
+                     ({kind} writes its result to its `output`)",
+                    sink.kind()
+                ),
+            ));
+        } else if sink.inputs().iter().any(|i| i != first) && stage.offline() {
+            problems.push(Problem::at(
+                &spans.input(name, 0),
+                format!(
+                    "sink `{name}` reads `{}`; in this pipeline sinks read `{first}`",
+                    sink.inputs()[0]
+                ),
+            ));
+        }
+    }
+    problems
+}
+
 /// What a run did, for the caller to render: once per table sink, as JSON or as a table.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
@@ -352,6 +478,9 @@ pub(super) fn stage_error(context: &str, e: impl std::fmt::Display) -> ConfigErr
 /// command runs.
 pub fn execute(checked: &Checked, progress: bool) -> Result<RunOutcome, ConfigError> {
     let (file, plan) = (&checked.file, &checked.plan);
+    if let Some((name, _)) = &plan.offline {
+        return super::offline::run(file, plan, name, progress);
+    }
     let scratch = Scratch::new()?;
     let inputs = source_inputs(&file.sources[&plan.source], &scratch)?;
     let mut stages = compile(file, plan, inputs, &scratch)?;
@@ -535,6 +664,10 @@ fn sql_stage(
 fn source_inputs(source: &SourceStage, scratch: &Scratch) -> Result<Vec<String>, ConfigError> {
     match source {
         SourceStage::Parquet(p) => Ok(p.paths.clone()),
+        SourceStage::Features(_) => Err(stage_error(
+            "source",
+            "step features feed fit and experiment transforms only",
+        )),
         SourceStage::Jsonl(l) | SourceStage::Processbench(l) => {
             let dir = scratch.dir.join("converted");
             crate::pipeline::convert::convert(&l.paths, &dir.join("source.parquet"))?;

@@ -94,6 +94,16 @@ pub fn check(
                     }
                 }
             }
+            SourceStage::Features(l) => {
+                for path in &l.paths {
+                    if let Err(e) = crate::formats::features::read_header(path) {
+                        problems.push(Problem::at(
+                            &spans.field(name, "paths"),
+                            format!("source `{name}`: {e}"),
+                        ));
+                    }
+                }
+            }
             SourceStage::Jsonl(l) | SourceStage::Processbench(l) => {
                 for path in &l.paths {
                     if let Err(e) = crate::source::jsonl::read_labelled(path) {

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod env_check;
 pub mod graph;
 pub mod interpolate;
+mod offline;
 pub mod outputs;
 pub mod parse;
 pub mod problem;
@@ -20,10 +21,13 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::experiment::ExperimentSettings;
 use crate::label::LabelBudget;
 use crate::pipeline::active::ActiveSettings;
 use crate::pipeline::filter::FilterSettings;
+use crate::pipeline::finetune::FinetuneSettings;
 use crate::pipeline::score::{ScoreExtras, ScoreSettings};
+use crate::pipeline::train::TrainSettings;
 use crate::source::ColumnMapping;
 
 pub use compile::{run_file, Plan, RunOutcome};
@@ -65,6 +69,8 @@ pub enum SourceStage {
     Jsonl(LabelledSource),
     /// ProcessBench JSON arrays (converted to Parquet on the fly, like `actprm convert`).
     Processbench(LabelledSource),
+    /// Step-feature stores (`actprm score --features`): what `fit` and `experiment` read.
+    Features(LabelledSource),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -96,6 +102,14 @@ pub enum TransformStage {
     Label(LabelStage),
     /// Train the heads on the labelled trajectories, refreshing the scorer (`actprm active`).
     Train(TrainStage),
+    /// Train the heads on stored step features (`actprm train`), reading a `features` source.
+    Fit(FitStage),
+    /// Fine-tune the encoder's top layers with the heads on labelled trajectories (`actprm
+    /// finetune`), reading a jsonl, processbench or labelled parquet source.
+    Finetune(FinetuneStage),
+    /// The pool-based experiment over stored features (`actprm experiment`), reading a `features`
+    /// source as its pool.
+    Experiment(ExperimentStage),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -160,6 +174,35 @@ pub struct TrainStage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FitStage {
+    pub inputs: Vec<String>,
+    /// Output model directory (manifest, heads, anchors, checkpoint).
+    pub output: PathBuf,
+    #[serde(flatten)]
+    pub settings: TrainSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FinetuneStage {
+    pub inputs: Vec<String>,
+    /// Output model directory.
+    pub output: PathBuf,
+    #[serde(flatten)]
+    pub settings: FinetuneSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExperimentStage {
+    pub inputs: Vec<String>,
+    /// Development feature stores; the file stem names the subset.
+    pub dev: Vec<PathBuf>,
+    /// Output folder: results.json, table.md, curve.svg, budget.svg.
+    pub output: PathBuf,
+    #[serde(flatten)]
+    pub settings: ExperimentSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SinkStage {
     /// A folder of Parquet files (score, label: part-*.parquet; filter: kept/), with rejects/,
@@ -199,6 +242,9 @@ impl TransformStage {
             Self::Filter(s) => &s.inputs,
             Self::Label(s) => &s.inputs,
             Self::Train(s) => &s.inputs,
+            Self::Fit(s) => &s.inputs,
+            Self::Finetune(s) => &s.inputs,
+            Self::Experiment(s) => &s.inputs,
         }
     }
 
@@ -209,7 +255,16 @@ impl TransformStage {
             Self::Filter(_) => "filter",
             Self::Label(_) => "label",
             Self::Train(_) => "train",
+            Self::Fit(_) => "fit",
+            Self::Finetune(_) => "finetune",
+            Self::Experiment(_) => "experiment",
         }
+    }
+
+    /// A stage that runs on its whole input at once (a recipe over stored data), not as rows
+    /// stream: its source feeds it alone and it writes its own `output`.
+    pub fn offline(&self) -> bool {
+        matches!(self, Self::Fit(_) | Self::Finetune(_) | Self::Experiment(_))
     }
 }
 
@@ -254,6 +309,7 @@ impl SourceStage {
             Self::Parquet(_) => "parquet",
             Self::Jsonl(_) => "jsonl",
             Self::Processbench(_) => "processbench",
+            Self::Features(_) => "features",
         }
     }
 }

@@ -82,9 +82,19 @@ pub struct Parsed {
 }
 
 const SECTIONS: [&str; 5] = ["models", "judges", "sources", "transforms", "sinks"];
-const SOURCE_TYPES: [&str; 3] = ["parquet", "jsonl", "processbench"];
+const SOURCE_TYPES: [&str; 4] = ["parquet", "jsonl", "processbench", "features"];
 /// `select` is the older name of `filter`, still read.
-const TRANSFORM_TYPES: [&str; 6] = ["sql", "score", "filter", "select", "label", "train"];
+const TRANSFORM_TYPES: [&str; 9] = [
+    "sql",
+    "score",
+    "filter",
+    "select",
+    "label",
+    "train",
+    "fit",
+    "finetune",
+    "experiment",
+];
 const SINK_TYPES: [&str; 5] = ["parquet", "jsonl", "arrow_ipc", "hf_dataset", "table"];
 
 pub fn parse(text: &str) -> Parsed {
@@ -180,6 +190,9 @@ pub fn parse(text: &str) -> Parsed {
                                 w.typed(name, "source", kind, map).map(SourceStage::Parquet)
                             }
                             "jsonl" => w.typed(name, "source", kind, map).map(SourceStage::Jsonl),
+                            "features" => w
+                                .typed(name, "source", kind, map)
+                                .map(SourceStage::Features),
                             _ => w
                                 .typed(name, "source", kind, map)
                                 .map(SourceStage::Processbench),
@@ -202,6 +215,15 @@ pub fn parse(text: &str) -> Parsed {
                             "label" => w
                                 .typed(name, "transform", kind, map)
                                 .map(TransformStage::Label),
+                            "fit" => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Fit),
+                            "finetune" => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Finetune),
+                            "experiment" => w
+                                .typed(name, "transform", kind, map)
+                                .map(TransformStage::Experiment),
                             _ => w
                                 .typed(name, "transform", kind, map)
                                 .map(TransformStage::Train),

@@ -4,78 +4,85 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::Device;
-use crate::train::StepReport;
+use crate::train::{StepReport, TrainerSettings};
 
 #[cfg(feature = "train")]
 mod run;
 #[cfg(feature = "train")]
 pub use run::run_finetune;
 
-/// The fine-tuning recipe: `actprm finetune`'s flags.
-#[derive(Debug, Clone, PartialEq, clap::Args)]
-pub struct FinetuneSettings {
-    /// Start from this model (default: the embedded default model); its backbone must be one
-    /// actprm writes from fp32 weights.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Encoder layers that learn, counted from the top (6 for MiniLM: every layer and the
-    /// embeddings; 0: the heads alone, on the same data and steps, as a control).
-    #[arg(long, default_value_t = 2)]
-    pub backbone_layers: usize,
-    /// Peak learning rate of the encoder.
-    #[arg(long, default_value_t = 5e-5)]
-    pub backbone_lr: f64,
-    /// Peak learning rate of the heads.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 1)]
-    pub epochs: u64,
-    /// Trajectories per optimiser step.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Anchor weight lambda (heads).
-    #[arg(long, default_value_t = 0.5)]
-    pub lambda: f64,
-    #[arg(long, default_value_t = 20)]
-    pub warmup: u64,
-    #[arg(long, default_value_t = 0.01)]
-    pub weight_decay: f64,
-    /// Loss weight of wrong steps relative to correct ones.
-    #[arg(long, default_value_t = 1.0)]
-    pub wrong_weight: f64,
-    /// Train on at most this many trajectories (a seeded sample), to bound the time on a CPU.
-    #[arg(long)]
-    pub max_trajectories: Option<usize>,
-    /// Hold out every N-th labelled trajectory from training and choose tau on them.
-    #[arg(long)]
-    pub tau_holdout_every: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Save a checkpoint every N optimiser steps (beside the output, as OUTPUT.checkpoint), so an
-    /// interrupted run continues with --resume; 0: never.
-    #[arg(long, default_value_t = 20)]
-    pub checkpoint_every: u64,
-    /// Continue the interrupted run whose checkpoint is beside the output (same inputs and
-    /// settings).
-    #[arg(long)]
-    pub resume: bool,
-    /// Start again although an interrupted run's checkpoint is beside the output (it is
-    /// removed), and write the model into a folder that is not a model directory actprm wrote
-    /// (its other files are kept).
-    #[arg(long, conflicts_with = "resume")]
-    pub overwrite: bool,
-    /// Stop after this many optimiser steps in total, with a checkpoint (continue with --resume).
-    #[arg(long)]
-    pub stop_after: Option<u64>,
-    /// libtorch threads.
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value_t = Device::Cpu)]
-    pub device: Device,
+crate::settings! {
+    /// The fine-tuning recipe: `actprm finetune`'s flags and a pipeline file's `finetune` keys.
+    #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema)]
+    #[serde(default)]
+    pub struct FinetuneSettings {
+        /// Start from this model directory (default: the embedded default model); its backbone
+        /// must be one actprm writes from fp32 weights.
+        #[arg(long)]
+        pub model: Option<PathBuf>,
+        /// Encoder layers that learn, counted from the top (6 for MiniLM: every layer and the
+        /// embeddings; 0: the heads alone, on the same data and steps, as a control).
+        #[arg(long)]
+        pub backbone_layers: usize = 2,
+        /// Peak learning rate of the encoder.
+        #[arg(long)]
+        pub backbone_lr: f64 = 5e-5,
+        /// The heads' optimiser (the fine-tuning recipe: lr 1e-3, warm-up 20).
+        #[command(flatten)]
+        #[serde(flatten)]
+        pub trainer: TrainerSettings,
+        #[arg(long)]
+        pub epochs: u64 = 1,
+        /// Trajectories per optimiser step.
+        #[arg(long)]
+        pub batch_size: usize = 8,
+        /// Train on at most this many trajectories (a seeded sample), to bound the time on a CPU.
+        #[arg(long)]
+        pub max_trajectories: Option<usize>,
+        /// Hold out every N-th labelled trajectory from training and choose tau on them.
+        #[arg(long)]
+        pub tau_holdout_every: Option<usize>,
+        #[arg(long)]
+        pub seed: u64 = 0,
+        /// Save a checkpoint every N optimiser steps (beside the output, as OUTPUT.checkpoint),
+        /// so an interrupted run continues with --resume; 0: never.
+        #[arg(long)]
+        pub checkpoint_every: u64 = 20,
+        /// Continue the interrupted run whose checkpoint is beside the output (same inputs and
+        /// settings).
+        #[arg(long)]
+        pub resume: bool,
+        /// Start again although an interrupted run's checkpoint is beside the output (it is
+        /// removed), and write the model into a folder that is not a model directory actprm
+        /// wrote (its other files are kept).
+        #[arg(long, conflicts_with = "resume")]
+        pub overwrite: bool,
+        /// Stop after this many optimiser steps in total, with a checkpoint (continue with
+        /// --resume).
+        #[arg(long)]
+        pub stop_after: Option<u64>,
+        /// libtorch threads.
+        #[arg(long)]
+        pub threads: usize = 2,
+        /// cpu, cuda or cuda:N.
+        #[arg(long)]
+        pub device: Device = Device::Cpu,
+    }
+}
+
+impl FinetuneSettings {
+    /// Range rules, for flags and pipeline-file keys alike.
+    pub fn problems(&self, problems: &mut crate::limits::Problems) {
+        use crate::limits::{at_least, positive};
+        self.trainer.problems(problems);
+        problems.check(positive("backbone_lr", self.backbone_lr));
+        problems.check(at_least("epochs", self.epochs, 1));
+        problems.check(at_least("batch_size", self.batch_size, 1));
+        problems.check(at_least("threads", self.threads, 1));
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +105,19 @@ pub struct FinetuneProgress<'a> {
     pub report: &'a StepReport,
     pub total_steps: u64,
     pub tokens_per_s: f64,
+}
+
+impl FinetuneProgress<'_> {
+    /// A progress line for every 10th step and the last.
+    pub fn line(&self) -> Option<String> {
+        let r = self.report;
+        (r.step.is_multiple_of(10) || r.step == self.total_steps).then(|| {
+            format!(
+                "step {:>5}/{}  loss {:.4}  bce {:.4}  |g| {:.3}  {:.0} tokens/s",
+                r.step, self.total_steps, r.loss, r.bce, r.grad_norm, self.tokens_per_s
+            )
+        })
+    }
 }
 
 #[cfg(not(feature = "train"))]

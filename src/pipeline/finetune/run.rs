@@ -6,7 +6,7 @@ use crate::model::LoadedModel;
 use crate::pipeline::PipelineError;
 use crate::tokenise::Tokeniser;
 use crate::train::trainer::epoch_order;
-use crate::train::{torch_device, Finetuner, StepReport, TokenisedExample, TrainConfig};
+use crate::train::{torch_device, Finetuner, Recipe, StepReport, TokenisedExample, TrainConfig};
 
 /// Fine-tunes on the labelled `files` (what `actprm eval` reads) and writes the model to `output`.
 pub fn run_finetune(
@@ -15,7 +15,9 @@ pub fn run_finetune(
     a: &FinetuneSettings,
     mut progress: impl FnMut(&FinetuneProgress),
 ) -> Result<FinetuneReport, PipelineError> {
-    crate::limits::at_least("epochs", a.epochs, 1)?;
+    let mut problems = crate::limits::Problems::default();
+    a.problems(&mut problems);
+    problems.first()?;
     let device = torch_device(a.device)?;
     let base = LoadedModel::open(a.model.as_deref())?;
     let backbone = base.backbone_file(a.device);
@@ -87,17 +89,11 @@ pub fn run_finetune(
     }
     let per_epoch = train.len().div_ceil(a.batch_size.max(1)) as u64;
     let config = TrainConfig {
-        lambda: a.lambda,
-        lr: a.lr,
-        weight_decay: a.weight_decay,
-        warmup_steps: a.warmup,
         total_steps: a.epochs * per_epoch,
         batch_size: a.batch_size,
-        max_grad_norm: 1.0,
-        p_learn: 1.0,
         seed: a.seed,
-        pos_weight_wrong: a.wrong_weight,
         threads: a.threads,
+        ..a.trainer.config(Recipe::FINETUNE)
     };
     let mut tuner = Finetuner::new(
         &base,
@@ -172,8 +168,8 @@ pub fn run_finetune(
         base.manifest.name,
         tuner.encoder.trainable_layers(),
         a.backbone_lr,
-        a.lr,
-        a.wrong_weight,
+        config.lr,
+        config.pos_weight_wrong,
         a.epochs,
         a.batch_size,
         a.seed,

@@ -3,64 +3,73 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::Device;
+use crate::train::{TrainConfig, TrainerSettings};
 
 #[cfg(feature = "train")]
 mod run;
 #[cfg(feature = "train")]
 pub use run::run_train;
 
-/// The offline training recipe: `actprm train`'s flags.
-#[derive(Debug, Clone, PartialEq, clap::Args)]
-pub struct TrainSettings {
-    /// Start from this model's heads (default: the embedded default model).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Re-initialise E heads (ActPRM init with --seed) instead of starting from the model's.
-    #[arg(long)]
-    pub heads: Option<usize>,
-    /// Continue from the checkpoint in this model directory.
-    #[arg(long, conflicts_with_all = ["heads", "model"])]
-    pub resume: Option<PathBuf>,
-    /// Write the model into an output folder that is not a model directory actprm wrote (its
-    /// other files are kept; without this such a folder is refused).
-    #[arg(long)]
-    pub overwrite: bool,
-    #[arg(long, default_value_t = 5)]
-    pub epochs: u64,
-    /// Stop after this many optimiser steps in total (checkpoint and continue later with --resume).
-    #[arg(long)]
-    pub stop_after: Option<u64>,
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    /// Anchor weight lambda.
-    #[arg(long, default_value_t = 0.5)]
-    pub lambda: f64,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 50)]
-    pub warmup: u64,
-    /// Bagging probability per (head, trajectory).
-    #[arg(long, default_value_t = 1.0)]
-    pub p_learn: f64,
-    #[arg(long, default_value_t = 0.01)]
-    pub weight_decay: f64,
-    /// Loss weight of wrong steps relative to correct ones.
-    #[arg(long, default_value_t = 1.0)]
-    pub wrong_weight: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Choose tau on these development features and store it in the manifest.
-    #[arg(long, conflicts_with = "tau_holdout_every")]
-    pub tau_from: Option<PathBuf>,
-    /// Hold out every N-th labelled trajectory from training and choose tau on them.
-    #[arg(long)]
-    pub tau_holdout_every: Option<usize>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value_t = Device::Cpu)]
-    pub device: Device,
+crate::settings! {
+    /// The offline training recipe: `actprm train`'s flags and a pipeline file's `fit` keys.
+    #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema)]
+    #[serde(default)]
+    pub struct TrainSettings {
+        /// Start from this model directory's heads (default: the embedded default model).
+        #[arg(long)]
+        pub model: Option<PathBuf>,
+        /// Re-initialise E heads (ActPRM init with --seed) instead of starting from the model's.
+        #[arg(long)]
+        pub heads: Option<usize>,
+        /// Continue from the checkpoint in this model directory.
+        #[arg(long, conflicts_with_all = ["heads", "model"])]
+        pub resume: Option<PathBuf>,
+        /// Write the model into an output folder that is not a model directory actprm wrote (its
+        /// other files are kept; without this such a folder is refused).
+        #[arg(long)]
+        pub overwrite: bool,
+        #[arg(long)]
+        pub epochs: u64 = 5,
+        /// Stop after this many optimiser steps in total (checkpoint and continue later with
+        /// --resume).
+        #[arg(long)]
+        pub stop_after: Option<u64>,
+        /// The optimiser (the offline recipe: lr 1e-3, warm-up 50).
+        #[command(flatten)]
+        #[serde(flatten)]
+        pub trainer: TrainerSettings,
+        /// Trajectories per optimiser step.
+        #[arg(long)]
+        pub batch_size: usize = TrainConfig::default().batch_size,
+        /// Bagging probability per (head, trajectory).
+        #[arg(long)]
+        pub p_learn: f64 = TrainConfig::default().p_learn,
+        #[arg(long)]
+        pub seed: u64 = 0,
+        /// Choose tau on these development features and store it in the manifest.
+        #[arg(long, conflicts_with = "tau_holdout_every")]
+        pub tau_from: Option<PathBuf>,
+        /// Hold out every N-th labelled trajectory from training and choose tau on them.
+        #[arg(long)]
+        pub tau_holdout_every: Option<usize>,
+        /// cpu, cuda or cuda:N.
+        #[arg(long)]
+        pub device: Device = Device::Cpu,
+    }
+}
+
+impl TrainSettings {
+    /// Range rules, for flags and pipeline-file keys alike.
+    pub fn problems(&self, problems: &mut crate::limits::Problems) {
+        use crate::limits::{at_least, fraction};
+        self.trainer.problems(problems);
+        problems.check(at_least("epochs", self.epochs, 1));
+        problems.check(at_least("batch_size", self.batch_size, 1));
+        problems.check(fraction("p_learn", self.p_learn, true));
+    }
 }
 
 /// What a training run did.

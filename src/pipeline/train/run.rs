@@ -5,7 +5,7 @@ use super::{TrainReport, TrainSettings};
 use crate::formats::features::read_features;
 use crate::model::{HeadsWeights, LoadedModel};
 use crate::pipeline::PipelineError;
-use crate::train::{torch_device, StepReport, TrainConfig, Trainer};
+use crate::train::{torch_device, Recipe, StepReport, TrainConfig, Trainer};
 
 /// Trains on `features` and writes the model to `output`; `progress` sees every step.
 pub fn run_train(
@@ -14,7 +14,9 @@ pub fn run_train(
     a: &TrainSettings,
     mut progress: impl FnMut(&StepReport),
 ) -> Result<TrainReport, PipelineError> {
-    crate::limits::at_least("epochs", a.epochs, 1)?;
+    let mut problems = crate::limits::Problems::default();
+    a.problems(&mut problems);
+    problems.first()?;
     crate::model::check_output(output, a.overwrite)?;
     let device = torch_device(a.device)?;
     let mut rows = Vec::new();
@@ -47,17 +49,11 @@ pub fn run_train(
         (None, None) => LoadedModel::embedded()?,
     };
     let config = TrainConfig {
-        lambda: a.lambda,
-        lr: a.lr,
-        weight_decay: a.weight_decay,
-        warmup_steps: a.warmup,
         total_steps: a.epochs * labelled.div_ceil(a.batch_size.max(1)) as u64,
         batch_size: a.batch_size,
-        max_grad_norm: 1.0,
         p_learn: a.p_learn,
         seed: a.seed,
-        pos_weight_wrong: a.wrong_weight,
-        threads: 1,
+        ..a.trainer.config(Recipe::OFFLINE)
     };
     let mut trainer = match (&a.resume, a.heads) {
         (Some(dir), _) => Trainer::resume(dir, device)?,
