@@ -261,3 +261,34 @@ fn misplaced_offline_stages_are_refused_at_their_line() {
     ));
     assert!(err.contains("not step features"), "{err}");
 }
+
+#[test]
+fn the_shipped_finetune_pipeline_writes_a_model_that_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tuned");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_actprm"))
+        .current_dir(root)
+        .args(["run", "-q", "pipelines/finetune.yaml"])
+        .env("OUT", &out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    // 24 records, every 4th held out: 18 in batches of 4
+    assert!(table.contains("fine-tuned 5 steps on 18"), "{table}");
+    assert!(table.contains("chosen on 6 held-out"), "{table}");
+    let scored = dir.path().join("scored");
+    let o = actprm(&[
+        "score",
+        "-q",
+        "-i",
+        path(&prm800k_parquet(dir.path())),
+        "-o",
+        path(&scored),
+        "--model",
+        path(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(crate::common::summary(&scored)["rows_scored"], 24);
+}

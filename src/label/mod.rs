@@ -33,31 +33,23 @@ pub struct LabelBudget {
     pub label_budget: Option<u64>,
 }
 
-/// How a judge label run sends rows and keeps its answers: flags of `actprm label`, keys of a
-/// pipeline file's label stage (mode: judge).
-#[derive(
-    Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(default)]
-pub struct LabelRun {
-    /// Answer cache directory (default: OUTPUT/judge-cache); a rerun pays only for new answers.
-    #[arg(long)]
-    pub cache: Option<std::path::PathBuf>,
-    /// Keep no answer cache.
-    #[arg(long, conflicts_with = "cache")]
-    pub no_cache: bool,
-    /// Rows per batch read and sent to the judge (without a score stage before it).
-    #[arg(long, default_value_t = LabelRun::default().batch_rows)]
-    pub batch_rows: usize,
-}
-
-impl Default for LabelRun {
-    fn default() -> Self {
-        Self {
-            cache: None,
-            no_cache: false,
-            batch_rows: 64,
-        }
+crate::settings! {
+    /// How a judge label run sends rows and keeps its answers: flags of `actprm label`, keys of a
+    /// pipeline file's label stage (mode: judge).
+    #[derive(
+        Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+    )]
+    #[serde(default)]
+    pub struct LabelRun {
+        /// Answer cache directory (default: OUTPUT/judge-cache); a rerun pays only for new answers.
+        #[arg(long)]
+        pub cache: Option<std::path::PathBuf>,
+        /// Keep no answer cache.
+        #[arg(long, conflicts_with = "cache")]
+        pub no_cache: bool,
+        /// Rows per batch read and sent to the judge (without a score stage before it).
+        #[arg(long)]
+        pub batch_rows: usize = 64,
     }
 }
 

@@ -8,19 +8,21 @@ use serde::{Deserialize, Serialize};
 
 use super::{Device, LoadedModel, ModelError, RuntimeOptions};
 
-#[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-pub struct ModelOptions {
-    /// Model directory (manifest.json + files); default: the embedded default model.
-    #[arg(long)]
-    #[serde(rename = "path")]
-    pub model: Option<PathBuf>,
-    /// cpu, cuda or cuda:N (CUDA fails loudly if its provider cannot start).
-    #[arg(long, default_value_t = ModelOptions::default().device)]
-    pub device: Device,
-    /// ONNX Runtime intra-op threads (0 = one per core).
-    #[arg(long, default_value_t = ModelOptions::default().threads)]
-    pub threads: usize,
+crate::settings! {
+    #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize, JsonSchema)]
+    #[serde(default)]
+    pub struct ModelOptions {
+        /// Model directory (manifest.json + files); default: the embedded default model.
+        #[arg(long)]
+        #[serde(rename = "path")]
+        pub model: Option<PathBuf>,
+        /// cpu, cuda or cuda:N (CUDA fails loudly if its provider cannot start).
+        #[arg(long)]
+        pub device: Device = Device::Cpu,
+        /// ONNX Runtime intra-op threads (0 = one per core).
+        #[arg(long)]
+        pub threads: usize = 0,
+    }
 }
 
 impl ModelOptions {

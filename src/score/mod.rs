@@ -49,33 +49,35 @@ pub struct ScoreOptions {
     pub check: Option<check::CheckRule>,
 }
 
-/// How much one backbone call takes: flags of every command that scores (`eval` included) and
-/// keys of a score stage.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    clap::Args,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-)]
-#[serde(default)]
-pub struct Batching {
-    /// Padded tokens per backbone call (small suits the CPU; raise it on a GPU).
-    #[arg(long, default_value_t = Batching::default().token_budget)]
-    pub token_budget: usize,
-    /// Windows per backbone call at most.
-    #[arg(long, default_value_t = Batching::default().max_batch)]
-    pub max_batch: usize,
-    /// Causal decoder models (imported PRMs): compute the tokens that windows of one batch of
-    /// rows share (the prompt and problem of a problem's samples, the steps before a branch)
-    /// once, in packed token trees of at most --token-budget tokens; every score is the same.
-    /// `off`: each window on its own. The default model is step-causal, not causal, and always
-    /// scores each window on its own.
-    #[arg(long, value_enum, default_value_t = Batching::default().prefix_sharing)]
-    pub prefix_sharing: PrefixSharing,
+crate::settings! {
+    /// How much one backbone call takes: flags of every command that scores (`eval` included) and
+    /// keys of a score stage.
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        clap::Args,
+        serde::Serialize,
+        serde::Deserialize,
+        schemars::JsonSchema,
+    )]
+    #[serde(default)]
+    pub struct Batching {
+        /// Padded tokens per backbone call (small suits the CPU; raise it on a GPU).
+        #[arg(long)]
+        pub token_budget: usize = DEFAULT_TOKEN_BUDGET,
+        /// Windows per backbone call at most.
+        #[arg(long)]
+        pub max_batch: usize = 32,
+        /// Causal decoder models (imported PRMs): compute the tokens that windows of one batch of
+        /// rows share (the prompt and problem of a problem's samples, the steps before a branch)
+        /// once, in packed token trees of at most --token-budget tokens; every score is the same.
+        /// `off`: each window on its own. The default model is step-causal, not causal, and always
+        /// scores each window on its own.
+        #[arg(long, value_enum)]
+        pub prefix_sharing: PrefixSharing = PrefixSharing::On,
+    }
 }
 
 /// Whether shared prefixes are computed once ([`Batching::prefix_sharing`]).
@@ -96,16 +98,6 @@ pub enum PrefixSharing {
     #[default]
     On,
     Off,
-}
-
-impl Default for Batching {
-    fn default() -> Self {
-        Self {
-            token_budget: DEFAULT_TOKEN_BUDGET,
-            max_batch: 32,
-            prefix_sharing: PrefixSharing::On,
-        }
-    }
 }
 
 impl Batching {

@@ -14,28 +14,21 @@ pub use strategy::{Candidates, Strategy};
 /// steps matter for selection (fixed by the method; the *reported* first error uses `tau`).
 pub const SELECTION_CUT: f32 = 0.5;
 
-/// Thresholds of the confidence test (`--delta-pred`, `--delta-std`; the same keys in files).
-#[derive(
-    Debug, Clone, Copy, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(default)]
-pub struct SelectionRule {
-    /// A step is confident only if max(mu, 1 - mu) >= delta_pred ...
-    #[arg(long, default_value_t = SelectionRule::default().delta_pred)]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub delta_pred: f32,
-    /// ... and its std over heads <= delta_std.
-    #[arg(long, default_value_t = SelectionRule::default().delta_std)]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub delta_std: f32,
-}
-
-impl Default for SelectionRule {
-    fn default() -> Self {
-        Self {
-            delta_pred: 0.9,
-            delta_std: 0.01,
-        }
+crate::settings! {
+    /// Thresholds of the confidence test (`--delta-pred`, `--delta-std`; the same keys in files).
+    #[derive(
+        Debug, Clone, Copy, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema,
+    )]
+    #[serde(default)]
+    pub struct SelectionRule {
+        /// A step is confident only if max(mu, 1 - mu) >= delta_pred ...
+        #[arg(long)]
+        #[schemars(range(min = 0.0, max = 1.0))]
+        pub delta_pred: f32 = 0.9,
+        /// ... and its std over heads <= delta_std.
+        #[arg(long)]
+        #[schemars(range(min = 0.0, max = 1.0))]
+        pub delta_std: f32 = 0.01,
     }
 }
 

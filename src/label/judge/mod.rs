@@ -32,108 +32,85 @@ pub enum JudgeError {
     Cache(String),
 }
 
-/// Everything about the judge, defined once: the flags of `label`, `judge eval` and `active`, and
-/// a `judges:` entry of a pipeline file (where `--judge-url` / `--judge-model` are `url` / `model`).
-/// The API key comes from the environment only, never from a flag or file, so it stays out of
-/// shell history, process lists and version control.
-#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(default)]
-pub struct JudgeConfig {
-    /// Base URL of the OpenAI-compatible API, e.g. http://localhost:8000/v1 (a full
-    /// .../chat/completions URL is used as is). Empty: no judge.
-    #[arg(
-        id = "judge_url",
-        long = "judge-url",
-        default_value = "",
-        hide_default_value = true
-    )]
-    #[serde(rename = "url")]
-    pub url: String,
-    /// Model name as served (vLLM: --served-model-name).
-    #[arg(
-        id = "judge_model",
-        long = "judge-model",
-        default_value = "",
-        hide_default_value = true
-    )]
-    #[serde(rename = "model")]
-    pub model: String,
-    /// Environment variable holding the API key (unset: no Authorization header).
-    #[arg(long, default_value_t = JudgeConfig::default().api_key_env)]
-    pub api_key_env: String,
-    #[arg(long, default_value_t = JudgeConfig::default().temperature)]
-    pub temperature: f32,
-    #[arg(long, default_value_t = JudgeConfig::default().top_p)]
-    pub top_p: f32,
-    /// Most tokens the judge may generate per answer.
-    #[arg(long, default_value_t = JudgeConfig::default().max_tokens)]
-    pub max_tokens: u32,
-    /// Per-request timeout in seconds, connection to last byte.
-    #[arg(id = "timeout", long = "timeout", default_value_t = JudgeConfig::default().timeout_secs)]
-    #[serde(rename = "timeout")]
-    pub timeout_secs: f64,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = JudgeConfig::default().concurrency)]
-    pub concurrency: usize,
-    /// Retries per request after 5xx, 429, timeouts, dropped connections, broken bodies.
-    #[arg(id = "retries", long = "retries", default_value_t = JudgeConfig::default().max_retries)]
-    #[serde(rename = "retries")]
-    pub max_retries: u32,
-    /// First retry delay in ms (doubled per retry, with jitter).
-    #[arg(long, default_value_t = JudgeConfig::default().backoff_base_ms)]
-    pub backoff_base_ms: u64,
-    /// Longest retry delay in ms.
-    #[arg(long, default_value_t = JudgeConfig::default().backoff_max_ms)]
-    pub backoff_max_ms: u64,
-    /// Upper bound in seconds on a 429's Retry-After.
-    #[arg(id = "max_retry_after", long = "max-retry-after", default_value_t = JudgeConfig::default().max_retry_after_secs)]
-    #[serde(rename = "max_retry_after")]
-    pub max_retry_after_secs: f64,
-    /// Samples per trajectory (majority vote).
-    #[arg(long, default_value_t = JudgeConfig::default().votes)]
-    pub votes: u32,
-    /// Answer format: critique (paragraph analyses + conclusion) or processbench (index in \boxed{}).
-    #[arg(id = "prompt", long = "prompt", value_enum, default_value_t = JudgeConfig::default().format)]
-    #[serde(rename = "prompt")]
-    pub format: PromptFormat,
-    /// Own prompt template with {problem} and {paragraphs} placeholders (parsed as --prompt says).
-    #[arg(long)]
-    pub template: Option<PathBuf>,
-    /// Hard cap on HTTP requests (retries included); the rest pass through as over_budget.
-    #[arg(long)]
-    pub max_requests: Option<u64>,
-    /// Hard cap on generated tokens; a request is sent only if its max_tokens still fit.
-    #[arg(long)]
-    pub max_completion_tokens: Option<u64>,
-    /// Answer cache directory; `None` = no cache. Where it goes is the command's choice.
-    #[arg(skip)]
-    #[serde(skip)]
-    #[schemars(skip)]
-    pub cache: Option<PathBuf>,
-}
-
-impl Default for JudgeConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            model: String::new(),
-            api_key_env: "OPENAI_API_KEY".into(),
-            temperature: 0.5,
-            top_p: 1.0,
-            max_tokens: 8192,
-            timeout_secs: 600.0,
-            concurrency: 16,
-            max_retries: 6,
-            backoff_base_ms: 1000,
-            backoff_max_ms: 60_000,
-            max_retry_after_secs: 300.0,
-            votes: 1,
-            format: PromptFormat::Critique,
-            template: None,
-            max_requests: None,
-            max_completion_tokens: None,
-            cache: None,
-        }
+crate::settings! {
+    /// Everything about the judge, defined once: the flags of `label`, `judge eval` and `active`, and
+    /// a `judges:` entry of a pipeline file (where `--judge-url` / `--judge-model` are `url` / `model`).
+    /// The API key comes from the environment only, never from a flag or file, so it stays out of
+    /// shell history, process lists and version control.
+    #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema)]
+    #[serde(default)]
+    pub struct JudgeConfig {
+        /// Base URL of the OpenAI-compatible API, e.g. http://localhost:8000/v1 (a full
+        /// .../chat/completions URL is used as is). Empty: no judge.
+        #[arg(
+            id = "judge_url",
+            long = "judge-url",
+            default_value = "",
+            hide_default_value = true
+        )]
+        #[serde(rename = "url")]
+        pub url: String,
+        /// Model name as served (vLLM: --served-model-name).
+        #[arg(
+            id = "judge_model",
+            long = "judge-model",
+            default_value = "",
+            hide_default_value = true
+        )]
+        #[serde(rename = "model")]
+        pub model: String,
+        /// Environment variable holding the API key (unset: no Authorization header).
+        #[arg(long)]
+        pub api_key_env: String = "OPENAI_API_KEY".into(),
+        #[arg(long)]
+        pub temperature: f32 = 0.5,
+        #[arg(long)]
+        pub top_p: f32 = 1.0,
+        /// Most tokens the judge may generate per answer.
+        #[arg(long)]
+        pub max_tokens: u32 = 8192,
+        /// Per-request timeout in seconds, connection to last byte.
+        #[arg(id = "timeout", long = "timeout")]
+        #[serde(rename = "timeout")]
+        pub timeout_secs: f64 = 600.0,
+        /// Requests in flight at once.
+        #[arg(long)]
+        pub concurrency: usize = 16,
+        /// Retries per request after 5xx, 429, timeouts, dropped connections, broken bodies.
+        #[arg(id = "retries", long = "retries")]
+        #[serde(rename = "retries")]
+        pub max_retries: u32 = 6,
+        /// First retry delay in ms (doubled per retry, with jitter).
+        #[arg(long)]
+        pub backoff_base_ms: u64 = 1000,
+        /// Longest retry delay in ms.
+        #[arg(long)]
+        pub backoff_max_ms: u64 = 60_000,
+        /// Upper bound in seconds on a 429's Retry-After.
+        #[arg(id = "max_retry_after", long = "max-retry-after")]
+        #[serde(rename = "max_retry_after")]
+        pub max_retry_after_secs: f64 = 300.0,
+        /// Samples per trajectory (majority vote).
+        #[arg(long)]
+        pub votes: u32 = 1,
+        /// Answer format: critique (paragraph analyses + conclusion) or processbench (index in \boxed{}).
+        #[arg(id = "prompt", long = "prompt", value_enum)]
+        #[serde(rename = "prompt")]
+        pub format: PromptFormat = PromptFormat::Critique,
+        /// Own prompt template with {problem} and {paragraphs} placeholders (parsed as --prompt says).
+        #[arg(long)]
+        pub template: Option<PathBuf>,
+        /// Hard cap on HTTP requests (retries included); the rest pass through as over_budget.
+        #[arg(long)]
+        pub max_requests: Option<u64>,
+        /// Hard cap on generated tokens; a request is sent only if its max_tokens still fit.
+        #[arg(long)]
+        pub max_completion_tokens: Option<u64>,
+        /// Answer cache directory; `None` = no cache. Where it goes is the command's choice.
+        #[arg(skip)]
+        #[serde(skip)]
+        #[schemars(skip)]
+        pub cache: Option<PathBuf>,
     }
 }
 

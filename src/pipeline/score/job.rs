@@ -9,31 +9,23 @@ use crate::score::ScoreOptions;
 use crate::sink::{DataFormat, DataOutput};
 use crate::source::ColumnMapping;
 
-/// How a scoring run reads and scores: flags of `score`, `filter` and `active`, and the keys of a
-/// pipeline file's score stage (defined once here).
-#[derive(
-    Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(default)]
-pub struct ScoreSettings {
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub options: ScoreOptions,
-    /// Rows per batch read from Parquet (in the active loop: Algorithm 1's batch).
-    #[arg(long, default_value_t = ScoreSettings::default().batch_rows)]
-    pub batch_rows: usize,
-    /// Also write per-head probabilities (step_head_probs).
-    #[arg(long)]
-    pub head_probs: bool,
-}
-
-impl Default for ScoreSettings {
-    fn default() -> Self {
-        Self {
-            options: ScoreOptions::default(),
-            batch_rows: 64,
-            head_probs: false,
-        }
+crate::settings! {
+    /// How a scoring run reads and scores: flags of `score`, `filter` and `active`, and the keys of a
+    /// pipeline file's score stage (defined once here).
+    #[derive(
+        Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+    )]
+    #[serde(default)]
+    pub struct ScoreSettings {
+        #[command(flatten)]
+        #[serde(flatten)]
+        pub options: ScoreOptions,
+        /// Rows per batch read from Parquet (in the active loop: Algorithm 1's batch).
+        #[arg(long)]
+        pub batch_rows: usize = 64,
+        /// Also write per-head probabilities (step_head_probs).
+        #[arg(long)]
+        pub head_probs: bool,
     }
 }
 
