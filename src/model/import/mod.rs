@@ -1,13 +1,15 @@
 //! `actprm import`: a Hugging Face PRM checkpoint folder (as `huggingface-cli download` leaves
 //! it) into an actprm model directory that every command runs unchanged. The decoder becomes an
-//! ONNX backbone written here (`decoder.rs`), the family's head becomes actprm heads
-//! (`heads.rs`), and the family's input format becomes the manifest's prompt and step marker.
+//! ONNX backbone written here (`decoder.rs`); each family (`family/`, one file each) says how its
+//! checkpoints are recognised, how its head becomes actprm heads and how its input becomes the
+//! manifest's prompt and step marker. A BERT encoder becomes the default heads' backbone.
 
 mod checkpoint;
 mod config;
 mod decoder;
 pub mod dense;
 pub mod encoder;
+mod family;
 mod files;
 mod heads;
 mod prompt;
@@ -18,6 +20,7 @@ use serde::Serialize;
 
 pub use checkpoint::Checkpoint;
 pub use config::HfConfig;
+pub use family::Family;
 
 use super::manifest::{Manifest, SeparatorSpec};
 
@@ -113,36 +116,6 @@ impl ImportError {
     }
 }
 
-/// The PRM families actprm reads, by how they score a step.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum, Default,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Family {
-    /// Read `architectures` and the head's tensor names.
-    #[default]
-    Auto,
-    /// Qwen2ForProcessRewardModel (Qwen2.5-Math-PRM-7B/72B, Qwen2.5-Math-7B-PRM800K).
-    QwenPrm,
-    /// Qwen2ForEnsemblePRM (sail/ActPRM, ActPRM-X): E heads, exactly actprm's.
-    Actprm,
-    /// Qwen2ForPrmModel (Skywork-o1-Open-PRM-Qwen-2.5-1.5B / 7B).
-    Skywork,
-    /// A language model read at a step tag (Math-Shepherd, RLHFlow).
-    TokenHead,
-    /// A BERT sentence encoder (all-MiniLM-L6-v2) as the backbone of the embedded default heads.
-    BertEncoder,
-}
-
-impl Family {
-    /// The name users type (`--format`).
-    pub fn name(self) -> String {
-        clap::ValueEnum::to_possible_value(&self)
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default()
-    }
-}
-
 /// What `actprm import` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportReport {
@@ -197,7 +170,7 @@ pub fn import(
 ) -> Result<ImportReport, ImportError> {
     let started = std::time::Instant::now();
     let bert = family == Family::BertEncoder
-        || (family == Family::Auto && architectures(from)?.iter().any(|a| a == "BertModel"));
+        || (family == Family::Auto && family::bert_encoder::detect(from)?);
     if bert {
         if dtype == dense::Precision::F16 {
             return Err(ImportError::Unsupported(
@@ -205,7 +178,7 @@ pub fn import(
                     .into(),
             ));
         }
-        return import_encoder(from, output, dtype, started);
+        return family::bert_encoder::import(from, output, dtype, started);
     }
     if dtype == dense::Precision::Int8Rows {
         // measured on the tiny reference fixtures: per-token int8 activations moved decoder step
@@ -221,8 +194,14 @@ pub fn import(
     let config = HfConfig::read(from)?;
     let weights = Checkpoint::open(from)?;
     let family = match family {
-        Family::Auto => detect(&config, &weights)?,
+        Family::Auto => family::detect(&config, &weights)?,
         f => f,
+    };
+    let Some(decoder) = family.decoder() else {
+        return Err(ImportError::Unsupported(format!(
+            "{} is not a decoder family",
+            family.name()
+        )));
     };
     let tokenizer_path = from.join("tokenizer.json");
     let tokenizer_bytes = files::read_bounded(&tokenizer_path, files::TOKENIZER_LIMIT)?;
@@ -231,7 +210,12 @@ pub fn import(
             path: tokenizer_path.clone(),
             message: e.to_string(),
         })?;
-    let format = prompt::input_format(family, &tokenizer, &config, from)?;
+    let format = decoder.input_format(&family::FormatInput {
+        tokenizer: &tokenizer,
+        tokenizer_config: prompt::TokenizerConfig::read(from)?,
+        config: &config,
+        from,
+    })?;
     let source = Source {
         from,
         config: &config,
@@ -239,7 +223,7 @@ pub fn import(
         tokenizer: &tokenizer_bytes,
     };
     let (feature_size, ensemble_size, max_length) = staged(output, |staging| {
-        write_model(&source, staging, family, &format, dtype)
+        write_model(&source, staging, family, decoder, &format, dtype)
     })?;
     Ok(ImportReport {
         from: from.display().to_string(),
@@ -260,7 +244,7 @@ pub fn import(
 
 /// Runs `write` on a fresh staging folder beside `output`, then swaps it in as `output` whole;
 /// on any failure, and on a panic, the staging folder is removed and `output` is left as it was.
-fn staged<R>(
+pub(super) fn staged<R>(
     output: &Path,
     write: impl FnOnce(&Path) -> Result<R, ImportError>,
 ) -> Result<R, ImportError> {
@@ -309,6 +293,7 @@ fn write_model(
     source: &Source<'_>,
     staging: &Path,
     family: Family,
+    decoder: &dyn family::DecoderFamily,
     format: &prompt::InputFormat,
     dtype: dense::Precision,
 ) -> Result<(usize, usize, usize), ImportError> {
@@ -319,7 +304,7 @@ fn write_model(
         tokenizer,
     } = *source;
     crate::failpoint::hit("import-write");
-    let (feature_layer, heads, anchors) = heads::build(family, config, weights, format.candidates)?;
+    let (feature_layer, heads, anchors) = decoder.heads(config, weights, format.candidates)?;
     let feature_size =
         decoder::write_backbone(config, weights, "model.", feature_layer, dtype, staging)?;
     if heads.dim != feature_size {
@@ -385,7 +370,7 @@ fn write_model(
 }
 
 /// `architectures` of `config.json`.
-fn architectures(from: &Path) -> Result<Vec<String>, ImportError> {
+pub(super) fn architectures(from: &Path) -> Result<Vec<String>, ImportError> {
     let v = files::read_json(&from.join("config.json"))?;
     Ok(v.get("architectures")
         .and_then(|a| a.as_array())
@@ -395,118 +380,4 @@ fn architectures(from: &Path) -> Result<Vec<String>, ImportError> {
                 .collect()
         })
         .unwrap_or_default())
-}
-
-/// A BERT encoder folder as the backbone of the embedded default's heads (same tokenizer
-/// conventions: `[CLS]` problem `[SEP]` step `[SEP]` ...).
-fn import_encoder(
-    from: &Path,
-    output: &Path,
-    dtype: dense::Precision,
-    started: std::time::Instant,
-) -> Result<ImportReport, ImportError> {
-    let config = encoder::read_config(from)?;
-    let weights = Checkpoint::open(from)?;
-    let default = super::LoadedModel::embedded()?;
-    if default.manifest.hidden_size != config.hidden_size {
-        return Err(ImportError::Unsupported(format!(
-            "the encoder's hidden size is {}, the default heads take {}",
-            config.hidden_size, default.manifest.hidden_size
-        )));
-    }
-    if config.max_position_embeddings < default.manifest.max_length {
-        return Err(ImportError::File {
-            path: from.join("config.json"),
-            message: format!(
-                "max_position_embeddings is {}; the default heads read windows of {} tokens",
-                config.max_position_embeddings, default.manifest.max_length
-            ),
-        });
-    }
-    let tokenizer_path = from.join("tokenizer.json");
-    let tokenizer = files::read_bounded(&tokenizer_path, files::TOKENIZER_LIMIT)?;
-    staged(output, |staging| {
-        encoder::write_encoder(
-            &config,
-            &weights,
-            dtype,
-            default.step_causal(),
-            staging,
-            "backbone.onnx",
-            true,
-        )?;
-        let copy = staging.join("tokenizer.json");
-        std::fs::write(&copy, &tokenizer).map_err(ImportError::io(&copy))?;
-        let mut manifest = default.manifest.clone();
-        manifest.name = format!("{}-{}", default.manifest.name, dtype.name());
-        manifest.backbone = "backbone.onnx".into();
-        manifest.backbone_sha256 = None;
-        manifest.backbone_precision = None;
-        manifest.backbone_builds.clear();
-        manifest.tokenizer = "tokenizer.json".into();
-        manifest.provenance = format!(
-            "backbone: {} written by actprm import from {} ({dtype:?} dense weights); heads: the \
-             embedded default's ({})",
-            config_name(from),
-            from.display(),
-            default.manifest.name
-        );
-        let write = |file: &str, bytes: &[u8]| {
-            let path = staging.join(file);
-            std::fs::write(&path, bytes).map_err(ImportError::io(&path))
-        };
-        write("heads.onnx", &default.heads_bytes)?;
-        if let Some(anchors) = &default.anchors_bytes {
-            write("anchors.onnx", anchors)?;
-        }
-        write(
-            super::manifest::MANIFEST_FILE,
-            serde_json::to_string_pretty(&manifest)
-                .expect("manifest serialises")
-                .as_bytes(),
-        )
-    })?;
-    Ok(ImportReport {
-        from: from.display().to_string(),
-        output: output.display().to_string(),
-        family: Family::BertEncoder,
-        architecture: "BertModel".into(),
-        layers: config.num_hidden_layers,
-        hidden_size: config.hidden_size,
-        feature_size: config.hidden_size,
-        ensemble_size: default.manifest.ensemble_size,
-        stored_dtypes: weights.dtypes.clone(),
-        dense: dtype.name().into(),
-        step_marker: default.manifest.separator.step.clone(),
-        max_length: default.manifest.max_length,
-        seconds: started.elapsed().as_secs_f64(),
-    })
-}
-
-fn config_name(from: &Path) -> String {
-    from.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// The family from `architectures`, else from the head's tensor names.
-fn detect(config: &HfConfig, weights: &Checkpoint) -> Result<Family, ImportError> {
-    let arch = |a: &str| config.architectures.iter().any(|x| x == a);
-    Ok(
-        if arch("Qwen2ForProcessRewardModel") || weights.contains("score.2.weight") {
-            Family::QwenPrm
-        } else if arch("Qwen2ForEnsemblePRM") || weights.contains("score.model.nn1.weight") {
-            Family::Actprm
-        } else if arch("Qwen2ForPrmModel") || weights.contains("v_head.summary.weight") {
-            Family::Skywork
-        } else if weights.contains("lm_head.weight") {
-            Family::TokenHead
-        } else {
-            return Err(ImportError::Unsupported(format!(
-                "cannot tell the PRM family of architectures {:?}: pass --format qwen-prm, \
-                 actprm, skywork or token-head",
-                config.architectures
-            )));
-        },
-    )
 }

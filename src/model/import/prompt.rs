@@ -1,5 +1,5 @@
-//! Each family's input format as a manifest prompt, derived as its reference code builds the
-//! input: chat families render the checkpoint's own chat template (a real Jinja engine) with
+//! The machinery families build their input formats with (a manifest prompt, derived as the
+//! reference code builds the input): chat families render the checkpoint's own chat template (a real Jinja engine) with
 //! sentinel texts in place of the problem and steps, and the rendering is cut at the sentinels.
 
 use std::path::{Path, PathBuf};
@@ -8,10 +8,8 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokenizers::Tokenizer;
-
-use super::config::HfConfig;
-use super::{files, Family, ImportError};
+use super::family::FormatInput;
+use super::{files, ImportError};
 use crate::model::manifest::{PromptEncoding, PromptSpec};
 
 /// Qwen2.5-Math's system prompt, as the PRM's model card passes it.
@@ -34,109 +32,50 @@ pub struct InputFormat {
     pub candidates: Option<(u32, u32)>,
 }
 
-pub fn input_format(
-    family: Family,
-    tokenizer: &Tokenizer,
-    config: &HfConfig,
-    from: &Path,
-) -> Result<InputFormat, ImportError> {
-    let tokenizer_config = TokenizerConfig::read(from)?;
-    let last_id = |text: &str| {
-        tokenizer
-            .encode(text, false)
-            .ok()
-            .and_then(|e| e.get_ids().last().copied())
-            .ok_or_else(|| {
-                ImportError::Unsupported(format!(
-                    "{}: the tokenizer encodes {text:?} to nothing",
-                    from.display()
-                ))
-            })
-    };
-    let token = |id: u32| tokenizer.id_to_token(id).unwrap_or_default();
-    match family {
-        Family::QwenPrm | Family::Actprm => {
-            let marker = config
-                .rr_token
-                .clone()
-                .or_else(|| config.rr_token_id.and_then(|id| tokenizer.id_to_token(id)))
-                .unwrap_or_else(|| "<extra_0>".into());
-            if tokenizer.token_to_id(&marker).is_none() {
-                return Err(ImportError::Unsupported(format!(
-                    "{}: the tokenizer has no step token {marker:?}",
-                    from.display()
-                )));
-            }
-            let template = tokenizer_config.chat_template(from)?;
-            let prompt = steps_in_one_turn(&template, &tokenizer_config, &marker)?;
-            Ok(InputFormat {
-                prompt,
-                marker,
-                candidates: None,
-            })
-        }
-        Family::Skywork => {
-            // SkyworkAI/skywork-o1-prm-inference io_utils.prepare_input: no chat template
-            let bos = tokenizer_config.bos_token.clone().unwrap_or_default();
-            Ok(InputFormat {
-                prompt: PromptSpec {
-                    template: format!("{bos}{{problem}}\n"),
-                    step: "{step}".into(),
-                    first_step: None,
-                    step_label: None,
-                    trim: false,
-                    encoding: PromptEncoding::Pieces,
-                    add_special_tokens: false,
-                },
-                marker: token(last_id("\n")?),
-                candidates: None,
-            })
-        }
-        Family::TokenHead => match tokenizer_config.template.as_deref() {
-            // RLHFlow: each step a user turn answered by "+"; read where "+" would come
-            Some(template) => {
-                let (prompt, marker_text) = steps_as_turns(template, &tokenizer_config, "+")?;
-                Ok(InputFormat {
-                    prompt,
-                    marker: token(last_id(&marker_text)?),
-                    candidates: Some((last_id("+")?, last_id("-")?)),
-                })
-            }
-            // Math-Shepherd's model card: "{question} Step 1: ... ки\nStep 2: ... ки"
-            None => {
-                let pair = tokenizer
-                    .encode("+ -", false)
-                    .map_err(|e| ImportError::Unsupported(e.to_string()))?;
-                let ids = pair.get_ids();
-                if ids.len() < 2 {
-                    return Err(ImportError::Unsupported(format!(
-                        "{}: \"+ -\" is not two tokens",
-                        from.display()
-                    )));
-                }
-                Ok(InputFormat {
-                    prompt: PromptSpec {
-                        template: "{problem} ".into(),
-                        step: "\n{step} ки".into(),
-                        first_step: Some("{step} ки".into()),
-                        step_label: Some("Step {index}: ".into()),
-                        trim: false,
-                        encoding: PromptEncoding::Whole,
-                        add_special_tokens: true,
-                    },
-                    marker: token(last_id("ки")?),
-                    candidates: Some((ids[ids.len() - 2], ids[ids.len() - 1])),
-                })
-            }
-        },
-        Family::Auto | Family::BertEncoder => Err(ImportError::Unsupported(
-            "the family must be known before its input format".into(),
-        )),
+/// Qwen-style input (QwenPrm, ActPRM): the chat template, every step followed by the step token
+/// (`rr_token` of the config, else `<extra_0>`).
+pub(super) fn steps_in_one_turn(input: &FormatInput<'_>) -> Result<InputFormat, ImportError> {
+    let (tokenizer, from) = (input.tokenizer, input.from);
+    let marker = input
+        .config
+        .rr_token
+        .clone()
+        .or_else(|| {
+            input
+                .config
+                .rr_token_id
+                .and_then(|id| tokenizer.id_to_token(id))
+        })
+        .unwrap_or_else(|| "<extra_0>".into());
+    if tokenizer.token_to_id(&marker).is_none() {
+        return Err(ImportError::Unsupported(format!(
+            "{}: the tokenizer has no step token {marker:?}",
+            from.display()
+        )));
     }
+    let config = &input.tokenizer_config;
+    let template = config.chat_template(from)?;
+    let prompt = one_turn_prompt(&template, config, &marker)?;
+    Ok(InputFormat {
+        prompt,
+        marker,
+        candidates: None,
+    })
+}
+
+/// RLHFlow-style input: the chat template with each step a user turn answered by `answer`.
+/// Returns the prompt and the text of the token the score is read at.
+pub(super) fn steps_as_turns(
+    input: &FormatInput<'_>,
+    answer: &str,
+) -> Result<(PromptSpec, String), ImportError> {
+    let config = &input.tokenizer_config;
+    let template = config.chat_template(input.from)?;
+    turns_prompt(&template, config, answer)
 }
 
 /// Qwen-style PRMs: system, user = problem, assistant = each step followed by the marker.
-fn steps_in_one_turn(
+fn one_turn_prompt(
     template: &str,
     config: &TokenizerConfig,
     marker: &str,
@@ -175,7 +114,7 @@ fn steps_in_one_turn(
 /// RLHFlow-style PRMs: user = problem + " " + step 1, assistant = `answer`, user = step 2, ...;
 /// the score is read at the token before each answer. Returns the prompt and the text of that
 /// token (the end of the assistant header).
-fn steps_as_turns(
+fn turns_prompt(
     template: &str,
     config: &TokenizerConfig,
     answer: &str,
@@ -257,16 +196,16 @@ const RENDER_LIMIT: usize = 1 << 20;
 const RENDER_SECONDS: u64 = 5;
 
 /// The parts of `tokenizer_config.json` the input formats use.
-struct TokenizerConfig {
+pub(super) struct TokenizerConfig {
     /// `tokenizer_config.json`, which the refusals name.
     path: PathBuf,
-    template: Option<String>,
-    bos_token: Option<String>,
+    pub template: Option<String>,
+    pub bos_token: Option<String>,
     eos_token: Option<String>,
 }
 
 impl TokenizerConfig {
-    fn read(from: &Path) -> Result<Self, ImportError> {
+    pub(super) fn read(from: &Path) -> Result<Self, ImportError> {
         let path = from.join("tokenizer_config.json");
         if std::fs::symlink_metadata(&path).is_err() {
             return Ok(Self {
