@@ -60,17 +60,62 @@ pub type ModelDecl = crate::model::ModelOptions;
 /// key is read from the environment variable named by `api_key_env`, never written in the file.
 pub type JudgeDecl = crate::label::judge::JudgeConfig;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SourceStage {
-    /// Parquet files, globs or folders (`--input`).
-    Parquet(ParquetSource),
-    /// Labelled JSON Lines files (converted to Parquet on the fly, like `actprm convert`).
-    Jsonl(LabelledSource),
-    /// ProcessBench JSON arrays (converted to Parquet on the fly, like `actprm convert`).
-    Processbench(LabelledSource),
-    /// Step-feature stores (`actprm score --features`): what `fit` and `experiment` read.
-    Features(LabelledSource),
+/// A stage section's types, each listed once as `"type" => Variant(Keys)`: the enum (tagged by
+/// `type` for serde and the JSON Schema), its type names (`TYPES`, aliases included), each
+/// stage's `kind`, and the reader's dispatch (`read`), so a new stage type is one line here.
+macro_rules! stage_types {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $(
+                $(#[$variant_meta:meta])*
+                $kind:literal $(| $alias:literal)* => $variant:ident($keys:ty)
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(tag = "type")]
+        pub enum $name {
+            $(
+                $(#[$variant_meta])*
+                #[serde(rename = $kind $(, alias = $alias)*)]
+                $variant($keys),
+            )*
+        }
+
+        impl $name {
+            /// The `type` names a file may give, aliases included.
+            pub const TYPES: &'static [&'static str] = &[$($kind, $($alias,)*)*];
+
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $kind,)*
+                }
+            }
+
+            /// The stage of type `kind`, its keys read by `reader` (`None`: reported there).
+            pub(crate) fn read(kind: &str, reader: &mut impl parse::ReadKeys) -> Option<Self> {
+                match kind {
+                    $($kind $(| $alias)* => reader.read::<$keys>($kind).map(Self::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+stage_types! {
+    pub enum SourceStage {
+        /// Parquet files, globs or folders (`--input`).
+        "parquet" => Parquet(ParquetSource),
+        /// Labelled JSON Lines files (converted to Parquet on the fly, like `actprm convert`).
+        "jsonl" => Jsonl(LabelledSource),
+        /// ProcessBench JSON arrays (converted to Parquet on the fly, like `actprm convert`).
+        "processbench" => Processbench(LabelledSource),
+        /// Step-feature stores (`actprm score --features`): what `fit` and `experiment` read.
+        "features" => Features(LabelledSource),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -88,28 +133,27 @@ pub struct LabelledSource {
     pub paths: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum TransformStage {
-    /// A DataFusion SQL query over the input, registered as table `input`.
-    Sql(SqlStage),
-    /// Score every step (`actprm score`).
-    Score(ScoreStage),
-    /// Keep the uncertain trajectories (`actprm filter`; `select` is the older name).
-    #[serde(alias = "select")]
-    Filter(FilterStage),
-    /// Label the selected trajectories: from the pool's own label column, or by an LLM judge.
-    Label(LabelStage),
-    /// Train the heads on the labelled trajectories, refreshing the scorer (`actprm active`).
-    Train(TrainStage),
-    /// Train the heads on stored step features (`actprm train`), reading a `features` source.
-    Fit(FitStage),
-    /// Fine-tune the encoder's top layers with the heads on labelled trajectories (`actprm
-    /// finetune`), reading a jsonl, processbench or labelled parquet source.
-    Finetune(FinetuneStage),
-    /// The pool-based experiment over stored features (`actprm experiment`), reading a `features`
-    /// source as its pool.
-    Experiment(ExperimentStage),
+stage_types! {
+    pub enum TransformStage {
+        /// A DataFusion SQL query over the input, registered as table `input`.
+        "sql" => Sql(SqlStage),
+        /// Score every step (`actprm score`).
+        "score" => Score(ScoreStage),
+        /// Keep the uncertain trajectories (`actprm filter`; `select` is the older name).
+        "filter" | "select" => Filter(FilterStage),
+        /// Label the selected trajectories: from the pool's own label column, or by an LLM judge.
+        "label" => Label(LabelStage),
+        /// Train the heads on the labelled trajectories, refreshing the scorer (`actprm active`).
+        "train" => Train(TrainStage),
+        /// Train the heads on stored step features (`actprm train`), reading a `features` source.
+        "fit" => Fit(FitStage),
+        /// Fine-tune the encoder's top layers with the heads on labelled trajectories (`actprm
+        /// finetune`), reading a jsonl, processbench or labelled parquet source.
+        "finetune" => Finetune(FinetuneStage),
+        /// The pool-based experiment over stored features (`actprm experiment`), reading a
+        /// `features` source as its pool.
+        "experiment" => Experiment(ExperimentStage),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -202,20 +246,20 @@ pub struct ExperimentStage {
     pub settings: ExperimentSettings,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SinkStage {
-    /// A folder of Parquet files (score, label: part-*.parquet; filter: kept/), with rejects/,
-    /// summary.json and a dataset card.
-    Parquet(PathSink),
-    /// The same folder with the rows as JSON Lines (part-*.jsonl; filter: kept/*.jsonl).
-    Jsonl(PathSink),
-    /// The same folder with the rows as Arrow IPC files (part-*.arrow; filter: kept/*.arrow).
-    ArrowIpc(PathSink),
-    /// A Hugging Face data set folder: data/train-*.parquet and its README.md card.
-    HfDataset(PathSink),
-    /// A summary table printed to the terminal.
-    Table(TableSink),
+stage_types! {
+    pub enum SinkStage {
+        /// A folder of Parquet files (score, label: part-*.parquet; filter: kept/), with rejects/,
+        /// summary.json and a dataset card.
+        "parquet" => Parquet(PathSink),
+        /// The same folder with the rows as JSON Lines (part-*.jsonl; filter: kept/*.jsonl).
+        "jsonl" => Jsonl(PathSink),
+        /// The same folder with the rows as Arrow IPC files (part-*.arrow; filter: kept/*.arrow).
+        "arrow_ipc" => ArrowIpc(PathSink),
+        /// A Hugging Face data set folder: data/train-*.parquet and its README.md card.
+        "hf_dataset" => HfDataset(PathSink),
+        /// A summary table printed to the terminal.
+        "table" => Table(TableSink),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -248,19 +292,6 @@ impl TransformStage {
         }
     }
 
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Sql(_) => "sql",
-            Self::Score(_) => "score",
-            Self::Filter(_) => "filter",
-            Self::Label(_) => "label",
-            Self::Train(_) => "train",
-            Self::Fit(_) => "fit",
-            Self::Finetune(_) => "finetune",
-            Self::Experiment(_) => "experiment",
-        }
-    }
-
     /// A stage that runs on its whole input at once (a recipe over stored data), not as rows
     /// stream: its source feeds it alone and it writes its own `output`.
     pub fn offline(&self) -> bool {
@@ -274,11 +305,6 @@ impl SinkStage {
             Self::Parquet(s) | Self::Jsonl(s) | Self::ArrowIpc(s) | Self::HfDataset(s) => &s.inputs,
             Self::Table(s) => &s.inputs,
         }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        self.data_sink()
-            .map_or("table", |(format, _)| format.sink_type())
     }
 
     /// Where a data sink writes and in which format (`None`: a table sink).
@@ -300,17 +326,6 @@ impl SinkStage {
             Self::HfDataset(s) => (DataFormat::HfDataset, s),
             Self::Table(_) => return None,
         })
-    }
-}
-
-impl SourceStage {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Parquet(_) => "parquet",
-            Self::Jsonl(_) => "jsonl",
-            Self::Processbench(_) => "processbench",
-            Self::Features(_) => "features",
-        }
     }
 }
 
@@ -423,5 +438,23 @@ pub fn check_text(
             interpolated,
         }),
         _ => Err(invalid(problems)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SinkStage;
+    use crate::sink::DataFormat;
+
+    /// A data sink's `type` is its format's name, and the sink writes that format.
+    #[test]
+    fn a_data_sink_type_is_its_format_name() {
+        for format in DataFormat::ALL {
+            let declared =
+                serde_json::json!({"type": format.sink_type(), "inputs": [], "path": "x"});
+            let sink: SinkStage = serde_json::from_value(declared).unwrap();
+            assert_eq!(sink.kind(), format.sink_type());
+            assert_eq!(sink.data().map(|d| d.format), Some(format));
+        }
     }
 }

@@ -82,20 +82,24 @@ pub struct Parsed {
 }
 
 const SECTIONS: [&str; 5] = ["models", "judges", "sources", "transforms", "sinks"];
-const SOURCE_TYPES: [&str; 4] = ["parquet", "jsonl", "processbench", "features"];
-/// `select` is the older name of `filter`, still read.
-const TRANSFORM_TYPES: [&str; 9] = [
-    "sql",
-    "score",
-    "filter",
-    "select",
-    "label",
-    "train",
-    "fit",
-    "finetune",
-    "experiment",
-];
-const SINK_TYPES: [&str; 5] = ["parquet", "jsonl", "arrow_ipc", "hf_dataset", "table"];
+/// Reads one stage's keys as the type its `type` names (`stage_types!` calls it).
+pub(crate) trait ReadKeys {
+    fn read<T: DeserializeOwned + JsonSchema + CheckValues>(&mut self, kind: &str) -> Option<T>;
+}
+
+/// A stage declaration being read: its name, section and mapping.
+struct StageKeys<'w, 'a, 'n> {
+    walker: &'w mut Walker<'a>,
+    name: &'n MarkedScalarNode,
+    section: &'static str,
+    map: &'n MarkedMappingNode,
+}
+
+impl ReadKeys for StageKeys<'_, '_, '_> {
+    fn read<T: DeserializeOwned + JsonSchema + CheckValues>(&mut self, kind: &str) -> Option<T> {
+        self.walker.typed(self.name, self.section, kind, self.map)
+    }
+}
 
 pub fn parse(text: &str) -> Parsed {
     let mut out = Parsed {
@@ -184,66 +188,21 @@ pub fn parse(text: &str) -> Parsed {
                     }
                 }
                 "sources" => {
-                    if let Some((kind, map)) = w.stage(name, decl, "source", &SOURCE_TYPES) {
-                        let stage = match kind {
-                            "parquet" => {
-                                w.typed(name, "source", kind, map).map(SourceStage::Parquet)
-                            }
-                            "jsonl" => w.typed(name, "source", kind, map).map(SourceStage::Jsonl),
-                            "features" => w
-                                .typed(name, "source", kind, map)
-                                .map(SourceStage::Features),
-                            _ => w
-                                .typed(name, "source", kind, map)
-                                .map(SourceStage::Processbench),
-                        };
+                    if let Some((kind, map)) = w.stage(name, decl, "source", SourceStage::TYPES) {
+                        let stage = SourceStage::read(kind, &mut w.keys(name, "source", map));
                         w.keep(name, stage, &mut file.sources);
                     }
                 }
                 "transforms" => {
-                    if let Some((kind, map)) = w.stage(name, decl, "transform", &TRANSFORM_TYPES) {
-                        let stage = match kind {
-                            "sql" => w
-                                .typed(name, "transform", kind, map)
-                                .map(TransformStage::Sql),
-                            "score" => w
-                                .typed(name, "transform", kind, map)
-                                .map(TransformStage::Score),
-                            "filter" | "select" => w
-                                .typed(name, "transform", "filter", map)
-                                .map(TransformStage::Filter),
-                            "label" => w
-                                .typed(name, "transform", kind, map)
-                                .map(TransformStage::Label),
-                            "fit" => w
-                                .typed(name, "transform", kind, map)
-                                .map(TransformStage::Fit),
-                            "finetune" => w
-                                .typed(name, "transform", kind, map)
-                                .map(TransformStage::Finetune),
-                            "experiment" => w
-                                .typed(name, "transform", kind, map)
-                                .map(TransformStage::Experiment),
-                            _ => w
-                                .typed(name, "transform", kind, map)
-                                .map(TransformStage::Train),
-                        };
+                    let types = TransformStage::TYPES;
+                    if let Some((kind, map)) = w.stage(name, decl, "transform", types) {
+                        let stage = TransformStage::read(kind, &mut w.keys(name, "transform", map));
                         w.keep(name, stage, &mut file.transforms);
                     }
                 }
                 _ => {
-                    if let Some((kind, map)) = w.stage(name, decl, "sink", &SINK_TYPES) {
-                        let stage = match kind {
-                            "parquet" => w.typed(name, "sink", kind, map).map(SinkStage::Parquet),
-                            "jsonl" => w.typed(name, "sink", kind, map).map(SinkStage::Jsonl),
-                            "arrow_ipc" => {
-                                w.typed(name, "sink", kind, map).map(SinkStage::ArrowIpc)
-                            }
-                            "hf_dataset" => {
-                                w.typed(name, "sink", kind, map).map(SinkStage::HfDataset)
-                            }
-                            _ => w.typed(name, "sink", kind, map).map(SinkStage::Table),
-                        };
+                    if let Some((kind, map)) = w.stage(name, decl, "sink", SinkStage::TYPES) {
+                        let stage = SinkStage::read(kind, &mut w.keys(name, "sink", map));
                         w.keep(name, stage, &mut file.sinks);
                     }
                 }
@@ -297,7 +256,7 @@ struct Walker<'a> {
     names: HashMap<String, (&'static str, usize)>,
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
     /// Checks a stage's name and `type`; returns the type and the mapping.
     fn stage<'n>(
         &mut self,
@@ -378,6 +337,20 @@ impl Walker<'_> {
             self.spans.broken.insert(name.as_str().to_string());
         }
         parsed
+    }
+
+    fn keys<'w, 'n>(
+        &'w mut self,
+        name: &'n MarkedScalarNode,
+        section: &'static str,
+        map: &'n MarkedMappingNode,
+    ) -> StageKeys<'w, 'a, 'n> {
+        StageKeys {
+            walker: self,
+            name,
+            section,
+            map,
+        }
     }
 
     fn keep<S>(
