@@ -40,6 +40,7 @@ fn job(input: &std::path::Path, out: &std::path::Path) -> ActiveJob {
         stop_after_rows: None,
         judge: None,
         label_format: Default::default(),
+        format: Default::default(),
     }
 }
 

@@ -804,6 +804,7 @@ fn the_active_loop_trains_on_judge_labels_when_the_pool_has_none() {
         judge: Some(config(&server, Some(out.join("judge-cache")))),
         // the records also carry TRL's prompt / completions / labels
         label_format: actprm::label::LabelFormat::Trl,
+        format: Default::default(),
     };
     let summary = run_active(&job).expect("active run with a judge");
     assert_eq!(summary.rows_scored, records.len() as u64);

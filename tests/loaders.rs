@@ -519,3 +519,86 @@ fn one_score_stream_writes_each_data_sink() {
     }
     assert!(out("ipc").join("part-00000.arrow").is_file());
 }
+
+/// Issue 30, item 2, for the loop: `active --format jsonl | arrow_ipc` stores the scored rows of
+/// the Parquet run (same rows, same scores) in a folder `load_dataset` opens; a resume in another
+/// format is refused by name, and `hf_dataset` (named by a count known only at the end) is
+/// refused before any work.
+#[test]
+fn the_active_loop_stores_its_scored_rows_in_each_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let active = |format: &str, extra: &[&str]| {
+        let out = dir.path().join(format!("active-{format}"));
+        let mut args = vec![
+            "active",
+            "-q",
+            "-i",
+            s(&input),
+            "-o",
+            s(&out),
+            "--keep-rate",
+            "0.5",
+            "--batch-rows",
+            "8",
+            "--format",
+            format,
+        ];
+        args.extend(extra);
+        (actprm(&args), out)
+    };
+    let (o, parquet) = active("parquet", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = step_means_of(&parquet.join("scored"), "part-");
+    assert_eq!(want.len(), 23);
+    for (format, extension) in [("jsonl", "jsonl"), ("arrow_ipc", "arrow")] {
+        let (o, out) = active(format, &[]);
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        let parts: Vec<String> = std::fs::read_dir(out.join("scored"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !parts.is_empty() && parts.iter().all(|p| p.ends_with(&format!(".{extension}"))),
+            "{format}: {parts:?}"
+        );
+        let got = load_dataset(&out, None);
+        assert_same_rows(
+            &format!("active --format {format}"),
+            &loaded_rows(&got),
+            &want,
+        );
+    }
+    let (o, _) = active("parquet", &["--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed_elsewhere = {
+        let out = dir.path().join("active-jsonl");
+        actprm(&[
+            "active",
+            "-q",
+            "-i",
+            s(&input),
+            "-o",
+            s(&out),
+            "--keep-rate",
+            "0.5",
+            "--batch-rows",
+            "8",
+            "--resume",
+        ])
+    };
+    assert!(!resumed_elsewhere.status.success());
+    assert!(
+        stderr(&resumed_elsewhere).contains("--format"),
+        "{}",
+        stderr(&resumed_elsewhere)
+    );
+    let (o, out) = active("hf_dataset", &[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("hf_dataset is not available for the active loop"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}

@@ -47,9 +47,14 @@ impl PartWriter {
         rows_per_part: usize,
     ) -> Result<Self, SinkError> {
         let (folder, prefix) = format.parts_at();
-        let mut parts = Self::new(&output.join(folder), prefix, rows_per_part)?;
-        parts.format = format;
-        Ok(parts)
+        Ok(Self::new(&output.join(folder), prefix, rows_per_part)?.with_format(format))
+    }
+
+    /// Writes the parts as `format` (parts of one run, numbered as they come: the Hub's layout
+    /// renames them at `finish`).
+    pub fn with_format(mut self, format: DataFormat) -> Self {
+        self.format = format;
+        self
     }
 
     /// Starts numbering at `index` (a resumed run continues after its committed parts).

@@ -74,5 +74,8 @@ pub(super) fn of(job: &ActiveJob, files: &[InputFile]) -> Result<serde_json::Val
             record[flag] = json!(value);
         }
     }
+    if job.format != crate::sink::DataFormat::Parquet {
+        record["--format"] = json!(job.format);
+    }
     Ok(record)
 }

@@ -9,6 +9,7 @@ use super::LoopState;
 use crate::pipeline::score::ScoreJob;
 use crate::pipeline::PipelineError;
 use crate::select::{Keep, RatePicks};
+use crate::sink::DataFormat;
 use crate::train::{Recipe, TrainConfig, TrainerSettings};
 
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct ActiveJob {
     /// Also write each labelled row's problem, steps and step labels in TRL's layout in the
     /// decision records.
     pub label_format: crate::label::LabelFormat,
+    /// How the scored rows are stored (`scored/part-K`).
+    pub format: DataFormat,
 }
 
 crate::settings! {
@@ -86,6 +89,11 @@ crate::settings! {
         pub retrain_steps: u64 = 0,
         #[arg(long)]
         pub retrain_lr: f64 = 1e-3,
+        /// How the loop stores its scored rows (scored/part-K, one per commit): parquet, jsonl or
+        /// arrow_ipc (hf_dataset names its files by their count, known only at the end, which a
+        /// resumable loop cannot wait for).
+        #[arg(long, value_enum)]
+        pub format: DataFormat = DataFormat::Parquet,
     }
 }
 
@@ -98,7 +106,21 @@ impl ActiveSettings {
             self.cold_start,
             (self.retrain_steps, self.retrain_lr),
         );
+        problems.check(format_problem(self.format));
     }
+}
+
+/// The loop's parts are numbered by commit: the Hub's `-of-N` names cannot be.
+fn format_problem(format: DataFormat) -> Result<(), crate::limits::SettingError> {
+    if format == DataFormat::HfDataset {
+        return Err(crate::limits::refuse(
+            "format",
+            "hf_dataset is not available for the active loop (its parts are numbered by commit, \
+             the Hub's names by a count known only at the end); use parquet, jsonl or arrow_ipc"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The loop's range rules, for its settings (flags, file keys) and a job built in code alike.
@@ -150,6 +172,7 @@ impl ActiveJob {
             stop_after_rows: settings.stop_after_rows,
             judge,
             label_format: crate::label::LabelFormat::default(),
+            format: settings.format,
         }
     }
 
@@ -165,6 +188,7 @@ impl ActiveJob {
         self.train.validate()?;
         self.selection.validate()?;
         let mut problems = crate::limits::Problems::default();
+        problems.check(format_problem(self.format));
         loop_problems(
             &mut problems,
             (self.export_every, self.eval_every),

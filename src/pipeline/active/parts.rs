@@ -8,7 +8,7 @@ use arrow::array::RecordBatch;
 use super::run::labelled;
 use crate::pipeline::PipelineError;
 use crate::sink::output_folder::{Entry, Layout};
-use crate::sink::{write_atomic, PartWriter};
+use crate::sink::{write_atomic, DataFormat, PartWriter};
 
 /// What the loop writes in its folder (the output-folder rule of `sink::output_folder`): a
 /// fresh run refuses a folder holding any of it, `--overwrite` removes exactly this. `model/`
@@ -22,7 +22,14 @@ pub(super) const LAYOUT: Layout = Layout {
         Entry::File("summary.json"),
         Entry::File("eval.jsonl"),
         Entry::Folder("decisions", &[("decisions-", ".parquet")]),
-        Entry::Folder("scored", &[("part-", ".parquet")]),
+        Entry::Folder(
+            "scored",
+            &[
+                ("part-", ".parquet"),
+                ("part-", ".jsonl"),
+                ("part-", ".arrow"),
+            ],
+        ),
         Entry::Folder(
             "rejects",
             &[("rejects-", ".parquet"), ("unreadable-", ".jsonl")],
@@ -32,17 +39,19 @@ pub(super) const LAYOUT: Layout = Layout {
     ],
 };
 
-/// Writes `batches` as `DIR/PREFIX-K.parquet` (nothing when they hold no row).
+/// Writes `batches` as `DIR/PREFIX-K.EXT` in `format` (nothing when they hold no row).
 pub(super) fn write_part(
     dir: &Path,
-    prefix: &str,
+    (prefix, format): (&str, DataFormat),
     k: usize,
     batches: &[RecordBatch],
 ) -> Result<(), PipelineError> {
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(());
     }
-    let mut w = PartWriter::new(dir, prefix, usize::MAX)?.with_first_index(k);
+    let mut w = PartWriter::new(dir, prefix, usize::MAX)?
+        .with_format(format)
+        .with_first_index(k);
     for b in batches {
         w.write(b)?;
     }

@@ -30,7 +30,7 @@ use crate::rng::NormalRng;
 use crate::score::check::CheckRule;
 use crate::select::{trajectory_embedding, Candidates, Decision, Strategy};
 use crate::sink::dataset_card::CardConfig;
-use crate::sink::write_atomic;
+use crate::sink::{write_atomic, DataFormat};
 use crate::source::columns::{extract, Trajectory};
 use crate::source::flow::Unreadable;
 use crate::train::algorithm::{export_due, label_and_train};
@@ -174,9 +174,25 @@ impl LoopCtx {
         write_atomic(&dir.join(SCORER_HEADS), &self.published.bytes)?;
         let pending = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
         let decisions = self.buffer.batch(job.label_format);
-        write_part(&out.join("decisions"), "decisions", k, &[decisions])?;
-        write_part(&out.join("scored"), "part", k, &pending.scored)?;
-        write_part(&out.join("rejects"), "rejects", k, &pending.rejects)?;
+        let parquet = DataFormat::Parquet;
+        write_part(
+            &out.join("decisions"),
+            ("decisions", parquet),
+            k,
+            &[decisions],
+        )?;
+        write_part(
+            &out.join("scored"),
+            ("part", job.format),
+            k,
+            &pending.scored,
+        )?;
+        write_part(
+            &out.join("rejects"),
+            ("rejects", parquet),
+            k,
+            &pending.rejects,
+        )?;
         if !pending.unreadable.is_empty() {
             write_atomic(
                 &out.join("rejects").join(format!("unreadable-{k:05}.jsonl")),
@@ -608,7 +624,7 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             &[
                 CardConfig {
                     name: "default",
-                    files: "scored/part-*.parquet".into(),
+                    files: format!("scored/part-*.{}", job.format.extension()),
                 },
                 CardConfig {
                     name: "decisions",
