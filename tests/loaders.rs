@@ -602,3 +602,90 @@ fn the_active_loop_stores_its_scored_rows_in_each_format() {
     );
     assert!(!out.exists());
 }
+
+/// `SELECT` rows of `sql --table t=FOLDER QUERY` as JSON objects.
+fn sql_rows(folder: &Path, query: &str) -> Vec<serde_json::Value> {
+    let o = actprm(&[
+        "sql",
+        "--table",
+        &format!("t={}", s(folder)),
+        "--format",
+        "json",
+        query,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Issue 30, item 1 (and 31's "an sql transform after score is refused"): source -> score ->
+/// sql -> sinks runs in one stream, the query mapping each scored batch on its way to every data
+/// sink. Its rows are those of the same query run by `actprm sql` over the whole scored output
+/// afterwards; a query that needs every row at once (ORDER BY) fails the run by name, and an sql
+/// transform after filter is refused at its line.
+#[test]
+fn an_sql_transform_after_score_maps_the_rows_to_every_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |name: &str| dir.path().join(name);
+    let query = "SELECT id, prm_list_min(step_mean) AS reward, first_error FROM input \
+                 WHERE prm_list_min(step_mean) > 0.8";
+    run_pipeline(
+        dir.path(),
+        &format!("  good: {{type: sql, inputs: [scored], query: \"{query}\"}}\n"),
+        "good",
+        &[("rows", "parquet", "rows"), ("lines", "jsonl", "lines")],
+    );
+    // the reference: the whole scored output, then the query over it
+    let input = corpus(dir.path());
+    let scored = out("scored");
+    let o = actprm(&["score", "-q", "-i", s(&input), "-o", s(&scored)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let order = "SELECT id, reward, first_error FROM t ORDER BY id";
+    let want = sql_rows(
+        &scored,
+        &format!("{} ORDER BY id", query.replace("input", "t")),
+    );
+    assert!(!want.is_empty() && want.len() < 23, "{} rows", want.len());
+    for sink in ["rows", "lines"] {
+        assert_eq!(sql_rows(&out(sink), order), want, "{sink}");
+    }
+    let summary = summary(&out("rows"));
+    assert_eq!(summary["rows_scored"], 23);
+    assert_eq!(summary["rows_written"], want.len() as u64);
+
+    // a query over every row at once cannot run batch by batch
+    let file = dir.path().join("sorted.yaml");
+    let text = std::fs::read_to_string(dir.path().join("p.yaml"))
+        .unwrap()
+        .replace("WHERE prm_list_min(step_mean) > 0.8", "ORDER BY id")
+        .replace(s(&out("rows")), s(&out("sorted")))
+        .replace(s(&out("lines")), s(&out("sorted-lines")));
+    std::fs::write(&file, text).unwrap();
+    let o = actprm(&["run", s(&file)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("sorts (ORDER BY)"), "{}", stderr(&o));
+
+    // after filter it is refused where it stands
+    let file = dir.path().join("after-filter.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "sources:\n  corpus: {{type: parquet, paths: [{}]}}\ntransforms:\n  \
+             scored: {{type: score, inputs: [corpus]}}\n  \
+             kept: {{type: filter, inputs: [scored]}}\n  \
+             good: {{type: sql, inputs: [kept], query: \"SELECT id FROM input\"}}\n\
+             sinks:\n  rows: {{type: parquet, inputs: [good], path: x}}\n",
+            s(&input)
+        ),
+    )
+    .unwrap();
+    let o = actprm(&["validate", "--skip-env", s(&file)]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(":6:") && stderr(&o).contains("cannot follow `kept` (filter)"),
+        "{}",
+        stderr(&o)
+    );
+}

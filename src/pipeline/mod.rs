@@ -34,6 +34,8 @@ pub enum PipelineError {
     #[error(transparent)]
     Train(#[from] crate::train::TrainError),
     #[error(transparent)]
+    Sql(#[from] crate::sql::SqlError),
+    #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
     #[error("{path}: {source}")]
     Io {

@@ -30,6 +30,9 @@ pub struct StageList {
     /// Absent: a judge labels the source's rows as they are.
     pub score: Option<ScoreStep>,
     pub filter: Option<FilterSettings>,
+    /// A row-wise query over the scored rows on their way to the sinks (a pipeline's `sql`
+    /// transform after score).
+    pub query: Option<String>,
     pub label: Option<LabelStep>,
     /// The active loop (`type: train` in a file), after score, filter and label.
     pub train: Option<ActiveSettings>,
@@ -112,6 +115,7 @@ impl StageList {
             columns,
             score: None,
             filter: None,
+            query: None,
             label: None,
             train: None,
             output,
@@ -231,6 +235,7 @@ impl StageList {
             columns,
             score,
             filter,
+            query,
             label,
             train,
             output,
@@ -262,8 +267,17 @@ impl StageList {
         }
         if train.is_some() && format != DataFormat::Parquet {
             return Err(shape(
-                "the active loop writes its own folder (Parquet parts and a model); it takes no \
-                 --format",
+                "the active loop writes its own folder (scored parts and a model) in the format \
+                 of its own `format` setting; it takes no sink format",
+            ));
+        }
+        let scores_only = matches!(
+            (&score, &filter, &label, &train),
+            (Some(_), None, None, None)
+        );
+        if query.is_some() && !scores_only {
+            return Err(shape(
+                "an sql transform after score feeds the sinks only: nothing follows it",
             ));
         }
         match (score, filter, label, train) {
@@ -271,6 +285,7 @@ impl StageList {
                 let mut job = scoring(score, output);
                 job.format = format;
                 job.more_outputs = more_outputs;
+                job.query = query;
                 Ok(Job::Score(job))
             }
             (Some(score), Some(filter), None, None) => {

@@ -34,6 +34,9 @@ pub struct Summary {
     pub delta_pred: f32,
     pub delta_std: f32,
     pub parts: Vec<String>,
+    /// Rows the data sinks got through a pipeline's `sql` transform after score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_written: Option<u64>,
 }
 
 impl Summary {
@@ -52,6 +55,12 @@ impl Summary {
                 100.0 * self.rows_selected as f64 / self.rows_scored as f64,
                 self.delta_pred,
                 self.delta_std
+            );
+        }
+        if let Some(written) = self.rows_written {
+            let _ = writeln!(
+                out,
+                "rows written   {written:>10}  (through the sql transform)"
             );
         }
         let _ = writeln!(out, "steps scored   {:>10}", self.steps);

@@ -8,6 +8,7 @@ mod json_lines;
 mod object_stores;
 pub mod predicate;
 pub mod prm_score;
+pub mod row_query;
 pub mod run;
 pub mod session;
 pub mod shell;

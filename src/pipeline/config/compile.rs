@@ -13,13 +13,16 @@ use crate::report::Report;
 use crate::source::ColumnMapping;
 
 const SHAPES: &str = "supported shapes: source -> score; source -> score -> filter; \
-                      source -> score -> filter -> label -> train (an sql transform may follow the source)";
+                      source -> score -> filter -> label -> train (an sql transform may follow the \
+                      source, and a row-wise one may follow score before its sinks)";
 
 /// The stages of a runnable pipeline, by name, in data-flow order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub source: String,
     pub sql: Option<String>,
+    /// An `sql` transform after score: its query maps each scored batch on its way to the sinks.
+    pub sql_after: Option<String>,
     pub score: String,
     pub filter: Option<String>,
     pub label: Option<String>,
@@ -46,8 +49,9 @@ impl Plan {
 
     /// The stage sinks read from.
     fn last(&self) -> &str {
-        self.train
+        self.sql_after
             .as_deref()
+            .or(self.train.as_deref())
             .or(self.label.as_deref())
             .or(self.filter.as_deref())
             .unwrap_or(&self.score)
@@ -124,6 +128,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         return Ok(Plan {
             source,
             sql: None,
+            sql_after: None,
             score: String::new(),
             filter: None,
             label: None,
@@ -133,7 +138,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         });
     }
     const ALLOWED: [&[&str]; 4] = [
-        &["score", "filter", "label"],
+        &["score", "filter", "label", "sql"],
         &["filter", "label"],
         &["label", "train"],
         &["train"],
@@ -142,6 +147,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
     let mut plan = Plan {
         source: source.clone(),
         sql: None,
+        sql_after: None,
         score: String::new(),
         filter: None,
         label: None,
@@ -163,6 +169,12 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
             break;
         }
         match kind {
+            "sql" if !plan.score.is_empty() => {
+                // after score: it maps the scored rows on their way to the sinks, and ends
+                // the chain
+                plan.sql_after = Some(name.clone());
+                expected = &[];
+            }
             "sql" => {
                 plan.sql = Some(name.clone());
                 expected = &["score", "label"];
@@ -229,7 +241,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
             continue;
         }
         if let Some(data) = sink.data() {
-            if !matches!(last_kind, "score" | "filter" | "label") {
+            if !matches!(last_kind, "score" | "filter" | "label" | "sql") {
                 let why = if last_kind == "train" {
                     " (the train stage writes its model and decisions to its `output`)"
                 } else {
@@ -568,6 +580,9 @@ fn compile(
     }
     if let Some(TransformStage::Filter(filter)) = transform(&plan.filter) {
         stages.filter = Some(filter.settings.clone());
+    }
+    if let Some(TransformStage::Sql(sql)) = transform(&plan.sql_after) {
+        stages.query = Some(sql.query.clone());
     }
     if let Some(TransformStage::Label(label)) = transform(&plan.label) {
         let judge = match label.mode {

@@ -674,15 +674,7 @@ fn score_units(
         out: out.clone(),
         keep: job.keep,
         label_format: job.label_format,
-        picker: quality::Picker::new(
-            &job.quality,
-            &crate::sql::SqlConfig {
-                runtime: job.score.runtime,
-                model: job.score.model.clone(),
-                score: job.score.score,
-                ..Default::default()
-            },
-        ),
+        picker: quality::Picker::new(&job.quality, &job.score.sql_config()),
         write_skipped: job.write_skipped,
         group_by: job.group_by.clone(),
         data: job

@@ -103,6 +103,9 @@ pub struct ScoreJob {
     pub overwrite: bool,
     /// Notices of the run (and of the filter and active jobs built on it).
     pub log: crate::report::Log,
+    /// A pipeline's `sql` transform after score: each batch of scored rows goes through it on
+    /// its way to the data sinks (row-wise queries only).
+    pub query: Option<String>,
 }
 
 impl ScoreJob {
@@ -122,6 +125,7 @@ impl ScoreJob {
             features: None,
             watch_model: None,
             features_to_hooks: false,
+            query: None,
             skip_rows: 0,
             progress: false,
             overwrite: false,
@@ -152,6 +156,16 @@ impl ScoreJob {
     }
 
     /// Range checks of every numeric setting a scoring run takes.
+    /// A SQL session's settings whose `prm_score` scores as this job does.
+    pub fn sql_config(&self) -> crate::sql::SqlConfig {
+        crate::sql::SqlConfig {
+            runtime: self.runtime,
+            model: self.model.clone(),
+            score: self.score,
+            ..Default::default()
+        }
+    }
+
     pub fn validate(&self) -> Result<(), PipelineError> {
         crate::limits::at_least("batch_rows", self.batch_rows, 1)?;
         crate::limits::at_least("rows_per_part", self.rows_per_part, 1)?;

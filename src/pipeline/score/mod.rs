@@ -7,6 +7,7 @@ mod job;
 mod sink;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
@@ -73,12 +74,24 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
             job.rows_per_part,
         )?);
     }
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let query = match &job.query {
+        Some(text) => Some((
+            crate::sql::row_query::RowQuery::new(text, &job.sql_config())?,
+            written.clone(),
+        )),
+        None => None,
+    };
     let sink = PartsSink {
         output: job.output.clone(),
         parts,
         rejects: RejectSink::new(&job.output),
+        query,
     };
-    let summary = run_scoring(job, planned, hooks, Box::new(sink))?;
+    let mut summary = run_scoring(job, planned, hooks, Box::new(sink))?;
+    if job.query.is_some() {
+        summary.rows_written = Some(written.load(std::sync::atomic::Ordering::Relaxed));
+    }
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
     for out in job.data_outputs() {
         write_atomic(&out.folder.join("summary.json"), &json)?;

@@ -1,6 +1,9 @@
 //! Where scored batches go: the `ScoredSink` trait (filter and the active loop bring their own)
 //! and `actprm score`'s sink, Parquet parts plus rejects plus the summary.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use super::*;
 
 /// One scored batch as a sink sees it.
@@ -36,12 +39,22 @@ pub(super) struct PartsSink {
     pub(super) output: PathBuf,
     pub(super) parts: Vec<PartWriter>,
     pub(super) rejects: RejectSink,
+    /// A pipeline's `sql` transform after score, and the rows it passed on.
+    pub(super) query: Option<(crate::sql::row_query::RowQuery, Arc<AtomicU64>)>,
 }
 
 impl ScoredSink for PartsSink {
     fn scored(&mut self, batch: &SinkBatch<'_>) -> Result<(), PipelineError> {
+        let transformed = match &self.query {
+            Some((query, written)) => {
+                let rows = query.apply(batch.output)?;
+                written.fetch_add(rows.num_rows() as u64, Ordering::Relaxed);
+                Some(rows)
+            }
+            None => None,
+        };
         for parts in &mut self.parts {
-            parts.write(batch.output)?;
+            parts.write(transformed.as_ref().unwrap_or(batch.output))?;
         }
         self.rejects.rows(batch.path, batch.input, batch.rejected)?;
         Ok(())
