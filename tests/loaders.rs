@@ -528,8 +528,9 @@ fn one_score_stream_writes_each_data_sink() {
 fn the_active_loop_stores_its_scored_rows_in_each_format() {
     let dir = tempfile::tempdir().unwrap();
     let input = corpus(dir.path());
-    let active = |format: &str, extra: &[&str]| {
-        let out = dir.path().join(format!("active-{format}"));
+    // `active --format FORMAT` into `active-FOLDER`
+    let active_in = |folder: &str, format: &str, extra: &[&str]| {
+        let out = dir.path().join(format!("active-{folder}"));
         let mut args = vec![
             "active",
             "-q",
@@ -547,6 +548,7 @@ fn the_active_loop_stores_its_scored_rows_in_each_format() {
         args.extend(extra);
         (actprm(&args), out)
     };
+    let active = |format: &str, extra: &[&str]| active_in(format, format, extra);
     let (o, parquet) = active("parquet", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let want = step_means_of(&parquet.join("scored"), "part-");
@@ -571,22 +573,8 @@ fn the_active_loop_stores_its_scored_rows_in_each_format() {
     }
     let (o, _) = active("parquet", &["--resume"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let resumed_elsewhere = {
-        let out = dir.path().join("active-jsonl");
-        actprm(&[
-            "active",
-            "-q",
-            "-i",
-            s(&input),
-            "-o",
-            s(&out),
-            "--keep-rate",
-            "0.5",
-            "--batch-rows",
-            "8",
-            "--resume",
-        ])
-    };
+    // the jsonl run's folder, resumed as Parquet
+    let (resumed_elsewhere, _) = active_in("jsonl", "parquet", &["--resume"]);
     assert!(!resumed_elsewhere.status.success());
     assert!(
         stderr(&resumed_elsewhere).contains("--format"),

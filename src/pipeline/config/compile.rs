@@ -17,7 +17,7 @@ const SHAPES: &str = "supported shapes: source -> score; source -> score -> filt
                       source, and a row-wise one may follow score before its sinks)";
 
 /// The stages of a runnable pipeline, by name, in data-flow order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub source: String,
     pub sql: Option<String>,
@@ -45,6 +45,17 @@ impl Plan {
             (Some(_), None, None) => "filter",
             _ => "score",
         }
+    }
+
+    /// Its table sinks, in order: `true` = print JSON.
+    pub fn table_sinks(&self, file: &PipelineFile) -> Vec<bool> {
+        self.sinks
+            .iter()
+            .filter_map(|s| match &file.sinks[s] {
+                SinkStage::Table(t) => Some(t.json),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The stage sinks read from.
@@ -127,14 +138,9 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         };
         return Ok(Plan {
             source,
-            sql: None,
-            sql_after: None,
-            score: String::new(),
-            filter: None,
-            label: None,
-            train: None,
             offline: Some((name.clone(), command)),
             sinks: order(file.sinks.keys().collect()),
+            ..Plan::default()
         });
     }
     const ALLOWED: [&[&str]; 4] = [
@@ -146,14 +152,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
     let mut expected: &[&str] = &["sql", "score", "label"];
     let mut plan = Plan {
         source: source.clone(),
-        sql: None,
-        sql_after: None,
-        score: String::new(),
-        filter: None,
-        label: None,
-        train: None,
-        offline: None,
-        sinks: Vec::new(),
+        ..Plan::default()
     };
     let mut previous = (source.clone(), file.sources[&source].kind());
     for (name, t) in &chain {
@@ -509,14 +508,6 @@ pub fn execute(checked: &Checked, progress: bool) -> Result<RunOutcome, ConfigEr
     }
     let job = stages.job()?;
     let outcome = job.run()?;
-    let tables: Vec<bool> = plan
-        .sinks
-        .iter()
-        .filter_map(|s| match &file.sinks[s] {
-            SinkStage::Table(t) => Some(t.json),
-            _ => None,
-        })
-        .collect();
     let output = match &job {
         Job::Score(_) => data_sinks(file, plan).next().map(|d| d.folder),
         other => Some(other.output().to_path_buf()),
@@ -526,7 +517,7 @@ pub fn execute(checked: &Checked, progress: bool) -> Result<RunOutcome, ConfigEr
         summary: serde_json::to_value(&outcome).unwrap_or_default(),
         table: outcome.table(),
         output,
-        table_sinks: tables,
+        table_sinks: plan.table_sinks(file),
     })
 }
 

@@ -62,20 +62,12 @@ pub(super) fn run(
         }
         other => return Err(failed(&format!("{} is not an offline stage", other.kind()))),
     };
-    let table_sinks = plan
-        .sinks
-        .iter()
-        .filter_map(|s| match &file.sinks[s] {
-            SinkStage::Table(t) => Some(t.json),
-            _ => None,
-        })
-        .collect();
     Ok(RunOutcome {
         job: plan.job(),
         summary,
         table,
         output: Some(output),
-        table_sinks,
+        table_sinks: plan.table_sinks(file),
     })
 }
 
