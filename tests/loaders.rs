@@ -57,20 +57,8 @@ fn rows(dir: &Path, prefix: &str) -> u64 {
 
 /// `SELECT count(*)` of `sql --table t=folder`.
 fn sql_count(folder: &Path) -> u64 {
-    let o = actprm(&[
-        "sql",
-        "--table",
-        &format!("t={}", s(folder)),
-        "--format",
-        "json",
-        "SELECT count(*) AS n FROM t",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let text = String::from_utf8_lossy(&o.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim().lines().next().unwrap())
-        .unwrap_or_else(|e| panic!("{e}: {text}"));
-    let row = if v.is_array() { &v[0] } else { &v };
-    row["n"].as_u64().unwrap()
+    let rows = sql_rows(folder, "SELECT count(*) AS n FROM t");
+    rows[0]["n"].as_u64().unwrap()
 }
 
 /// The PRM800K sample as `corpus_test.parquet` (a name holding "test"), one row with no steps
