@@ -642,6 +642,20 @@ fn an_sql_transform_after_score_maps_the_rows_to_every_sink() {
     let o = actprm(&["run", s(&file)]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("sorts (ORDER BY)"), "{}", stderr(&o));
+    // found by the checks before any work, at the query's line, as a column the rows lack is
+    assert!(stderr(&o).contains(":5:"), "{}", stderr(&o));
+    assert!(!out("sorted").exists());
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("ORDER BY id", "WHERE nope > 1");
+    std::fs::write(&file, text).unwrap();
+    let o = actprm(&["validate", s(&file)]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(":5:") && stderr(&o).contains("nope"),
+        "{}",
+        stderr(&o)
+    );
 
     // after filter it is refused where it stands
     let file = dir.path().join("after-filter.yaml");

@@ -73,6 +73,9 @@ pub fn check(
                     ));
                     continue;
                 }
+                if let Some(path) = files.first() {
+                    problems.extend(queries_after_score(file, spans, name, path));
+                }
                 for path in &files {
                     let Ok(schema) =
                         crate::source::parquet::open_reader(path).map(|b| b.schema().clone())
@@ -185,6 +188,50 @@ pub fn check(
                     without_credentials(&judge.url)
                 ),
             ));
+        }
+    }
+    problems
+}
+
+/// Runs each `sql` transform after a score stage that reads `source` on no rows of the scored
+/// schema (`path`'s columns and the score columns), so a query that cannot run batch by batch,
+/// or names a column the rows lack, is reported at its `query` before any work.
+fn queries_after_score(
+    file: &PipelineFile,
+    spans: &Spans,
+    source: &str,
+    path: &Path,
+) -> Vec<Problem> {
+    let Ok(schema) = crate::source::parquet::open_reader(path).map(|b| b.schema().clone()) else {
+        return Vec::new(); // reported by the run
+    };
+    let mut problems = Vec::new();
+    for (score_name, t) in &file.transforms {
+        let TransformStage::Score(score) = t else {
+            continue;
+        };
+        if score.inputs.first().map(String::as_str) != Some(source) {
+            continue;
+        }
+        let empty = arrow::array::RecordBatch::new_empty(schema.clone());
+        let scored =
+            crate::score::output::scored_batch(&empty, &[], &[], 1, score.settings.head_probs);
+        for (name, t) in &file.transforms {
+            let TransformStage::Sql(sql) = t else {
+                continue;
+            };
+            if sql.inputs.first() != Some(score_name) {
+                continue;
+            }
+            let config = crate::sql::SqlConfig::default();
+            let checked = crate::sql::row_query::RowQuery::new(&sql.query, &config)
+                .and_then(|query| query.apply(&scored));
+            if let Err(e) = checked {
+                problems.push(Problem::at(
+                    &spans.field(name, "query"),
+                    format!("transform `{name}`: {e}"),
+                ));
+            }
         }
     }
     problems
