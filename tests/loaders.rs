@@ -596,11 +596,12 @@ fn sql_rows(folder: &Path, query: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Issue 30, item 1 (and 31's "an sql transform after score is refused"): source -> score ->
-/// sql -> sinks runs in one stream, the query mapping each scored batch on its way to every data
+/// Issue 30, item 1 (and 31's "an sql transform after score is refused"): source -> score
+/// [-> filter] -> sql -> sinks runs in one stream, the query mapping each scored batch on its way to every data
 /// sink. Its rows are those of the same query run by `actprm sql` over the whole scored output
-/// afterwards; a query that needs every row at once (ORDER BY) fails the run by name, and an sql
-/// transform after filter is refused at its line.
+/// afterwards; a query that needs every row at once (ORDER BY) is refused by name before any
+/// work. After filter it maps the kept rows (a resume with another query is refused), and nothing
+/// but sinks may follow it.
 #[test]
 fn an_sql_transform_after_score_maps_the_rows_to_every_sink() {
     let dir = tempfile::tempdir().unwrap();
@@ -657,16 +658,67 @@ fn an_sql_transform_after_score_maps_the_rows_to_every_sink() {
         stderr(&o)
     );
 
-    // after filter it is refused where it stands
-    let file = dir.path().join("after-filter.yaml");
+    // after filter it maps the kept rows; a resume with another query is refused by name
+    let pipeline = |query: &str| {
+        let file = dir.path().join("after-filter.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "sources:\n  corpus: {{type: parquet, paths: [{}]}}\ntransforms:\n  \
+                 scored: {{type: score, inputs: [corpus]}}\n  \
+                 kept: {{type: filter, inputs: [scored], keep_rate: 0.5}}\n  \
+                 good: {{type: sql, inputs: [kept], query: \"{query}\"}}\n\
+                 sinks:\n  rows: {{type: parquet, inputs: [good], path: {}}}\n",
+                s(&input),
+                s(&out("kept-good"))
+            ),
+        )
+        .unwrap();
+        actprm(&["run", "-q", s(&file)])
+    };
+    let query = "SELECT id, first_error, uncertainty FROM input WHERE first_error = -1";
+    let o = pipeline(query);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = out("kept-reference");
+    let o = actprm(&[
+        "filter",
+        "-q",
+        "-i",
+        s(&input),
+        "-o",
+        s(&reference),
+        "--keep-rate",
+        "0.5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = sql_rows(
+        &reference,
+        "SELECT id, first_error, uncertainty FROM t WHERE first_error = -1 ORDER BY id",
+    );
+    let got = sql_rows(
+        &out("kept-good"),
+        "SELECT id, first_error, uncertainty FROM t ORDER BY id",
+    );
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    let o = pipeline("SELECT id FROM input");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("(sql: SELECT id, first_error"),
+        "{}",
+        stderr(&o)
+    );
+
+    // nothing but sinks follows it
+    let file = dir.path().join("after-sql.yaml");
     std::fs::write(
         &file,
         format!(
             "sources:\n  corpus: {{type: parquet, paths: [{}]}}\ntransforms:\n  \
              scored: {{type: score, inputs: [corpus]}}\n  \
-             kept: {{type: filter, inputs: [scored]}}\n  \
-             good: {{type: sql, inputs: [kept], query: \"SELECT id FROM input\"}}\n\
-             sinks:\n  rows: {{type: parquet, inputs: [good], path: x}}\n",
+             good: {{type: sql, inputs: [scored], query: \"SELECT * FROM input\"}}\n  \
+             kept: {{type: filter, inputs: [good]}}\n\
+             sinks:\n  rows: {{type: parquet, inputs: [kept], path: x}}\n",
             s(&input)
         ),
     )
@@ -674,7 +726,7 @@ fn an_sql_transform_after_score_maps_the_rows_to_every_sink() {
     let o = actprm(&["validate", "--skip-env", s(&file)]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains(":6:") && stderr(&o).contains("cannot follow `kept` (filter)"),
+        stderr(&o).contains(":6:") && stderr(&o).contains("cannot follow `good` (sql)"),
         "{}",
         stderr(&o)
     );

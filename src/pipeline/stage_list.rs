@@ -271,13 +271,10 @@ impl StageList {
                  of its own `format` setting; it takes no sink format",
             ));
         }
-        let scores_only = matches!(
-            (&score, &filter, &label, &train),
-            (Some(_), None, None, None)
-        );
-        if query.is_some() && !scores_only {
+        let feeds_sinks = matches!((&score, &label, &train), (Some(_), None, None));
+        if query.is_some() && !feeds_sinks {
             return Err(shape(
-                "an sql transform after score feeds the sinks only: nothing follows it",
+                "an sql transform after score or filter feeds the sinks only: nothing follows it",
             ));
         }
         match (score, filter, label, train) {
@@ -291,6 +288,7 @@ impl StageList {
             (Some(score), Some(filter), None, None) => {
                 let mut job = scoring(score, output);
                 job.format = format;
+                job.query = query;
                 // unit records name further sinks' files by absolute path
                 job.more_outputs = more_outputs
                     .into_iter()

@@ -1,5 +1,5 @@
-//! An `sql` transform after `score` in a pipeline file: one query over the scored rows, run batch
-//! by batch as they stream to the sinks. Only row-wise queries can run so (each output row from
+//! An `sql` transform after `score` or `filter` in a pipeline file: one query over the rows, run
+//! batch by batch as they stream to the sinks. Only row-wise queries can run so (each output row from
 //! one input row: SELECT of expressions, WHERE); an aggregate, ORDER BY, LIMIT, window, join or
 //! DISTINCT needs every row at once and is refused by name before its first batch is written.
 
@@ -85,7 +85,7 @@ fn row_wise(plan: &LogicalPlan) -> Result<(), String> {
             }
             LogicalPlan::TableScan(scan) if scan.table_name.table() == INPUT => None,
             LogicalPlan::TableScan(scan) => Some(format!(
-                "reads {}; after score the query reads its rows as table `input` only",
+                "reads {}; after score or filter the query reads its rows as table `input` only",
                 scan.table_name
             )),
             LogicalPlan::Aggregate(_) => Some("aggregates".to_string()),
@@ -107,8 +107,8 @@ fn row_wise(plan: &LogicalPlan) -> Result<(), String> {
     match refused {
         None => Ok(()),
         Some(why) => Err(format!(
-            "it {why}, which needs every row at once; after score a query runs on each batch as \
-             it streams (SELECT expressions ... FROM input WHERE ...): run the query with \
+            "it {why}, which needs every row at once; after score or filter a query runs on each \
+             batch as it streams (SELECT expressions ... FROM input WHERE ...): run the query with \
              `actprm sql` over the sink's folder instead"
         )),
     }

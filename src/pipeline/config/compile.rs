@@ -14,7 +14,7 @@ use crate::source::ColumnMapping;
 
 const SHAPES: &str = "supported shapes: source -> score; source -> score -> filter; \
                       source -> score -> filter -> label -> train (an sql transform may follow the \
-                      source, and a row-wise one may follow score before its sinks)";
+                      source, and a row-wise one may follow score or filter before its sinks)";
 
 /// The stages of a runnable pipeline, by name, in data-flow order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -145,7 +145,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
     }
     const ALLOWED: [&[&str]; 4] = [
         &["score", "filter", "label", "sql"],
-        &["filter", "label"],
+        &["filter", "label", "sql"],
         &["label", "train"],
         &["train"],
     ];
@@ -169,7 +169,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         }
         match kind {
             "sql" if !plan.score.is_empty() => {
-                // after score: it maps the scored rows on their way to the sinks, and ends
+                // after score or filter: it maps the rows on their way to the sinks, and ends
                 // the chain
                 plan.sql_after = Some(name.clone());
                 expected = &[];
@@ -277,6 +277,11 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         }
         plan.sinks.push(name);
     }
+    // the sinks of an sql transform after filter get the filter's rows
+    let (last, last_kind) = match (last_kind, &plan.filter) {
+        ("sql", Some(filter)) => (filter.clone(), "filter"),
+        (kind, _) => (last, kind),
+    };
     if matches!(last_kind, "filter" | "label") && data_sinks.is_empty() {
         let rows = if last_kind == "filter" {
             "kept"

@@ -193,9 +193,10 @@ pub fn check(
     problems
 }
 
-/// Runs each `sql` transform after a score stage that reads `source` on no rows of the scored
-/// schema (`path`'s columns and the score columns), so a query that cannot run batch by batch,
-/// or names a column the rows lack, is reported at its `query` before any work.
+/// Runs each `sql` transform after a score stage that reads `source` (directly, or through a
+/// filter that keeps actprm's columns) on no rows of the scored schema (`path`'s columns and the
+/// score columns), so a query that cannot run batch by batch, or names a column the rows lack,
+/// is reported at its `query` before any work.
 fn queries_after_score(
     file: &PipelineFile,
     spans: &Spans,
@@ -205,9 +206,23 @@ fn queries_after_score(
     let Ok(schema) = crate::source::parquet::open_reader(path).map(|b| b.schema().clone()) else {
         return Vec::new(); // reported by the run
     };
+    // the score stage reading `source` whose rows reach `stage` unchanged in their columns
+    let scorer_of = |stage: &str| match file.transforms.get(stage) {
+        Some(TransformStage::Score(s)) => Some(s),
+        Some(TransformStage::Filter(f)) if f.settings.label_output.label_format.is_actprm() => {
+            match f.inputs.first().and_then(|i| file.transforms.get(i)) {
+                Some(TransformStage::Score(s)) => Some(s),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     let mut problems = Vec::new();
-    for (score_name, t) in &file.transforms {
-        let TransformStage::Score(score) = t else {
+    for (name, t) in &file.transforms {
+        let TransformStage::Sql(sql) = t else {
+            continue;
+        };
+        let Some(score) = sql.inputs.first().and_then(|i| scorer_of(i)) else {
             continue;
         };
         if score.inputs.first().map(String::as_str) != Some(source) {
@@ -216,22 +231,14 @@ fn queries_after_score(
         let empty = arrow::array::RecordBatch::new_empty(schema.clone());
         let scored =
             crate::score::output::scored_batch(&empty, &[], &[], 1, score.settings.head_probs);
-        for (name, t) in &file.transforms {
-            let TransformStage::Sql(sql) = t else {
-                continue;
-            };
-            if sql.inputs.first() != Some(score_name) {
-                continue;
-            }
-            let config = crate::sql::SqlConfig::default();
-            let checked = crate::sql::row_query::RowQuery::new(&sql.query, &config)
-                .and_then(|query| query.apply(&scored));
-            if let Err(e) = checked {
-                problems.push(Problem::at(
-                    &spans.field(name, "query"),
-                    format!("transform `{name}`: {e}"),
-                ));
-            }
+        let config = crate::sql::SqlConfig::default();
+        let checked = crate::sql::row_query::RowQuery::new(&sql.query, &config)
+            .and_then(|query| query.apply(&scored));
+        if let Err(e) = checked {
+            problems.push(Problem::at(
+                &spans.field(name, "query"),
+                format!("transform `{name}`: {e}"),
+            ));
         }
     }
     problems

@@ -136,6 +136,9 @@ struct FilterSink {
     quota: RateQuota,
     /// `--reward`, `--where`, `--top-k`: the good rows kept instead of the uncertain ones.
     picker: Option<quality::Picker>,
+    /// A pipeline's `sql` transform after the filter: maps the kept (and skipped) rows on their
+    /// way to the sinks.
+    query: Option<crate::sql::row_query::RowQuery>,
     committed: u64,
 }
 
@@ -199,17 +202,25 @@ impl FilterSink {
     /// Writes decided rows to kept (and skipped), and counts them.
     fn write_decided(&mut self, output: &RecordBatch, mask: &[bool]) -> Result<(), PipelineError> {
         let keep = BooleanArray::from(mask.to_vec());
-        let kept =
-            arrow::compute::filter_record_batch(output, &keep).map_err(PipelineError::from)?;
+        let mapped = |rows: RecordBatch| match &self.query {
+            Some(query) => query.apply(&rows).map_err(PipelineError::from),
+            None => Ok(rows),
+        };
+        let kept = mapped(
+            arrow::compute::filter_record_batch(output, &keep).map_err(PipelineError::from)?,
+        )?;
+        let skipped = if self.write_skipped {
+            let skip = arrow::compute::not(&keep).map_err(PipelineError::from)?;
+            Some(mapped(
+                arrow::compute::filter_record_batch(output, &skip).map_err(PipelineError::from)?,
+            )?)
+        } else {
+            None
+        };
         for data in &mut self.data {
             data.kept.write(&kept)?;
-        }
-        if self.write_skipped {
-            let skip = arrow::compute::not(&keep).map_err(PipelineError::from)?;
-            let skipped =
-                arrow::compute::filter_record_batch(output, &skip).map_err(PipelineError::from)?;
-            for data in &mut self.data {
-                data.skipped.write(&skipped)?;
+            if let Some(skipped) = &skipped {
+                data.skipped.write(skipped)?;
             }
         }
         let st = &mut self.stats;
@@ -675,6 +686,13 @@ fn score_units(
         keep: job.keep,
         label_format: job.label_format,
         picker: quality::Picker::new(&job.quality, &job.score.sql_config()),
+        query: match &job.score.query {
+            Some(text) => Some(crate::sql::row_query::RowQuery::new(
+                text,
+                &job.score.sql_config(),
+            )?),
+            None => None,
+        },
         write_skipped: job.write_skipped,
         group_by: job.group_by.clone(),
         data: job

@@ -300,6 +300,10 @@ pub struct RunSettings {
     /// Other files (absent: Parquet, as runs before the flag recorded).
     #[serde(rename = "--format", default)]
     pub data_format: crate::sink::DataFormat,
+    /// A pipeline's `sql` transform after the filter: other rows and columns in the outputs
+    /// (absent when there is none, as runs before it recorded).
+    #[serde(rename = "sql", default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     /// The input files as `name|bytes|footer hash` (what unit ids hash), sorted: a resume over
     /// another corpus would mix its units with these.
     #[serde(rename = "inputs (name|bytes|footer)")]
@@ -355,6 +359,7 @@ impl RunSettings {
             label_format: job.label_format,
             quality: job.quality.clone(),
             data_format: job.score.format,
+            query: job.score.query.clone(),
             inputs: {
                 let mut keys: Vec<String> = sources.iter().map(|s| s.key.clone()).collect();
                 keys.sort();
@@ -401,6 +406,7 @@ mod tests {
             label_format: Default::default(),
             quality: Quality::default(),
             data_format: Default::default(),
+            query: None,
             inputs: vec!["a.parquet|10|x".into()],
         };
         // a run recorded before --label-format existed resumes with the default
