@@ -27,21 +27,27 @@ crate::settings! {
             Strategy::Random(0.1),
             Strategy::Full,
         ]),
+        /// Each strategy runs once per seed (fresh heads and the stream's order).
         #[arg(long)]
         pub seeds: List<u64> = List(vec![0, 1, 2]),
+        /// Ensemble size E of the fresh heads every run starts from.
         #[arg(long)]
         pub heads: usize = 8,
         /// The optimiser (the streaming recipe: lr 2e-3, warm-up 10).
         #[command(flatten)]
         #[serde(flatten)]
         pub trainer: TrainerSettings,
+        /// Trajectories scored per stream batch (Algorithm 1's batch).
         #[arg(long)]
         pub stream_batch: usize = 64,
         /// Passes over the pool (the paper makes one).
         #[arg(long)]
         pub passes: usize = 1,
+        /// Evaluate on the development sets every this many labels.
         #[arg(long)]
         pub eval_every: usize = 250,
+        /// Every N-th pool row is held out (never streamed) to choose tau; the development
+        /// sets are never used for any choice.
         #[arg(long)]
         pub holdout_every: usize = 10,
         /// The stream is scored with the heads of the last export, every this many optimiser
@@ -60,6 +66,7 @@ crate::settings! {
         /// the full pool).
         #[arg(long)]
         pub retrain_steps: u64 = 360,
+        /// Peak learning rate of the equal-training heads.
         #[arg(long)]
         pub retrain_lr: f64 = 1e-3,
     }
