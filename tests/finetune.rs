@@ -317,6 +317,12 @@ fn an_interrupted_finetune_resumes_to_the_weights_of_an_uninterrupted_one() {
         "{}",
         stderr(&o)
     );
+    // each difference is named as the flag it is
+    assert!(
+        stderr(&o).contains("--lr: 0.001 -> 0.002"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&resumed, &["--resume"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(resumed.exists() && !checkpoint.exists());

@@ -32,21 +32,7 @@ pub fn run_finetune(
         });
     }
     let checkpoint = checkpoint_dir(output);
-    let record = RunRecord {
-        files: files.to_vec(),
-        settings: format!(
-            "{:?}",
-            FinetuneSettings {
-                resume: false,
-                overwrite: false,
-                stop_after: None,
-                checkpoint_every: 0,
-                threads: 0,
-                ..a.clone()
-            }
-        ),
-        base: base.version(),
-    };
+    let record = run_record(files, a, &base.version());
     crate::model::check_output(output, a.overwrite)?;
     if checkpoint.exists() && !a.resume {
         if !a.overwrite {
@@ -60,11 +46,13 @@ pub fn run_finetune(
     let resume_from = if a.resume {
         let path = checkpoint.join(RUN_RECORD);
         let text = std::fs::read_to_string(&path).map_err(PipelineError::io(&path))?;
-        let earlier: RunRecord = serde_json::from_str(&text).map_err(PipelineError::json(&path))?;
-        if earlier != record {
+        let earlier: serde_json::Value =
+            serde_json::from_str(&text).map_err(PipelineError::json(&path))?;
+        let differences = crate::sink::output_folder::differences(&earlier, &record);
+        if !differences.is_empty() {
             return Err(PipelineError::CheckpointOfOtherRun {
                 path: checkpoint,
-                differences: record.differences(&earlier),
+                differences: differences.join("; "),
             });
         }
         Some(checkpoint.clone())
@@ -283,29 +271,31 @@ const ORDER_SALT: u64 = 0x5EED_F1E7;
 /// What a checkpoint was made from; a resumed run must match it.
 const RUN_RECORD: &str = "run.json";
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct RunRecord {
-    files: Vec<PathBuf>,
-    settings: String,
-    /// The version of the model it started from.
-    base: String,
-}
-
-impl RunRecord {
-    fn differences(&self, earlier: &RunRecord) -> String {
-        let mut out = Vec::new();
-        if self.files != earlier.files {
-            out.push(format!("inputs {:?}, now {:?}", earlier.files, self.files));
+/// What a checkpoint was made from, keyed as a user changes it (`--lr`, `inputs`, `base
+/// model`), so a refused resume names each difference. The settings that only steer the run
+/// (resume, overwrite, stop_after, checkpoint_every, threads) are left out: they may change;
+/// `--lr` and `--warmup` are the values used, so naming the recipe's value again still resumes.
+fn run_record(files: &[PathBuf], a: &FinetuneSettings, base: &str) -> serde_json::Value {
+    const STEERING: [&str; 5] = [
+        "resume",
+        "overwrite",
+        "stop_after",
+        "checkpoint_every",
+        "threads",
+    ];
+    let mut record = serde_json::Map::new();
+    record.insert("inputs".into(), serde_json::json!(files));
+    record.insert("base model".into(), serde_json::json!(base));
+    if let Ok(serde_json::Value::Object(settings)) = serde_json::to_value(a) {
+        for (key, value) in settings {
+            if !STEERING.contains(&key.as_str()) {
+                record.insert(format!("--{}", key.replace('_', "-")), value);
+            }
         }
-        if self.settings != earlier.settings {
-            out.push(format!(
-                "settings {}, now {}",
-                earlier.settings, self.settings
-            ));
-        }
-        if self.base != earlier.base {
-            out.push(format!("base model {}, now {}", earlier.base, self.base));
-        }
-        out.join("; ")
     }
+    // the values the recipe gave where the flags left them, as the run used them
+    let used = a.trainer.config(Recipe::FINETUNE);
+    record.insert("--lr".into(), serde_json::json!(used.lr));
+    record.insert("--warmup".into(), serde_json::json!(used.warmup_steps));
+    serde_json::Value::Object(record)
 }
