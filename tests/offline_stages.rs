@@ -254,6 +254,28 @@ fn misplaced_offline_stages_are_refused_at_their_line() {
     ));
     assert!(err.contains("export_every"), "{err}");
     assert!(err.contains("epochs"), "{err}");
+    // with the environment checked: a development set that is not there, at its key
+    let (_, pool) = self::features(dir.path());
+    let file = dir.path().join("env.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "sources:\n  pool: {{type: features, paths: [{}]}}\ntransforms:\n  \
+             compare:\n    type: experiment\n    inputs: [pool]\n    dev: [{}]\n    \
+             output: {}\nsinks:\n  t: {{type: table, inputs: [compare]}}\n",
+            path(&pool),
+            path(&dir.path().join("missing.arrow")),
+            path(&dir.path().join("results"))
+        ),
+    )
+    .unwrap();
+    let o = actprm(&["validate", path(&file)]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(":7:") && stderr(&o).contains("missing.arrow does not exist"),
+        "{}",
+        stderr(&o)
+    );
     // finetune reads labelled trajectories
     let err = check(&format!(
         "{features}transforms:\n  tune: {{type: finetune, inputs: [pool], output: m}}\n\

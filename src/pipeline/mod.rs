@@ -111,7 +111,8 @@ pub enum PipelineError {
     },
     #[error(
         "{path} holds committed units but no run.json (an older actprm or a damaged folder): \
-         their settings cannot be checked. Pass --restart to discard them"
+         their settings cannot be checked. Pass --restart (in a pipeline file, the filter's \
+         `restart: true`) to discard them"
     )]
     UnitsWithoutRecord { path: std::path::PathBuf },
     /// A quality rule of `filter` (`--where`, `--top-k --per`) that cannot be applied.

@@ -155,17 +155,19 @@ pub fn check(
         match t {
             TransformStage::Train(train) => {
                 writable(&train.output, name, "output", spans, &mut problems);
-                for dev in &train.settings.dev {
-                    if !dev.is_file() {
-                        problems.push(Problem::at(
-                            &spans.field(name, "dev"),
-                            format!(
-                                "transform `{name}`: development features {} do not exist",
-                                dev.display()
-                            ),
-                        ));
-                    }
-                }
+                exist(train.settings.dev.iter(), name, "dev", spans, &mut problems);
+            }
+            TransformStage::Fit(fit) => {
+                writable(&fit.output, name, "output", spans, &mut problems);
+                let given = fit.settings.tau_from.iter();
+                exist(given, name, "tau_from", spans, &mut problems);
+            }
+            TransformStage::Finetune(tune) => {
+                writable(&tune.output, name, "output", spans, &mut problems);
+            }
+            TransformStage::Experiment(experiment) => {
+                writable(&experiment.output, name, "output", spans, &mut problems);
+                exist(experiment.dev.iter(), name, "dev", spans, &mut problems);
             }
             TransformStage::Score(s) => {
                 if let Some(features) = &s.extras.features {
@@ -191,6 +193,22 @@ pub fn check(
         }
     }
     problems
+}
+
+/// A problem at `key` of transform `name` for each of `files` that does not exist.
+fn exist<'a>(
+    files: impl Iterator<Item = &'a std::path::PathBuf>,
+    name: &str,
+    key: &str,
+    spans: &Spans,
+    problems: &mut Vec<Problem>,
+) {
+    for file in files.filter(|f| !f.is_file()) {
+        problems.push(Problem::at(
+            &spans.field(name, key),
+            format!("transform `{name}`: {} does not exist", file.display()),
+        ));
+    }
 }
 
 /// Runs each `sql` transform after a score stage that reads `source` (directly, or through a

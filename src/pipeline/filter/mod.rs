@@ -519,7 +519,7 @@ fn start_run_in(out: &Path, job: &FilterJob, settings: &RunSettings) -> Result<(
                     path: out.clone(),
                     run: "a filter run",
                     differences: differences.join("; "),
-                    start_again: "--restart",
+                    start_again: "--restart (in a pipeline file, the filter's `restart: true`)",
                 });
             }
             Ok(())
