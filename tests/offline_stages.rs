@@ -254,6 +254,15 @@ fn misplaced_offline_stages_are_refused_at_their_line() {
     ));
     assert!(err.contains("export_every"), "{err}");
     assert!(err.contains("epochs"), "{err}");
+    // what the flags' parser refuses (--resume with --heads) is refused for keys too
+    let err = check(&format!(
+        "{features}transforms:\n  heads: {{type: fit, inputs: [pool], output: m, resume: m, heads: 4}}\n\
+         sinks:\n  t: {{type: table, inputs: [heads]}}\n"
+    ));
+    assert!(
+        err.contains("`resume`") && err.contains("neither heads nor model"),
+        "{err}"
+    );
     // with the environment checked: a development set that is not there, at its key
     let (_, pool) = self::features(dir.path());
     let file = dir.path().join("env.yaml");

@@ -82,6 +82,13 @@ impl FinetuneSettings {
         problems.check(at_least("epochs", self.epochs, 1));
         problems.check(at_least("batch_size", self.batch_size, 1));
         problems.check(at_least("threads", self.threads, 1));
+        // what the flags' parser refuses, refused for pipeline-file keys too
+        if self.resume && self.overwrite {
+            problems.check(Err(crate::limits::refuse(
+                "overwrite",
+                "starts again, resume continues: give one".into(),
+            )));
+        }
     }
 }
 

@@ -64,11 +64,24 @@ crate::settings! {
 impl TrainSettings {
     /// Range rules, for flags and pipeline-file keys alike.
     pub fn problems(&self, problems: &mut crate::limits::Problems) {
-        use crate::limits::{at_least, fraction};
+        use crate::limits::{at_least, fraction, refuse};
         self.trainer.problems(problems);
         problems.check(at_least("epochs", self.epochs, 1));
         problems.check(at_least("batch_size", self.batch_size, 1));
         problems.check(fraction("p_learn", self.p_learn, true));
+        // what the flags' parser refuses, refused for pipeline-file keys too
+        if self.resume.is_some() && (self.heads.is_some() || self.model.is_some()) {
+            problems.check(Err(refuse(
+                "resume",
+                "continues the checkpoint's own heads: give neither heads nor model with it".into(),
+            )));
+        }
+        if self.tau_from.is_some() && self.tau_holdout_every.is_some() {
+            problems.check(Err(refuse(
+                "tau_from",
+                "and tau_holdout_every both choose tau: give one".into(),
+            )));
+        }
     }
 }
 
