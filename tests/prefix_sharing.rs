@@ -20,8 +20,12 @@ fn s(p: &Path) -> &str {
 type Scored = (Vec<(String, Vec<f32>, i32)>, serde_json::Value);
 
 fn score(model: &Path, out: &Path, sharing: &str) -> Scored {
+    score_with(model, out, &["--prefix-sharing", sharing])
+}
+
+fn score_with(model: &Path, out: &Path, flags: &[&str]) -> Scored {
     let input = data("prm800k_phase1_test.parquet");
-    let o = actprm(&[
+    let mut args = vec![
         "score",
         "-q",
         "-i",
@@ -30,9 +34,9 @@ fn score(model: &Path, out: &Path, sharing: &str) -> Scored {
         s(out),
         "--model",
         s(model),
-        "--prefix-sharing",
-        sharing,
-    ]);
+    ];
+    args.extend(flags);
+    let o = actprm(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut rows = Vec::new();
     for b in read_parquet_dir(out, "part-") {
@@ -121,4 +125,40 @@ fn the_default_model_scores_each_window_alone_and_says_so() {
     assert!(o.status.success(), "{}", stderr(&o));
     let summary = summary(&out);
     assert_eq!(summary["tokens_computed"], summary["tokens"]);
+}
+
+/// `--share-window`: prefixes that read-batch boundaries split (a problem's samples in two
+/// batches) are computed once when consecutive batches are scored together, with the same scores
+/// as each batch alone and the rows in input order.
+#[test]
+fn a_share_window_computes_prefixes_across_read_batches_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("qwen-prm");
+    let o = actprm(&["import", "--from", s(&data("hf/qwen-prm")), "-o", s(&model)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = |name: &str, window: &str| {
+        score_with(
+            &model,
+            &dir.path().join(name),
+            &["--batch-rows", "3", "--share-window", window],
+        )
+    };
+    let (batch_alone, alone) = run("alone", "0");
+    let (windowed, shared) = run("window", "48");
+    assert_eq!(windowed.len(), 353);
+    let computed = |summary: &serde_json::Value| summary["tokens_computed"].as_u64().unwrap();
+    assert_eq!(shared["tokens"], alone["tokens"]);
+    assert!(
+        (computed(&shared) as f64) < 0.8 * computed(&alone) as f64,
+        "{} of {} computed",
+        computed(&shared),
+        computed(&alone)
+    );
+    for ((id, a, first_a), (id_b, b, first_b)) in windowed.iter().zip(&batch_alone) {
+        assert_eq!(id, id_b, "row order");
+        assert_eq!(first_a, first_b, "{id}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-4, "{id}: {x} vs {y}");
+        }
+    }
 }

@@ -233,7 +233,8 @@ pub fn evaluate_files(
         }
         let (tokeniser, step) = scorer.as_mut().expect("created above");
         let mut samples = Vec::new();
-        for chunk in records.chunks(64) {
+        // as a run's read batches, or the rows that share prefixes together (`--share-window`)
+        for chunk in records.chunks(options.batching.share_window.max(64)) {
             let refs: Vec<(&str, &[String])> = chunk
                 .iter()
                 .map(|r| (r.problem.as_str(), r.steps.as_slice()))

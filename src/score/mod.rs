@@ -77,6 +77,13 @@ crate::settings! {
         /// scores each window on its own.
         #[arg(long, value_enum)]
         pub prefix_sharing: PrefixSharing = PrefixSharing::On,
+        /// With prefix sharing: score this many consecutive rows together (several read
+        /// batches), so the prefixes of a problem's samples that a batch boundary splits are
+        /// still computed once; rows stay in input order and every score is the same. At most
+        /// the read batch (or 0): each batch on its own. The active loop scores batch by batch
+        /// (its heads change between batches).
+        #[arg(long)]
+        pub share_window: usize = 256,
     }
 }
 
@@ -224,14 +231,18 @@ impl StepScorer {
         Ok(self.features_counted(items)?.0)
     }
 
+    /// Whether shared prefixes are computed once: a decoder, with sharing on.
+    pub fn shares_prefixes(&self) -> bool {
+        self.backbone.takes_trees() && self.options.batching.prefix_sharing == PrefixSharing::On
+    }
+
     /// [`Self::features`], and the backbone positions each trajectory added (its tokens, less
     /// those it shared with the trajectories before it when prefixes are shared).
     pub fn features_counted(
         &mut self,
         items: &[TokenisedTrajectory],
     ) -> Result<(Vec<f32>, Vec<usize>), ModelError> {
-        if self.backbone.takes_trees() && self.options.batching.prefix_sharing == PrefixSharing::On
-        {
+        if self.shares_prefixes() {
             return self.shared_features(items);
         }
         let computed = items.iter().map(|t| t.tokens).collect();

@@ -62,25 +62,36 @@ impl Stage for ScoreSteps {
     }
 
     fn run(mut self, input: Inlet<Tokenised>, output: Outlet<Scored>) -> Result<(), PipelineError> {
+        let window = self.share_window();
+        // read batches scored together (`--share-window`), sent on in order
+        let mut pending: Vec<TokenisedBatch> = Vec::new();
         for item in input {
-            let out = match item {
-                Flow::Unreadable(u) => Flow::Unreadable(u),
-                Flow::GroupEnd(g) => Flow::GroupEnd(g),
+            let marker = match item {
+                Flow::Batch(b) if window > 0 => {
+                    pending.push(b);
+                    let rows: usize = pending.iter().map(|b| b.tokenised.len()).sum();
+                    if rows >= window && !self.send_window(&mut pending, &output)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 Flow::Batch(b) => {
                     self.take_new_heads();
-                    Flow::Batch(self.score(b)?)
+                    let scored = self.score(b)?;
+                    if !self.send(Flow::Batch(scored), &output) {
+                        return Ok(());
+                    }
+                    continue;
                 }
+                Flow::Unreadable(u) => Flow::Unreadable(u),
+                Flow::GroupEnd(g) => Flow::GroupEnd(g),
             };
-            let is_batch = matches!(out, Flow::Batch(_));
-            if !output.send(out) {
-                break;
-            }
-            if let (Some(acks), true) = (&self.acks, is_batch) {
-                if acks.recv().is_err() {
-                    break;
-                }
+            // a marker ends the window: its rows come before it
+            if !self.send_window(&mut pending, &output)? || !self.send(marker, &output) {
+                return Ok(());
             }
         }
+        self.send_window(&mut pending, &output)?;
         Ok(())
     }
 }
@@ -106,9 +117,76 @@ impl ScoreSteps {
         }
     }
 
+    /// Rows scored together (0: each read batch on its own): only where shared prefixes are
+    /// computed once, and never while heads may change between batches (the active loop).
+    fn share_window(&self) -> usize {
+        let shares = self.scorer.shares_prefixes() && self.refresh.is_none() && self.acks.is_none();
+        if shares {
+            self.scorer.options.batching.share_window
+        } else {
+            0
+        }
+    }
+
+    /// Passes `item` on; `false` once the consumer has gone (or a lockstep sink stopped).
+    fn send(&self, item: Scored, output: &Outlet<Scored>) -> bool {
+        let is_batch = matches!(item, Flow::Batch(_));
+        if !output.send(item) {
+            return false;
+        }
+        match (&self.acks, is_batch) {
+            (Some(acks), true) => acks.recv().is_ok(),
+            _ => true,
+        }
+    }
+
+    /// Scores the `pending` batches as one set of rows and sends each on, in order.
+    fn send_window(
+        &mut self,
+        pending: &mut Vec<TokenisedBatch>,
+        output: &Outlet<Scored>,
+    ) -> Result<bool, PipelineError> {
+        if pending.is_empty() {
+            return Ok(true);
+        }
+        let mut batches = std::mem::take(pending);
+        let counts: Vec<usize> = batches.iter().map(|b| b.tokenised.len()).collect();
+        let rows: Vec<_> = batches
+            .iter_mut()
+            .flat_map(|b| std::mem::take(&mut b.tokenised))
+            .collect();
+        let (mut scores, features) = self.scorer.score(&rows)?;
+        let mut rows = rows.into_iter();
+        let dim = self.scorer.backbone.hidden_size();
+        let mut feature_at = 0;
+        for (mut b, n) in batches.into_iter().zip(counts) {
+            b.tokenised = rows.by_ref().take(n).collect();
+            let rest = scores.split_off(n);
+            let own = std::mem::replace(&mut scores, rest);
+            let steps: usize = own.iter().map(|s| s.mean.len()).sum();
+            let own_features = features[feature_at..feature_at + steps * dim].to_vec();
+            feature_at += steps * dim;
+            let scored = self.scored(b, own, own_features)?;
+            if !self.send(Flow::Batch(scored), output) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// One tokenised batch scored (the in-process scorer calls this too).
     pub(crate) fn score(&mut self, b: TokenisedBatch) -> Result<ScoredBatch, PipelineError> {
         let (scores, features) = self.scorer.score(&b.tokenised)?;
+        self.scored(b, scores, features)
+    }
+
+    /// A batch with its rows' scores and step features.
+    fn scored(
+        &self,
+        b: TokenisedBatch,
+        scores: Vec<RowScore>,
+        features: Vec<f32>,
+    ) -> Result<ScoredBatch, PipelineError> {
         let mask = BooleanArray::from(
             (0..b.batch.num_rows())
                 .map(|i| b.valid.binary_search(&i).is_ok())
