@@ -402,7 +402,7 @@ fn unknown_keys_are_errors_with_a_suggestion() {
         )
         .replace("sinks:", "sink:");
     assert_eq!(problems(&yaml, &[]), "\
-FILE:9:5: unknown key `dleta_pred` in transform `scored` (score) (did you mean `delta_pred`?); expected one of: batch_rows, check, delta_pred, delta_std, features, head_probs, inputs, max_batch, model, prefix_sharing, tau, token_budget, watch_model
+FILE:9:5: unknown key `dleta_pred` in transform `scored` (score) (did you mean `delta_pred`?); expected one of: batch_rows, check, delta_pred, delta_std, features, head_probs, inputs, max_batch, model, prefix_sharing, share_window, tau, token_budget, watch_model
 9 |     dleta_pred: 0.5
   |     ^
 FILE:10:1: unknown key `sink` at the top level (did you mean `sinks`?); expected one of: models, judges, sources, transforms, sinks
