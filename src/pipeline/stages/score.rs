@@ -63,22 +63,16 @@ impl Stage for ScoreSteps {
 
     fn run(mut self, input: Inlet<Tokenised>, output: Outlet<Scored>) -> Result<(), PipelineError> {
         let window = self.share_window();
-        // read batches scored together (`--share-window`), sent on in order
+        // read batches scored together (`--share-window`; 0: each on its own), sent on in order
         let mut pending: Vec<TokenisedBatch> = Vec::new();
         for item in input {
             let marker = match item {
-                Flow::Batch(b) if window > 0 => {
+                Flow::Batch(b) => {
                     pending.push(b);
                     let rows: usize = pending.iter().map(|b| b.tokenised.len()).sum();
-                    if rows >= window && !self.send_window(&mut pending, &output)? {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Flow::Batch(b) => {
-                    self.take_new_heads();
-                    let scored = self.score(b)?;
-                    if !self.send(Flow::Batch(scored), &output) {
+                    if (window == 0 || rows >= window)
+                        && !self.send_window(&mut pending, &output)?
+                    {
                         return Ok(());
                     }
                     continue;
@@ -140,7 +134,8 @@ impl ScoreSteps {
         }
     }
 
-    /// Scores the `pending` batches as one set of rows and sends each on, in order.
+    /// Scores the `pending` batches as one set of rows and sends each on, in order. One version
+    /// of the heads scores them all: new heads are taken before, never between.
     fn send_window(
         &mut self,
         pending: &mut Vec<TokenisedBatch>,
@@ -149,24 +144,28 @@ impl ScoreSteps {
         if pending.is_empty() {
             return Ok(true);
         }
+        self.take_new_heads();
         let mut batches = std::mem::take(pending);
         let counts: Vec<usize> = batches.iter().map(|b| b.tokenised.len()).collect();
-        let rows: Vec<_> = batches
+        let mut rows: Vec<_> = batches
             .iter_mut()
             .flat_map(|b| std::mem::take(&mut b.tokenised))
             .collect();
-        let (mut scores, features) = self.scorer.score(&rows)?;
-        let mut rows = rows.into_iter();
+        let (mut scores, mut features) = self.scorer.score(&rows)?;
+        // each batch's rows, scores and step features, split off from the end (a window of one
+        // batch keeps its vectors whole)
         let dim = self.scorer.backbone.hidden_size();
-        let mut feature_at = 0;
-        for (mut b, n) in batches.into_iter().zip(counts) {
-            b.tokenised = rows.by_ref().take(n).collect();
-            let rest = scores.split_off(n);
-            let own = std::mem::replace(&mut scores, rest);
-            let steps: usize = own.iter().map(|s| s.mean.len()).sum();
-            let own_features = features[feature_at..feature_at + steps * dim].to_vec();
-            feature_at += steps * dim;
-            let scored = self.scored(b, own, own_features)?;
+        let mut own = Vec::with_capacity(batches.len());
+        for &n in counts.iter().rev() {
+            let own_scores = scores.split_off(scores.len() - n);
+            let steps: usize = own_scores.iter().map(|s| s.mean.len()).sum();
+            let own_features = features.split_off(features.len() - steps * dim);
+            own.push((rows.split_off(rows.len() - n), own_scores, own_features));
+        }
+        for (mut b, (tokenised, scores, features)) in batches.into_iter().zip(own.into_iter().rev())
+        {
+            b.tokenised = tokenised;
+            let scored = self.scored(b, scores, features)?;
             if !self.send(Flow::Batch(scored), output) {
                 return Ok(false);
             }
