@@ -30,8 +30,8 @@ pub struct StageList {
     /// Absent: a judge labels the source's rows as they are.
     pub score: Option<ScoreStep>,
     pub filter: Option<FilterSettings>,
-    /// A row-wise query over the scored rows on their way to the sinks (a pipeline's `sql`
-    /// transform after score).
+    /// A row-wise query over the rows on their way to the sinks (a pipeline's `sql` transform
+    /// after score or filter).
     pub query: Option<String>,
     pub label: Option<LabelStep>,
     /// The active loop (`type: train` in a file), after score, filter and label.

@@ -21,7 +21,8 @@ const SHAPES: &str = "supported shapes: source -> score; source -> score -> filt
 pub struct Plan {
     pub source: String,
     pub sql: Option<String>,
-    /// An `sql` transform after score: its query maps each scored batch on its way to the sinks.
+    /// An `sql` transform after score or filter: its query maps each batch of rows on its way to
+    /// the sinks.
     pub sql_after: Option<String>,
     pub score: String,
     pub filter: Option<String>,
@@ -438,8 +439,8 @@ fn offline_problems(
             ),
         ));
     }
-    for (name, sink) in &file.sinks {
-        if sink.data().is_some() && stage.offline() {
+    for (name, sink) in file.sinks.iter().filter(|_| stage.offline()) {
+        if sink.data().is_some() {
             problems.push(Problem::at(
                 &spans.stage(name),
                 format!(
@@ -448,7 +449,7 @@ fn offline_problems(
                     sink.kind()
                 ),
             ));
-        } else if sink.inputs().iter().any(|i| i != first) && stage.offline() {
+        } else if sink.inputs().iter().any(|i| i != first) {
             problems.push(Problem::at(
                 &spans.input(name, 0),
                 format!(

@@ -73,15 +73,15 @@ pub fn check(
                     ));
                     continue;
                 }
-                if let Some(path) = files.first() {
-                    problems.extend(queries_after_score(file, spans, name, path));
-                }
-                for path in &files {
+                for (i, path) in files.iter().enumerate() {
                     let Ok(schema) =
                         crate::source::parquet::open_reader(path).map(|b| b.schema().clone())
                     else {
                         continue; // unreadable files are reported by the run, row group by row group
                     };
+                    if i == 0 {
+                        problems.extend(queries_after_score(file, spans, name, &schema));
+                    }
                     for label in &label_pool {
                         if LabelColumn::detect(&schema).is_none() {
                             problems.push(Problem::at(
@@ -212,18 +212,15 @@ fn exist<'a>(
 }
 
 /// Runs each `sql` transform after a score stage that reads `source` (directly, or through a
-/// filter that keeps actprm's columns) on no rows of the scored schema (`path`'s columns and the
-/// score columns), so a query that cannot run batch by batch, or names a column the rows lack,
-/// is reported at its `query` before any work.
+/// filter that keeps actprm's columns) on no rows of the scored schema (the source's columns,
+/// `schema`, and the score columns), so a query that cannot run batch by batch, or names a
+/// column the rows lack, is reported at its `query` before any work.
 fn queries_after_score(
     file: &PipelineFile,
     spans: &Spans,
     source: &str,
-    path: &Path,
+    schema: &arrow::datatypes::SchemaRef,
 ) -> Vec<Problem> {
-    let Ok(schema) = crate::source::parquet::open_reader(path).map(|b| b.schema().clone()) else {
-        return Vec::new(); // reported by the run
-    };
     // the score stage reading `source` whose rows reach `stage` unchanged in their columns
     let scorer_of = |stage: &str| match file.transforms.get(stage) {
         Some(TransformStage::Score(s)) => Some(s),

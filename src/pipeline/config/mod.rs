@@ -62,7 +62,8 @@ pub type JudgeDecl = crate::label::judge::JudgeConfig;
 
 /// A stage section's types, each listed once as `"type" => Variant(Keys)`: the enum (tagged by
 /// `type` for serde and the JSON Schema), its type names (`TYPES`, aliases included), each
-/// stage's `kind`, and the reader's dispatch (`read`), so a new stage type is one line here.
+/// stage's `kind`, and the reader's dispatch (`read`): a new stage type is one line here (and,
+/// for a transform or sink, its arm of `inputs`).
 macro_rules! stage_types {
     (
         $(#[$meta:meta])*

@@ -103,7 +103,7 @@ pub struct ScoreJob {
     pub overwrite: bool,
     /// Notices of the run (and of the filter and active jobs built on it).
     pub log: crate::report::Log,
-    /// A pipeline's `sql` transform after score: each batch of scored rows goes through it on
+    /// A pipeline's `sql` transform after score or filter: each batch of rows goes through it on
     /// its way to the data sinks (row-wise queries only).
     pub query: Option<String>,
 }
@@ -155,7 +155,6 @@ impl ScoreJob {
         .chain(self.more_outputs.iter().cloned())
     }
 
-    /// Range checks of every numeric setting a scoring run takes.
     /// A SQL session's settings whose `prm_score` scores as this job does.
     pub fn sql_config(&self) -> crate::sql::SqlConfig {
         crate::sql::SqlConfig {
@@ -166,6 +165,7 @@ impl ScoreJob {
         }
     }
 
+    /// Range checks of every numeric setting a scoring run takes.
     pub fn validate(&self) -> Result<(), PipelineError> {
         crate::limits::at_least("batch_rows", self.batch_rows, 1)?;
         crate::limits::at_least("rows_per_part", self.rows_per_part, 1)?;
