@@ -5,29 +5,16 @@
 
 use std::path::Path;
 
-use crate::common::{actprm, data, prm800k_parquet, stderr, tiny_model};
+use crate::common::{actprm, data, prm800k_features, prm800k_parquet, stderr, tiny_model};
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Step features of the PRM800K sample under the tiny model.
+/// Step features of the PRM800K sample under the tiny model, and the model.
 fn features(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let model = tiny_model(dir);
-    let features = dir.join("pool.arrow");
-    let o = actprm(&[
-        "score",
-        "-q",
-        "-i",
-        path(&prm800k_parquet(dir)),
-        "-o",
-        path(&dir.join("scored")),
-        "--model",
-        path(&model),
-        "--features",
-        path(&features),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let features = prm800k_features(dir, Some(&model));
     (model, features)
 }
 

@@ -439,19 +439,7 @@ fn path_str(p: &std::path::Path) -> &str {
 fn the_experiment_runs_the_loops_algorithm() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
-    let pool = dir.path().join("pool.arrow");
-    let o = actprm(&[
-        "score",
-        "-i",
-        path_str(&prm800k_parquet(dir.path())),
-        "-o",
-        path_str(&dir.path().join("scored")),
-        "--model",
-        path_str(&model),
-        "--features",
-        path_str(&pool),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let pool = prm800k_features(dir.path(), Some(&model));
     let out = dir.path().join("experiment");
     let o = actprm(&[
         "experiment",
@@ -535,19 +523,7 @@ fn the_experiment_runs_the_loops_algorithm() {
 #[test]
 fn training_on_cuda_without_a_driver_names_the_driver() {
     let dir = tempfile::tempdir().unwrap();
-    let input = prm800k_parquet(dir.path());
-    let features = dir.path().join("f.arrow");
-    let o = actprm(&[
-        "score",
-        "-q",
-        "-i",
-        input.to_str().unwrap(),
-        "-o",
-        dir.path().join("scored").to_str().unwrap(),
-        "--features",
-        features.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let features = prm800k_features(dir.path(), None);
     let o = actprm(&[
         "train",
         "-q",

@@ -107,6 +107,30 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
     model
 }
 
+/// Step features of the PRM800K sample (`dir/pool.arrow`, labelled), scored by `model` (absent:
+/// the embedded default) into `dir/scored`: what `train`, `experiment` and their stages read.
+pub fn prm800k_features(dir: &Path, model: Option<&Path>) -> PathBuf {
+    let features = dir.join("pool.arrow");
+    let input = prm800k_parquet(dir);
+    let scored = dir.join("scored");
+    let mut args = vec![
+        "score",
+        "-q",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        scored.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+    ];
+    if let Some(model) = model {
+        args.extend(["--model", model.to_str().unwrap()]);
+    }
+    let o = actprm(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    features
+}
+
 /// `actprm generate` from the real PRM800K sample: `rows` rows in `files` files of `group`-row
 /// row groups, in `dir/corpus`.
 pub fn corpus(dir: &Path, rows: u64, files: u64, group: u64) -> PathBuf {
