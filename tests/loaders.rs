@@ -383,22 +383,31 @@ fn every_format_holds_the_parquet_outputs_rows_and_loads() {
     );
 }
 
+/// A pipeline file whose source `corpus` is `input`, read by a score stage `scored`, then
+/// `stages` (its further `transforms` lines) and `sinks` (the `sinks` section's lines).
+fn pipeline_yaml(input: &Path, stages: &str, sinks: &str) -> String {
+    format!(
+        "sources:\n  corpus: {{type: parquet, paths: [{}]}}\ntransforms:\n  \
+         scored: {{type: score, inputs: [corpus]}}\n{stages}sinks:\n{sinks}",
+        s(input)
+    )
+}
+
 /// Runs a pipeline file over the test corpus in `dir`: `stages` is its `transforms` section
 /// (a score stage `scored` reads source `corpus`), `sinks` maps each sink name to its type and
 /// folder name under `dir`, all reading `last`. Returns the file's path.
 fn run_pipeline(dir: &Path, stages: &str, last: &str, sinks: &[(&str, &str, &str)]) -> PathBuf {
     let input = corpus(dir);
-    let mut yaml = format!(
-        "sources:\n  corpus: {{type: parquet, paths: [{}]}}\ntransforms:\n  \
-         scored: {{type: score, inputs: [corpus]}}\n{stages}sinks:\n",
-        s(&input)
-    );
-    for (name, kind, folder) in sinks {
-        yaml += &format!(
-            "  {name}: {{type: {kind}, inputs: [{last}], path: {}}}\n",
-            s(&dir.join(folder))
-        );
-    }
+    let sinks: String = sinks
+        .iter()
+        .map(|(name, kind, folder)| {
+            format!(
+                "  {name}: {{type: {kind}, inputs: [{last}], path: {}}}\n",
+                s(&dir.join(folder))
+            )
+        })
+        .collect();
+    let yaml = pipeline_yaml(&input, stages, &sinks);
     let file = dir.join("p.yaml");
     std::fs::write(&file, yaml).unwrap();
     let o = actprm(&["run", s(&file)]);
@@ -661,19 +670,15 @@ fn an_sql_transform_after_score_maps_the_rows_to_every_sink() {
     // after filter it maps the kept rows; a resume with another query is refused by name
     let pipeline = |query: &str| {
         let file = dir.path().join("after-filter.yaml");
-        std::fs::write(
-            &file,
-            format!(
-                "sources:\n  corpus: {{type: parquet, paths: [{}]}}\ntransforms:\n  \
-                 scored: {{type: score, inputs: [corpus]}}\n  \
-                 kept: {{type: filter, inputs: [scored], keep_rate: 0.5}}\n  \
-                 good: {{type: sql, inputs: [kept], query: \"{query}\"}}\n\
-                 sinks:\n  rows: {{type: parquet, inputs: [good], path: {}}}\n",
-                s(&input),
-                s(&out("kept-good"))
-            ),
-        )
-        .unwrap();
+        let stages = format!(
+            "  kept: {{type: filter, inputs: [scored], keep_rate: 0.5}}\n  \
+             good: {{type: sql, inputs: [kept], query: \"{query}\"}}\n"
+        );
+        let sinks = format!(
+            "  rows: {{type: parquet, inputs: [good], path: {}}}\n",
+            s(&out("kept-good"))
+        );
+        std::fs::write(&file, pipeline_yaml(&input, &stages, &sinks)).unwrap();
         actprm(&["run", "-q", s(&file)])
     };
     let query = "SELECT id, first_error, uncertainty FROM input WHERE first_error = -1";
@@ -711,18 +716,10 @@ fn an_sql_transform_after_score_maps_the_rows_to_every_sink() {
 
     // nothing but sinks follows it
     let file = dir.path().join("after-sql.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "sources:\n  corpus: {{type: parquet, paths: [{}]}}\ntransforms:\n  \
-             scored: {{type: score, inputs: [corpus]}}\n  \
-             good: {{type: sql, inputs: [scored], query: \"SELECT * FROM input\"}}\n  \
-             kept: {{type: filter, inputs: [good]}}\n\
-             sinks:\n  rows: {{type: parquet, inputs: [kept], path: x}}\n",
-            s(&input)
-        ),
-    )
-    .unwrap();
+    let stages = "  good: {type: sql, inputs: [scored], query: \"SELECT * FROM input\"}\n  \
+                  kept: {type: filter, inputs: [good]}\n";
+    let sinks = "  rows: {type: parquet, inputs: [kept], path: x}\n";
+    std::fs::write(&file, pipeline_yaml(&input, stages, sinks)).unwrap();
     let o = actprm(&["validate", "--skip-env", s(&file)]);
     assert!(!o.status.success());
     assert!(
