@@ -271,6 +271,18 @@ impl Backbone {
             let start = (b * seq + pos) * d;
             features.extend_from_slice(&hidden_states[start..start + d]);
         }
+        // an f16 graph that overflowed would pass NaN scores on without a word
+        if let Some(at) = features.iter().position(|x| !x.is_finite()) {
+            return Err(ModelError::Ort {
+                context: "backbone output".into(),
+                message: format!(
+                    "a step's hidden state holds {} (dimension {}): the model overflowed; an f16 \
+                     import of this checkpoint needs --dtype f32",
+                    features[at],
+                    at % d
+                ),
+            });
+        }
         Ok(features)
     }
 

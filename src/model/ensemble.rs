@@ -7,6 +7,7 @@ use ort::value::TensorRef;
 
 use super::execution::{open_session, GraphSource, RuntimeOptions};
 use super::heads::{HeadsWeights, INPUT_FEATURES, OUTPUT_PROBS};
+use super::Device;
 use super::ModelError;
 
 pub struct HeadsRunner {
@@ -24,7 +25,13 @@ impl HeadsRunner {
         options: &RuntimeOptions,
     ) -> Result<Self, ModelError> {
         let weights = HeadsWeights::from_onnx(bytes)?;
-        let session = open_session(GraphSource::Memory(bytes), "the heads", options)?;
+        // a few small products over features already on the host: the CPU runs them, so a GPU
+        // run holds one CUDA session (the backbone's) and one device memory arena
+        let on_cpu = RuntimeOptions {
+            device: Device::Cpu,
+            ..*options
+        };
+        let session = open_session(GraphSource::Memory(bytes), "the heads", &on_cpu)?;
         Ok(Self {
             session,
             heads: weights.heads,

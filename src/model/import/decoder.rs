@@ -1,7 +1,7 @@
-//! The decoder backbone of Qwen2 / Llama / Mistral checkpoints as an ONNX graph of standard
-//! operators (opset 17, so every execution provider runs it): embeddings, per layer RMSNorm ->
-//! grouped-query attention with RoPE -> RMSNorm -> SwiGLU MLP, a final RMSNorm, and optionally the
-//! first layer of the family's head. Output: `last_hidden_state` `[batch, seq, width]`, the
+//! The decoder backbone of Qwen2 / Llama / Mistral checkpoints as an ONNX graph (opset 17 plus
+//! ONNX Runtime's fused `MultiHeadAttention`, which its CPU and CUDA providers both run):
+//! embeddings, per layer RMSNorm -> grouped-query attention with RoPE -> RMSNorm -> SwiGLU MLP, a
+//! final RMSNorm, and optionally the first layer of the family's head. Output: `last_hidden_state` `[batch, seq, width]`, the
 //! backbone contract of `model/backbone.rs`. Positions (`position_ids`) and the attention mask
 //! (`attention_bias`, additive) are inputs, so the same graph runs a padded batch and a packed
 //! token tree whose shared prefixes are computed once.
@@ -53,55 +53,70 @@ pub fn write_backbone(
         )));
     }
     let group = nh / nkv;
-    // f16: the residual stream, dense layers and attention products in f16; norms, softmax and
-    // the output in f32
+    // f16: dense layers in f16; the residual stream, norms and attention in f32 (Qwen2.5's
+    // residual stream is known to overflow f16, and so can the attention scores)
     let half = precision == Precision::F16;
     let inter = config.intermediate_size;
     let mut g = Graph::new(Some(&dir.join("backbone.onnx.data")))?;
     // shape plumbing
     let axis1 = g.ints("c_axis1", &[1], &[1]);
     let axis2 = g.ints("c_axis2", &[1], &[2]);
-    let axes12 = g.ints("c_axes12", &[2], &[1, 2]);
+    let axis3 = g.ints("c_axis3", &[1], &[3]);
     // positions come with the tokens: a packed token tree gives each token its depth, the
     // position it has in its own sequence (issue 32); a plain batch gives 0, 1, 2, ...
     let positions = g.op("Cast", &[POSITION_IDS], &[("to", Attr::Int(1))]);
     let positions = g.op("Unsqueeze", &[&positions, &axis2], &[]);
-    // RoPE tables [batch, 1, seq, head_dim]
+    // RoPE tables [batch, seq, 1, head_dim], for q and k as [batch, seq, heads, head_dim]
     let inv_freq = config.inv_freq();
     let inv_freq = g.floats("rope_inv_freq", &[1, hd / 2], &inv_freq)?;
     let freqs = g.op("MatMul", &[&positions, &inv_freq], &[]);
     let emb = g.op("Concat", &[&freqs, &freqs], &[("axis", Attr::Int(-1))]);
-    let emb = g.op("Unsqueeze", &[&emb, &axis1], &[]);
+    let emb = g.op("Unsqueeze", &[&emb, &axis2], &[]);
     let cos = g.op("Cos", &[&emb], &[]);
-    let cos = g.narrow(&cos, half);
     let sin = g.op("Sin", &[&emb], &[]);
-    let sin = g.narrow(&sin, half);
     // rotate_half(x) = x @ R: [-x2, x1]
     let mut rotate = vec![0f32; hd * hd];
     for i in 0..hd / 2 {
         rotate[(i + hd / 2) * hd + i] = -1.0; // out[i] = -x[i + hd/2]
         rotate[i * hd + i + hd / 2] = 1.0; // out[i + hd/2] = x[i]
     }
-    let rotate = g.floats_in(half, "rope_rotate_half", &[hd, hd], &rotate)?;
-    // the additive mask [batch, 1, 1, seq, seq] comes with the tokens too: causal and padding
-    // for a plain batch, "each token attends to its ancestors" for a packed tree
-    let mask = g.op("Unsqueeze", &[ATTENTION_BIAS, &axes12], &[]);
-    let scale = g.floats_in(half, "c_attn_scale", &[], &[1.0 / (hd as f32).sqrt()])?;
+    let rotate = g.floats("rope_rotate_half", &[hd, hd], &rotate)?;
+    // the additive mask [batch, 1, seq, seq] comes with the tokens too: causal and padding for
+    // a plain batch, "each token attends to its ancestors" for a packed tree; it is ONNX
+    // Runtime's fused MultiHeadAttention's `attention_bias`, so CUDA never materialises the
+    // [batch, heads, seq, seq] scores and plain batches and trees take the same operator
+    let mask = g.op("Unsqueeze", &[ATTENTION_BIAS, &axis1], &[]);
     let eps = g.floats("c_rms_eps", &[], &[config.rms_norm_eps as f32])?;
     let shape_q = g.ints("c_shape_q", &[4], &[0, 0, nh as i64, hd as i64]);
     let shape_kv = g.ints("c_shape_kv", &[4], &[0, 0, nkv as i64, hd as i64]);
-    let shape_grouped = g.ints(
-        "c_shape_grouped",
-        &[5],
-        &[0, nkv as i64, group as i64, -1, hd as i64],
-    );
-    let shape_heads = g.ints("c_shape_heads", &[4], &[0, nh as i64, -1, hd as i64]);
+    let repeat_kv = g.ints("c_repeat_kv", &[5], &[1, 1, 1, group as i64, 1]);
     let shape_merged = g.ints("c_shape_merged", &[3], &[0, 0, (nh * hd) as i64]);
+    let attention = [
+        ("num_heads", Attr::Int(nh as i64)),
+        ("scale", Attr::Float(1.0 / (hd as f32).sqrt())),
+    ];
+    // q and k as [batch, seq, heads, head_dim], widened to f32 and rotated
+    let rotated = |g: &mut Graph, x: &str| {
+        let x = g.widen(x, half);
+        rope(g, &x, &cos, &sin, &rotate)
+    };
+    // keys and values [batch, seq, kv heads, head_dim] -> [batch, seq, heads * head_dim], each
+    // key-value head repeated for its `group` query heads
+    let repeated = |g: &mut Graph, x: &str| {
+        let x = if group == 1 {
+            x.to_string()
+        } else {
+            let x = g.op("Unsqueeze", &[x, &axis3], &[]);
+            g.op("Expand", &[&x, &repeat_kv], &[])
+        };
+        g.op("Reshape", &[&x, &shape_merged], &[])
+    };
 
     let name = |rest: &str| format!("{prefix}{rest}");
     let embed = weights.read_shaped(&name("embed_tokens.weight"), &[config.vocab_size, h])?;
     let embed = g.floats_in(half, "embed_tokens", &[config.vocab_size, h], &embed)?;
-    let mut x = g.op("Gather", &[&embed, INPUT_IDS], &[("axis", Attr::Int(0))]);
+    let x = g.op("Gather", &[&embed, INPUT_IDS], &[("axis", Attr::Int(0))]);
+    let mut x = g.widen(&x, half);
     let norm = RmsNorm { h, eps: &eps, half };
 
     for layer in 0..config.num_hidden_layers {
@@ -113,30 +128,23 @@ pub fn write_backbone(
         let q = dense(&mut g, &normed, "self_attn.q_proj", [h, nh * hd])?;
         let k = dense(&mut g, &normed, "self_attn.k_proj", [h, nkv * hd])?;
         let v = dense(&mut g, &normed, "self_attn.v_proj", [h, nkv * hd])?;
-        let heads_first = [("perm", Attr::Ints(vec![0, 2, 1, 3]))];
         let q = g.op("Reshape", &[&q, &shape_q], &[]);
-        let q = g.op("Transpose", &[&q], &heads_first);
+        let q = rotated(&mut g, &q);
+        let q = g.op("Reshape", &[&q, &shape_merged], &[]);
         let k = g.op("Reshape", &[&k, &shape_kv], &[]);
-        let k = g.op("Transpose", &[&k], &heads_first);
+        let k = rotated(&mut g, &k);
+        let k = repeated(&mut g, &k);
+        let v = g.widen(&v, half);
         let v = g.op("Reshape", &[&v, &shape_kv], &[]);
-        let v = g.op("Transpose", &[&v], &heads_first);
-        let q = rope(&mut g, &q, &cos, &sin, &rotate);
-        let k = rope(&mut g, &k, &cos, &sin, &rotate);
-        let q = g.op("Mul", &[&q, &scale], &[]);
-        // grouped-query attention by broadcasting: q [b, kv, group, s, d], k and v [b, kv, 1, s, d]
-        let q = g.op("Reshape", &[&q, &shape_grouped], &[]);
-        let k = g.op("Unsqueeze", &[&k, &axis2], &[]);
-        let k = g.op(
-            "Transpose",
-            &[&k],
-            &[("perm", Attr::Ints(vec![0, 1, 2, 4, 3]))],
+        let v = repeated(&mut g, &v);
+        let attended = g.contrib_op(
+            "MultiHeadAttention",
+            &[&q, &k, &v, "", "", &mask],
+            &attention,
         );
-        let v = g.op("Unsqueeze", &[&v, &axis2], &[]);
-        let attended = g.attention_in(&q, &k, &v, &mask, half);
-        let attended = g.op("Reshape", &[&attended, &shape_heads], &[]);
-        let attended = g.op("Transpose", &[&attended], &heads_first);
-        let attended = g.op("Reshape", &[&attended, &shape_merged], &[]);
+        let attended = g.narrow(&attended, half);
         let out = dense(&mut g, &attended, "self_attn.o_proj", [nh * hd, h])?;
+        let out = g.widen(&out, half);
         x = g.op("Add", &[&x, &out], &[]);
         let normed = norm.write(&mut g, weights, &x, &p("post_attention_layernorm.weight"))?;
         let gate = dense(&mut g, &normed, "mlp.gate_proj", [h, inter])?;
@@ -145,6 +153,7 @@ pub fn write_backbone(
         let act = g.op("Mul", &[&gate, &sig], &[]);
         let act = g.op("Mul", &[&act, &up], &[]);
         let down = dense(&mut g, &act, "mlp.down_proj", [inter, h])?;
+        let down = g.widen(&down, half);
         x = g.op("Add", &[&x, &down], &[]);
     }
     let normed = norm.write(&mut g, weights, &x, &name("norm.weight"))?;
@@ -180,8 +189,8 @@ pub fn write_backbone(
     Ok(width)
 }
 
-/// `x * w / sqrt(mean(x^2) + eps)` over the last axis of width `h`, computed in f32 as
-/// transformers does (an f16 `x` is widened first, the result narrowed before the weight).
+/// `x * w / sqrt(mean(x^2) + eps)` over the last axis of width `h`: `x` (the residual stream) is
+/// f32, and in f16 the result is narrowed before the weight, as transformers does.
 struct RmsNorm<'a> {
     h: usize,
     eps: &'a str,
@@ -197,8 +206,7 @@ impl RmsNorm<'_> {
         weight: &str,
     ) -> Result<String, ImportError> {
         let w = g.weight_in(self.half, weights, weight, &[self.h])?;
-        let x = g.widen(x, self.half);
-        let normed = rms(g, &x, self.eps);
+        let normed = rms(g, x, self.eps);
         let normed = g.narrow(&normed, self.half);
         Ok(g.op("Mul", &[&normed, &w], &[]))
     }

@@ -126,24 +126,6 @@ impl Graph {
         });
     }
 
-    /// `softmax(q . k_t + mask) . v` over the last axis (`q` already scaled, `k_t` the keys
-    /// transposed, `mask` additive): the attention core every writer shares.
-    pub fn attention(&mut self, q: &str, k_t: &str, v: &str, mask: &str) -> String {
-        self.attention_in(q, k_t, v, mask, false)
-    }
-
-    /// The same core with `q`, `k_t` and `v` in f16 when `half`: the products stay in f16, the
-    /// scores are widened to f32 for the mask (whose -1e9 has no f16 value) and the softmax, as
-    /// transformers computes half-precision attention.
-    pub fn attention_in(&mut self, q: &str, k_t: &str, v: &str, mask: &str, half: bool) -> String {
-        let scores = self.op("MatMul", &[q, k_t], &[]);
-        let scores = self.widen(&scores, half);
-        let scores = self.op("Add", &[&scores, mask], &[]);
-        let probs = self.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
-        let probs = self.narrow(&probs, half);
-        self.op("MatMul", &[&probs, v], &[])
-    }
-
     /// Renames the outputs of the last node added (for operators with several outputs).
     pub fn outputs_of_last(&mut self, outputs: &[&str]) {
         if let Some(node) = self.nodes.last_mut() {
