@@ -59,7 +59,7 @@ fn main() {
         let lengths: Vec<usize> = chunk.iter().map(|w| w.ids.len()).collect();
         for group in plan_batches(
             &lengths,
-            options.batching.token_budget,
+            options.batching.token_budget_on(runtime.device),
             options.batching.max_batch,
         ) {
             let inputs: Vec<_> = group.iter().map(|&i| chunk[i].input()).collect();

@@ -263,10 +263,10 @@ fn eval_takes_the_scoring_batch_options_and_they_change_no_number() {
     for key in ["n", "f1", "acc_error", "acc_correct"] {
         assert_eq!(a[key], b[key], "{key}: {a} vs {b}");
     }
-    let o = run(&["--token-budget", "0"]);
+    let o = run(&["--max-batch", "0"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("token_budget (--token-budget) must be at least 1"),
+        stderr(&o).contains("max_batch (--max-batch) must be at least 1"),
         "{}",
         stderr(&o)
     );

@@ -290,8 +290,8 @@ fn item_06_zero_and_out_of_range_sizes_are_refused_before_any_work() {
             "batch_rows (--batch-rows) must be at least 1, got 0",
         ),
         (
-            &["score", "--token-budget", "0"],
-            "token_budget (--token-budget) must be at least 1, got 0",
+            &["score", "--max-batch", "0"],
+            "max_batch (--max-batch) must be at least 1, got 0",
         ),
         (
             &["filter", "--batch-rows", "0"],

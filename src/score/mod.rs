@@ -6,17 +6,20 @@ pub mod check;
 pub mod output;
 pub mod packing;
 
-use crate::model::{Backbone, HeadsRunner, LoadedModel, ModelError, RuntimeOptions};
+use crate::model::{Backbone, Device, HeadsRunner, LoadedModel, ModelError, RuntimeOptions};
 use crate::select::{decide, first_error, step_stats, Decision, SelectionRule};
 use crate::tokenise::TokenisedTrajectory;
 
 pub use batching::plan_batches;
 
-/// Padded tokens per backbone call by default. On the CPU small calls win: MiniLM int8 on 2 cores
-/// scored 8.0 / 9.5 / 11.4 / 15.3 / 14.8 rows/s at budgets 8192 / 4096 / 2048 / 1024 / 512 (600
-/// generated PRM800K rows, 2 threads), and peak RSS fell from 2.4 GB to 0.6 GB. A GPU wants far
-/// larger calls: pass `--token-budget 16384` or more there.
-pub const DEFAULT_TOKEN_BUDGET: usize = 1024;
+/// Padded tokens per backbone call on the CPU by default. There small calls win: MiniLM int8 on 2
+/// cores scored 8.0 / 9.5 / 11.4 / 15.3 / 14.8 rows/s at budgets 8192 / 4096 / 2048 / 1024 / 512
+/// (600 generated PRM800K rows, 2 threads), and peak RSS fell from 2.4 GB to 0.6 GB.
+pub const CPU_TOKEN_BUDGET: usize = 1024;
+
+/// Padded tokens per backbone call on CUDA by default: a GPU wants far larger calls, and the
+/// fused attention keeps their memory linear in the tokens (GPU-READINESS risk 10).
+pub const CUDA_TOKEN_BUDGET: usize = 16384;
 
 /// The scoring knobs shared by `score`, `filter`, `active`, `sql` and pipeline files' score
 /// stages: flags and file keys of the same names.
@@ -64,9 +67,10 @@ crate::settings! {
     )]
     #[serde(default)]
     pub struct Batching {
-        /// Padded tokens per backbone call (small suits the CPU; raise it on a GPU).
+        /// Padded tokens per backbone call; 0: by device, 1,024 on the CPU (small calls suit
+        /// it) and 16,384 on CUDA.
         #[arg(long)]
-        pub token_budget: usize = DEFAULT_TOKEN_BUDGET,
+        pub token_budget: usize = 0,
         /// Windows per backbone call at most.
         #[arg(long)]
         pub max_batch: usize = 32,
@@ -77,11 +81,12 @@ crate::settings! {
         /// scores each window on its own.
         #[arg(long, value_enum)]
         pub prefix_sharing: PrefixSharing = PrefixSharing::On,
-        /// With prefix sharing: score this many consecutive rows together (several read
-        /// batches), so the prefixes of a problem's samples that a batch boundary splits are
-        /// still computed once; rows stay in input order and every score is the same. At most
-        /// the read batch (or 0): each batch on its own. The active loop scores batch by batch
-        /// (its heads change between batches).
+        /// Score this many consecutive rows together (several read batches): with prefix
+        /// sharing, the prefixes of a problem's samples that a batch boundary splits are still
+        /// computed once; without it, windows are sorted by length across the read batches, so
+        /// batches hold less padding. Rows stay in input order and every score is the same. At
+        /// most the read batch (or 0): each batch on its own. The active loop scores batch by
+        /// batch (its heads change between batches).
         #[arg(long)]
         pub share_window: usize = 256,
     }
@@ -110,8 +115,16 @@ pub enum PrefixSharing {
 impl Batching {
     pub fn problems(&self, problems: &mut crate::limits::Problems) {
         use crate::limits::at_least;
-        problems.check(at_least("token_budget", self.token_budget, 1));
         problems.check(at_least("max_batch", self.max_batch, 1));
+    }
+
+    /// The padded tokens per backbone call on `device` (`token_budget`, or the device's default).
+    pub fn token_budget_on(&self, device: Device) -> usize {
+        match (self.token_budget, device) {
+            (0, Device::Cpu) => CPU_TOKEN_BUDGET,
+            (0, Device::Cuda(_)) => CUDA_TOKEN_BUDGET,
+            (given, _) => given,
+        }
     }
 }
 
@@ -209,6 +222,8 @@ impl StepScorer {
         runtime: &RuntimeOptions,
         options: ScoreOptions,
     ) -> Result<Self, ModelError> {
+        let mut options = options;
+        options.batching.token_budget = options.batching.token_budget_on(runtime.device);
         let backbone = Backbone::open(model, runtime)?;
         let heads = HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?;
         if heads.feature_dim() != backbone.hidden_size() {
@@ -371,5 +386,26 @@ pub fn score_row(
         truncated: t.truncated,
         tokens: t.tokens,
         tokens_computed: t.tokens,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_budget_is_the_devices_unless_given() {
+        let by_device = Batching::default();
+        assert_eq!(by_device.token_budget, 0);
+        assert_eq!(by_device.token_budget_on(Device::Cpu), CPU_TOKEN_BUDGET);
+        assert_eq!(
+            by_device.token_budget_on(Device::Cuda(1)),
+            CUDA_TOKEN_BUDGET
+        );
+        let given = Batching {
+            token_budget: 300,
+            ..Batching::default()
+        };
+        assert_eq!(given.token_budget_on(Device::Cuda(0)), 300);
     }
 }

@@ -111,11 +111,11 @@ impl ScoreSteps {
         }
     }
 
-    /// Rows scored together (0: each read batch on its own): only where shared prefixes are
-    /// computed once, and never while heads may change between batches (the active loop).
+    /// Rows scored together (0: each read batch on its own): their shared prefixes are computed
+    /// once, or, on the plain path, their windows are sorted by length across the read batches
+    /// (less padding). Never while heads may change between batches (the active loop).
     fn share_window(&self) -> usize {
-        let shares = self.scorer.shares_prefixes() && self.refresh.is_none() && self.acks.is_none();
-        if shares {
+        if self.refresh.is_none() && self.acks.is_none() {
             self.scorer.options.batching.share_window
         } else {
             0
