@@ -3,7 +3,8 @@
 # package registries only, each wheel pinned by sha256. Idempotent: a second run verifies and returns.
 #   .deps/ort/libonnxruntime.so      ONNX Runtime (PyPI onnxruntime, CPU)
 #   .deps/ort-gpu/                   only with ACTPRM_GPU=1: onnxruntime-gpu and its CUDA 13 / cuDNN 9 libraries
-#   .deps/torch/                     libtorch for tch (PyPI torch 2.13.0 + the two CUDA libs it links on CPU)
+#   .deps/torch/                     libtorch for tch (PyPI torch 2.13.0 + the two CUDA libs it links on CPU;
+#                                    with ACTPRM_GPU=1 its CUDA half and the CUDA 13 libraries that needs)
 #   .deps/models/minilm-fp32/        the default backbone's fp32 weights (safetensors) and tokenizer;
 #                                    actprm writes its graphs there on first use
 #                                    (backbone-v3-int8-rows.onnx on CPU, backbone-v3-f32.onnx on CUDA; v3: step-causal)
@@ -40,6 +41,30 @@ nvidia-cuda-runtime==13.5.37 --hash=sha256:df2b79a8852f10d1fef8c848489c49eebb575
 nvidia-cudnn-cu13==9.28.1.4 --hash=sha256:a54f205b1db1f2895d99f398754db1369816f0569dd459731f925635cf7b65ec
 nvidia-cufft==12.5.0.14 --hash=sha256:b8be26837a5abad2b5b74f3e92dd29f622a42934b355be0961a48712cbba23ad
 nvidia-curand==10.4.5.25 --hash=sha256:22bb226a857e5888fe6b54ae465fc4371296bcff13a35f79e19691bcf454f529
+nvidia-nvjitlink==13.5.37 --hash=sha256:280d7cb9649704145f074b8dbde500de04ce02d0872e066e20a83c17bcaa93eb
+PINS
+}
+
+# libtorch's CUDA half (ACTPRM_GPU=1): what libtorch_cuda.so links, as torch 2.13.0's own
+# requirements resolve for CUDA 13 (cuda-toolkit 13.0.3's cublas, cudart, cufft, cufile, cupti,
+# curand, cusolver, cusparse, nvjitlink, nvrtc and nvtx, plus cuDNN, cuSPARSELt, NCCL, NVSHMEM);
+# the wheel's RPATH finds them under nvidia/ beside torch/
+pinned_torch_gpu() {
+  cat <<'PINS'
+nvidia-cudnn-cu13==9.20.0.48 --hash=sha256:0c45dd8eeb50b603f07995b1b300c62ffe6a1980482b82b3bcf94a4ca9d49304
+nvidia-cusparselt-cu13==0.8.1 --hash=sha256:786ce87568c303fadb5afcc7102d454cd3040d75f6f8626f5db460d1871f4dd0
+nvidia-nccl-cu13==2.29.7 --hash=sha256:edd81538446786ec3b73972543e53bb43bcaf0bfc8ef76cb679fcc390ffe136d
+nvidia-nvshmem-cu13==3.4.5 --hash=sha256:290f0a2ee94c9f3687a02502f3b9299a9f9fe826e6d0287ee18482e78d495b80
+nvidia-cublas==13.1.1.3 --hash=sha256:37936a16db8fe4ac1f065c2139360608a543a09275cb1a1af612e08cfa065436
+nvidia-cuda-cupti==13.0.85 --hash=sha256:4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8
+nvidia-cuda-nvrtc==13.0.88 --hash=sha256:ad9b6d2ead2435f11cbb6868809d2adeeee302e9bb94bcf0539c7a40d80e8575
+nvidia-cuda-runtime==13.0.96 --hash=sha256:7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548
+nvidia-cufft==12.0.0.61 --hash=sha256:6c44f692dce8fd5ffd3e3df134b6cdb9c2f72d99cf40b62c32dde45eea9ddad3
+nvidia-cufile==1.15.1.6 --hash=sha256:08a3ecefae5a01c7f5117351c64f17c7c62efa5fffdbe24fc7d298da19cd0b44
+nvidia-curand==10.4.0.35 --hash=sha256:1aee33a5da6e1db083fe2b90082def8915f30f3248d5896bcec36a579d941bfc
+nvidia-cusolver==12.0.4.66 --hash=sha256:0a759da5dea5c0ea10fd307de75cdeb59e7ea4fcb8add0924859b944babf1112
+nvidia-cusparse==12.6.3.3 --hash=sha256:2b3c89c88d01ee0e477cb7f82ef60a11a4bcd57b6b87c33f789350b59759360b
+nvidia-nvtx==13.0.85 --hash=sha256:4936d1d6780fbe68db454f5e72a42ff64d1fd6397df9f363ae786930fd5c1cd4
 nvidia-nvjitlink==13.5.37 --hash=sha256:280d7cb9649704145f074b8dbde500de04ce02d0872e066e20a83c17bcaa93eb
 PINS
 }
@@ -85,13 +110,20 @@ if [ "${ACTPRM_GPU:-0}" = "1" ] && [ ! -e "$ort_gpu_stamp" ]; then
   touch "$ort_gpu_stamp"
 fi
 
-if [ ! -e "$DEPS/torch/torch/lib/libtorch_cpu.so" ]; then
+# libtorch: its CPU half by default; with ACTPRM_GPU=1 its CUDA half too, with every library that
+# needs (about 3.8 GB), upgrading a CPU setup (a stamp names the variant's pins)
+torch_gpu_stamp="$DEPS/torch/.installed-gpu-$(pinned_torch_gpu | sha256sum | cut -c1-16)"
+if [ "${ACTPRM_GPU:-0}" = "1" ] && [ ! -e "$torch_gpu_stamp" ]; then
+  echo "setup: installing libtorch with CUDA 13 (PyPI torch 2.13.0 and its CUDA libraries, about 3.8 GB) -> $DEPS/torch"
+  rm -rf "$DEPS/torch.partial"
+  { pinned | grep "^torch=="; pinned_torch_gpu; } | install_pins "$DEPS/torch.partial"
+  touch "$DEPS/torch.partial/${torch_gpu_stamp##*/}"
+  rm -rf "$DEPS/torch" && mv "$DEPS/torch.partial" "$DEPS/torch"
+elif [ ! -e "$DEPS/torch/torch/lib/libtorch_cpu.so" ]; then
   echo "setup: installing libtorch (PyPI torch 2.13.0, CPU use) -> $DEPS/torch"
   install_group "$DEPS/torch" torch nvidia-cuda-runtime nvidia-cuda-cupti
-  if [ "${ACTPRM_GPU:-0}" != "1" ]; then
-    (cd "$DEPS/torch/torch/lib" && rm -f libtorch_cuda.so libtorch_cuda_linalg.so libc10_cuda.so \
-      libtorch_nvshmem.so libcaffe2_nvrtc.so libtorch_python.so)
-  fi
+  (cd "$DEPS/torch/torch/lib" && rm -f libtorch_cuda.so libtorch_cuda_linalg.so libc10_cuda.so \
+    libtorch_nvshmem.so libcaffe2_nvrtc.so libtorch_python.so)
 fi
 
 # the default backbone's fp32 weights: actprm writes its ONNX graph from them on first use

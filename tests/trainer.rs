@@ -551,3 +551,37 @@ fn training_on_cuda_without_a_driver_names_the_driver() {
         assert!(err.contains("libtorch_cuda.so"), "{err}");
     }
 }
+
+/// `ACTPRM_GPU=1 ./setup.sh` installs libtorch's CUDA half with every library it links (cuDNN,
+/// cuBLAS, NCCL, ...): it loads on a machine without a GPU too (the driver is opened only when a
+/// device is used), so on a GPU machine `train --device cuda` can fail at the driver only.
+/// Skipped, saying so, where the CUDA variant is not installed (the CPU setup CI runs).
+#[test]
+fn the_cuda_libtorch_loads_up_to_the_driver() {
+    let torch = actprm::model::deps_dir().join("torch");
+    let gpu_variant = std::fs::read_dir(&torch)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".installed-gpu-")
+        });
+    if !gpu_variant {
+        eprintln!(
+            "{} is the CPU setup's (ACTPRM_GPU=1 ./setup.sh installs the CUDA half): not run",
+            torch.display()
+        );
+        return;
+    }
+    let lib = torch.join("torch/lib/libtorch_cuda.so");
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+    // SAFETY: the library's initialisers register CUDA kernels with the loaded libtorch, as
+    // `train --device cuda` does; no CUDA call is made.
+    let loaded = unsafe { Library::open(Some(&lib), RTLD_NOW | RTLD_GLOBAL) };
+    if let Err(e) = loaded {
+        let reason = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
+        panic!("{} did not load: {reason}", lib.display());
+    }
+}

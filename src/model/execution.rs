@@ -166,9 +166,19 @@ pub(crate) fn cuda_driver() -> Result<(), String> {
         .map_err(|e| {
             format!(
                 "no CUDA driver on this machine: libcuda.so.1 (installed with the NVIDIA driver, \
-                 not by setup.sh) did not load ({e})"
+                 not by setup.sh) did not load ({})",
+                dlopen_reason(&e)
             )
         })
+}
+
+/// What the dynamic loader said: libloading's own message is only "dlopen failed", the loader's
+/// (which library is missing) is its source.
+pub(crate) fn dlopen_reason(e: &libloading::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(reason) => reason.to_string(),
+        None => e.to_string(),
+    }
 }
 
 /// `path` with every symlink followed, or as given when it does not exist (the caller reports it).

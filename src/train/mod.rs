@@ -86,8 +86,8 @@ fn load_libtorch_cuda() -> Result<(), String> {
             if !lib.exists() {
                 return Err(format!(
                     "{} is missing: this libtorch is the CPU setup's (setup.sh keeps only its CPU \
-                     half); a CUDA libtorch and its libraries are needed (not yet installed by \
-                     ACTPRM_GPU=1 ./setup.sh), or train with --device cpu",
+                     half); ACTPRM_GPU=1 ./setup.sh installs its CUDA half and the libraries that \
+                     needs, or train with --device cpu",
                     lib.display()
                 ));
             }
@@ -96,7 +96,13 @@ fn load_libtorch_cuda() -> Result<(), String> {
             // library stays loaded for the process (its kernels are registered globally).
             unsafe { Library::open(Some(&lib), RTLD_NOW | RTLD_GLOBAL) }
                 .map(std::mem::forget)
-                .map_err(|e| format!("{} did not load: {e}", lib.display()))
+                .map_err(|e| {
+                    format!(
+                        "{} did not load: {}",
+                        lib.display(),
+                        crate::model::execution::dlopen_reason(&e)
+                    )
+                })
         })
         .clone()
 }
