@@ -10,6 +10,11 @@
 //! the peak RSS of each run (`/usr/bin/time`). Rounds interleave on and off so machine noise hits
 //! both alike.
 //!
+//! With ACTPRM_BENCH_TRANSFORMERS=PYTHON (a Python with `tools/hf-reference/requirements.txt` and
+//! pyarrow), each corpus is also run through transformers as the reference code runs it
+//! (`prefix_sharing_transformers.py`: one conversation at a time, sdpa, f32, 2 threads), and the
+//! last columns give its rows/s, actprm's speed-up over it with sharing on, and its peak RSS.
+//!
 //! `cargo bench --profile dev --bench prefix_sharing` (after `cargo build`; the dev profile
 //! spares a release build of every dependency). ACTPRM_BENCH_CHECKPOINT: the Hugging Face checkpoint to
 //! import (default the tiny `qwen-prm` fixture; the numbers in docs/models.md use the
@@ -112,15 +117,7 @@ struct Run {
 }
 
 fn score(model: &Path, input: &Path, out: &Path, sharing: &str) -> Run {
-    let time = Path::new("/usr/bin/time");
-    let mut cmd = if time.exists() {
-        let mut c = Command::new(time);
-        c.args(["-f", "peak_kib=%M"]).arg(actprm());
-        c
-    } else {
-        Command::new(actprm())
-    };
-    let o = cmd
+    let o = timed(&actprm())
         .args(["score", "-q", "--overwrite", "-i"])
         .arg(input)
         .arg("-o")
@@ -135,16 +132,54 @@ fn score(model: &Path, input: &Path, out: &Path, sharing: &str) -> Run {
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary"))
             .expect("json");
-    let peak_mib = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("peak_kib="))
-        .and_then(|k| k.trim().parse::<f64>().ok())
-        .map(|k| k / 1024.0);
     Run {
         rows_per_s: summary["rows_per_second"].as_f64().unwrap_or(0.0),
         tokens: summary["tokens"].as_u64().unwrap_or(0),
         computed: summary["tokens_computed"].as_u64().unwrap_or(0),
-        peak_mib,
+        peak_mib: peak_mib(&stderr),
+    }
+}
+
+/// A command run under `/usr/bin/time` where it exists, its peak RSS read from the last line.
+fn timed(program: &Path) -> Command {
+    let time = Path::new("/usr/bin/time");
+    if time.exists() {
+        let mut c = Command::new(time);
+        c.args(["-f", "peak_kib=%M"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn peak_mib(stderr: &str) -> Option<f64> {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_kib="))
+        .and_then(|k| k.trim().parse::<f64>().ok())
+        .map(|k| k / 1024.0)
+}
+
+/// The same corpus through transformers (`prefix_sharing_transformers.py`).
+fn transformers(python: &Path, checkpoint: &Path, input: &Path) -> Run {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/prefix_sharing_transformers.py");
+    let o = timed(python)
+        .arg(script)
+        .arg(checkpoint)
+        .arg(input)
+        .output()
+        .expect("python runs");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let line = stdout.lines().last().expect("a result line");
+    let result: serde_json::Value = serde_json::from_str(line).expect("json");
+    Run {
+        rows_per_s: result["rows_per_s"].as_f64().unwrap_or(0.0),
+        tokens: result["tokens"].as_u64().unwrap_or(0),
+        computed: result["tokens"].as_u64().unwrap_or(0),
+        peak_mib: peak_mib(&stderr),
     }
 }
 
@@ -172,7 +207,8 @@ fn main() {
         "prefix sharing vs each window alone: {} imported, {rows} rows per corpus, best of {rounds} rounds",
         checkpoint.display()
     );
-    println!(
+    let python = std::env::var_os("ACTPRM_BENCH_TRANSFORMERS").map(PathBuf::from);
+    print!(
         "{:<16} {:>5} {:>9} {:>9} {:>10} {:>10} {:>7} {:>9} {:>9}",
         "corpus",
         "rows",
@@ -184,6 +220,10 @@ fn main() {
         "on MiB",
         "off MiB"
     );
+    if python.is_some() {
+        print!(" {:>10} {:>7} {:>9}", "hf rows/s", "on/hf", "hf MiB");
+    }
+    println!();
     // ACTPRM_BENCH_CORPORA: a comma list of the corpora to run (default: all three)
     let only: Option<Vec<String>> = std::env::var("ACTPRM_BENCH_CORPORA")
         .ok()
@@ -197,18 +237,26 @@ fn main() {
             .path()
             .join(format!("{}.parquet", name.replace(' ', "-")));
         write(&batch, &picked, &file);
-        let (mut on, mut off): (Option<Run>, Option<Run>) = (None, None);
+        let (mut on, mut off, mut hf): (Option<Run>, Option<Run>, Option<Run>) = (None, None, None);
+        let keep_best = |best: &mut Option<Run>, run: Run| {
+            if best.as_ref().is_none_or(|b| run.rows_per_s > b.rows_per_s) {
+                *best = Some(run);
+            }
+        };
         for _ in 0..rounds {
             for (sharing, best) in [("on", &mut on), ("off", &mut off)] {
-                let run = score(&model, &file, &work.path().join(sharing), sharing);
-                if best.as_ref().is_none_or(|b| run.rows_per_s > b.rows_per_s) {
-                    *best = Some(run);
-                }
+                keep_best(
+                    best,
+                    score(&model, &file, &work.path().join(sharing), sharing),
+                );
+            }
+            if let Some(python) = &python {
+                keep_best(&mut hf, transformers(python, &checkpoint, &file));
             }
         }
         let (on, off) = (on.expect("a round ran"), off.expect("a round ran"));
         let mib = |r: &Run| r.peak_mib.map_or("n/a".to_string(), |m| format!("{m:.0}"));
-        println!(
+        print!(
             "{:<16} {:>5} {:>9} {:>9} {:>10.2} {:>10.2} {:>6.2}x {:>9} {:>9}",
             name,
             picked.len(),
@@ -220,5 +268,14 @@ fn main() {
             mib(&on),
             mib(&off)
         );
+        if let Some(hf) = hf {
+            print!(
+                " {:>10.2} {:>6.2}x {:>9}",
+                hf.rows_per_s,
+                on.rows_per_s / hf.rows_per_s.max(1e-9),
+                mib(&hf)
+            );
+        }
+        println!();
     }
 }

@@ -280,6 +280,10 @@ pub fn open_session(
         builder = builder
             .with_execution_providers([ort::ep::CUDA::default()
                 .with_device_id(id)
+                // f32 products in full f32, so CUDA scores match the CPU's (GPU-READINESS risk
+                // 15), and an arena that grows by what is asked, not by doubling (risk 11)
+                .with_tf32(false)
+                .with_arena_extend_strategy(ort::ep::ArenaExtendStrategy::SameAsRequested)
                 .build()
                 .error_on_failure()])
             .map_err(|e| ModelError::Ort {

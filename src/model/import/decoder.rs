@@ -1,10 +1,11 @@
 //! The decoder backbone of Qwen2 / Llama / Mistral checkpoints as an ONNX graph (opset 17 plus
 //! ONNX Runtime's fused `MultiHeadAttention`, which its CPU and CUDA providers both run):
 //! embeddings, per layer RMSNorm -> grouped-query attention with RoPE -> RMSNorm -> SwiGLU MLP, a
-//! final RMSNorm, and optionally the first layer of the family's head. Output: `last_hidden_state` `[batch, seq, width]`, the
-//! backbone contract of `model/backbone.rs`. Positions (`position_ids`) and the attention mask
-//! (`attention_bias`, additive) are inputs, so the same graph runs a padded batch and a packed
-//! token tree whose shared prefixes are computed once.
+//! final RMSNorm, and optionally the first layer of the family's head. Output:
+//! `last_hidden_state` `[batch, seq, width]`, the backbone contract of `model/backbone.rs`.
+//! Positions (`position_ids`) and the attention mask (`attention_bias`, additive) are inputs, so
+//! the same graph runs a padded batch and a packed token tree whose shared prefixes are computed
+//! once.
 
 use std::path::Path;
 
@@ -83,8 +84,8 @@ pub fn write_backbone(
     let rotate = g.floats("rope_rotate_half", &[hd, hd], &rotate)?;
     // the additive mask [batch, 1, seq, seq] comes with the tokens too: causal and padding for
     // a plain batch, "each token attends to its ancestors" for a packed tree; it is ONNX
-    // Runtime's fused MultiHeadAttention's `attention_bias`, so CUDA never materialises the
-    // [batch, heads, seq, seq] scores and plain batches and trees take the same operator
+    // Runtime's fused MultiHeadAttention's `attention_bias`, so plain batches and trees take the
+    // same operator, whose CUDA kernels need not hold the [batch, heads, seq, seq] scores
     let mask = g.op("Unsqueeze", &[ATTENTION_BIAS, &axis1], &[]);
     let eps = g.floats("c_rms_eps", &[], &[config.rms_norm_eps as f32])?;
     let shape_q = g.ints("c_shape_q", &[4], &[0, 0, nh as i64, hd as i64]);
