@@ -139,8 +139,8 @@ def test_bad_tables_and_models_raise_and_the_interpreter_goes_on(model, prm800k)
         actprm.Model(token_budjet=100)
     with pytest.raises(ValueError, match="device"):
         actprm.Model(device="tpu")
-    with pytest.raises(ValueError, match="token_budget"):
-        actprm.Model(token_budget=0)
+    with pytest.raises(ValueError, match="max_batch"):
+        actprm.Model(max_batch=0)
     missing = ROOT / "no-such-model"
     with pytest.raises(RuntimeError, match=str(missing)):
         actprm.Model(missing)
