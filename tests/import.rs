@@ -621,3 +621,54 @@ fn decoders_take_int8_weights_and_f16_and_refuse_int8_activations() {
     );
     assert!(!dir.path().join("m").exists(), "nothing written");
 }
+
+/// `tensor` of the safetensors file at `path` (F32) set to `value` everywhere, in place.
+fn fill_f32_tensor(path: &Path, tensor: &str, value: f32) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    assert_eq!(header[tensor]["dtype"], "F32", "{tensor}");
+    let offsets = floats(&header[tensor]["data_offsets"]);
+    let (start, end) = (
+        8 + header_len + offsets[0] as usize,
+        8 + header_len + offsets[1] as usize,
+    );
+    for chunk in bytes[start..end].chunks_exact_mut(4) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A checkpoint whose hidden state overflows (here its final norm scaled past f32's range, as a
+/// Qwen2.5 checkpoint's residual stream can overflow f16) fails the run with the reason and the
+/// way out, instead of writing NaN scores.
+#[test]
+fn a_backbone_that_overflows_fails_with_the_reason_not_nan_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = dir.path().join("from");
+    std::fs::create_dir(&from).unwrap();
+    for entry in std::fs::read_dir(hf("qwen-prm")).unwrap().flatten() {
+        std::fs::copy(entry.path(), from.join(entry.file_name())).unwrap();
+    }
+    fill_f32_tensor(&from.join("model.safetensors"), "model.norm.weight", 3e38);
+    let model = dir.path().join("model");
+    let o = run_import(&from, &model, "f32");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let input = examples_parquet(dir.path(), "qwen-prm");
+    let scored = dir.path().join("scored");
+    let o = actprm(&[
+        "score",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        scored.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success(), "NaN scores were written");
+    assert!(
+        stderr(&o).contains("the model overflowed") && stderr(&o).contains("--dtype f32"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -276,8 +276,9 @@ impl Backbone {
             return Err(ModelError::Ort {
                 context: "backbone output".into(),
                 message: format!(
-                    "a step's hidden state holds {} (dimension {}): the model overflowed; an f16 \
-                     import of this checkpoint needs --dtype f32",
+                    "a step's hidden state holds {} (dimension {}): the model overflowed (an \
+                     f16 import: import it again with --dtype f32; an f32 model that overflows \
+                     has broken weights)",
                     features[at],
                     at % d
                 ),
