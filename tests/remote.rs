@@ -609,3 +609,46 @@ fn filter_on_ray_reads_s3_inputs_without_a_shared_mount() {
         ids_in(&local.join("kept"), "")
     );
 }
+
+/// `validate` (and a pipeline run's checks before any work) reads a remote source's columns from
+/// its first file only, so checking a pipeline over a large bucket fetches one file, not the
+/// corpus; a column the file lacks is still found, and the run then fetches every file.
+#[test]
+fn validate_checks_a_remote_source_on_its_first_file() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let small = prm800k_parquet(dir.path());
+    for name in ["a", "b", "c"] {
+        s3.put(&format!("in/{name}.parquet"), &small);
+    }
+    let pipeline = |steps_column: &str| {
+        let file = dir.path().join(format!("{steps_column}.yaml"));
+        let text = format!(
+            "models:\n  tiny:\n    path: {}\nsources:\n  corpus:\n    type: parquet\n    \
+             paths: [\"s3://data/in/\"]\n    steps_column: {steps_column}\ntransforms:\n  \
+             scored:\n    type: score\n    inputs: [corpus]\n    model: tiny\nsinks:\n  out:\n    type: parquet\n    \
+             inputs: [scored]\n    path: {}\n",
+            s(&model),
+            s(&dir.path().join(format!("out-{steps_column}")))
+        );
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+    let cached = || {
+        files(s3.cache.path())
+            .keys()
+            .filter(|k| k.ends_with(".parquet"))
+            .count()
+    };
+    let o = s3.actprm(&["validate", s(&pipeline("steps"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(cached(), 1, "validate fetched more than one file");
+    let o = s3.actprm(&["validate", s(&pipeline("answers"))]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("answers"), "{}", stderr(&o));
+    let o = s3.actprm(&["run", s(&pipeline("steps"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(cached(), 3);
+    assert_eq!(step_means_in(&dir.path().join("out-steps")).len(), 3 * 24);
+}

@@ -24,6 +24,30 @@ const CHECKPOINT: &[&str] = &["json", "safetensors", "txt", "model", "jinja"];
 
 /// `patterns` with every remote one replaced by its local copy in the cache.
 pub fn localise(patterns: &[String]) -> Result<Vec<String>, SourceError> {
+    each_remote(patterns, |url| mirror(url, DATA))
+}
+
+/// `patterns` with every remote one replaced by the local copy of its first file only (in key
+/// order): enough to check a source's columns and queries (`validate`, and a pipeline run's
+/// checks before any work) without fetching a whole corpus, whose other files the run fetches.
+pub fn localise_first(patterns: &[String]) -> Result<Vec<String>, SourceError> {
+    each_remote(patterns, |url| {
+        let listing = list(url, DATA)?;
+        let first = listing
+            .files
+            .iter()
+            .min_by(|a, b| a.key.cmp(&b.key))
+            .expect("a listing names at least one file");
+        fetch_all(url, &listing.remote, std::slice::from_ref(first))?;
+        Ok(url.cached(&first.key).display().to_string())
+    })
+}
+
+/// `patterns` with `local(url)` in place of each remote one; local ones stay as they are.
+fn each_remote(
+    patterns: &[String],
+    local: impl Fn(&RemoteUrl) -> Result<String, location::LocationError>,
+) -> Result<Vec<String>, SourceError> {
     patterns
         .iter()
         .map(|pattern| match location::parse(pattern) {
@@ -34,7 +58,7 @@ pub fn localise(patterns: &[String]) -> Result<Vec<String>, SourceError> {
                     message,
                 };
                 let url = url.map_err(|e| err(e.to_string()))?;
-                mirror(&url, DATA).map_err(|e| err(e.to_string()))
+                local(&url).map_err(|e| err(e.to_string()))
             }
         })
         .collect()
@@ -84,6 +108,32 @@ struct Fetched {
 
 /// Fetches what `url` names and returns the local pattern that names the same files.
 fn mirror(url: &RemoteUrl, types: &[&str]) -> Result<String, location::LocationError> {
+    let Listing {
+        remote,
+        files,
+        local,
+        listed,
+    } = list(url, types)?;
+    if let Some((folder, pattern)) = listed {
+        forget_removed(url, &folder, pattern, &files);
+    }
+    fetch_all(url, &remote, &files)?;
+    Ok(local)
+}
+
+/// What a remote pattern names, nothing fetched yet.
+struct Listing {
+    remote: Remote,
+    /// At least one.
+    files: Vec<RemoteObject>,
+    /// The same pattern over the cache.
+    local: String,
+    /// The folder listed (and the glob matched in it), whose cached copies of files no longer
+    /// listed are to be forgotten; `None` for a single file.
+    listed: Option<(String, Option<(glob::Pattern, glob::MatchOptions)>)>,
+}
+
+fn list(url: &RemoteUrl, types: &[&str]) -> Result<Listing, location::LocationError> {
     let remote = Remote::open(url)?;
     let wildcard = url.key.find(['*', '?', '[']);
     let (files, local, listed) = match wildcard {
@@ -135,11 +185,12 @@ fn mirror(url: &RemoteUrl, types: &[&str]) -> Result<String, location::LocationE
             (files, local.display().to_string(), Some(listed))
         }
     };
-    if let Some((folder, pattern)) = listed {
-        forget_removed(url, &folder, pattern, &files);
-    }
-    fetch_all(url, &remote, &files)?;
-    Ok(local)
+    Ok(Listing {
+        remote,
+        files,
+        local,
+        listed,
+    })
 }
 
 fn url_error(url: &RemoteUrl, message: &str) -> location::LocationError {

@@ -37,7 +37,11 @@ pub fn check(
     for (name, source) in &file.sources {
         match source {
             SourceStage::Parquet(p) => {
-                let files = match discover_inputs(&p.paths, "parquet", p.columns.split.as_deref()) {
+                // a remote source is checked on its first file: the run fetches the rest
+                let sampled = crate::source::remote::localise_first(&p.paths);
+                let files = match sampled.and_then(|paths| {
+                    discover_inputs(&paths, "parquet", p.columns.split.as_deref())
+                }) {
                     Ok(f) => f,
                     Err(e) => {
                         problems.push(Problem::at(
