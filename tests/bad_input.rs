@@ -503,16 +503,6 @@ fn hf(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A writable copy of the fixture `name` at `to`.
-fn fixture_copy(name: &str, to: &Path) -> PathBuf {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(hf(name)).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-    }
-    to.to_path_buf()
-}
-
 /// Rewrites `config.json` of `dir` through `edit`.
 fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
     let mut v: serde_json::Value =

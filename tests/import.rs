@@ -117,8 +117,9 @@ fn step_means(dir: &Path) -> HashMap<String, Vec<f32>> {
     out
 }
 
-/// `actprm score` of `fixture`'s reference examples with `model`: `id -> step_mean`.
-fn score_examples(dir: &Path, fixture: &str, model: &Path) -> HashMap<String, Vec<f32>> {
+/// `actprm score` of `fixture`'s reference examples with `model` into `dir/scored-MODEL`, as it
+/// ended, and that folder.
+fn run_score_examples(dir: &Path, fixture: &str, model: &Path) -> (std::process::Output, PathBuf) {
     let input = examples_parquet(dir, fixture);
     let name = model.file_name().unwrap().to_string_lossy();
     let scored = dir.join(format!("scored-{name}"));
@@ -131,6 +132,12 @@ fn score_examples(dir: &Path, fixture: &str, model: &Path) -> HashMap<String, Ve
         "--model",
         model.to_str().unwrap(),
     ]);
+    (o, scored)
+}
+
+/// `actprm score` of `fixture`'s reference examples with `model`: `id -> step_mean`.
+fn score_examples(dir: &Path, fixture: &str, model: &Path) -> HashMap<String, Vec<f32>> {
+    let (o, scored) = run_score_examples(dir, fixture, model);
     assert!(o.status.success(), "{fixture}: {}", stderr(&o));
     step_means(&scored)
 }
@@ -645,26 +652,12 @@ fn fill_f32_tensor(path: &Path, tensor: &str, value: f32) {
 #[test]
 fn a_backbone_that_overflows_fails_with_the_reason_not_nan_scores() {
     let dir = tempfile::tempdir().unwrap();
-    let from = dir.path().join("from");
-    std::fs::create_dir(&from).unwrap();
-    for entry in std::fs::read_dir(hf("qwen-prm")).unwrap().flatten() {
-        std::fs::copy(entry.path(), from.join(entry.file_name())).unwrap();
-    }
+    let from = common::fixture_copy("qwen-prm", &dir.path().join("from"));
     fill_f32_tensor(&from.join("model.safetensors"), "model.norm.weight", 3e38);
     let model = dir.path().join("model");
     let o = run_import(&from, &model, "f32");
     assert!(o.status.success(), "{}", stderr(&o));
-    let input = examples_parquet(dir.path(), "qwen-prm");
-    let scored = dir.path().join("scored");
-    let o = actprm(&[
-        "score",
-        "-i",
-        input.to_str().unwrap(),
-        "-o",
-        scored.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ]);
+    let (o, _) = run_score_examples(dir.path(), "qwen-prm", &model);
     assert!(!o.status.success(), "NaN scores were written");
     assert!(
         stderr(&o).contains("the model overflowed") && stderr(&o).contains("--dtype f32"),

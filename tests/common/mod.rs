@@ -14,6 +14,16 @@ pub fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A writable copy of the Hugging Face fixture `name` (`tests/data/hf/NAME`) at `to`.
+pub fn fixture_copy(name: &str, to: &Path) -> PathBuf {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(data("hf").join(name)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+    to.to_path_buf()
+}
+
 pub fn records(name: &str) -> Vec<LabelledTrajectory> {
     read_labelled(&data(name)).expect("test data parses")
 }
