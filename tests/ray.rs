@@ -294,8 +294,10 @@ fn a_killed_worker_node_loses_no_unit() {
     // each node has one CPU: the first two attempts are one per node, and each stays a few
     // seconds in its unit, longer than a worker takes to notice that its raylet is gone
     let run = job.spawn(&out, &cluster.address(), 4000, &[]);
-    let attempts = out.join("ray/attempts-shard-0-of-1");
-    wait_for("both nodes to start a unit", || files_in(&attempts) >= 2);
+    let marker = format!("--ray-unit {}", job.corpus);
+    wait_for("both nodes to start a unit", || {
+        processes_with(&marker).len() >= 2
+    });
     kill(cluster.worker_raylet());
     let summary = job.check(run, &out);
     let ray = &summary["ray"];

@@ -585,10 +585,13 @@ fn hub_data_sets_and_checkpoints_are_fetched_by_url_and_id() {
     assert_eq!(scored(&from_hub, "s-hub"), scored(&from_disk, "s-disk"));
 }
 
+/// `filter --ray` with its input and its output in S3: no node needs a shared mount. Each task
+/// fetches its input and uploads the units it commits; the driver checks them in the store and
+/// uploads the run's records last, with a list naming every object the tasks wrote. A run whose
+/// tasks fail part way resumes; a prefix holding units of an unfinished run whose staging folder
+/// is not on this machine is refused (nothing deleted) until `--restart`.
 #[test]
-fn filter_on_ray_reads_s3_inputs_without_a_shared_mount() {
-    // each task fetches its input from the store itself (here two nodes on one machine share
-    // the cache folder and fetch the same files at once: each under a name of its own)
+fn filter_on_ray_reads_and_writes_s3_without_a_shared_mount() {
     let s3 = S3::start();
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
@@ -597,17 +600,90 @@ fn filter_on_ray_reads_s3_inputs_without_a_shared_mount() {
     let local = dir.path().join("local");
     let o = actprm(&filter_args(s(&model), s(&corpus), s(&local)));
     assert!(o.status.success(), "{}", stderr(&o));
-    let out = dir.path().join("on-ray");
-    let mut args = filter_args(s(&model), "s3://data/gen/", s(&out));
-    args.extend(["--ray", "local:2"]);
-    let o = s3.actprm(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(report["units"], 8, "{report}");
-    assert_eq!(
-        ids_in(&out.join("kept"), ""),
-        ids_in(&local.join("kept"), "")
+    let on_ray = |out: &'static str, extra: &[&str], failpoint: Option<&str>| {
+        let mut args = filter_args(s(&model), "s3://data/gen/", out);
+        args.extend(["--ray", "local:2"]);
+        args.extend_from_slice(extra);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_actprm"));
+        cmd.args(&args);
+        s3.env(&mut cmd);
+        if let Some(point) = failpoint {
+            cmd.env("ACTPRM_FAILPOINT", point);
+        }
+        cmd.output().unwrap()
+    };
+    let staged = || -> Vec<PathBuf> {
+        std::fs::read_dir(s3.cache.path().join("outputs"))
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    // the whole output in the store: the local run's rows, every object listed, all 8 units
+    // done once each, nothing left staged
+    let check = |prefix: &str, o: &Output| {
+        assert!(o.status.success(), "{}", stderr(o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(report["units"], 8, "{report}");
+        let fetched = dir
+            .path()
+            .join(format!("fetched-{}", prefix.trim_end_matches('/')));
+        s3.download(prefix, &fetched);
+        assert_eq!(
+            ids_in(&fetched.join("kept"), ""),
+            ids_in(&local.join("kept"), "")
+        );
+        assert_eq!(summary(&fetched)["rows_in"], 400);
+        let list: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fetched.join(".actprm-upload.json")).unwrap())
+                .unwrap();
+        let listed: BTreeSet<String> = list["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect();
+        let mut present: BTreeSet<String> = s3.list(prefix).into_keys().collect();
+        present.remove(".actprm-upload.json");
+        assert_eq!(listed, present);
+        let units = present.iter().filter(|k| k.starts_with("units/")).count();
+        assert_eq!(units, 8, "{present:?}");
+        assert!(staged().is_empty(), "{:?}", staged());
+        report
+    };
+
+    // every task stops after its first upload: the run fails, and the store holds data files
+    // of units that no record commits
+    let o = on_ray(
+        "s3://data/out",
+        &["--ray-retries", "0"],
+        Some("remote-upload:1"),
     );
+    assert!(!o.status.success());
+    let half = s3.list("out/");
+    assert!(!half.is_empty());
+    assert!(
+        half.keys()
+            .all(|k| !k.starts_with("units/") && k != ".actprm-upload.json"),
+        "{half:?}"
+    );
+    // the same command resumes from its staging folder and completes the output
+    let report = check("out/", &on_ray("s3://data/out", &[], None));
+    assert_eq!(report["ray"]["attempts"], 8, "{report}");
+
+    // units of another run's inputs at a fresh prefix, staged on no machine here: refused, and
+    // kept, until --restart deletes them
+    let unit_file = half.keys().next().unwrap();
+    let stray = dir.path().join("stray");
+    s3.boto(&["get", "data", &format!("out/{unit_file}"), s(&stray)]);
+    s3.put(&format!("again/{unit_file}"), &stray);
+    let o = on_ray("s3://data/again", &[], None);
+    assert!(!o.status.success());
+    let message = stderr(&o);
+    assert!(
+        message.contains("unfinished") && message.contains("--restart"),
+        "{message}"
+    );
+    assert_eq!(s3.list("again/").len(), 1);
+    check("again/", &on_ray("s3://data/again", &["--restart"], None));
 }
 
 /// `validate` (and a pipeline run's checks before any work) reads a remote source's columns from

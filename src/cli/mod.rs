@@ -12,8 +12,8 @@ use clap::Parser;
 use actprm::eval::judge::run_judge_eval;
 use actprm::eval::model::{evaluate_files, TauRule};
 use actprm::pipeline::config::{CheckOptions, ConfigError};
-use actprm::pipeline::filter::ray::{run_on_ray, worker_args};
-use actprm::pipeline::stage_list::{Job, LabelStep, Outcome, StageList};
+use actprm::pipeline::filter::ray::worker_args;
+use actprm::pipeline::stage_list::{LabelStep, StageList};
 use actprm::source::remote::localise_paths;
 use actprm::sql::SqlConfig;
 use render::render;
@@ -80,22 +80,15 @@ pub fn run(cli: Cli) -> Result {
             let stages = StageList::filter(a.io.input, a.io.output, a.scorer, a.filter)
                 .with_format(a.format.format);
             let mut job = stages.with_run(false, progress()).job()?;
-            if let Job::Filter(filter) = &mut job {
+            if let Some(filter) = job.filter_mut() {
                 // a Ray task runs the units its driver gave it
                 filter.units = a.ray.ray_unit.clone();
             }
-            let outcome = match (&job, &a.ray.ray) {
-                (Job::Filter(filter), Some(address)) => {
-                    let args = worker_args(std::env::args().skip(1));
-                    Outcome::Filter(run_on_ray(filter, address, &a.ray, args)?)
+            let outcome = match &a.ray.ray {
+                Some(address) => {
+                    job.run_on_ray(address, &a.ray, worker_args(std::env::args().skip(1)))?
                 }
-                (_, Some(_)) => {
-                    return Err("filter --ray: every node writes its units into the output \
-                                folder, so -o must be a path they all see (shared storage); \
-                                an s3://, gs:// or az:// output is not supported with --ray yet"
-                        .into())
-                }
-                _ => job.run()?,
+                None => job.run()?,
             };
             render(&outcome, &a.output, None)?;
         }

@@ -177,6 +177,18 @@ pub enum PipelineError {
         units: usize,
         first: String,
     },
+    /// A fresh `filter --ray` into a remote prefix that holds units of these inputs: an
+    /// unfinished run's, whose staging folder (with its settings) is on another machine.
+    #[error(
+        "{url} holds {objects} object(s) of an unfinished filter run of these inputs ({first}, \
+         ...): resume it on the machine that started it (its staging folder records the \
+         settings), or add --restart to delete them and start again"
+    )]
+    Unfinished {
+        url: String,
+        objects: usize,
+        first: String,
+    },
     /// A setting out of its range (the same check for CLI flags and pipeline files).
     #[error(transparent)]
     Setting(#[from] crate::limits::SettingError),

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::active::{run_active, ActiveJob, ActiveSettings, ActiveSummary};
+use super::filter::ray::{run_on_ray, run_task, RaySettings};
 use super::filter::{run_filter, FilterJob, FilterSettings, FilterSummary};
 use super::score::{ScoreExtras, ScoreSettings, Scorer};
 use super::{run_label, run_score, LabelJob, LabelSummary, PipelineError, ScoreJob, Summary};
@@ -376,6 +377,17 @@ impl StageList {
     }
 }
 
+/// Uploads a staged remote output, and says so.
+fn upload(output: &RemoteOutput) -> Result<(), PipelineError> {
+    let (files, bytes) = output.upload()?;
+    eprintln!(
+        "actprm: uploaded {files} files ({:.1} MB) to {}",
+        bytes as f64 / 1e6,
+        output.url()
+    );
+    Ok(())
+}
+
 /// A scorer's columns belong to the source; its model and settings to the score stage.
 fn split(scorer: Scorer, extras: ScoreExtras) -> (ColumnMapping, ScoreStep) {
     let Scorer {
@@ -407,16 +419,49 @@ impl Job {
             }
             Job::Active(job) => Outcome::Active(run_active(job)?),
             Job::Remote { job, output } => {
+                if let Job::Filter(filter) = job.as_ref() {
+                    if !filter.units.is_empty() {
+                        // a Ray task uploads its own units; the driver uploads the rest
+                        return Ok(Outcome::Filter(run_task(filter, output)?));
+                    }
+                }
                 let outcome = job.run()?;
-                let (files, bytes) = output.upload()?;
-                eprintln!(
-                    "actprm: uploaded {files} files ({:.1} MB) to {}",
-                    bytes as f64 / 1e6,
-                    output.url()
-                );
+                upload(output)?;
                 outcome
             }
         })
+    }
+
+    /// The filter job this runs, if it is one (a Ray task is given its units through it).
+    pub fn filter_mut(&mut self) -> Option<&mut FilterJob> {
+        match self {
+            Job::Filter(filter) => Some(filter),
+            Job::Remote { job, .. } => job.filter_mut(),
+            _ => None,
+        }
+    }
+
+    /// `filter --ray`: the filter's units run as tasks on a Ray cluster; a remote output's
+    /// records are uploaded after them.
+    pub fn run_on_ray(
+        &self,
+        address: &str,
+        settings: &RaySettings,
+        args: Vec<String>,
+    ) -> Result<Outcome, PipelineError> {
+        let summary = match self {
+            Job::Filter(filter) => run_on_ray(filter, address, settings, args, None)?,
+            Job::Remote { job, output } => match job.as_ref() {
+                Job::Filter(filter) => {
+                    let summary = run_on_ray(filter, address, settings, args, Some(output))?;
+                    upload(output)?;
+                    summary
+                }
+                _ => return Err(PipelineError::Unrunnable("--ray runs a filter only")),
+            },
+            _ => return Err(PipelineError::Unrunnable("--ray runs a filter only")),
+        };
+        Ok(Outcome::Filter(summary))
     }
 
     /// The command this job is (`score`, `filter`, `label`, `active`).

@@ -11,7 +11,7 @@
 //! not write are never replaced or deleted: an upload that would replace one is refused before
 //! anything is written, and the staging folder is kept.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -186,9 +186,16 @@ impl RemoteOutput {
             bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             uploaded.push(key.clone());
         }
+        // every object of this output: what this upload wrote, what an upload stopped part way
+        // wrote, and what the run's Ray tasks put in place themselves (`adopt`)
+        let files: BTreeSet<String> = std::fs::read_to_string(&partial)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
         let list = UploadList {
             url: self.url.url.clone(),
-            files: uploaded.clone(),
+            files: files.into_iter().collect(),
         };
         let list_file = self.staging.join(UPLOAD_LIST);
         std::fs::write(
@@ -197,13 +204,107 @@ impl RemoteOutput {
         )
         .map_err(|e| SinkError::at(&list_file)(e.to_string()))?;
         remote.upload(&list_file, &format!("{}{UPLOAD_LIST}", self.url.key))?;
-        let kept: BTreeSet<&String> = uploaded.iter().collect();
-        for key in self.replaced.iter().filter(|k| !kept.contains(k)) {
+        for key in self.replaced.iter().filter(|k| !list.files.contains(k)) {
             remote.delete(&format!("{}{key}", self.url.key))?;
         }
         std::fs::remove_dir_all(&self.staging)
             .map_err(|e| SinkError::at(&self.staging)(e.to_string()))?;
+        self.remove_dead_task_folders();
         Ok((uploaded.len(), bytes))
+    }
+}
+
+/// What the run's Ray tasks write into the prefix themselves (`filter --ray` with a remote
+/// output: no node sees another's disk, so each task uploads the units it committed).
+impl RemoteOutput {
+    /// The objects under the prefix: key relative to it, and size.
+    pub fn present(&self) -> Result<BTreeMap<String, u64>, SinkError> {
+        let remote = Remote::open(&self.url)?;
+        Ok(remote
+            .list(&self.url.key)?
+            .into_iter()
+            .filter_map(|o| {
+                let key = o.key.strip_prefix(&self.url.key)?.to_string();
+                Some((key, o.size))
+            })
+            .collect())
+    }
+
+    /// Notes objects this run's tasks wrote as this output's own: the upload lists them and
+    /// does not take them for a stranger's.
+    pub fn adopt<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Result<(), SinkError> {
+        let partial = self.staging.join(UPLOADED);
+        let text: String = keys.into_iter().map(|k| format!("{k}\n")).collect();
+        let mut noted = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&partial)
+            .map_err(|e| SinkError::at(&partial)(e.to_string()))?;
+        std::io::Write::write_all(&mut noted, text.as_bytes())
+            .map_err(|e| SinkError::at(&partial)(e.to_string()))
+    }
+
+    /// Deletes the object `key` (relative to the prefix).
+    pub fn delete(&self, key: &str) -> Result<(), SinkError> {
+        Ok(Remote::open(&self.url)?.delete(&format!("{}{key}", self.url.key))?)
+    }
+
+    /// Copies the object `key` (relative to the prefix) into the local file `path`, atomically.
+    pub fn fetch(&self, key: &str, path: &Path) -> Result<(), SinkError> {
+        let remote = Remote::open(&self.url)?;
+        let Some(object) = remote.head(&format!("{}{key}", self.url.key))? else {
+            return Err(refused(&self.url, format!("holds no {key}")));
+        };
+        let mut bytes = Vec::new();
+        remote.download(&object, &mut bytes)?;
+        super::write_atomic(path, &bytes)
+    }
+
+    /// A folder of this process's own beside the staging folder: a Ray task's units are
+    /// written there, then uploaded (tasks on one machine share the cache).
+    pub fn task_folder(&self) -> PathBuf {
+        let mut name = self.staging.as_os_str().to_owned();
+        name.push(format!(".task-{}", std::process::id()));
+        PathBuf::from(name)
+    }
+
+    /// Removes the task folders of processes that are gone (a task killed with its Ray worker
+    /// cannot remove its own): what they did not upload, their retries did again. Needs
+    /// `/proc` to tell a live process; without it nothing is removed.
+    pub fn remove_dead_task_folders(&self) {
+        let (Some(parent), Some(name)) = (self.staging.parent(), self.staging.file_name()) else {
+            return;
+        };
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let prefix = format!("{}.task-", name.to_string_lossy());
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let gone = name
+                .strip_prefix(&prefix)
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
+            if gone {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
+    /// Uploads the files of `folder` (a Ray task's units) under the prefix, each commit record
+    /// (`units/`) after every data file. Run records and the task's own
+    /// bookkeeping (`run.json`, `summary.json`, `ray/`) stay out: the driver writes those.
+    pub fn upload_units(&self, folder: &Path) -> Result<usize, SinkError> {
+        let remote = Remote::open(&self.url)?;
+        let mut files = Vec::new();
+        walk(folder, folder, &mut files).map_err(|e| SinkError::at(folder)(e.to_string()))?;
+        files.retain(|(key, _)| !RECORDS.contains(&key.as_str()) && !key.starts_with("ray/"));
+        files.sort_by_key(|(key, _)| (key.starts_with("units/"), key.clone()));
+        for (key, path) in &files {
+            remote.upload(path, &format!("{}{key}", self.url.key))?;
+            crate::failpoint::hit("remote-upload");
+        }
+        Ok(files.len())
     }
 }
 

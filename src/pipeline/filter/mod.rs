@@ -39,7 +39,7 @@ use crate::sink::{DataFile, DataFormat};
 use crate::source::discover::discover_named;
 use crate::source::flow::Unreadable;
 use crate::source::parquet::{plan, PlannedFile};
-pub use unit::{stable_hash, UnitSource};
+pub use unit::{stable_hash, Committed, UnitSource};
 
 pub use settings::{FilterJob, FilterSettings, Keep, RunSettings, Shard, UnitRef};
 pub use summary::{peak_rss_mb, summarise, FilterSummary, RaySummary, UnitStats, UNCERTAINTY_BINS};
@@ -438,11 +438,12 @@ fn plan_units(
     job: &FilterJob,
     planned: Vec<PlannedFile>,
     sources: Vec<UnitSource>,
+    committed: &unit::Committed,
 ) -> Result<Planned, PipelineError> {
     let out = &job.score.output;
     let mut done = std::collections::HashSet::new();
     for u in committed_units(out)? {
-        match unit::check_committed(out, &u) {
+        match committed.check(&u) {
             Ok(()) => {
                 done.insert(u.unit);
             }
@@ -563,7 +564,10 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
     let out = &job.score.output;
     std::fs::create_dir_all(out).map_err(PipelineError::io(out))?;
     if !job.units.is_empty() {
-        return run_given_units(job, &job.units);
+        let done = |id: &str| -> Result<bool, PipelineError> {
+            Ok(commit_record(out, id)?.is_some_and(|u| unit::check_committed(out, &u).is_ok()))
+        };
+        return run_given_units(job, &job.units, &done);
     }
     let (shard, planned, sources) = start_shard(job)?;
     let started = std::time::Instant::now();
@@ -572,7 +576,7 @@ pub fn run_filter(job: &FilterJob) -> Result<FilterSummary, PipelineError> {
         .iter()
         .map(|f| f.columns.is_ok().then_some(f.rows))
         .sum();
-    let (planned, sources, todo) = plan_units(job, planned, sources)?;
+    let (planned, sources, todo) = plan_units(job, planned, sources, &Committed::Folder(out))?;
     let run = score_units(job, planned, sources, &shard.tag)?;
     let mut summary = summarise(&committed_units(out)?);
     if let (Some(promised), (0, 1)) = (promised, job.shard) {
@@ -752,8 +756,12 @@ fn write_summary(
 /// `--ray-unit`: the units of one Ray task, scored in one pass (the model is opened once). Tasks
 /// of one job run side by side in one folder, and a retried task may meet a straggler of its
 /// earlier attempt: each unit's lock (taken in id order) serialises them, and a unit found
-/// committed, with its files whole, is not done again.
-fn run_given_units(job: &FilterJob, wanted: &[UnitRef]) -> Result<FilterSummary, PipelineError> {
+/// committed (`done`: with its files whole) is not done again.
+fn run_given_units(
+    job: &FilterJob,
+    wanted: &[UnitRef],
+    done: &dyn Fn(&str) -> Result<bool, PipelineError>,
+) -> Result<FilterSummary, PipelineError> {
     ray::exit_with_ray_worker();
     let out = &job.score.output;
     let files = discover_named(
@@ -788,7 +796,7 @@ fn run_given_units(job: &FilterJob, wanted: &[UnitRef]) -> Result<FilterSummary,
     let mut todo: Vec<(UnitSource, Vec<Option<usize>>)> = Vec::new();
     let mut done_now = 0;
     for (id, group, source) in units {
-        if commit_record(out, &id)?.is_some_and(|u| unit::check_committed(out, &u).is_ok()) {
+        if done(&id)? {
             continue;
         }
         done_now += 1;

@@ -1,10 +1,12 @@
 //! What a filter unit is (one row group of one input file), how it is named, and whether a
-//! committed unit's files are really on disk with the rows its record promises.
+//! committed unit's files are really there: on disk with the rows its record promises, or in
+//! the object store a Ray run's tasks upload them to.
 //!
 //! A unit's id comes from the file's name relative to its input root, its size and a hash of its
 //! Parquet footer: `-i ./corpus` after `-i corpus`, or shards that mount the corpus at different
 //! paths, name the same units; a file replaced by another of the same name does not.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -93,6 +95,35 @@ fn footer_hash(path: &Path) -> Option<String> {
     f.read_exact(&mut footer).ok()?;
     let digest = Sha256::digest(&footer);
     Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Where a run's committed units are checked.
+pub enum Committed<'a> {
+    /// The output folder: every file a record lists is read for its rows.
+    Folder(&'a Path),
+    /// A remote output's objects (key relative to its prefix, size), as listed: a record is
+    /// uploaded after the unit's data files, and an object is stored whole or not at all, so a
+    /// listed record whose files are listed is a whole commit.
+    Listed(&'a BTreeMap<String, u64>),
+}
+
+impl Committed<'_> {
+    pub fn check(&self, unit: &UnitStats) -> Result<(), String> {
+        match self {
+            Committed::Folder(out) => check_committed(out, unit),
+            Committed::Listed(objects) => match unit
+                .outputs
+                .keys()
+                .find(|file| !objects.contains_key(file.as_str()))
+            {
+                Some(file) => Err(format!(
+                    "unit {}: {file} is not in the output, its commit record lists it",
+                    unit.unit
+                )),
+                None => Ok(()),
+            },
+        }
+    }
 }
 
 /// Checks that every file a commit record lists exists with the rows it promises.

@@ -16,6 +16,7 @@ import sys
 import time
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 # Fast failure detection for the loopback clusters this driver starts (`local:N`): a lost node is
 # declared dead after about two seconds instead of Ray's default of about thirty.
@@ -32,16 +33,29 @@ def emit(event, **fields):
     print("@actprm " + json.dumps(fields), flush=True)
 
 
+@ray.remote(num_cpus=0)
+class Attempts:
+    """Counts the attempts of each unit. It lives on the driver's node, so tasks report their
+    attempts without a folder every node sees (an output in an object store), and a lost worker
+    node loses no count."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def mark(self, ids):
+        for unit in ids:
+            self.counts[unit] = self.counts.get(unit, 0) + 1
+
+    def all(self):
+        return self.counts
+
+
 @ray.remote
-def run_units(units, plan):
+def run_units(units, plan, attempts):
     """One task: `actprm filter --ray-unit ...` over a few units (the model is opened once)."""
     node = ray.get_runtime_context().get_node_id()
     ip = ray.util.get_node_ip_address()
-    attempts = os.path.join(plan["out"], "ray", plan["attempts"])
-    os.makedirs(attempts, exist_ok=True)
-    for unit in units:
-        marker = f"{unit['id']}.{node[:12]}.{os.getpid()}.{time.time_ns()}"
-        open(os.path.join(attempts, marker), "w").close()
+    ray.get(attempts.mark.remote([unit["id"] for unit in units]))
     env = dict(os.environ)
     env.update(plan["env"])
     # the child exits when this worker is gone (a lost node leaves no process writing)
@@ -115,15 +129,6 @@ def write_atomic(path, value):
     os.replace(tmp, path)
 
 
-def attempts_of(plan):
-    counts = {}
-    folder = os.path.join(plan["out"], "ray", plan["attempts"])
-    for name in os.listdir(folder) if os.path.isdir(folder) else []:
-        unit = name.split(".", 1)[0]
-        counts[unit] = counts.get(unit, 0) + 1
-    return counts
-
-
 def main():
     with open(sys.argv[1]) as f:
         plan = json.load(f)
@@ -167,7 +172,11 @@ def run(plan, address):
         return
     size = plan["units_per_task"]
     tasks = [units[i : i + size] for i in range(0, len(units), size)]
-    pending = {run_units.options(**options).remote(t, plan): t for t in tasks}
+    here = NodeAffinitySchedulingStrategy(
+        node_id=ray.get_runtime_context().get_node_id(), soft=False
+    )
+    counter = Attempts.options(scheduling_strategy=here).remote()
+    pending = {run_units.options(**options).remote(t, plan, counter): t for t in tasks}
     done, failed = {}, {}
     last_nodes = -1
     while pending and not failed:
@@ -192,7 +201,7 @@ def run(plan, address):
     for ref in pending:
         ray.cancel(ref, force=True)
     not_run = sum(len(task) for task in pending.values())
-    attempts = attempts_of(plan)
+    attempts = ray.get(counter.all.remote())
     write_atomic(
         os.path.join(plan["out"], "ray", plan["manifest"]),
         {

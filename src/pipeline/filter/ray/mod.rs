@@ -9,8 +9,9 @@
 //! row is lost or written twice. Ray tells this process about each finished unit on the driver's
 //! stdout (lines starting `@actprm `), which drives the progress bar.
 //!
-//! Every node must see the inputs, the output folder, the model and this binary at the same
-//! paths (shared storage); tasks run in this process's working directory when it exists there.
+//! Every node must see the model and this binary at the same paths, and the inputs and output
+//! folder too unless they are in an object store (`remote.rs`: tasks upload their units); tasks
+//! run in this process's working directory, which must exist there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -20,12 +21,18 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+mod remote;
+
+pub use remote::run_task;
+use remote::RunObjects;
+
 use super::{
     commit_record, committed_units, plan_units, shard_file, start_shard, summarise, write_summary,
-    FilterJob, FilterSummary, RaySummary, UnitRef, UnitSource,
+    Committed, FilterJob, FilterSummary, RaySummary, UnitRef, UnitSource,
 };
 use crate::pipeline::PipelineError;
 use crate::sink::atomic::write_atomic_tagged;
+use crate::sink::remote::RemoteOutput;
 use crate::source::parquet::PlannedFile;
 
 /// The driver program, shipped inside the binary and written beside the outputs for each run.
@@ -36,7 +43,8 @@ const DRIVER: &str = include_str!("driver.py");
 pub struct RaySettings {
     /// Run the units as tasks on a Ray cluster: HOST:PORT or `auto` for a running one, or
     /// `local:N` to start an N-node cluster on this machine for the run. Every node must see
-    /// the inputs, the output folder, the model and this binary at the same paths.
+    /// the model and this binary at the same paths, and the inputs and the output folder unless
+    /// they are object-store URLs.
     #[arg(long, value_name = "ADDRESS", conflicts_with = "ray_unit")]
     pub ray: Option<String>,
     /// With --ray: how often a unit is retried when its task fails or its node is lost.
@@ -160,8 +168,6 @@ struct Plan {
     max_retries: u32,
     units_per_task: usize,
     manifest: String,
-    /// Folder under `ray/` where each task attempt leaves a marker (this run's only).
-    attempts: String,
 }
 
 #[derive(Serialize)]
@@ -234,12 +240,14 @@ fn units_of(planned: &[PlannedFile], sources: &[UnitSource]) -> Vec<PlanUnit> {
 }
 
 /// Runs the filter job's units on the Ray cluster at `address`; `args` is the command line each
-/// task reruns (see `worker_args`).
+/// task reruns (see `worker_args`). With a remote output, the job's folder is its staging
+/// folder and the tasks upload their units themselves (`remote.rs`).
 pub fn run_on_ray(
     job: &FilterJob,
     address: &str,
     settings: &RaySettings,
     args: Vec<String>,
+    remote: Option<&RemoteOutput>,
 ) -> Result<FilterSummary, PipelineError> {
     job.validate()?;
     check_address(address)?;
@@ -252,10 +260,18 @@ pub fn run_on_ray(
     let out =
         std::path::absolute(&job.score.output).map_err(PipelineError::io(&job.score.output))?;
     std::fs::create_dir_all(&out).map_err(PipelineError::io(&out))?;
+    let resumed = out.join("run.json").exists() && !job.restart;
     let (shard, planned, sources) = start_shard(job)?;
     let tag = &shard.tag;
     let started = Instant::now();
-    let (planned, sources, todo) = plan_units(job, planned, sources)?;
+    let store = remote.map(|output| RunObjects::new(output, &sources));
+    let (planned, sources, todo) = match &store {
+        Some(store) => {
+            let objects = store.start(&out, resumed, job.restart)?;
+            plan_units(job, planned, sources, &Committed::Listed(&objects))?
+        }
+        None => plan_units(job, planned, sources, &Committed::Folder(&out))?,
+    };
     let units = units_of(&planned, &sources);
     let manifest = shard_file(job.shard, "manifest");
     let (num_cpus, num_gpus) = task_resources(job);
@@ -277,13 +293,19 @@ pub fn run_on_ray(
         max_retries: settings.ray_retries,
         units_per_task: settings.ray_units_per_task,
         manifest: manifest.clone(),
-        attempts: format!("attempts-{tag}"),
     };
     let done = if plan.units.is_empty() {
         BTreeSet::new()
     } else {
         drive(job, &python, &plan, tag)?
     };
+    // a task's exit status is its word only: every planned unit must be committed whole in the
+    // output before the run reports success
+    let ids: Vec<String> = plan.units.iter().map(|u| u.id.clone()).collect();
+    match &store {
+        Some(store) => store.finish(&out, &ids)?,
+        None => check_committed_here(&out, &ids)?,
+    }
     let all = committed_units(&out)?;
     let this_run: Vec<_> = all.iter().filter(|u| done.contains(&u.unit)).collect();
     let mut summary = summarise(&all);
@@ -330,11 +352,6 @@ fn drive(
     tag: &str,
 ) -> Result<BTreeSet<String>, PipelineError> {
     let dir = plan.out.join("ray");
-    // an earlier run's markers would count as attempts of this one
-    let attempts = dir.join(&plan.attempts);
-    if attempts.exists() {
-        std::fs::remove_dir_all(&attempts).map_err(PipelineError::io(&attempts))?;
-    }
     let driver = dir.join("driver.py");
     write_atomic_tagged(&driver, DRIVER.as_bytes(), tag)?;
     let plan_path = dir.join(format!("plan-{tag}.json"));
@@ -408,7 +425,13 @@ fn drive(
                 .line(&format!("ray: unreadable event {event}: {e}")),
         }
         let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!("{rate:.0} rows/s, {nodes} node(s) alive"));
+        // a remote output's records are in the store, not here: no rows to count
+        let rate = if rows > 0 {
+            format!("{rate:.0} rows/s, ")
+        } else {
+            String::new()
+        };
+        bar.set_message(format!("{rate}{nodes} node(s) alive"));
     }
     let status = child.wait().map_err(PipelineError::io(python))?;
     bar.finish_and_clear();
@@ -429,32 +452,33 @@ fn drive(
             tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         });
     }
-    // a task's exit status is its word only: every planned unit must be committed in OUT,
-    // with its files whole, before the run reports success
-    let missing: Vec<String> = plan
-        .units
+    Ok(done)
+}
+
+/// Every unit of `ids` committed in `out` with its files whole.
+fn check_committed_here(out: &Path, ids: &[String]) -> Result<(), PipelineError> {
+    let missing: Vec<&String> = ids
         .iter()
-        .filter(|u| {
-            commit_record(&plan.out, &u.id)
+        .filter(|id| {
+            commit_record(out, id)
                 .ok()
                 .flatten()
-                .is_none_or(|r| super::unit::check_committed(&plan.out, &r).is_err())
+                .is_none_or(|r| super::unit::check_committed(out, &r).is_err())
         })
-        .map(|u| u.id.clone())
         .collect();
-    if let Some(first) = missing.first() {
-        return Err(PipelineError::RayUnitsFailed {
+    match missing.first() {
+        Some(first) => Err(PipelineError::RayUnitsFailed {
             failed: missing.len(),
             not_run: 0,
-            units: plan.units.len(),
+            units: ids.len(),
             first: format!(
                 "{first}: its task reported success but {} holds no whole commit of it (did the \
                  task write into another folder?)",
-                plan.out.display()
+                out.display()
             ),
-        });
+        }),
+        None => Ok(()),
     }
-    Ok(done)
 }
 
 /// Rows a committed unit read (0 when its record is not readable yet: progress only).
