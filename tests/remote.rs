@@ -475,10 +475,15 @@ struct Hub {
 
 impl Hub {
     fn start(root: &Path, token: &str) -> Hub {
+        Hub::start_with(root, token, &[])
+    }
+
+    fn start_with(root: &Path, token: &str, extra: &[&str]) -> Hub {
         let mut server = Command::new(python())
             .arg(script("hub_server.py"))
             .arg(root)
             .args(["--token", token])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("hub server starts");
@@ -727,4 +732,132 @@ fn validate_checks_a_remote_source_on_its_first_file() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(cached(), 3);
     assert_eq!(step_means_in(&dir.path().join("out-steps")).len(), 3 * 24);
+}
+
+/// The commits the loopback Hub applied (tests/python/hub_server.py's log).
+fn hub_commits(root: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(root.join(".commits.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `-o hf://datasets/ORG/NAME` commits the output to a Hub repository in one commit (created,
+/// private, when missing): data files through LFS (large ones in parts), the card and records
+/// inline, exactly the files a local run writes plus the upload list. `--overwrite` replaces
+/// an earlier output in one commit that also deletes its files; without a token nothing is
+/// written.
+#[test]
+fn outputs_are_committed_to_a_hub_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    std::fs::create_dir_all(&root).unwrap();
+    let hub = Hub::start_with(&root, "secret", &["--multipart-above", "20000"]);
+    let cache = dir.path().join("cache");
+    let model = tiny_model(dir.path());
+    let input = data("prm800k_phase1_test.parquet");
+    // a second input with a row that is rejected: the first output has rejects, the second not
+    let mixed = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &mixed,
+        "{\"id\":\"g1\",\"problem\":\"1+1?\",\"steps\":[\"1+1=2\",\"So 2.\"]}\n\
+         {\"id\":\"b1\",\"problem\":\"x\",\"steps\":[]}\n",
+    )
+    .unwrap();
+    let score = |out: &str, inputs: &[&Path], extra: &[&str], token: &str| {
+        let mut args = vec!["score", "-o", out, "--model", s(&model)];
+        args.extend(["--format", "hf_dataset", "-i"]);
+        args.extend(inputs.iter().map(|p| s(p)));
+        args.extend_from_slice(extra);
+        hub.actprm(&args, token, &cache)
+    };
+    let local = dir.path().join("local");
+    let o = score(s(&local), &[&input, &mixed], &[], "secret");
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = score("hf://datasets/me/scored", &[&input, &mixed], &[], "");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("HF_TOKEN"), "{}", stderr(&o));
+    assert!(hub_commits(&root).is_empty());
+
+    let o = score("hf://datasets/me/scored", &[&input, &mixed], &[], "secret");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let repo = root.join("datasets/me/scored");
+    let created = std::fs::read_to_string(root.join(".created.jsonl")).unwrap();
+    assert!(created.contains("\"private\": true"), "{created}");
+    let commits = hub_commits(&root);
+    assert_eq!(commits.len(), 1, "one commit: {commits:?}");
+    let mut expected: BTreeSet<String> = files(&local).into_keys().collect();
+    expected.insert(".actprm-upload.json".into());
+    let committed: BTreeSet<String> = files(&repo).into_keys().collect();
+    assert_eq!(
+        committed,
+        expected
+            .iter()
+            .filter(|k| !k.starts_with('.'))
+            .cloned()
+            .collect()
+    );
+    assert!(repo.join(".actprm-upload.json").exists());
+    for file in commits[0]["files"].as_array().unwrap() {
+        let path = file["path"].as_str().unwrap();
+        let lfs = path.ends_with(".parquet");
+        assert_eq!(file["mode"], if lfs { "lfs" } else { "regular" }, "{file}");
+    }
+    assert!(
+        commits[0]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["parts"].as_u64().unwrap_or(0) > 1),
+        "a data file larger than the Hub's part size went up in parts: {commits:?}"
+    );
+    assert_eq!(
+        step_means_of(&repo.join("data"), "train-"),
+        step_means_of(&local.join("data"), "train-")
+    );
+
+    // an output already there: refused without --overwrite; replaced whole with it, the files
+    // the new output lacks deleted in the same commit
+    let small = prm800k_parquet(dir.path());
+    let o = score("hf://datasets/me/scored", &[&small], &[], "secret");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+    assert_eq!(hub_commits(&root).len(), 1);
+    let before = files(&repo);
+    let o = score(
+        "hf://datasets/me/scored",
+        &[&small],
+        &["--overwrite"],
+        "secret",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let commits = hub_commits(&root);
+    assert_eq!(commits.len(), 2);
+    let local_small = dir.path().join("local-small");
+    let o = score(s(&local_small), &[&small], &[], "secret");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let now: BTreeSet<String> = files(&repo).into_keys().collect();
+    let want: BTreeSet<String> = files(&local_small).into_keys().collect();
+    assert_eq!(now, want);
+    let deleted: BTreeSet<&str> = commits[1]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["mode"] == "deleted")
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    let gone: BTreeSet<&str> = before
+        .keys()
+        .filter(|k| !want.contains(*k))
+        .map(String::as_str)
+        .collect();
+    assert!(!gone.is_empty(), "{before:?}");
+    assert_eq!(deleted, gone);
+    assert_eq!(
+        step_means_of(&repo.join("data"), "train-").len(),
+        24,
+        "only the new output's rows"
+    );
 }

@@ -1,6 +1,9 @@
 //! Hugging Face repositories (`hf://datasets/ORG/NAME[@REV]/PATH`, `hf://ORG/NAME/...` for a
-//! model) through the Hub's HTTP API, and single files on a web server (`http(s)://`). Both are
-//! read-only here. `HF_ENDPOINT` points at another Hub (a mirror), `HF_TOKEN` authenticates.
+//! model) through the Hub's HTTP API, and single files on a web server (`http(s)://`, read-only).
+//! Writes to a repository are commits (`commit.rs`). `HF_ENDPOINT` points at another Hub (a
+//! mirror), `HF_TOKEN` authenticates.
+
+mod commit;
 
 use serde::Deserialize;
 
@@ -155,11 +158,18 @@ impl Hub {
         })
     }
 
-    pub fn read_only(&self) -> LocationError {
-        self.url.error(
-            "is read-only for actprm: write outputs to a local folder or s3://, gs://, az://, \
-             then upload them (`huggingface-cli upload`)",
-        )
+    /// A Hub repository takes commits with a token; a web server is read-only.
+    pub fn writable(&self) -> Result<(), LocationError> {
+        match &self.target {
+            Target::Repository { token: Some(_), .. } => Ok(()),
+            Target::Repository { token: None, .. } => Err(self
+                .url
+                .error("writing to the Hub needs a token with write access in HF_TOKEN")),
+            Target::Web { .. } => Err(self.url.error(
+                "is read-only for actprm: write outputs to a local folder, hf://, s3://, gs:// \
+                 or az://",
+            )),
+        }
     }
 
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {

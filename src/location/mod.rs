@@ -252,26 +252,56 @@ impl Remote {
         Ok(written)
     }
 
-    /// Uploads the local file `source` as `key` (one request, or a multipart upload when large).
+    /// Uploads the local file `source` as `key` (one request, or a multipart upload when large;
+    /// a commit of its own in a Hub repository).
     pub fn upload(&self, source: &Path, key: &str) -> Result<(), LocationError> {
-        match self {
-            Remote::Cloud(c) => block_on(c.upload(source, key)),
-            Remote::Hub(h) => Err(h.read_only()),
-        }
+        self.commit(
+            &[(key.to_string(), source.to_path_buf())],
+            &[],
+            "actprm: upload",
+        )
     }
 
     pub fn delete(&self, key: &str) -> Result<(), LocationError> {
+        self.commit(&[], &[key.to_string()], "actprm: delete")
+    }
+
+    /// Writes `puts` (key, local file), then deletes `deletes`. In a Hub repository this is one
+    /// commit, which readers see whole or not at all ([`Remote::commits_whole`]); in an object
+    /// store each object is written (or deleted) on its own, in order.
+    pub fn commit(
+        &self,
+        puts: &[(String, PathBuf)],
+        deletes: &[String],
+        summary: &str,
+    ) -> Result<(), LocationError> {
         match self {
-            Remote::Cloud(c) => block_on(c.delete(key)),
-            Remote::Hub(h) => Err(h.read_only()),
+            Remote::Cloud(c) => {
+                for (key, source) in puts {
+                    block_on(c.upload(source, key))?;
+                }
+                for key in deletes {
+                    block_on(c.delete(key))?;
+                }
+                Ok(())
+            }
+            Remote::Hub(h) => {
+                h.writable()?;
+                block_on(h.commit(puts, deletes, summary))
+            }
         }
+    }
+
+    /// Whether [`Remote::commit`] lands as one whole (a Hub repository's commit).
+    pub fn commits_whole(&self) -> bool {
+        matches!(self, Remote::Hub(_))
     }
 
     /// Whether outputs can be written here.
     pub fn writable(&self) -> Result<(), LocationError> {
         match self {
             Remote::Cloud(_) => Ok(()),
-            Remote::Hub(h) => Err(h.read_only()),
+            Remote::Hub(h) => h.writable(),
         }
     }
 }

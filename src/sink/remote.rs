@@ -2,7 +2,8 @@
 //! rules as any output folder ([`super::output_folder`]: atomic files, commit records, resume),
 //! and its files are uploaded when the run ends: data first, then the run records
 //! (`summary.json`, `run.json`, `README.md`, ...), then `.actprm-upload.json`, the list of what
-//! this upload wrote. A reader that finds that list finds a complete output.
+//! this upload wrote. A reader that finds that list finds a complete output. A Hub repository
+//! (`hf://datasets/ORG/NAME`) takes all of it, list and deletions included, as one commit.
 //!
 //! The staging folder (`<cache>/outputs/<hash of the URL>`) outlives a run that fails or is
 //! interrupted, so the same command resumes from it; it is removed once the upload is complete.
@@ -165,37 +166,84 @@ impl RemoteOutput {
                 ),
             ));
         }
-        let mut uploaded = Vec::new();
-        let mut bytes = 0u64;
-        for (key, path) in &files {
-            if foreign_card && key == "README.md" {
-                continue;
-            }
+        files.retain(|(key, _)| !(foreign_card && key == "README.md"));
+        let bytes: u64 = files
+            .iter()
+            .map(|(_, path)| std::fs::metadata(path).map_or(0, |m| m.len()))
+            .sum();
+        let object = |key: &str| format!("{}{key}", self.url.key);
+        if remote.commits_whole() {
+            // one commit: data, records and the list land together or not at all
+            let mut listed = self.noted(&partial);
+            listed.extend(files.iter().map(|(key, _)| key.clone()));
+            let (list_file, listed) = self.write_list(listed)?;
+            let mut puts: Vec<(String, PathBuf)> = files
+                .iter()
+                .map(|(key, path)| (object(key), path.clone()))
+                .collect();
+            puts.push((object(UPLOAD_LIST), list_file));
+            let deletes: Vec<String> = self
+                .replaced
+                .iter()
+                .filter(|k| !listed.contains(*k))
+                .map(|k| object(k))
+                .collect();
+            let summary = format!("actprm: {} files", files.len());
             remote
-                .upload(path, &format!("{}{key}", self.url.key))
+                .commit(&puts, &deletes, &summary)
                 .map_err(|e| self.kept(e))?;
-            // noted before the next file goes, so a rerun knows this object is its own
-            let mut noted = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&partial)
-                .map_err(|e| SinkError::at(&partial)(e.to_string()))?;
-            std::io::Write::write_all(&mut noted, format!("{key}\n").as_bytes())
-                .map_err(|e| SinkError::at(&partial)(e.to_string()))?;
-            crate::failpoint::hit("remote-upload");
-            bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            uploaded.push(key.clone());
+        } else {
+            for (key, path) in &files {
+                remote
+                    .upload(path, &object(key))
+                    .map_err(|e| self.kept(e))?;
+                // noted before the next file goes, so a rerun knows this object is its own
+                self.note(&partial, std::slice::from_ref(key))?;
+                crate::failpoint::hit("remote-upload");
+            }
+            // every object of this output: what this upload wrote, what an upload stopped part
+            // way wrote, and what the run's Ray tasks put in place themselves (`adopt`)
+            let (list_file, listed) = self.write_list(self.noted(&partial))?;
+            remote.upload(&list_file, &object(UPLOAD_LIST))?;
+            for key in self.replaced.iter().filter(|k| !listed.contains(*k)) {
+                remote.delete(&object(key))?;
+            }
         }
-        // every object of this output: what this upload wrote, what an upload stopped part way
-        // wrote, and what the run's Ray tasks put in place themselves (`adopt`)
-        let files: BTreeSet<String> = std::fs::read_to_string(&partial)
+        std::fs::remove_dir_all(&self.staging)
+            .map_err(|e| SinkError::at(&self.staging)(e.to_string()))?;
+        self.remove_dead_task_folders();
+        Ok((files.len(), bytes))
+    }
+
+    /// The keys noted in `partial`, one per line.
+    fn noted(&self, partial: &Path) -> BTreeSet<String> {
+        std::fs::read_to_string(partial)
             .unwrap_or_default()
             .lines()
             .map(str::to_string)
-            .collect();
+            .collect()
+    }
+
+    /// Appends `keys` to `partial`.
+    fn note(&self, partial: &Path, keys: &[String]) -> Result<(), SinkError> {
+        let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
+        let mut noted = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(partial)
+            .map_err(|e| SinkError::at(partial)(e.to_string()))?;
+        std::io::Write::write_all(&mut noted, text.as_bytes())
+            .map_err(|e| SinkError::at(partial)(e.to_string()))
+    }
+
+    /// Writes the upload list of `files` into the staging folder.
+    fn write_list(
+        &self,
+        files: BTreeSet<String>,
+    ) -> Result<(PathBuf, BTreeSet<String>), SinkError> {
         let list = UploadList {
             url: self.url.url.clone(),
-            files: files.into_iter().collect(),
+            files: files.iter().cloned().collect(),
         };
         let list_file = self.staging.join(UPLOAD_LIST);
         std::fs::write(
@@ -203,14 +251,7 @@ impl RemoteOutput {
             serde_json::to_vec_pretty(&list).unwrap_or_default(),
         )
         .map_err(|e| SinkError::at(&list_file)(e.to_string()))?;
-        remote.upload(&list_file, &format!("{}{UPLOAD_LIST}", self.url.key))?;
-        for key in self.replaced.iter().filter(|k| !list.files.contains(k)) {
-            remote.delete(&format!("{}{key}", self.url.key))?;
-        }
-        std::fs::remove_dir_all(&self.staging)
-            .map_err(|e| SinkError::at(&self.staging)(e.to_string()))?;
-        self.remove_dead_task_folders();
-        Ok((uploaded.len(), bytes))
+        Ok((list_file, files))
     }
 }
 
@@ -233,15 +274,8 @@ impl RemoteOutput {
     /// Notes objects this run's tasks wrote as this output's own: the upload lists them and
     /// does not take them for a stranger's.
     pub fn adopt<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Result<(), SinkError> {
-        let partial = self.staging.join(UPLOADED);
-        let text: String = keys.into_iter().map(|k| format!("{k}\n")).collect();
-        let mut noted = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&partial)
-            .map_err(|e| SinkError::at(&partial)(e.to_string()))?;
-        std::io::Write::write_all(&mut noted, text.as_bytes())
-            .map_err(|e| SinkError::at(&partial)(e.to_string()))
+        let keys: Vec<String> = keys.into_iter().cloned().collect();
+        self.note(&self.staging.join(UPLOADED), &keys)
     }
 
     /// Deletes the object `key` (relative to the prefix).
@@ -300,11 +334,19 @@ impl RemoteOutput {
         walk(folder, folder, &mut files).map_err(|e| SinkError::at(folder)(e.to_string()))?;
         files.retain(|(key, _)| !RECORDS.contains(&key.as_str()) && !key.starts_with("ray/"));
         files.sort_by_key(|(key, _)| (key.starts_with("units/"), key.clone()));
-        for (key, path) in &files {
-            remote.upload(path, &format!("{}{key}", self.url.key))?;
-            crate::failpoint::hit("remote-upload");
+        let puts: Vec<(String, PathBuf)> = files
+            .into_iter()
+            .map(|(key, path)| (format!("{}{key}", self.url.key), path))
+            .collect();
+        if remote.commits_whole() {
+            remote.commit(&puts, &[], &format!("actprm: {} unit files", puts.len()))?;
+        } else {
+            for (key, path) in &puts {
+                remote.upload(path, key)?;
+                crate::failpoint::hit("remote-upload");
+            }
         }
-        Ok(files.len())
+        Ok(puts.len())
     }
 }
 

@@ -1,5 +1,5 @@
-"""A loopback server that answers the two Hugging Face Hub routes actprm reads (standard library
-only), for tests/remote.rs: the tree listing
+"""A loopback server that answers the Hugging Face Hub routes actprm reads and writes (standard
+library only), for tests/remote.rs: the tree listing
 
     GET /api/{datasets|models|spaces}/ORG/NAME/tree/REV/PATH[?recursive=true]
 
@@ -8,23 +8,59 @@ only), for tests/remote.rs: the tree listing
 
     GET /[datasets/|spaces/]ORG/NAME/resolve/REV/PATH
 
-which answer with a 302 to /cdn/... as the Hub does for LFS files. A repository is the folder
-ROOT/KIND/ORG/NAME. With --token T every request must carry `Authorization: Bearer T` (401
-otherwise). Prints the port on its first line, then serves until killed.
+which answer with a 302 to /cdn/... as the Hub does for LFS files; and the write path of
+`huggingface_hub.create_commit`:
 
-usage: hub_server.py ROOT [--token T]
+    POST /api/repos/create                               {"name", "organization", "type", "private"}
+    POST /api/{kind}/ORG/NAME/preupload/REV              which files go through LFS
+    POST /[datasets/]ORG/NAME.git/info/lfs/objects/batch where to PUT each LFS object: one signed
+         URL (an X-Upload-Token header it must echo), or parts when larger than --multipart-above
+         bytes (a chunk_size and one URL per part, then a completion POST with the parts' ETags),
+         and a verify URL; an object held already gets no action
+    POST /api/{kind}/ORG/NAME/commit/REV                 NDJSON: header, file (base64), lfsFile (an
+         uploaded object by sha256), deletedFile; checked whole, then applied at once
+
+Each commit is appended to ROOT/.commits.jsonl (repository, summary, and per file its mode and
+the parts its object was uploaded in). A repository is the folder ROOT/KIND/ORG/NAME. With
+--token T every API request must carry `Authorization: Bearer T` (401 otherwise; the storage
+URLs are signed instead). Prints the port on its first line, then serves until killed.
+
+usage: hub_server.py ROOT [--token T] [--multipart-above BYTES]
 """
 
+import base64
 import hashlib
 import http.server
 import json
 import os
+import shutil
 import sys
+import threading
 import urllib.parse
 
 ROOT = sys.argv[1]
 TOKEN = sys.argv[sys.argv.index("--token") + 1] if "--token" in sys.argv else None
+MULTIPART_ABOVE = (
+    int(sys.argv[sys.argv.index("--multipart-above") + 1])
+    if "--multipart-above" in sys.argv
+    else 1 << 40
+)
+CHUNK = 16 * 1024
 PAGE = 2
+LFS = os.path.join(ROOT, ".lfs")
+LOCK = threading.Lock()
+# oid -> parts it was uploaded in (1 for a single PUT)
+UPLOADED_IN = {}
+
+
+def upload_token(oid):
+    return hashlib.sha256(("signed:" + oid).encode()).hexdigest()[:16]
+
+
+def lfs_kind(path, size, sample):
+    if size > 10 * 1024 * 1024 or b"\0" in sample:
+        return "lfs"
+    return "lfs" if path.endswith((".parquet", ".arrow", ".safetensors")) else "regular"
 
 
 def repo_files(folder, recursive):
@@ -112,6 +148,163 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not os.path.isfile(os.path.join(ROOT, rel)):
             return self.send(404, b"Entry not found")
         return self.send(302, b"", [("Location", "/cdn/" + urllib.parse.quote(rel))])
+
+
+    def body(self):
+        return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+    def json_reply(self, status, value):
+        return self.send(status, json.dumps(value).encode(), [("Content-Type", "application/json")])
+
+    def authorised(self):
+        return TOKEN is None or self.headers.get("Authorization") == f"Bearer {TOKEN}"
+
+    def do_PUT(self):
+        parts = [urllib.parse.unquote(p) for p in urllib.parse.urlsplit(self.path).path.split("/")[1:]]
+        data = self.body()
+        if parts[0] == "lfs-store":
+            oid = parts[1]
+            if self.headers.get("X-Upload-Token") != upload_token(oid):
+                return self.send(403, b"bad signature")
+            if hashlib.sha256(data).hexdigest() != oid:
+                return self.send(400, b"content does not match its oid")
+            os.makedirs(LFS, exist_ok=True)
+            with open(os.path.join(LFS, oid), "wb") as f:
+                f.write(data)
+            UPLOADED_IN[oid] = 1
+            return self.send(200)
+        if parts[0] == "lfs-part":
+            oid, number = parts[1], int(parts[2])
+            folder = os.path.join(ROOT, ".lfs-parts", oid)
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, f"{number:05d}"), "wb") as f:
+                f.write(data)
+            return self.send(200, b"", [("ETag", '"' + hashlib.md5(data).hexdigest() + '"')])
+        return self.send(404)
+
+    def do_POST(self):
+        url = urllib.parse.urlsplit(self.path)
+        parts = [urllib.parse.unquote(p) for p in url.path.split("/")[1:]]
+        data = self.body()
+        if parts[0] == "lfs-complete":
+            oid = parts[1]
+            request = json.loads(data)
+            folder = os.path.join(ROOT, ".lfs-parts", oid)
+            whole = b""
+            for i, part in enumerate(request["parts"], 1):
+                chunk = open(os.path.join(folder, f"{part['partNumber']:05d}"), "rb").read()
+                if part["partNumber"] != i or part["etag"].strip('"') != hashlib.md5(chunk).hexdigest():
+                    return self.send(400, b"parts out of order or etag mismatch")
+                whole += chunk
+            if hashlib.sha256(whole).hexdigest() != oid:
+                return self.send(400, b"parts do not make the object")
+            os.makedirs(LFS, exist_ok=True)
+            with open(os.path.join(LFS, oid), "wb") as f:
+                f.write(whole)
+            shutil.rmtree(folder)
+            UPLOADED_IN[oid] = len(request["parts"])
+            return self.send(200)
+        if parts[0] == "lfs-verify":
+            request = json.loads(data)
+            path = os.path.join(LFS, request["oid"])
+            ok = os.path.isfile(path) and os.path.getsize(path) == request["size"]
+            return self.send(200 if ok else 404)
+        if not self.authorised():
+            return self.send(401, b'{"error":"Invalid credentials"}')
+        host = f"http://{self.headers['Host']}"
+        if parts[:3] == ["api", "repos", "create"]:
+            request = json.loads(data)
+            repo = os.path.join(ROOT, request["type"] + "s", request["organization"], request["name"])
+            if os.path.isdir(repo):
+                return self.json_reply(409, {"error": "You already created this repo"})
+            os.makedirs(repo)
+            with open(os.path.join(ROOT, ".created.jsonl"), "a") as f:
+                f.write(json.dumps(request) + "\n")
+            return self.json_reply(200, {"url": f"{host}/{request['type']}s/{request['name']}"})
+        if parts[0] == "api" and len(parts) >= 6 and parts[4] in ("preupload", "commit"):
+            kind, org, name, verb = parts[1:5]
+            repo = os.path.join(ROOT, kind, org, name)
+            if not os.path.isdir(repo):
+                return self.json_reply(404, {"error": "Repository not found"})
+            if verb == "preupload":
+                files = json.loads(data)["files"]
+                return self.json_reply(200, {"files": [
+                    {
+                        "path": f["path"],
+                        "uploadMode": lfs_kind(f["path"], f["size"], base64.b64decode(f["sample"])),
+                        "shouldIgnore": False,
+                    }
+                    for f in files
+                ]})
+            return self.commit(kind, org, name, repo, data)
+        if url.path.endswith(".git/info/lfs/objects/batch"):
+            if self.headers.get("Accept") != "application/vnd.git-lfs+json":
+                return self.send(406)
+            request = json.loads(data)
+            objects = []
+            for o in request["objects"]:
+                oid, size = o["oid"], o["size"]
+                if os.path.isfile(os.path.join(LFS, oid)):
+                    objects.append({"oid": oid, "size": size})
+                    continue
+                verify = {"href": f"{host}/lfs-verify", "header": {}}
+                if size > MULTIPART_ABOVE:
+                    count = (size + CHUNK - 1) // CHUNK
+                    header = {"chunk_size": str(CHUNK)}
+                    header.update({f"{i:05d}": f"{host}/lfs-part/{oid}/{i}" for i in range(1, count + 1)})
+                    upload = {"href": f"{host}/lfs-complete/{oid}", "header": header}
+                else:
+                    upload = {"href": f"{host}/lfs-store/{oid}", "header": {"X-Upload-Token": upload_token(oid)}}
+                objects.append({"oid": oid, "size": size, "actions": {"upload": upload, "verify": verify}})
+            return self.send(
+                200,
+                json.dumps({"transfer": "basic", "objects": objects}).encode(),
+                [("Content-Type", "application/vnd.git-lfs+json")],
+            )
+        return self.send(404)
+
+    def commit(self, kind, org, name, repo, data):
+        lines = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        if not lines or lines[0]["key"] != "header":
+            return self.json_reply(400, {"error": "the first line must be the header"})
+        writes, deletes, record = [], [], []
+        for line in lines[1:]:
+            value = line["value"]
+            path = value["path"]
+            if path.startswith("/") or ".." in path.split("/"):
+                return self.json_reply(400, {"error": f"bad path {path}"})
+            if line["key"] == "file":
+                writes.append((path, base64.b64decode(value["content"])))
+                record.append({"path": path, "mode": "regular"})
+            elif line["key"] == "lfsFile":
+                stored = os.path.join(LFS, value["oid"])
+                if not os.path.isfile(stored):
+                    return self.json_reply(422, {"error": f"LFS object of {path} was not uploaded"})
+                writes.append((path, open(stored, "rb").read()))
+                record.append({"path": path, "mode": "lfs", "parts": UPLOADED_IN.get(value["oid"], 0)})
+            elif line["key"] == "deletedFile":
+                if not os.path.isfile(os.path.join(repo, path)):
+                    return self.json_reply(404, {"error": f"{path} does not exist"})
+                deletes.append(path)
+                record.append({"path": path, "mode": "deleted"})
+            else:
+                return self.json_reply(400, {"error": f"unknown key {line['key']}"})
+        with LOCK:
+            for path, content in writes:
+                target = os.path.join(repo, path)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as f:
+                    f.write(content)
+            for path in deletes:
+                os.remove(os.path.join(repo, path))
+            with open(os.path.join(ROOT, ".commits.jsonl"), "a") as f:
+                f.write(json.dumps({
+                    "repository": f"{kind}/{org}/{name}",
+                    "summary": lines[0]["value"]["summary"],
+                    "files": record,
+                }) + "\n")
+        oid = hashlib.sha1(data).hexdigest()
+        return self.json_reply(200, {"commitOid": oid, "commitUrl": f"/{kind}/{org}/{name}/commit/{oid}"})
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
