@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use actprm::model::{Backbone, LoadedModel, RuntimeOptions};
 use actprm::pipeline::{run_score, ScoreJob};
-use actprm::score::{plan_batches, ScoreOptions};
+use actprm::score::{plan_batches, CallLimits, ScoreOptions};
 use actprm::tokenise::Tokeniser;
 
 fn main() {
@@ -57,11 +57,12 @@ fn main() {
     let started = Instant::now();
     for chunk in windows.chunks(80) {
         let lengths: Vec<usize> = chunk.iter().map(|w| w.ids.len()).collect();
-        for group in plan_batches(
-            &lengths,
-            options.batching.token_budget_on(runtime.device),
-            options.batching.max_batch,
-        ) {
+        let limits = CallLimits {
+            token_budget: options.batching.token_budget_on(runtime.device),
+            max_batch: options.batching.max_batch,
+            attention_budget: usize::MAX,
+        };
+        for group in plan_batches(&lengths, limits) {
             let inputs: Vec<_> = group.iter().map(|&i| chunk[i].input()).collect();
             backbone.separator_features(&inputs).expect("backbone");
         }

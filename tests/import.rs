@@ -159,6 +159,15 @@ fn every_family_scores_each_step_as_its_reference_code_does() {
         let report = import(fixture, &model);
         assert_eq!(report["family"], family, "{fixture}: detected family");
         assert_eq!(report["ensemble_size"], heads, "{fixture}");
+        // the batch cap by attention size counts the checkpoint's query heads
+        let json = |path: PathBuf| -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        };
+        assert_eq!(
+            json(model.join("manifest.json"))["attention_heads"],
+            json(hf(fixture).join("config.json"))["num_attention_heads"],
+            "{fixture}"
+        );
         let got = score_examples(dir.path(), fixture, &model);
         let reference = examples(fixture);
         assert_eq!(

@@ -11,7 +11,7 @@ use super::EvalError;
 use crate::eval::metrics::step_auroc;
 use crate::eval::{choose_tau, prmbench, processbench, PrmBenchScore, Sample, SubsetScore};
 use crate::formats::features::{read_features, FeatureRow};
-use crate::model::{Backbone, HeadsRunner, LoadedModel, RuntimeOptions};
+use crate::model::{HeadsRunner, LoadedModel, RuntimeOptions};
 use crate::score::check::CheckRule;
 use crate::score::{ScoreOptions, StepScorer};
 use crate::select::step_stats;
@@ -222,13 +222,8 @@ pub fn evaluate_files(
         let records = super::labelled::read_subset(&subset)?;
         if scorer.is_none() {
             let tokeniser = Tokeniser::for_model(model)?;
-            let backbone = Backbone::open(model, runtime)?;
-            let step = StepScorer {
-                backbone,
-                heads: HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?,
-                options,
-                tau: model.manifest.tau,
-            };
+            let mut step = StepScorer::open(model, runtime, options)?;
+            step.tau = model.manifest.tau;
             scorer = Some((tokeniser, step));
         }
         let (tokeniser, step) = scorer.as_mut().expect("created above");

@@ -47,6 +47,8 @@ pub fn tiny_model(output: &Path, dim: usize, heads: usize) -> Result<String, Mod
     model.manifest.backbone_builds.clear();
     // a running mean over the tokens so far: each token reads only the ones before it
     model.manifest.attention = Some(super::manifest::Attention::Causal);
+    // a running mean, no attention scores to hold
+    model.manifest.attention_heads = None;
     model.manifest.tau = 0.5;
     model.manifest.provenance = "tiny test backbone (embedding + running mean), random heads: for scale and crash tests only".into();
     model.write_dir(

@@ -195,6 +195,11 @@ pub struct Manifest {
     /// for an encoder graph without `step_index`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention: Option<Attention>,
+    /// Query heads of the backbone's attention: a kernel that materialises the attention scores
+    /// holds heads x T x T of them per window of T tokens, which caps the batch on the CPU
+    /// (`None`: not known, no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_heads: Option<usize>,
     /// The prompt around the steps (imported PRMs); `None`: `separator.bos`, problem, ... only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<PromptSpec>,

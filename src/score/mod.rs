@@ -10,7 +10,7 @@ use crate::model::{Backbone, Device, HeadsRunner, LoadedModel, ModelError, Runti
 use crate::select::{decide, first_error, step_stats, Decision, SelectionRule};
 use crate::tokenise::TokenisedTrajectory;
 
-pub use batching::plan_batches;
+pub use batching::{plan_batches, CallLimits};
 
 /// Padded tokens per backbone call on the CPU by default. There small calls win: MiniLM int8 on 2
 /// cores scored 8.0 / 9.5 / 11.4 / 15.3 / 14.8 rows/s at budgets 8192 / 4096 / 2048 / 1024 / 512
@@ -20,6 +20,18 @@ pub const CPU_TOKEN_BUDGET: usize = 1024;
 /// Padded tokens per backbone call on CUDA by default: a GPU wants far larger calls, and the
 /// fused attention keeps their memory linear in the tokens (GPU-READINESS risk 10).
 pub const CUDA_TOKEN_BUDGET: usize = 16384;
+
+/// Attention scores one backbone call may hold on the CPU, summed over heads: ONNX Runtime's CPU
+/// attention materialises them (heads x T x T floats per window), so a raised `--token-budget`
+/// or a long packed prefix tree cannot ask for more than 1 GiB of them at once (GPU-READINESS
+/// risk 11).
+pub const CPU_ATTENTION_SCORES: usize = 1 << 28;
+
+/// The same on CUDA, where the fused kernels are expected to keep attention memory linear in the
+/// tokens: a safety net (8 GiB of f32 scores) for a kernel that materialises them after all,
+/// which the default budget never reaches (4 windows of 4,096 tokens of a 28-head 7B model are
+/// 1.9·10⁹ scores).
+pub const CUDA_ATTENTION_SCORES: usize = 1 << 31;
 
 /// The scoring knobs shared by `score`, `filter`, `active`, `sql` and pipeline files' score
 /// stages: flags and file keys of the same names.
@@ -212,6 +224,8 @@ pub struct StepScorer {
     pub heads: HeadsRunner,
     pub options: ScoreOptions,
     pub tau: f32,
+    /// Per head, `count * longest²` of a backbone call ([`CallLimits::attention_budget`]).
+    attention_budget: usize,
 }
 
 impl StepScorer {
@@ -233,12 +247,27 @@ impl StepScorer {
                 backbone.hidden_size()
             )));
         }
+        let attention_budget = match (runtime.device, model.manifest.attention_heads) {
+            (Device::Cpu, Some(heads)) => CPU_ATTENTION_SCORES / heads.max(1),
+            (Device::Cuda(_), Some(heads)) => CUDA_ATTENTION_SCORES / heads.max(1),
+            (_, None) => usize::MAX,
+        };
         Ok(Self {
             backbone,
             heads,
             options,
             tau: options.tau.unwrap_or(model.manifest.tau),
+            attention_budget,
         })
+    }
+
+    /// What one backbone call may hold.
+    fn call_limits(&self) -> CallLimits {
+        CallLimits {
+            token_budget: self.options.batching.token_budget,
+            max_batch: self.options.batching.max_batch,
+            attention_budget: self.attention_budget,
+        }
     }
 
     /// Backbone features of every step of every trajectory, in order: `D` floats per step.
@@ -272,11 +301,7 @@ impl StepScorer {
             self.backbone.hidden_size(),
         );
         let lengths: Vec<usize> = windows.iter().map(|w| w.ids.len()).collect();
-        for group in plan_batches(
-            &lengths,
-            self.options.batching.token_budget,
-            self.options.batching.max_batch,
-        ) {
+        for group in plan_batches(&lengths, self.call_limits()) {
             let inputs: Vec<_> = group.iter().map(|&i| windows[i].input()).collect();
             let out = self.backbone.separator_features(&inputs)?;
             features.place(&out, group.iter().copied());
@@ -303,18 +328,15 @@ impl StepScorer {
             self.backbone.hidden_size(),
         );
         let longest = inputs.iter().map(|w| w.ids.len()).max().unwrap_or(0);
-        let capacity = self.options.batching.token_budget.max(longest);
+        let limits = self.call_limits();
+        let capacity = limits.pack_capacity().max(longest);
         let packs = packing::pack(&inputs, capacity);
         let mut computed = vec![0usize; items.len()];
         for window in packs.iter().flat_map(|p| &p.windows) {
             computed[owners[window.index]] += window.added;
         }
         let lengths: Vec<usize> = packs.iter().map(|p| p.len()).collect();
-        for group in plan_batches(
-            &lengths,
-            self.options.batching.token_budget,
-            self.options.batching.max_batch,
-        ) {
+        for group in plan_batches(&lengths, limits) {
             let trees: Vec<_> = group.iter().map(|&p| packs[p].input()).collect();
             let gathers: Vec<Vec<u32>> = group
                 .iter()

@@ -323,6 +323,7 @@ fn write_model(
     let manifest = Manifest {
         check: Default::default(),
         attention: Some(crate::model::manifest::Attention::Causal),
+        attention_heads: Some(config.num_attention_heads),
         name: name.clone(),
         backbone: "backbone.onnx".into(),
         backbone_sha256: None,
