@@ -168,6 +168,19 @@ fn local_corpus(dir: &Path) -> PathBuf {
     corpus
 }
 
+/// `mixed.jsonl`: one row that scores and one that is rejected (no steps), so an output of it
+/// has a `rejects/` folder.
+fn with_a_reject(dir: &Path) -> PathBuf {
+    let path = dir.join("mixed.jsonl");
+    std::fs::write(
+        &path,
+        "{\"id\":\"g1\",\"problem\":\"1+1?\",\"steps\":[\"1+1=2\",\"So 2.\"]}\n\
+         {\"id\":\"b1\",\"problem\":\"x\",\"steps\":[]}\n",
+    )
+    .unwrap();
+    path
+}
+
 fn upload_folder(s3: &S3, local: &Path, prefix: &str) {
     for key in files(local).keys() {
         s3.put(&format!("{prefix}{key}"), &local.join(key));
@@ -281,13 +294,7 @@ fn a_remote_output_is_never_mixed_and_foreign_objects_are_kept() {
     let corpus = local_corpus(dir.path());
     // the first input has rows that are rejected, so its output has a `rejects/` folder that the
     // second run's output does not: an overwrite that kept it would mix the two runs
-    let first_input = dir.path().join("mixed.jsonl");
-    std::fs::write(
-        &first_input,
-        "{\"id\":\"g1\",\"problem\":\"1+1?\",\"steps\":[\"1+1=2\",\"So 2.\"]}\n\
-         {\"id\":\"b1\",\"problem\":\"x\",\"steps\":[]}\n",
-    )
-    .unwrap();
+    let first_input = with_a_reject(dir.path());
     let one = corpus.join("sub/a.parquet");
     let score = |input: &str, out: &str, extra: &[&str]| {
         let mut args = vec!["score", "-i", input, "-o", out, "--model", s(&model)];
@@ -758,13 +765,7 @@ fn outputs_are_committed_to_a_hub_repository() {
     let model = tiny_model(dir.path());
     let input = data("prm800k_phase1_test.parquet");
     // a second input with a row that is rejected: the first output has rejects, the second not
-    let mixed = dir.path().join("mixed.jsonl");
-    std::fs::write(
-        &mixed,
-        "{\"id\":\"g1\",\"problem\":\"1+1?\",\"steps\":[\"1+1=2\",\"So 2.\"]}\n\
-         {\"id\":\"b1\",\"problem\":\"x\",\"steps\":[]}\n",
-    )
-    .unwrap();
+    let mixed = with_a_reject(dir.path());
     let score = |out: &str, inputs: &[&Path], extra: &[&str], token: &str| {
         let mut args = vec!["score", "-o", out, "--model", s(&model)];
         args.extend(["--format", "hf_dataset", "-i"]);

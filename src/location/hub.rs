@@ -209,25 +209,50 @@ impl Hub {
 
     fn file_url(&self, key: &str) -> String {
         match &self.target {
-            Target::Repository {
-                endpoint,
-                kind,
-                repository,
-                revision,
-                ..
-            } => {
-                let prefix = if kind == "models" {
-                    String::new()
-                } else {
-                    format!("{kind}/")
-                };
-                format!(
-                    "{endpoint}/{prefix}{repository}/resolve/{}/{key}",
-                    percent_encode_revision(revision)
-                )
-            }
+            Target::Repository { revision, .. } => self.repository_url(&format!(
+                "/resolve/{}/{key}",
+                percent_encode_revision(revision)
+            )),
             Target::Web { base } => format!("{}/{key}", base.trim_end_matches('/')),
         }
+    }
+
+    /// A URL of the repository itself, `{endpoint}/[{kind}/]{repository}{rest}` (a model's has
+    /// no kind): its files, its LFS endpoint.
+    fn repository_url(&self, rest: &str) -> String {
+        let Target::Repository {
+            endpoint,
+            kind,
+            repository,
+            ..
+        } = &self.target
+        else {
+            return String::new();
+        };
+        let kind = if kind == "models" {
+            String::new()
+        } else {
+            format!("{kind}/")
+        };
+        format!("{endpoint}/{kind}{repository}{rest}")
+    }
+
+    /// The Hub's API on this repository: `{endpoint}/api/{kind}/{repository}/{route}/{revision}`.
+    fn api(&self, route: &str) -> String {
+        let Target::Repository {
+            endpoint,
+            kind,
+            repository,
+            revision,
+            ..
+        } = &self.target
+        else {
+            return String::new();
+        };
+        format!(
+            "{endpoint}/api/{kind}/{repository}/{route}/{}",
+            percent_encode_revision(revision)
+        )
     }
 
     pub async fn head(&self, key: &str) -> Result<Option<RemoteObject>, LocationError> {
@@ -282,19 +307,12 @@ impl Hub {
         folder: &str,
         recursive: bool,
     ) -> Result<Vec<RemoteObject>, LocationError> {
-        let Target::Repository {
-            endpoint,
-            kind,
-            repository,
-            revision,
-            ..
-        } = &self.target
-        else {
+        if !matches!(self.target, Target::Repository { .. }) {
             return Ok(vec![]);
-        };
+        }
         let mut next = Some(format!(
-            "{endpoint}/api/{kind}/{repository}/tree/{}/{folder}{}",
-            percent_encode_revision(revision),
+            "{}/{folder}{}",
+            self.api("tree"),
             if recursive { "?recursive=true" } else { "" }
         ));
         let mut found = Vec::new();

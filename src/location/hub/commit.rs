@@ -19,7 +19,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{percent_encode_revision, Hub, Target};
+use super::{Hub, Target};
 use crate::location::LocationError;
 
 /// Files per preupload and LFS batch request (the Hub's own client sends at most this many).
@@ -107,23 +107,6 @@ impl Hub {
             self.upload_lfs(chunk).await?;
         }
         self.create_commit(&staged, deletes, summary).await
-    }
-
-    fn api(&self, route: &str) -> String {
-        let Target::Repository {
-            endpoint,
-            kind,
-            repository,
-            revision,
-            ..
-        } = &self.target
-        else {
-            return String::new();
-        };
-        format!(
-            "{endpoint}/api/{kind}/{repository}/{route}/{}",
-            percent_encode_revision(revision)
-        )
     }
 
     fn hash(&self, key: &str, path: &Path) -> Result<Staged, LocationError> {
@@ -227,20 +210,8 @@ impl Hub {
 
     /// Puts each LFS object where the Hub's batch answer says, in parts when it asks so.
     async fn upload_lfs(&self, objects: &[&Staged]) -> Result<(), LocationError> {
-        let Target::Repository {
-            endpoint,
-            kind,
-            repository,
-            revision,
-            ..
-        } = &self.target
-        else {
+        let Target::Repository { revision, .. } = &self.target else {
             return Ok(());
-        };
-        let prefix = if kind == "models" {
-            String::new()
-        } else {
-            format!("{kind}/")
         };
         let body = serde_json::json!({
             "operation": "upload",
@@ -252,7 +223,7 @@ impl Hub {
         let request = self
             .request(
                 reqwest::Method::POST,
-                &format!("{endpoint}/{prefix}{repository}.git/info/lfs/objects/batch"),
+                &self.repository_url(".git/info/lfs/objects/batch"),
             )
             .header("Accept", "application/vnd.git-lfs+json")
             .header("Content-Type", "application/vnd.git-lfs+json")
