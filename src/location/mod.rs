@@ -285,10 +285,7 @@ impl Remote {
                 }
                 Ok(())
             }
-            Remote::Hub(h) => {
-                h.writable()?;
-                block_on(h.commit(puts, deletes, summary))
-            }
+            Remote::Hub(h) => block_on(h.commit(puts, deletes, summary)),
         }
     }
 

@@ -449,18 +449,18 @@ impl Job {
         settings: &RaySettings,
         args: Vec<String>,
     ) -> Result<Outcome, PipelineError> {
-        let summary = match self {
-            Job::Filter(filter) => run_on_ray(filter, address, settings, args, None)?,
+        let (filter, remote) = match self {
+            Job::Filter(filter) => (filter, None),
             Job::Remote { job, output } => match job.as_ref() {
-                Job::Filter(filter) => {
-                    let summary = run_on_ray(filter, address, settings, args, Some(output))?;
-                    upload(output)?;
-                    summary
-                }
+                Job::Filter(filter) => (filter, Some(output)),
                 _ => return Err(PipelineError::Unrunnable("--ray runs a filter only")),
             },
             _ => return Err(PipelineError::Unrunnable("--ray runs a filter only")),
         };
+        let summary = run_on_ray(filter, address, settings, args, remote)?;
+        if let Some(output) = remote {
+            upload(output)?;
+        }
         Ok(Outcome::Filter(summary))
     }
 

@@ -129,21 +129,12 @@ impl RemoteOutput {
         let mut earlier: BTreeSet<String> = read_upload_list(&remote, &self.url)?
             .map(|l| l.files.into_iter().collect())
             .unwrap_or_default();
-        earlier.extend(
-            std::fs::read_to_string(&partial)
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_string),
-        );
-        let present: BTreeSet<String> = remote
-            .list(&self.url.key)?
-            .into_iter()
-            .filter_map(|o| o.key.strip_prefix(&self.url.key).map(str::to_string))
-            .collect();
+        earlier.extend(noted(&partial));
+        let present = self.present()?;
         let foreign: Vec<&String> = files
             .iter()
             .map(|(key, _)| key)
-            .filter(|key| present.contains(*key) && !earlier.contains(*key))
+            .filter(|key| present.contains_key(*key) && !earlier.contains(*key))
             .collect();
         // a user's README is theirs, as in a local folder (the card is only for this prefix)
         let foreign_card = foreign.iter().any(|k| k.as_str() == "README.md");
@@ -174,7 +165,7 @@ impl RemoteOutput {
         let object = |key: &str| format!("{}{key}", self.url.key);
         if remote.commits_whole() {
             // one commit: data, records and the list land together or not at all
-            let mut listed = self.noted(&partial);
+            let mut listed = noted(&partial);
             listed.extend(files.iter().map(|(key, _)| key.clone()));
             let (list_file, listed) = self.write_list(listed)?;
             let mut puts: Vec<(String, PathBuf)> = files
@@ -198,12 +189,12 @@ impl RemoteOutput {
                     .upload(path, &object(key))
                     .map_err(|e| self.kept(e))?;
                 // noted before the next file goes, so a rerun knows this object is its own
-                self.note(&partial, std::slice::from_ref(key))?;
+                note(&partial, std::slice::from_ref(key))?;
                 crate::failpoint::hit("remote-upload");
             }
             // every object of this output: what this upload wrote, what an upload stopped part
             // way wrote, and what the run's Ray tasks put in place themselves (`adopt`)
-            let (list_file, listed) = self.write_list(self.noted(&partial))?;
+            let (list_file, listed) = self.write_list(noted(&partial))?;
             remote.upload(&list_file, &object(UPLOAD_LIST))?;
             for key in self.replaced.iter().filter(|k| !listed.contains(*k)) {
                 remote.delete(&object(key))?;
@@ -213,27 +204,6 @@ impl RemoteOutput {
             .map_err(|e| SinkError::at(&self.staging)(e.to_string()))?;
         self.remove_dead_task_folders();
         Ok((files.len(), bytes))
-    }
-
-    /// The keys noted in `partial`, one per line.
-    fn noted(&self, partial: &Path) -> BTreeSet<String> {
-        std::fs::read_to_string(partial)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Appends `keys` to `partial`.
-    fn note(&self, partial: &Path, keys: &[String]) -> Result<(), SinkError> {
-        let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
-        let mut noted = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(partial)
-            .map_err(|e| SinkError::at(partial)(e.to_string()))?;
-        std::io::Write::write_all(&mut noted, text.as_bytes())
-            .map_err(|e| SinkError::at(partial)(e.to_string()))
     }
 
     /// Writes the upload list of `files` into the staging folder.
@@ -275,7 +245,7 @@ impl RemoteOutput {
     /// does not take them for a stranger's.
     pub fn adopt<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Result<(), SinkError> {
         let keys: Vec<String> = keys.into_iter().cloned().collect();
-        self.note(&self.staging.join(UPLOADED), &keys)
+        note(&self.staging.join(UPLOADED), &keys)
     }
 
     /// Deletes the object `key` (relative to the prefix).
@@ -286,11 +256,9 @@ impl RemoteOutput {
     /// Copies the object `key` (relative to the prefix) into the local file `path`, atomically.
     pub fn fetch(&self, key: &str, path: &Path) -> Result<(), SinkError> {
         let remote = Remote::open(&self.url)?;
-        let Some(object) = remote.head(&format!("{}{key}", self.url.key))? else {
+        let Some(bytes) = read_object(&remote, &self.url, key)? else {
             return Err(refused(&self.url, format!("holds no {key}")));
         };
-        let mut bytes = Vec::new();
-        remote.download(&object, &mut bytes)?;
         super::write_atomic(path, &bytes)
     }
 
@@ -372,13 +340,41 @@ fn staging_dir(url: &RemoteUrl) -> PathBuf {
     location::cache_root().join("outputs").join(hex)
 }
 
-fn read_upload_list(remote: &Remote, url: &RemoteUrl) -> Result<Option<UploadList>, SinkError> {
-    let key = format!("{}{UPLOAD_LIST}", url.key);
-    let Some(object) = remote.head(&key)? else {
+/// The keys noted in `partial`, one per line.
+fn noted(partial: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(partial)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Appends `keys` to `partial`.
+fn note(partial: &Path, keys: &[String]) -> Result<(), SinkError> {
+    let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(partial)
+        .map_err(|e| SinkError::at(partial)(e.to_string()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(|e| SinkError::at(partial)(e.to_string()))
+}
+
+/// The bytes of the object `key` (relative to the prefix), if there is one.
+fn read_object(remote: &Remote, url: &RemoteUrl, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
+    let Some(object) = remote.head(&format!("{}{key}", url.key))? else {
         return Ok(None);
     };
-    let mut text = Vec::new();
-    remote.download(&object, &mut text)?;
+    let mut bytes = Vec::new();
+    remote.download(&object, &mut bytes)?;
+    Ok(Some(bytes))
+}
+
+fn read_upload_list(remote: &Remote, url: &RemoteUrl) -> Result<Option<UploadList>, SinkError> {
+    let Some(text) = read_object(remote, url, UPLOAD_LIST)? else {
+        return Ok(None);
+    };
     serde_json::from_slice(&text).map(Some).map_err(|e| {
         refused(
             url,

@@ -91,15 +91,13 @@ impl Hub {
         deletes: &[String],
         summary: &str,
     ) -> Result<(), LocationError> {
-        let Target::Repository { kind, .. } = &self.target else {
-            return Err(self.url.error("an http(s) URL cannot be written"));
-        };
+        self.writable()?;
         let mut staged = Vec::with_capacity(puts.len());
         for (key, path) in puts {
             staged.push(self.hash(key, path)?);
         }
         if !self.preupload(&mut staged).await? {
-            self.create_repository(kind).await?;
+            self.create_repository().await?;
             self.preupload(&mut staged).await?;
         }
         let lfs: Vec<&Staged> = staged.iter().filter(|s| s.lfs).collect();
@@ -177,9 +175,10 @@ impl Hub {
         Ok(true)
     }
 
-    async fn create_repository(&self, kind: &str) -> Result<(), LocationError> {
+    async fn create_repository(&self) -> Result<(), LocationError> {
         let Target::Repository {
             endpoint,
+            kind,
             repository,
             ..
         } = &self.target

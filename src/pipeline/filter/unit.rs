@@ -46,6 +46,16 @@ impl UnitSource {
 
     /// The unit id of row group `group` (`None`: the whole file, when its footer is unreadable).
     pub fn unit_id(&self, group: Option<usize>) -> String {
+        let prefix = self.unit_prefix();
+        match group {
+            Some(g) => format!("{prefix}rg{g:05}"),
+            None => format!("{prefix}file"),
+        }
+    }
+
+    /// `STEM-HASH-`: what every unit id of this file, and so every file its units write, starts
+    /// with.
+    pub fn unit_prefix(&self) -> String {
         let stem = Path::new(&self.name)
             .file_stem()
             .and_then(|s| s.to_str())
@@ -62,10 +72,7 @@ impl UnitSource {
             .take(40)
             .collect();
         let hash = stable_hash(&self.key);
-        match group {
-            Some(g) => format!("{stem}-{hash:016x}-rg{g:05}"),
-            None => format!("{stem}-{hash:016x}-file"),
-        }
+        format!("{stem}-{hash:016x}-")
     }
 
     pub fn in_shard(&self, group: usize, (i, n): (u64, u64)) -> bool {

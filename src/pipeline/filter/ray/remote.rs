@@ -46,19 +46,13 @@ impl Drop for TaskFolder {
 /// The driver's view of the store: which objects carry the naming of this run's inputs.
 pub struct RunObjects<'a> {
     output: &'a RemoteOutput,
-    /// `STEM-HASH-` of each input file (see [`UnitSource::unit_id`]).
+    /// [`UnitSource::unit_prefix`] of each input file.
     names: Vec<String>,
 }
 
 impl<'a> RunObjects<'a> {
     pub fn new(output: &'a RemoteOutput, sources: &[UnitSource]) -> Self {
-        let names = sources
-            .iter()
-            .map(|s| {
-                let whole = s.unit_id(None);
-                whole.trim_end_matches("file").to_string()
-            })
-            .collect();
+        let names = sources.iter().map(UnitSource::unit_prefix).collect();
         Self { output, names }
     }
 
@@ -78,8 +72,7 @@ impl<'a> RunObjects<'a> {
         resumed: bool,
         restart: bool,
     ) -> Result<BTreeMap<String, u64>, PipelineError> {
-        let mut objects = self.output.present()?;
-        objects.retain(|key, _| self.ours(key));
+        let mut objects = self.objects()?;
         if !resumed && !objects.is_empty() {
             if !restart {
                 return Err(PipelineError::Unfinished {
@@ -93,6 +86,7 @@ impl<'a> RunObjects<'a> {
             }
             objects.clear();
         }
+        // only now: a refused run's staging folder must not take another run's records
         self.fetch_records(out, &objects)?;
         Ok(objects)
     }
@@ -101,8 +95,7 @@ impl<'a> RunObjects<'a> {
     /// `out/units/` (where the summary reads them), and every object of this run adopted by the
     /// output's upload list.
     pub fn finish(&self, out: &Path, units: &[String]) -> Result<(), PipelineError> {
-        let mut objects = self.output.present()?;
-        objects.retain(|key, _| self.ours(key));
+        let objects = self.objects()?;
         self.fetch_records(out, &objects)?;
         let committed = super::super::Committed::Listed(&objects);
         let missing: Vec<String> = units
@@ -125,6 +118,13 @@ impl<'a> RunObjects<'a> {
             });
         }
         Ok(self.output.adopt(objects.keys())?)
+    }
+
+    /// The objects of this run's inputs in the store.
+    fn objects(&self) -> Result<BTreeMap<String, u64>, PipelineError> {
+        let mut objects = self.output.present()?;
+        objects.retain(|key, _| self.ours(key));
+        Ok(objects)
     }
 
     /// Copies the records under `units/` the staging folder lacks.
