@@ -235,8 +235,20 @@ fn the_final_heads_retrain_on_every_label_across_a_resume() {
     let mut first = with_retrain(&split);
     first.stop_after_rows = Some(12);
     run_active(&first).unwrap();
+    assert_commit_record_names_every_file(&split, 12);
+    // a committed file gone: the resume refuses (its rows would be missing), naming it
+    let part = split.join("scored/part-00001.parquet");
+    let aside = dir.path().join("aside.parquet");
+    std::fs::rename(&part, &aside).unwrap();
     let mut second = with_retrain(&split);
     second.resume = true;
+    let refused = run_active(&second).expect_err("a committed part is missing");
+    assert!(
+        refused.to_string().contains("part-00001.parquet")
+            && refused.to_string().contains("--overwrite"),
+        "{refused}"
+    );
+    std::fs::rename(&aside, &part).unwrap();
     let resumed = run_active(&second).unwrap();
     assert_eq!(resumed.retrained_on, Some(12));
     let again = actprm::model::LoadedModel::from_dir(&split.join("model")).unwrap();
@@ -245,6 +257,30 @@ fn the_final_heads_retrain_on_every_label_across_a_resume() {
         model.version(),
         "same retrained heads after a resume"
     );
+}
+
+/// `loop-state.json` promises every data file the loop's commits wrote, with the rows a reader
+/// finds in it, and nothing else; its decisions cover the `rows` done.
+fn assert_commit_record_names_every_file(out: &std::path::Path, rows: u64) {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("loop-state.json")).unwrap()).unwrap();
+    let promised: BTreeMap<String, u64> =
+        serde_json::from_value(state["committed"].clone()).unwrap();
+    let mut found = BTreeMap::new();
+    for sub in ["decisions", "scored", "rejects", "labelled"] {
+        for e in std::fs::read_dir(out.join(sub)).into_iter().flatten().flatten() {
+            let name = format!("{sub}/{}", e.file_name().to_string_lossy());
+            found.insert(name, actprm::sink::format::rows_in(&e.path()).unwrap());
+        }
+    }
+    assert_eq!(promised, found);
+    let decided: u64 = promised
+        .iter()
+        .filter(|(f, _)| f.starts_with("decisions/"))
+        .map(|(_, r)| r)
+        .sum();
+    assert_eq!(decided, rows);
+    assert!(promised.keys().any(|f| f.starts_with("labelled/")));
 }
 
 fn read_features_dir(dir: &std::path::Path) -> usize {

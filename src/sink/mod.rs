@@ -2,6 +2,7 @@
 //! so a reader (or a resumed run) never sees half a file.
 
 pub mod atomic;
+pub mod commit;
 pub mod dataset_card;
 pub mod format;
 pub mod output_folder;

@@ -17,7 +17,8 @@ pub struct PartWriter {
     rows_per_part: usize,
     next_index: usize,
     open: Option<OpenPart>,
-    written: Vec<PathBuf>,
+    /// Every part renamed into place, with its rows.
+    written: Vec<(PathBuf, u64)>,
 }
 
 struct OpenPart {
@@ -99,21 +100,26 @@ impl PartWriter {
         let Some(part) = self.open.take() else {
             return Ok(None);
         };
-        part.file.commit(&part.path)?;
-        self.written.push(part.path.clone());
+        let rows = part.file.commit(&part.path)?;
+        self.written.push((part.path.clone(), rows));
         Ok(Some(part.path))
     }
 
     /// Closes everything; returns every part written (in the Hub's layout, under its final
     /// `-of-` names).
-    pub fn finish(mut self) -> Result<Vec<PathBuf>, SinkError> {
+    pub fn finish(self) -> Result<Vec<PathBuf>, SinkError> {
+        Ok(self.finish_counted()?.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// [`PartWriter::finish`], with each part's rows (what a commit record promises).
+    pub fn finish_counted(mut self) -> Result<Vec<(PathBuf, u64)>, SinkError> {
         self.finish_part()?;
         if self.format != DataFormat::HfDataset {
             return Ok(self.written);
         }
         let n = self.written.len();
         let mut renamed = Vec::with_capacity(n);
-        for (i, part) in self.written.iter().enumerate() {
+        for (i, (part, rows)) in self.written.iter().enumerate() {
             let name = format!(
                 "{}-{i:05}-of-{n:05}.{}",
                 self.prefix,
@@ -121,7 +127,7 @@ impl PartWriter {
             );
             let to = self.dir.join(name);
             std::fs::rename(part, &to).map_err(|e| SinkError::at(part)(e.to_string()))?;
-            renamed.push(to);
+            renamed.push((to, *rows));
         }
         super::atomic::sync_dir(&self.dir)?;
         Ok(renamed)

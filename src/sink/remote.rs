@@ -33,7 +33,7 @@ const UPLOADED: &str = ".uploaded";
 /// The files of a run that say it is complete: uploaded after every data file.
 const RECORDS: &[&str] = &[
     "summary.json",
-    "run.json",
+    super::commit::FINGERPRINT_FILE,
     "loop-state.json",
     "state.json",
     "README.md",

@@ -54,6 +54,10 @@ pub struct LoopState {
     pub model_version: String,
     /// Version of the heads the scorer runs (the last published; may lag the trainer's).
     pub scorer_version: String,
+    /// Every data file the commits wrote, with its rows, checked on resume (absent in the
+    /// states of runs started before it: nothing to check).
+    #[serde(default)]
+    pub committed: crate::sink::commit::Promised,
 }
 
 /// Without the trainer the loop cannot run: says so, before anything is read or written.

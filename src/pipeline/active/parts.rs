@@ -7,6 +7,7 @@ use arrow::array::RecordBatch;
 
 use super::run::labelled;
 use crate::pipeline::PipelineError;
+use crate::sink::commit::Promised;
 use crate::sink::output_folder::{Entry, Layout};
 use crate::sink::{write_atomic, DataFormat, PartWriter};
 
@@ -16,7 +17,7 @@ use crate::sink::{write_atomic, DataFormat, PartWriter};
 pub(super) const LAYOUT: Layout = Layout {
     kind: "active run",
     entries: &[
-        Entry::File("run.json"),
+        Entry::File(crate::sink::commit::FINGERPRINT_FILE),
         Entry::File(super::run::STATE_FILE),
         Entry::File(super::run::LEGACY_STATE_FILE),
         Entry::File("summary.json"),
@@ -39,24 +40,32 @@ pub(super) const LAYOUT: Layout = Layout {
     ],
 };
 
-/// Writes `batches` as `DIR/PREFIX-K.EXT` in `format` (nothing when they hold no row).
+/// Writes `batches` as `OUT/SUB/PREFIX-K.EXT` in `format` (nothing when they hold no row);
+/// returns what the commit record promises of it.
 pub(super) fn write_part(
-    dir: &Path,
-    (prefix, format): (&str, DataFormat),
+    out: &Path,
+    (sub, prefix, format): (&str, &str, DataFormat),
     k: usize,
     batches: &[RecordBatch],
-) -> Result<(), PipelineError> {
+) -> Result<Promised, PipelineError> {
     if batches.iter().all(|b| b.num_rows() == 0) {
-        return Ok(());
+        return Ok(Promised::default());
     }
-    let mut w = PartWriter::new(dir, prefix, usize::MAX)?
+    let mut w = PartWriter::new(&out.join(sub), prefix, usize::MAX)?
         .with_format(format)
         .with_first_index(k);
     for b in batches {
         w.write(b)?;
     }
-    w.finish()?;
-    Ok(())
+    Ok(w.finish_counted()?
+        .into_iter()
+        .map(|(path, rows)| (relative(out, &path), rows))
+        .collect())
+}
+
+/// `path` as a commit record names it: relative to the loop's folder.
+pub(super) fn relative(out: &Path, path: &Path) -> String {
+    path.strip_prefix(out).unwrap_or(path).display().to_string()
 }
 
 /// The part index in `PREFIX-K.parquet` / `unreadable-K.jsonl`.

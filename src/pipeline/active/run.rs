@@ -29,6 +29,7 @@ use crate::pipeline::PipelineError;
 use crate::rng::NormalRng;
 use crate::score::check::CheckRule;
 use crate::select::{trajectory_embedding, Candidates, Decision, Strategy};
+use crate::sink::commit::{self, Recorded};
 use crate::sink::dataset_card::CardConfig;
 use crate::sink::{write_atomic, DataFormat};
 use crate::source::columns::{extract, Trajectory};
@@ -175,34 +176,36 @@ impl LoopCtx {
         let pending = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
         let decisions = self.buffer.batch(job.label_format);
         let parquet = DataFormat::Parquet;
-        write_part(
-            &out.join("decisions"),
-            ("decisions", parquet),
-            k,
-            &[decisions],
-        )?;
-        write_part(
-            &out.join("scored"),
-            ("part", job.format),
+        let mut files = write_part(out, ("decisions", "decisions", parquet), k, &[decisions])?;
+        files.extend(write_part(
+            out,
+            ("scored", "part", job.format),
             k,
             &pending.scored,
-        )?;
-        write_part(
-            &out.join("rejects"),
-            ("rejects", parquet),
+        )?);
+        files.extend(write_part(
+            out,
+            ("rejects", "rejects", parquet),
             k,
             &pending.rejects,
-        )?;
+        )?);
         if !pending.unreadable.is_empty() {
+            let name = format!("rejects/unreadable-{k:05}.jsonl");
             write_atomic(
-                &out.join("rejects").join(format!("unreadable-{k:05}.jsonl")),
+                &out.join(&name),
                 (pending.unreadable.join("\n") + "\n").as_bytes(),
             )?;
+            files.add(name, pending.unreadable.len() as u64);
         }
         if job.retrain_steps > 0 {
-            labelled::write_part(out, k, &std::mem::take(&mut self.labelled))?;
+            files.extend(labelled::write_part(
+                out,
+                k,
+                &std::mem::take(&mut self.labelled),
+            )?);
         }
         crate::failpoint::hit("active-commit");
+        self.state.committed.extend(files);
         self.state.rows_done += pending.rows;
         self.state.steps = self.trainer.step();
         self.state.decision_parts = k + 1;
@@ -408,43 +411,32 @@ fn start_run(
     fingerprint: &serde_json::Value,
 ) -> Result<(), PipelineError> {
     let out = &job.output;
-    let record = out.join("run.json");
-    let recorded = || -> Vec<String> {
-        let before = std::fs::read_to_string(&record)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(serde_json::Value::Null);
-        crate::sink::output_folder::differences(&before, fingerprint)
-    };
+    let recorded = commit::recorded(out, fingerprint)?;
     if resuming {
-        if !record.exists() {
-            return Err(PipelineError::Inconsistent {
+        return match recorded {
+            Recorded::Same => Ok(()),
+            Recorded::Absent => Err(PipelineError::Inconsistent {
                 path: out.clone(),
                 detail: "the loop's state has no run.json beside it (a run of an older actprm, or a damaged folder), so its inputs and settings cannot be checked; start again with --overwrite"
                     .into(),
-            });
-        }
-        let differences = recorded();
-        if !differences.is_empty() {
-            return Err(PipelineError::SettingsChanged {
+            }),
+            Recorded::Changed(differences) => Err(PipelineError::SettingsChanged {
                 path: out.clone(),
                 run: "an active run",
                 differences: differences.join("; "),
                 start_again: "--overwrite",
-            });
-        }
-        return Ok(());
+            }),
+        };
     }
     if state_path(out).exists() && !job.overwrite {
         return Err(PipelineError::PreviousRun { path: out.clone() });
     }
-    let own_leftovers = job.resume && record.exists() && recorded().is_empty();
+    let own_leftovers = job.resume && recorded == Recorded::Same;
     crate::sink::output_folder::prepare(out, &LAYOUT, job.overwrite || own_leftovers)?;
     // what is left of the loop's is a killed run's temporary files
     remove_uncommitted(out, 0);
     crate::model::check_output(&out.join("model"), job.overwrite)?;
-    let bytes = serde_json::to_vec_pretty(fingerprint).expect("a JSON value serialises");
-    crate::sink::write_atomic(&record, &bytes)?;
+    commit::record(out, fingerprint, &crate::sink::atomic::process_tag())?;
     Ok(())
 }
 
@@ -501,6 +493,16 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
             });
         }
         remove_uncommitted(out, state.decision_parts);
+        state
+            .committed
+            .check(out)
+            .map_err(|problem| PipelineError::Inconsistent {
+                path: out.clone(),
+                detail: format!(
+                    "a file the loop committed is not as it was committed ({problem}): its rows \
+                     would be missing from the output; start again with --overwrite"
+                ),
+            })?;
         remove_other_checkpoints(out, &state.checkpoint);
         trim_eval_log(&out.join("eval.jsonl"), state.labels_used)?;
         (state, trainer, base, published)

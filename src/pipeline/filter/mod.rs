@@ -33,6 +33,7 @@ use crate::label::LabelFormat;
 use crate::score::RowScore;
 use crate::select::RateQuota;
 use crate::sink::atomic::{self, write_atomic_tagged};
+use crate::sink::commit::{self, Promised, Recorded};
 use crate::sink::dataset_card::{write_card_or_say, CardConfig};
 use crate::sink::output_folder::{self, Entry, Layout};
 use crate::sink::{DataFile, DataFormat};
@@ -155,7 +156,7 @@ impl FilterSink {
         file: &Path,
         group: Option<usize>,
     ) -> Result<(), PipelineError> {
-        let mut outputs = BTreeMap::new();
+        let mut outputs = Promised::default();
         // further sinks first, the run's own folder last, then the record that lists them all
         for (i, data) in self.data.iter_mut().enumerate().rev() {
             let mut streams = vec![("kept", &mut data.kept)];
@@ -167,7 +168,7 @@ impl FilterSink {
                 let path = data.folder.join(&name);
                 if let Some(rows) = output.commit(&path)? {
                     // the run's own files by their name in its folder, the others' by path
-                    outputs.insert(
+                    outputs.add(
                         if i == 0 {
                             name
                         } else {
@@ -180,7 +181,7 @@ impl FilterSink {
         }
         let name = DataFormat::Parquet.unit_file("rejects", &unit);
         if let Some(rows) = self.rejects.commit(&self.out.join(&name))? {
-            outputs.insert(name, rows);
+            outputs.add(name, rows);
         }
         self.quota = RateQuota::default();
         let mut stats = std::mem::take(&mut self.stats);
@@ -486,7 +487,7 @@ fn plan_units(
 const LAYOUT: Layout = Layout {
     kind: "filter run",
     entries: &[
-        Entry::File("run.json"),
+        Entry::File(crate::sink::commit::FINGERPRINT_FILE),
         Entry::File("summary.json"),
         Entry::Folder("units", &[("", ".json")]),
         Entry::Folder("kept", &[("", ".parquet"), ("", ".jsonl"), ("", ".arrow")]),
@@ -507,37 +508,28 @@ fn start_run(job: &FilterJob, settings: &RunSettings) -> Result<(), PipelineErro
 
 /// [`start_run`] in one folder: the run's own, or a further sink's (which records its format).
 fn start_run_in(out: &Path, job: &FilterJob, settings: &RunSettings) -> Result<(), PipelineError> {
-    let out = &out.to_path_buf();
-    let record = out.join("run.json");
     if job.restart {
         LAYOUT.remove_earlier(out)?;
     }
-    match std::fs::read_to_string(&record) {
-        Ok(text) => {
-            let differences = settings.differences(&text);
-            if !differences.is_empty() {
-                return Err(PipelineError::SettingsChanged {
-                    path: out.clone(),
-                    run: "a filter run",
-                    differences: differences.join("; "),
-                    start_again: "--restart (in a pipeline file, the filter's `restart: true`)",
-                });
-            }
-            Ok(())
+    match commit::recorded(out, settings)? {
+        Recorded::Same => Ok(()),
+        Recorded::Changed(differences) => Err(PipelineError::SettingsChanged {
+            path: out.to_path_buf(),
+            run: "a filter run",
+            differences: differences.join("; "),
+            start_again: "--restart (in a pipeline file, the filter's `restart: true`)",
+        }),
+        Recorded::Absent if !committed_units(out)?.is_empty() => {
+            Err(PipelineError::UnitsWithoutRecord {
+                path: out.to_path_buf(),
+            })
         }
-        Err(_) if !committed_units(out)?.is_empty() => {
-            Err(PipelineError::UnitsWithoutRecord { path: out.clone() })
-        }
-        Err(_) => {
+        Recorded::Absent => {
             if job.units.is_empty() {
                 // a Ray task's driver has checked the folder already
                 output_folder::prepare(out, &LAYOUT, false)?;
             }
-            Ok(write_atomic_tagged(
-                &record,
-                &serde_json::to_vec_pretty(settings).expect("settings serialise"),
-                &shard_tag(job.shard),
-            )?)
+            Ok(commit::record(out, settings, &shard_tag(job.shard))?)
         }
     }
 }
@@ -633,7 +625,7 @@ fn start_shard(
     let mut locks = vec![lock];
     for more in &job.score.more_outputs {
         std::fs::create_dir_all(&more.folder).map_err(PipelineError::io(&more.folder))?;
-        let fresh = !more.folder.join("run.json").exists();
+        let fresh = !more.folder.join(commit::FINGERPRINT_FILE).exists();
         if fresh && !job.restart && !committed_units(out)?.is_empty() {
             return Err(PipelineError::Inconsistent {
                 path: more.folder.clone(),

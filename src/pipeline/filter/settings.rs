@@ -367,17 +367,6 @@ impl RunSettings {
             },
         })
     }
-
-    /// The settings that differ from the `earlier` run.json text, as `name: earlier -> now`.
-    /// Both sides go through the same types, so an f32 reads back equal to itself.
-    pub(super) fn differences(&self, earlier: &str) -> Vec<String> {
-        let as_value = |s: &RunSettings| serde_json::to_value(s).expect("settings serialise");
-        let earlier = match serde_json::from_str::<RunSettings>(earlier) {
-            Ok(e) => as_value(&e),
-            Err(_) => serde_json::from_str(earlier).unwrap_or(serde_json::Value::Null),
-        };
-        crate::sink::output_folder::differences(&earlier, &as_value(self))
-    }
 }
 
 #[cfg(test)]
@@ -413,28 +402,30 @@ mod tests {
         assert!(!serde_json::to_string(&before)
             .unwrap()
             .contains("label-format"));
-        let text = serde_json::to_string(&before).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        crate::sink::commit::record(dir.path(), &before, "test").unwrap();
+        let differences = |now: &RunSettings| match crate::sink::commit::recorded(dir.path(), now) {
+            Ok(crate::sink::commit::Recorded::Changed(d)) => d,
+            other => panic!("{other:?}"),
+        };
         let now = RunSettings {
             keep: Keep::Rate(0.3),
             delta_std: 0.2,
             ..before.clone()
         };
         assert_eq!(
-            now.differences(&text),
+            differences(&now),
             vec!["--delta-std: 0.01 -> 0.2", "--keep-rate: 0.25 -> 0.3"]
         );
         let rule = RunSettings {
             keep: Keep::Rule,
             ..before.clone()
         };
-        assert_eq!(rule.differences(&text), vec!["--keep-rate: 0.25 -> (none)"]);
+        assert_eq!(differences(&rule), vec!["--keep-rate: 0.25 -> (none)"]);
         let trl = RunSettings {
             label_format: crate::label::LabelFormat::Trl,
             ..before
         };
-        assert_eq!(
-            trl.differences(&text),
-            vec!["--label-format: (absent) -> trl"]
-        );
+        assert_eq!(differences(&trl), vec!["--label-format: (absent) -> trl"]);
     }
 }

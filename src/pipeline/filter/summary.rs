@@ -30,7 +30,7 @@ pub struct UnitStats {
     /// Every file the unit wrote (relative to the output folder) and its row count: what resume
     /// and `filter-verify` check.
     #[serde(default)]
-    pub outputs: BTreeMap<String, u64>,
+    pub outputs: crate::sink::commit::Promised,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::UnitStats;
-use crate::sink::format::rows_in;
 use crate::source::discover::InputFile;
 
 /// FNV-1a: a hash that never changes between versions or machines (shard assignment relies on it).
@@ -120,8 +119,8 @@ impl Committed<'_> {
             Committed::Folder(out) => check_committed(out, unit),
             Committed::Listed(objects) => match unit
                 .outputs
-                .keys()
-                .find(|file| !objects.contains_key(file.as_str()))
+                .files()
+                .find(|file| !objects.contains_key(*file))
             {
                 Some(file) => Err(format!(
                     "unit {}: {file} is not in the output, its commit record lists it",
@@ -135,16 +134,7 @@ impl Committed<'_> {
 
 /// Checks that every file a commit record lists exists with the rows it promises.
 pub fn check_committed(out: &Path, unit: &UnitStats) -> Result<(), String> {
-    for (file, rows) in &unit.outputs {
-        let path = out.join(file);
-        let found = rows_in(&path).map_err(|e| format!("unit {}: {e}", unit.unit))?;
-        if found != *rows {
-            return Err(format!(
-                "unit {}: {} has {found} rows, its commit record says {rows}",
-                unit.unit,
-                path.display()
-            ));
-        }
-    }
-    Ok(())
+    unit.outputs
+        .check(out)
+        .map_err(|e| format!("unit {}: {e}", unit.unit))
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use super::{checkpoint_dir, FinetuneProgress, FinetuneReport, FinetuneSettings};
 use crate::model::LoadedModel;
 use crate::pipeline::PipelineError;
+use crate::sink::commit::{self, Recorded};
 use crate::tokenise::Tokeniser;
 use crate::train::trainer::epoch_order;
 use crate::train::{torch_device, Finetuner, Recipe, StepReport, TokenisedExample, TrainConfig};
@@ -44,16 +45,22 @@ pub fn run_finetune(
         return Err(PipelineError::NoCheckpoint { path: checkpoint });
     }
     let resume_from = if a.resume {
-        let path = checkpoint.join(RUN_RECORD);
-        let text = std::fs::read_to_string(&path).map_err(PipelineError::io(&path))?;
-        let earlier: serde_json::Value =
-            serde_json::from_str(&text).map_err(PipelineError::json(&path))?;
-        let differences = crate::sink::output_folder::differences(&earlier, &record);
-        if !differences.is_empty() {
-            return Err(PipelineError::CheckpointOfOtherRun {
-                path: checkpoint,
-                differences: differences.join("; "),
-            });
+        match commit::recorded(&checkpoint, &record)? {
+            Recorded::Same => {}
+            Recorded::Changed(differences) => {
+                return Err(PipelineError::CheckpointOfOtherRun {
+                    path: checkpoint,
+                    differences: differences.join("; "),
+                })
+            }
+            Recorded::Absent => {
+                return Err(PipelineError::Inconsistent {
+                    path: checkpoint,
+                    detail: "the checkpoint has no run.json, so what it was made from cannot \
+                             be checked; start again with --overwrite"
+                        .into(),
+                })
+            }
         }
         Some(checkpoint.clone())
     } else {
@@ -97,7 +104,10 @@ pub fn run_finetune(
     };
     let record_bytes = serde_json::to_vec_pretty(&record).expect("the run record serialises");
     let save = |tuner: &Finetuner| {
-        tuner.save_checkpoint(&checkpoint, &[(RUN_RECORD, record_bytes.as_slice())])
+        tuner.save_checkpoint(
+            &checkpoint,
+            &[(commit::FINGERPRINT_FILE, record_bytes.as_slice())],
+        )
     };
     let started = std::time::Instant::now();
     let mut tokens = 0usize;
@@ -267,9 +277,6 @@ fn held_out_tau(
 /// Mixed into the seed of the sample and of each epoch's order (the measured runs in
 /// docs/models.md drew theirs with it).
 const ORDER_SALT: u64 = 0x5EED_F1E7;
-
-/// What a checkpoint was made from; a resumed run must match it.
-const RUN_RECORD: &str = "run.json";
 
 /// What a checkpoint was made from, keyed as a user changes it (`--lr`, `inputs`, `base
 /// model`), so a refused resume names each difference. The settings that only steer the run

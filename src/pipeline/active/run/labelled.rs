@@ -11,22 +11,24 @@ use super::super::ActiveJob;
 use super::LoopCtx;
 use crate::formats::features::{read_features, FeatureRow, FeatureWriter};
 use crate::pipeline::PipelineError;
+use crate::sink::commit::Promised;
 use crate::train::algorithm::retrain;
 use crate::train::TrainConfig;
 
 pub const DIR: &str = "labelled";
 
-/// Writes commit `k`'s labelled rows (nothing when there are none).
-pub fn write_part(out: &Path, k: usize, rows: &[FeatureRow]) -> Result<(), PipelineError> {
+/// Writes commit `k`'s labelled rows (nothing when there are none); returns what the commit
+/// record promises of it.
+pub fn write_part(out: &Path, k: usize, rows: &[FeatureRow]) -> Result<Promised, PipelineError> {
     let Some(first) = rows.first() else {
-        return Ok(());
+        return Ok(Promised::default());
     };
     let dim = first.features.len() / first.steps.max(1);
-    let mut writer =
-        FeatureWriter::create(&out.join(DIR).join(format!("{DIR}-{k:05}.arrow")), dim)?;
+    let name = format!("{DIR}/{DIR}-{k:05}.arrow");
+    let mut writer = FeatureWriter::create(&out.join(&name), dim)?;
     writer.write(rows)?;
     writer.finish()?;
-    Ok(())
+    Ok([(name, rows.len() as u64)].into_iter().collect())
 }
 
 /// Every committed part's rows, in commit order.

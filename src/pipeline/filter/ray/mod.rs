@@ -260,7 +260,7 @@ pub fn run_on_ray(
     let out =
         std::path::absolute(&job.score.output).map_err(PipelineError::io(&job.score.output))?;
     std::fs::create_dir_all(&out).map_err(PipelineError::io(&out))?;
-    let resumed = out.join("run.json").exists() && !job.restart;
+    let resumed = out.join(crate::sink::commit::FINGERPRINT_FILE).exists() && !job.restart;
     let (shard, planned, sources) = start_shard(job)?;
     let tag = &shard.tag;
     let started = Instant::now();
