@@ -268,7 +268,11 @@ fn assert_commit_record_names_every_file(out: &std::path::Path, rows: u64) {
         serde_json::from_value(state["committed"].clone()).unwrap();
     let mut found = BTreeMap::new();
     for sub in ["decisions", "scored", "rejects", "labelled"] {
-        for e in std::fs::read_dir(out.join(sub)).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(out.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = format!("{sub}/{}", e.file_name().to_string_lossy());
             found.insert(name, actprm::sink::format::rows_in(&e.path()).unwrap());
         }

@@ -997,3 +997,103 @@ fn a_label_stage_takes_the_cache_and_batch_keys_of_actprm_label() {
     assert_eq!(server.requests() as usize, 2 * total);
     assert!(!cache.exists() && !dir.path().join("out/judge-cache").exists());
 }
+
+/// Issue 30 item 1: an sql transform between filter and a judge label chooses which kept rows the
+/// judge reads, and one after the label maps the labelled rows on their way to the sink, in one
+/// pipeline run. Both are checked against independent runs: `actprm filter` with the same keep
+/// rate, and the fixture's own step counts.
+#[test]
+fn sql_transforms_before_and_after_a_judge_label() {
+    use arrow::array::{Array, AsArray, Int32Array};
+    let server = second_step_judge();
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::prm800k_parquet(dir.path());
+    let out_dir = dir.path().join("judged");
+    let yaml = |label: &str, tail: &str| {
+        format!(
+            "judges:\n  j:\n    url: {}\n    model: m\nsources:\n  rows:\n    type: parquet\n    paths: [{}]\ntransforms:\n  scored: {{type: score, inputs: [rows]}}\n  kept: {{type: filter, inputs: [scored], keep_rate: 0.5}}\n  multi:\n    type: sql\n    inputs: [kept]\n    query: SELECT * FROM input WHERE array_length(steps) > 2\n  judged: {{type: label, inputs: [multi], {label}}}\n{tail}",
+            server.url(),
+            input.display()
+        )
+    };
+    let file = dir.path().join("p.yaml");
+    let tail = format!(
+        "  slim:\n    type: sql\n    inputs: [judged]\n    query: SELECT id, judge_label, judge_status FROM input\nsinks:\n  out: {{type: parquet, inputs: [slim], path: {}}}\n",
+        out_dir.display()
+    );
+    std::fs::write(&file, yaml("mode: judge, judge: j", &tail)).unwrap();
+    let run = actprm(&["run", file.to_str().unwrap()], &[]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+
+    // the reference: the same keep rate by `actprm filter`, then the rows of more than two steps
+    let reference = dir.path().join("reference");
+    let filtered = actprm(
+        &[
+            "filter",
+            "-q",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            reference.to_str().unwrap(),
+            "--keep-rate",
+            "0.5",
+        ],
+        &[],
+    );
+    assert!(filtered.status.success(), "{}", text(&filtered.stderr));
+    let records = common::records("prm800k_test_sample.jsonl");
+    let steps_of = |id: &str| {
+        records
+            .iter()
+            .find(|r| r.id.as_deref() == Some(id))
+            .map(|r| r.steps.len())
+            .unwrap()
+    };
+    let mut want: Vec<String> = common::ids_in(&reference.join("kept"), "")
+        .into_iter()
+        .filter(|id| steps_of(id) > 2)
+        .collect();
+    want.sort();
+    let all_kept = common::ids_in(&reference.join("kept"), "").len();
+    assert!(
+        !want.is_empty() && want.len() < all_kept,
+        "the query must drop some kept rows: {want:?} of {all_kept}"
+    );
+    // the judge read exactly those, once each
+    assert_eq!(server.requests() as usize, want.len());
+    // the sink holds the second query's columns, for exactly those rows
+    let mut got = Vec::new();
+    for batch in common::read_parquet_dir(&out_dir, "part-") {
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["id", "judge_label", "judge_status"]);
+        let ids = batch.column(0).as_string::<i32>().clone();
+        let labels = batch.column(1).clone();
+        let labels = labels.as_any().downcast_ref::<Int32Array>().unwrap();
+        for i in 0..batch.num_rows() {
+            // the scripted judge calls the second step wrong
+            assert!(labels.is_valid(i) && labels.value(i) == 1, "row {i}");
+            got.push(ids.value(i).to_string());
+        }
+    }
+    got.sort();
+    assert_eq!(got, want);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["rows_out"], want.len() as u64, "{summary}");
+
+    // the active loop labels the rows its filter picks, as scored: no sql between them
+    let train = "  trained: {type: train, inputs: [judged], output: loop}\nsinks:\n  t: {type: table, inputs: [trained]}\n";
+    std::fs::write(&file, yaml("mode: pool", train)).unwrap();
+    let o = actprm(&["validate", "--skip-env", file.to_str().unwrap()], &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("cannot come between filter and a label that feeds `trained`"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -48,6 +48,9 @@ pub struct LabelJob {
     /// and the output holds every row with its scores (the job's inputs, columns and batch
     /// size are this job's; its output is unused).
     pub score: Option<Box<super::ScoreJob>>,
+    /// A row-wise query over the labelled rows on their way to the sink (a pipeline's `sql`
+    /// transform after label).
+    pub query: Option<String>,
 }
 
 impl LabelJob {
@@ -66,6 +69,7 @@ impl LabelJob {
             every_row: false,
             label_format: LabelFormat::default(),
             score: None,
+            query: None,
         }
     }
 }
@@ -227,6 +231,16 @@ fn sink(
 ) -> Result<(), PipelineError> {
     let mut parts = PartWriter::data(&job.output, job.format, job.rows_per_part)?;
     let mut rejects = RejectSink::new(&job.output);
+    let query = match &job.query {
+        Some(text) => {
+            let config = job
+                .score
+                .as_ref()
+                .map_or_else(Default::default, |s| s.sql_config());
+            Some(crate::sql::row_query::RowQuery::new(text, &config)?)
+        }
+        None => None,
+    };
     for item in judged {
         match item {
             Flow::GroupEnd(_) => {}
@@ -246,6 +260,10 @@ fn sink(
                 let out = match job.label_format {
                     LabelFormat::Actprm => out,
                     LabelFormat::Trl => with_trl_columns(&out, &outcomes, &texts)?,
+                };
+                let out = match &query {
+                    Some(query) => query.apply(&out)?,
+                    None => out,
                 };
                 parts.write(&out)?;
                 summary.rows_in += batch.num_rows() as u64;

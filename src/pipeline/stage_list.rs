@@ -32,8 +32,11 @@ pub struct StageList {
     pub score: Option<ScoreStep>,
     pub filter: Option<FilterSettings>,
     /// A row-wise query over the rows on their way to the sinks (a pipeline's `sql` transform
-    /// after score or filter).
+    /// after score, filter or a judge label).
     pub query: Option<String>,
+    /// A row-wise query over a filter's kept rows before a judge labels them (a pipeline's `sql`
+    /// transform between filter and label).
+    pub judge_query: Option<String>,
     pub label: Option<LabelStep>,
     /// The active loop (`type: train` in a file), after score, filter and label.
     pub train: Option<ActiveSettings>,
@@ -117,6 +120,7 @@ impl StageList {
             score: None,
             filter: None,
             query: None,
+            judge_query: None,
             label: None,
             train: None,
             output,
@@ -237,6 +241,7 @@ impl StageList {
             score,
             filter,
             query,
+            judge_query,
             label,
             train,
             output,
@@ -272,10 +277,17 @@ impl StageList {
                  of its own `format` setting; it takes no sink format",
             ));
         }
-        let feeds_sinks = matches!((&score, &label, &train), (Some(_), None, None));
+        let feeds_sinks = train.is_none() && (score.is_some() || label.is_some());
         if query.is_some() && !feeds_sinks {
             return Err(shape(
-                "an sql transform after score or filter feeds the sinks only: nothing follows it",
+                "an sql transform after score, filter or a judge label feeds the sinks only: \
+                 nothing follows it",
+            ));
+        }
+        let before_judge = filter.is_some() && label.as_ref().is_some_and(|l| l.judge.is_some());
+        if judge_query.is_some() && (!before_judge || train.is_some()) {
+            return Err(shape(
+                "an sql transform before label maps a filter's kept rows for a judge label",
             ));
         }
         match (score, filter, label, train) {
@@ -332,7 +344,10 @@ impl StageList {
                 let (first, rows, every_row, front) = match (score, filter) {
                     (Some(score), Some(filter)) => {
                         let dir = output.join("filter");
-                        let job = FilterJob::new(scoring(score, dir.clone()), &filter);
+                        let mut scored = scoring(score, dir.clone());
+                        // the judge reads the kept rows the query maps
+                        scored.query = judge_query;
+                        let job = FilterJob::new(scored, &filter);
                         (Some(Job::Filter(job)), vec![dir.join("kept")], true, None)
                     }
                     (Some(score), None) => {
@@ -363,6 +378,7 @@ impl StageList {
                 job.label_format = label.format;
                 job.format = format;
                 job.progress = progress;
+                job.query = query;
                 job.score = front.map(Box::new);
                 Ok(Job::Label {
                     first: first.map(Box::new),

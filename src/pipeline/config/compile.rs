@@ -1,6 +1,7 @@
 //! Turns a checked graph into the [`StageList`] every command runs: source [-> sql] -> score
-//! [-> filter] [-> label [-> train]], or source -> judge label. Any other shape is a located
-//! problem naming these.
+//! [-> filter] [-> label [-> train]], or source -> judge label, with row-wise sql transforms
+//! before the sinks and between filter and a judge label. Any other shape is a located problem
+//! naming these.
 
 use std::path::{Path, PathBuf};
 
@@ -14,16 +15,20 @@ use crate::source::ColumnMapping;
 
 const SHAPES: &str = "supported shapes: source -> score; source -> score -> filter; \
                       source -> score -> filter -> label -> train (an sql transform may follow the \
-                      source, and a row-wise one may follow score or filter before its sinks)";
+                      source; a row-wise one may follow score, filter or a judge label before its \
+                      sinks, and filter before a judge label)";
 
 /// The stages of a runnable pipeline, by name, in data-flow order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub source: String,
     pub sql: Option<String>,
-    /// An `sql` transform after score or filter: its query maps each batch of rows on its way to
-    /// the sinks.
+    /// An `sql` transform after score, filter or a judge label: its query maps each batch of
+    /// rows on its way to the sinks.
     pub sql_after: Option<String>,
+    /// An `sql` transform between filter and a judge label: its query maps the kept rows the
+    /// judge reads.
+    pub sql_before_label: Option<String>,
     pub score: String,
     pub filter: Option<String>,
     pub label: Option<String>,
@@ -147,7 +152,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
     const ALLOWED: [&[&str]; 4] = [
         &["score", "filter", "label", "sql"],
         &["filter", "label", "sql"],
-        &["label", "train"],
+        &["label", "train", "sql"],
         &["train"],
     ];
     let mut expected: &[&str] = &["sql", "score", "label"];
@@ -169,11 +174,15 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
             break;
         }
         match kind {
-            "sql" if !plan.score.is_empty() => {
-                // after score or filter: it maps the rows on their way to the sinks, and ends
-                // the chain
+            "sql" if !plan.score.is_empty() || plan.label.is_some() => {
+                // after score, filter or label: it maps the rows on their way to the sinks; after
+                // filter a judge label may read its rows
                 plan.sql_after = Some(name.clone());
-                expected = &[];
+                expected = if plan.filter.is_some() && plan.label.is_none() {
+                    &["label"]
+                } else {
+                    &[]
+                };
             }
             "sql" => {
                 plan.sql = Some(name.clone());
@@ -181,7 +190,10 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
             }
             "score" => plan.score = name.clone(),
             "filter" => plan.filter = Some(name.clone()),
-            "label" => plan.label = Some(name.clone()),
+            "label" => {
+                plan.label = Some(name.clone());
+                plan.sql_before_label = plan.sql_after.take();
+            }
             _ => plan.train = Some(name.clone()),
         }
         if kind != "sql" {
@@ -208,6 +220,14 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
             }
         }
     }
+    if let (Some(train), Some(sql)) = (&plan.train, &plan.sql_before_label) {
+        if problems.is_empty() {
+            problems.push(Problem::at(
+                &spans.stage(sql),
+                format!("transform `{sql}` (sql) cannot come between filter and a label that feeds `{train}` (train): the loop labels the rows the filter picks, as scored; an sql transform before a label feeds a judge label only"),
+            ));
+        }
+    }
     if let (Some(train), None) = (&plan.train, &plan.filter) {
         if problems.is_empty() {
             problems.push(Problem::at(
@@ -222,6 +242,12 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
     // sinks read the last stage
     let last = plan.last().to_string();
     let last_kind = file.transforms[&last].kind();
+    // whose rows an sql transform before the sinks maps: the label's, else the filter's
+    let (rows_of, rows_kind) = match (last_kind, &plan.label, &plan.filter) {
+        ("sql", Some(label), _) => (label.clone(), "label"),
+        ("sql", None, Some(filter)) => (filter.clone(), "filter"),
+        (kind, ..) => (last.clone(), kind),
+    };
     let mut data_sinks: Vec<(String, PathBuf)> = Vec::new();
     for name in order(file.sinks.keys().collect()) {
         let sink = &file.sinks[&name];
@@ -263,7 +289,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
                 ));
                 continue;
             }
-            if last_kind == "label" && !data_sinks.is_empty() {
+            if rows_kind == "label" && !data_sinks.is_empty() {
                 problems.push(Problem::at(
                     &spans.stage(&name),
                     format!(
@@ -278,11 +304,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
         }
         plan.sinks.push(name);
     }
-    // the sinks of an sql transform after filter get the filter's rows
-    let (last, last_kind) = match (last_kind, &plan.filter) {
-        ("sql", Some(filter)) => (filter.clone(), "filter"),
-        (kind, _) => (last, kind),
-    };
+    let (last, last_kind) = (rows_of, rows_kind);
     if matches!(last_kind, "filter" | "label") && data_sinks.is_empty() {
         let rows = if last_kind == "filter" {
             "kept"
@@ -580,6 +602,9 @@ fn compile(
     }
     if let Some(TransformStage::Sql(sql)) = transform(&plan.sql_after) {
         stages.query = Some(sql.query.clone());
+    }
+    if let Some(TransformStage::Sql(sql)) = transform(&plan.sql_before_label) {
+        stages.judge_query = Some(sql.query.clone());
     }
     if let Some(TransformStage::Label(label)) = transform(&plan.label) {
         let judge = match label.mode {
