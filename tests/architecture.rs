@@ -87,6 +87,9 @@ fn file_key(command: &str, id: &str) -> Option<(&'static str, &'static str)> {
         ("experiment", "output") => ("transform (experiment)", "output"),
         (_, "input") => ("source (parquet)", "paths"),
         ("active", "output") => ("transform (train)", "output"),
+        // `picks` is a key of both stages, each with its command's default
+        ("active", "picks") => ("transform (train)", ""),
+        ("filter", "picks") => ("transform (filter)", ""),
         (_, "output") => ("sink (parquet)", "path"),
         (_, "model") => ("models.NAME", "path"),
         (_, "judge_url") => ("judges.NAME", "url"),

@@ -380,3 +380,127 @@ fn filter_writes_the_trl_layout_from_predicted_first_errors() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--label-format"), "{}", stderr(&o));
 }
+
+/// `filter --picks diverse` (issue 30 item 1: a keep rate chosen by Algorithm 1's strategy code,
+/// as `active --picks` chooses): per unit as many rows as `--picks most-uncertain` keeps, other
+/// rows, and exactly the rows the strategy picks over the step features and uncertainties that a
+/// separate `actprm score --features` run writes, batch by batch with the unit's quota.
+#[test]
+fn diverse_picks_choose_over_the_step_features_a_score_run_writes() {
+    use actprm::select::{Candidates, Decision, RatePicks, RateQuota, Strategy};
+    use arrow::array::AsArray;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let corpus = corpus(dir.path(), 200, 1, 100);
+    let (model, corpus) = (model.to_str().unwrap(), corpus.to_str().unwrap());
+    let filter = |picks: &str| {
+        let out = dir.path().join(picks);
+        let o = actprm(&[
+            "filter",
+            "-q",
+            "-i",
+            corpus,
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            model,
+            "--keep-rate",
+            "0.1",
+            "--batch-rows",
+            "50",
+            "--picks",
+            picks,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        kept_ids(&out)
+    };
+    let diverse = filter("diverse");
+    let ranked = filter("most-uncertain");
+    assert_eq!((diverse.len(), ranked.len()), (20, 20));
+    assert_ne!(
+        diverse, ranked,
+        "diverse picks are not the top of each batch"
+    );
+
+    // the reference: scores and step features from `actprm score`, in input order
+    let scored = dir.path().join("scored");
+    let features = dir.path().join("features.arrow");
+    let o = actprm(&[
+        "score",
+        "-q",
+        "-i",
+        corpus,
+        "-o",
+        scored.to_str().unwrap(),
+        "--model",
+        model,
+        "--batch-rows",
+        "50",
+        "--features",
+        features.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut rows: Vec<(String, f32)> = Vec::new();
+    for b in read_parquet_dir(&scored, "part-") {
+        let ids = b.column_by_name("id").unwrap().as_string::<i32>().clone();
+        let uncertainty = b
+            .column_by_name("uncertainty")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float32Type>()
+            .clone();
+        for i in 0..b.num_rows() {
+            rows.push((ids.value(i).to_string(), uncertainty.value(i)));
+        }
+    }
+    let (_, steps) = actprm::formats::features::read_features(&features).unwrap();
+    assert_eq!((rows.len(), steps.len()), (200, 200));
+    let strategy = Strategy::of_loop(actprm::select::Keep::Rate(0.1), RatePicks::Diverse);
+    let mut want = Vec::new();
+    for unit in 0..2 {
+        let mut quota = RateQuota::default();
+        for batch in 0..2 {
+            let range = unit * 100 + batch * 50..unit * 100 + batch * 50 + 50;
+            let decisions: Vec<Decision> = rows[range.clone()]
+                .iter()
+                .map(|(_, u)| Decision {
+                    selected: false,
+                    aleatoric: false,
+                    epistemic: false,
+                    uncertainty: *u,
+                })
+                .collect();
+            let embeddings: Vec<Vec<f32>> = steps[range.clone()]
+                .iter()
+                .map(|f| actprm::select::trajectory_embedding(&f.features, f.steps))
+                .collect();
+            let mut rng =
+                actprm::rng::NormalRng::new(actprm::pipeline::filter::PICKS_SEED ^ quota.offered);
+            let candidates = Candidates {
+                decisions: &decisions,
+                embeddings: &embeddings,
+                warm_start: false,
+                quota: strategy.quota(&mut quota, 50),
+            };
+            for i in strategy.choose(&candidates, &mut rng) {
+                want.push(rows[range.start + i].0.clone());
+            }
+        }
+    }
+    want.sort();
+    assert_eq!(diverse, want);
+
+    // the threshold rule keeps every uncertain row: picks has nothing to choose there
+    let o = actprm(&[
+        "filter",
+        "-i",
+        corpus,
+        "-o",
+        dir.path().join("rule").to_str().unwrap(),
+        "--model",
+        model,
+        "--picks",
+        "diverse",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("picks"), "{}", stderr(&o));
+}

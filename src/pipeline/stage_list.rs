@@ -319,6 +319,12 @@ impl StageList {
                          takes no reward, where, top_k or per",
                     ));
                 }
+                if filter.picks != FilterSettings::default().picks {
+                    return Err(shape(
+                        "the active loop picks its rows as its own `picks` says (the train \
+                         stage's key, `active --picks`), not the filter's",
+                    ));
+                }
                 let judge = label.judge.map(|j| j.with_cache(label.cache));
                 let mut job = ActiveJob::configured(
                     scoring(score, output.clone()),

@@ -58,8 +58,8 @@ impl Keep {
 )]
 #[serde(default)]
 pub struct KeepRate {
-    /// Keep (label, in the active loop) this fraction of the rows, the most uncertain of each
-    /// batch (in the active loop, as --picks says), instead of ActPRM's threshold rule. The
+    /// Keep (label, in the active loop) this fraction of the rows, the uncertain rows of each
+    /// batch that --picks chooses, instead of ActPRM's threshold rule. The
     /// fraction holds over the run (over each unit in `filter`), so small rates are not rounded
     /// away in small batches.
     #[arg(long)]
@@ -77,7 +77,8 @@ impl KeepRate {
     }
 }
 
-/// Which rows a keep rate takes from a batch (`--picks`; `picks` in a pipeline file's train stage).
+/// Which rows a keep rate takes from a batch (`--picks` of `filter` and `active`; `picks` in a
+/// pipeline file's filter and train stages).
 #[derive(
     Debug,
     Clone,
@@ -163,16 +164,6 @@ impl RateQuota {
         self.granted += k;
         k as usize
     }
-
-    /// The batch's most uncertain rows the rate grants, as a mask (`filter`'s keep-rate rule;
-    /// the active loop chooses through `Strategy`).
-    pub fn most_uncertain(&mut self, rate: f64, uncertainty: &[f32]) -> Vec<bool> {
-        let mut mask = vec![false; uncertainty.len()];
-        for i in top_uncertain(uncertainty, self.grant(rate, uncertainty.len())) {
-            mask[i] = true;
-        }
-        mask
-    }
 }
 
 /// Indices of the `k` most uncertain rows, most uncertain first (ties go to the earlier row).
@@ -248,10 +239,8 @@ mod tests {
         let mut q = RateQuota::default();
         assert_eq!((q.grant(1.0, 5), q.grant(1.0, 3)), (5, 3));
         let mut q = RateQuota::default();
-        assert_eq!(
-            q.most_uncertain(0.5, &[0.1, 0.9, 0.5, 0.7]),
-            [false, true, false, true]
-        );
+        let k = q.grant(0.5, 4);
+        assert_eq!(top_uncertain(&[0.1, 0.9, 0.5, 0.7], k), [1, 3]);
     }
 
     #[test]

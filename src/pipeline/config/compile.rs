@@ -359,6 +359,7 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
             (settings.shard != Default::default(), "shard"),
             (settings.write_skipped, "write_skipped"),
             (settings.group_by.is_some(), "group_by"),
+            (settings.picks != FilterSettings::default().picks, "picks"),
             (settings.restart, "restart"),
             (
                 !settings.label_output.label_format.is_actprm(),

@@ -28,10 +28,12 @@ use arrow::array::{BooleanArray, RecordBatch};
 
 use super::score::{run_scoring, ScoreHooks, ScoredSink, SinkBatch};
 use super::PipelineError;
+use crate::formats::features::FeatureRow;
 use crate::label::format::{with_trl_columns, TrlRow};
 use crate::label::LabelFormat;
+use crate::rng::NormalRng;
 use crate::score::RowScore;
-use crate::select::RateQuota;
+use crate::select::{trajectory_embedding, Candidates, Decision, RateQuota, Strategy};
 use crate::sink::atomic::{self, write_atomic_tagged};
 use crate::sink::commit::{self, Promised, Recorded};
 use crate::sink::dataset_card::{write_card_or_say, CardConfig};
@@ -120,7 +122,9 @@ impl UnitData {
 
 struct FilterSink {
     out: PathBuf,
-    keep: Keep,
+    /// The uncertainty rule's choice: ActPRM's rule, or a keep rate and its picks (Algorithm 1's
+    /// choice, the active loop's code).
+    strategy: Strategy,
     /// `trl`: kept rows get TRL's columns, labelled by the predicted first error.
     label_format: LabelFormat,
     write_skipped: bool,
@@ -242,14 +246,30 @@ impl FilterSink {
     }
 }
 
-/// The uncertainty rule's choice (ActPRM's rule, or a keep rate spending `quota`).
-fn keep_mask(keep: Keep, quota: &mut RateQuota, scores: &[RowScore]) -> Vec<bool> {
-    match keep {
-        Keep::Rule => scores.iter().map(|s| s.decision.selected).collect(),
-        Keep::Rate(rate) => {
-            let uncertainty: Vec<f32> = scores.iter().map(|s| s.decision.uncertainty).collect();
-            quota.most_uncertain(rate, &uncertainty)
-        }
+/// Seeds the diverse picks of each batch, with the rows the unit offered before it: a redone
+/// unit picks as it did.
+pub const PICKS_SEED: u64 = 0xF117_E4ED;
+
+impl FilterSink {
+    /// The uncertainty rule's choice of a batch's rows (a keep rate spends the unit's quota).
+    fn keep_mask(&mut self, scores: &[RowScore], features: &[FeatureRow]) -> Vec<bool> {
+        let decisions: Vec<Decision> = scores.iter().map(|s| s.decision).collect();
+        let embeddings: Vec<Vec<f32>> = if self.strategy.needs_embeddings() {
+            features
+                .iter()
+                .map(|f| trajectory_embedding(&f.features, f.steps))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut rng = NormalRng::new(PICKS_SEED ^ self.quota.offered);
+        let candidates = Candidates {
+            decisions: &decisions,
+            embeddings: &embeddings,
+            warm_start: false,
+            quota: self.strategy.quota(&mut self.quota, scores.len()),
+        };
+        self.strategy.choose_mask(&candidates, &mut rng)
     }
 }
 
@@ -262,6 +282,7 @@ impl ScoredSink for FilterSink {
             rejected,
             scores,
             trajectories,
+            features,
         } = *batch;
         let with_trl;
         let output = if self.label_format == LabelFormat::Trl {
@@ -288,12 +309,9 @@ impl ScoredSink for FilterSink {
             }
             Some(picker) => vec![(
                 picker.with_reward(output)?,
-                keep_mask(self.keep, &mut self.quota, scores),
+                self.keep_mask(scores, features),
             )],
-            None => vec![(
-                output.clone(),
-                keep_mask(self.keep, &mut self.quota, scores),
-            )],
+            None => vec![(output.clone(), self.keep_mask(scores, features))],
         };
         for (rows, mask) in decided {
             self.write_decided(&rows, &mask)?;
@@ -677,9 +695,13 @@ fn score_units(
         return Ok(None);
     }
     let out = &job.score.output;
+    let strategy = Strategy::of_loop(job.keep, job.picks);
+    let mut scoring = job.score.clone();
+    // diverse picks cluster the rows by their step features
+    scoring.features_to_hooks |= strategy.needs_embeddings();
     let sink = FilterSink {
         out: out.clone(),
-        keep: job.keep,
+        strategy,
         label_format: job.label_format,
         picker: quality::Picker::new(&job.quality, &job.score.sql_config()),
         query: match &job.score.query {
@@ -703,7 +725,7 @@ fn score_units(
         quota: RateQuota::default(),
         committed: 0,
     };
-    run_scoring(&job.score, planned, ScoreHooks::default(), Box::new(sink)).map(Some)
+    run_scoring(&scoring, planned, ScoreHooks::default(), Box::new(sink)).map(Some)
 }
 
 /// Finishes a run's summary (peak memory) and writes it beside the outputs, one per shard.

@@ -107,22 +107,26 @@ impl std::fmt::Display for UnitRef {
     }
 }
 
+crate::settings! {
 /// What `filter` keeps and how it splits and resumes: its flags, and the keys of a pipeline
 /// file's filter stage.
-#[derive(
-    Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct FilterSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub keep: crate::select::KeepRate,
+    /// With --keep-rate: most-uncertain (each batch's most uncertain rows, the paper's
+    /// ranking) or diverse (uncertain rows spread over clusters of the rows' step features,
+    /// chosen as `active --picks diverse` chooses).
+    #[arg(long, value_enum)]
+    pub picks: crate::select::RatePicks = crate::select::RatePicks::MostUncertain,
     #[command(flatten)]
     #[serde(flatten)]
     pub quality: Quality,
     /// This process's share of the units, as i/n (0-based).
-    #[arg(long, default_value_t = Shard::default())]
-    pub shard: Shard,
+    #[arg(long)]
+    pub shard: Shard = Shard::default(),
     /// Also write the rows that were not kept.
     #[arg(long)]
     pub write_skipped: bool,
@@ -138,6 +142,7 @@ pub struct FilterSettings {
     /// with other settings is refused without this).
     #[arg(long)]
     pub restart: bool,
+}
 }
 
 /// Keeping the good rows instead of the uncertain ones (flags of `filter`, keys of a filter
@@ -206,6 +211,8 @@ impl Quality {
 pub struct FilterJob {
     pub score: ScoreJob,
     pub keep: Keep,
+    /// Which rows a keep rate takes from each batch.
+    pub picks: crate::select::RatePicks,
     pub quality: Quality,
     /// `(i, n)`: this process handles units whose hash is i modulo n.
     pub shard: (u64, u64),
@@ -224,6 +231,7 @@ impl FilterJob {
         Self {
             score,
             keep: settings.keep.keep(),
+            picks: settings.picks,
             quality: settings.quality.clone(),
             shard: (settings.shard.index, settings.shard.count),
             write_skipped: settings.write_skipped,
@@ -238,6 +246,15 @@ impl FilterJob {
         self.score.validate()?;
         self.keep.validate()?;
         self.quality.validate(&self.keep)?;
+        if self.picks == crate::select::RatePicks::Diverse && self.keep == Keep::Rule {
+            return Err(crate::limits::refuse(
+                "picks",
+                "diverse chooses among the rows a keep rate takes; without --keep-rate the \
+                 threshold rule keeps every uncertain row"
+                    .into(),
+            )
+            .into());
+        }
         let (i, n) = self.shard;
         if n == 0 || i >= n {
             return Err(crate::limits::refuse("shard", format!("{i}/{n} needs 0 <= i < n")).into());
@@ -259,6 +276,13 @@ pub struct RunSettings {
     /// The uncertainty rule (absent) or a keep rate.
     #[serde(rename = "--keep-rate", with = "keep_rate")]
     pub keep: Keep,
+    /// Other rows of each batch (absent: the most uncertain, as runs before the flag recorded).
+    #[serde(
+        rename = "--picks",
+        default = "most_uncertain",
+        skip_serializing_if = "is_most_uncertain"
+    )]
+    pub picks: crate::select::RatePicks,
     #[serde(rename = "--tau")]
     pub tau: f32,
     #[serde(rename = "--delta-pred")]
@@ -328,6 +352,14 @@ mod keep_rate {
     }
 }
 
+fn most_uncertain() -> crate::select::RatePicks {
+    crate::select::RatePicks::MostUncertain
+}
+
+fn is_most_uncertain(picks: &crate::select::RatePicks) -> bool {
+    *picks == crate::select::RatePicks::MostUncertain
+}
+
 /// 3: keys named as flags, with the inputs, split, separator and quality rules.
 const RUN_FORMAT: u32 = 3;
 
@@ -344,6 +376,7 @@ impl RunSettings {
                     .unwrap_or_else(|| file.path.display().to_string())
             },
             keep: job.keep,
+            picks: job.picks,
             tau: job.score.score.tau.unwrap_or(model.manifest.tau),
             delta_pred: job.score.score.rule.delta_pred,
             delta_std: job.score.score.rule.delta_std,
@@ -380,6 +413,7 @@ mod tests {
             model_version: "m@1".into(),
             backbone: "b".into(),
             keep: Keep::Rate(0.25),
+            picks: crate::select::RatePicks::MostUncertain,
             tau: 0.5,
             delta_pred: 0.9,
             delta_std: 0.01,

@@ -316,6 +316,7 @@ fn sink_stage(
                     rejected: &reject_rows,
                     scores: &scores,
                     trajectories: &trajectories,
+                    features: &rows,
                 })?;
                 for r in &rejected {
                     *summary

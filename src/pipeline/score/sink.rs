@@ -18,6 +18,9 @@ pub struct SinkBatch<'a> {
     pub scores: &'a [RowScore],
     /// The scored rows' problem and steps, in `scores`' order.
     pub trajectories: &'a [crate::source::columns::Trajectory],
+    /// The scored rows' step features, in `scores`' order (empty unless the job asks for them:
+    /// a feature file, or a sink that chooses rows by them).
+    pub features: &'a [crate::formats::features::FeatureRow],
 }
 
 /// Where scored rows go. `actprm score` writes part files; `actprm filter` writes one committed
