@@ -13,9 +13,9 @@ use crate::eval::{choose_tau, prmbench, processbench, PrmBenchScore, Sample, Sub
 use crate::formats::features::{read_features, FeatureRow};
 use crate::model::{HeadsRunner, LoadedModel, RuntimeOptions};
 use crate::score::check::CheckRule;
-use crate::score::{ScoreOptions, StepScorer};
+use crate::score::texts::TextScoreError;
+use crate::score::{ScoreOptions, TextScorer};
 use crate::select::step_stats;
-use crate::tokenise::Tokeniser;
 
 /// How tau is set.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -190,14 +190,16 @@ pub fn evaluate_files(
     check: CheckRule,
     batching: crate::score::Batching,
 ) -> Result<EvalReport, EvalError> {
+    // the scorer applies `check` as it scores, so each sample carries its verdict
     let options = ScoreOptions {
         batching,
+        check: Some(check),
         ..ScoreOptions::default()
     };
     // checked by the same rules as every scoring command's flags
     options.validate().map_err(crate::model::ModelError::from)?;
     let mut heads = HeadsRunner::open(&model.heads_bytes, model.version(), runtime)?;
-    let mut scorer: Option<(Tokeniser, StepScorer)> = None;
+    let mut scorer: Option<TextScorer> = None;
     let mut subsets = Vec::new();
     for subset in super::labelled::subsets(files)? {
         let name = subset.name.clone();
@@ -221,12 +223,11 @@ pub fn evaluate_files(
         }
         let records = super::labelled::read_subset(&subset)?;
         if scorer.is_none() {
-            let tokeniser = Tokeniser::for_model(model)?;
-            let mut step = StepScorer::open(model, runtime, options)?;
-            step.tau = model.manifest.tau;
-            scorer = Some((tokeniser, step));
+            let mut opened = TextScorer::open(model, runtime, options)?;
+            opened.scorer.tau = model.manifest.tau;
+            scorer = Some(opened);
         }
-        let (tokeniser, step) = scorer.as_mut().expect("created above");
+        let scorer = scorer.as_mut().expect("created above");
         let mut samples = Vec::new();
         // as a run's read batches, or the rows that share prefixes together (`--share-window`)
         for chunk in records.chunks(options.batching.share_window.max(64)) {
@@ -234,12 +235,14 @@ pub fn evaluate_files(
                 .iter()
                 .map(|r| (r.problem.as_str(), r.steps.as_slice()))
                 .collect();
-            let tokenised = tokeniser.encode(&refs).map_err(EvalError::Other)?;
-            let (scores, _) = step.score(&tokenised)?;
+            let (scores, _) = scorer.score(&refs).map_err(|e| match e {
+                TextScoreError::Tokenizer(message) => EvalError::Other(message),
+                TextScoreError::Model(e) => e.into(),
+            })?;
             samples.extend(scores.into_iter().zip(chunk).map(|(s, r)| Sample {
                 mean: s.mean,
                 label: super::labelled::first_error(r),
-                check: crate::score::check::first_false_under(check, &r.steps),
+                check: s.check,
             }));
         }
         subsets.push(ScoredSubset {

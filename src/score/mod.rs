@@ -5,12 +5,14 @@ pub mod batching;
 pub mod check;
 pub mod output;
 pub mod packing;
+pub mod texts;
 
 use crate::model::{Backbone, Device, HeadsRunner, LoadedModel, ModelError, RuntimeOptions};
 use crate::select::{decide, first_error, step_stats, Decision, SelectionRule};
 use crate::tokenise::TokenisedTrajectory;
 
 pub use batching::{plan_batches, CallLimits};
+pub use texts::{tokenise_checked, TextScorer};
 
 /// Padded tokens per backbone call on the CPU by default. There small calls win: MiniLM int8 on 2
 /// cores scored 8.0 / 9.5 / 11.4 / 15.3 / 14.8 rows/s at budgets 8192 / 4096 / 2048 / 1024 / 512

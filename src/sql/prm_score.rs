@@ -17,9 +17,7 @@ use datafusion::logical_expr::{
 use super::functions::{check_arity, doc, list_of};
 use super::SqlConfig;
 use crate::model::LoadedModel;
-use crate::score::check::{first_false_under, CheckRule};
-use crate::score::StepScorer;
-use crate::tokenise::Tokeniser;
+use crate::score::TextScorer;
 
 /// The scorer a session's `prm_score` runs, loaded on first use (a session that never scores
 /// never opens the backbone).
@@ -37,17 +35,10 @@ static SCORE_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     )
 });
 
-struct Loaded {
-    tokeniser: Tokeniser,
-    scorer: StepScorer,
-    /// The model's arithmetic-check rule (or `--check`), as `actprm score` applies it.
-    check: CheckRule,
-}
-
 pub(super) struct PrmScore {
     signature: Signature,
     config: SqlConfig,
-    state: Arc<Mutex<Option<Loaded>>>,
+    state: Arc<Mutex<Option<TextScorer>>>,
 }
 
 impl std::fmt::Debug for PrmScore {
@@ -81,16 +72,9 @@ impl PrmScore {
         }
     }
 
-    fn load(&self) -> Result<Loaded, String> {
+    fn load(&self) -> Result<TextScorer, String> {
         let model = LoadedModel::open(self.config.model.as_deref()).map_err(|e| e.to_string())?;
-        let tokeniser = Tokeniser::for_model(&model).map_err(|e| e.to_string())?;
-        let scorer = StepScorer::open(&model, &self.config.runtime, self.config.score)
-            .map_err(|e| e.to_string())?;
-        Ok(Loaded {
-            tokeniser,
-            check: self.config.score.check_rule(&model.manifest),
-            scorer,
-        })
+        TextScorer::open(&model, &self.config.runtime, self.config.score).map_err(|e| e.to_string())
     }
 }
 
@@ -190,15 +174,11 @@ impl ScalarUDFImpl for PrmScore {
             let loaded = guard.as_mut().expect("loaded above");
             let inputs: Vec<(&str, &[String])> =
                 rows.iter().map(|(_, p, s)| (*p, s.as_slice())).collect();
-            let mut tokenised = match loaded.tokeniser.encode(&inputs) {
-                Ok(t) => t,
-                Err(e) => return exec_err!("prm_score: tokenizer failed: {e}"),
-            };
-            for (t, (_, _, steps)) in tokenised.iter_mut().zip(&rows) {
-                t.check = first_false_under(loaded.check, steps);
-            }
-            scores = match loaded.scorer.score(&tokenised) {
+            scores = match loaded.score(&inputs) {
                 Ok((s, _features)) => s,
+                Err(e @ crate::score::texts::TextScoreError::Tokenizer(_)) => {
+                    return exec_err!("prm_score: {e}")
+                }
                 Err(e) => return exec_err!("prm_score: scoring failed: {e}"),
             };
             version = loaded.scorer.heads.version().to_string();

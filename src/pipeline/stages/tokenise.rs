@@ -81,21 +81,16 @@ impl Tokenise {
             .iter()
             .map(|t| (t.problem.as_str(), t.steps.as_slice()))
             .collect();
-        match self.tokeniser.encode(&refs) {
-            Ok(mut tokenised) => {
-                for (t, trajectory) in tokenised.iter_mut().zip(&trajectories) {
-                    t.check = crate::score::check::first_false_under(self.check, &trajectory.steps);
-                }
-                Flow::Batch(TokenisedBatch {
-                    path,
-                    first_row,
-                    batch,
-                    valid,
-                    rejected,
-                    tokenised,
-                    trajectories,
-                })
-            }
+        match crate::score::tokenise_checked(&self.tokeniser, self.check, &refs) {
+            Ok(tokenised) => Flow::Batch(TokenisedBatch {
+                path,
+                first_row,
+                batch,
+                valid,
+                rejected,
+                tokenised,
+                trajectories,
+            }),
             Err(reason) => Flow::Unreadable(Unreadable {
                 path,
                 first_row: Some(first_row),
