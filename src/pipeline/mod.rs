@@ -8,6 +8,7 @@ pub mod finetune;
 pub mod label;
 pub mod progress;
 pub mod refresh;
+pub mod rows;
 pub mod runner;
 pub mod score;
 pub mod stage;

@@ -137,13 +137,8 @@ impl BatchScorer {
         let (path, first_row, input) = (batch.path.clone(), batch.first_row, batch.batch.clone());
         let (scored, valid, rejected) = match self.tokenise.tokenise(batch) {
             Flow::Batch(tokenised) => {
-                let ScoredBatch {
-                    output,
-                    rejected,
-                    valid,
-                    ..
-                } = self.score.score(tokenised)?;
-                (output, valid, rejected)
+                let ScoredBatch { rows, output, .. } = self.score.score(tokenised)?;
+                (output, rows.usable_positions(), rows.rejected())
             }
             // the tokenizer refused the slice: every row is a reject with its reason, and no
             // row is scored (an empty scored batch gives the columns)

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 
 use super::refresh::{self, HeadsReceiver, ModelWatcher};
+use super::rows::{Row, RowBatch, Usable};
 use super::runner;
 use super::stage::Inlet;
 use super::stages::{ReadFiles, ScoreSteps, Scored, ScoredBatch, Tokenise};
@@ -26,6 +27,7 @@ use crate::sink::{write_atomic, PartWriter, RejectSink};
 use crate::source::discover_inputs;
 use crate::source::flow::{Flow, GroupEnd, Unreadable};
 use crate::source::parquet::{plan, planned_rows, PlannedFile};
+use crate::source::Trajectory;
 use crate::tokenise::Tokeniser;
 pub use in_process::{BatchScorer, ModelInfo, ScoredRecords, ROW_REJECT_COLUMNS};
 pub use job::{ScoreExtras, ScoreJob, ScoreSettings, Scorer};
@@ -264,6 +266,28 @@ fn rejected_rows_at(
         .collect()
 }
 
+/// The usable rows' scores, problems and steps, and step features (if any), each in row order:
+/// what a sink reads of a scored batch.
+fn split_usable(rows: Vec<Row>) -> (Vec<RowScore>, Vec<Trajectory>, Vec<FeatureRow>) {
+    let mut scores = Vec::with_capacity(rows.len());
+    let mut trajectories = Vec::with_capacity(rows.len());
+    let mut features = Vec::new();
+    for row in rows {
+        if let Row::Usable(usable) = row {
+            let Usable {
+                trajectory,
+                score,
+                features: steps,
+                ..
+            } = *usable;
+            scores.push(score.expect("the score stage scored every usable row"));
+            trajectories.push(trajectory);
+            features.extend(steps);
+        }
+    }
+    (scores, trajectories, features)
+}
+
 /// The sink stage's progress bar and notices.
 struct Feedback<'a> {
     bar: &'a indicatif::ProgressBar,
@@ -297,18 +321,16 @@ fn sink_stage(
                 bar.inc(rows);
             }
             Flow::Batch(ScoredBatch {
-                path,
-                first_row,
-                input,
+                rows: batch,
                 output,
-                rejected,
-                scores,
                 version,
-                features: rows,
-                trajectories,
-                ..
             }) => {
-                let reject_rows = rejected_rows_at(first_row, &rejected);
+                let rejected = batch.rejected();
+                let reject_rows = rejected_rows_at(batch.first_row, &rejected);
+                let RowBatch {
+                    path, input, rows, ..
+                } = batch;
+                let (scores, trajectories, rows) = split_usable(rows);
                 sink.scored(&SinkBatch {
                     path: &path,
                     input: &input,

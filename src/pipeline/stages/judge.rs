@@ -11,9 +11,10 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use futures::StreamExt;
 use tokio::runtime::Handle;
 
-use super::score::Scored;
+use super::score::{Scored, ScoredBatch};
 use crate::label::judge::{JudgeClient, JudgeOutcome, JudgeStatus};
 use crate::label::LabelRequest;
+use crate::pipeline::rows::Row;
 use crate::pipeline::stage::{Inlet, Outlet, Stage};
 use crate::pipeline::PipelineError;
 use crate::score::output::over_every_row;
@@ -78,29 +79,27 @@ impl JudgeInput for Scored {
     /// Every row as read with its scores; the selected ones go to the judge, and the rows the
     /// scorer rejected fail with its reason.
     fn to_judge(self) -> Result<Flow<ToJudge>, PipelineError> {
-        let b = match self {
+        let ScoredBatch {
+            rows: b, output, ..
+        } = match self {
             Flow::Batch(b) => b,
             Flow::Unreadable(u) => return Ok(Flow::Unreadable(u)),
             Flow::GroupEnd(g) => return Ok(Flow::GroupEnd(g)),
         };
-        let n = b.input.num_rows();
-        let batch = over_every_row(&b.input, &b.output, &b.valid)?;
+        let batch = over_every_row(&b.input, &output, &b.usable_positions())?;
         // each row as read: a scored one with its text, chosen if the rule selected it; a
         // rejected one with the scorer's reason, chosen so the judge stage fails it with that
-        let mut rows: Vec<Option<Result<Trajectory, RowReject>>> = (0..n).map(|_| None).collect();
-        let mut chosen = vec![false; n];
-        for (i, reject) in b.rejected {
-            rows[i] = Some(Err(reject));
-            chosen[i] = true;
-        }
-        for ((&i, text), score) in b.valid.iter().zip(b.trajectories).zip(&b.scores) {
-            rows[i] = Some(Ok(text));
-            chosen[i] = score.decision.selected;
-        }
-        let rows = rows
+        let (rows, chosen): (Vec<Result<Trajectory, RowReject>>, Vec<bool>) = b
+            .rows
             .into_iter()
-            .map(|row| row.expect("every row is scored or rejected"))
-            .collect();
+            .map(|row| match row {
+                Row::Rejected(reject) => (Err(reject), true),
+                Row::Usable(usable) => {
+                    let selected = usable.score.as_ref().is_some_and(|s| s.decision.selected);
+                    (Ok(usable.trajectory), selected)
+                }
+            })
+            .unzip();
         Ok(Flow::Batch(ToJudge {
             rows: SourceBatch {
                 path: b.path,

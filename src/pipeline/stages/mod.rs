@@ -9,4 +9,4 @@ pub mod tokenise;
 pub use judge::{JudgeRows, Judged, JudgedBatch};
 pub use read::ReadFiles;
 pub use score::{ScoreSteps, Scored, ScoredBatch};
-pub use tokenise::{Tokenise, Tokenised, TokenisedBatch};
+pub use tokenise::{Tokenise, Tokenised};

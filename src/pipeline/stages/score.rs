@@ -3,38 +3,26 @@
 //! so one batch is always scored by one version; in lockstep it waits for the sink to have seen
 //! each batch before scoring the next (ActPRM's Algorithm 1 exactly, reproducible run to run).
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use arrow::array::RecordBatch;
 
-use arrow::array::{BooleanArray, RecordBatch};
-
-use super::tokenise::{Tokenised, TokenisedBatch};
+use super::tokenise::Tokenised;
 use crate::formats::features::FeatureRow;
 use crate::label::LabelColumn;
 use crate::pipeline::refresh::HeadsReceiver;
+use crate::pipeline::rows::RowBatch;
 use crate::pipeline::stage::{Inlet, Outlet, Stage};
 use crate::pipeline::PipelineError;
 use crate::score::output::scored_batch;
 use crate::score::{RowScore, StepScorer};
 use crate::source::flow::Flow;
-use crate::source::{RowReject, Trajectory};
 
 pub struct ScoredBatch {
-    pub path: Arc<PathBuf>,
-    pub first_row: u64,
-    pub input: RecordBatch,
-    /// The usable input rows plus the score columns.
+    /// The rows: each usable one with its score (and its step features, when asked for).
+    pub rows: RowBatch,
+    /// The usable input rows plus the score columns, in row order.
     pub output: RecordBatch,
-    pub rejected: Vec<(usize, RowReject)>,
-    /// The scored rows' positions in `input` (ascending) and their problem and steps, in the
-    /// order of `output` and `scores`.
-    pub valid: Vec<usize>,
-    pub trajectories: Vec<Trajectory>,
-    pub scores: Vec<RowScore>,
     /// The heads version that scored this batch.
     pub version: String,
-    /// Per-step backbone features (when asked for).
-    pub features: Vec<FeatureRow>,
 }
 
 pub type Scored = Flow<ScoredBatch>;
@@ -64,12 +52,12 @@ impl Stage for ScoreSteps {
     fn run(mut self, input: Inlet<Tokenised>, output: Outlet<Scored>) -> Result<(), PipelineError> {
         let window = self.share_window();
         // read batches scored together (`--share-window`; 0: each on its own), sent on in order
-        let mut pending: Vec<TokenisedBatch> = Vec::new();
+        let mut pending: Vec<RowBatch> = Vec::new();
         for item in input {
             let marker = match item {
                 Flow::Batch(b) => {
                     pending.push(b);
-                    let rows: usize = pending.iter().map(|b| b.tokenised.len()).sum();
+                    let rows: usize = pending.iter().map(|b| b.usable().count()).sum();
                     if (window == 0 || rows >= window)
                         && !self.send_window(&mut pending, &output)?
                     {
@@ -138,7 +126,7 @@ impl ScoreSteps {
     /// of the heads scores them all: new heads are taken before, never between.
     fn send_window(
         &mut self,
-        pending: &mut Vec<TokenisedBatch>,
+        pending: &mut Vec<RowBatch>,
         output: &Outlet<Scored>,
     ) -> Result<bool, PipelineError> {
         if pending.is_empty() {
@@ -146,25 +134,20 @@ impl ScoreSteps {
         }
         self.take_new_heads();
         let mut batches = std::mem::take(pending);
-        let counts: Vec<usize> = batches.iter().map(|b| b.tokenised.len()).collect();
-        let mut rows: Vec<_> = batches
-            .iter_mut()
-            .flat_map(|b| std::mem::take(&mut b.tokenised))
-            .collect();
+        let counts: Vec<usize> = batches.iter().map(|b| b.usable().count()).collect();
+        let rows = take_tokens(&mut batches);
         let (mut scores, mut features) = self.scorer.score(&rows)?;
-        // each batch's rows, scores and step features, split off from the end (a window of one
-        // batch keeps its vectors whole)
+        // each batch's scores and step features, split off from the end (a window of one batch
+        // keeps its vectors whole)
         let dim = self.scorer.backbone.hidden_size();
         let mut own = Vec::with_capacity(batches.len());
         for &n in counts.iter().rev() {
             let own_scores = scores.split_off(scores.len() - n);
             let steps: usize = own_scores.iter().map(|s| s.mean.len()).sum();
             let own_features = features.split_off(features.len() - steps * dim);
-            own.push((rows.split_off(rows.len() - n), own_scores, own_features));
+            own.push((own_scores, own_features));
         }
-        for (mut b, (tokenised, scores, features)) in batches.into_iter().zip(own.into_iter().rev())
-        {
-            b.tokenised = tokenised;
+        for (b, (scores, features)) in batches.into_iter().zip(own.into_iter().rev()) {
             let scored = self.scored(b, scores, features)?;
             if !self.send(Flow::Batch(scored), output) {
                 return Ok(false);
@@ -174,24 +157,21 @@ impl ScoreSteps {
     }
 
     /// One tokenised batch scored (the in-process scorer calls this too).
-    pub(crate) fn score(&mut self, b: TokenisedBatch) -> Result<ScoredBatch, PipelineError> {
-        let (scores, features) = self.scorer.score(&b.tokenised)?;
+    pub(crate) fn score(&mut self, b: RowBatch) -> Result<ScoredBatch, PipelineError> {
+        let mut batches = vec![b];
+        let (scores, features) = self.scorer.score(&take_tokens(&mut batches))?;
+        let b = batches.pop().expect("one batch");
         self.scored(b, scores, features)
     }
 
-    /// A batch with its rows' scores and step features.
+    /// A batch with its usable rows' scores and step features set.
     fn scored(
         &self,
-        b: TokenisedBatch,
+        mut b: RowBatch,
         scores: Vec<RowScore>,
         features: Vec<f32>,
     ) -> Result<ScoredBatch, PipelineError> {
-        let mask = BooleanArray::from(
-            (0..b.batch.num_rows())
-                .map(|i| b.valid.binary_search(&i).is_ok())
-                .collect::<Vec<_>>(),
-        );
-        let input = arrow::compute::filter_record_batch(&b.batch, &mask)?;
+        let input = b.usable_input()?;
         let heads = &self.scorer.heads;
         let version = heads.version().to_string();
         let versions = vec![version.clone(); scores.len()];
@@ -202,7 +182,7 @@ impl ScoreSteps {
             heads.ensemble_size(),
             self.head_probs,
         );
-        let features = if self.features {
+        let mut features = if self.features {
             feature_rows(
                 &b,
                 &input,
@@ -213,31 +193,43 @@ impl ScoreSteps {
             )?
         } else {
             Vec::new()
-        };
+        }
+        .into_iter();
+        for (row, score) in b.usable_mut().zip(scores) {
+            row.score = Some(score);
+            row.features = features.next();
+        }
         Ok(ScoredBatch {
-            path: b.path,
-            first_row: b.first_row,
-            input: b.batch,
+            rows: b,
             output,
-            rejected: b.rejected,
-            valid: b.valid,
-            trajectories: b.trajectories,
-            scores,
             version,
-            features,
         })
     }
 }
 
+/// The usable rows' tokens of `batches`, in order, taken off the rows (the scorer is their last
+/// reader).
+fn take_tokens(batches: &mut [RowBatch]) -> Vec<crate::tokenise::TokenisedTrajectory> {
+    batches
+        .iter_mut()
+        .flat_map(|b| b.usable_mut())
+        .map(|row| {
+            row.tokens
+                .take()
+                .expect("the tokenise stage tokenised every usable row")
+        })
+        .collect()
+}
+
 fn feature_rows(
-    b: &TokenisedBatch,
+    b: &RowBatch,
     input: &RecordBatch,
     scores: &[RowScore],
     features: &[f32],
     dim: usize,
     checked: bool,
 ) -> Result<Vec<FeatureRow>, PipelineError> {
-    let steps: Vec<usize> = b.tokenised.iter().map(|t| t.steps).collect();
+    let steps: Vec<usize> = scores.iter().map(|s| s.mean.len()).collect();
     let labels = match LabelColumn::detect(&input.schema()) {
         Some(col) => crate::label::first_error_labels(input, &col, &steps)?,
         None => vec![None; steps.len()],
@@ -245,9 +237,9 @@ fn feature_rows(
     let mut cursor = 0;
     Ok(scores
         .iter()
-        .zip(&b.valid)
+        .zip(b.usable_positions())
         .zip(labels)
-        .map(|((s, &row), label)| {
+        .map(|((s, row), label)| {
             let n = s.mean.len();
             let f = features[cursor * dim..(cursor + n) * dim].to_vec();
             cursor += n;
