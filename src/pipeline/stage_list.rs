@@ -1,8 +1,9 @@
-//! Every dataflow as one fixed list of stages, source -> [score -> [filter]] -> [label ->
-//! [train]] -> sink. The commands are presets of this list (`StageList::score`, `filter`,
-//! `label`, `active`), a pipeline file compiles to it (`config::compile`), and
-//! [`StageList::job`] is the one place that turns stages into the job that runs them, so a
-//! command and the pipeline file that spells it out run the same code.
+//! Every dataflow as one list of stages in dataflow order, source -> steps -> sinks. The commands
+//! are presets of this list (`StageList::score`, `filter`, `label`, `active`), a pipeline file
+//! compiles to it (`config::compile`), and [`StageList::job`] is the one place that checks the
+//! order of the steps (each kind may follow only the kinds whose rows it reads) and turns them into
+//! the job that runs them, so a command and the pipeline file that spells it out run the same
+//! code.
 
 use std::path::PathBuf;
 
@@ -22,24 +23,40 @@ use crate::sink::remote::RemoteOutput;
 use crate::sink::{DataFormat, DataOutput};
 use crate::source::ColumnMapping;
 
-/// The stages of one run, in dataflow order; absent stages are skipped.
+/// One stage of a run.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Score(ScoreStep),
+    Filter(FilterSettings),
+    /// A row-wise query over the rows that reach it (a pipeline's `sql` transform after score,
+    /// filter or a judge label, or between filter and a judge label).
+    Sql(String),
+    Label(LabelStep),
+    /// The active loop (`type: train` in a file), after score, filter and label.
+    Train(ActiveSettings),
+}
+
+impl Step {
+    fn kind(&self) -> &'static str {
+        match self {
+            Step::Score(_) => "score",
+            Step::Filter(_) => "filter",
+            Step::Sql(_) => "sql",
+            Step::Label(_) => "label",
+            Step::Train(_) => "train",
+        }
+    }
+}
+
+/// The stages of one run, in dataflow order.
 #[derive(Debug, Clone)]
 pub struct StageList {
     /// The source: Parquet files, globs or folders.
     pub inputs: Vec<String>,
     pub columns: ColumnMapping,
-    /// Absent: a judge labels the source's rows as they are.
-    pub score: Option<ScoreStep>,
-    pub filter: Option<FilterSettings>,
-    /// A row-wise query over the rows on their way to the sinks (a pipeline's `sql` transform
-    /// after score, filter or a judge label).
-    pub query: Option<String>,
-    /// A row-wise query over a filter's kept rows before a judge labels them (a pipeline's `sql`
-    /// transform between filter and label).
-    pub judge_query: Option<String>,
-    pub label: Option<LabelStep>,
-    /// The active loop (`type: train` in a file), after score, filter and label.
-    pub train: Option<ActiveSettings>,
+    /// The stages after the source, in dataflow order (without score: a judge labels the
+    /// source's rows as they are).
+    pub steps: Vec<Step>,
     /// Where the last stage writes: scored parts, kept rows, labelled rows, or the loop's folder.
     pub output: PathBuf,
     /// How the rows in `output` are stored (`--format`, a pipeline sink's type).
@@ -117,12 +134,7 @@ impl StageList {
         Self {
             inputs,
             columns,
-            score: None,
-            filter: None,
-            query: None,
-            judge_query: None,
-            label: None,
-            train: None,
+            steps: Vec::new(),
             output,
             format: DataFormat::default(),
             more_outputs: Vec::new(),
@@ -139,10 +151,7 @@ impl StageList {
         extras: ScoreExtras,
     ) -> Self {
         let (columns, step) = split(scorer, extras);
-        Self {
-            score: Some(step),
-            ..Self::source(inputs, columns, output)
-        }
+        Self::source(inputs, columns, output).then(Step::Score(step))
     }
 
     /// `actprm filter`: source -> score -> filter -> the kept rows.
@@ -152,10 +161,7 @@ impl StageList {
         scorer: Scorer,
         settings: FilterSettings,
     ) -> Self {
-        Self {
-            filter: Some(settings),
-            ..Self::score(inputs, output, scorer, ScoreExtras::default())
-        }
+        Self::score(inputs, output, scorer, ScoreExtras::default()).then(Step::Filter(settings))
     }
 
     /// `actprm label`: source -> judge label -> the labelled rows.
@@ -165,10 +171,7 @@ impl StageList {
         columns: ColumnMapping,
         label: LabelStep,
     ) -> Self {
-        Self {
-            label: Some(label),
-            ..Self::source(inputs, columns, output)
-        }
+        Self::source(inputs, columns, output).then(Step::Label(label))
     }
 
     /// `actprm active`: source -> score -> keep rate or rule -> label (pool column, or the
@@ -181,15 +184,27 @@ impl StageList {
         label: LabelStep,
         settings: ActiveSettings,
     ) -> Self {
-        Self {
-            filter: Some(FilterSettings {
+        Self::score(inputs, output, scorer, ScoreExtras::default())
+            .then(Step::Filter(FilterSettings {
                 keep,
                 ..FilterSettings::default()
-            }),
-            label: Some(label),
-            train: Some(settings),
-            ..Self::score(inputs, output, scorer, ScoreExtras::default())
-        }
+            }))
+            .then(Step::Label(label))
+            .then(Step::Train(settings))
+    }
+
+    /// Adds `step` after the others.
+    pub fn then(mut self, step: Step) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    /// The score stage, if there is one.
+    pub fn score_step(&self) -> Option<&ScoreStep> {
+        self.steps.iter().find_map(|s| match s {
+            Step::Score(score) => Some(score),
+            _ => None,
+        })
     }
 
     /// Stores the rows in `format` (`--format`).
@@ -222,9 +237,14 @@ impl StageList {
             return self.local_job();
         };
         // what lives inside the output (the judge's cache) is staged with it
-        if let Some(cache) = self.label.as_mut().and_then(|l| l.cache.as_mut()) {
-            if let Ok(inside) = cache.strip_prefix(&self.output) {
-                *cache = remote.staging().join(inside);
+        for step in &mut self.steps {
+            if let Step::Label(LabelStep {
+                cache: Some(cache), ..
+            }) = step
+            {
+                if let Ok(inside) = cache.strip_prefix(&self.output) {
+                    *cache = remote.staging().join(inside);
+                }
             }
         }
         self.output = remote.staging().to_path_buf();
@@ -238,18 +258,21 @@ impl StageList {
         let StageList {
             inputs,
             columns,
-            score,
-            filter,
-            query,
-            judge_query,
-            label,
-            train,
+            steps,
             output,
             format,
             more_outputs,
             overwrite,
             progress,
         } = self;
+        let Roles {
+            score,
+            filter,
+            judge_query,
+            label,
+            train,
+            query,
+        } = Roles::of(steps)?;
         let scoring = |step: ScoreStep, output: PathBuf| {
             let scorer = Scorer {
                 model: step.model,
@@ -396,6 +419,58 @@ impl StageList {
                  label; score -> filter -> label -> train",
             )),
         }
+    }
+}
+
+/// The steps of a list by the role each plays, once their order is checked.
+#[derive(Default)]
+struct Roles {
+    score: Option<ScoreStep>,
+    filter: Option<FilterSettings>,
+    /// A query between filter and a judge label: the filter's, so the judge reads its rows.
+    judge_query: Option<String>,
+    label: Option<LabelStep>,
+    train: Option<ActiveSettings>,
+    /// A query over the rows on their way to the sinks.
+    query: Option<String>,
+}
+
+impl Roles {
+    /// Each step may follow only the kinds whose rows it reads: score first (or a judge label
+    /// on the source's rows), filter after score, sql after score, filter or label, label after
+    /// score, filter or an sql after filter, train after label.
+    fn of(steps: Vec<Step>) -> Result<Self, PipelineError> {
+        let mut roles = Roles::default();
+        let mut previous: Option<&'static str> = None;
+        for step in steps {
+            let follows = match (previous, step.kind()) {
+                (None, "score" | "label") => true,
+                (Some("score"), "filter" | "sql" | "label") => true,
+                (Some("filter"), "sql" | "label") => true,
+                (Some("sql"), "label") => roles.filter.is_some() && roles.label.is_none(),
+                (Some("label"), "sql" | "train") => true,
+                _ => false,
+            };
+            if !follows {
+                return Err(PipelineError::Unrunnable(
+                    "runnable stage lists: score [-> sql]; score -> filter [-> sql]; [score [-> \
+                     filter [-> sql]]] -> judge label [-> sql]; score -> filter -> label -> train",
+                ));
+            }
+            previous = Some(step.kind());
+            match step {
+                Step::Score(s) => roles.score = Some(s),
+                Step::Filter(f) => roles.filter = Some(f),
+                Step::Sql(q) => roles.query = Some(q),
+                Step::Label(l) => {
+                    // an sql between filter and label maps the rows the judge reads
+                    roles.judge_query = roles.query.take();
+                    roles.label = Some(l);
+                }
+                Step::Train(t) => roles.train = Some(t),
+            }
+        }
+        Ok(roles)
     }
 }
 

@@ -9,7 +9,7 @@ use super::parse::Spans;
 use super::problem::Problem;
 use super::*;
 use crate::model::ModelOptions;
-use crate::pipeline::stage_list::{Job, LabelStep, ScoreStep, StageList};
+use crate::pipeline::stage_list::{Job, LabelStep, ScoreStep, StageList, Step};
 use crate::report::Report;
 use crate::source::ColumnMapping;
 
@@ -526,7 +526,7 @@ pub fn execute(checked: &Checked, progress: bool) -> Result<RunOutcome, ConfigEr
     let mut stages = compile(file, plan, inputs, &scratch)?;
     stages.progress = progress;
     if let Some(name) = &plan.sql {
-        let score = stages.score.clone().unwrap_or_default();
+        let score = stages.score_step().cloned().unwrap_or_default();
         stages.inputs = vec![sql_stage(
             name,
             file,
@@ -591,21 +591,20 @@ fn compile(
     stages.more_outputs = data.collect();
     // a pipeline file's rerun replaces its earlier outputs (declared, reproducible)
     stages.overwrite = true;
+    // the steps in dataflow order: score, filter, an sql before label, label, train, an sql
+    // before the sinks
     if let Some(TransformStage::Score(score)) = file.transforms.get(&plan.score) {
-        stages.score = Some(ScoreStep {
+        stages.steps.push(Step::Score(ScoreStep {
             model: model_of(file, score),
             settings: score.settings.clone(),
             extras: score.extras.clone(),
-        });
+        }));
     }
     if let Some(TransformStage::Filter(filter)) = transform(&plan.filter) {
-        stages.filter = Some(filter.settings.clone());
-    }
-    if let Some(TransformStage::Sql(sql)) = transform(&plan.sql_after) {
-        stages.query = Some(sql.query.clone());
+        stages.steps.push(Step::Filter(filter.settings.clone()));
     }
     if let Some(TransformStage::Sql(sql)) = transform(&plan.sql_before_label) {
-        stages.judge_query = Some(sql.query.clone());
+        stages.steps.push(Step::Sql(sql.query.clone()));
     }
     if let Some(TransformStage::Label(label)) = transform(&plan.label) {
         let judge = match label.mode {
@@ -624,7 +623,7 @@ fn compile(
                     })?,
             ),
         };
-        stages.label = Some(LabelStep {
+        stages.steps.push(Step::Label(LabelStep {
             judge,
             // answers cached beside the output unless the stage says otherwise (as `actprm
             // label` does), so a rerun pays only for new ones
@@ -632,9 +631,14 @@ fn compile(
             batch_rows: label.run.batch_rows,
             budget: label.budget,
             format: label.output.label_format,
-        });
+        }));
     }
-    stages.train = train.map(|t| t.settings.clone());
+    if let Some(train) = train {
+        stages.steps.push(Step::Train(train.settings.clone()));
+    }
+    if let Some(TransformStage::Sql(sql)) = transform(&plan.sql_after) {
+        stages.steps.push(Step::Sql(sql.query.clone()));
+    }
     Ok(stages)
 }
 
