@@ -182,6 +182,16 @@ impl Strategy {
         )
     }
 
+    /// Each row's embedding (the mean of its step features, given as `(features, steps)`) when
+    /// this strategy clusters by them; else none.
+    pub fn embeddings<'a>(&self, rows: impl Iterator<Item = (&'a [f32], usize)>) -> Vec<Vec<f32>> {
+        if !self.needs_embeddings() {
+            return Vec::new();
+        }
+        rows.map(|(features, steps)| super::trajectory_embedding(features, steps))
+            .collect()
+    }
+
     /// Indices of the batch to label, ascending.
     pub fn choose(&self, batch: &Candidates, rng: &mut NormalRng) -> Vec<usize> {
         let n = batch.decisions.len();

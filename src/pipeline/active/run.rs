@@ -28,7 +28,7 @@ use crate::pipeline::score::{run_scoring, BatchView, ScoreHooks, ScoredSink, Sin
 use crate::pipeline::PipelineError;
 use crate::rng::NormalRng;
 use crate::score::check::CheckRule;
-use crate::select::{trajectory_embedding, Candidates, Decision, Strategy};
+use crate::select::{Candidates, Decision, Strategy};
 use crate::sink::commit::{self, Recorded};
 use crate::sink::dataset_card::CardConfig;
 use crate::sink::{write_atomic, DataFormat};
@@ -301,14 +301,11 @@ impl LoopCtx {
         // Algorithm 1's choice, by the same strategy code the pool experiment measures
         let strategy = Strategy::of_loop(job.selection, job.picks);
         let decisions: Vec<Decision> = view.scores.iter().map(|s| s.decision).collect();
-        let embeddings: Vec<Vec<f32>> = if strategy.needs_embeddings() {
+        let embeddings = strategy.embeddings(
             view.features
                 .iter()
-                .map(|f| trajectory_embedding(&f.features, f.steps))
-                .collect()
-        } else {
-            Vec::new()
-        };
+                .map(|f| (f.features.as_slice(), f.steps)),
+        );
         // seeded by the rows offered so far: a resumed run picks as an uninterrupted one
         let mut rng = NormalRng::new(job.train.seed ^ self.state.keep_quota.offered);
         let candidates = Candidates {

@@ -33,7 +33,7 @@ use crate::label::format::{with_trl_columns, TrlRow};
 use crate::label::LabelFormat;
 use crate::rng::NormalRng;
 use crate::score::RowScore;
-use crate::select::{trajectory_embedding, Candidates, Decision, RateQuota, Strategy};
+use crate::select::{Candidates, Decision, RateQuota, Strategy};
 use crate::sink::atomic::{self, write_atomic_tagged};
 use crate::sink::commit::{self, Promised, Recorded};
 use crate::sink::dataset_card::{write_card_or_say, CardConfig};
@@ -254,14 +254,9 @@ impl FilterSink {
     /// The uncertainty rule's choice of a batch's rows (a keep rate spends the unit's quota).
     fn keep_mask(&mut self, scores: &[RowScore], features: &[FeatureRow]) -> Vec<bool> {
         let decisions: Vec<Decision> = scores.iter().map(|s| s.decision).collect();
-        let embeddings: Vec<Vec<f32>> = if self.strategy.needs_embeddings() {
-            features
-                .iter()
-                .map(|f| trajectory_embedding(&f.features, f.steps))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let embeddings = self
+            .strategy
+            .embeddings(features.iter().map(|f| (f.features.as_slice(), f.steps)));
         let mut rng = NormalRng::new(PICKS_SEED ^ self.quota.offered);
         let candidates = Candidates {
             decisions: &decisions,
