@@ -10,9 +10,12 @@ use arrow::array::{BooleanArray, RecordBatch};
 
 use crate::formats::features::FeatureRow;
 use crate::score::RowScore;
-use crate::source::flow::SourceBatch;
+use crate::source::flow::{Flow, SourceBatch};
 use crate::source::{RowReject, Trajectory};
 use crate::tokenise::TokenisedTrajectory;
+
+/// What the read stage sends on: a batch of rows, or a marker.
+pub type RowItem = Flow<RowBatch>;
 
 pub struct RowBatch {
     pub path: Arc<PathBuf>,

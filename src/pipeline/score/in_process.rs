@@ -9,6 +9,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use super::{rejected_rows_at, scoring_stages, ScoreJob, Scorer};
+use crate::pipeline::rows::RowBatch;
 use crate::pipeline::stages::{ScoreSteps, ScoredBatch, Tokenise};
 use crate::pipeline::PipelineError;
 use crate::score::output::{over_every_row, scored_batch};
@@ -116,12 +117,12 @@ impl BatchScorer {
                     message,
                 }
             })?;
-            let part = self.score_slice(SourceBatch {
+            let part = self.score_slice(RowBatch::from(SourceBatch {
                 path: path.clone(),
                 first_row: first_row + start as u64,
                 batch: slice,
                 rows,
-            })?;
+            }))?;
             scored.push(part.scored);
             rejects.push(part.rejects);
             every_row.push(part.every_row);
@@ -133,8 +134,8 @@ impl BatchScorer {
         })
     }
 
-    fn score_slice(&mut self, batch: SourceBatch) -> Result<ScoredRecords, PipelineError> {
-        let (path, first_row, input) = (batch.path.clone(), batch.first_row, batch.batch.clone());
+    fn score_slice(&mut self, batch: RowBatch) -> Result<ScoredRecords, PipelineError> {
+        let (path, first_row, input) = (batch.path.clone(), batch.first_row, batch.input.clone());
         let (scored, valid, rejected) = match self.tokenise.tokenise(batch) {
             Flow::Batch(tokenised) => {
                 let ScoredBatch { rows, output, .. } = self.score.score(tokenised)?;

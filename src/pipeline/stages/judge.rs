@@ -1,7 +1,7 @@
 //! The judge stage (`actprm label`, and pipeline files with a `label` transform in judge mode):
 //! the usable, selected rows of each batch go to the judge, several batches at a time so every
 //! request slot stays busy across batch boundaries, and come out in input order with one
-//! outcome per row. It reads rows as read (`SourceItem`), or straight from a score stage
+//! outcome per row. It reads rows as read (`RowItem`), or straight from a score stage
 //! (`Scored`: every row with its scores, the scorer's rejects failed with their reason), so
 //! source -> score -> judge is one stream.
 
@@ -15,11 +15,11 @@ use super::score::{Scored, ScoredBatch};
 use crate::label::judge::{JudgeClient, JudgeOutcome, JudgeStatus};
 use crate::label::LabelRequest;
 use crate::pipeline::rows::Row;
+use crate::pipeline::rows::{RowBatch, RowItem};
 use crate::pipeline::stage::{Inlet, Outlet, Stage};
 use crate::pipeline::PipelineError;
 use crate::score::output::over_every_row;
-use crate::source::flow::{Flow, SourceBatch, SourceItem};
-use crate::source::{RowReject, Trajectory};
+use crate::source::flow::Flow;
 
 /// A judged batch: its rows, one outcome per row, and each usable row's problem and steps.
 pub struct JudgedBatch {
@@ -53,10 +53,10 @@ impl<T> JudgeRows<T> {
     }
 }
 
-/// What the judge stage reads: rows, and which of them may go to the judge (`None`: as the
-/// `selected` column says).
+/// What the judge stage reads: rows (`input` is what the output writes of each), and which of
+/// them may go to the judge (`None`: as the `selected` column says).
 pub struct ToJudge {
-    pub rows: SourceBatch,
+    pub rows: RowBatch,
     pub chosen: Option<Vec<bool>>,
 }
 
@@ -65,7 +65,7 @@ pub trait JudgeInput: Send + Sized + 'static {
     fn to_judge(self) -> Result<Flow<ToJudge>, PipelineError>;
 }
 
-impl JudgeInput for SourceItem {
+impl JudgeInput for RowItem {
     fn to_judge(self) -> Result<Flow<ToJudge>, PipelineError> {
         Ok(match self {
             Flow::Batch(rows) => Flow::Batch(ToJudge { rows, chosen: None }),
@@ -86,27 +86,20 @@ impl JudgeInput for Scored {
             Flow::Unreadable(u) => return Ok(Flow::Unreadable(u)),
             Flow::GroupEnd(g) => return Ok(Flow::GroupEnd(g)),
         };
-        let batch = over_every_row(&b.input, &output, &b.usable_positions())?;
-        // each row as read: a scored one with its text, chosen if the rule selected it; a
-        // rejected one with the scorer's reason, chosen so the judge stage fails it with that
-        let (rows, chosen): (Vec<Result<Trajectory, RowReject>>, Vec<bool>) = b
+        // every row with its scores (null on the rejected ones) is what the output writes
+        let input = over_every_row(&b.input, &output, &b.usable_positions())?;
+        // a scored row is chosen if the rule selected it; a rejected one, so the judge stage
+        // fails it with the reader's reason
+        let chosen = b
             .rows
-            .into_iter()
+            .iter()
             .map(|row| match row {
-                Row::Rejected(reject) => (Err(reject), true),
-                Row::Usable(usable) => {
-                    let selected = usable.score.as_ref().is_some_and(|s| s.decision.selected);
-                    (Ok(usable.trajectory), selected)
-                }
+                Row::Rejected(_) => true,
+                Row::Usable(usable) => usable.score.as_ref().is_some_and(|s| s.decision.selected),
             })
-            .unzip();
+            .collect();
         Ok(Flow::Batch(ToJudge {
-            rows: SourceBatch {
-                path: b.path,
-                first_row: b.first_row,
-                batch,
-                rows,
-            },
+            rows: RowBatch { input, ..b },
             chosen: Some(chosen),
         }))
     }
@@ -155,10 +148,10 @@ async fn judge_item(
 ) -> Result<Judged, PipelineError> {
     let ToJudge {
         rows:
-            SourceBatch {
+            RowBatch {
                 path,
                 first_row,
-                batch,
+                input: batch,
                 rows,
             },
         chosen,
@@ -200,6 +193,10 @@ async fn judge_item(
             raw: None,
             votes: Vec::new(),
         });
+        let row = match row {
+            Row::Usable(usable) => Ok(usable.trajectory),
+            Row::Rejected(reject) => Err(reject),
+        };
         texts.push(
             row.as_ref()
                 .ok()

@@ -1,6 +1,7 @@
 //! The source stage: planned Parquet files, read in order, as batches of extracted rows (with
 //! each unusable row's reason), unreadable groups and row-group ends.
 
+use crate::pipeline::rows::{RowBatch, RowItem};
 use crate::pipeline::stage::{Outlet, Source};
 use crate::pipeline::PipelineError;
 use crate::source::flow::{Flow, SourceBatch, SourceItem};
@@ -14,13 +15,13 @@ pub struct ReadFiles {
 }
 
 impl Source for ReadFiles {
-    type Out = SourceItem;
+    type Out = RowItem;
 
     fn name(&self) -> &'static str {
         "read"
     }
 
-    fn run(self, output: Outlet<SourceItem>) -> Result<(), PipelineError> {
+    fn run(self, output: Outlet<RowItem>) -> Result<(), PipelineError> {
         let mut skip = self.skip_rows;
         for file in &self.planned {
             let mut open = true;
@@ -29,7 +30,11 @@ impl Source for ReadFiles {
                     return true;
                 };
                 crate::failpoint::hit("read");
-                open = output.send(item);
+                open = output.send(match item {
+                    Flow::Batch(b) => Flow::Batch(RowBatch::from(b)),
+                    Flow::Unreadable(u) => Flow::Unreadable(u),
+                    Flow::GroupEnd(g) => Flow::GroupEnd(g),
+                });
                 open
             });
             if !open {

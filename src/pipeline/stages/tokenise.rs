@@ -1,10 +1,10 @@
 //! The tokenise stage: each batch's usable rows into model input; a batch the tokenizer refuses
 //! becomes unreadable rows with the tokenizer's reason.
 
-use crate::pipeline::rows::RowBatch;
+use crate::pipeline::rows::{RowBatch, RowItem};
 use crate::pipeline::stage::{Inlet, Outlet, Stage};
 use crate::pipeline::PipelineError;
-use crate::source::flow::{Flow, SourceBatch, SourceItem, Unreadable};
+use crate::source::flow::{Flow, Unreadable};
 use crate::tokenise::Tokeniser;
 
 /// Rows with their tokens: each usable row's `tokens` is set.
@@ -17,14 +17,14 @@ pub struct Tokenise {
 }
 
 impl Stage for Tokenise {
-    type In = SourceItem;
+    type In = RowItem;
     type Out = Tokenised;
 
     fn name(&self) -> &'static str {
         "tokenise"
     }
 
-    fn run(self, input: Inlet<SourceItem>, output: Outlet<Tokenised>) -> Result<(), PipelineError> {
+    fn run(self, input: Inlet<RowItem>, output: Outlet<Tokenised>) -> Result<(), PipelineError> {
         for item in input {
             let out = match item {
                 Flow::Unreadable(u) => Flow::Unreadable(u),
@@ -41,8 +41,7 @@ impl Stage for Tokenise {
 
 impl Tokenise {
     /// One batch's usable rows tokenised (the in-process scorer calls this too).
-    pub(crate) fn tokenise(&self, b: SourceBatch) -> Tokenised {
-        let mut b = RowBatch::from(b);
+    pub(crate) fn tokenise(&self, mut b: RowBatch) -> Tokenised {
         crate::failpoint::hit("tokenise");
         let refs: Vec<(&str, &[String])> = b
             .usable()
