@@ -234,8 +234,11 @@ fn the_final_heads_retrain_on_every_label_across_a_resume() {
     let split = dir.path().join("split");
     let mut first = with_retrain(&split);
     first.stop_after_rows = Some(12);
-    run_active(&first).unwrap();
+    let stopped = serde_json::to_value(run_active(&first).unwrap()).unwrap();
     assert_commit_record_names_every_file(&split, 12);
+    // the summary reports the state's counts, not its list of files
+    assert_eq!(stopped["state"]["rows_done"], 12, "{stopped}");
+    assert!(stopped["state"].get("committed").is_none(), "{stopped}");
     // a committed file gone: the resume refuses (its rows would be missing), naming it
     let part = split.join("scored/part-00001.parquet");
     let aside = dir.path().join("aside.parquet");

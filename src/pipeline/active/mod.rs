@@ -55,8 +55,11 @@ pub struct LoopState {
     /// Version of the heads the scorer runs (the last published; may lag the trainer's).
     pub scorer_version: String,
     /// Every data file the commits wrote, with its rows, checked on resume (absent in the
-    /// states of runs started before it: nothing to check).
-    #[serde(default)]
+    /// states of runs started before it: nothing to check; and in the run's summary).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::sink::commit::Promised::is_empty"
+    )]
     pub committed: crate::sink::commit::Promised,
 }
 

@@ -611,7 +611,11 @@ pub fn run_active(job: &ActiveJob) -> Result<ActiveSummary, PipelineError> {
         labelled::retrain_at_the_end(&mut ctx, job)?;
     }
     ctx.summary.final_model = ctx.trainer.export(&ctx.base, &out.join("model"), None)?;
-    ctx.summary.state = ctx.state.clone();
+    ctx.summary.state = LoopState {
+        // the files are loop-state.json's record; the summary reports the counts
+        committed: Default::default(),
+        ..ctx.state.clone()
+    };
     if !stopped {
         write_atomic(
             &out.join("summary.json"),
