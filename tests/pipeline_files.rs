@@ -1017,9 +1017,11 @@ fn sql_transforms_before_and_after_a_judge_label() {
         )
     };
     let file = dir.path().join("p.yaml");
+    let lines_dir = dir.path().join("judged-lines");
     let tail = format!(
-        "  slim:\n    type: sql\n    inputs: [judged]\n    query: SELECT id, judge_label, judge_status FROM input\nsinks:\n  out: {{type: parquet, inputs: [slim], path: {}}}\n",
-        out_dir.display()
+        "  slim:\n    type: sql\n    inputs: [judged]\n    query: SELECT id, judge_label, judge_status FROM input\nsinks:\n  out: {{type: parquet, inputs: [slim], path: {}}}\n  lines: {{type: jsonl, inputs: [slim], path: {}}}\n",
+        out_dir.display(),
+        lines_dir.display()
     );
     std::fs::write(&file, yaml("mode: judge, judge: j", &tail)).unwrap();
     let run = actprm(&["run", file.to_str().unwrap()], &[]);
@@ -1082,6 +1084,25 @@ fn sql_transforms_before_and_after_a_judge_label() {
     }
     got.sort();
     assert_eq!(got, want);
+    // a second data sink after the label holds the same rows, each judged once
+    let mut lines: Vec<String> = std::fs::read_dir(&lines_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let row: serde_json::Value = serde_json::from_str(l).unwrap();
+                    assert_eq!(row["judge_label"], 1, "{row}");
+                    row["id"].as_str().unwrap().to_string()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    assert_eq!(lines, want);
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["rows_out"], want.len() as u64, "{summary}");

@@ -31,6 +31,9 @@ pub struct LabelJob {
     pub output: PathBuf,
     /// How the labelled rows are stored in `output`.
     pub format: crate::sink::DataFormat,
+    /// More folders for the same labelled rows, each in its own format, written in the same
+    /// stream (a pipeline's further data sinks).
+    pub more_outputs: Vec<crate::sink::DataOutput>,
     pub columns: ColumnMapping,
     pub judge: JudgeConfig,
     pub batch_rows: usize,
@@ -59,6 +62,7 @@ impl LabelJob {
             inputs,
             output,
             format: Default::default(),
+            more_outputs: Vec::new(),
             columns: ColumnMapping::default(),
             judge,
             batch_rows: crate::label::LabelRun::default().batch_rows,
@@ -75,6 +79,15 @@ impl LabelJob {
 }
 
 impl LabelJob {
+    /// Every folder the labelled rows go to, the run's own first.
+    pub fn data_outputs(&self) -> impl Iterator<Item = crate::sink::DataOutput> + '_ {
+        std::iter::once(crate::sink::DataOutput {
+            folder: self.output.clone(),
+            format: self.format,
+        })
+        .chain(self.more_outputs.iter().cloned())
+    }
+
     pub fn validate(&self) -> Result<(), PipelineError> {
         crate::limits::at_least("batch_rows", self.batch_rows, 1)?;
         crate::limits::at_least("rows_per_part", self.rows_per_part, 1)?;
@@ -141,6 +154,12 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     let started = Instant::now();
     let (_folder, planned) =
         super::score::claim_and_plan(&job.inputs, &job.columns, &job.output, job.overwrite)?;
+    // the run's own folder is claimed with its inputs above; the further ones here
+    let _locks = job
+        .more_outputs
+        .iter()
+        .map(|out| super::score::claim_parts_folder(&out.folder, job.overwrite, &planned))
+        .collect::<Result<Vec<_>, _>>()?;
     let (client, cache_report) = JudgeClient::new(&job.judge, job.log.clone())?;
     let client = Arc::new(client);
     let mut summary = LabelSummary {
@@ -206,19 +225,20 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     summary.judge = client.accounting();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.requests_per_second = summary.judge.requests as f64 / summary.seconds.max(1e-9);
-    let path = job.output.join("summary.json");
-    let json = serde_json::to_vec_pretty(&summary).map_err(PipelineError::json(&path))?;
-    write_atomic(&path, &json)?;
-    write_card_or_say(
-        &job.output,
-        "Trajectories labelled by actprm",
-        &[CardConfig {
-            name: "default",
-            files: job.format.parts_pattern(),
-        }],
-        "Every judged row of the input with the judge's verdict (`judge_*` columns), from \
-         `actprm label`.",
-    )?;
+    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+    for out in job.data_outputs() {
+        write_atomic(&out.folder.join("summary.json"), &json)?;
+        write_card_or_say(
+            &out.folder,
+            "Trajectories labelled by actprm",
+            &[CardConfig {
+                name: "default",
+                files: out.format.parts_pattern(),
+            }],
+            "Every judged row of the input with the judge's verdict (`judge_*` columns), from \
+             `actprm label`.",
+        )?;
+    }
     Ok(summary)
 }
 
@@ -229,7 +249,10 @@ fn sink(
     summary: &mut LabelSummary,
     bar: &indicatif::ProgressBar,
 ) -> Result<(), PipelineError> {
-    let mut parts = PartWriter::data(&job.output, job.format, job.rows_per_part)?;
+    let mut parts = job
+        .data_outputs()
+        .map(|out| PartWriter::data(&out.folder, out.format, job.rows_per_part))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut rejects = RejectSink::new(&job.output);
     let query = match &job.query {
         Some(text) => {
@@ -265,7 +288,9 @@ fn sink(
                     Some(query) => query.apply(&out)?,
                     None => out,
                 };
-                parts.write(&out)?;
+                for parts in &mut parts {
+                    parts.write(&out)?;
+                }
                 summary.rows_in += batch.num_rows() as u64;
                 summary.rows_out += out.num_rows() as u64;
                 for o in &outcomes {
@@ -278,16 +303,21 @@ fn sink(
             }
         }
     }
-    summary.parts = parts
-        .finish()?
-        .iter()
-        .map(|p| {
-            p.strip_prefix(&job.output)
-                .unwrap_or(p)
-                .display()
-                .to_string()
-        })
-        .collect();
+    // the summary lists the run's own parts, relative to its folder
+    for (i, parts) in parts.into_iter().enumerate() {
+        let written = parts.finish()?;
+        if i == 0 {
+            summary.parts = written
+                .iter()
+                .map(|p| {
+                    p.strip_prefix(&job.output)
+                        .unwrap_or(p)
+                        .display()
+                        .to_string()
+                })
+                .collect();
+        }
+    }
     rejects.finish()?;
     Ok(())
 }

@@ -287,11 +287,10 @@ impl StageList {
             job
         };
         let shape = PipelineError::Unrunnable;
-        let writes_once = matches!((&score, &label), (Some(_), None));
-        if !more_outputs.is_empty() && !writes_once {
+        if !more_outputs.is_empty() && train.is_some() {
             return Err(shape(
-                "score and filter write their rows to several data sinks; after label or \
-                 train, give one",
+                "score, filter and label write their rows to several data sinks; the active \
+                 loop writes its own folder",
             ));
         }
         if train.is_some() && format != DataFormat::Parquet {
@@ -408,6 +407,7 @@ impl StageList {
                 job.format = format;
                 job.progress = progress;
                 job.query = query;
+                job.more_outputs = more_outputs;
                 job.score = front.map(Box::new);
                 Ok(Job::Label {
                     first: first.map(Box::new),

@@ -289,17 +289,6 @@ pub fn plan(file: &PipelineFile, spans: &Spans) -> Result<Plan, Vec<Problem>> {
                 ));
                 continue;
             }
-            if rows_kind == "label" && !data_sinks.is_empty() {
-                problems.push(Problem::at(
-                    &spans.stage(&name),
-                    format!(
-                        "sink `{name}`: after label, one data sink (parquet, jsonl, arrow_ipc \
-                         or hf_dataset) in this version; `{}` is already one",
-                        data_sinks[0].0
-                    ),
-                ));
-                continue;
-            }
             data_sinks.push((name.clone(), data.folder));
         }
         plan.sinks.push(name);

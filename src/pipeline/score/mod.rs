@@ -115,7 +115,7 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
 }
 
 /// Claims a further output folder of a run writing parts by the output-folder rule.
-fn claim_parts_folder(
+pub(crate) fn claim_parts_folder(
     folder: &Path,
     overwrite: bool,
     planned: &[PlannedFile],
