@@ -207,6 +207,18 @@ impl Hub {
         }
     }
 
+    /// The JSON body of a Hub API answer to `what`, or an error saying it is not one.
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+        what: &str,
+    ) -> Result<T, LocationError> {
+        response.json().await.map_err(|e| {
+            self.url
+                .error(format!("{what}: not the Hub's answer: {}", without_url(&e)))
+        })
+    }
+
     fn file_url(&self, key: &str) -> String {
         match &self.target {
             Target::Repository { revision, .. } => self.repository_url(&format!(
@@ -324,12 +336,7 @@ impl Hub {
                 return Ok(found);
             };
             next = next_page(response.headers());
-            let entries: Vec<TreeEntry> = response.json().await.map_err(|e| {
-                self.url.error(format!(
-                    "listing: not the Hub's tree answer: {}",
-                    without_url(&e)
-                ))
-            })?;
+            let entries: Vec<TreeEntry> = self.answer(response, "listing").await?;
             found.extend(entries.into_iter().filter(|e| e.kind == "file").map(|e| {
                 let (size, version) = match e.lfs {
                     Some(lfs) => (lfs.size, Some(lfs.oid)),

@@ -19,8 +19,7 @@ use crate::label::format::{with_columns, TrlRow};
 use crate::label::judge::{Accounting, JudgeClient, JudgeConfig, JudgeOutcome};
 use crate::label::LabelFormat;
 use crate::report::Log;
-use crate::sink::dataset_card::{write_card_or_say, CardConfig};
-use crate::sink::{write_atomic, PartWriter, RejectSink};
+use crate::sink::{PartWriter, RejectSink};
 use crate::source::flow::Flow;
 use crate::source::ColumnMapping;
 
@@ -81,11 +80,7 @@ impl LabelJob {
 impl LabelJob {
     /// Every folder the labelled rows go to, the run's own first.
     pub fn data_outputs(&self) -> impl Iterator<Item = crate::sink::DataOutput> + '_ {
-        std::iter::once(crate::sink::DataOutput {
-            folder: self.output.clone(),
-            format: self.format,
-        })
-        .chain(self.more_outputs.iter().cloned())
+        crate::sink::DataOutput::all(&self.output, self.format, &self.more_outputs)
     }
 
     pub fn validate(&self) -> Result<(), PipelineError> {
@@ -225,20 +220,13 @@ pub fn run_label(job: &LabelJob) -> Result<LabelSummary, PipelineError> {
     summary.judge = client.accounting();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.requests_per_second = summary.judge.requests as f64 / summary.seconds.max(1e-9);
-    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    for out in job.data_outputs() {
-        write_atomic(&out.folder.join("summary.json"), &json)?;
-        write_card_or_say(
-            &out.folder,
-            "Trajectories labelled by actprm",
-            &[CardConfig {
-                name: "default",
-                files: out.format.parts_pattern(),
-            }],
-            "Every judged row of the input with the judge's verdict (`judge_*` columns), from \
-             `actprm label`.",
-        )?;
-    }
+    super::score::write_summary_and_cards(
+        job.data_outputs(),
+        &summary,
+        "Trajectories labelled by actprm",
+        "Every judged row of the input with the judge's verdict (`judge_*` columns), from \
+         `actprm label`.",
+    )?;
     Ok(summary)
 }
 
@@ -303,21 +291,7 @@ fn sink(
             }
         }
     }
-    // the summary lists the run's own parts, relative to its folder
-    for (i, parts) in parts.into_iter().enumerate() {
-        let written = parts.finish()?;
-        if i == 0 {
-            summary.parts = written
-                .iter()
-                .map(|p| {
-                    p.strip_prefix(&job.output)
-                        .unwrap_or(p)
-                        .display()
-                        .to_string()
-                })
-                .collect();
-        }
-    }
+    summary.parts = crate::sink::parts::finish_all(parts, &job.output)?;
     rejects.finish()?;
     Ok(())
 }

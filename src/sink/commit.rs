@@ -91,10 +91,6 @@ impl Promised {
         self.0.keys().map(String::as_str)
     }
 
-    pub fn rows(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.0.iter().map(|(f, &r)| (f.as_str(), r))
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -141,6 +141,21 @@ pub struct DataOutput {
     pub format: DataFormat,
 }
 
+impl DataOutput {
+    /// A run's data sinks: its own folder in its format, then the further ones.
+    pub fn all<'a>(
+        folder: &Path,
+        format: DataFormat,
+        more: &'a [DataOutput],
+    ) -> impl Iterator<Item = DataOutput> + 'a {
+        std::iter::once(DataOutput {
+            folder: folder.to_path_buf(),
+            format,
+        })
+        .chain(more.iter().cloned())
+    }
+}
+
 /// One data file being written: batches in, the file renamed into place by [`Self::commit`].
 pub struct DataFile {
     encoder: Encoder,

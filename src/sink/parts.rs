@@ -134,6 +134,27 @@ impl PartWriter {
     }
 }
 
+/// `path` as a run's records name it: relative to its folder `base`.
+pub fn relative_name(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Finishes the part writers of every data sink of a run (its own folder `own` first); returns
+/// the run's own parts, relative to `own` (what its summary lists).
+pub fn finish_all(writers: Vec<PartWriter>, own: &Path) -> Result<Vec<String>, SinkError> {
+    let mut names = Vec::new();
+    for (i, writer) in writers.into_iter().enumerate() {
+        let written = writer.finish()?;
+        if i == 0 {
+            names = written.iter().map(|p| relative_name(p, own)).collect();
+        }
+    }
+    Ok(names)
+}
+
 /// Writes `batches` as one Parquet file at `path`, atomically (temporary name, fsync, rename).
 pub fn write_file(path: &Path, batches: &[RecordBatch]) -> Result<(), SinkError> {
     let schema = batches

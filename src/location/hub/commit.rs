@@ -160,12 +160,7 @@ impl Hub {
             let Some(response) = self.send(request, "preparing the upload").await? else {
                 return Ok(false);
             };
-            let answers: PreuploadAnswers = response.json().await.map_err(|e| {
-                self.url.error(format!(
-                    "preparing the upload: not the Hub's answer: {}",
-                    super::without_url(&e)
-                ))
-            })?;
+            let answers: PreuploadAnswers = self.answer(response, "preparing the upload").await?;
             for answer in answers.files {
                 if let Some(s) = chunk.iter_mut().find(|s| s.key == answer.path) {
                     s.lfs = answer.upload_mode == "lfs";
@@ -232,12 +227,7 @@ impl Hub {
                 .url
                 .error("LFS batch: the repository has no LFS endpoint"));
         };
-        let answer: BatchAnswer = response.json().await.map_err(|e| {
-            self.url.error(format!(
-                "LFS batch: not the Hub's answer: {}",
-                super::without_url(&e)
-            ))
-        })?;
+        let answer: BatchAnswer = self.answer(response, "LFS batch").await?;
         for object in answer.objects {
             let Some(staged) = objects.iter().find(|s| s.sha256 == object.oid) else {
                 continue;

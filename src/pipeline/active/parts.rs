@@ -9,6 +9,7 @@ use super::run::labelled;
 use crate::pipeline::PipelineError;
 use crate::sink::commit::Promised;
 use crate::sink::output_folder::{Entry, Layout};
+use crate::sink::parts::relative_name;
 use crate::sink::{write_atomic, DataFormat, PartWriter};
 
 /// What the loop writes in its folder (the output-folder rule of `sink::output_folder`): a
@@ -59,13 +60,8 @@ pub(super) fn write_part(
     }
     Ok(w.finish_counted()?
         .into_iter()
-        .map(|(path, rows)| (relative(out, &path), rows))
+        .map(|(path, rows)| (relative_name(&path, out), rows))
         .collect())
-}
-
-/// `path` as a commit record names it: relative to the loop's folder.
-pub(super) fn relative(out: &Path, path: &Path) -> String {
-    path.strip_prefix(out).unwrap_or(path).display().to_string()
 }
 
 /// The part index in `PREFIX-K.parquet` / `unreadable-K.jsonl`.

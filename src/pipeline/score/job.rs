@@ -148,11 +148,7 @@ impl ScoreJob {
 
     /// Every folder the rows go to, `output` first.
     pub fn data_outputs(&self) -> impl Iterator<Item = DataOutput> + '_ {
-        std::iter::once(DataOutput {
-            folder: self.output.clone(),
-            format: self.format,
-        })
-        .chain(self.more_outputs.iter().cloned())
+        DataOutput::all(&self.output, self.format, &self.more_outputs)
     }
 
     /// A SQL session's settings whose `prm_score` scores as this job does.

@@ -94,24 +94,41 @@ pub fn run_score(job: &ScoreJob, hooks: ScoreHooks<'_>) -> Result<Summary, Pipel
     if job.query.is_some() {
         summary.rows_written = Some(written.load(std::sync::atomic::Ordering::Relaxed));
     }
-    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    for out in job.data_outputs() {
+    write_summary_and_cards(
+        job.data_outputs(),
+        &summary,
+        "Trajectories scored by actprm",
+        &format!(
+            "Every readable row of the input with its step scores (`step_mean`, `step_std`, \
+             `first_error`, uncertainty, `selected`), from `actprm score` with model `{}`.",
+            summary.model_version
+        ),
+    )?;
+    Ok(summary)
+}
+
+/// Ends a run writing parts (`score`, `label`): every data sink's folder gets the run's
+/// `summary.json` and a dataset card naming its parts.
+pub(crate) fn write_summary_and_cards(
+    outputs: impl Iterator<Item = crate::sink::DataOutput>,
+    summary: &impl serde::Serialize,
+    title: &str,
+    description: &str,
+) -> Result<(), PipelineError> {
+    let json = serde_json::to_vec_pretty(summary).expect("summary serialises");
+    for out in outputs {
         write_atomic(&out.folder.join("summary.json"), &json)?;
         write_card_or_say(
             &out.folder,
-            "Trajectories scored by actprm",
+            title,
             &[CardConfig {
                 name: "default",
                 files: out.format.parts_pattern(),
             }],
-            &format!(
-                "Every readable row of the input with its step scores (`step_mean`, `step_std`, \
-                 `first_error`, uncertainty, `selected`), from `actprm score` with model `{}`.",
-                summary.model_version
-            ),
+            description,
         )?;
     }
-    Ok(summary)
+    Ok(())
 }
 
 /// Claims a further output folder of a run writing parts by the output-folder rule.

@@ -70,13 +70,7 @@ impl ScoredSink for PartsSink {
 
     /// Returns the run's own parts, relative to its folder.
     fn finish(self: Box<Self>) -> Result<Vec<String>, PipelineError> {
-        let mut own = Vec::new();
-        for (i, parts) in self.parts.into_iter().enumerate() {
-            let written = parts.finish()?;
-            if i == 0 {
-                own = written.iter().map(|p| relative(p, &self.output)).collect();
-            }
-        }
+        let own = crate::sink::parts::finish_all(self.parts, &self.output)?;
         self.rejects.finish()?;
         Ok(own)
     }
@@ -87,8 +81,4 @@ pub(super) fn short_reason(reason: &str) -> String {
     let r = reason.split(':').next().unwrap_or(reason);
     r.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ')
         .replace(|c: char| c.is_ascii_digit(), "N")
-}
-
-fn relative(p: &Path, base: &Path) -> String {
-    p.strip_prefix(base).unwrap_or(p).display().to_string()
 }
